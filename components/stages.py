@@ -1,0 +1,46 @@
+"""Component bodies. KFP serialises each function's source into the pipeline, so imports go inside."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Output
+
+
+def curate(spec: str, job_id: str, artifact: Output[Artifact]):
+    """Extract, filter and deduplicate raw web pages into a corpus."""
+    from factory.orchestrate import run_component
+
+    run_component("curate", spec, job_id, {}, artifact)
+
+
+def tokenize(spec: str, job_id: str, corpus: Input[Artifact], artifact: Output[Artifact]):
+    """Train the tokenizer and write the Megatron indexed dataset."""
+    from factory.orchestrate import run_component
+
+    run_component("tokenize", spec, job_id, {"corpus": corpus}, artifact)
+
+
+def pretrain(spec: str, job_id: str, tokens: Input[Artifact], artifact: Output[Artifact]):
+    """Pretrain the hybrid Mamba-Transformer model."""
+    from factory.orchestrate import run_component
+
+    run_component("pretrain", spec, job_id, {"tokens": tokens}, artifact)
+
+
+def evaluate(spec: str, job_id: str, model: Input[Artifact], tokens: Input[Artifact], artifact: Output[Artifact]):
+    """Held-out perplexity and generation samples."""
+    from factory.orchestrate import run_component
+
+    run_component("evaluate", spec, job_id, {"model": model, "tokens": tokens}, artifact)
+
+
+def release(spec: str, job_id: str, model: Input[Artifact], tokens: Input[Artifact], evaluation: Input[Artifact], artifact: Output[Artifact]):
+    """Write the Hugging Face release folder with its model card."""
+    from factory.orchestrate import run_component
+
+    run_component("release", spec, job_id, {"model": model, "tokens": tokens, "evaluation": evaluation}, artifact)
+
+
+def finish(spec: str, job_id: str, status: dsl.PipelineTaskFinalStatus):
+    """Exit handler: close the pipeline's MLflow parent run with the pipeline's final state."""
+    from factory.orchestrate import finish_pipeline
+
+    finish_pipeline(spec, job_id, status.state)

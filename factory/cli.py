@@ -1,0 +1,210 @@
+"""The `factory` command.
+
+    factory run examples/smoke.yaml            # compile and run the whole pipeline through kfp.local
+    factory explain examples/smoke.yaml        # per step: reuse or rerun, and why
+    factory step pretrain examples/smoke.yaml  # one stage in-process (building missing inputs first)
+    factory compile examples/smoke.yaml -o pipeline.yaml
+    factory submit spec.yaml --host https://kfp.example.org
+    factory lineage runs/smoke/store/release/<fingerprint>
+
+Every mistake a user can make (bad spec field, missing input, unreachable service) prints one message
+and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from factory.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nemotron-style model factory: raw web pages in, a Hugging Face model out.")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(spec_path: Path, resolve: bool = True):
+    from factory.spec import load_spec
+
+    spec = load_spec(spec_path)
+    return spec.resolved() if resolve else spec
+
+
+@app.command()
+def explain(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file")) -> None:
+    """Print, per step, whether it will be reused or rerun and why."""
+    from factory.steps import Executor
+
+    executor = Executor(_load(spec_path))
+    for e in executor.explain():
+        typer.echo(f"{e.name:<10} {e.action:<6} {e.key}")
+        for reason in e.reasons:
+            typer.echo(f"{'':<10} - {reason}")
+
+
+@app.command()
+def step(
+    name: str = typer.Argument(..., help="Stage name"),
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file"),
+) -> None:
+    """Run one stage in-process, building its missing inputs first."""
+    from factory.spec import STAGES
+    from factory.steps import Executor
+
+    if name not in STAGES:
+        _fail(f"no stage {name!r}; stages are: {', '.join(STAGES)}")
+    spec = _load(spec_path)
+    executor = Executor(spec)
+    executor.parent_run_id = executor.lineage.start_pipeline(f"{spec.name}-{name}", spec.to_yaml())
+    status = "FAILED"
+    try:
+        manifests = executor.run([name])
+        status = "FINISHED"
+    finally:
+        executor.lineage.end_pipeline(executor.parent_run_id, status)
+    typer.echo(manifests[name]["uri"])
+
+
+@app.command("compile")
+def compile_(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file"),
+    output: Path = typer.Option(Path("pipeline.yaml"), "-o", "--output", help="Where to write the KFP IR YAML"),
+) -> None:
+    """Compile the spec's pipeline to KFP IR YAML (paths stay as written in the spec)."""
+    compile_pipeline(_load(spec_path, resolve=False), output)
+    typer.echo(str(output))
+
+
+def compile_pipeline(spec, output: Path) -> Path:
+    from kfp import compiler
+
+    from pipelines.end_to_end import build_pipeline
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(spec, spec.to_yaml()), str(output))
+    return output
+
+
+@app.command()
+def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file")) -> None:
+    """Compile the pipeline and execute it locally with kfp.local's SubprocessRunner (offline)."""
+    from kfp import local
+
+    from factory.lineage import Lineage
+    from factory.orchestrate import TAG_JOB
+    from pipelines.end_to_end import build_pipeline
+
+    spec = _load(spec_path)
+    lineage = Lineage(spec.tracking_uri(), spec.experiment())  # fails fast if the tracking store is unusable
+    if spec.storage.root.startswith("s3://"):
+        from factory.store import S3Store
+
+        S3Store(spec.storage.root, spec.storage.endpoint_url, spec.storage.region).check()
+    from factory.steps import Executor
+
+    Executor(spec, lineage=lineage).plan()  # fails fast on missing inputs, before any subprocess starts
+    work = Path(spec.work_dir)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "kfp"), raise_on_error=True)
+    pipeline = build_pipeline(spec, spec.to_yaml())
+    start = time.monotonic()
+    try:
+        pipeline()
+    except RuntimeError as e:
+        _fail(f"pipeline failed: {e}", code=1)
+    runs = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.`{TAG_JOB}` != ''", order_by=["attributes.start_time DESC"], max_results=1)
+    run_id = runs[0].info.run_id if runs else "?"
+    typer.echo(json.dumps({"pipeline": spec.name, "mlflow_run_id": run_id, "tracking_uri": spec.tracking_uri(), "seconds": round(time.monotonic() - start, 1)}))
+
+
+@app.command()
+def submit(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file"),
+    host: str = typer.Option(..., "--host", help="KFP API endpoint, e.g. https://kfp.example.org/pipeline"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="KFP experiment name (default: the spec's name)"),
+    run_name: Optional[str] = typer.Option(None, "--run-name", help="KFP run name"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help="Kubeflow profile namespace (multi-user KFP)"),
+    existing_token: Optional[str] = typer.Option(None, "--existing-token", envvar="KF_PIPELINES_TOKEN", help="Bearer token, as kfp.Client(existing_token=...)"),
+    ssl_ca_cert: Optional[Path] = typer.Option(None, "--ssl-ca-cert", help="CA bundle for the KFP endpoint"),
+) -> None:
+    """Compile the pipeline and submit it to a KFP server with kfp.Client."""
+    import tempfile
+
+    import kfp
+
+    spec = _load(spec_path, resolve=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(spec, Path(tmp) / "pipeline.yaml")
+        try:
+            client = kfp.Client(host=host, existing_token=existing_token, namespace=namespace, ssl_ca_cert=str(ssl_ca_cert) if ssl_ca_cert else None)
+            result = client.create_run_from_pipeline_package(
+                str(package), arguments={}, run_name=run_name or spec.name, experiment_name=experiment or spec.name, namespace=namespace
+            )
+        except Exception as e:  # noqa: BLE001 - kfp raises many types for an unreachable or refusing server
+            raise UserError(f"--host: cannot submit to KFP at {host}: {e}") from None
+    typer.echo(json.dumps({"run_id": result.run_id, "host": host}))
+
+
+@app.command()
+def lineage(target: str = typer.Argument(..., metavar="PATH_OR_URI", help="An artifact folder, its manifest.json, or its s3:// URI")) -> None:
+    """Print the chain from an artifact (a release, say) back to its raw inputs."""
+    from factory.lineage import chain
+
+    manifest = _read_manifest(target)
+    for depth, entry in enumerate(chain(manifest)):
+        run = entry.get("mlflow_run_id") or "-"
+        typer.echo(f"{'  ' * min(depth, 1)}{entry['stage']:<9} {entry['kind']:<11} {entry['fingerprint'][:16]}  run={run}  {entry['uri']}")
+        for src in entry.get("sources", []):
+            typer.echo(f"{'':<4}source {src['uri']}  {src['digest'][:23]}")
+
+
+def _read_manifest(target: str) -> dict:
+    from factory.store import MANIFEST, S3Store
+
+    if target.startswith("s3://"):
+        bucket_and_key = target[len("s3://") :].rstrip("/")
+        bucket, _, key = bucket_and_key.partition("/")
+        store = S3Store(f"s3://{bucket}")
+        manifest = store.read_manifest(key)
+        if manifest is None:
+            raise UserError(f"{target}: no manifest.json there")
+        return manifest
+    path = Path(target.removeprefix("file://"))
+    path = path / MANIFEST if path.is_dir() else path
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no manifest here; give an artifact folder from the store") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not a valid manifest (JSON error at offset {e.pos})") from None
+
+
+def main() -> None:
+    from factory.logs import configure
+
+    configure()
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

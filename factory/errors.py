@@ -1,0 +1,19 @@
+"""Errors a user can cause. Each carries one message that says what to fix; the CLI exits with code 2."""
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad spec field, missing input, unreachable service)."""
+
+    exit_code = 2
+
+
+class SpecError(UserError):
+    """A spec field is wrong; the message starts with the field's dotted path."""
+
+
+class InputError(UserError):
+    """An input file or folder is missing or unreadable; the message names it."""
+
+
+class ServiceError(UserError):
+    """A service (tracking server, object store) cannot be reached; the message names its address."""

@@ -1,0 +1,203 @@
+"""Lineage in MLflow.
+
+One parent run per pipeline run; one nested run per step with the step's config as params, its metrics,
+tags carrying the fingerprint and artifact URI, datasets recorded with `log_inputs`, and checkpoints
+registered as model versions whose source is the artifact's store URI (the bytes stay in the store).
+
+The embedded default is a SQLite database in the work folder; any `http(s)://` tracking URI (the MLflow
+server the Helm chart deploys) works the same. `chain()` walks manifests from a release back to its raw
+inputs for `factory lineage`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from factory.errors import ServiceError
+from factory.logs import get_logger
+
+log = get_logger("factory.lineage")
+
+TAG_FINGERPRINT = "factory.fingerprint"
+TAG_ARTIFACT = "factory.artifact_uri"
+TAG_STAGE = "factory.stage"
+TAG_REUSED = "factory.reused_from_run"
+TAG_PIPELINE = "factory.pipeline"
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        text = json.dumps(value) if not isinstance(value, str) else value
+        out[prefix] = text[:6000]  # MLflow's param value limit
+
+
+def flatten_params(config: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    _flatten("", config, out)
+    return out
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast with one message if an HTTP tracking server does not answer."""
+    scheme = urlparse(uri).scheme
+    if scheme not in ("http", "https"):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:
+            if resp.status >= 500:
+                raise ServiceError(f"tracking.uri: MLflow server at {uri} answered HTTP {resp.status}")
+    except urllib.error.HTTPError as e:
+        if e.code >= 500:
+            raise ServiceError(f"tracking.uri: MLflow server at {uri} answered HTTP {e.code}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ServiceError(f"tracking.uri: cannot reach the MLflow server at {uri} ({reason}); start it or fix tracking.uri") from None
+
+
+class StepTracker:
+    """The `Tracker` a stage gets: logs into its nested MLflow run."""
+
+    def __init__(self, client, run_id: str):
+        self.client = client
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dataset(self, name: str, uri: str, digest: str, context: str, profile: Mapping[str, Any] | None = None) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        entity = Dataset(
+            name=name,
+            digest=digest[:36],  # MLflow's digest column is short; the full fingerprint is in the source
+            source_type="factory_store",
+            source=json.dumps({"uri": uri, "fingerprint": digest}),
+            schema=None,
+            profile=json.dumps(dict(profile)) if profile else None,
+        )
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])])
+
+
+class Lineage:
+    """MLflow runs for one pipeline: `start_pipeline`, then `step_run` per step, then `end_pipeline`."""
+
+    def __init__(self, tracking_uri: str, experiment: str):
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        check_tracking_uri(tracking_uri)
+        # Quiet MLflow's alembic migration chatter on a fresh SQLite database.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        try:
+            exp = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        except Exception as e:  # noqa: BLE001 - any failure here is the tracking store being unusable
+            if type(e).__name__ == "ServiceError":
+                raise
+            raise ServiceError(f"tracking.uri: cannot use the MLflow tracking store at {tracking_uri}: {e}") from None
+
+    def start_pipeline(self, run_name: str, spec_yaml: str, tags: Mapping[str, str] | None = None) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={TAG_PIPELINE: run_name, **(tags or {})})
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / "spec.yaml"
+            p.write_text(spec_yaml)
+            self.client.log_artifact(run.info.run_id, str(p))
+        return run.info.run_id
+
+    def end_pipeline(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    @contextmanager
+    def step_run(self, parent_run_id: str | None, stage: str, config: Mapping[str, Any], fingerprint: str) -> Iterator[StepTracker]:
+        tags = {TAG_STAGE: stage, TAG_FINGERPRINT: fingerprint}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=stage, tags=tags)
+        run_id = run.info.run_id
+        params = flatten_params(config)
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+        tracker = StepTracker(self.client, run_id)
+        try:
+            yield tracker
+        except BaseException:
+            self.client.set_terminated(run_id, status="FAILED")
+            raise
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def record_reuse(self, parent_run_id: str | None, stage: str, manifest: Mapping[str, Any]) -> str:
+        """A nested run for a step whose artifact was reused, pointing at the run that produced it."""
+        tags = {
+            TAG_STAGE: stage,
+            TAG_FINGERPRINT: manifest["fingerprint"],
+            TAG_ARTIFACT: manifest.get("uri", ""),
+            TAG_REUSED: manifest.get("producer", {}).get("mlflow_run_id") or "",
+        }
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=f"{stage} (reused)", tags=tags)
+        self.client.set_terminated(run.info.run_id, status="FINISHED")
+        return run.info.run_id
+
+    def finish_step(self, run_id: str, manifest: Mapping[str, Any]) -> None:
+        self.client.set_tag(run_id, TAG_ARTIFACT, manifest["uri"])
+        summary = {"fingerprint": manifest["fingerprint"], "uri": manifest["uri"], "kind": manifest["kind"], "inputs": manifest["inputs"]}
+        self.client.log_dict(run_id, summary, "artifact_ref.json")
+
+    def register(self, name: str, source_uri: str, run_id: str, fingerprint: str) -> str:
+        """Register an artifact as a new version of model `name`; returns the version number."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name, description="Registered by the model factory")
+        mv = self.client.create_model_version(name, source=source_uri, run_id=run_id, tags={TAG_FINGERPRINT: fingerprint})
+        return str(mv.version)
+
+
+def lineage_entry(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """One artifact as a lineage entry: stage, kind, fingerprint, uri, run id, raw sources, metrics, inputs."""
+    return {
+        "stage": manifest.get("stage"),
+        "kind": manifest.get("kind"),
+        "fingerprint": manifest["fingerprint"],
+        "uri": manifest.get("uri"),
+        "sources": manifest.get("sources", []),
+        "mlflow_run_id": manifest.get("producer", {}).get("mlflow_run_id"),
+        "metrics": manifest.get("metrics", {}),
+        "inputs": {k: v.get("fingerprint") for k, v in manifest.get("inputs", {}).items()},
+    }
+
+
+def chain(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The artifact and every ancestor, nearest first."""
+    return [lineage_entry(manifest), *manifest.get("lineage", [])]

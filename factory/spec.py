@@ -1,0 +1,233 @@
+"""The whole factory as one frozen pydantic model, loaded from YAML.
+
+    spec = load_spec("examples/smoke.yaml")
+
+A wrong field raises `SpecError` whose message names the field by its dotted path
+(`stages.pretrain.lr: Input should be a valid number`); the CLI prints it and exits with code 2.
+
+Relative paths (work folder, local store root, stage inputs such as `stages.curate.sources`) are
+kept as written in the spec, so a compiled pipeline does not depend on the machine it was compiled
+on; `Spec.resolved(base)` turns them into absolute paths just before a run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from factory.errors import InputError, SpecError
+from factory.model import ModelSpec
+
+
+@dataclass(frozen=True)
+class StageDef:
+    """Where a stage's code lives and which upstream stages feed its named inputs."""
+
+    module: str
+    inputs: dict[str, str]
+    code: tuple[str, ...] = ()  # further packages whose source is part of the stage's code version
+
+
+# The pipeline, in dependency order. Input names are what a stage's `run` finds in `inputs`.
+STAGES: dict[str, StageDef] = {
+    "curate": StageDef("factory.curate", {}),
+    "tokenize": StageDef("factory.tokenize", {"corpus": "curate"}),
+    "pretrain": StageDef("factory.train.pretrain", {"tokens": "tokenize"}, code=("factory.model", "factory.train", "factory.precision")),
+    "evaluate": StageDef("factory.evaluate", {"model": "pretrain", "tokens": "tokenize"}, code=("factory.tokenize",)),
+    "release": StageDef("factory.release", {"model": "pretrain", "tokens": "tokenize", "evaluation": "evaluate"}),
+}
+
+
+def stage_module(name: str):
+    return importlib.import_module(STAGES[name].module)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StorageSpec(_Frozen):
+    """Where artifacts are stored."""
+
+    root: str = Field("runs/store", description="Artifact store: a folder path, or s3://bucket/prefix")
+    endpoint_url: str | None = Field(None, description="S3 endpoint URL for S3-compatible services (MinIO, Ceph); None for AWS")
+    region: str | None = Field(None, description="S3 region name")
+
+
+class TrackingSpec(_Frozen):
+    """Where lineage and metrics go."""
+
+    uri: str | None = Field(None, description="MLflow tracking URI; None means a SQLite database in the work folder")
+    experiment: str | None = Field(None, description="MLflow experiment name; defaults to the spec's name")
+    register_models: bool = Field(True, description="Register checkpoints and releases as model versions")
+
+
+class Toleration(_Frozen):
+    key: str = Field(..., description="Taint key to tolerate")
+    operator: Literal["Equal", "Exists"] = Field("Equal", description="How the key is matched")
+    value: str | None = Field(None, description="Taint value (with operator Equal)")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(None, description="Taint effect")
+
+
+class Resources(_Frozen):
+    """What one stage's step asks of the cluster (applied with kfp.kubernetes at compile time)."""
+
+    cpu: str | None = Field(None, description="CPU request and limit, e.g. '4'")
+    memory: str | None = Field(None, description="Memory request and limit, e.g. '16G'")
+    gpus: int = Field(0, ge=0, description="GPUs per node")
+    gpu_type: str | None = Field(None, description="Accelerator type label, e.g. 'nvidia.com/gpu'")
+    nodes: int = Field(1, ge=1, description="Nodes; more than one (or gpus > 1) runs the stage through a launcher")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pod must match")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pod tolerates")
+    shm_size: str | None = Field(None, description="Size of a memory-backed /dev/shm volume, e.g. '16Gi'")
+    pvc: str | None = Field(None, description="Name of a PersistentVolumeClaim mounted at the work folder")
+    image: str | None = Field(None, description="Container image for this stage; defaults to images.cpu or images.gpu")
+    secrets: dict[str, str] = Field(default_factory=dict, description="Env var -> 'secret-name/key' mounted from Kubernetes Secrets")
+
+
+class Images(_Frozen):
+    cpu: str = Field("nemotron-factory:0.1.0-cpu", description="Image for CPU steps (docker/Dockerfile.cpu)")
+    gpu: str = Field("nemotron-factory:0.1.0-gpu", description="Image for GPU steps (docker/Dockerfile.gpu)")
+
+
+def _stage_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in STAGES:
+        cfg = stage_module(name).Config
+        fields[name] = (cfg | None, Field(None, description=f"Config of the {name} stage; absent means the stage is off"))
+    return fields
+
+
+def _build_stages_model() -> type[BaseModel]:
+    from pydantic import create_model
+
+    return create_model("Stages", __config__=ConfigDict(frozen=True, extra="forbid"), **_stage_fields())
+
+
+Stages = _build_stages_model()
+
+
+class Spec(_Frozen):
+    """One factory run: which stages, their configs, model preset, storage, tracking, resources."""
+
+    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]*$", description="Run name (lowercase, digits, dashes)")
+    work_dir: str = Field("runs/work", description="Local working folder: staging, caches, the default tracking database")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="Model preset and overrides")
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Artifact store")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow tracking")
+    images: Images = Field(default_factory=Images, description="Container images")
+    stages: Stages = Field(..., description="Stage configs; a stage that is absent does not run")  # type: ignore[valid-type]
+    resources: dict[str, Resources] = Field(default_factory=dict, description="Per-stage cluster resources")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_into_pretrain(cls, data: Any) -> Any:
+        # The top-level model preset is the pretrain stage's model unless that stage names its own.
+        if isinstance(data, dict) and isinstance(data.get("stages"), dict):
+            pre = data["stages"].get("pretrain")
+            if isinstance(pre, dict) and "model" not in pre and "model" in data:
+                data = {**data, "stages": {**data["stages"], "pretrain": {**pre, "model": data["model"]}}}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "Spec":
+        enabled = set(self.enabled())
+        for name in enabled:
+            for upstream in STAGES[name].inputs.values():
+                if upstream not in enabled:
+                    raise ValueError(f"stage {name!r} needs stage {upstream!r}, which is absent from stages")
+        for name in self.resources:
+            if name not in STAGES:
+                raise ValueError(f"resources.{name}: no such stage (stages are {', '.join(STAGES)})")
+        return self
+
+    def enabled(self) -> list[str]:
+        """Names of the stages that run, in dependency order."""
+        return [n for n in STAGES if getattr(self.stages, n) is not None]
+
+    def stage_config(self, name: str):
+        cfg = getattr(self.stages, name)
+        if cfg is None:
+            raise SpecError(f"stages.{name}: the stage is not in this spec")
+        return cfg
+
+    def resources_for(self, name: str) -> Resources:
+        return self.resources.get(name, Resources())
+
+    def tracking_uri(self) -> str:
+        if self.tracking.uri:
+            return self.tracking.uri
+        return f"sqlite:///{Path(self.work_dir) / 'mlflow.db'}"
+
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def resolved(self, base: Path | None = None) -> "Spec":
+        """The same spec with relative local paths made absolute against `base` (default: the current folder)."""
+        base = (base or Path.cwd()).resolve()
+
+        def absolute(p: str) -> str:
+            return p if "://" in p or Path(p).is_absolute() else str((base / p).resolve())
+
+        data = self.model_dump(mode="json")
+        data["work_dir"] = absolute(data["work_dir"])
+        data["storage"]["root"] = absolute(data["storage"]["root"])
+        for name in self.enabled():
+            cfg_cls = type(self.stage_config(name))
+            for field, info in cfg_cls.model_fields.items():
+                extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+                if extra.get("external_input") and data["stages"][name].get(field) is not None:
+                    value = data["stages"][name][field]
+                    data["stages"][name][field] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
+        return Spec.model_validate(data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in (*([prefix] if prefix else []), *e["loc"]) if not _is_union_tag(p))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check its spelling or remove it)"
+        lines.append(f"{path or '<spec>'}: {msg}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the chosen union member's class name in the location of optional sub-models.
+    return isinstance(part, str) and (part.endswith("Config") and part[:1].isupper() or part in ("function-after",))
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> Spec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: the spec must be a YAML mapping at the top level")
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_validation_error(e)) from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file; every problem is a `SpecError`/`InputError` with a clear message."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: spec file not found") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the spec file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return parse_spec(data, str(path))

@@ -1,0 +1,121 @@
+"""The stage contract: what every stage module exports and what it receives.
+
+A stage module exports:
+
+    class Config(StageConfig): ...            # frozen pydantic model, one description per field
+    KIND: str                                  # what its output artifact is ("corpus", "checkpoint", ...)
+    def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]
+
+`inputs` are the upstream artifacts, already materialised as local folders; `output` is an empty (or,
+for resumable stages, partially filled) staging folder the stage writes into; the returned dict is the
+stage's summary metrics. `ctx` carries the runtime handles (metric logging, plots, datasets); it is an
+argument, never a config field (STYLE rule 5). A stage imports no kfp and no kubernetes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from factory.logs import get_logger
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's config: frozen, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def result_fields(self) -> dict[str, Any]:
+        """The fields that can change the stage's result, as JSON-able values.
+
+        A field declared with `Field(..., json_schema_extra={"affects_result": False})` (log interval,
+        progress display, worker count when the output does not depend on it) is left out, so changing
+        it does not change the step's fingerprint.
+        """
+        out: dict[str, Any] = {}
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            if extra.get("affects_result", True) is False:
+                continue
+            value = getattr(self, name)
+            out[name] = value.result_fields() if isinstance(value, StageConfig) else _jsonable(value)
+        return out
+
+
+def no_effect(default: Any, description: str) -> Any:
+    """A config field whose value cannot change the result (excluded from the fingerprint)."""
+    return Field(default, description=description, json_schema_extra={"affects_result": False})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An upstream artifact as a stage sees it: a local folder and its manifest (see `factory.store`)."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def uri(self) -> str:
+        return self.manifest.get("uri", str(self.path))
+
+
+class Tracker(Protocol):
+    """What a stage may log while it runs; `factory.lineage` implements it on MLflow."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+    def log_dataset(self, name: str, uri: str, digest: str, context: str, profile: Mapping[str, Any] | None = None) -> None: ...
+
+
+class NullTracker:
+    """A tracker that records in memory; used when a stage runs outside the executor (tests, notebooks)."""
+
+    def __init__(self) -> None:
+        self.metrics: list[tuple[dict[str, float], int | None]] = []
+        self.artifacts: list[Path] = []
+        self.datasets: list[dict[str, Any]] = []
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.metrics.append((dict(metrics), step))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.artifacts.append(Path(path))
+
+    def log_dataset(self, name: str, uri: str, digest: str, context: str, profile: Mapping[str, Any] | None = None) -> None:
+        self.datasets.append({"name": name, "uri": uri, "digest": digest, "context": context, "profile": dict(profile or {})})
+
+
+@dataclass
+class StepContext:
+    """Runtime handles for one step: a tracker, a logger bound to the step, and a scratch folder."""
+
+    name: str
+    tracker: Tracker = field(default_factory=NullTracker)
+    scratch: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.log = get_logger("factory.stage", step=self.name)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.tracker.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.tracker.log_artifact(path, artifact_path)
+
+    def log_dataset(self, name: str, uri: str, digest: str, context: str, profile: Mapping[str, Any] | None = None) -> None:
+        self.tracker.log_dataset(name, uri, digest, context, profile)

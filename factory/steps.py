@@ -1,0 +1,359 @@
+"""The executor: fingerprints steps, reuses what is published, runs and publishes the rest.
+
+A step's fingerprint is the sha256 of its *recipe*:
+
+    {"stage": name, "config": <fields that change results>, "inputs": {name: upstream fingerprint},
+     "sources": {field: digest of the raw files it names}, "code": <hash of the stage's source files>}
+
+Fingerprints depend only on the spec, the raw inputs and the code, never on running anything, so the
+whole plan is known before the first step starts, and every KFP step can find its inputs by fingerprint.
+A published artifact is reused when its manifest and every file it lists exist. Otherwise the stage runs
+into a staging folder (kept between attempts for resumable stages) and is published atomically.
+
+    executor = Executor(spec.resolved())
+    executor.run()                 # every enabled stage, in order
+    executor.explain()             # per step: reuse or rerun, and why
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import factory
+from factory.errors import InputError, UserError
+from factory.lineage import Lineage, lineage_entry
+from factory.logs import get_logger
+from factory.spec import STAGES, Spec, stage_module
+from factory.stage import Artifact, StageConfig, StepContext
+from factory.store import Store, open_store
+
+log = get_logger("factory.steps")
+
+
+# --- fingerprints -------------------------------------------------------------------------------
+
+
+@cache
+def code_version(stage: str) -> str:
+    """Hash of the source files of the stage's module and the packages it declares as its code."""
+    spec = STAGES[stage]
+    h = hashlib.sha256()
+    for mod_name in (spec.module, *spec.code):
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError:
+            continue
+        origin = Path(mod.__file__)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        root = Path(factory.__file__).parent.parent
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _external_fields(config: StageConfig) -> list[str]:
+    out = []
+    for name, info in type(config).model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("external_input"):
+            out.append(name)
+    return out
+
+
+@cache
+def _digest_path(path: str) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: input not found (check the path in the spec)")
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update((f.relative_to(p).as_posix() if p.is_dir() else f.name).encode() + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def source_digests(stage: str, config: StageConfig) -> dict[str, list[dict[str, str]]]:
+    """Digests of the raw files named by the config's external-input fields."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for name in _external_fields(config):
+        value = getattr(config, name)
+        if value is None:
+            continue
+        paths = value if isinstance(value, (list, tuple)) else [value]
+        entries = []
+        for p in paths:
+            try:
+                entries.append({"uri": str(p), "digest": _digest_path(str(p))})
+            except InputError as e:
+                raise InputError(f"stages.{stage}.{name}: {e}") from None
+        out[name] = entries
+    return out
+
+
+def fingerprint_of(recipe: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class PlannedStep:
+    """A step with its resolved recipe and fingerprint."""
+
+    name: str
+    config: StageConfig
+    recipe: dict[str, Any]
+    fingerprint: str
+    inputs: dict[str, str]  # input name -> upstream step name
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.fingerprint[:16]}"
+
+
+@dataclass
+class Explanation:
+    name: str
+    action: str  # "reuse" | "run"
+    reasons: list[str] = field(default_factory=list)
+    key: str = ""
+
+
+def diff_recipes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences between a previous recipe and the current one."""
+    reasons = []
+    old_cfg, new_cfg = _flat(old.get("config", {})), _flat(new.get("config", {}))
+    for k in sorted(set(old_cfg) | set(new_cfg)):
+        if old_cfg.get(k, "<absent>") != new_cfg.get(k, "<absent>"):
+            reasons.append(f"config {k}: {old_cfg.get(k, '<absent>')!r} -> {new_cfg.get(k, '<absent>')!r}")
+    for k in sorted(set(old.get("inputs", {})) | set(new.get("inputs", {}))):
+        if old.get("inputs", {}).get(k) != new.get("inputs", {}).get(k):
+            reasons.append(f"input {k} changed")
+    if old.get("sources") != new.get("sources"):
+        reasons.append("raw input files changed")
+    if old.get("code") != new.get("code"):
+        reasons.append("stage code changed")
+    return reasons
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, Mapping):
+            out.update(_flat(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+
+@cache
+def git_commit() -> str:
+    """The commit of the factory's source checkout, with '-dirty' when it has uncommitted changes."""
+    root = Path(factory.__file__).parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "factory"], cwd=root, capture_output=True, text=True, timeout=10)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+# --- executor -----------------------------------------------------------------------------------
+
+
+class Executor:
+    """Runs a spec's steps against a store, with lineage in MLflow."""
+
+    def __init__(self, spec: Spec, store: Store | None = None, lineage: Lineage | None = None, parent_run_id: str | None = None):
+        self.spec = spec
+        self.work_dir = Path(spec.work_dir)
+        self.store = store or open_store(spec.storage.root, spec.storage.endpoint_url, spec.storage.region, self.work_dir)
+        self._lineage = lineage
+        self.parent_run_id = parent_run_id
+        self._plan: dict[str, PlannedStep] | None = None
+
+    @property
+    def lineage(self) -> Lineage:
+        if self._lineage is None:
+            self._lineage = Lineage(self.spec.tracking_uri(), self.spec.experiment())
+        return self._lineage
+
+    # planning
+    def plan(self) -> dict[str, PlannedStep]:
+        if self._plan is None:
+            plan: dict[str, PlannedStep] = {}
+            for name in self.spec.enabled():
+                config = self.spec.stage_config(name)
+                inputs = dict(STAGES[name].inputs)
+                recipe = {
+                    "stage": name,
+                    "config": config.result_fields(),
+                    "inputs": {k: plan[up].fingerprint for k, up in inputs.items()},
+                    "sources": source_digests(name, config),
+                    "code": code_version(name),
+                }
+                plan[name] = PlannedStep(name, config, recipe, fingerprint_of(recipe), inputs)
+            self._plan = plan
+        return self._plan
+
+    def explain(self) -> list[Explanation]:
+        out = []
+        for step in self.plan().values():
+            if self.store.complete(step.key) is not None:
+                out.append(Explanation(step.name, "reuse", ["published artifact found"], step.key))
+                continue
+            previous = sorted(self.store.manifests(step.name), key=lambda m: m.get("producer", {}).get("created_at", ""))
+            if not previous:
+                out.append(Explanation(step.name, "run", ["never built"], step.key))
+                continue
+            last = previous[-1]
+            reasons = diff_recipes(last.get("recipe", {}), step.recipe)
+            if not reasons:
+                reasons = ["the published artifact is incomplete (files missing or changed)"]
+            out.append(Explanation(step.name, "run", reasons, step.key))
+        return out
+
+    # running
+    def run(self, targets: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Run `targets` (default: every enabled stage) and what they need; returns manifests by step."""
+        names = targets or self.spec.enabled()
+        results: dict[str, dict[str, Any]] = {}
+        for name in names:
+            self._build(name, results)
+        return results
+
+    def _build(self, name: str, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        if name in results:
+            return results[name]
+        for up in STAGES[name].inputs.values():
+            self._build(up, results)
+        results[name] = self.run_step(name)
+        return results[name]
+
+    def run_step(self, name: str) -> dict[str, Any]:
+        """Run one step whose inputs are published (or reuse its published artifact)."""
+        plan = self.plan()
+        if name not in plan:
+            raise UserError(f"stages.{name}: the stage is not enabled in this spec")
+        step = plan[name]
+        slog = log.bind(step=name, fingerprint=step.fingerprint[:16])
+        existing = self.store.complete(step.key)
+        if existing is not None:
+            slog.info("step.reuse", uri=existing["uri"], reason="published artifact with the same fingerprint")
+            self.lineage.record_reuse(self.parent_run_id, name, existing)
+            return existing
+
+        inputs: dict[str, Artifact] = {}
+        for input_name, up in step.inputs.items():
+            up_key = plan[up].key
+            manifest = self.store.complete(up_key)
+            if manifest is None:
+                raise UserError(f"step {name}: its input {input_name!r} (step {up}) is not built; run `factory step {up} SPEC` first")
+            inputs[input_name] = Artifact(self.store.materialize(up_key), manifest)
+
+        module = stage_module(name)
+        resumable = bool(getattr(module, "RESUMABLE", False))
+        staging = self.store.staging_dir(step.key, self.work_dir)
+        with _locked(staging):
+            existing = self.store.complete(step.key)
+            if existing is not None:  # another run published it while we waited for the lock
+                slog.info("step.reuse", uri=existing["uri"], reason="published by a concurrent run")
+                return existing
+            if staging.exists() and not resumable:
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True, exist_ok=True)
+            scratch = self.work_dir / "scratch" / step.key
+            scratch.mkdir(parents=True, exist_ok=True)
+            slog.info("step.run", reasons=self._why(step), resumable=resumable, staging=str(staging))
+            start = time.monotonic()
+            with self.lineage.step_run(self.parent_run_id, name, step.config.model_dump(mode="json"), step.fingerprint) as tracker:
+                ctx = StepContext(name, tracker=tracker, scratch=scratch)
+                for input_name, art in inputs.items():
+                    tracker.log_dataset(f"{input_name}:{art.manifest.get('stage')}", art.uri, art.fingerprint, context="input")
+                metrics = module.run(step.config, inputs, staging, ctx) or {}
+                manifest = self._manifest(step, module, inputs, metrics, tracker.run_id)
+                manifest = self.store.publish(staging, step.key, manifest)
+                tracker.log_metrics({**metrics, "step_seconds": time.monotonic() - start})
+                self.lineage.finish_step(tracker.run_id, manifest)
+                if getattr(module, "KIND", "") in ("checkpoint", "release") and self.spec.tracking.register_models:
+                    version = self.lineage.register(f"{self.spec.name}-{name}", manifest["uri"], tracker.run_id, step.fingerprint)
+                    slog.info("step.registered", model=f"{self.spec.name}-{name}", version=version)
+            shutil.rmtree(scratch, ignore_errors=True)
+            if staging.exists():  # the local store moved it into place; S3 keeps a cached copy
+                shutil.rmtree(staging, ignore_errors=True)
+        slog.info("step.done", uri=manifest["uri"], seconds=round(time.monotonic() - start, 2), **{k: v for k, v in list(metrics.items())[:8]})
+        return manifest
+
+    def _why(self, step: PlannedStep) -> list[str]:
+        for e in self.explain():
+            if e.name == step.name:
+                return e.reasons
+        return []
+
+    def _manifest(self, step: PlannedStep, module, inputs: Mapping[str, Artifact], metrics: Mapping[str, float], run_id: str) -> dict[str, Any]:
+        lineage: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for art in inputs.values():
+            m = art.manifest
+            for entry in [lineage_entry(m), *m.get("lineage", [])]:
+                if entry["fingerprint"] not in seen:
+                    seen.add(entry["fingerprint"])
+                    lineage.append(entry)
+        return {
+            "format": 1,
+            "kind": getattr(module, "KIND", step.name),
+            "stage": step.name,
+            "fingerprint": step.fingerprint,
+            "recipe": step.recipe,
+            "config": step.config.model_dump(mode="json"),
+            "inputs": {k: {"uri": a.uri, "fingerprint": a.fingerprint, "kind": a.manifest.get("kind"), "stage": a.manifest.get("stage")} for k, a in inputs.items()},
+            "sources": [e for entries in step.recipe["sources"].values() for e in entries],
+            "lineage": lineage,
+            "producer": {
+                "factory_version": factory.__version__,
+                "git_commit": git_commit(),
+                "mlflow_run_id": run_id,
+                "tracking_uri": self.lineage.tracking_uri,
+                "created_at": datetime.now(timezone.utc).isoformat(),
+            },
+            "metrics": {k: float(v) for k, v in metrics.items()},
+        }
+
+
+@contextmanager
+def _locked(staging: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a step's staging folder, so two runs never build the same step at once."""
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = staging.parent / f".{staging.name}.lock"
+    with open(lock_path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("step.waiting_for_lock", lock=str(lock_path))
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+

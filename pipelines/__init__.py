@@ -1,0 +1,1 @@
+"""KFP pipeline DAGs built from a spec."""

@@ -1,0 +1,64 @@
+"""The end-to-end pipeline: every enabled stage, wired by the inputs each stage declares.
+
+    factory compile examples/smoke.yaml -o pipeline.yaml      # KFP IR YAML
+    factory run examples/smoke.yaml                           # the same pipeline through kfp.local
+
+Per-stage Kubernetes settings from `spec.resources` (CPU, memory, GPUs, node selector, tolerations,
+/dev/shm, PVC, secrets) are applied here with `kfp.kubernetes`, never by editing the YAML. KFP's own
+cache is off: the factory's executor decides reuse by fingerprint, across pipelines and runs.
+"""
+
+from __future__ import annotations
+
+from kfp import dsl, kubernetes
+
+from components import build
+from factory.spec import STAGES, Resources, Spec
+
+
+def image_for(spec: Spec, stage: str) -> str:
+    res = spec.resources_for(stage)
+    return res.image or (spec.images.gpu if res.gpus > 0 else spec.images.cpu)
+
+
+def apply_resources(task: dsl.PipelineTask, res: Resources, work_dir: str) -> None:
+    if res.cpu:
+        task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu)
+    if res.memory:
+        task.set_memory_request(res.memory).set_memory_limit(res.memory)
+    if res.gpus:
+        task.set_accelerator_type(res.gpu_type or "nvidia.com/gpu").set_accelerator_limit(res.gpus)
+    for key, value in sorted(res.node_selector.items()):
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    for tol in res.tolerations:
+        kubernetes.add_toleration(task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect)
+    if res.shm_size:
+        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=res.shm_size)
+    if res.pvc:
+        kubernetes.mount_pvc(task, pvc_name=res.pvc, mount_path=work_dir)
+    by_secret: dict[str, dict[str, str]] = {}
+    for env, ref in sorted(res.secrets.items()):
+        secret, _, key = ref.partition("/")
+        by_secret.setdefault(secret, {})[key] = env
+    for secret, mapping in by_secret.items():
+        kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=mapping)
+
+
+def build_pipeline(spec: Spec, spec_yaml: str):
+    """A KFP pipeline function for `spec`; `spec_yaml` is its default parameter (the spec as text)."""
+
+    @dsl.pipeline(name=f"factory-{spec.name}", description=f"Model factory run {spec.name!r}: {' -> '.join(spec.enabled())}")
+    def end_to_end(spec_yaml: str = spec_yaml):
+        job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        finish = build("finish", spec.images.cpu)(spec=spec_yaml, job_id=job_id)
+        finish.set_display_name("close-lineage").set_caching_options(False)
+        with dsl.ExitHandler(finish, name="factory-steps"):
+            tasks: dict[str, dsl.PipelineTask] = {}
+            for name in spec.enabled():
+                upstream = {inp: tasks[up].outputs["artifact"] for inp, up in STAGES[name].inputs.items()}
+                task = build(name, image_for(spec, name))(spec=spec_yaml, job_id=job_id, **upstream)
+                task.set_display_name(name).set_caching_options(False)
+                apply_resources(task, spec.resources_for(name), spec.work_dir)
+                tasks[name] = task
+
+    return end_to_end

@@ -1,0 +1,108 @@
+"""The artifact stores: the same contract on a local folder and on a real S3 endpoint (moto server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from factory.errors import InputError
+from factory.store import MANIFEST, LocalStore, S3Store, open_store, sha256_file
+
+
+def _stage_files(folder: Path) -> None:
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    (folder / "a.txt").write_text("alpha\n")
+    (folder / "sub" / "b.bin").write_bytes(bytes(range(256)) * 10)
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = request.getfixturevalue("s3_bucket")
+    return S3Store(f"s3://{bucket}/prefix", endpoint_url=endpoint, region="us-east-1", cache_dir=tmp_path / "cache")
+
+
+def test_publish_then_complete_and_materialize(store, tmp_path):
+    staging = store.staging_dir("curate/abc", tmp_path / "work")
+    _stage_files(staging)
+    manifest = store.publish(staging, "curate/abc", {"kind": "corpus", "stage": "curate", "fingerprint": "f" * 64})
+
+    assert manifest["uri"] == store.uri("curate/abc")
+    assert [f["path"] for f in manifest["files"]] == ["a.txt", "sub/b.bin"]
+    assert manifest["files"][1]["size"] == 2560
+    got = store.complete("curate/abc")
+    assert got is not None and got["fingerprint"] == "f" * 64
+    local = store.materialize("curate/abc")
+    assert (local / "a.txt").read_text() == "alpha\n"
+    assert sha256_file(local / "sub" / "b.bin") == manifest["files"][1]["sha256"]
+    assert store.keys("curate") == ["curate/abc"]
+
+
+def test_absent_and_incomplete_artifacts_are_not_complete(store, tmp_path):
+    assert store.complete("curate/none") is None
+    staging = store.staging_dir("curate/x", tmp_path / "work")
+    _stage_files(staging)
+    store.publish(staging, "curate/x", {"kind": "corpus", "fingerprint": "1" * 64})
+    # Delete one listed file behind the store's back: the artifact no longer counts as published.
+    if isinstance(store, LocalStore):
+        (store.folder("curate/x") / "sub" / "b.bin").unlink()
+    else:
+        store.client.delete_object(Bucket=store.bucket, Key=store._key("curate/x", "sub/b.bin"))
+    assert store.complete("curate/x") is None
+
+
+def test_upload_killed_before_manifest_leaves_nothing_visible(store, tmp_path):
+    """Files without a manifest (a publish killed half-way) are invisible to readers."""
+    if isinstance(store, LocalStore):
+        partial = store.staging_dir("tokenize/k", tmp_path / "work")
+        _stage_files(partial)  # staged but never renamed into place
+    else:
+        store.client.put_object(Bucket=store.bucket, Key=store._key("tokenize/k", "a.txt"), Body=b"alpha\n")
+    assert store.complete("tokenize/k") is None
+    assert store.keys("tokenize") == []
+
+
+def test_s3_materialize_rejects_corrupted_object(s3_endpoint, s3_bucket, tmp_path):
+    store = S3Store(f"s3://{s3_bucket}", endpoint_url=s3_endpoint, cache_dir=tmp_path / "cache")
+    staging = tmp_path / "stage"
+    _stage_files(staging)
+    store.publish(staging, "pretrain/c", {"kind": "checkpoint", "fingerprint": "2" * 64})
+    # Same size, different bytes: only the digest check can catch it.
+    store.client.put_object(Bucket=s3_bucket, Key="pretrain/c/a.txt", Body=b"ALPHA\n")
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(InputError, match="sha256 does not match"):
+        store.materialize("pretrain/c")
+    assert not (tmp_path / "cache" / "pretrain" / "c").exists()
+
+
+def test_s3_unreachable_endpoint_is_one_clear_error(tmp_path):
+    from factory.errors import ServiceError
+
+    store = S3Store("s3://nobucket", endpoint_url="http://127.0.0.1:9", cache_dir=tmp_path)
+    store.client.meta.config.retries["max_attempts"] = 1
+    with pytest.raises(ServiceError, match="cannot reach bucket 'nobucket' at http://127.0.0.1:9"):
+        store.check()
+
+
+def test_open_store_schemes(tmp_path):
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    assert isinstance(open_store(f"file://{tmp_path}"), LocalStore)
+    with pytest.raises(InputError, match="storage.root: unsupported scheme"):
+        open_store("gs://bucket/x")
+
+
+def test_local_manifest_is_written_last(tmp_path):
+    store = LocalStore(tmp_path / "s")
+    staging = store.staging_dir("a/b", tmp_path)
+    _stage_files(staging)
+    store.publish(staging, "a/b", {"kind": "k", "fingerprint": "3" * 64})
+    folder = store.folder("a/b")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert {f["path"] for f in manifest["files"]} == {"a.txt", "sub/b.bin"}
+    assert not staging.exists()
