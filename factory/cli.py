@@ -89,7 +89,7 @@ def compile_pipeline(spec, output: Path) -> Path:
     from pipelines.end_to_end import build_pipeline
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(spec, spec.to_yaml()), str(output))
+    compiler.Compiler().compile(build_pipeline(spec), str(output))
     return output
 
 
@@ -113,7 +113,7 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
     Executor(spec, lineage=lineage).plan()  # fails fast on missing inputs, before any subprocess starts
     work = Path(spec.work_dir)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "kfp"), raise_on_error=True)
-    pipeline = build_pipeline(spec, spec.to_yaml())
+    pipeline = build_pipeline(spec)
     start = time.monotonic()
     try:
         pipeline()

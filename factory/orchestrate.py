@@ -1,8 +1,8 @@
 """What a KFP step does, kept out of the components so it is importable and testable without KFP.
 
-Every component calls `run_component(stage, spec_yaml, job_id, upstream, output)`:
+Every component calls `run_component(stage, spec_text, job_id, upstream, output)`:
 
-1. parse the spec (passed to the pipeline as YAML text),
+1. parse the spec (passed to the pipeline as JSON text),
 2. find or create the pipeline's parent MLflow run, tagged with the KFP job id (the first step creates it;
    the exit handler closes it with `finish_pipeline`),
 3. check that the upstream artifacts KFP handed over are the ones this spec plans (same fingerprints),
@@ -36,18 +36,18 @@ class KfpArtifact(Protocol):
     metadata: dict[str, Any]
 
 
-def parent_run(lineage: Lineage, job_id: str, run_name: str, spec_yaml: str) -> str:
+def parent_run(lineage: Lineage, job_id: str, run_name: str, spec_text: str) -> str:
     """The pipeline's parent run for KFP job `job_id`, created by the first step that asks."""
     found = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.`{TAG_JOB}` = '{job_id}'", max_results=1)
     if found:
         return found[0].info.run_id
-    return lineage.start_pipeline(run_name, spec_yaml, tags={TAG_JOB: job_id})
+    return lineage.start_pipeline(run_name, spec_text, tags={TAG_JOB: job_id})
 
 
-def run_component(stage: str, spec_yaml: str, job_id: str, upstream: Mapping[str, KfpArtifact], output: KfpArtifact) -> dict[str, Any]:
-    spec = parse_spec(yaml.safe_load(spec_yaml))
+def run_component(stage: str, spec_text: str, job_id: str, upstream: Mapping[str, KfpArtifact], output: KfpArtifact) -> dict[str, Any]:
+    spec = parse_spec(yaml.safe_load(spec_text))
     executor = Executor(spec)
-    executor.parent_run_id = parent_run(executor.lineage, job_id, spec.name, spec_yaml)
+    executor.parent_run_id = parent_run(executor.lineage, job_id, spec.name, spec_text)
     plan = executor.plan()
     for name, art in upstream.items():
         got = art.metadata.get("fingerprint")
@@ -61,11 +61,11 @@ def run_component(stage: str, spec_yaml: str, job_id: str, upstream: Mapping[str
     return manifest
 
 
-def finish_pipeline(spec_yaml: str, job_id: str, state: str) -> str:
+def finish_pipeline(spec_text: str, job_id: str, state: str) -> str:
     """Close the parent run of KFP job `job_id` with the pipeline's final state; returns its run id."""
-    spec = parse_spec(yaml.safe_load(spec_yaml))
+    spec = parse_spec(yaml.safe_load(spec_text))
     lineage = Lineage(spec.tracking_uri(), spec.experiment())
-    run_id = parent_run(lineage, job_id, spec.name, spec_yaml)
+    run_id = parent_run(lineage, job_id, spec.name, spec_text)
     status = "FINISHED" if state == "SUCCEEDED" else "FAILED"
     lineage.end_pipeline(run_id, status)
     log.info("pipeline.done", mlflow_run_id=run_id, state=state)

@@ -7,8 +7,8 @@ Per-stage Kubernetes settings from `spec.resources` (CPU, memory, GPUs, node sel
 /dev/shm, PVC, secrets) are applied here with `kfp.kubernetes`, never by editing the YAML. KFP's own
 cache is off: the factory's executor decides reuse by fingerprint, across pipelines and runs.
 """
+# No `from __future__ import annotations` here: KFP reads the pipeline function's annotations as types.
 
-from __future__ import annotations
 
 from kfp import dsl, kubernetes
 
@@ -44,19 +44,24 @@ def apply_resources(task: dsl.PipelineTask, res: Resources, work_dir: str) -> No
         kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=mapping)
 
 
-def build_pipeline(spec: Spec, spec_yaml: str):
-    """A KFP pipeline function for `spec`; `spec_yaml` is its default parameter (the spec as text)."""
+def build_pipeline(spec: Spec):
+    """A KFP pipeline function for `spec`; its one parameter, `spec_json`, defaults to the spec itself.
+
+    The spec travels as one-line JSON: KFP copies parameter defaults into a YAML comment at the top of
+    the compiled file, and a multi-line default would break out of that comment.
+    """
+    spec_json = spec.model_dump_json(exclude_none=True)
 
     @dsl.pipeline(name=f"factory-{spec.name}", description=f"Model factory run {spec.name!r}: {' -> '.join(spec.enabled())}")
-    def end_to_end(spec_yaml: str = spec_yaml):
+    def end_to_end(spec_json: str = spec_json):
         job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        finish = build("finish", spec.images.cpu)(spec=spec_yaml, job_id=job_id)
+        finish = build("finish", spec.images.cpu)(spec=spec_json, job_id=job_id)
         finish.set_display_name("close-lineage").set_caching_options(False)
         with dsl.ExitHandler(finish, name="factory-steps"):
             tasks: dict[str, dsl.PipelineTask] = {}
             for name in spec.enabled():
                 upstream = {inp: tasks[up].outputs["artifact"] for inp, up in STAGES[name].inputs.items()}
-                task = build(name, image_for(spec, name))(spec=spec_yaml, job_id=job_id, **upstream)
+                task = build(name, image_for(spec, name))(spec=spec_json, job_id=job_id, **upstream)
                 task.set_display_name(name).set_caching_options(False)
                 apply_resources(task, spec.resources_for(name), spec.work_dir)
                 tasks[name] = task

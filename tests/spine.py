@@ -1,0 +1,49 @@
+"""A small but complete spec for spine tests: every real stage, sized to run in seconds on CPU."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_HTML = ROOT / "examples" / "data" / "smoke-html"
+
+
+def small_corpus(dest: Path, n: int = 60) -> Path:
+    """The first `n` smoke pages (sorted, so every run picks the same ones), plus the WARC file."""
+    dest.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in SMOKE_HTML.iterdir() if p.suffix in (".html", ".htm"))[:n]
+    files += sorted(p for p in SMOKE_HTML.iterdir() if p.name.endswith((".warc", ".warc.gz")))
+    for f in files:
+        shutil.copy(f, dest / f.name)
+    return dest
+
+
+def small_spec_data(tmp: Path, **stage_updates: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "spine",
+        "work_dir": str(tmp / "work"),
+        "storage": {"root": str(tmp / "store")},
+        "model": {"preset": "tiny"},
+        "stages": {
+            "curate": {"sources": [str(tmp / "html")]},
+            "tokenize": {"vocab_size": 512},
+            "pretrain": {"seq_len": 64, "micro_batch_size": 4, "steps": 12, "warmup_steps": 2, "checkpoint_interval": 4, "log_interval": 4},
+            "evaluate": {"seq_len": 64, "batch_size": 4, "max_batches": 2, "max_new_tokens": 8, "prompts": ["The module"]},
+            "release": {"model_name": "spine-tiny"},
+        },
+    }
+    for stage, update in stage_updates.items():
+        data["stages"][stage] = {**data["stages"][stage], **update}
+    return data
+
+
+def write_spec(tmp: Path, **stage_updates: dict[str, Any]) -> Path:
+    if not (tmp / "html").exists():
+        small_corpus(tmp / "html")
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(small_spec_data(tmp, **stage_updates)))
+    return path

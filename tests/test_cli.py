@@ -1,0 +1,60 @@
+"""The `factory` command: user mistakes are one clear message and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.spine import ROOT, small_spec_data
+
+
+def factory(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300)
+
+
+def test_bad_spec_field_exits_2_naming_the_path(tmp_path):
+    data = small_spec_data(tmp_path)
+    data["stages"]["pretrain"]["lr"] = "fast"
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    r = factory("explain", str(spec))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == "error: stages.pretrain.lr: Input should be a valid number, unable to parse string as a number"
+
+
+def test_missing_input_folder_exits_2(tmp_path):
+    data = small_spec_data(tmp_path)  # sources point at tmp/html, which does not exist
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    r = factory("explain", str(spec))
+    assert r.returncode == 2
+    assert f"stages.curate.sources: {tmp_path / 'html'}: input not found" in r.stderr
+
+
+def test_unreachable_tracking_uri_exits_2(tmp_path):
+    data = small_spec_data(tmp_path)
+    data["tracking"] = {"uri": "http://127.0.0.1:9"}
+    (tmp_path / "html").mkdir()
+    (tmp_path / "html" / "a.html").write_text("<html><body><p>hello</p></body></html>")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    r = factory("run", str(spec))
+    assert r.returncode == 2
+    assert "tracking.uri: cannot reach the MLflow server at http://127.0.0.1:9" in r.stderr
+
+
+def test_unknown_stage_and_missing_spec_exit_2(tmp_path):
+    r = factory("step", "pretrian", str(ROOT / "examples" / "smoke.yaml"))
+    assert r.returncode == 2 and "no stage 'pretrian'" in r.stderr
+    r = factory("explain", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "spec file not found" in r.stderr
+
+
+def test_lineage_of_a_non_artifact_exits_2(tmp_path):
+    r = factory("lineage", str(tmp_path))
+    assert r.returncode == 2 and "no manifest here" in r.stderr

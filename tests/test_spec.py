@@ -1,0 +1,71 @@
+"""The spec: loads the smoke spec, and every wrong field is one error that names its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from factory.errors import InputError, SpecError
+from factory.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "examples" / "smoke.yaml"
+
+
+def smoke_data() -> dict:
+    return yaml.safe_load(SMOKE.read_text())
+
+
+def test_smoke_spec_loads_and_orders_stages():
+    spec = load_spec(SMOKE)
+    assert spec.name == "smoke"
+    assert spec.enabled() == ["curate", "tokenize", "pretrain", "evaluate", "release"]
+    # The top-level model preset is handed to the pretrain stage.
+    assert spec.stages.pretrain.model.preset == "tiny"
+    assert spec.tracking_uri().startswith("sqlite:///")
+
+
+def test_spec_is_frozen():
+    spec = load_spec(SMOKE)
+    with pytest.raises(Exception):
+        spec.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["stages"]["pretrain"].update(lr="fast"), r"^stages\.pretrain\.lr: Input should be a valid number"),
+        (lambda d: d["stages"]["tokenize"].update(vocab_sise=10), r"^stages\.tokenize\.vocab_sise: unknown field"),
+        (lambda d: d.update(name="Bad Name"), r"^name: String should match pattern"),
+        (lambda d: d["resources"].update(pretrian={"cpu": "1"}), r"resources\.pretrian: no such stage"),
+        (lambda d: d["stages"].pop("tokenize"), r"stage 'pretrain' needs stage 'tokenize'"),
+        (lambda d: d["model"].update(preset="huge"), r"^model\.preset: unknown preset 'huge'"),
+    ],
+)
+def test_bad_field_names_its_path(edit, message):
+    data = smoke_data()
+    edit(data)
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data)
+
+
+def test_bad_yaml_names_line(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: smoke\nstages: [\n")
+    with pytest.raises(SpecError, match=r"bad.yaml: not valid YAML at line 3"):
+        load_spec(p)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(InputError, match="spec file not found"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_resolved_makes_local_paths_absolute(tmp_path):
+    spec = load_spec(SMOKE).resolved(tmp_path)
+    assert spec.work_dir == str(tmp_path / "runs" / "smoke")
+    assert spec.stages.curate.sources == [str(tmp_path / "examples" / "data" / "smoke-html")]
+    s3 = parse_spec({**smoke_data(), "storage": {"root": "s3://bucket/x"}}).resolved(tmp_path)
+    assert s3.storage.root == "s3://bucket/x"

@@ -1,0 +1,155 @@
+"""The tokenize stage run for real on a small corpus of English text (Python standard-library docstrings)."""
+
+import gzip
+import importlib
+import inspect
+import json
+import random
+from pathlib import Path
+
+import pytest
+from megatron.core.datasets.indexed_dataset import IndexedDataset
+from transformers import AutoTokenizer
+
+import factory.tokenize as tokenize
+from factory.errors import InputError
+from factory.stage import Artifact, StepContext
+from factory.tokenize.indexed import PackedSequences
+
+MODULES = [
+    "argparse", "base64", "calendar", "collections", "configparser", "contextlib", "copy", "csv",
+    "dataclasses", "datetime", "decimal", "difflib", "email.message", "enum", "fractions", "functools",
+    "getopt", "gzip", "heapq", "hmac", "inspect", "ipaddress", "json", "logging", "mailbox", "optparse",
+    "os", "pathlib", "pickle", "pprint", "random", "shlex", "shutil", "statistics", "string",
+    "subprocess", "tarfile", "tempfile", "textwrap", "threading", "timeit", "typing", "unittest.case",
+    "urllib.parse", "uuid", "zipfile",
+]
+CONFIG = tokenize.Config(vocab_size=1024, valid_fraction=0.1)
+
+
+def _docstrings(name: str) -> str:
+    module = importlib.import_module(name)
+    parts = [inspect.getdoc(module) or ""]
+    for _, member in sorted(vars(module).items()):
+        if (inspect.isclass(member) or inspect.isfunction(member)) and getattr(member, "__module__", None) == name:
+            parts.append(inspect.getdoc(member) or "")
+    return "\n\n".join(p for p in parts if p)
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    docs = [{"id": f"stdlib/{name}", "text": _docstrings(name), "metadata": {"source": name}} for name in MODULES]
+    # a page that quotes the end-of-text marker must not gain a document boundary
+    docs.append({"id": "quote", "text": "GPT-2 separates documents with <|endoftext|> in its data.", "metadata": {}})
+    return docs
+
+
+def _write_corpus(root: Path, records: list[dict], parts: int = 2, junk: bool = False) -> Artifact:
+    folder = root / "documents"
+    folder.mkdir(parents=True)
+    for p in range(parts):
+        lines = [json.dumps(r) for r in records[p::parts]]
+        if junk and p == 0:
+            lines += ["{not json", json.dumps({"id": "x", "metadata": {}}), json.dumps({"text": "no id"})]
+        with gzip.open(folder / f"part-{p:05d}.jsonl.gz", "wt", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    return Artifact(root, {"fingerprint": "x" * 64, "uri": str(root)})
+
+
+def _run(tmp: Path, records: list[dict], config=CONFIG, **corpus_kw) -> tuple[Path, dict, StepContext]:
+    corpus = _write_corpus(tmp / "corpus", records, **corpus_kw)
+    out = tmp / "out"
+    out.mkdir()
+    ctx = StepContext("tokenize")
+    metrics = tokenize.run(config, {"corpus": corpus}, out, ctx)
+    return out, metrics, ctx
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory, records):
+    return _run(tmp_path_factory.mktemp("tok"), records, junk=True)
+
+
+def test_tokenizer_round_trips_and_has_configured_vocab(stage, records):
+    out, metrics, _ = stage
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+
+    assert len(tok) == CONFIG.vocab_size == metrics["vocab_size"]
+    assert (tok.eos_token, tok.bos_token, tok.pad_token) == ("<|endoftext|>", "<|endoftext|>", "<|pad|>")
+    assert tok.eos_token_id == 0 and tok.pad_token_id == 1
+    for text in [records[0]["text"], "Hello , world . ( spaces )  \n\n\ttabs", "naïve café – 日本語 🙂"]:
+        ids = tok(text)["input_ids"]
+        assert tok.eos_token_id not in ids  # nothing added implicitly
+        assert tok.decode(ids) == text
+    # trained merges compress English: well above one byte per token
+    assert 2.0 < metrics["bytes_per_token"] < 6
+
+
+def test_token_files_hold_every_document_once_ending_with_eos(stage, records):
+    out, metrics, _ = stage
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    decoded = []
+    for split in ("train", "valid"):
+        ds = IndexedDataset(str(out / split))
+        assert len(ds) == metrics[f"docs_{split}"]
+        assert sum(int(n) for n in ds.sequence_lengths) == metrics[f"tokens_{split}"]
+        for i in range(len(ds)):
+            ids = ds[i].tolist()
+            assert ids[-1] == tok.eos_token_id and tok.eos_token_id not in ids[:-1]
+            decoded.append(tok.decode(ids[:-1]))
+
+    assert metrics["docs_train"] + metrics["docs_valid"] == len(records)
+    assert metrics["docs_valid"] >= 1 and metrics["docs_train"] > metrics["docs_valid"]
+    assert sorted(decoded) == sorted(r["text"] for r in records)
+    assert metrics["docs_skipped"] == 3
+
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["documents"]["skipped"] == {"bad_json": 1, "no_id": 1, "no_text": 1}
+    assert stats["tokens"] == {"train": metrics["tokens_train"], "valid": metrics["tokens_valid"]}
+    packed = PackedSequences(out / "train", seq_len=32)
+    assert packed.num_tokens == metrics["tokens_train"]
+
+
+def test_corpus_logged_as_dataset(stage, records):
+    out, _, ctx = stage
+    [logged] = ctx.tracker.datasets
+    assert logged["name"] == "corpus" and logged["context"] == "training"
+    assert logged["digest"] == "x" * 64 and logged["uri"] == str(out.parent / "corpus")
+    assert logged["profile"]["documents"] == len(records) and logged["profile"]["files"] == 2
+
+
+def test_same_input_gives_same_bytes_and_split_ignores_order(stage, records, tmp_path):
+    out, metrics, _ = stage
+    shuffled = records[:]
+    random.Random(1).shuffle(shuffled)
+    again, metrics2, _ = _run(tmp_path, shuffled, parts=3, junk=True)
+
+    assert metrics2 == metrics
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    valid = lambda folder: sorted(tok.decode(x.tolist()) for x in IndexedDataset(str(folder / "valid")))  # noqa: E731
+    assert valid(again) == valid(out)  # the held-out documents do not depend on file layout or order
+
+    # identical input (same files, same order) gives identical bytes in every output file
+    third, _, _ = _run(tmp_path / "third", records, junk=True)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert [str(f) for f in files] == sorted(str(p.relative_to(third)) for p in third.rglob("*") if p.is_file())
+    for f in files:
+        assert (third / f).read_bytes() == (out / f).read_bytes(), f
+
+
+def test_empty_corpus_names_the_folder(tmp_path):
+    (tmp_path / "documents").mkdir()
+    with pytest.raises(InputError, match=str(tmp_path / "documents")):
+        tokenize.run(CONFIG, {"corpus": Artifact(tmp_path, {"fingerprint": "x" * 64})}, tmp_path, StepContext("t"))
+
+
+def test_config_rejects_a_vocab_smaller_than_the_byte_alphabet():
+    with pytest.raises(ValueError, match="vocab_size must exceed 258"):
+        tokenize.Config(vocab_size=200)
+    assert "batch_size" not in CONFIG.result_fields()
+
+
+def test_single_document_corpus_trains_and_holds_out_nothing(tmp_path, records):
+    out, metrics, _ = _run(tmp_path, records[:1], config=CONFIG.model_copy(update={"vocab_size": 300}), parts=1)
+    assert (metrics["docs_train"], metrics["docs_valid"], metrics["tokens_valid"]) == (1, 0, 0)
+    assert len(PackedSequences(out / "valid", seq_len=8)) == 0
