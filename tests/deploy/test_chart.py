@@ -243,8 +243,8 @@ def test_factory_configmap(renders, value_set, store_root, endpoint):
     assert config["FACTORY_TRACKING_URI"] == f"http://factory-mlflow.factory.svc.cluster.local:{port}"
     assert config["FACTORY_STORE_ROOT"] == store_root
     assert config["FACTORY_S3_ENDPOINT_URL"] == endpoint
-    assert config["FACTORY_IMAGE_CPU"] == "ghcr.io/nemotron-factory/factory-cpu:0.1.0"
-    assert config["FACTORY_IMAGE_GPU"] == "ghcr.io/nemotron-factory/factory-gpu:0.1.0"
+    assert config["FACTORY_IMAGE_CPU"] == "nemotron-factory/factory-cpu:0.1.0"
+    assert config["FACTORY_IMAGE_GPU"] == "nemotron-factory/factory-gpu:0.1.0"
     assert config["FACTORY_SERVICE_ACCOUNT"] in by_kind(docs, "ServiceAccount")
     assert config["FACTORY_S3_SECRET"] == "factory-s3"
 

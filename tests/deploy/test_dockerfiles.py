@@ -43,11 +43,12 @@ def test_torch_is_pinned_and_installed_before_the_package(name):
     assert any("apt-get install" in run and "lynx" in run for run in runs)
 
 
-def test_cpu_image_takes_torch_from_the_cpu_index():
+def test_cpu_image_can_take_torch_from_a_cpu_index():
     steps = instructions("Dockerfile.cpu")
     assert steps[0] == ("FROM", "python:3.11-slim")
     (torch_run,) = [a for op, a in steps if op == "RUN" and "torch==" in a and "pip install" in a]
-    assert "--index-url https://download.pytorch.org/whl/cpu" in torch_run
+    assert '${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}' in torch_run
+    assert ("ARG", 'TORCH_INDEX_URL=""') in steps
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
