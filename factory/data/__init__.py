@@ -1,0 +1,1 @@
+"""Small, deterministic data sets the factory ships for smoke runs and tests (see `smoke_corpus`)."""
