@@ -1,0 +1,183 @@
+"""Fuzzy deduplication: MinHash LSH through datatrove's four-stage MinHash pipeline.
+
+The stages are datatrove's own, run with `LocalPipelineExecutor` into a scratch folder:
+
+1. `MinhashDedupSignature`: word n-gram shingles of normalised text -> `num_buckets x hashes_per_bucket`
+   minhashes per document, one sorted signature file per bucket.
+2. `MinhashDedupBuckets`: documents whose signatures agree on every hash of one bucket are a candidate pair
+   (one task per bucket).
+3. `MinhashDedupCluster`: union-find over the pairs; all but one document per cluster is marked for removal.
+4. `MinhashDedupFilter`: drops the marked documents.
+
+A pair with shingle-set Jaccard similarity `s` becomes a candidate with probability
+`1 - (1 - s**hashes_per_bucket) ** num_buckets` (the LSH S-curve, steepest near
+`(1 / num_buckets) ** (1 / hashes_per_bucket)`, about 0.72 for the default 14 x 8).
+
+    from factory.curate.dedup import FuzzyDedupConfig, fuzzy_dedup
+    result = fuzzy_dedup(docs, FuzzyDedupConfig(), scratch=Path("scratch"))
+    result.kept, result.removed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from datatrove.data import Document
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.dedup.minhash import (
+    MinhashConfig,
+    MinhashDedupBuckets,
+    MinhashDedupCluster,
+    MinhashDedupFilter,
+    MinhashDedupSignature,
+)
+from datatrove.pipeline.writers import JsonlWriter
+from datatrove.utils.hashing import HashConfig
+from pydantic import Field
+
+from factory.curate.dedup import Record, as_documents
+from factory.logs import get_logger
+from factory.stage import StageConfig, no_effect
+
+log = get_logger("factory.curate.dedup.fuzzy")
+
+
+class FuzzyDedupConfig(StageConfig):
+    """MinHash LSH near-duplicate removal (datatrove's `MinhashConfig` plus how to run it)."""
+
+    enabled: bool = Field(True, description="Run fuzzy deduplication at all.")
+    n_grams: int = Field(5, ge=1, description="Words per shingle (word n-gram size) after text normalisation.")
+    num_buckets: int = Field(14, ge=1, description="LSH bands: a pair is a candidate if any band matches.")
+    hashes_per_bucket: int = Field(8, ge=1, description="Minhashes per band; all must agree for the band to match.")
+    seed: int = Field(1, description="Seed of the minhash permutations.")
+    hash_function: Literal["xxhash", "sha1"] = Field("xxhash", description="Hash of a shingle before permutation.")
+    hash_precision: Literal[32, 64] = Field(64, description="Bits per minhash (32 halves signature size, more collisions).")
+    language: str = Field("en", description="Language of datatrove's word tokenizer used to cut shingles.")
+    workers: int = no_effect(1, "Processes for the per-bucket stage (1 runs in-process).")
+
+    def minhash_config(self) -> MinhashConfig:
+        return MinhashConfig(
+            n_grams=self.n_grams,
+            num_buckets=self.num_buckets,
+            hashes_per_bucket=self.hashes_per_bucket,
+            seed=self.seed,
+            hash_config=HashConfig(precision=self.hash_precision, hash_fc=self.hash_function),
+        )
+
+    @property
+    def threshold(self) -> float:
+        """Jaccard similarity where the LSH S-curve is steepest: roughly where duplicates start to be caught."""
+        return (1 / self.num_buckets) ** (1 / self.hashes_per_bucket)
+
+
+@dataclass
+class FuzzyDedupResult:
+    """What fuzzy dedup kept, what it dropped, and the duplicate clusters it found."""
+
+    kept: list[Document]
+    removed_ids: list[str]
+    # doc id -> MinHash cluster id, for every document in a cluster of two or more (kept and removed)
+    clusters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def removed(self) -> int:
+        return len(self.removed_ids)
+
+
+def fuzzy_dedup(records: Iterable[Record], config: FuzzyDedupConfig, scratch: Path | None = None) -> FuzzyDedupResult:
+    """Remove near-duplicates from `records`, keeping one document per MinHash cluster, in input order.
+
+    `scratch` is a folder for datatrove's signature, bucket and cluster files (a temporary folder when None);
+    it must be empty or absent, since datatrove skips work it finds already done there.
+    """
+    docs = as_documents(records)
+    if not config.enabled or len(docs) < 2:
+        return FuzzyDedupResult(kept=docs, removed_ids=[])
+    if scratch is None:
+        with tempfile.TemporaryDirectory(prefix="minhash-") as tmp:
+            return _run(docs, config, Path(tmp))
+    scratch.mkdir(parents=True, exist_ok=True)
+    return _run(docs, config, scratch)
+
+
+def _run(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> FuzzyDedupResult:
+    minhash = config.minhash_config()
+
+    # Stage 1 reads the texts through a closure, not a list in the pipeline: the executor deep-copies its
+    # pipeline per task, and a closure is copied by reference. Documents carry their position as id so
+    # stage 4's output maps back to the input whatever the caller's ids are (they need not be unique).
+    def texts(_data, rank: int = 0, world_size: int = 1):
+        for i, doc in enumerate(docs):
+            yield Document(text=doc.text, id=str(i))
+
+    def positions(_data, rank: int = 0, world_size: int = 1):
+        for i in range(len(docs)):
+            yield Document(text="", id=str(i))  # stage 4 needs only the order, not the text
+
+    stages = [
+        LocalPipelineExecutor(
+            [texts, MinhashDedupSignature(output_folder=str(work / "signatures"), config=minhash, language=config.language)],
+            tasks=1,
+            logging_dir=str(work / "logs/signatures"),
+        ),
+        LocalPipelineExecutor(
+            [MinhashDedupBuckets(input_folder=str(work / "signatures"), output_folder=str(work / "buckets"), config=minhash)],
+            tasks=config.num_buckets,  # datatrove wants a multiple of num_buckets: one task per band
+            workers=config.workers,
+            logging_dir=str(work / "logs/buckets"),
+        ),
+        LocalPipelineExecutor(
+            [MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove"), config=minhash, save_cluster_id=True)],
+            tasks=1,
+            logging_dir=str(work / "logs/clusters"),
+        ),
+        LocalPipelineExecutor(
+            [
+                positions,
+                MinhashDedupFilter(
+                    input_folder=str(work / "remove"),
+                    exclusion_writer=JsonlWriter(str(work / "removed"), compression=None),
+                    load_cluster_ids=True,
+                ),
+                JsonlWriter(str(work / "kept"), compression=None),
+            ],
+            tasks=1,
+            logging_dir=str(work / "logs/filter"),
+        ),
+    ]
+    # datatrove logs every task and its stats to stderr (loguru); keep that in the scratch folder instead,
+    # next to its per-task logs, so the stage's own log stays one structured event per line
+    with open(work / "datatrove.log", "a") as sink, contextlib.redirect_stderr(sink):
+        for stage in stages:
+            stage.run()
+
+    kept_rows, removed_rows = _read_rows(work / "kept"), _read_rows(work / "removed")
+    kept_pos = sorted(int(r["id"]) for r in kept_rows)
+    removed_pos = sorted(int(r["id"]) for r in removed_rows)
+    if len(kept_pos) + len(removed_pos) != len(docs):
+        raise RuntimeError(f"MinHash filter returned {len(kept_pos)} + {len(removed_pos)} documents for {len(docs)} inputs")
+    clusters = {
+        docs[int(r["id"])].id: int(r["metadata"]["minhash_cluster_id"])
+        for r in kept_rows + removed_rows
+        if r.get("metadata", {}).get("minhash_cluster_id", -1) >= 0
+    }
+    result = FuzzyDedupResult(kept=[docs[i] for i in kept_pos], removed_ids=[docs[i].id for i in removed_pos], clusters=clusters)
+    log.info("fuzzy_dedup", documents=len(docs), removed=result.removed, clusters=len(set(clusters.values())))
+    return result
+
+
+def _read_rows(folder: Path) -> list[dict]:
+    rows: list[dict] = []
+    for path in sorted(folder.glob("*.jsonl*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            rows.extend(json.loads(line) for line in f if line.strip())
+    return rows
+

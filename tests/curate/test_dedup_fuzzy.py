@@ -1,0 +1,55 @@
+"""Fuzzy dedup: datatrove's MinHash LSH against exact word n-gram Jaccard on planted near-duplicates."""
+
+import pytest
+from datatrove.data import Document
+
+from factory.curate.dedup import FuzzyDedupConfig, fuzzy_dedup
+from factory.curate.dedup.planted import cluster_pairs, jaccard_pairs, plant_near_duplicates, precision_recall
+from factory.curate.quality.reference import stdlib_docstrings
+
+# copies at 1-2% word edits stay well above the LSH threshold (~0.72 Jaccard for 14 bands x 8 hashes),
+# copies at 15-30% fall well below it; the region in between is the S-curve's and is measured by bench/dedup.py
+NEAR, FAR = [0.01, 0.02], [0.15, 0.30]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    originals = stdlib_docstrings(n_docs=100, min_words=250, max_words=350)
+    texts, source = plant_near_duplicates(originals, NEAR + FAR, copies_per_rate=10, seed=0)
+    return texts, source
+
+
+def test_minhash_matches_exact_jaccard(planted, tmp_path):
+    texts, source = planted
+    config = FuzzyDedupConfig()
+    truth = set(jaccard_pairs(texts, config.n_grams, threshold=0.75))
+    ids = [f"doc-{i}" for i in range(len(texts))]
+    result = fuzzy_dedup(list(zip(ids, texts)), config, scratch=tmp_path / "minhash")
+
+    precision, recall = precision_recall(cluster_pairs(result.clusters, ids), truth)
+    print(f"planted: {len(texts)} docs, {len(truth)} true pairs, precision {precision:.3f} recall {recall:.3f}")
+    assert len(truth) >= 15  # the near copies (20) are the ground truth, give or take one
+    assert recall >= 0.9 and precision >= 0.9
+    # one document per cluster survives, the rest are counted as removed, input order is kept
+    assert result.removed == len({c for c in result.clusters.values()}) and result.removed >= 15
+    assert len(result.kept) + result.removed == len(texts)
+    kept_ids = [d.id for d in result.kept]
+    assert kept_ids == [i for i in ids if i in set(kept_ids)]
+    assert not set(kept_ids) & set(result.removed_ids)
+
+
+def test_distinct_documents_all_kept_and_disabled_passes_through(planted):
+    texts, _ = planted
+    docs = [Document(text=t, id=str(i), metadata={"source": "x"}) for i, t in enumerate(texts[:40])]
+    result = fuzzy_dedup(docs, FuzzyDedupConfig())
+    assert result.removed == 0 and result.kept == docs
+    assert fuzzy_dedup(docs + docs[:3], FuzzyDedupConfig(enabled=False)).removed == 0
+
+
+def test_exact_copies_removed_whatever_their_ids(planted):
+    texts, _ = planted
+    # duplicate ids are allowed: the result maps back by position
+    records = [("a", texts[0]), ("a", texts[0]), ("b", texts[1]), ("c", texts[0])]
+    result = fuzzy_dedup(records, FuzzyDedupConfig())
+    assert [d.text for d in result.kept] == [texts[0], texts[1]]
+    assert result.removed == 2
