@@ -1,0 +1,91 @@
+"""The synth stage end to end: a corpus artifact in, a corpus artifact of synthetic documents out, through a
+real OpenAI-compatible server on 127.0.0.1 and through a tiny local model given as a 'model' input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+import factory.synth as synth
+from factory.errors import InputError
+from factory.stage import Artifact, StepContext
+from tests.synth.fake_openai import FakeOpenAI
+from tests.synth.tiny_models import save_gpt2
+
+TEXT = "The old stone bridge crosses the river near the market. It was built two hundred years ago by masons."
+
+
+def corpus(folder, tiers):
+    (folder / "documents").mkdir(parents=True)
+    lines = [json.dumps({"id": f"doc{i}", "text": f"{TEXT} Document {i}.", "metadata": {"quality_tier": t}})
+             for i, t in enumerate(tiers)]
+    lines.insert(1, "{not json")
+    with gzip.open(folder / "documents" / "part-00000.jsonl.gz", "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    return Artifact(folder, {"fingerprint": "f" * 64, "kind": "corpus", "uri": str(folder)})
+
+
+def read(output):
+    docs = []
+    for path in sorted((output / "documents").glob("part-*.jsonl.gz")):
+        with gzip.open(path, "rt") as f:
+            docs += [json.loads(line) for line in f]
+    return docs
+
+
+def server_reply(user: str) -> str:
+    passage = user.split("Passage:\n", 1)[1]
+    if "question and answer pairs" in user:
+        return f"Q1: What does the bridge cross?\nA1: The river.\n\nQ2: Who built it?\nA2: Masons. ({passage.strip()[-11:]})"
+    return "Sure, here it is:\nRewritten: " + passage
+
+
+def test_stage_through_an_openai_server(tmp_path):
+    inputs = {"corpus": corpus(tmp_path / "corpus", [0, 2, 4, 1])}
+    output = tmp_path / "out"
+    output.mkdir()
+    with FakeOpenAI(reply=server_reply, delay_s=0.05) as server:
+        config = synth.Config(docs_per_part=3, generator={"kind": "openai", "base_url": server.url + "/v1",
+                                                           "model": "served-model", "max_concurrency": 3})
+        ctx = StepContext("synth")
+        metrics = synth.run(config, inputs, output, ctx)
+    docs = read(output)
+    assert [d["id"] for d in docs] == ["doc0/wikipedia", "doc2/diverse_qa", "doc2/distill", "doc2/extract_knowledge",
+                                       "doc2/knowledge_list", "doc3/wikipedia"]
+    assert docs[0]["text"] == f"Rewritten: {TEXT} Document 0."
+    assert docs[1]["text"] == ("Question: What does the bridge cross?\nAnswer: The river.\n\n"
+                               "Question: Who built it?\nAnswer: Masons. (Document 2.)")
+    assert {d["metadata"]["generator"] for d in docs} == {"served-model"}
+    assert len(server.requests) == 6 and 1 < server.max_in_flight <= 3
+    assert metrics["docs_out"] == 6 and metrics["docs_bad_json"] == 1 and metrics["docs_no_task_for_tier"] == 1
+    assert metrics["parts"] == 2 and len(list((output / "documents").glob("*.jsonl.gz"))) == 2
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["counts"]["docs_out"] == 6 and stats["generator"] == "served-model"
+    assert ctx.tracker.datasets[0]["name"] == "corpus"
+
+
+def test_stage_with_a_local_model_input(tmp_path):
+    model_artifact = tmp_path / "pretrain"
+    save_gpt2(model_artifact / "model")
+    inputs = {"corpus": corpus(tmp_path / "corpus", [0, 1, 2]),
+              "model": Artifact(model_artifact, {"fingerprint": "m" * 64, "kind": "checkpoint", "uri": "s3://b/pretrain/m"})}
+    output = tmp_path / "out"
+    output.mkdir()
+    config = synth.Config(min_output_chars=0, generation={"max_new_tokens": 6}, generator={"batch_size": 2})
+    metrics = synth.run(config, inputs, output, StepContext("synth"))
+    docs = read(output)
+    assert metrics["docs_selected"] == 2 and metrics["docs_out"] + metrics.get("docs_dropped", 0) == 2
+    # A random model may answer with whitespace only (dropped); what it kept is in order, one per document.
+    assert [d["metadata"]["source_id"] for d in docs] in (["doc0", "doc1"], ["doc0"], ["doc1"], [])
+    assert all(d["metadata"]["task"] == "wikipedia" and d["text"] for d in docs)
+    assert json.loads((output / "stats.json").read_text())["generator"] == "s3://b/pretrain/m"
+
+
+def test_stage_needs_a_corpus(tmp_path):
+    with pytest.raises(InputError, match="'corpus'"):
+        synth.run(synth.Config(), {}, tmp_path, StepContext("synth"))
+    (tmp_path / "c" / "documents").mkdir(parents=True)
+    with pytest.raises(InputError, match="no \\*.jsonl.gz"):
+        synth.run(synth.Config(), {"corpus": Artifact(tmp_path / "c", {"fingerprint": "x"})}, tmp_path, StepContext("s"))
