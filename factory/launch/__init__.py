@@ -1,0 +1,26 @@
+"""Cluster launchers for distributed stages: the KFP step creates a training or Ray job and follows it.
+
+    from factory.launch import Launcher, training_manifest
+    manifest = training_manifest("trainjob", name=..., namespace=..., image=..., spec_configmap=f"{name}-spec",
+                                 nodes=2, gpus_per_node=8, ...)
+    Launcher(api_client, namespace).launch(manifest, {"spec.yaml": spec_yaml}, timeout_s=...)
+"""
+
+from factory.launch.launcher import KINDS, JobKind, JobResult, LaunchCancelled, LaunchError, Launcher, LaunchTimeout, kind_of
+from factory.launch.manifests import (
+    SPEC_PATH,
+    configmap_manifest,
+    pytorchjob_manifest,
+    ray_submission,
+    rayjob_manifest,
+    torchrun_command,
+    training_manifest,
+    trainjob_manifest,
+)
+from factory.launch.rbac import REQUIRED_RULES, missing_rules
+
+__all__ = [
+    "KINDS", "JobKind", "JobResult", "LaunchCancelled", "LaunchError", "LaunchTimeout", "Launcher", "REQUIRED_RULES",
+    "SPEC_PATH", "configmap_manifest", "kind_of", "missing_rules", "pytorchjob_manifest", "ray_submission",
+    "rayjob_manifest", "torchrun_command", "training_manifest", "trainjob_manifest",
+]
