@@ -104,8 +104,12 @@ class Lineage:
     """MLflow runs for one pipeline: `start_pipeline`, then `step_run` per step, then `end_pipeline`."""
 
     def __init__(self, tracking_uri: str, experiment: str):
+        artifact_location = None
         if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            db_dir = Path(tracking_uri[len("sqlite:///") :]).parent
+            db_dir.mkdir(parents=True, exist_ok=True)
+            # Without this MLflow puts run artifacts (plots, the spec) in ./mlruns of whatever folder we run from.
+            artifact_location = (db_dir.resolve() / "mlartifacts").as_uri()
         check_tracking_uri(tracking_uri)
         # Quiet MLflow's alembic migration chatter on a fresh SQLite database.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
@@ -115,7 +119,7 @@ class Lineage:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         try:
             exp = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_location=artifact_location)
         except Exception as e:  # noqa: BLE001 - any failure here is the tracking store being unusable
             if type(e).__name__ == "ServiceError":
                 raise
