@@ -57,12 +57,15 @@ def step(
 ) -> None:
     """Run one stage in-process, building its missing inputs first."""
     from factory.spec import STAGES
-    from factory.steps import Executor
+    from factory.steps import Executor, dist_rank
 
     if name not in STAGES:
         _fail(f"no stage {name!r}; stages are: {', '.join(STAGES)}")
     spec = _load(spec_path)
     executor = Executor(spec)
+    if dist_rank()[0] != 0:  # under torchrun, rank 0 alone tracks and publishes
+        executor.run([name])
+        return
     executor.parent_run_id = executor.lineage.start_pipeline(f"{spec.name}-{name}", spec.to_yaml())
     status = "FAILED"
     try:
@@ -191,7 +194,9 @@ def main() -> None:
 
     configure()
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns (not raises) the code of a typer.Exit.
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)

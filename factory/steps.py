@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -258,6 +259,9 @@ class Executor:
             raise UserError(f"stages.{name}: the stage is not enabled in this spec")
         step = plan[name]
         slog = log.bind(step=name, fingerprint=step.fingerprint[:16])
+        rank, world = dist_rank()
+        if world > 1 and rank != 0:
+            return self._run_step_follower(step, rank)
         existing = self.store.complete(step.key)
         if existing is not None:
             slog.info("step.reuse", uri=existing["uri"], reason="published artifact with the same fingerprint")
@@ -305,6 +309,39 @@ class Executor:
         slog.info("step.done", uri=manifest["uri"], seconds=round(time.monotonic() - start, 2), **{k: v for k, v in list(metrics.items())[:8]})
         return manifest
 
+    def _run_step_follower(self, step: PlannedStep, rank: int, poll_s: float = 2.0, timeout_s: float = 4 * 3600) -> dict[str, Any]:
+        """A non-zero rank of a torchrun job (`factory step` under torchrun).
+
+        A stage that trains across ranks (module attribute `DISTRIBUTED = True`) runs on every rank in
+        the same staging folder; rank 0 alone tracks in MLflow and publishes, and the stage itself
+        writes files only on rank 0. Any other step is rank 0's to build: the others wait for it.
+        """
+        module = stage_module(step.name)
+        existing = self.store.complete(step.key)
+        if existing is not None:
+            return existing
+        if not getattr(module, "DISTRIBUTED", False):
+            deadline = time.monotonic() + timeout_s
+            while (existing := self.store.complete(step.key)) is None:
+                if time.monotonic() > deadline:
+                    raise UserError(f"step {step.name}: rank {rank} waited {timeout_s:.0f}s for rank 0 to publish it")
+                time.sleep(poll_s)
+            return existing
+        inputs = {}
+        for input_name, up in step.inputs.items():
+            up_key = self.plan()[up].key
+            manifest = self.store.complete(up_key)
+            if manifest is None:
+                raise UserError(f"step {step.name}: its input {input_name!r} (step {up}) is not built")
+            inputs[input_name] = Artifact(self.store.materialize(up_key), manifest)
+        staging = self.store.staging_dir(step.key, self.work_dir)
+        staging.mkdir(parents=True, exist_ok=True)
+        scratch = self.work_dir / "scratch" / step.key / f"rank{rank}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        log.info("step.run", step=step.name, rank=rank, role="follower")
+        module.run(step.config, inputs, staging, StepContext(step.name, scratch=scratch))
+        return {"stage": step.name, "fingerprint": step.fingerprint, "rank": rank, "published_by": 0}
+
     def _why(self, step: PlannedStep) -> list[str]:
         for e in self.explain():
             if e.name == step.name:
@@ -339,6 +376,11 @@ class Executor:
             },
             "metrics": {k: float(v) for k, v in metrics.items()},
         }
+
+
+def dist_rank() -> tuple[int, int]:
+    """(rank, world size) of this process as torchrun sets them; (0, 1) outside torchrun."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 @contextmanager

@@ -58,3 +58,16 @@ def test_unknown_stage_and_missing_spec_exit_2(tmp_path):
 def test_lineage_of_a_non_artifact_exits_2(tmp_path):
     r = factory("lineage", str(tmp_path))
     assert r.returncode == 2 and "no manifest here" in r.stderr
+
+
+def test_failed_pipeline_exits_nonzero(tmp_path):
+    """A stage failing inside kfp.local makes `factory run` exit 1, not 0."""
+    data = small_spec_data(tmp_path)
+    (tmp_path / "html").mkdir()
+    # One page that every filter removes: curate publishes an empty corpus and tokenize fails on it.
+    (tmp_path / "html" / "a.html").write_text("<html><body><p>x</p></body></html>")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    r = factory("run", str(spec))
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "error: pipeline failed" in r.stderr and "'tokenize'" in r.stderr

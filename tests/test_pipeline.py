@@ -1,0 +1,120 @@
+"""The whole pipeline through kfp.local, for real: killed mid-pretrain, resumed, then fully reused.
+
+One test on purpose: the three runs share a store, and each run takes tens of seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from factory.lineage import Lineage
+from factory.store import LocalStore
+from tests.spine import ROOT, small_corpus, small_spec_data
+
+pytestmark = pytest.mark.slow
+
+
+def _events(log: str) -> list[dict]:
+    out = []
+    for line in log.splitlines():
+        line = line.strip()
+        if line.startswith("{") and '"event"' in line:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def _factory(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "factory.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+
+def test_kill_resume_reuse_lineage_release(tmp_path):
+    small_corpus(tmp_path / "html", n=60)
+    data = small_spec_data(tmp_path, pretrain={"steps": 40, "checkpoint_interval": 4})
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    store = LocalStore(tmp_path / "store")
+
+    # Run 1: kill the whole process group once pretrain has written a checkpoint.
+    proc = _factory(["run", str(spec)])
+    staging = tmp_path / "store" / ".staging" / "pretrain"
+    deadline = time.monotonic() + 400
+    killed_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        # Nothing half-written is ever visible: no pretrain artifact until the step publishes.
+        assert store.keys("pretrain") == []
+        ckpts = sorted(staging.glob("*/checkpoints/step-*")) if staging.exists() else []
+        if ckpts:
+            killed_at = ckpts[-1].name
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    proc.wait(timeout=60)
+    assert killed_at is not None, "pretrain never wrote a checkpoint before the deadline"
+    assert store.keys("pretrain") == [] and store.keys("release") == []
+    assert store.keys("curate") and store.keys("tokenize")  # finished steps stay published
+
+    # Run 2: finished steps are reused, pretrain resumes from its checkpoint, the rest runs.
+    proc = _factory(["run", str(spec)])
+    out2, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out2[-3000:]
+    ev2 = _events(out2)
+    assert {e["step"] for e in ev2 if e["event"] == "step.reuse"} == {"curate", "tokenize"}
+    assert {e["step"] for e in ev2 if e["event"] == "step.run"} == {"pretrain", "evaluate", "release"}
+    resumed = [e for e in ev2 if e["event"] == "resumed"]
+    assert resumed and resumed[0]["step"] >= 4
+    summary = json.loads(out2.strip().splitlines()[-1])
+
+    # Run 3: everything reused.
+    proc = _factory(["run", str(spec)])
+    out3, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out3[-3000:]
+    ev3 = _events(out3)
+    assert sorted(e["step"] for e in ev3 if e["event"] == "step.reuse") == ["curate", "evaluate", "pretrain", "release", "tokenize"]
+    assert not [e for e in ev3 if e["event"] == "step.run"]
+
+    # MLflow: a parent run per pipeline run, closed by the exit handler, a nested run per step.
+    lineage = Lineage(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}", "spine")
+    parent = lineage.client.get_run(summary["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    children = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["factory.stage"] for r in children) == ["curate", "evaluate", "pretrain", "release", "tokenize"]
+    curate_run = next(r for r in children if r.data.tags["factory.stage"] == "curate")
+    assert "factory.reused_from_run" in curate_run.data.tags
+    assert lineage.client.search_model_versions("name = 'spine-release'")
+
+    # The release loads where only torch and transformers are imported, and generates.
+    (release_key,) = store.keys("release")
+    release = store.folder(release_key)
+    code = (
+        "import sys, torch, transformers\n"
+        f"m = transformers.AutoModelForCausalLM.from_pretrained({str(release)!r})\n"
+        f"t = transformers.AutoTokenizer.from_pretrained({str(release)!r})\n"
+        "ids = t('The module', return_tensors='pt').input_ids\n"
+        "out = m.generate(ids, max_new_tokens=8, do_sample=False)\n"
+        "assert out.shape[1] == ids.shape[1] + 8, out.shape\n"
+        "assert 'factory' not in sys.modules\n"
+        "print(t.decode(out[0]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    # `factory lineage` prints the chain from the release back to the raw HTML.
+    r = subprocess.run([sys.executable, "-m", "factory.cli", "lineage", str(release)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    stages = [line.split()[0] for line in r.stdout.splitlines() if not line.startswith("    source")]
+    assert stages == ["release", "pretrain", "tokenize", "curate", "evaluate"]
+    assert f"source {tmp_path / 'html'}" in r.stdout
