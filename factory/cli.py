@@ -54,6 +54,7 @@ def explain(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAM
 def step(
     name: str = typer.Argument(..., help="Stage name"),
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file"),
+    parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="Log under this MLflow run (a pipeline's parent run)"),
 ) -> None:
     """Run one stage in-process, building its missing inputs first."""
     from factory.spec import STAGES
@@ -65,6 +66,10 @@ def step(
     executor = Executor(spec)
     if dist_rank()[0] != 0:  # under torchrun, rank 0 alone tracks and publishes
         executor.run([name])
+        return
+    if parent_run_id:  # launched by a pipeline step, which owns the parent run
+        executor.parent_run_id = parent_run_id
+        typer.echo(executor.run([name])[name]["uri"])
         return
     executor.parent_run_id = executor.lineage.start_pipeline(f"{spec.name}-{name}", spec.to_yaml())
     status = "FAILED"

@@ -6,7 +6,9 @@ Every component calls `run_component(stage, spec_text, job_id, upstream, output)
 2. find or create the pipeline's parent MLflow run, tagged with the KFP job id (the first step creates it;
    the exit handler closes it with `finish_pipeline`),
 3. check that the upstream artifacts KFP handed over are the ones this spec plans (same fingerprints),
-4. run the step through the executor (reuse or run, then publish),
+4. run the step through the executor (reuse or run, then publish) or, for a stage that spans nodes or
+   GPUs, launch it as a cluster job (Kubeflow Trainer / KubeRay) that runs `factory step` on every rank,
+   watch it, and pick up what it published,
 5. describe the published artifact on the KFP output: `metadata` carries the store URI, fingerprint and
    kind, and the output file holds the manifest, so the bytes stay in the store.
 """
@@ -54,7 +56,10 @@ def run_component(stage: str, spec_text: str, job_id: str, upstream: Mapping[str
         want = plan[plan[stage].inputs[name]].fingerprint
         if got != want:
             raise UserError(f"step {stage}: input {name!r} has fingerprint {got}, but the spec plans {want}; recompile the pipeline")
-    manifest = executor.run_step(stage)
+    if spec.needs_launcher(stage):
+        manifest = launch_step(executor, stage, spec_text)
+    else:
+        manifest = executor.run_step(stage)
     output.metadata.update({"uri": manifest["uri"], "fingerprint": manifest["fingerprint"], "kind": manifest["kind"], "stage": stage})
     with open(output.path, "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
@@ -70,3 +75,65 @@ def finish_pipeline(spec_text: str, job_id: str, state: str) -> str:
     lineage.end_pipeline(run_id, status)
     log.info("pipeline.done", mlflow_run_id=run_id, state=state)
     return run_id
+
+
+def launch_step(executor: Executor, stage: str, spec_text: str, api_client=None, cancel=None) -> dict[str, Any]:
+    """Run `stage` as a cluster job and return the manifest the job published.
+
+    The job's pods run `torchrun ... factory step STAGE SPEC --parent-run-id RUN` (or, for curate, a RayJob
+    entrypoint); their rank 0 publishes the artifact into the store and logs under this pipeline's parent
+    run. Failure, timeout and cancellation come from `factory.launch.Launcher`, which deletes what it
+    created when the step is cancelled.
+    """
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    from factory.launch import Launcher, rayjob_manifest, torchrun_command, training_manifest
+    from factory.launch.manifests import SPEC_PATH
+
+    spec = executor.spec
+    step = executor.plan()[stage]
+    existing = executor.store.complete(step.key)
+    if existing is not None:
+        log.info("step.reuse", step=stage, uri=existing["uri"], reason="published artifact with the same fingerprint")
+        executor.lineage.record_reuse(executor.parent_run_id, stage, existing)
+        return existing
+    if api_client is None:
+        try:
+            k8s_config.load_incluster_config()
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config()
+        api_client = k8s.ApiClient()
+    namespace = spec.cluster.namespace or _pod_namespace()
+    res = spec.resources_for(stage)
+    name = f"{spec.name}-{stage}-{step.fingerprint[:10]}"
+    common = dict(
+        name=name, namespace=namespace, image=spec.image_for(stage), spec_configmap=f"{name}-spec",
+        cpu=res.cpu, memory=res.memory, node_selector=res.node_selector,
+        tolerations=[t.model_dump(exclude_none=True) for t in res.tolerations], shm_size=res.shm_size,
+        secret_env={env: tuple(ref.split("/", 1)) for env, ref in res.secrets.items()},
+        service_account=spec.cluster.service_account, labels=spec.cluster.pod_labels,
+    )
+    parent = ["--parent-run-id", executor.parent_run_id] if executor.parent_run_id else []
+    if stage == "curate":
+        entrypoint = " ".join(["python", "-m", "factory.cli", "step", stage, SPEC_PATH, *parent])
+        manifest = rayjob_manifest(workers=res.nodes, stage=stage, entrypoint=entrypoint, **common)
+    else:
+        command = [*torchrun_command(stage, res.nodes, max(res.gpus, 1)), *parent]
+        manifest = training_manifest(spec.cluster.training_operator, nodes=res.nodes, gpus_per_node=res.gpus,
+                                     stage=stage, command=command, gpu_resource=res.gpu_type or "nvidia.com/gpu", **common)
+    log.info("step.launch", step=stage, kind=manifest["kind"], job=name, namespace=namespace, nodes=res.nodes, gpus=res.gpus)
+    result = Launcher(api_client, namespace).launch(manifest, {"spec.yaml": spec_text}, configmap_name=f"{name}-spec",
+                                                    timeout_s=spec.cluster.job_timeout_s, cancel=cancel)
+    published = executor.store.complete(step.key)
+    if published is None:
+        raise UserError(f"step {stage}: job {result.name} succeeded but published no artifact at {executor.store.uri(step.key)}")
+    return published
+
+
+def _pod_namespace() -> str:
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip()
+    except OSError:
+        return "default"

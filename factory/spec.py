@@ -90,6 +90,21 @@ class Resources(_Frozen):
     secrets: dict[str, str] = Field(default_factory=dict, description="Env var -> 'secret-name/key' mounted from Kubernetes Secrets")
 
 
+class ClusterSpec(_Frozen):
+    """How steps run on Kubernetes (ignored by local runs)."""
+
+    namespace: str | None = Field(None, description="Namespace for launched jobs; default: the step pod's own namespace")
+    service_account: str = Field("factory-pipeline", description="Service account of launched jobs (the Helm chart creates it)")
+    training_operator: Literal["trainjob", "pytorchjob"] = Field(
+        "trainjob", description="Kubeflow Trainer v2 TrainJob, or the Training Operator v1 PyTorchJob"
+    )
+    pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"nemotron-factory/pipeline-step": "true"},
+        description="Labels on every step and job pod (the chart's NetworkPolicies admit pods with them)",
+    )
+    job_timeout_s: float | None = Field(None, description="Fail a launched job that runs longer than this")
+
+
 class Images(_Frozen):
     cpu: str = Field("nemotron-factory:0.1.0-cpu", description="Image for CPU steps (docker/Dockerfile.cpu)")
     gpu: str = Field("nemotron-factory:0.1.0-gpu", description="Image for GPU steps (docker/Dockerfile.gpu)")
@@ -121,6 +136,7 @@ class Spec(_Frozen):
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Artifact store")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow tracking")
     images: Images = Field(default_factory=Images, description="Container images")
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="Kubernetes settings for launched jobs")
     stages: Stages = Field(..., description="Stage configs; a stage that is absent does not run")  # type: ignore[valid-type]
     resources: dict[str, Resources] = Field(default_factory=dict, description="Per-stage cluster resources")
 
@@ -158,6 +174,15 @@ class Spec(_Frozen):
 
     def resources_for(self, name: str) -> Resources:
         return self.resources.get(name, Resources())
+
+    def image_for(self, name: str) -> str:
+        res = self.resources_for(name)
+        return res.image or (self.images.gpu if res.gpus > 0 else self.images.cpu)
+
+    def needs_launcher(self, name: str) -> bool:
+        """A stage that spans nodes or GPUs runs as a cluster job, which its KFP step launches and watches."""
+        res = self.resources_for(name)
+        return res.nodes > 1 or res.gpus > 1
 
     def tracking_uri(self) -> str:
         if self.tracking.uri:

@@ -16,12 +16,14 @@ from components import build
 from factory.spec import STAGES, Resources, Spec
 
 
-def image_for(spec: Spec, stage: str) -> str:
-    res = spec.resources_for(stage)
-    return res.image or (spec.images.gpu if res.gpus > 0 else spec.images.cpu)
+def apply_resources(task: dsl.PipelineTask, res: Resources, work_dir: str, launcher: bool) -> None:
+    """Kubernetes settings of one step's pod.
 
-
-def apply_resources(task: dsl.PipelineTask, res: Resources, work_dir: str) -> None:
+    A launcher step (a stage spanning nodes or GPUs) only creates and watches the cluster job, so it gets
+    the job's secrets and labels but none of its CPU, GPU, memory or node placement.
+    """
+    if launcher:
+        res = Resources(secrets=res.secrets)
     if res.cpu:
         task.set_cpu_request(res.cpu).set_cpu_limit(res.cpu)
     if res.memory:
@@ -57,13 +59,18 @@ def build_pipeline(spec: Spec):
         job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         finish = build("finish", spec.images.cpu)(spec=spec_json, job_id=job_id)
         finish.set_display_name("close-lineage").set_caching_options(False)
+        for key, value in sorted(spec.cluster.pod_labels.items()):
+            kubernetes.add_pod_label(finish, label_key=key, label_value=value)
         with dsl.ExitHandler(finish, name="factory-steps"):
             tasks: dict[str, dsl.PipelineTask] = {}
             for name in spec.enabled():
                 upstream = {inp: tasks[up].outputs["artifact"] for inp, up in STAGES[name].inputs.items()}
-                task = build(name, image_for(spec, name))(spec=spec_json, job_id=job_id, **upstream)
+                launcher = spec.needs_launcher(name)
+                task = build(name, spec.images.cpu if launcher else spec.image_for(name))(spec=spec_json, job_id=job_id, **upstream)
                 task.set_display_name(name).set_caching_options(False)
-                apply_resources(task, spec.resources_for(name), spec.work_dir)
+                apply_resources(task, spec.resources_for(name), spec.work_dir, launcher)
+                for key, value in sorted(spec.cluster.pod_labels.items()):
+                    kubernetes.add_pod_label(task, label_key=key, label_value=value)
                 tasks[name] = task
 
     return end_to_end

@@ -24,7 +24,7 @@ def test_smoke_pipeline_matches_golden(tmp_path):
 
 
 def test_compiled_dag_wires_stage_inputs(tmp_path):
-    ir = yaml.safe_load(compile_pipeline(load_spec(ROOT / "examples" / "smoke.yaml"), tmp_path / "p.yaml").read_text())
+    ir = next(yaml.safe_load_all(compile_pipeline(load_spec(ROOT / "examples" / "smoke.yaml"), tmp_path / "p.yaml").read_text()))
     steps = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
     assert sorted(steps) == ["curate", "evaluate", "pretrain", "release", "tokenize"]
     assert steps["release"]["dependentTasks"] == ["evaluate", "pretrain", "tokenize"]
@@ -36,18 +36,29 @@ def test_compiled_dag_wires_stage_inputs(tmp_path):
     assert "examples/data/smoke-html" in default and "/work" not in default
 
 
-def test_gpu_resources_compile_into_the_ir(tmp_path):
+GPU_GOLDEN = Path(__file__).parent / "golden" / "gpu-pipeline.yaml"
+
+
+def gpu_spec(gpus: int):
     data = yaml.safe_load((ROOT / "examples" / "smoke.yaml").read_text())
     data["resources"]["pretrain"] = {
-        "cpu": "16", "memory": "128G", "gpus": 8, "gpu_type": "nvidia.com/gpu",
+        "cpu": "16", "memory": "128G", "gpus": gpus, "gpu_type": "nvidia.com/gpu",
         "node_selector": {"nvidia.com/gpu.product": "H100-SXM"},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "shm_size": "64Gi", "secrets": {"AWS_ACCESS_KEY_ID": "s3-creds/access-key", "HF_TOKEN": "hf/token"},
     }
-    ir_docs = list(yaml.safe_load_all(compile_pipeline(parse_spec(data), tmp_path / "g.yaml").read_text()))
-    ir, platform = ir_docs[0], ir_docs[1]
+    return parse_spec(data)
+
+
+def test_gpu_resources_compile_into_the_ir(tmp_path):
+    """One GPU: the step's own pod trains, so it carries the GPU, placement and secrets (golden file)."""
+    text = compile_pipeline(gpu_spec(1), tmp_path / "g.yaml").read_text()
+    if os.environ.get("UPDATE_GOLDEN"):
+        GPU_GOLDEN.write_text(text)
+    assert text == GPU_GOLDEN.read_text(), "compiled GPU pipeline drifted; rerun with UPDATE_GOLDEN=1 if intended"
+    ir, platform = list(yaml.safe_load_all(text))
     res = ir["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["resources"]
-    assert res["accelerator"]["resourceCount"] == "8" and res["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert res["accelerator"]["resourceCount"] == "1" and res["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert res["cpuLimit"] == 16.0 and res["memoryLimit"] == 128.0
     assert ir["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["image"] == "nemotron-factory:0.1.0-gpu"
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pretrain"]
@@ -57,3 +68,15 @@ def test_gpu_resources_compile_into_the_ir(tmp_path):
     secrets = {s["secretName"]: s["keyToEnv"] for s in k8s["secretAsEnv"]}
     assert secrets["s3-creds"] == [{"envVar": "AWS_ACCESS_KEY_ID", "secretKey": "access-key"}]
     assert secrets["hf"] == [{"envVar": "HF_TOKEN", "secretKey": "token"}]
+
+    assert k8s["podMetadata"]["labels"] == {"nemotron-factory/pipeline-step": "true"}
+
+
+def test_multi_gpu_stage_compiles_to_a_light_launcher_step(tmp_path):
+    """Eight GPUs: the step only launches and watches a TrainJob, so its pod asks for no GPU or node placement."""
+    ir, platform = list(yaml.safe_load_all(compile_pipeline(gpu_spec(8), tmp_path / "l.yaml").read_text()))
+    container = ir["deploymentSpec"]["executors"]["exec-pretrain"]["container"]
+    assert "resources" not in container and container["image"] == "nemotron-factory:0.1.0-cpu"
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pretrain"]
+    assert "nodeSelector" not in k8s and "tolerations" not in k8s
+    assert {s["secretName"] for s in k8s["secretAsEnv"]} == {"s3-creds", "hf"}

@@ -1,0 +1,86 @@
+"""A pipeline step for a multi-node stage launches a cluster job, watches it, and returns what it published.
+
+Against the real kube-apiserver (see conftest.py): the test plays the training operator, publishing the
+artifact as the job's rank 0 would and then marking the job complete or failed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import pytest
+import yaml
+
+from factory.errors import UserError
+from factory.launch import LaunchError
+from factory.orchestrate import launch_step
+from factory.spec import parse_spec
+from factory.steps import Executor
+from tests.launch.test_launcher import condition, get_job, set_status
+from tests.launch.conftest import wait_for
+from tests.spine import small_spec_data
+
+
+def _executor(tmp_path, namespace) -> Executor:
+    (tmp_path / "html").mkdir(exist_ok=True)
+    (tmp_path / "html" / "a.html").write_text("<html><body><p>Some text.</p></body></html>")
+    data = small_spec_data(tmp_path)
+    data["resources"] = {"pretrain": {"nodes": 2, "cpu": "4", "memory": "8G", "secrets": {"AWS_ACCESS_KEY_ID": "s3/key"}}}
+    data["cluster"] = {"namespace": namespace, "training_operator": "trainjob"}
+    executor = Executor(parse_spec(data).resolved())
+    executor.parent_run_id = "parent-run-123"
+    return executor
+
+
+def _publish(executor: Executor) -> dict:
+    """What the job's rank 0 does when training ends: publish the artifact at the planned key."""
+    step = executor.plan()["pretrain"]
+    staging = executor.store.staging_dir(step.key, executor.work_dir)
+    staging.mkdir(parents=True)
+    (staging / "model").mkdir()
+    (staging / "model" / "config.json").write_text("{}")
+    return executor.store.publish(staging, step.key, {"kind": "checkpoint", "stage": "pretrain", "fingerprint": step.fingerprint})
+
+
+def test_launch_success_returns_published_artifact(admin, namespace, tmp_path):
+    executor = _executor(tmp_path, namespace)
+    spec_text = yaml.safe_dump(executor.spec.model_dump(mode="json"))
+    assert executor.spec.needs_launcher("pretrain") and not executor.spec.needs_launcher("tokenize")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(launch_step, executor, "pretrain", spec_text, api_client=admin)
+        name = f"spine-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"
+        job = wait_for(lambda: get_job(admin, "TrainJob", namespace, name), what="TrainJob")
+        published = _publish(executor)
+        set_status(admin, "TrainJob", namespace, name, {"conditions": [condition("Complete", "JobsCompleted", "done")]})
+        manifest = future.result(timeout=60)
+    assert manifest["fingerprint"] == published["fingerprint"] == executor.plan()["pretrain"].fingerprint
+    trainer = job["spec"]["trainer"]
+    assert trainer["numNodes"] == 2
+    assert trainer["command"][:5] == ["torchrun", "--nnodes", "2", "--nproc-per-node", "1"]
+    assert trainer["command"][-2:] == ["--parent-run-id", "parent-run-123"]
+    assert {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "key"}}} in trainer["env"]
+    assert job["metadata"]["labels"]["nemotron-factory/pipeline-step"] == "true"
+
+
+def test_launch_failure_is_a_step_failure_with_the_reason(admin, namespace, tmp_path):
+    executor = _executor(tmp_path, namespace)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(launch_step, executor, "pretrain", "name: spine\n", api_client=admin)
+        name = f"spine-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"
+        wait_for(lambda: get_job(admin, "TrainJob", namespace, name), what="TrainJob")
+        set_status(admin, "TrainJob", namespace, name, {"conditions": [condition("Failed", "BackoffLimitExceeded", "node-1 exited 137")]})
+        with pytest.raises(LaunchError, match="BackoffLimitExceeded") as err:
+            future.result(timeout=60)
+    assert "node-1 exited 137" in str(err.value)
+    assert executor.store.complete(executor.plan()["pretrain"].key) is None
+
+
+def test_job_that_publishes_nothing_fails_the_step(admin, namespace, tmp_path):
+    executor = _executor(tmp_path, namespace)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(launch_step, executor, "pretrain", "name: spine\n", api_client=admin)
+        name = f"spine-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"
+        wait_for(lambda: get_job(admin, "TrainJob", namespace, name), what="TrainJob")
+        set_status(admin, "TrainJob", namespace, name, {"conditions": [condition("Complete", "JobsCompleted", "done")]})
+        with pytest.raises(UserError, match="succeeded but published no artifact"):
+            future.result(timeout=60)
