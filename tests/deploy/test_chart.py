@@ -23,6 +23,7 @@ LAUNCHER_RULES = {
     ("kubeflow.org", "pytorchjobs"): {"create", "get", "list", "watch", "delete"},
     ("ray.io", "rayjobs"): {"create", "get", "list", "watch", "delete"},
     ("ray.io", "rayclusters"): {"create", "get", "list", "watch", "delete"},
+    ("", "configmaps"): {"create", "delete"},
     ("", "pods"): {"get", "list", "watch", "delete"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"list", "watch"},
@@ -177,6 +178,10 @@ def test_rbac_is_namespaced_and_minimal(rendered):
     assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
     (role,) = by_kind(docs, "Role").values()
     assert rule_table(role) == LAUNCHER_RULES
+    # Enough for the launchers (tests/launch proves REQUIRED_RULES suffice against a real API server).
+    from factory.launch import missing_rules
+
+    assert missing_rules(role["rules"]) == []
     (binding,) = by_kind(docs, "RoleBinding").values()
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
     (account,) = by_kind(docs, "ServiceAccount").values()

@@ -37,6 +37,9 @@ def test_base_is_the_charts_rbac_in_the_namespace(builds):
     docs = builds["base"]
     assert {doc["kind"] for doc in docs} == {"Namespace", "ServiceAccount", "Role", "RoleBinding"}
     assert rule_table(one(docs, "Role")) == LAUNCHER_RULES
+    from factory.launch import missing_rules
+
+    assert missing_rules(one(docs, "Role")["rules"]) == []
     namespace = one(docs, "Namespace")["metadata"]["name"]
     assert all(doc["metadata"]["namespace"] == namespace for doc in docs if doc["kind"] != "Namespace")
     binding = one(docs, "RoleBinding")
