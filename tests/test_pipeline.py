@@ -43,7 +43,7 @@ def _factory(args: list[str], **kw) -> subprocess.Popen:
 
 def test_kill_resume_reuse_lineage_release(tmp_path):
     small_corpus(tmp_path / "html", n=60)
-    data = small_spec_data(tmp_path, pretrain={"steps": 40, "checkpoint_interval": 4})
+    data = small_spec_data(tmp_path, pretrain={"steps": 200, "checkpoint_interval": 10})
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(data))
     store = LocalStore(tmp_path / "store")
@@ -63,7 +63,7 @@ def test_kill_resume_reuse_lineage_release(tmp_path):
             break
         time.sleep(0.2)
     proc.wait(timeout=60)
-    assert killed_at is not None, "pretrain never wrote a checkpoint before the deadline"
+    assert killed_at is not None, "pretrain finished or failed before a checkpoint was seen:\n" + proc.stdout.read()[-3000:]
     assert store.keys("pretrain") == [] and store.keys("release") == []
     assert store.keys("curate") and store.keys("tokenize")  # finished steps stay published
 
@@ -75,7 +75,7 @@ def test_kill_resume_reuse_lineage_release(tmp_path):
     assert {e["step"] for e in ev2 if e["event"] == "step.reuse"} == {"curate", "tokenize"}
     assert {e["step"] for e in ev2 if e["event"] == "step.run"} == {"pretrain", "evaluate", "release"}
     resumed = [e for e in ev2 if e["event"] == "resumed"]
-    assert resumed and resumed[0]["step"] >= 4
+    assert resumed and resumed[0]["step"] >= 10
     summary = json.loads(out2.strip().splitlines()[-1])
 
     # Run 3: everything reused.
