@@ -5,6 +5,7 @@
     factory step pretrain examples/smoke.yaml  # one stage in-process (building missing inputs first)
     factory compile examples/smoke.yaml -o pipeline.yaml
     factory submit spec.yaml --host https://kfp.example.org
+    factory status RUN_ID --host https://kfp.example.org
     factory lineage runs/smoke/store/release/<fingerprint>
 
 Every mistake a user can make (bad spec field, missing input, unreachable service) prints one message
@@ -145,19 +146,47 @@ def submit(
     """Compile the pipeline and submit it to a KFP server with kfp.Client."""
     import tempfile
 
-    import kfp
-
     spec = _load(spec_path, resolve=False)
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(spec, Path(tmp) / "pipeline.yaml")
         try:
-            client = kfp.Client(host=host, existing_token=existing_token, namespace=namespace, ssl_ca_cert=str(ssl_ca_cert) if ssl_ca_cert else None)
+            client = _kfp_client(host, existing_token, namespace, ssl_ca_cert)
             result = client.create_run_from_pipeline_package(
-                str(package), arguments={}, run_name=run_name or spec.name, experiment_name=experiment or spec.name, namespace=namespace
+                str(package), arguments={}, run_name=run_name or spec.name, experiment_name=experiment or spec.name, namespace=namespace,
+                service_account=spec.cluster.service_account,
             )
         except Exception as e:  # noqa: BLE001 - kfp raises many types for an unreachable or refusing server
             raise UserError(f"--host: cannot submit to KFP at {host}: {e}") from None
     typer.echo(json.dumps({"run_id": result.run_id, "host": host}))
+
+
+def _kfp_client(host: str, existing_token: str | None, namespace: str | None, ssl_ca_cert: Path | None):
+    import kfp
+
+    return kfp.Client(host=host, existing_token=existing_token, namespace=namespace, ssl_ca_cert=str(ssl_ca_cert) if ssl_ca_cert else None)
+
+
+@app.command()
+def status(
+    run_id: str = typer.Argument(..., help="KFP run id, as `factory submit` printed it"),
+    host: str = typer.Option(..., "--host", help="KFP API endpoint"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help="Kubeflow profile namespace (multi-user KFP)"),
+    existing_token: Optional[str] = typer.Option(None, "--existing-token", envvar="KF_PIPELINES_TOKEN", help="Bearer token, as kfp.Client(existing_token=...)"),
+    ssl_ca_cert: Optional[Path] = typer.Option(None, "--ssl-ca-cert", help="CA bundle for the KFP endpoint"),
+) -> None:
+    """Print a submitted run's state and the state of each of its steps."""
+    try:
+        run = _kfp_client(host, existing_token, namespace, ssl_ca_cert).get_run(run_id)
+    except Exception as e:  # noqa: BLE001 - kfp raises many types for an unreachable or refusing server
+        raise UserError(f"--host: cannot read run {run_id} from KFP at {host}: {e}") from None
+    tasks = []
+    details = getattr(run, "run_details", None)
+    for task in (getattr(details, "task_details", None) or []):
+        name = task.display_name or task.task_id
+        if name and not name.startswith(("exit-handler", "root")):
+            tasks.append({"step": name, "state": str(task.state)})
+    typer.echo(json.dumps({"run_id": run.run_id, "name": run.display_name, "state": str(run.state),
+                           "created_at": str(run.created_at), "finished_at": str(run.finished_at), "steps": tasks}))
 
 
 @app.command()
