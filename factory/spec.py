@@ -106,8 +106,8 @@ class ClusterSpec(_Frozen):
 
 
 class Images(_Frozen):
-    cpu: str = Field("nemotron-factory:0.1.0-cpu", description="Image for CPU steps (docker/Dockerfile.cpu)")
-    gpu: str = Field("nemotron-factory:0.1.0-gpu", description="Image for GPU steps (docker/Dockerfile.gpu)")
+    cpu: str = Field("nemotron-factory/factory-cpu:0.1.0", description="Image for CPU steps (docker/Dockerfile.cpu)")
+    gpu: str = Field("nemotron-factory/factory-gpu:0.1.0", description="Image for GPU steps (docker/Dockerfile.gpu)")
 
 
 def _stage_fields() -> dict[str, Any]:
@@ -152,11 +152,11 @@ class Spec(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "Spec":
-        enabled = set(self.enabled())
+        enabled = self.enabled()
         for name in enabled:
             for upstream in STAGES[name].inputs.values():
                 if upstream not in enabled:
-                    raise ValueError(f"stage {name!r} needs stage {upstream!r}, which is absent from stages")
+                    raise ValueError(f"stages.{name}: needs stage {upstream!r}, which is absent from stages")
         for name in self.resources:
             if name not in STAGES:
                 raise ValueError(f"resources.{name}: no such stage (stages are {', '.join(STAGES)})")
@@ -222,7 +222,10 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling or remove it)"
-        lines.append(f"{path or '<spec>'}: {msg}")
+        if e["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        # Whole-spec checks already name the fields they are about.
+        lines.append(f"{path}: {msg}" if path else msg)
     return "\n".join(dict.fromkeys(lines))
 
 

@@ -60,7 +60,7 @@ def test_gpu_resources_compile_into_the_ir(tmp_path):
     res = ir["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["resources"]
     assert res["accelerator"]["resourceCount"] == "1" and res["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert res["cpuLimit"] == 16.0 and res["memoryLimit"] == 128.0
-    assert ir["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["image"] == "nemotron-factory:0.1.0-gpu"
+    assert ir["deploymentSpec"]["executors"]["exec-pretrain"]["container"]["image"] == "nemotron-factory/factory-gpu:0.1.0"
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pretrain"]
     assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.product": "H100-SXM"}
     assert k8s["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
@@ -76,7 +76,7 @@ def test_multi_gpu_stage_compiles_to_a_light_launcher_step(tmp_path):
     """Eight GPUs: the step only launches and watches a TrainJob, so its pod asks for no GPU or node placement."""
     ir, platform = list(yaml.safe_load_all(compile_pipeline(gpu_spec(8), tmp_path / "l.yaml").read_text()))
     container = ir["deploymentSpec"]["executors"]["exec-pretrain"]["container"]
-    assert "resources" not in container and container["image"] == "nemotron-factory:0.1.0-cpu"
+    assert "resources" not in container and container["image"] == "nemotron-factory/factory-cpu:0.1.0"
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pretrain"]
     assert "nodeSelector" not in k8s and "tolerations" not in k8s
     assert {s["secretName"] for s in k8s["secretAsEnv"]} == {"s3-creds", "hf"}

@@ -39,8 +39,8 @@ def test_spec_is_frozen():
         (lambda d: d["stages"]["pretrain"].update(lr="fast"), r"^stages\.pretrain\.lr: Input should be a valid number"),
         (lambda d: d["stages"]["tokenize"].update(vocab_sise=10), r"^stages\.tokenize\.vocab_sise: unknown field"),
         (lambda d: d.update(name="Bad Name"), r"^name: String should match pattern"),
-        (lambda d: d["resources"].update(pretrian={"cpu": "1"}), r"resources\.pretrian: no such stage"),
-        (lambda d: d["stages"].pop("tokenize"), r"stage 'pretrain' needs stage 'tokenize'"),
+        (lambda d: d["resources"].update(pretrian={"cpu": "1"}), r"^resources\.pretrian: no such stage"),
+        (lambda d: d["stages"].pop("tokenize"), r"^stages\.pretrain: needs stage 'tokenize', which is absent"),
         (lambda d: d["model"].update(preset="huge"), r"^model\.preset: unknown preset 'huge'"),
     ],
 )
@@ -69,3 +69,12 @@ def test_resolved_makes_local_paths_absolute(tmp_path):
     assert spec.stages.curate.sources == [str(tmp_path / "examples" / "data" / "smoke-html")]
     s3 = parse_spec({**smoke_data(), "storage": {"root": "s3://bucket/x"}}).resolved(tmp_path)
     assert s3.storage.root == "s3://bucket/x"
+
+
+def test_cluster_example_loads_and_launches_pretrain():
+    spec = load_spec(ROOT / "examples" / "cluster.yaml")
+    assert spec.storage.root.startswith("s3://")
+    assert spec.needs_launcher("pretrain") and not spec.needs_launcher("evaluate")
+    assert spec.image_for("evaluate") == "nemotron-factory/factory-gpu:0.1.0"
+    assert spec.image_for("tokenize") == "nemotron-factory/factory-cpu:0.1.0"
+    assert spec.stages.pretrain.model.preset == "small_20m"
