@@ -51,3 +51,26 @@ def apply_converters(model: nn.Module, converters: Sequence[ModelConverter]) -> 
     for converter in converters:
         model = converter.convert(model)
     return model
+
+
+class LowPrecisionLinears:
+    """Swap the linears inside the blocks for FP8 (`name="float8"`) or NVFP4 (`name="nvfp4"`) training
+    linears (`factory.precision.convert_model`), keeping `options.keep_first_n` / `keep_last_n` blocks,
+    embeddings and the LM head in high precision. Parameters are shared, so the state dict is unchanged."""
+
+    def __init__(self, recipe: str, options=None) -> None:
+        if recipe not in ("fp8", "nvfp4"):
+            raise ValueError(f"recipe must be 'fp8' or 'nvfp4', got {recipe!r}")
+        self.recipe, self.options = recipe, options
+        self.name = "float8" if recipe == "fp8" else "nvfp4"
+
+    def convert(self, model: nn.Module) -> nn.Module:
+        from factory.precision import convert_model
+
+        return convert_model(model, self.recipe, self.options)  # type: ignore[arg-type]
+
+
+def precision_converters(precision: str, options=None) -> list[ModelConverter]:
+    """The converters of a training `precision` ("fp32", "bf16", "fp8", "nvfp4"): fp32 and bf16 change
+    no module (bf16 is autocast in the trainer)."""
+    return [LowPrecisionLinears(precision, options)] if precision in ("fp8", "nvfp4") else []

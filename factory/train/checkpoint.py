@@ -5,10 +5,16 @@ only when complete, so a folder named `step-*` is always whole; a run killed mid
 `.tmp-*` folder, which the next start deletes.
 
     step-000100/
-        model.pt       objective state dict
-        optimizer.pt   AdamW state
-        trainer.pt     progress (step, data position, tokens, skip counters) and RNG states
+        model.pt       full objective state dict (parameter names as in one process)
+        optimizer.pt   full AdamW state, keyed by parameter name
+        trainer.pt     progress (step, data position, tokens, skip counters) and each rank's RNG states
         meta.json      {"step": 100, "position": 800, ...} for people and tools
+
+Distributed runs (DDP or FSDP2) write the same files: the trainer gathers full state dicts to rank 0
+(`torch.distributed.checkpoint.state_dict` with `full_state_dict=True`), rank 0 alone writes, and every
+rank reads the whole checkpoint on resume. So a checkpoint does not depend on the world size (a 2-rank
+run may resume on one process). Gathering to one rank bounds this to models that fit one host's memory;
+a sharded `torch.distributed.checkpoint` layout is the way past that, not built here.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from factory.logs import get_logger
+from factory.train.parallel import world
 from factory.train.trainer import Callback
 
 if TYPE_CHECKING:
@@ -96,9 +103,12 @@ class CheckpointCallback(Callback):
         self.keep = keep
 
     def on_train_start(self, trainer: Trainer) -> None:
-        if self.root.is_dir():
+        rank, size = world()
+        if rank == 0 and self.root.is_dir():
             for stale in self.root.glob(".tmp-*"):  # a write interrupted by a kill
                 shutil.rmtree(stale, ignore_errors=True)
+        if size > 1:
+            torch.distributed.barrier()
         latest = latest_checkpoint(self.root)
         if latest is not None:
             trainer.load_state_dict(load_checkpoint(latest, trainer.device), checkpoint=latest)
@@ -107,7 +117,13 @@ class CheckpointCallback(Callback):
     def on_step_end(self, trainer: Trainer, metrics: StepMetrics) -> None:
         step = trainer.state.step
         if self.interval and (step % self.interval == 0 or step == trainer.config.steps):
-            path = save_checkpoint(self.root, trainer.state_dict(), step, self.keep)
+            rank, size = world()
+            state = trainer.state_dict()  # a collective: every rank takes part
+            path = checkpoint_dir(self.root, step)
+            if rank == 0:
+                save_checkpoint(self.root, state, step, self.keep)
+            if size > 1:
+                torch.distributed.barrier()  # nobody moves on (or resumes) before the checkpoint is whole
             if trainer.state.consecutive_nonfinite == 0:
                 trainer.state.last_checkpoint = str(path)
             log.info("checkpoint_saved", checkpoint=str(path), step=step)

@@ -4,9 +4,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from factory.precision import PrecisionConfig
 from factory.stage import StageConfig, no_effect
+
+Precision = Literal["fp32", "bf16", "fp8", "nvfp4"]
+
+
+class BlendPhase(BaseModel):
+    """One phase of a data blend: the dataset weights used until `until_fraction` of the run's tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    until_fraction: float = Field(gt=0, le=1, description="This phase ends after this fraction of the run's tokens.")
+    weights: dict[str, float] = Field(
+        min_length=1, description="Dataset name -> sampling weight (normalised within the phase; all > 0)."
+    )
+
+    @model_validator(mode="after")
+    def _positive(self) -> BlendPhase:
+        bad = [name for name, w in self.weights.items() if not w > 0]
+        if bad:
+            raise ValueError(f"weights of {bad} must be > 0 (drop a dataset from the phase instead)")
+        return self
 
 
 class TrainConfig(StageConfig):
@@ -28,16 +49,35 @@ class TrainConfig(StageConfig):
     keep_checkpoints: int = Field(2, ge=1, description="How many of the latest checkpoints to keep.")
     log_interval: int = no_effect(10, "Steps between metric logs to the tracker.")
     max_consecutive_nonfinite: int = Field(5, gt=0, description="Stop after this many non-finite steps in a row.")
-    dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="Compute dtype: bfloat16 autocasts matmuls, weights and optimizer stay float32."
+    precision: Precision = Field(
+        "fp32",
+        description="Training precision: fp32; bf16 (autocast); fp8 / nvfp4 (bf16 autocast plus FP8 / NVFP4 linears). "
+        "Master weights and optimizer stay fp32.",
+    )
+    precision_options: PrecisionConfig = Field(
+        default_factory=PrecisionConfig, description="FP8 / NVFP4 recipe knobs (high-precision first/last blocks, formats)."
+    )
+    blend: list[BlendPhase] | None = Field(
+        None, description="Data blend phases, in order, the last ending at 1.0; none: the single 'train' dataset."
     )
 
     @model_validator(mode="after")
     def _schedule_fits(self) -> TrainConfig:
         if self.warmup_steps + round(self.decay_fraction * self.steps) > self.steps:
             raise ValueError("warmup_steps + decay_fraction * steps must not exceed steps")
+        if self.blend is not None:
+            ends = [phase.until_fraction for phase in self.blend]
+            if not ends or ends != sorted(set(ends)) or ends[-1] != 1.0:
+                raise ValueError(f"blend: until_fraction must increase strictly and end at 1.0, got {ends}")
         return self
 
     @property
-    def tokens_per_step(self) -> int:
-        return self.seq_len * self.micro_batch_size * self.grad_accum
+    def blend_datasets(self) -> list[str]:
+        """Every dataset name the blend uses, in first-use order (["train"] without a blend)."""
+        if self.blend is None:
+            return ["train"]
+        return list(dict.fromkeys(name for phase in self.blend for name in phase.weights))
+
+    def tokens_per_step(self, world_size: int = 1) -> int:
+        """Tokens in one optimizer step over all `world_size` data-parallel ranks."""
+        return self.seq_len * self.micro_batch_size * self.grad_accum * world_size

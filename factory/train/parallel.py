@@ -1,34 +1,92 @@
 """`parallelize()`: the one place a model is laid out over devices (torchtitan's ordered parallelize).
 
-The order, as torchtitan applies it: tensor parallel, then activation checkpointing (a converter,
-see `factory.model.converters`), then `torch.compile`, then FSDP2 sharding (`fully_shard` per block,
-then the root). On one process only the device move and optional compile apply; a plan with more
-than one rank needs a process group (`torchrun`), which the multi-GPU training work adds.
+The order, as torchtitan applies it: (tensor parallel, not built), activation checkpointing (a
+converter, see `factory.model.converters`), then `torch.compile`, then data parallelism: DDP, or FSDP2
+(`fully_shard` per block, then the root). Under `torchrun` the process group comes from
+`distributed()`: gloo on CPU, NCCL on GPU, one device per local rank.
+
+    with distributed() as (rank, world, device):
+        model = parallelize(build_model(...), ParallelPlan(data_parallel="fsdp", device=device))
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
+import torch
+import torch.distributed as dist
 from torch import nn
 
 
 @dataclass(frozen=True)
 class ParallelPlan:
-    """How to lay the model out. Runtime-only: it never changes what the model computes."""
+    """How to lay the model out. Runtime-only: it never changes what the model computes (up to float
+    summation order)."""
 
-    data_parallel_shard: int = 1
+    data_parallel: Literal["ddp", "fsdp"] = "ddp"  # used only when a process group of > 1 rank exists
     tensor_parallel: int = 1
     compile: bool = False
     device: str = "cpu"
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) of the current process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@contextlib.contextmanager
+def distributed() -> Iterator[tuple[int, int, str]]:
+    """Yield (rank, world size, device); under torchrun (WORLD_SIZE > 1) join the env:// process group
+    first (unless the caller already did) and, at the end, barrier and leave the group we joined."""
+    cuda = torch.cuda.is_available()
+    owned = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+        owned = True
+    rank, size = world()
+    device = f"cuda:{torch.cuda.current_device()}" if cuda else "cpu"
+    try:
+        yield rank, size, device
+        if size > 1:
+            dist.barrier()  # no rank returns (and lets the executor publish) before the others are done
+    finally:
+        if owned:
+            dist.destroy_process_group()
+
+
 def parallelize(model: nn.Module, plan: ParallelPlan = ParallelPlan()) -> nn.Module:
-    """Lay `model` out per `plan`; single-process plans only for now."""
-    if plan.tensor_parallel != 1 or plan.data_parallel_shard != 1:
-        raise NotImplementedError("tensor parallel / FSDP need torchrun; this build trains on one process")
+    """Lay `model` out per `plan` on the current process group; returns the model to train.
+
+    DDP returns a wrapper (the transformers model is `.module`); FSDP2 shards in place (parameters become
+    DTensors). Use `torch.distributed.checkpoint.state_dict` to read a full state dict of either.
+    """
+    if plan.tensor_parallel != 1:
+        raise NotImplementedError("tensor parallelism is not built; use data_parallel (ddp or fsdp)")
     model = model.to(plan.device)
     if plan.compile:
         for block in model.model.layers:  # per block, as torchtitan does: small graphs, shared compile
             block.compile()
+    _, size = world()
+    if size == 1:
+        return model
+    if plan.data_parallel == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [torch.device(plan.device).index] if plan.device.startswith("cuda") else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(torch.device(plan.device).type, (size,))
+    for block in model.model.layers:  # one all-gather per block in forward, freed after it
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)  # the rest: embeddings, final norm, LM head
     return model

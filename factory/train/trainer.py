@@ -8,6 +8,12 @@ One step: set the WSD learning rate, draw `grad_accum` micro-batches from the se
 current data position, backpropagate each micro-batch's summed loss divided by the step's label-token
 count, clip, and take an AdamW step, unless the loss or gradient norm is non-finite, in which case the
 update is skipped and counted. Everything a resumed run needs is in `state_dict()`.
+
+Data parallel (a process group of `world` ranks, model wrapped by `parallelize`): one step draws the
+global positions `[position, position + world * micro_batch_size * grad_accum)`; micro-batch `k` of
+rank `r` takes `micro_batch_size` of them at `position + (k * world + r) * micro_batch_size`. The
+label-token count and the loss are summed over ranks, so a step sees exactly the batch a single process
+with `world` times the micro-batch (or accumulation) sees, and logs the same loss on every rank.
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ from factory.errors import UserError
 from factory.train.config import TrainConfig
 from factory.train.objective import IGNORE_INDEX
 from factory.train.optim import build_optimizer
-from factory.train.sampler import SeededSampler
+from factory.train.parallel import world
+from factory.train.sampler import ShuffledSamples
 from factory.train.schedule import wsd_lr
+
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp8": torch.bfloat16, "nvfp4": torch.bfloat16}
 
 
 class NonFiniteLossError(UserError):
@@ -70,16 +79,21 @@ class Callback:
 
 
 class Trainer:
-    """Train `objective` (an nn.Module returning `LossOutput`) on fixed-length token windows."""
+    """Train `objective` (an nn.Module returning `LossOutput`) on fixed-length token windows.
 
-    def __init__(self, objective: nn.Module, data: Sequence[torch.Tensor], config: TrainConfig,
+    `data` is a sequence of windows (read in the seeded order of `config.seed`) or a sample source with
+    `sample(position) -> Tensor` (e.g. `BlendedSamples`). Build the trainer after `parallelize`.
+    """
+
+    def __init__(self, objective: nn.Module, data: Sequence[torch.Tensor] | Any, config: TrainConfig,
                  callbacks: Sequence[Callback] = (), device: str | torch.device = "cpu") -> None:
         self.objective = objective
         self.data = data
         self.config = config
         self.callbacks = list(callbacks)  # called in order: put the checkpoint callback first
         self.device = torch.device(device)
-        self.sampler = SeededSampler(len(data), config.seed)
+        self.samples = data if hasattr(data, "sample") else ShuffledSamples(data, config.seed)
+        self.rank, self.world_size = world()
         self.optimizer = build_optimizer(objective, config.lr, config.betas, config.weight_decay)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.state = TrainState()
@@ -111,17 +125,22 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-        batches = [self._next_batch() for _ in range(cfg.grad_accum)]
-        tokens = sum(int((labels != IGNORE_INDEX).sum()) for _, labels in batches)
+        batches = [self._batch(k) for k in range(cfg.grad_accum)]
+        state.position += self.world_size * cfg.micro_batch_size * cfg.grad_accum
+        local_tokens = sum(int((labels != IGNORE_INDEX).sum()) for _, labels in batches)
+        tokens = int(self._all_reduce(torch.tensor(float(local_tokens), device=self.device)).item())
+        # DDP and FSDP average gradients over ranks; scaling by world makes the result the global sum / tokens.
+        scale = self.world_size / max(tokens, 1)
         loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
         for input_ids, labels in batches:
             with self._autocast():
                 out = self.objective(input_ids, labels)
-            (out.loss_sum / max(tokens, 1)).backward()
+            (out.loss_sum * scale).backward()
             loss_sum += out.loss_sum.detach().float()
-        loss = (loss_sum / max(tokens, 1)).item()
+        loss = (self._all_reduce(loss_sum) / max(tokens, 1)).item()
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm).item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        grad_norm = (grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm).item()  # FSDP: DTensor
 
         skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))
         if skipped:
@@ -137,46 +156,91 @@ class Trainer:
         return StepMetrics(step=state.step, loss=loss, lr=lr, grad_norm=grad_norm, tokens=tokens,
                            tokens_per_s=tokens / max(elapsed, 1e-9), skipped=skipped, skipped_steps=state.skipped_steps)
 
-    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input_ids, labels), each (micro_batch_size, seq_len) int64, from the current data position."""
+    def _batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, labels), each (micro_batch_size, seq_len) int64: this rank's micro-batch `k` of the step."""
         n = self.config.micro_batch_size
-        idx = self.sampler.indices(self.state.position, n)
-        self.state.position += n
-        windows = torch.stack([self.data[i] for i in idx]).to(self.device)  # (B, seq_len + 1)
+        first = self.state.position + (k * self.world_size + self.rank) * n
+        windows = torch.stack([self.samples.sample(p) for p in range(first, first + n)]).to(self.device)  # (B, T + 1)
         return windows[:, :-1], windows[:, 1:]
 
+    def _all_reduce(self, x: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            torch.distributed.all_reduce(x)
+        return x
+
     def _autocast(self):
-        if self.config.dtype == "bfloat16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        dtype = AUTOCAST[self.config.precision]
+        if dtype is not None:
+            return torch.autocast(device_type=self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     # --- resumable state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Model, optimizer, progress and RNG states; loadable with `torch.load(weights_only=True)`."""
-        np_state = np.random.get_state()
+        """Full (unsharded) model and optimizer states keyed by parameter name, progress, and every rank's
+        RNG states; loadable with `torch.load(weights_only=True)`. A collective: call it on every rank
+        (FSDP gathers the shards); the tensors are complete on rank 0 only."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        rng = _rng_state(self.objective)
+        if self.world_size > 1:
+            gathered: list[Any] = [None] * self.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+        else:
+            gathered = [rng]
         return {
-            "model": self.objective.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": get_model_state_dict(self.objective, options=options),
+            "optimizer": get_optimizer_state_dict(self.objective, self.optimizer, options=options),
             "trainer": {k: v for k, v in asdict(self.state).items() if k != "last_checkpoint"},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-                "python": random.getstate(),
-            },
+            "rng": gathered,  # one entry per rank: ranks draw different data, so their streams differ
         }
 
     def load_state_dict(self, state: dict[str, Any], checkpoint: Path | None = None) -> None:
-        self.objective.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Restore a `state_dict()` on every rank (each passes the full state it read from disk)."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.objective, state["model"], options=options)
+        set_optimizer_state_dict(self.objective, self.optimizer, state["optimizer"], options=options)
         self.state = TrainState(**state["trainer"], last_checkpoint=str(checkpoint) if checkpoint else None)
-        rng = state["rng"]  # RNG states must be CPU byte tensors, whatever map_location moved them to
-        torch.set_rng_state(rng["torch"].cpu())
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-        name, keys, *rest = rng["numpy"]
-        np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), *rest))
-        random.setstate(_as_tuples(rng["python"]))
+        rngs = state["rng"]
+        _set_rng_state(self.objective, rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+
+
+def _rng_state(model: nn.Module) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "python": random.getstate(),
+        # NVFP4 stochastic rounding draws from per-module generators (see NVFP4Linear.generator)
+        "modules": {f"{name}@{dev}": gen.get_state() for name, m in model.named_modules()
+                    for dev, gen in getattr(m, "_generators", {}).items()},
+    }
+
+
+def _set_rng_state(model: nn.Module, rng: dict[str, Any]) -> None:
+    # RNG states must be CPU byte tensors, whatever map_location moved them to
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    name, keys, *rest = rng["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), *rest))
+    random.setstate(_as_tuples(rng["python"]))
+    modules = dict(model.named_modules())
+    for key, value in rng.get("modules", {}).items():
+        name, _, dev = key.rpartition("@")
+        if hasattr(modules.get(name), "generator"):
+            modules[name].generator(torch.device(dev)).set_state(value.cpu())
 
 
 def _as_tuples(value: Any) -> Any:

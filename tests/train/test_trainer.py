@@ -147,7 +147,7 @@ def test_weight_decay_skips_norms_biases_and_embeddings():
 
 
 def test_bfloat16_autocast_trains(data, tmp_path):
-    config = CONFIG.model_copy(update={"dtype": "bfloat16", "steps": 4, "checkpoint_interval": 0})
+    config = CONFIG.model_copy(update={"precision": "bf16", "steps": 4, "checkpoint_interval": 0})
     trainer, _ = make_trainer(data, tmp_path, config)
     trainer.fit()
     losses = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl")]

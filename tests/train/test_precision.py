@@ -1,0 +1,66 @@
+"""Training precision in the trainer: converters before training, plain transformers model out, exact resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from factory.errors import SpecError
+from factory.model import PRESETS, build_model
+from factory.model.converters import apply_converters, precision_converters
+from factory.precision import Float8Linear, NVFP4Linear
+from factory.stage import StepContext
+from factory.tokenize.indexed import PackedSequences
+from factory.train import CausalLMObjective, CheckpointCallback, MetricsCallback, TrainConfig, Trainer, pretrain, read_metrics
+
+from .conftest import VOCAB
+from .test_trainer import Kill, KillAt
+
+FAST = dict(seq_len=32, micro_batch_size=4, steps=6, lr=3e-3, warmup_steps=1, decay_fraction=0.2, checkpoint_interval=0)
+
+
+def test_fp8_run_saves_a_plain_transformers_model(tokens_artifact, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(1)
+    runs = {p: pretrain.run(pretrain.Config(precision=p, **FAST), {"tokens": tokens_artifact}, tmp_path / p, StepContext(p))
+            for p in ("bf16", "fp8")}
+    bf16, fp8 = (read_metrics(tmp_path / p / "metrics.jsonl") for p in ("bf16", "fp8"))
+    assert all(math.isfinite(r["loss"]) for r in fp8) and fp8[-1]["loss"] < fp8[0]["loss"]
+    assert [r["loss"] for r in fp8] != [r["loss"] for r in bf16]  # the FP8 linears were in use
+    assert runs["fp8"]["final_loss"] == pytest.approx(runs["bf16"]["final_loss"], rel=0.03)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "fp8" / "model")
+    assert not any(isinstance(m, (Float8Linear, NVFP4Linear)) for m in model.modules())
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights were saved
+
+
+def test_converters_follow_the_checked_order():
+    model = build_model(PRESETS["tiny"](), VOCAB)
+    apply_converters(model, precision_converters("nvfp4"))
+    kinds = [type(m).__name__ for m in model.model.layers[2].modules()]  # the middle block of "M-M*-"
+    assert "NVFP4Linear" in kinds and type(model.lm_head) is torch.nn.Linear
+    assert not any(isinstance(m, NVFP4Linear) for m in model.model.layers[0].modules())  # keep_first_n=1
+    assert precision_converters("bf16") == [] and precision_converters("fp32") == []
+    with pytest.raises(SpecError, match="order"):
+        apply_converters(build_model(PRESETS["tiny"](), VOCAB), [*precision_converters("nvfp4"), *precision_converters("fp8")])
+
+
+def test_nvfp4_resume_is_exact_with_stochastic_rounding(tokens_artifact, tmp_path):
+    """NVFP4 rounds gradients stochastically from per-module generators; their states are checkpointed."""
+    config = TrainConfig(precision="nvfp4", **{**FAST, "checkpoint_interval": 2})
+    data = PackedSequences(tokens_artifact.path / "train", config.seq_len)
+
+    def trainer(root, extra=()):
+        torch.manual_seed(0)
+        model = apply_converters(build_model(PRESETS["tiny"](), VOCAB), precision_converters("nvfp4"))
+        callbacks = [CheckpointCallback(root / "ckpt", 2, 2), MetricsCallback(root / "m.jsonl", StepContext("t"), 10), *extra]
+        return Trainer(CausalLMObjective(model), data, config, callbacks=callbacks)
+
+    trainer(tmp_path / "a").fit()
+    with pytest.raises(Kill):
+        trainer(tmp_path / "b", [KillAt(3)]).fit()
+    trainer(tmp_path / "b").fit()
+    a, b = (read_metrics(tmp_path / x / "m.jsonl") for x in "ab")
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
