@@ -3,6 +3,7 @@
     factory run examples/smoke.yaml            # compile and run the whole pipeline through kfp.local
     factory explain examples/smoke.yaml        # per step: reuse or rerun, and why
     factory step pretrain examples/smoke.yaml  # one stage in-process (building missing inputs first)
+    factory curate page.html crawl.warc.gz --out corpus/   # the curate stage alone
     factory compile examples/smoke.yaml -o pipeline.yaml
     factory submit spec.yaml --host https://kfp.example.org
     factory status RUN_ID --host https://kfp.example.org
@@ -37,6 +38,20 @@ def _load(spec_path: Path, resolve: bool = True):
 
     spec = load_spec(spec_path)
     return spec.resolved() if resolve else spec
+
+
+@app.command()
+def curate(
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="HTML, WARC/WET or JSONL files, or folders of them"),
+    out: Path = typer.Option(..., "--out", help="Output folder (documents/part-*.jsonl.gz, stats.json, manifest.json)"),
+    spec_path: Optional[Path] = typer.Option(None, "--spec", help="Take the curate settings from this spec"),
+) -> None:
+    """Run the curate stage alone on files or folders (the same code as the pipeline's curate step)."""
+    from factory.curate.command import curate_files
+
+    manifest = curate_files(inputs, out, spec_path)
+    metrics = manifest.get("metrics", {})
+    typer.echo(json.dumps({"out": str(out), "docs_in": metrics.get("docs_in"), "docs_out": metrics.get("docs_out")}))
 
 
 @app.command()

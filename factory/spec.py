@@ -48,7 +48,7 @@ def stage_module(name: str):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
 class StorageSpec(_Frozen):

@@ -26,9 +26,13 @@ from factory.logs import get_logger
 
 
 class StageConfig(BaseModel):
-    """Base of every stage's config: frozen, strict about unknown fields."""
+    """Base of every stage's config: frozen, strict about unknown fields.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Defaults are validated too, so a default written `10` in a float field is `10.0` from the start and
+    the config dumps the same before and after a JSON round trip (which keeps fingerprints stable).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     def result_fields(self) -> dict[str, Any]:
         """The fields that can change the stage's result, as JSON-able values.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,17 @@ def test_failed_pipeline_exits_nonzero(tmp_path):
     r = factory("run", str(spec))
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert "error: pipeline failed" in r.stderr and "'tokenize'" in r.stderr
+
+
+def test_curate_command_runs_the_stage_on_files(tmp_path):
+    from tests.spine import SMOKE_HTML
+
+    pages = sorted(SMOKE_HTML.glob("*.html"))[:12]
+    r = factory("curate", *map(str, pages), "--out", str(tmp_path / "corpus"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["docs_in"] == 12 and 0 < summary["docs_out"] <= 12
+    manifest = json.loads((tmp_path / "corpus" / "manifest.json").read_text())
+    assert manifest["kind"] == "corpus" and manifest["metrics"]["docs_out"] == summary["docs_out"]
+    r = factory("curate", str(tmp_path / "missing.html"), "--out", str(tmp_path / "c2"))
+    assert r.returncode == 2 and "missing.html" in r.stderr

@@ -94,3 +94,12 @@ def test_recipe_diff_and_fingerprint_are_stable():
     assert diff_recipes(a, b) == ["config opt.b: 2 -> 3", "input i changed"]
     assert fingerprint_of(a) == fingerprint_of(json.loads(json.dumps(a)))
     assert fingerprint_of(a) != fingerprint_of(b)
+
+
+def test_fingerprints_survive_a_json_round_trip_of_the_spec(tmp_path):
+    """KFP steps get the spec as JSON: every stage must plan the same fingerprint from it."""
+    from factory.spec import parse_spec
+
+    spec = load_spec(write_spec(tmp_path))  # paths in this spec are absolute already
+    again = parse_spec(json.loads(spec.model_dump_json()))
+    assert {n: s.fingerprint for n, s in Executor(spec).plan().items()} == {n: s.fingerprint for n, s in Executor(again).plan().items()}

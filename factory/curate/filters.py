@@ -1,4 +1,4 @@
-"""datatrove steps the curate stage adds to the library's own: language id, exact dedup, a jusText extractor.
+"""datatrove steps the curate stage adds to the library's own: extraction, language id, exact dedup.
 
 Each is a datatrove `BaseFilter` / `BaseExtractor`, so drops are counted in the step's stats the same way
 as for datatrove's Gopher filters (`dropped`, `dropped_<reason>`).
@@ -77,19 +77,85 @@ class ExactDedupFilter(BaseFilter):
         return True
 
 
-class Justext(BaseExtractor):
-    """jusText extractor: keeps the paragraphs jusText does not classify as boilerplate (English stoplist)."""
+EXTRACTORS = ("trafilatura", "resiliparse", "justext")
 
-    name = "⛏ jusText"
-    _requires_dependencies = ["justext"]
 
-    def __init__(self, timeout: float = 10):
-        super().__init__(timeout)
+def extract_main_text(html: str, extractor: str) -> str:
+    """Main text of one HTML page with the named extractor (navigation, banners and footers stripped)."""
+    if extractor == "trafilatura":
+        import trafilatura
 
-    def extract(self, text: str) -> str:
+        # datatrove's Trafilatura step settings, with favour_precision as Nemotron-CC-style pipelines use
+        return trafilatura.extract(html, favor_precision=True, include_comments=False, deduplicate=True) or ""
+    if extractor == "resiliparse":
+        from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
+
+        return extract_plain_text(HTMLTree.parse(html), main_content=True, alt_texts=False, links=False)
+    if extractor == "justext":
         import justext
 
-        if not text.strip():
+        if not html.strip():
             return ""
-        paragraphs = justext.justext(text, justext.get_stoplist("English"))
+        paragraphs = justext.justext(html, justext.get_stoplist("English"))
         return "\n".join(p.text for p in paragraphs if not p.is_boilerplate)
+    raise ValueError(f"unknown extractor {extractor!r}; known: {list(EXTRACTORS)}")
+
+
+class Extract(BaseExtractor):
+    """Main-text extraction, one page at a time in datatrove's sandboxed subprocess (per-page time limit).
+
+    Text documents (WET records, JSONL `"text"`) pass through untouched. HTML pages with equations go to
+    the math-aware path (`factory.curate.math`) when `math` is a config with `enabled`; the others to
+    `extractor`. Each document records which path it took in `metadata["extraction"]`; a page that
+    extracts to nothing is dropped and counted (`empty`, `timeout`, `clean_error`, `broken_process`).
+    """
+
+    name = "⛏ Extract main text"
+
+    def __init__(self, extractor: str = "trafilatura", timeout: float = 30, math=None):
+        super().__init__(timeout)
+        if extractor not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {extractor!r}; known: {list(EXTRACTORS)}")
+        self.extractor = extractor
+        self.math = math if math is not None and getattr(math, "enabled", False) else None
+
+    def extract(self, html: str) -> tuple[str, str]:
+        if self.math is not None:
+            from factory.curate.math import extract_math_page, has_math
+
+            if has_math(html):
+                return extract_math_page(html, self.math) or "", "math"
+        return extract_main_text(html, self.extractor), self.extractor
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        from datatrove.pipeline.extractors.base import ExtractorSandbox
+
+        with ExtractorSandbox(timeout=self.timeout, warmup_text="") as sandbox:
+            for doc in data:
+                self.stat_update("total")
+                if doc.metadata.get("format") == "text":
+                    doc.metadata["extraction"] = "none"
+                    self.stat_update("forwarded", "passthrough")
+                    yield doc
+                    continue
+                with self.track_time():
+                    try:
+                        text, path = sandbox.process_document(doc.text, self.extract)
+                    except TimeoutError:
+                        self.stat_update("timeout")
+                        continue
+                    except EOFError:  # the sandbox process died (a crash or out of memory); a new one starts
+                        self.stat_update("broken_process")
+                        continue
+                    except Exception:  # noqa: BLE001 (a page that breaks the parser is data, not a bug)
+                        self.stat_update("clean_error")
+                        continue
+                if text.strip():
+                    doc.text = text
+                    doc.metadata["extraction"] = path
+                    self.stat_update("forwarded", f"path_{path}")
+                    self.update_doc_stats(doc)
+                    yield doc
+                else:
+                    self.stat_update("dropped")

@@ -1,18 +1,26 @@
-"""The curate stage: raw HTML / WARC in, clean deduplicated English text out.
+"""The curate stage: raw web pages in, clean deduplicated, quality-tiered English text out (Nemotron-CC style).
 
-One datatrove pipeline, in input order:
+Per-document steps run as one datatrove pipeline (local processes by default, Ray with `executor: ray`):
 
-    read (HTML files, WARC responses) -> extract main text (trafilatura) -> language id (py3langid)
-    -> Gopher repetition -> Gopher quality -> [C4 quality] -> exact dedup -> documents/part-NNNNN.jsonl.gz
+    read (HTML, WARC, WET, JSONL) -> extract main text (trafilatura | resiliparse | justext; math-aware path
+    for pages with equations) -> language id (py3langid) -> Gopher repetition -> Gopher quality
+    -> [C4 quality] -> [FineWeb quality]
 
-The per-document steps run on datatrove's `LocalPipelineExecutor` with `workers` tasks (files are dealt to
-tasks round-robin); their outputs are then put back in input order and exact-deduplicated in one process,
-so the result does not depend on `workers`. Every removal is counted per filter and reason in `stats.json`.
+Input files are dealt to `workers` tasks round-robin; the tasks' outputs are then put back in input order and
+the corpus-level steps run in one process, so the result does not depend on `workers`:
+
+    exact dedup -> fuzzy dedup (MinHash LSH) -> [semantic dedup (SemDeDup)] -> decontamination (13-grams)
+    -> [quality ensemble: 20 buckets, 5 tiers] -> documents/part-NNNNN.jsonl.gz
+
+Every removal is counted per step and reason in `stats.json`; every skipped input unit per reason.
 
 Output layout (the contract with `factory.tokenize`):
 
-    documents/part-00000.jsonl.gz   one {"id", "text", "metadata": {source, url, language, language_score}}
-    stats.json                      docs_in, docs_out, removed/<filter>, reasons, skipped/<reason>, sizes
+    documents/part-00000.jsonl.gz   one {"id", "text", "metadata": {source, url, language, language_score,
+                                    extraction, [quality_score, quality_bucket, quality_tier, quality_<clf>]}}
+    stats.json                      docs_in, docs_out, removed/<step>, reasons, skipped/<reason>, tiers, sizes
+    quality_model/                  the ensemble trained in this run (`quality.train`), versioned with the corpus
+    tiers.png                       documents per quality tier (when the quality step runs)
 """
 
 from __future__ import annotations
@@ -20,19 +28,29 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from factory.curate.decontaminate import DecontaminationConfig
+from factory.curate.dedup.fuzzy import FuzzyDedupConfig
+from factory.curate.dedup.semantic import SemanticDedupConfig
+from factory.curate.math import MathConfig
+from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityConfig
+from factory.curate.readers import DEFAULT_MAX_PAGE_BYTES
+from factory.errors import InputError
 from factory.stage import Artifact, StageConfig, StepContext, no_effect
 
 KIND = "corpus"
 
-# Filter names as they appear in stats.json and metrics (`removed.<name>`), in pipeline order.
-FILTERS = ("extraction", "language", "gopher_repetition", "gopher_quality", "c4_quality", "exact_dedup")
+# Step names as they appear in stats.json and metrics (`removed.<name>`), in pipeline order.
+FILTERS = ("extraction", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
+           "exact_dedup", "fuzzy_dedup", "semantic_dedup", "decontamination", "quality")
 
 
 class GopherQuality(StageConfig):
@@ -66,25 +84,72 @@ class GopherRepetition(StageConfig):
         description="(n, max share of characters) covered by repeated n-grams.")
 
 
+class MathExtraction(MathConfig):
+    """Math-aware extraction (Nemotron-CC-Math) for pages with equations: `factory.curate.math`'s settings plus a switch."""
+
+    enabled: bool = Field(True, description="Send pages with equations (MathML, MathJax, KaTeX, LaTeX) through the math path.")
+
+
+class QualityStep(StageConfig):
+    """Quality-classifier ensemble in the stage: load a trained one (`quality_model`) or train one here."""
+
+    enabled: bool = Field(False, description="Score documents into 20 quality buckets and 5 tiers.")
+    train: QualityConfig | None = Field(
+        None, description="Train an ensemble inside the stage with these settings (saved to quality_model/ in the output).")
+    stdlib_reference: bool = Field(
+        True, description="When training, add the Python standard library's docstrings to the reference texts.")
+    max_reference_docs: int = Field(2000, ge=10, description="Most reference (positive) documents used for training.")
+    min_tier: int = Field(0, ge=0, le=N_TIERS - 1, description="Drop documents below this tier (0 keeps all, as Nemotron-CC).")
+    threads: int = no_effect(
+        1, "OpenMP threads for training and scoring; 1 is fastest on small data (thread start-up dominates).")
+
+
 class Config(StageConfig):
-    """Curate raw web pages into a text corpus: extraction, language id, Gopher heuristics, exact dedup."""
+    """Curate raw web pages into a text corpus: extraction, language id, heuristics, dedup, quality, decontamination."""
 
     sources: list[str] = Field(
         ..., min_length=1, json_schema_extra={"external_input": True},
-        description="Files or folders of .html/.htm/.warc/.warc.gz pages to read (folders are searched recursively).")
+        description="Files or folders of .html/.htm/.warc[.gz]/.wet[.gz]/.jsonl[.gz] inputs (folders searched recursively).")
     languages: list[str] = Field(["en"], description="ISO 639-1 codes of the languages to keep (py3langid labels).")
     min_language_score: float = Field(
         0.65, ge=0, le=1, description="Smallest py3langid probability of the detected language for a page to stay.")
-    extractor: Literal["trafilatura", "justext"] = Field(
-        "trafilatura", description="Main-text extractor that strips navigation, banners and footers.")
+    extractor: Literal["trafilatura", "resiliparse", "justext"] = Field(
+        "trafilatura", description="Main-text extractor that strips navigation, banners and footers (bench/curate.py measures them).")
     extract_timeout_s: float = Field(
         30.0, gt=0, description="Per-page extraction time limit; a page that takes longer is dropped.")
+    max_page_bytes: int = Field(
+        DEFAULT_MAX_PAGE_BYTES, ge=1024, description="Input units (page, record, JSONL line) larger than this are skipped as too_large.")
+    math: MathExtraction = Field(MathExtraction(), description="Math-aware extraction for pages with equations.")
     gopher_repetition: GopherRepetition = Field(GopherRepetition(), description="Gopher repetition filter settings.")
     gopher_quality: GopherQuality = Field(GopherQuality(), description="Gopher quality filter settings.")
     c4_quality: bool = Field(False, description="Also apply datatrove's C4 quality filter (drops and trims lines).")
+    fineweb_quality: bool = Field(False, description="Also apply datatrove's FineWeb quality filter (line punctuation, short lines).")
     exact_dedup: bool = Field(True, description="Drop pages whose normalised text equals an earlier page's.")
+    fuzzy_dedup: FuzzyDedupConfig = Field(FuzzyDedupConfig(), description="MinHash LSH near-duplicate removal.")
+    semantic_dedup: SemanticDedupConfig = Field(
+        SemanticDedupConfig(enabled=False), description="SemDeDup on sentence embeddings (off by default: it embeds every document).")
+    quality: QualityStep = Field(QualityStep(), description="Quality-classifier ensemble: buckets and tiers in metadata.")
+    quality_model: str | None = Field(
+        None, json_schema_extra={"external_input": True},
+        description="Folder of a trained quality ensemble (train_ensemble output) to score with.")
+    quality_reference: list[str] = Field(
+        [], json_schema_extra={"external_input": True},
+        description="Files or folders of reference-quality text (.txt/.md/.rst/.html) for quality.train.")
+    decontamination: DecontaminationConfig = Field(DecontaminationConfig(), description="Evaluation-set n-gram removal.")
+    decontamination_sets: list[str] = Field(
+        [], json_schema_extra={"external_input": True},
+        description="Evaluation-set files or folders (.txt one item a line, .jsonl, .json) to decontaminate against.")
     shard_size: int = Field(10_000, gt=0, description="Documents per output part (documents/part-NNNNN.jsonl.gz).")
+    executor: Literal["local", "ray"] = no_effect(
+        "local", "Where the per-page steps run: datatrove's local processes, or a Ray cluster (pip install 'ray[default]').")
+    ray_address: str | None = no_effect(None, "Ray cluster address for executor 'ray' (None: start or join a local one).")
     workers: int = no_effect(1, "Parallel datatrove tasks for the per-page steps; the output does not depend on it.")
+
+    @model_validator(mode="after")
+    def _quality_source(self) -> Config:
+        if self.quality.enabled and (self.quality_model is None) == (self.quality.train is None):
+            raise ValueError("quality: set exactly one of quality_model (a trained ensemble folder) and quality.train")
+        return self
 
 
 class TaskOutput:
@@ -105,19 +170,21 @@ class TaskOutput:
         return iter(())
 
 
-def _pipeline_steps(config: Config, files: list, out_folder: Path) -> tuple[list, list[str]]:
-    """The per-document datatrove steps, and the filter name of each step after the reader and before the writer."""
-    from datatrove.pipeline.extractors import Trafilatura
-    from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
+def pipeline_steps(config: Config, files: list, out_folder: Path | None = None) -> tuple[list, list[str]]:
+    """The per-document datatrove steps (reader first, `TaskOutput` last when `out_folder` is given), and the
+    step name of each step after the reader."""
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+    )
 
-    from factory.curate.filters import Justext, LanguageIdFilter
+    from factory.curate.filters import Extract, LanguageIdFilter
     from factory.curate.readers import WebSourceReader
 
-    if config.extractor == "trafilatura":
-        extractor = Trafilatura(favour_precision=True, timeout=config.extract_timeout_s)
-    else:
-        extractor = Justext(timeout=config.extract_timeout_s)
-    steps: list = [WebSourceReader(files), extractor,
+    steps: list = [WebSourceReader(files, config.max_page_bytes),
+                   Extract(config.extractor, config.extract_timeout_s, config.math),
                    LanguageIdFilter(config.languages, config.min_language_score)]
     names = ["extraction", "language"]
     rep, qual = config.gopher_repetition, config.gopher_quality
@@ -138,13 +205,50 @@ def _pipeline_steps(config: Config, files: list, out_folder: Path) -> tuple[list
     if config.c4_quality:
         steps.append(C4QualityFilter(filter_no_terminal_punct=True))
         names.append("c4_quality")
-    steps.append(TaskOutput(out_folder))
+    if config.fineweb_quality:
+        steps.append(FineWebQualityFilter())
+        names.append("fineweb_quality")
+    if out_folder is not None:
+        steps.append(TaskOutput(out_folder))
     return steps, names
+
+
+def _executor(config: Config, steps: list, logs: Path):
+    """datatrove's local executor, or its Ray executor when `config.executor == "ray"`."""
+    if config.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        # fork: workers inherit the loaded modules, and a caller's unguarded __main__ is not re-imported
+        return LocalPipelineExecutor(steps, tasks=config.workers, workers=config.workers, logging_dir=str(logs),
+                                     skip_completed=False, start_method="fork")
+    try:
+        import ray
+    except ImportError:
+        raise InputError("executor: 'ray' needs Ray, which is not installed: pip install 'ray[default]'") from None
+    from datatrove.executor import RayPipelineExecutor
+
+    if not ray.is_initialized():
+        if config.ray_address:  # join a running cluster (KubeRay head service, `ray start --head`)
+            ray.init(address=config.ray_address, log_to_driver=False)
+        else:  # a local one for this run; its dashboard needs extra packages and is of no use here
+            ray.init(include_dashboard=False, log_to_driver=False)
+    # on a cluster the scratch folder (ctx.scratch) must be a filesystem every Ray worker shares
+    return RayPipelineExecutor(steps, tasks=config.workers, workers=config.workers, logging_dir=str(logs),
+                               skip_completed=False)
+
+
+def _counts(step_stats) -> dict[str, int]:
+    """A step's datatrove counters as plain ints (stats read back from JSON hold plain numbers or dicts)."""
+    out = {}
+    for k, v in step_stats.stats.items():
+        total = v.total if hasattr(v, "total") else v.get("total", 0) if isinstance(v, dict) else v
+        out[k] = int(total)
+    return out
 
 
 def _dropped(step_stats, extractor: bool = False) -> tuple[int, dict[str, int]]:
     """(documents a step did not pass on, counts per reason) from one step's datatrove stats."""
-    counts = {k: int(v.total) for k, v in step_stats.stats.items()}
+    counts = _counts(step_stats)
     removed = counts.get("total", 0) - counts.get("forwarded", 0)
     reasons = {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")}
     if extractor:  # datatrove's extractors count failures by name and empty results as plain "dropped"
@@ -162,6 +266,9 @@ def _read_jsonl_gz(paths: Iterable[Path]) -> list[dict]:
     return rows
 
 
+OUTPUT_METADATA = ("source", "url", "language", "language_score", "extraction")
+
+
 def _write_parts(docs: list, folder: Path, shard_size: int) -> int:
     """Write documents as gzipped JSON lines, `shard_size` per part; byte-identical for identical input."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -171,50 +278,159 @@ def _write_parts(docs: list, folder: Path, shard_size: int) -> int:
         # mtime=0 and no file name in the gzip header: the same documents give the same bytes
         with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
             for doc in docs[part * shard_size:(part + 1) * shard_size]:
-                meta = {k: doc.metadata.get(k) for k in ("source", "url", "language", "language_score")}
+                meta = {k: v for k, v in doc.metadata.items() if k in OUTPUT_METADATA or k.startswith("quality_")}
                 record = {"id": doc.id, "text": doc.text, "metadata": meta}
                 gz.write((json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
         (folder / f"part-{part:05d}.jsonl.gz").write_bytes(buf.getvalue())
     return parts
 
 
+def _quality_ensemble(config: Config, docs: list, output: Path, ctx: StepContext):
+    """The ensemble to score with: loaded from `quality_model`, or trained here and saved to output/quality_model."""
+    from factory.curate.quality import QualityEnsemble, train_ensemble
+    from factory.curate.quality.junk import synthesize_junk
+    from factory.curate.quality.reference import read_reference_texts, stdlib_docstrings
+
+    if config.quality_model is not None:
+        return QualityEnsemble.load(Path(config.quality_model)), {"source": "given", "path": config.quality_model}
+    step = config.quality
+    positives = read_reference_texts(config.quality_reference)
+    if step.stdlib_reference:
+        positives += stdlib_docstrings()
+    positives = positives[: step.max_reference_docs]
+    if len(positives) < 10:
+        raise InputError(f"quality.train: only {len(positives)} reference documents in quality_reference "
+                         "(give more files, or set quality.stdlib_reference: true)")
+    negatives = synthesize_junk(len(positives), positives, seed=step.train.seed)
+    # percentiles over the corpus itself, as Nemotron-CC buckets its own crawl; too small a corpus: held-out split
+    reference = [d.text for d in docs] if len(docs) >= 100 else None
+    folder = output / "quality_model"
+    metrics = train_ensemble(step.train, positives, negatives, folder, reference=reference)
+    ctx.log_metrics({f"quality_train.{k}": v for k, v in metrics.items() if k.endswith("auc")})
+    return QualityEnsemble.load(folder), {"source": "trained", "path": "quality_model",
+                                          "positives": len(positives), "negatives": len(negatives),
+                                          "ensemble_auc": round(metrics["ensemble_auc"], 4)}
+
+
+def plot_tiers(tiers: list[int], path: Path) -> None:
+    """Bar chart of documents per quality tier."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar([f"{t}\n{TIER_NAMES[t]}" for t in range(N_TIERS)], tiers, color="#4c72b0")
+    ax.set_ylabel("documents")
+    ax.set_title("Curated corpus by quality tier")
+    for t, n in enumerate(tiers):
+        ax.annotate(str(n), (t, n), ha="center", va="bottom")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: same counts, same bytes
+    plt.close(fig)
+
+
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Curate `config.sources` into `output/documents/part-*.jsonl.gz` and `output/stats.json`."""
     from datatrove.data import Document
-    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.utils.stats import PipelineStats
 
     from factory.curate.filters import ExactDedupFilter
     from factory.curate.readers import SKIP_REASONS, list_sources
 
+    start = time.perf_counter()
     files = list_sources(config.sources)  # raises InputError naming a missing source
-    ctx.log.info("curate_start", files=len(files), sources=len(config.sources), workers=config.workers)
+    if config.math.enabled and config.math.renderer == "lynx" and shutil.which("lynx") is None:
+        # checked here: inside the extraction sandbox it would only drop every math page as an error
+        raise InputError("math.renderer 'lynx' is not installed: apt-get install -y lynx, "
+                         "or set math.renderer: builtin, or math.enabled: false")
+    ctx.log.info("curate_start", files=len(files), sources=len(config.sources), workers=config.workers,
+                 executor=config.executor)
+    seconds: dict[str, float] = {}  # CPU-side seconds per step (datatrove's per-document timers, wall time in-process)
 
     if ctx.scratch is not None:
         Path(ctx.scratch).mkdir(parents=True, exist_ok=True)
     # datatrove's logs and the per-task outputs live in a temporary folder, never in the artifact
     with tempfile.TemporaryDirectory(dir=ctx.scratch, prefix="curate-") as tmp:
         tmp_dir = Path(tmp)
-        steps, names = _pipeline_steps(config, files, tmp_dir / "filtered")
-        executor = LocalPipelineExecutor(
-            steps, tasks=config.workers, workers=config.workers, logging_dir=str(tmp_dir / "datatrove-logs"),
-            # fork: workers inherit the loaded modules, and a caller's unguarded __main__ is not re-imported
-            skip_completed=False, start_method="fork")
-        pipeline_stats = executor.run()
+        steps, names = pipeline_steps(config, files, tmp_dir / "filtered")
+        _executor(config, steps, tmp_dir / "datatrove-logs").run()
+        # both executors merge every task's step stats into one file
+        stats_per_step = PipelineStats.from_json(json.loads((tmp_dir / "datatrove-logs" / "stats.json").read_text())).stats
         rows = _read_jsonl_gz(sorted((tmp_dir / "filtered").glob("*.jsonl.gz")))
 
-    # Back to input order (tasks each wrote their share), then exact dedup keeps the first copy.
-    rows.sort(key=lambda row: tuple(row["metadata"]["order"]))
-    docs = [Document(text=r["text"], id=r["id"], metadata=r["metadata"]) for r in rows]
-    stats_per_step = pipeline_stats.stats  # one datatrove Stats per step, in pipeline order
-    reader = {k: int(v.total) for k, v in stats_per_step[0].stats.items()}
-    removed: dict[str, int] = {}
-    reasons: dict[str, dict[str, int]] = {}
-    for name, step_stats in zip(names, stats_per_step[1:]):
-        removed[name], reasons[name] = _dropped(step_stats, extractor=name == "extraction")
-    if config.exact_dedup:
-        dedup = ExactDedupFilter()
-        docs = list(dedup.run(iter(docs)))
-        removed["exact_dedup"], reasons["exact_dedup"] = _dropped(dedup.stats)
+        # Back to input order (tasks each wrote their share), then the corpus-level steps.
+        rows.sort(key=lambda row: tuple(row["metadata"]["order"]))
+        docs = [Document(text=r["text"], id=r["id"], metadata=r["metadata"]) for r in rows]
+        reader = _counts(stats_per_step[0])
+        seconds["read"] = stats_per_step[0].time_stats.total
+        removed: dict[str, int] = {}
+        reasons: dict[str, dict[str, int]] = {}
+        for name, step_stats in zip(names, stats_per_step[1:]):
+            removed[name], reasons[name] = _dropped(step_stats, extractor=name == "extraction")
+            seconds[name] = step_stats.time_stats.total
+        extract = _counts(stats_per_step[1])
+        extraction_paths = {k.removeprefix("path_"): v for k, v in extract.items() if k.startswith("path_")}
+        if extract.get("passthrough"):
+            extraction_paths["none"] = extract["passthrough"]
+
+        if config.exact_dedup:
+            t = time.perf_counter()
+            dedup = ExactDedupFilter()
+            docs = list(dedup.run(iter(docs)))
+            removed["exact_dedup"], reasons["exact_dedup"] = _dropped(dedup.stats)
+            seconds["exact_dedup"] = time.perf_counter() - t
+        if config.fuzzy_dedup.enabled:
+            from factory.curate.dedup import fuzzy_dedup
+
+            t = time.perf_counter()
+            fuzzy = fuzzy_dedup(docs, config.fuzzy_dedup, tmp_dir / "minhash")
+            docs = fuzzy.kept
+            removed["fuzzy_dedup"], reasons["fuzzy_dedup"] = fuzzy.removed, {"near_duplicate": fuzzy.removed}
+            seconds["fuzzy_dedup"] = time.perf_counter() - t
+    if config.semantic_dedup.enabled:
+        from factory.curate.dedup import semantic_dedup
+
+        t = time.perf_counter()
+        semantic = semantic_dedup(docs, config.semantic_dedup)
+        docs = semantic.kept
+        removed["semantic_dedup"], reasons["semantic_dedup"] = semantic.removed, {"same_meaning": semantic.removed}
+        seconds["semantic_dedup"] = time.perf_counter() - t
+    if config.decontamination.enabled:
+        from factory.curate.decontaminate import NgramIndex, eval_items
+
+        t = time.perf_counter()
+        dc = config.decontamination
+        index = NgramIndex(eval_items(config.decontamination_sets, dc.builtin_prompts), dc.n_gram, dc.min_item_words)
+        kept, leaks = [], {}
+        for doc in docs:
+            leak = index.match(doc.text)
+            if leak is None:
+                kept.append(doc)
+            else:
+                leaks[leak] = leaks.get(leak, 0) + 1
+        docs = kept
+        removed["decontamination"], reasons["decontamination"] = sum(leaks.values()), dict(sorted(leaks.items()))
+        ctx.log.info("decontamination", eval_items=index.items, ignored_short=index.ignored, removed=leaks)
+        seconds["decontamination"] = time.perf_counter() - t
+    tiers: list[int] | None = None
+    quality_model: dict | None = None
+    if config.quality.enabled:
+        from threadpoolctl import threadpool_limits
+
+        t = time.perf_counter()
+        with threadpool_limits(limits=config.quality.threads, user_api="openmp"):
+            ensemble, quality_model = _quality_ensemble(config, docs, output, ctx)
+            seconds["quality_train"] = time.perf_counter() - t
+            t = time.perf_counter()
+            if docs:
+                ensemble.score(docs)
+        below = [d for d in docs if d.metadata["quality_tier"] < config.quality.min_tier]
+        if below:
+            docs = [d for d in docs if d.metadata["quality_tier"] >= config.quality.min_tier]
+        removed["quality"], reasons["quality"] = len(below), ({"below_min_tier": len(below)} if below else {})
+        tiers = [sum(d.metadata["quality_tier"] == t_ for d in docs) for t_ in range(N_TIERS)]
+        seconds["quality"] = time.perf_counter() - t
 
     _write_parts(docs, output / "documents", config.shard_size)
     skipped = {reason: reader.get(f"skipped_{reason}", 0) for reason in SKIP_REASONS}
@@ -231,17 +447,27 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "removed": removed,
         "reasons": reasons,
         "skipped": skipped,
+        "extraction_paths": dict(sorted(extraction_paths.items())),
         "languages_out": dict(sorted(languages.items())),
         "words_out": words,
         "chars_out": chars,
         "tokens_out": chars // 4,  # rough: about 4 characters per BPE token on English text
         "files_in": len(files),
     }
+    if tiers is not None:
+        stats["tiers"] = {str(t): n for t, n in enumerate(tiers)}
+        stats["quality_model"] = quality_model
+        plot_tiers(tiers, output / "tiers.png")
+        ctx.log_artifact(output / "tiers.png")
     (output / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     metrics: dict[str, float] = {k: float(stats[k]) for k in ("docs_in", "docs_out", "words_out", "chars_out", "tokens_out")}
     metrics |= {f"removed.{k}": float(v) for k, v in removed.items()}
     metrics |= {f"skipped.{k}": float(v) for k, v in skipped.items()}
+    if tiers is not None:
+        metrics |= {f"tier.{t}": float(n) for t, n in enumerate(tiers)}
+    seconds["total"] = time.perf_counter() - start
+    metrics |= {f"seconds.{k}": round(v, 4) for k, v in seconds.items()}
     ctx.log_metrics(metrics)
     ctx.log.info("curate_done", docs_in=stats["docs_in"], docs_out=stats["docs_out"], removed=removed, skipped=skipped)
     return metrics

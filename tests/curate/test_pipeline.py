@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from factory.curate import KIND, Config, run
+from factory.curate.dedup.planted import jaccard_pairs
 from factory.curate.filters import normalised_text_hash
+from factory.curate.quality.reference import stdlib_docstrings
 from factory.errors import InputError
 from factory.stage import NullTracker, StepContext
 
@@ -18,12 +21,25 @@ SMOKE = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
 PLANTED = json.loads((SMOKE / "planted.json").read_text())
 
 
+def _prose_text() -> str:
+    """Plain English text for the JSONL input (no HTML: it skips extraction) that the Gopher rules keep."""
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
+
+    rules = (GopherQualityFilter(), GopherRepetitionFilter())
+    return next(t for t in stdlib_docstrings(n_docs=50, min_words=150)
+                if all(rule.filter(Document(text=t, id="x")) is True for rule in rules))
+
+
+PROSE_TEXT = _prose_text()
+
+
 def _subset(dest: Path) -> dict[str, dict]:
     """Copy a slice of the corpus (every planted kind, the originals of its duplicates, the WARC) to `dest`."""
     files = PLANTED["files"]
     by_url = {v["url"]: k for k, v in files.items() if v["kind"] == "prose"}
     chosen: list[str] = []
-    for kind, n in (("exact_duplicate", 4), ("same_body_other_site", 2), ("near_duplicate", 2)):
+    for kind, n in (("exact_duplicate", 4), ("same_body_other_site", 2), ("near_duplicate", 12)):
         for name in sorted(k for k, v in files.items() if v["kind"] == kind)[:n]:
             chosen += [name, by_url[files[name]["of_url"]]]
     chosen += sorted(k for k, v in files.items() if v["kind"] == "prose")[:20]
@@ -35,10 +51,46 @@ def _subset(dest: Path) -> dict[str, dict]:
     return {name: files[name] for name in set(chosen)}
 
 
+BIG = 50 * 1024 * 1024  # a 50 MB page: over max_page_bytes, never read whole
+
+
+def _warc(path: Path, records: list[tuple[str, str, bytes]]) -> None:
+    """An uncompressed WARC of HTTP responses: (url, content type, body) each."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=False)
+        for url, content_type, body in records:
+            headers = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
+
+
 def _broken(dest: Path) -> None:
     """Malformed inputs: each must be skipped and counted, never crash the stage."""
     dest.mkdir(parents=True)
     (dest / "empty.html").write_bytes(b"")
+    (dest / "empty.warc.gz").write_bytes(b"")
+    (dest / "empty.jsonl").write_bytes(b"")
+    with open(dest / "huge.html", "wb") as f:  # 50 MB of one repeated paragraph
+        f.write(b"<html><body>")
+        chunk = b"<p>All work and no play makes a dull page.</p>\n" * 20_000
+        while f.tell() < BIG:
+            f.write(chunk)
+        f.write(b"</body></html>")
+    # WARC: a binary body served as text/html, a page declared UTF-8 but sent as Latin-1, and a 50 MB body
+    _warc(dest / "odd.warc", [
+        ("https://example.org/logo", "text/html", b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)) * 8),
+        ("https://example.org/cafe", "text/html; charset=utf-8", "<html><body><p>Café naïve</p></body></html>".encode("latin-1")),
+        ("https://example.org/huge", "text/html", b"<html><body>" + b"<p>x</p>" * (BIG // 8) + b"</body></html>"),
+    ])
+    lines = [b'{"text": ' + json.dumps(PROSE_TEXT).encode() + b', "id": "jsonl-prose", "url": "https://example.org/j"}',
+             b'{"text": "cut off',  # invalid JSON
+             b'[1, 2, 3]',  # JSON, but not an object with text
+             b'{"text": 42}',
+             b'\xff\xfe not utf-8 \x00',
+             b'{"text": "' + b"a" * (6 * 1024 * 1024) + b'"}']  # over max_page_bytes (5 MB)
+    (dest / "rows.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (dest / "image.html").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
     prose = PLANTED["files"]  # an English article re-encoded in Latin-1, with and without declaring it
     page = (SMOKE / sorted(k for k, v in prose.items() if v["kind"] == "prose")[-1]).read_text(encoding="utf-8")
@@ -116,15 +168,29 @@ def test_exact_duplicates_are_removed_and_counted(curated):
     by_url = {v["url"]: k for k, v in subset.items() if v["kind"] == "prose"}
     dups = {k: by_url[v["of_url"]] for k, v in subset.items() if v["kind"] in ("exact_duplicate", "same_body_other_site")}
     kept = _sources(rows)
-    for copy, original in dups.items():  # one of each pair stays: the one first in input order
-        assert (copy in kept) + (original in kept) == 1, (copy, original)
-        assert min(copy, original) in kept
+    for copy, original in dups.items():  # the later one in input order never stays
+        assert max(copy, original) not in kept, (copy, original)
+    # the first one stays unless fuzzy dedup removed it as a near-duplicate of an even earlier page
+    assert sum(min(pair) in kept for pair in dups.items()) >= len(dups) - stats["removed"]["fuzzy_dedup"]
     # the truncated WARC repeats the first records of crawl.warc.gz: those are duplicates too
     assert stats["removed"]["exact_dedup"] >= len(dups) + 1
     assert stats["reasons"]["exact_dedup"] == {"duplicate": stats["removed"]["exact_dedup"]}
-    # near-duplicates are not exact duplicates: both copies stay (fuzzy dedup's job)
-    near = {k for k, v in subset.items() if v["kind"] == "near_duplicate"}
-    assert near <= _sources(rows)
+
+
+
+def test_near_duplicates_are_removed_by_fuzzy_dedup(curated):
+    rows, subset, stats = curated["rows"], curated["subset"], curated["stats"]
+    by_url = {v["url"]: k for k, v in subset.items() if v["kind"] == "prose"}
+    near = {k: by_url[v["of_url"]] for k, v in subset.items() if v["kind"] == "near_duplicate"}
+    kept = _sources(rows)
+    # planted copies are edited more or less heavily: MinHash (threshold ~0.72 Jaccard) catches the close ones
+    caught = [copy for copy, original in near.items() if (copy in kept) + (original in kept) == 1]
+    assert caught and all(min(near[c], c) in kept for c in caught)  # the first in input order stays
+    # what stays has no pair above 0.85 word 5-gram Jaccard (what MinHash catches with probability > 0.99)
+    assert jaccard_pairs([r["text"] for r in rows], n_grams=5, threshold=0.85) == {}
+    assert stats["removed"]["fuzzy_dedup"] >= len(caught)
+    assert stats["reasons"]["fuzzy_dedup"] == {"near_duplicate": stats["removed"]["fuzzy_dedup"]}
+    assert curated["metrics"]["removed.fuzzy_dedup"] == stats["removed"]["fuzzy_dedup"]
 
 
 def test_junk_is_removed(curated):
@@ -146,15 +212,24 @@ def test_counts_add_up(curated):
 
 def test_malformed_inputs_are_skipped_and_counted(curated):
     stats, rows = curated["stats"], curated["rows"]
-    assert stats["skipped"]["empty"] == 1
-    assert stats["skipped"]["binary"] == 1
-    assert stats["skipped"]["undecodable"] == 1
-    assert stats["skipped"]["truncated"] == 1
-    assert stats["skipped"]["not_html"] >= 1  # the JSON response inside the WARC
+    skipped = stats["skipped"]
+    assert skipped["empty"] == 3  # empty .html, .warc.gz and .jsonl files
+    assert skipped["binary"] == 2  # a PNG named .html, a PNG body served as text/html in a WARC
+    assert skipped["undecodable"] == 2  # Latin-1 without a declaration; Latin-1 declared as UTF-8 in a WARC
+    assert skipped["truncated"] == 1
+    assert skipped["too_large"] == 3  # the 50 MB page, the 50 MB WARC record, the 6 MB JSONL line
+    assert skipped["invalid_json"] == 4
+    assert skipped["not_html"] >= 1  # the JSON response inside the WARC
+    assert curated["metrics"]["skipped.too_large"] == 3
     declared = [r for r in rows if r["metadata"]["source"] == "broken/latin1-declared.html"]
     assert len(declared) == 1 and "Café au lait, naïve façade." in declared[0]["text"]
     # records before the cut in the truncated WARC were read (then removed as duplicates of the full WARC)
     assert not any(r["metadata"]["source"] == "broken/cut.warc.gz" for r in rows)
+    # the valid JSONL line is a text document: it skips extraction and keeps its id and url
+    jsonl = [r for r in rows if r["id"] == "jsonl-prose"]
+    assert len(jsonl) == 1 and jsonl[0]["text"] == PROSE_TEXT
+    assert jsonl[0]["metadata"]["extraction"] == "none" and jsonl[0]["metadata"]["url"] == "https://example.org/j"
+    assert stats["extraction_paths"]["none"] == 1
 
 
 def test_output_is_deterministic_and_independent_of_workers(curated, tmp_path):

@@ -1,0 +1,290 @@
+"""Curate benchmark: extractor quality, and documents per second per core against datatrove's stock pipeline.
+
+Part 1, extractors (trafilatura, resiliparse, justext) on the smoke corpus and on real HTML (every .html/.htm
+file under the folders given with --real, by default Debian's /usr/share/doc). Per page, from its HTML alone:
+- prose: <p> paragraphs of >= 20 words outside navigation/header/footer/sidebar blocks (on the smoke corpus:
+  the <article> paragraphs); "prose kept" is the share whose words all appear, in order, in the extraction;
+- boilerplate: text blocks (>= 3 words) inside <nav>, <header>, <footer>, <aside> or elements whose class/id
+  names navigation, menus, footers, sidebars, breadcrumbs, cookie banners; "boilerplate leaked" is the share
+  that appears in the extraction (on the smoke corpus also the planted boilerplate markers).
+
+Part 2, throughput: the same pages packed into one WARC, curated by (a) this stage (`factory.curate.run`,
+extraction + language id + Gopher + exact + MinHash dedup + decontamination) and (b) datatrove's stock pipeline
+(WarcReader -> Trafilatura -> GopherRepetition -> GopherQuality -> MinHash signature/buckets/cluster/filter),
+in the same process, one task each. Prints documents per second per core for the whole run and per step
+(per-step time is datatrove's per-document timer, or wall time for in-process steps).
+
+    .venv/bin/python bench/curate.py                       # ~1-2 min on 2 cores
+    .venv/bin/python bench/curate.py --full                # + semantic dedup and quality ensemble (~3 min)
+    .venv/bin/python bench/curate.py --real /usr/share/doc --max-real 400 --repeat 2
+
+The stock pipeline's WarcReader needs `pip install faust-cchardet python-magic` (not needed by the stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "examples" / "data" / "smoke-html"
+_WORD = re.compile(r"\w+")
+_BOILER = re.compile(r"nav|menu|footer|header|sidebar|breadcrumb|cookie|banner|related|skip|toc|masthead", re.I)
+
+
+def _norm(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def page_blocks(html: str, smoke: bool) -> tuple[list[str], list[str]]:
+    """(prose paragraphs, boilerplate blocks) of one page, normalised to lower-case words."""
+    import lxml.html
+
+    try:
+        tree = lxml.html.fromstring(html)
+    except (ValueError, lxml.etree.ParserError):
+        return [], []
+
+    def boiler(el) -> bool:
+        for a in el.iterancestors():
+            if a.tag in ("nav", "header", "footer", "aside") or _BOILER.search(f"{a.get('class', '')} {a.get('id', '')}"):
+                return True
+        return False
+
+    prose, boilerplate = [], []
+    for p in tree.iter("p"):
+        text = _norm(p.text_content())
+        in_article = any(a.tag == "article" for a in p.iterancestors())
+        if len(text.split()) >= 20 and not boiler(p) and (in_article or not smoke):
+            prose.append(text)
+    for el in tree.iter():
+        if not isinstance(el.tag, str):
+            continue
+        if el.tag in ("nav", "header", "footer", "aside") or _BOILER.search(f"{el.get('class', '')} {el.get('id', '')}"):
+            for leaf in el.iter("a", "li", "p", "span", "button", "div"):
+                text = _norm(leaf.text_content())
+                if 3 <= len(text.split()) <= 60:
+                    boilerplate.append(text)
+    return prose, sorted(set(boilerplate))
+
+
+def load_pages(real: list[str], max_real: int) -> dict[str, list[tuple[str, str]]]:
+    """{corpus name: [(name, html)]}: the smoke corpus's HTML files and up to `max_real` real HTML files."""
+    from factory.curate.readers import decode_html
+
+    corpora = {"smoke": [(p.name, p.read_text(encoding="utf-8")) for p in sorted(SMOKE.glob("*.htm*"))]}
+    pages = []
+    for root in real:
+        for p in sorted(Path(root).rglob("*")):
+            if p.suffix.lower() in (".html", ".htm") and p.is_file() and not p.is_symlink() and p.stat().st_size < 2_000_000:
+                text, _ = decode_html(p.read_bytes())
+                if text:
+                    pages.append((str(p.relative_to(root)), text))
+    if pages:
+        corpora["real"] = pages[:max_real]
+    return corpora
+
+
+def bench_extractors(corpora: dict[str, list[tuple[str, str]]]) -> None:
+    from factory.curate.filters import EXTRACTORS, extract_main_text
+
+    markers = [_norm(m) for m in json.loads((SMOKE / "planted.json").read_text())["boilerplate_markers"]]
+    print("\n## Extractors: prose kept (higher is better), boilerplate leaked (lower is better)\n")
+    print(f"| corpus | pages | extractor | prose kept | boilerplate leaked | planted markers leaked | words out | pages/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for corpus, pages in corpora.items():
+        blocks = [page_blocks(html, corpus == "smoke") for _, html in pages]
+        for extractor in EXTRACTORS:
+            kept = total_prose = leaked = total_boiler = marker_hits = marker_total = words = 0
+            start = time.perf_counter()
+            outs = []
+            for _, html in pages:
+                try:
+                    outs.append(_norm(extract_main_text(html, extractor)))
+                except Exception:  # noqa: BLE001 (a page an extractor cannot parse counts as extracting nothing)
+                    outs.append("")
+            seconds = time.perf_counter() - start
+            for out, (_, html), (prose, boiler) in zip(outs, pages, blocks):
+                kept += sum(p in out for p in prose)
+                total_prose += len(prose)
+                leaked += sum(b in out for b in boiler)
+                total_boiler += len(boiler)
+                words += len(out.split())
+                if corpus == "smoke":
+                    present = [m for m in markers if m in _norm(html)]
+                    marker_hits += sum(m in out for m in present)
+                    marker_total += len(present)
+            mk = f"{marker_hits / marker_total:.3f} ({marker_hits}/{marker_total})" if marker_total else "-"
+            print(f"| {corpus} | {len(pages)} | {extractor} | {kept / max(total_prose, 1):.3f} ({kept}/{total_prose}) "
+                  f"| {leaked / max(total_boiler, 1):.3f} ({leaked}/{total_boiler}) | {mk} | {words} | {len(pages) / seconds:.1f} |")
+
+
+def write_warc(pages: list[tuple[str, str]], path: Path) -> None:
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=True)
+        for name, html in pages:
+            headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+            record = writer.create_warc_record(f"https://bench.example/{name}", "response",
+                                               payload=io.BytesIO(html.encode("utf-8")), http_headers=headers)
+            writer.write_record(record)
+
+
+def run_ours(warc: Path, work: Path, full: bool) -> tuple[float, dict[str, float], int]:
+    from factory.curate import Config, run
+    from factory.stage import StepContext
+
+    out = work / "ours"
+    out.mkdir()
+    config = Config(sources=[str(warc)])
+    if full:  # the corpus-level steps that are off by default too: semantic dedup, a quality ensemble trained here
+        config = Config(sources=[str(warc)], semantic_dedup={"enabled": True},
+                        quality={"enabled": True, "train": {"classifiers": ["ngram", "features"]}})
+    start = time.perf_counter()
+    metrics = run(config, {}, out, StepContext("bench", scratch=work / "scratch"))
+    wall = time.perf_counter() - start
+    return wall, metrics, int(metrics["docs_in"])
+
+
+def run_stock(warc: Path, work: Path) -> tuple[float, dict[str, tuple[int, float]], int]:
+    """datatrove's stock pipeline, as its examples write it; returns wall time, {step: (docs in, seconds)}, docs out."""
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.readers import JsonlReader, WarcReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    mh = MinhashConfig()
+    steps: dict[str, tuple[int, float]] = {}
+    start = time.perf_counter()
+    filtered = LocalPipelineExecutor([
+        WarcReader(str(warc.parent), glob_pattern=warc.name),
+        Trafilatura(favour_precision=True, timeout=30),
+        GopherRepetitionFilter(),
+        GopherQualityFilter(),
+        JsonlWriter(str(work / "stock/filtered"), compression=None),
+    ], tasks=1, logging_dir=str(work / "stock/logs/filter")).run()
+    for name, s in zip(("read", "extraction", "gopher_repetition", "gopher_quality"), filtered.stats[:4]):
+        n = s.stats["total"].total if "total" in s.stats else s.stats["documents"].total
+        steps[name] = (int(n), s.time_stats.total)
+    n_filtered = int(filtered.stats[3].stats["forwarded"].total)
+    t = time.perf_counter()
+    for executor in (
+        LocalPipelineExecutor([JsonlReader(str(work / "stock/filtered")),
+                               MinhashDedupSignature(output_folder=str(work / "stock/sigs"), config=mh)],
+                              tasks=1, logging_dir=str(work / "stock/logs/sigs")),
+        LocalPipelineExecutor([MinhashDedupBuckets(str(work / "stock/sigs"), str(work / "stock/buckets"), config=mh)],
+                              tasks=mh.num_buckets, logging_dir=str(work / "stock/logs/buckets")),
+        LocalPipelineExecutor([MinhashDedupCluster(str(work / "stock/buckets"), str(work / "stock/remove"), config=mh)],
+                              tasks=1, logging_dir=str(work / "stock/logs/cluster")),
+    ):
+        executor.run()
+    final = LocalPipelineExecutor([JsonlReader(str(work / "stock/filtered")),
+                                   MinhashDedupFilter(str(work / "stock/remove")),
+                                   JsonlWriter(str(work / "stock/out"), compression=None)],
+                                  tasks=1, logging_dir=str(work / "stock/logs/final")).run()
+    steps["fuzzy_dedup"] = (n_filtered, time.perf_counter() - t)
+    wall = time.perf_counter() - start
+    return wall, steps, int(final.stats[1].stats["forwarded"].total)
+
+
+@contextlib.contextmanager
+def _quiet(path: Path):
+    """Send this process's and its children's stdout and stderr (file descriptors 1 and 2) to `path`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "w") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def bench_throughput(pages: list[tuple[str, str]], repeat: int, full: bool) -> None:
+
+    pages = pages * repeat
+    print(f"\n## Throughput on {len(pages)} pages (one WARC), 1 task each: documents / second / core\n")
+    with tempfile.TemporaryDirectory(prefix="bench-curate-") as tmp:
+        work = Path(tmp)
+        (work / "in").mkdir()
+        warc = work / "in" / "pages.warc.gz"
+        # the same page twice would be an exact duplicate of itself: number repeated copies so both pipelines
+        # see distinct records (MinHash still finds them, as it would on a real crawl)
+        write_warc([(f"{i}/{name}", html) for i, (name, html) in enumerate(pages)], warc)
+        (work / "warm").mkdir()
+        write_warc(pages[:20], work / "warm" / "warm.warc.gz")
+        with _quiet(work / "run.log"):  # datatrove's per-task logs and stats tables go to a file
+            # warm-up, not timed: one-off loads (spaCy tokenizer, language model, trafilatura) that would
+            # otherwise be charged to whichever pipeline runs first
+            run_ours(work / "warm" / "warm.warc.gz", work / "warm", full)
+            ours_wall, ours, docs = run_ours(warc, work, full)
+            stock_wall, stock, stock_out = run_stock(warc, work)
+    print("| step | this stage: docs in | s | docs/s/core | datatrove stock: docs in | s | docs/s/core |")
+    print("|---|---|---|---|---|---|---|")
+    # docs into each of our steps: the documents read minus what earlier steps removed
+    order = ["read", "extraction", "language", "gopher_repetition", "gopher_quality", "exact_dedup", "fuzzy_dedup",
+             "semantic_dedup", "decontamination", "quality_train", "quality"]
+    remaining = ours["docs_in"] - sum(v for k, v in ours.items() if k.startswith("skipped."))
+    for step in order:
+        sec = ours.get(f"seconds.{step}")
+        if step == "quality_train" and sec:  # a fixed cost (reference texts, fitting), not per corpus document
+            mine = f"- | {sec:.2f} | -"
+        else:
+            mine = f"{int(remaining)} | {sec:.2f} | {remaining / sec:,.0f}" if sec else "- | - | -"
+        if step in stock:
+            n, s = stock[step]
+            theirs = f"{n} | {s:.2f} | {n / s:,.0f}"
+        else:
+            theirs = "- | - | -"
+        print(f"| {step} | {mine} | {theirs} |")
+        if step not in ("read", "quality_train"):
+            remaining -= ours.get(f"removed.{step}", 0)
+    print(f"| **whole run** (wall) | {docs} | {ours_wall:.2f} | {docs / ours_wall:,.1f} | {docs} | {stock_wall:.2f} | "
+          f"{docs / stock_wall:,.1f} |")
+    print(f"\ndocs out: this stage {int(ours['docs_out'])} (adds language id, exact dedup, decontamination), "
+          f"stock {stock_out}; cores: 1 task each (extraction runs in a sandbox subprocess the task waits on)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", nargs="*", default=["/usr/share/doc"], help="folders of real HTML pages")
+    parser.add_argument("--max-real", type=int, default=400, help="at most this many real pages")
+    parser.add_argument("--repeat", type=int, default=1, help="throughput input: the pages this many times")
+    parser.add_argument("--skip-extractors", action="store_true", help="only the throughput comparison")
+    parser.add_argument("--full", action="store_true", help="also semantic dedup and in-stage quality training")
+    args = parser.parse_args()
+    corpora = load_pages([r for r in args.real if Path(r).is_dir()], args.max_real)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; corpora: "
+          + ", ".join(f"{k} {len(v)} pages" for k, v in corpora.items()))
+    if not args.skip_extractors:
+        bench_extractors(corpora)
+    bench_throughput([p for pages in corpora.values() for p in pages], args.repeat, args.full)
+
+
+if __name__ == "__main__":
+    main()
