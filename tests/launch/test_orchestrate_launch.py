@@ -7,6 +7,7 @@ artifact as the job's rank 0 would and then marking the job complete or failed.
 from __future__ import annotations
 
 import concurrent.futures
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -42,14 +43,21 @@ def _publish(executor: Executor) -> dict:
     return executor.store.publish(staging, step.key, {"kind": "checkpoint", "stage": "pretrain", "fingerprint": step.fingerprint})
 
 
-def test_launch_success_returns_published_artifact(admin, namespace, tmp_path):
-    executor = _executor(tmp_path, namespace)
-    spec_text = yaml.safe_dump(executor.spec.model_dump(mode="json"))
-    assert executor.spec.needs_launcher("pretrain") and not executor.spec.needs_launcher("tokenize")
+@contextmanager
+def launched(admin, namespace, executor: Executor, spec_text: str = "name: spine\n"):
+    """Run the launcher step in a thread; yields (future, job name, the job as created)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         future = pool.submit(launch_step, executor, "pretrain", spec_text, api_client=admin)
         name = f"spine-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"
         job = wait_for(lambda: get_job(admin, "TrainJob", namespace, name), what="TrainJob")
+        yield future, name, job
+
+
+def test_launch_success_returns_published_artifact(admin, namespace, tmp_path):
+    executor = _executor(tmp_path, namespace)
+    spec_text = yaml.safe_dump(executor.spec.model_dump(mode="json"))
+    assert executor.spec.needs_launcher("pretrain") and not executor.spec.needs_launcher("tokenize")
+    with launched(admin, namespace, executor, spec_text) as (future, name, job):
         published = _publish(executor)
         set_status(admin, "TrainJob", namespace, name, {"conditions": [condition("Complete", "JobsCompleted", "done")]})
         manifest = future.result(timeout=60)
@@ -64,10 +72,7 @@ def test_launch_success_returns_published_artifact(admin, namespace, tmp_path):
 
 def test_launch_failure_is_a_step_failure_with_the_reason(admin, namespace, tmp_path):
     executor = _executor(tmp_path, namespace)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(launch_step, executor, "pretrain", "name: spine\n", api_client=admin)
-        name = f"spine-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"
-        wait_for(lambda: get_job(admin, "TrainJob", namespace, name), what="TrainJob")
+    with launched(admin, namespace, executor) as (future, name, _):
         set_status(admin, "TrainJob", namespace, name, {"conditions": [condition("Failed", "BackoffLimitExceeded", "node-1 exited 137")]})
         with pytest.raises(LaunchError, match="BackoffLimitExceeded") as err:
             future.result(timeout=60)
@@ -77,10 +82,7 @@ def test_launch_failure_is_a_step_failure_with_the_reason(admin, namespace, tmp_
 
 def test_job_that_publishes_nothing_fails_the_step(admin, namespace, tmp_path):
     executor = _executor(tmp_path, namespace)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(launch_step, executor, "pretrain", "name: spine\n", api_client=admin)
-        name = f"spine-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"
-        wait_for(lambda: get_job(admin, "TrainJob", namespace, name), what="TrainJob")
+    with launched(admin, namespace, executor) as (future, name, _):
         set_status(admin, "TrainJob", namespace, name, {"conditions": [condition("Complete", "JobsCompleted", "done")]})
         with pytest.raises(UserError, match="succeeded but published no artifact"):
             future.result(timeout=60)
