@@ -93,10 +93,8 @@ def launch_step(executor: Executor, stage: str, spec_text: str, api_client=None,
 
     spec = executor.spec
     step = executor.plan()[stage]
-    existing = executor.store.complete(step.key)
+    existing = executor.reuse(step)
     if existing is not None:
-        log.info("step.reuse", step=stage, uri=existing["uri"], reason="published artifact with the same fingerprint")
-        executor.lineage.record_reuse(executor.parent_run_id, stage, existing)
         return existing
     if api_client is None:
         try:

@@ -219,21 +219,17 @@ class Executor:
         return self._plan
 
     def explain(self) -> list[Explanation]:
-        out = []
-        for step in self.plan().values():
-            if self.store.complete(step.key) is not None:
-                out.append(Explanation(step.name, "reuse", ["published artifact found"], step.key))
-                continue
-            previous = sorted(self.store.manifests(step.name), key=lambda m: m.get("producer", {}).get("created_at", ""))
-            if not previous:
-                out.append(Explanation(step.name, "run", ["never built"], step.key))
-                continue
-            last = previous[-1]
-            reasons = diff_recipes(last.get("recipe", {}), step.recipe)
-            if not reasons:
-                reasons = ["the published artifact is incomplete (files missing or changed)"]
-            out.append(Explanation(step.name, "run", reasons, step.key))
-        return out
+        return [self.explain_step(step) for step in self.plan().values()]
+
+    def explain_step(self, step: PlannedStep) -> Explanation:
+        """Whether `step` will be reused or run, and why: against its last published build, what changed."""
+        if self.store.complete(step.key) is not None:
+            return Explanation(step.name, "reuse", ["published artifact found"], step.key)
+        previous = sorted(self.store.manifests(step.name), key=lambda m: m.get("producer", {}).get("created_at", ""))
+        if not previous:
+            return Explanation(step.name, "run", ["never built"], step.key)
+        reasons = diff_recipes(previous[-1].get("recipe", {}), step.recipe)
+        return Explanation(step.name, "run", reasons or ["the published artifact is incomplete (files missing or changed)"], step.key)
 
     # running
     def run(self, targets: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -252,6 +248,15 @@ class Executor:
         results[name] = self.run_step(name)
         return results[name]
 
+    def reuse(self, step: PlannedStep) -> dict[str, Any] | None:
+        """The step's published artifact, logged as reused in MLflow, or None when it must run."""
+        existing = self.store.complete(step.key)
+        if existing is not None:
+            log.info("step.reuse", step=step.name, fingerprint=step.fingerprint[:16], uri=existing["uri"],
+                     reason="published artifact with the same fingerprint")
+            self.lineage.record_reuse(self.parent_run_id, step.name, existing)
+        return existing
+
     def run_step(self, name: str) -> dict[str, Any]:
         """Run one step whose inputs are published (or reuse its published artifact)."""
         plan = self.plan()
@@ -262,10 +267,8 @@ class Executor:
         rank, world = dist_rank()
         if world > 1 and rank != 0:
             return self._run_step_follower(step, rank)
-        existing = self.store.complete(step.key)
+        existing = self.reuse(step)
         if existing is not None:
-            slog.info("step.reuse", uri=existing["uri"], reason="published artifact with the same fingerprint")
-            self.lineage.record_reuse(self.parent_run_id, name, existing)
             return existing
 
         inputs: dict[str, Artifact] = {}
@@ -289,7 +292,7 @@ class Executor:
             staging.mkdir(parents=True, exist_ok=True)
             scratch = self.work_dir / "scratch" / step.key
             scratch.mkdir(parents=True, exist_ok=True)
-            slog.info("step.run", reasons=self._why(step), resumable=resumable, staging=str(staging))
+            slog.info("step.run", reasons=self.explain_step(step).reasons, resumable=resumable, staging=str(staging))
             start = time.monotonic()
             with self.lineage.step_run(self.parent_run_id, name, step.config.model_dump(mode="json"), step.fingerprint) as tracker:
                 ctx = StepContext(name, tracker=tracker, scratch=scratch)
@@ -341,12 +344,6 @@ class Executor:
         log.info("step.run", step=step.name, rank=rank, role="follower")
         module.run(step.config, inputs, staging, StepContext(step.name, scratch=scratch))
         return {"stage": step.name, "fingerprint": step.fingerprint, "rank": rank, "published_by": 0}
-
-    def _why(self, step: PlannedStep) -> list[str]:
-        for e in self.explain():
-            if e.name == step.name:
-                return e.reasons
-        return []
 
     def _manifest(self, step: PlannedStep, module, inputs: Mapping[str, Artifact], metrics: Mapping[str, float], run_id: str) -> dict[str, Any]:
         lineage: list[dict[str, Any]] = []
