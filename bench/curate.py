@@ -18,7 +18,7 @@ in the same process, one task each. Prints documents per second per core for the
     .venv/bin/python bench/curate.py --full                # + semantic dedup and quality ensemble (~3 min)
     .venv/bin/python bench/curate.py --real /usr/share/doc --max-real 400 --repeat 2
 
-The stock pipeline's WarcReader needs `pip install faust-cchardet python-magic` (not needed by the stage).
+The stock pipeline's WarcReader needs the bench extra: `pip install -e '.[bench]'` (not needed by the stage).
 """
 
 from __future__ import annotations
