@@ -98,7 +98,7 @@ def bench_extractors(corpora: dict[str, list[tuple[str, str]]]) -> None:
 
     markers = [_norm(m) for m in json.loads((SMOKE / "planted.json").read_text())["boilerplate_markers"]]
     print("\n## Extractors: prose kept (higher is better), boilerplate leaked (lower is better)\n")
-    print(f"| corpus | pages | extractor | prose kept | boilerplate leaked | planted markers leaked | words out | pages/s |")
+    print("| corpus | pages | extractor | prose kept | boilerplate leaked | planted markers leaked | words out | pages/s |")
     print("|---|---|---|---|---|---|---|---|")
     for corpus, pages in corpora.items():
         blocks = [page_blocks(html, corpus == "smoke") for _, html in pages]

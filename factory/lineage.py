@@ -33,19 +33,21 @@ TAG_REUSED = "factory.reused_from_run"
 TAG_PIPELINE = "factory.pipeline"
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        text = json.dumps(value) if not isinstance(value, str) else value
-        out[prefix] = text[:6000]  # MLflow's param value limit
+def flat_keys(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level with dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping):
+            out.update(flat_keys(v, key))
+        else:
+            out[key] = v
+    return out
 
 
 def flatten_params(config: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    _flatten("", config, out)
-    return out
+    """A config as MLflow params: dotted keys, JSON values, cut to MLflow's 6000-character limit."""
+    return {k: (v if isinstance(v, str) else json.dumps(v))[:6000] for k, v in flat_keys(config).items()}
 
 
 def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:

@@ -203,10 +203,8 @@ class Spec(_Frozen):
         data["work_dir"] = absolute(data["work_dir"])
         data["storage"]["root"] = absolute(data["storage"]["root"])
         for name in self.enabled():
-            cfg_cls = type(self.stage_config(name))
-            for field, info in cfg_cls.model_fields.items():
-                extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-                if extra.get("external_input") and data["stages"][name].get(field) is not None:
+            for field in type(self.stage_config(name)).external_fields():
+                if data["stages"][name].get(field) is not None:
                     value = data["stages"][name][field]
                     data["stages"][name][field] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
         return Spec.model_validate(data)
@@ -215,10 +213,10 @@ class Spec(_Frozen):
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        path = ".".join(str(p) for p in (*([prefix] if prefix else []), *e["loc"]) if not _is_union_tag(p))
+        path = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling or remove it)"
@@ -227,11 +225,6 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
         # Whole-spec checks already name the fields they are about.
         lines.append(f"{path}: {msg}" if path else msg)
     return "\n".join(dict.fromkeys(lines))
-
-
-def _is_union_tag(part: Any) -> bool:
-    # pydantic puts the chosen union member's class name in the location of optional sub-models.
-    return isinstance(part, str) and (part.endswith("Config") and part[:1].isupper() or part in ("function-after",))
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> Spec:

@@ -50,6 +50,13 @@ class StageConfig(BaseModel):
             out[name] = value.result_fields() if isinstance(value, StageConfig) else _jsonable(value)
         return out
 
+    @classmethod
+    def external_fields(cls) -> list[str]:
+        """Fields naming raw input files or folders (`json_schema_extra={"external_input": True}`):
+        the executor digests their contents into the fingerprint, and `Spec.resolved` makes them absolute."""
+        return [name for name, info in cls.model_fields.items()
+                if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("external_input")]
+
 
 def no_effect(default: Any, description: str) -> Any:
     """A config field whose value cannot change the result (excluded from the fingerprint)."""

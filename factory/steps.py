@@ -35,7 +35,7 @@ from typing import Any
 
 import factory
 from factory.errors import InputError, UserError
-from factory.lineage import Lineage, lineage_entry
+from factory.lineage import Lineage, flat_keys, lineage_entry
 from factory.logs import get_logger
 from factory.spec import STAGES, Spec, stage_module
 from factory.stage import Artifact, StageConfig, StepContext
@@ -66,15 +66,6 @@ def code_version(stage: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _external_fields(config: StageConfig) -> list[str]:
-    out = []
-    for name, info in type(config).model_fields.items():
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get("external_input"):
-            out.append(name)
-    return out
-
-
 @cache
 def _digest_path(path: str) -> str:
     p = Path(path)
@@ -93,7 +84,7 @@ def _digest_path(path: str) -> str:
 def source_digests(stage: str, config: StageConfig) -> dict[str, list[dict[str, str]]]:
     """Digests of the raw files named by the config's external-input fields."""
     out: dict[str, list[dict[str, str]]] = {}
-    for name in _external_fields(config):
+    for name in type(config).external_fields():
         value = getattr(config, name)
         if value is None:
             continue
@@ -138,7 +129,7 @@ class Explanation:
 def diff_recipes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences between a previous recipe and the current one."""
     reasons = []
-    old_cfg, new_cfg = _flat(old.get("config", {})), _flat(new.get("config", {}))
+    old_cfg, new_cfg = flat_keys(old.get("config", {})), flat_keys(new.get("config", {}))
     for k in sorted(set(old_cfg) | set(new_cfg)):
         if old_cfg.get(k, "<absent>") != new_cfg.get(k, "<absent>"):
             reasons.append(f"config {k}: {old_cfg.get(k, '<absent>')!r} -> {new_cfg.get(k, '<absent>')!r}")
@@ -150,17 +141,6 @@ def diff_recipes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     if old.get("code") != new.get("code"):
         reasons.append("stage code changed")
     return reasons
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else k
-        if isinstance(v, Mapping):
-            out.update(_flat(v, key))
-        else:
-            out[key] = v
-    return out
 
 
 # --- provenance ---------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import json
 import threading
 
 import pytest
-import yaml
 
 from tests.spine import ROOT
 from tests.test_cli import factory
