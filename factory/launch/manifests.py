@@ -136,13 +136,8 @@ def trainjob_manifest(
     resources = resource_requirements(cpu, memory, gpus_per_node, gpu_resource)
     if resources:
         trainer["resourcesPerNode"] = resources
-    pod_spec: dict[str, Any] = {"volumes": volumes, "containers": [{"name": "node", "volumeMounts": mounts}]}
-    if node_selector:
-        pod_spec["nodeSelector"] = dict(node_selector)
-    if tolerations:
-        pod_spec["tolerations"] = _tolerations(tolerations)
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
+    # The override is a partial pod template: the runtime's `node` container plus what the TrainJob lacks.
+    override = _pod_template({"name": "node", "volumeMounts": mounts}, volumes, job_labels, node_selector, tolerations, service_account)
     return {
         "apiVersion": "trainer.kubeflow.org/v1alpha1",
         "kind": "TrainJob",
@@ -151,7 +146,7 @@ def trainjob_manifest(
             "runtimeRef": {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime", "name": runtime},
             "trainer": trainer,
             "labels": job_labels,
-            "podTemplateOverrides": [{"targetJobs": [{"name": "node"}], "metadata": {"labels": job_labels}, "spec": pod_spec}],
+            "podTemplateOverrides": [{"targetJobs": [{"name": "node"}], **override}],
         },
     }
 
