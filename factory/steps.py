@@ -228,6 +228,17 @@ class Executor:
         results[name] = self.run_step(name)
         return results[name]
 
+    def _inputs(self, step: PlannedStep) -> dict[str, Artifact]:
+        """The step's upstream artifacts, published and materialised as local folders."""
+        inputs: dict[str, Artifact] = {}
+        for input_name, up in step.inputs.items():
+            up_key = self.plan()[up].key
+            manifest = self.store.complete(up_key)
+            if manifest is None:
+                raise UserError(f"step {step.name}: its input {input_name!r} (step {up}) is not built; run `factory step {up} SPEC` first")
+            inputs[input_name] = Artifact(self.store.materialize(up_key), manifest)
+        return inputs
+
     def reuse(self, step: PlannedStep) -> dict[str, Any] | None:
         """The step's published artifact, logged as reused in MLflow, or None when it must run."""
         existing = self.store.complete(step.key)
@@ -251,13 +262,7 @@ class Executor:
         if existing is not None:
             return existing
 
-        inputs: dict[str, Artifact] = {}
-        for input_name, up in step.inputs.items():
-            up_key = plan[up].key
-            manifest = self.store.complete(up_key)
-            if manifest is None:
-                raise UserError(f"step {name}: its input {input_name!r} (step {up}) is not built; run `factory step {up} SPEC` first")
-            inputs[input_name] = Artifact(self.store.materialize(up_key), manifest)
+        inputs = self._inputs(step)
 
         module = stage_module(name)
         resumable = bool(getattr(module, "RESUMABLE", False))
@@ -310,13 +315,7 @@ class Executor:
                     raise UserError(f"step {step.name}: rank {rank} waited {timeout_s:.0f}s for rank 0 to publish it")
                 time.sleep(poll_s)
             return existing
-        inputs = {}
-        for input_name, up in step.inputs.items():
-            up_key = self.plan()[up].key
-            manifest = self.store.complete(up_key)
-            if manifest is None:
-                raise UserError(f"step {step.name}: its input {input_name!r} (step {up}) is not built")
-            inputs[input_name] = Artifact(self.store.materialize(up_key), manifest)
+        inputs = self._inputs(step)
         staging = self.store.staging_dir(step.key, self.work_dir)
         staging.mkdir(parents=True, exist_ok=True)
         scratch = self.work_dir / "scratch" / step.key / f"rank{rank}"
