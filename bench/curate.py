@@ -15,7 +15,7 @@ in the same process, one task each. Prints documents per second per core for the
 (per-step time is datatrove's per-document timer, or wall time for in-process steps).
 
     .venv/bin/python bench/curate.py                       # ~1-2 min on 2 cores
-    .venv/bin/python bench/curate.py --full                # + semantic dedup and quality ensemble (~3 min)
+    .venv/bin/python bench/curate.py --full                # + semantic dedup and quality scoring (~3 min)
     .venv/bin/python bench/curate.py --real /usr/share/doc --max-real 400 --repeat 2
 
 The stock pipeline's WarcReader needs the bench extra: `pip install -e '.[bench]'` (not needed by the stage).
@@ -140,16 +140,28 @@ def write_warc(pages: list[tuple[str, str]], path: Path) -> None:
             writer.write_record(record)
 
 
-def run_ours(warc: Path, work: Path, full: bool) -> tuple[float, dict[str, float], int]:
+def quality_model(work: Path) -> Path:
+    """The `quality` stage's ensemble (ngram + features), trained once and not timed: a fixed cost per
+    ensemble version, not per corpus document."""
+    from factory.curate.quality import stage as quality
+    from factory.stage import StepContext
+
+    folder = work / "quality-model"
+    if not (folder / "ensemble.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        quality.run(quality.Config(train={"classifiers": ["ngram", "features"]}), {}, folder, StepContext("quality"))
+    return folder
+
+
+def run_ours(warc: Path, work: Path, quality: Path | None) -> tuple[float, dict[str, float], int]:
     from factory.curate import Config, run
     from factory.stage import StepContext
 
     out = work / "ours"
     out.mkdir()
     config = Config(sources=[str(warc)])
-    if full:  # the corpus-level steps that are off by default too: semantic dedup, a quality ensemble trained here
-        config = Config(sources=[str(warc)], semantic_dedup={"enabled": True},
-                        quality={"enabled": True, "train": {"classifiers": ["ngram", "features"]}})
+    if quality is not None:  # --full: the corpus-level steps that are off by default, semantic dedup and quality scoring
+        config = Config(sources=[str(warc)], semantic_dedup={"enabled": True}, quality={"enabled": True}, quality_model=str(quality))
     start = time.perf_counter()
     metrics = run(config, {}, out, StepContext("bench", scratch=work / "scratch"))
     wall = time.perf_counter() - start
@@ -241,28 +253,26 @@ def bench_throughput(pages: list[tuple[str, str]], repeat: int, full: bool) -> N
         with _quiet(work / "run.log"):  # datatrove's per-task logs and stats tables go to a file
             # warm-up, not timed: one-off loads (spaCy tokenizer, language model, trafilatura) that would
             # otherwise be charged to whichever pipeline runs first
-            run_ours(work / "warm" / "warm.warc.gz", work / "warm", full)
-            ours_wall, ours, docs = run_ours(warc, work, full)
+            quality = quality_model(work) if full else None
+            run_ours(work / "warm" / "warm.warc.gz", work / "warm", quality)
+            ours_wall, ours, docs = run_ours(warc, work, quality)
             stock_wall, stock, stock_out = run_stock(warc, work)
     print("| step | this stage: docs in | s | docs/s/core | datatrove stock: docs in | s | docs/s/core |")
     print("|---|---|---|---|---|---|---|")
     # docs into each of our steps: the documents read minus what earlier steps removed
     order = ["read", "extraction", "language", "gopher_repetition", "gopher_quality", "exact_dedup", "fuzzy_dedup",
-             "semantic_dedup", "decontamination", "quality_train", "quality"]
+             "semantic_dedup", "decontamination", "quality"]
     remaining = ours["docs_in"] - sum(v for k, v in ours.items() if k.startswith("skipped."))
     for step in order:
         sec = ours.get(f"seconds.{step}")
-        if step == "quality_train" and sec:  # a fixed cost (reference texts, fitting), not per corpus document
-            mine = f"- | {sec:.2f} | -"
-        else:
-            mine = f"{int(remaining)} | {sec:.2f} | {remaining / sec:,.0f}" if sec else "- | - | -"
+        mine = f"{int(remaining)} | {sec:.2f} | {remaining / sec:,.0f}" if sec else "- | - | -"
         if step in stock:
             n, s = stock[step]
             theirs = f"{n} | {s:.2f} | {n / s:,.0f}"
         else:
             theirs = "- | - | -"
         print(f"| {step} | {mine} | {theirs} |")
-        if step not in ("read", "quality_train"):
+        if step != "read":
             remaining -= ours.get(f"removed.{step}", 0)
     print(f"| **whole run** (wall) | {docs} | {ours_wall:.2f} | {docs / ours_wall:,.1f} | {docs} | {stock_wall:.2f} | "
           f"{docs / stock_wall:,.1f} |")
@@ -276,7 +286,7 @@ def main() -> None:
     parser.add_argument("--max-real", type=int, default=400, help="at most this many real pages")
     parser.add_argument("--repeat", type=int, default=1, help="throughput input: the pages this many times")
     parser.add_argument("--skip-extractors", action="store_true", help="only the throughput comparison")
-    parser.add_argument("--full", action="store_true", help="also semantic dedup and in-stage quality training")
+    parser.add_argument("--full", action="store_true", help="also semantic dedup and quality scoring")
     args = parser.parse_args()
     corpora = load_pages([r for r in args.real if Path(r).is_dir()], args.max_real)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; corpora: "

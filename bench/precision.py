@@ -29,10 +29,10 @@ TARGET = {"fp8": 0.01, "nvfp4": 0.03}
 
 def smoke_tokens(cache: Path) -> Artifact:
     """The smoke corpus (examples/data/smoke-html) curated and tokenized (2048-token BPE), cached in `cache`."""
-    from factory import curate, tokenize
-
     corpus, tokens = cache / "corpus", cache / "tokens"
     if not (tokens / "train.idx").exists():
+        from factory import curate, tokenize
+
         repo = Path(__file__).resolve().parent.parent
         for folder in (corpus, tokens):
             folder.mkdir(parents=True, exist_ok=True)

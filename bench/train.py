@@ -27,8 +27,15 @@ from factory.stage import StepContext  # noqa: E402
 from factory.train import pretrain, read_metrics  # noqa: E402
 
 
-def measure(tokens, out: Path, preset: str, precision: str, steps: int, warmup: int, seq_len: int, batch: int) -> dict:
-    config = pretrain.Config(model={"preset": preset}, precision=precision, steps=steps, seq_len=seq_len,
+# GPU only: Nemotron-H 8B's layer widths (hidden 4096, MLP 21504) in 4 layers, so the GEMMs are the
+# sizes FP8 is for while the run fits one GPU with fp32 master weights and Adam state.
+WIDE = {"preset": "nemotron_h_8b", "overrides": {"pattern": "M-*-"}}
+
+
+def measure(tokens, out: Path, preset: str, precision: str, steps: int, warmup: int, seq_len: int, batch: int,
+            compile: bool = False) -> dict:
+    model = WIDE if preset == "wide" else {"preset": preset}
+    config = pretrain.Config(model=model, precision=precision, steps=steps, seq_len=seq_len, compile=compile,
                              micro_batch_size=batch, warmup_steps=1, checkpoint_interval=0, log_interval=steps)
     folder = out / f"{preset}-{precision}"
     if folder.exists():
@@ -38,7 +45,7 @@ def measure(tokens, out: Path, preset: str, precision: str, steps: int, warmup: 
     folder.mkdir(parents=True)
     result = pretrain.run(config, {"tokens": tokens}, folder, StepContext(f"{preset}-{precision}"))
     rates = [r["tokens_per_s"] for r in read_metrics(folder / "metrics.jsonl")][warmup:]
-    return {"preset": preset, "precision": precision, "params": int(result["params"]),
+    return {"preset": preset, "precision": precision, "seq_len": seq_len, "params": int(result["params"]),
             "tokens_per_s": statistics.median(rates), "final_loss": result["final_loss"]}
 
 
@@ -50,6 +57,8 @@ def main() -> None:
     parser.add_argument("--micro-batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/train"))
+    parser.add_argument("--compile", action="store_true", help="torch.compile each block (pretrain `compile: true`)")
+    parser.add_argument("--gpu-seq-len", type=int, default=1024, help="sequence length of the GPU 'wide' runs")
     parser.add_argument("--tracking-uri", default=None, help="log the figures to MLflow here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -60,20 +69,23 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     plans = [("tiny", "fp32"), ("tiny", "bf16"), ("small_20m", "fp32"), ("small_20m", "bf16")]
     if device == "cuda":
-        plans = [("tiny", "bf16"), ("small_20m", "bf16"), ("small_20m", "fp8")]
+        plans = [("small_20m", "bf16"), ("small_20m", "fp8"), ("wide", "bf16"), ("wide", "fp8")]
     for preset, precision in plans:
-        row = measure(tokens, args.out, preset, precision, args.steps, args.warmup, args.seq_len, args.micro_batch_size)
+        seq_len = args.gpu_seq_len if preset == "wide" else args.seq_len
+        row = measure(tokens, args.out, preset, precision, args.steps, args.warmup, seq_len, args.micro_batch_size, args.compile)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
 
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {args.threads} threads"
-    print(f"\n{name}; {args.micro_batch_size} x {args.seq_len} tokens per step, median over steps {args.warmup + 1}..{args.steps}")
-    print(f"{'preset':>10} {'precision':>9} {'params':>11} {'tokens/s':>10}")
+    print(f"\n{name}; {args.micro_batch_size} sequences per step, {'compiled' if args.compile else 'eager'}, "
+          f"median over steps {args.warmup + 1}..{args.steps}")
+    print(f"{'preset':>10} {'precision':>9} {'seq_len':>7} {'params':>13} {'tokens/s':>10}")
     for r in rows:
-        print(f"{r['preset']:>10} {r['precision']:>9} {r['params']:>11,} {r['tokens_per_s']:10.0f}")
+        print(f"{r['preset']:>10} {r['precision']:>9} {r['seq_len']:>7} {r['params']:>13,} {r['tokens_per_s']:10.0f}")
     if device == "cuda":
-        bf16, fp8 = rows[-2]["tokens_per_s"], rows[-1]["tokens_per_s"]
-        print(f"small_20m FP8 / BF16 throughput: {fp8 / bf16:.2f}x")
+        for preset in ("small_20m", "wide"):
+            bf16, fp8 = (next(r["tokens_per_s"] for r in rows if r["preset"] == preset and r["precision"] == p) for p in ("bf16", "fp8"))
+            print(f"{preset} FP8 / BF16 throughput: {fp8 / bf16:.2f}x")
     (args.out / "throughput.json").write_text(json.dumps(rows, indent=2) + "\n")
     if args.tracking_uri:
         import mlflow

@@ -7,10 +7,12 @@ lives in `factory`; these stay small on purpose.
 
 from kfp import dsl
 
-from components.stages import curate, evaluate, finish, pretrain, release, tokenize
+from components.stages import curate, evaluate, finish, pretrain, quality, release, synth, tokenize
 
 FUNCTIONS = {
+    "quality": quality,
     "curate": curate,
+    "synth": synth,
     "tokenize": tokenize,
     "pretrain": pretrain,
     "evaluate": evaluate,

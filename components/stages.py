@@ -1,21 +1,38 @@
 """Component bodies. KFP serialises each function's source into the pipeline, so imports go inside."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
 
 
-def curate(spec: str, job_id: str, artifact: Output[Artifact]):
-    """Extract, filter and deduplicate raw web pages into a corpus."""
+def quality(spec: str, job_id: str, artifact: Output[Artifact]):
+    """Train the quality-classifier ensemble (reference text against junk)."""
     from factory.orchestrate import run_component
 
-    run_component("curate", spec, job_id, {}, artifact)
+    run_component("quality", spec, job_id, {}, artifact)
 
 
-def tokenize(spec: str, job_id: str, corpus: Input[Artifact], artifact: Output[Artifact]):
-    """Train the tokenizer and write the Megatron indexed dataset."""
+def curate(spec: str, job_id: str, artifact: Output[Artifact], quality: Optional[Input[Artifact]] = None):
+    """Extract, filter and deduplicate raw web pages into a corpus, scored by the quality ensemble if given."""
     from factory.orchestrate import run_component
 
-    run_component("tokenize", spec, job_id, {"corpus": corpus}, artifact)
+    run_component("curate", spec, job_id, {"quality": quality}, artifact)
+
+
+def synth(spec: str, job_id: str, corpus: Input[Artifact], artifact: Output[Artifact]):
+    """Rewrite the corpus with an LLM by quality tier (Wikipedia-style rephrasing, QA pairs, ...)."""
+    from factory.orchestrate import run_component
+
+    run_component("synth", spec, job_id, {"corpus": corpus}, artifact)
+
+
+def tokenize(spec: str, job_id: str, corpus: Input[Artifact], artifact: Output[Artifact],
+             synthetic: Optional[Input[Artifact]] = None):
+    """Train the tokenizer and write the Megatron indexed datasets (real, and synthetic if given)."""
+    from factory.orchestrate import run_component
+
+    run_component("tokenize", spec, job_id, {"corpus": corpus, "synthetic": synthetic}, artifact)
 
 
 def pretrain(spec: str, job_id: str, tokens: Input[Artifact], artifact: Output[Artifact]):

@@ -51,6 +51,7 @@ def run_component(stage: str, spec_text: str, job_id: str, upstream: Mapping[str
     executor = Executor(spec)
     executor.parent_run_id = parent_run(executor.lineage, job_id, spec.name, spec_text)
     plan = executor.plan()
+    upstream = {k: v for k, v in upstream.items() if v is not None}  # optional inputs the pipeline left unwired
     for name, art in upstream.items():
         got = art.metadata.get("fingerprint")
         want = plan[plan[stage].inputs[name]].fingerprint

@@ -26,17 +26,25 @@ from factory.model import ModelSpec
 
 @dataclass(frozen=True)
 class StageDef:
-    """Where a stage's code lives and which upstream stages feed its named inputs."""
+    """Where a stage's code lives and which upstream stages feed its named inputs.
+
+    An input named in `optional` is wired only when its upstream stage is in the spec; the stage runs
+    without it otherwise (its config's `required_inputs()` may still ask for it).
+    """
 
     module: str
     inputs: dict[str, str]
     code: tuple[str, ...] = ()  # further packages whose source is part of the stage's code version
+    optional: frozenset[str] = frozenset()
 
 
 # The pipeline, in dependency order. Input names are what a stage's `run` finds in `inputs`.
 STAGES: dict[str, StageDef] = {
-    "curate": StageDef("factory.curate", {}),
-    "tokenize": StageDef("factory.tokenize", {"corpus": "curate"}),
+    "quality": StageDef("factory.curate.quality.stage", {}, code=("factory.curate.quality", "factory.curate.dedup.embedding")),
+    # curate decontaminates against the evaluate stage's built-in sets, so they are part of its code
+    "curate": StageDef("factory.curate", {"quality": "quality"}, code=("factory.evaluate.sets",), optional=frozenset({"quality"})),
+    "synth": StageDef("factory.synth", {"corpus": "curate"}),
+    "tokenize": StageDef("factory.tokenize", {"corpus": "curate", "synthetic": "synth"}, optional=frozenset({"synthetic"})),
     "pretrain": StageDef("factory.train.pretrain", {"tokens": "tokenize"}, code=("factory.model", "factory.train", "factory.precision")),
     "evaluate": StageDef("factory.evaluate", {"model": "pretrain", "tokens": "tokenize"}, code=("factory.tokenize",)),
     "release": StageDef("factory.release", {"model": "pretrain", "tokens": "tokenize", "evaluation": "evaluate"}),
@@ -154,7 +162,10 @@ class Spec(_Frozen):
     def _check(self) -> "Spec":
         enabled = self.enabled()
         for name in enabled:
-            for upstream in STAGES[name].inputs.values():
+            stage = STAGES[name]
+            required = {k for k in stage.inputs if k not in stage.optional} | self.stage_config(name).required_inputs()
+            for input_name in sorted(required):
+                upstream = stage.inputs[input_name]
                 if upstream not in enabled:
                     raise ValueError(f"stages.{name}: needs stage {upstream!r}, which is absent from stages")
         for name in self.resources:
@@ -165,6 +176,11 @@ class Spec(_Frozen):
     def enabled(self) -> list[str]:
         """Names of the stages that run, in dependency order."""
         return [n for n in STAGES if getattr(self.stages, n) is not None]
+
+    def inputs_of(self, name: str) -> dict[str, str]:
+        """Input name -> upstream stage of `name` in this spec (optional inputs only when their stage is on)."""
+        enabled = self.enabled()
+        return {k: up for k, up in STAGES[name].inputs.items() if up in enabled or k not in STAGES[name].optional}
 
     def stage_config(self, name: str):
         cfg = getattr(self.stages, name)
@@ -203,10 +219,14 @@ class Spec(_Frozen):
         data["work_dir"] = absolute(data["work_dir"])
         data["storage"]["root"] = absolute(data["storage"]["root"])
         for name in self.enabled():
-            for field in type(self.stage_config(name)).external_fields():
-                if data["stages"][name].get(field) is not None:
-                    value = data["stages"][name][field]
-                    data["stages"][name][field] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
+            for path in type(self.stage_config(name)).external_fields():
+                *parents, field = path.split(".")
+                node = data["stages"][name]
+                for part in parents:
+                    node = node.get(part) or {}
+                if node.get(field) is not None:
+                    value = node[field]
+                    node[field] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
         return Spec.model_validate(data)
 
     def to_yaml(self) -> str:

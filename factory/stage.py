@@ -50,12 +50,30 @@ class StageConfig(BaseModel):
             out[name] = value.result_fields() if isinstance(value, StageConfig) else _jsonable(value)
         return out
 
+    def required_inputs(self) -> set[str]:
+        """Optional inputs (`StageDef.optional`) this config needs after all, e.g. curate's quality
+        ensemble when quality scoring is on and no ensemble folder is given. The spec checks them."""
+        return set()
+
     @classmethod
     def external_fields(cls) -> list[str]:
-        """Fields naming raw input files or folders (`json_schema_extra={"external_input": True}`):
-        the executor digests their contents into the fingerprint, and `Spec.resolved` makes them absolute."""
-        return [name for name, info in cls.model_fields.items()
-                if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("external_input")]
+        """Fields naming raw input files or folders (`json_schema_extra={"external_input": True}`), as
+        dotted paths into nested configs ("generator.model_dir"): the executor digests their contents into
+        the fingerprint, and `Spec.resolved` makes them absolute."""
+        out = []
+        for name, info in cls.model_fields.items():
+            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("external_input"):
+                out.append(name)
+            elif isinstance(info.annotation, type) and issubclass(info.annotation, StageConfig):
+                out += [f"{name}.{sub}" for sub in info.annotation.external_fields()]
+        return out
+
+    def field_value(self, path: str) -> Any:
+        """The value at a dotted field path of this config."""
+        value: Any = self
+        for part in path.split("."):
+            value = getattr(value, part)
+        return value
 
 
 def no_effect(default: Any, description: str) -> Any:

@@ -43,8 +43,13 @@ from factory.store import Store, open_store
 
 log = get_logger("factory.steps")
 
+# Artifacts registered as MLflow model versions: models, releases and the quality classifiers.
+REGISTERED_KINDS = ("checkpoint", "release", "classifier")
+
 
 # --- fingerprints -------------------------------------------------------------------------------
+
+CODE_SUFFIXES = {".py", ".txt", ".json", ".jsonl", ".yaml", ".jinja"}
 
 
 @cache
@@ -58,7 +63,9 @@ def code_version(stage: str) -> str:
         except ImportError:
             continue
         origin = Path(mod.__file__)
-        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        # a package's data files (prompts, built-in eval sets) shape its results as much as its code
+        files = sorted(f for f in origin.parent.rglob("*") if f.is_file() and f.suffix in CODE_SUFFIXES
+                       and "__pycache__" not in f.parts) if origin.name == "__init__.py" else [origin]
         root = Path(factory.__file__).parent.parent
         for f in files:
             h.update(f.relative_to(root).as_posix().encode())
@@ -85,7 +92,7 @@ def source_digests(stage: str, config: StageConfig) -> dict[str, list[dict[str, 
     """Digests of the raw files named by the config's external-input fields."""
     out: dict[str, list[dict[str, str]]] = {}
     for name in type(config).external_fields():
-        value = getattr(config, name)
+        value = config.field_value(name)
         if value is None:
             continue
         paths = value if isinstance(value, (list, tuple)) else [value]
@@ -186,7 +193,7 @@ class Executor:
             plan: dict[str, PlannedStep] = {}
             for name in self.spec.enabled():
                 config = self.spec.stage_config(name)
-                inputs = dict(STAGES[name].inputs)
+                inputs = self.spec.inputs_of(name)
                 recipe = {
                     "stage": name,
                     "config": config.result_fields(),
@@ -223,7 +230,7 @@ class Executor:
     def _build(self, name: str, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if name in results:
             return results[name]
-        for up in STAGES[name].inputs.values():
+        for up in self.spec.inputs_of(name).values():
             self._build(up, results)
         results[name] = self.run_step(name)
         return results[name]
@@ -288,7 +295,7 @@ class Executor:
                 manifest = self.store.publish(staging, step.key, manifest)
                 tracker.log_metrics({**metrics, "step_seconds": time.monotonic() - start})
                 self.lineage.finish_step(tracker.run_id, manifest)
-                if getattr(module, "KIND", "") in ("checkpoint", "release") and self.spec.tracking.register_models:
+                if getattr(module, "KIND", "") in REGISTERED_KINDS and self.spec.tracking.register_models:
                     version = self.lineage.register(f"{self.spec.name}-{name}", manifest["uri"], tracker.run_id, step.fingerprint)
                     slog.info("step.registered", model=f"{self.spec.name}-{name}", version=version)
             shutil.rmtree(scratch, ignore_errors=True)

@@ -13,7 +13,7 @@ cache is off: the factory's executor decides reuse by fingerprint, across pipeli
 from kfp import dsl, kubernetes
 
 from components import build
-from factory.spec import STAGES, Resources, Spec
+from factory.spec import Resources, Spec
 
 
 def apply_resources(task: dsl.PipelineTask, res: Resources, work_dir: str, launcher: bool) -> None:
@@ -64,7 +64,7 @@ def build_pipeline(spec: Spec):
         with dsl.ExitHandler(finish, name="factory-steps"):
             tasks: dict[str, dsl.PipelineTask] = {}
             for name in spec.enabled():
-                upstream = {inp: tasks[up].outputs["artifact"] for inp, up in STAGES[name].inputs.items()}
+                upstream = {inp: tasks[up].outputs["artifact"] for inp, up in spec.inputs_of(name).items()}
                 launcher = spec.needs_launcher(name)
                 task = build(name, spec.images.cpu if launcher else spec.image_for(name))(spec=spec_json, job_id=job_id, **upstream)
                 task.set_display_name(name).set_caching_options(False)

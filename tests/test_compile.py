@@ -26,14 +26,29 @@ def test_smoke_pipeline_matches_golden(tmp_path):
 def test_compiled_dag_wires_stage_inputs(tmp_path):
     ir = next(yaml.safe_load_all(compile_pipeline(load_spec(ROOT / "examples" / "smoke.yaml"), tmp_path / "p.yaml").read_text()))
     steps = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    assert sorted(steps) == ["curate", "evaluate", "pretrain", "release", "tokenize"]
+    assert sorted(steps) == ["curate", "evaluate", "pretrain", "quality", "release", "tokenize"]
     assert steps["release"]["dependentTasks"] == ["evaluate", "pretrain", "tokenize"]
+    assert steps["curate"]["inputs"]["artifacts"]["quality"]["taskOutputArtifact"]["producerTask"] == "quality"
+    assert "synthetic" not in steps["tokenize"]["inputs"]["artifacts"]  # optional, and no synth stage here
     ev = steps["evaluate"]["inputs"]["artifacts"]
     assert ev["model"]["taskOutputArtifact"] == {"outputArtifactKey": "artifact", "producerTask": "pretrain"}
     assert ir["root"]["dag"]["tasks"]["finish"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     # The spec travels as the pipeline's parameter, exactly as written (relative paths, not machine paths).
     default = ir["root"]["inputDefinitions"]["parameters"]["spec_json"]["defaultValue"]
     assert "examples/data/smoke-html" in default and "/work" not in default
+
+
+def test_synth_stage_feeds_tokenize_as_its_optional_input(tmp_path):
+    data = yaml.safe_load((ROOT / "examples" / "smoke.yaml").read_text())
+    data["stages"]["synth"] = {"generator": {"kind": "openai", "base_url": "http://vllm:8000", "model": "generator"}}
+    ir = next(yaml.safe_load_all(compile_pipeline(parse_spec(data), tmp_path / "p.yaml").read_text()))
+    steps = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    assert steps["synth"]["dependentTasks"] == ["curate"]
+    assert steps["tokenize"]["dependentTasks"] == ["curate", "synth"]
+    wired = {k: v["taskOutputArtifact"]["producerTask"] for k, v in steps["tokenize"]["inputs"]["artifacts"].items()}
+    assert wired == {"corpus": "curate", "synthetic": "synth"}
+    tokenize = ir["components"]["comp-tokenize"]["inputDefinitions"]["artifacts"]
+    assert tokenize["synthetic"]["isOptional"] is True and not tokenize["corpus"].get("isOptional")
 
 
 GPU_GOLDEN = Path(__file__).parent / "golden" / "gpu-pipeline.yaml"

@@ -21,7 +21,8 @@ def smoke_data() -> dict:
 def test_smoke_spec_loads_and_orders_stages():
     spec = load_spec(SMOKE)
     assert spec.name == "smoke"
-    assert spec.enabled() == ["curate", "tokenize", "pretrain", "evaluate", "release"]
+    assert spec.enabled() == ["quality", "curate", "tokenize", "pretrain", "evaluate", "release"]
+    assert spec.inputs_of("curate") == {"quality": "quality"} and spec.inputs_of("tokenize") == {"corpus": "curate"}
     # The top-level model preset is handed to the pretrain stage.
     assert spec.stages.pretrain.model.preset == "tiny"
     assert spec.tracking_uri().startswith("sqlite:///")

@@ -1,7 +1,8 @@
 """`factory curate INPUT... --out DIR [--spec SPEC]`: the curate stage alone, on files or folders.
 
 It runs the pipeline's own stage code (`factory.curate.run`) with the spec's curate settings (or the
-defaults) and the given inputs as `sources`, and writes the same layout the pipeline publishes, plus a
+defaults) and the given inputs as `sources` (a spec whose curate scores quality with the `quality` stage
+gets that ensemble from the spec's store, built there first if it is not published yet), and writes the same layout the pipeline publishes, plus a
 `manifest.json` (fingerprint, config, raw-source digests, producer, metrics, every file's size and sha256):
 
     from factory.curate.command import curate_files
@@ -24,23 +25,36 @@ import factory
 from factory.curate.pipeline import KIND, Config, run
 from factory.errors import InputError, SpecError
 from factory.logs import get_logger
-from factory.stage import StepContext
+from factory.lineage import lineage_entry
+from factory.stage import Artifact, StepContext
 from factory.store import MANIFEST, LocalStore, write_json_atomic
 
 log = get_logger("factory.curate.command")
 
 
-def _config(inputs: list[str], spec_path: Path | None) -> Config:
-    """The spec's curate config (or the defaults) with `sources` set to `inputs`, made absolute."""
+def _config(inputs: list[str], spec_path: Path | None) -> tuple[Config, dict[str, Artifact]]:
+    """The spec's curate config (or the defaults) with `sources` set to `inputs`, made absolute, and the
+    upstream artifacts it takes: the spec's quality ensemble, built (or reused) in the spec's store."""
     sources = [str(Path(p).expanduser().resolve()) for p in inputs]
     if spec_path is None:
-        return Config(sources=sources)
-    from factory.spec import load_spec
+        return Config(sources=sources), {}
+    from factory.spec import Spec, load_spec
+    from factory.steps import Executor
 
     spec = load_spec(spec_path).resolved(Path(spec_path).resolve().parent)
     if "curate" not in spec.enabled():
         raise SpecError(f"{spec_path}: stages.curate is absent; add it or run without --spec")
-    return spec.stage_config("curate").model_copy(update={"sources": sources})
+    data = spec.model_dump(mode="json")
+    data["stages"]["curate"]["sources"] = sources
+    spec = Spec.model_validate(data)
+    config = spec.stage_config("curate")
+    upstream: dict[str, Artifact] = {}
+    if spec.inputs_of("curate"):
+        executor = Executor(spec)
+        for name, stage in spec.inputs_of("curate").items():
+            manifest = executor.run([stage])[stage]
+            upstream[name] = Artifact(executor.store.materialize(executor.plan()[stage].key), manifest)
+    return config, upstream
 
 
 def _check_out(out: Path) -> bool:
@@ -71,16 +85,16 @@ def curate_files(inputs: list[str], out: Path, spec_path: Path | None = None) ->
     if not inputs:
         raise InputError("give at least one input file or folder to curate")
     out = Path(out).expanduser().resolve()
-    config = _config(inputs, spec_path)
+    config, upstream = _config(inputs, spec_path)
     replace = _check_out(out)
     sources = source_digests("curate", config)  # raises InputError naming a missing input
-    recipe = {"stage": "curate", "config": config.result_fields(), "inputs": {}, "sources": sources,
-              "code": code_version("curate")}
+    recipe = {"stage": "curate", "config": config.result_fields(), "inputs": {k: a.fingerprint for k, a in upstream.items()},
+              "sources": sources, "code": code_version("curate")}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        metrics = run(config, {}, staging, StepContext("curate", scratch=staging.parent / f"{staging.name}-scratch"))
+        metrics = run(config, upstream, staging, StepContext("curate", scratch=staging.parent / f"{staging.name}-scratch"))
         manifest = LocalStore.finalize_manifest(staging, {
             "format": 1,
             "kind": KIND,
@@ -88,9 +102,10 @@ def curate_files(inputs: list[str], out: Path, spec_path: Path | None = None) ->
             "fingerprint": fingerprint_of(recipe),
             "recipe": recipe,
             "config": config.model_dump(mode="json"),
-            "inputs": {},
+            "inputs": {k: {"uri": a.uri, "fingerprint": a.fingerprint, "kind": a.manifest.get("kind"), "stage": a.manifest.get("stage")}
+                       for k, a in upstream.items()},
             "sources": [e for entries in sources.values() for e in entries],
-            "lineage": [],
+            "lineage": [lineage_entry(a.manifest) for a in upstream.values()],
             "producer": {
                 "factory_version": factory.__version__,
                 "git_commit": git_commit(),

@@ -3,9 +3,11 @@
 GPT-3 (Brown et al., 2020, appendix C) and the Nemotron recipes remove any training document that shares a
 13-gram with a benchmark item. Text is lower-cased and cut into words (`\\w+`); an item shorter than
 `n_gram` words is matched on all its words (GPT-3's rule for short items), and one shorter than
-`min_item_words` is ignored, since a few common words are no evidence of leakage.
+`min_item_words` is ignored, since a few common words are no evidence of leakage. Besides the files the
+user names, the evaluate stage's built-in sets and prompts (`factory.evaluate.builtin_eval_items`) are
+matched too unless `builtin_sets` is off, so the factory does not train on what it evaluates on.
 
-    items = eval_items(["evals/"], builtin_prompts=True)            # [(set name, text), ...]
+    items = eval_items(["evals/"], builtin_sets=True)               # [(set name, text), ...]
     index = NgramIndex(items, n_gram=13, min_item_words=8)
     index.match(doc_text)                                            # the set name it leaks, or None
 """
@@ -33,8 +35,7 @@ class DecontaminationConfig(StageConfig):
     n_gram: int = Field(13, ge=3, description="Words in a shared n-gram that marks a document as contaminated (GPT-3: 13).")
     min_item_words: int = Field(
         8, ge=1, description="Evaluation items with fewer words are ignored (too short to be evidence of leakage).")
-    builtin_prompts: bool = Field(
-        True, description="Also use the evaluate stage's built-in prompts (factory.evaluate.DEFAULT_PROMPTS).")
+    builtin_sets: bool = Field(True, description="Also decontaminate against the evaluate stage's built-in sets and prompts.")
 
 
 def words(text: str) -> list[str]:
@@ -42,10 +43,17 @@ def words(text: str) -> list[str]:
 
 
 def _strings(value) -> Iterator[str]:
-    """Every string inside a JSON value (question, answer, choices, ...), each one an item."""
+    """Every string inside a JSON value (question, answer, choices, ...), each one an item.
+
+    A cloze item's "context" and "target" (the evaluate stage's set format) make one item, joined, since
+    the passage is what a leaked document would hold whole.
+    """
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
+        if isinstance(value.get("context"), str) and isinstance(value.get("target"), str):
+            yield value["context"] + value["target"]
+            value = {k: v for k, v in value.items() if k not in ("context", "target")}
         for v in value.values():
             yield from _strings(v)
     elif isinstance(value, list):
@@ -78,8 +86,9 @@ def read_eval_file(path: Path) -> list[str]:
         raise InputError(f"evaluation set {path}: not valid JSON") from None
 
 
-def eval_items(paths: Iterable[str], builtin_prompts: bool = True) -> list[tuple[str, str]]:
-    """(set name, item text) from evaluation files and folders (.txt/.jsonl/.json), plus the built-in prompts."""
+def eval_items(paths: Iterable[str], builtin_sets: bool = True) -> list[tuple[str, str]]:
+    """(set name, item text) from evaluation files and folders (.txt/.jsonl/.json), plus the evaluate
+    stage's built-in sets and prompts when `builtin_sets`."""
     items: list[tuple[str, str]] = []
     for entry in paths:
         root = Path(entry).expanduser()
@@ -88,10 +97,11 @@ def eval_items(paths: Iterable[str], builtin_prompts: bool = True) -> list[tuple
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EVAL_SUFFIXES) if root.is_dir() else [root]
         for file in files:
             items += [(file.stem, text) for text in read_eval_file(file)]
-    if builtin_prompts:
-        from factory.evaluate import DEFAULT_PROMPTS
+    if builtin_sets:
+        # importing factory.evaluate loads no torch: the sets are JSONL files in the package
+        from factory.evaluate import builtin_eval_items
 
-        items += [("evaluate_prompts", text) for text in DEFAULT_PROMPTS]
+        items += builtin_eval_items()
     return items
 
 

@@ -19,8 +19,10 @@ Output layout (the contract with `factory.tokenize`):
     documents/part-00000.jsonl.gz   one {"id", "text", "metadata": {source, url, language, language_score,
                                     extraction, [quality_score, quality_bucket, quality_tier, quality_<clf>]}}
     stats.json                      docs_in, docs_out, removed/<step>, reasons, skipped/<reason>, tiers, sizes
-    quality_model/                  the ensemble trained in this run (`quality.train`), versioned with the corpus
     tiers.png                       documents per quality tier (when the quality step runs)
+
+The quality ensemble is not trained here: it is the `quality` stage's artifact (`factory.curate.quality.stage`),
+given as the optional input "quality", or a folder named by `quality_model`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from factory.curate.decontaminate import DecontaminationConfig
 from factory.curate.dedup.fuzzy import FuzzyDedupConfig
 from factory.curate.dedup.semantic import SemanticDedupConfig
 from factory.curate.math import MathConfig
-from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityConfig
+from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityEnsemble
 from factory.curate.readers import DEFAULT_MAX_PAGE_BYTES
 from factory.errors import InputError
 from factory.stage import Artifact, StageConfig, StepContext, no_effect
@@ -90,18 +92,19 @@ class MathExtraction(MathConfig):
     enabled: bool = Field(True, description="Send pages with equations (MathML, MathJax, KaTeX, LaTeX) through the math path.")
 
 
+# fewer corpus documents than this and the ensemble's own percentile grids are kept (too coarse a distribution)
+MIN_CALIBRATION_DOCS = 100
+
+
 class QualityStep(StageConfig):
-    """Quality-classifier ensemble in the stage: load a trained one (`quality_model`) or train one here."""
+    """Score documents with a trained quality ensemble (the `quality` stage's artifact, or `quality_model`)."""
 
     enabled: bool = Field(False, description="Score documents into 20 quality buckets and 5 tiers.")
-    train: QualityConfig | None = Field(
-        None, description="Train an ensemble inside the stage with these settings (saved to quality_model/ in the output).")
-    stdlib_reference: bool = Field(
-        True, description="When training, add the Python standard library's docstrings to the reference texts.")
-    max_reference_docs: int = Field(2000, ge=10, description="Most reference (positive) documents used for training.")
     min_tier: int = Field(0, ge=0, le=N_TIERS - 1, description="Drop documents below this tier (0 keeps all, as Nemotron-CC).")
-    threads: int = no_effect(
-        1, "OpenMP threads for training and scoring; 1 is fastest on small data (thread start-up dominates).")
+    calibrate_on_corpus: bool = Field(
+        True, description="Recompute each classifier's percentile grid on the corpus being scored, as Nemotron-CC "
+                          f"buckets its own crawl, when it has at least {MIN_CALIBRATION_DOCS} documents; else keep the ensemble's grids.")
+    threads: int = no_effect(1, "OpenMP threads for scoring; 1 is fastest on small data (thread start-up dominates).")
 
 
 class Config(StageConfig):
@@ -131,10 +134,7 @@ class Config(StageConfig):
     quality: QualityStep = Field(QualityStep(), description="Quality-classifier ensemble: buckets and tiers in metadata.")
     quality_model: str | None = Field(
         None, json_schema_extra={"external_input": True},
-        description="Folder of a trained quality ensemble (train_ensemble output) to score with.")
-    quality_reference: list[str] = Field(
-        [], json_schema_extra={"external_input": True},
-        description="Files or folders of reference-quality text (.txt/.md/.rst/.html) for quality.train.")
+        description="Folder of an ensemble trained elsewhere (a quality-stage artifact) to score with, when there is no `quality` input.")
     decontamination: DecontaminationConfig = Field(DecontaminationConfig(), description="Evaluation-set n-gram removal.")
     decontamination_sets: list[str] = Field(
         [], json_schema_extra={"external_input": True},
@@ -146,10 +146,19 @@ class Config(StageConfig):
     workers: int = no_effect(1, "Parallel datatrove tasks for the per-page steps; the output does not depend on it.")
 
     @model_validator(mode="after")
-    def _quality_source(self) -> Config:
-        if self.quality.enabled and (self.quality_model is None) == (self.quality.train is None):
-            raise ValueError("quality: set exactly one of quality_model (a trained ensemble folder) and quality.train")
+    def _quality_used(self) -> Config:
+        # whether an ensemble will come (the `quality` input) is the spec's to know; this checks settings that
+        # would silently do nothing with scoring off
+        if not self.quality.enabled:
+            if self.quality.min_tier > 0:
+                raise ValueError("quality.min_tier drops documents by tier, which needs quality.enabled: true")
+            if self.quality_model is not None:
+                raise ValueError("quality_model is set but quality.enabled is false (enable quality scoring or remove quality_model)")
         return self
+
+    def required_inputs(self) -> set[str]:
+        """Quality scoring without an ensemble folder needs the `quality` stage's artifact."""
+        return {"quality"} if self.quality.enabled and self.quality_model is None else set()
 
 
 class TaskOutput:
@@ -285,31 +294,34 @@ def _write_parts(docs: list, folder: Path, shard_size: int) -> int:
     return parts
 
 
-def _quality_ensemble(config: Config, docs: list, output: Path, ctx: StepContext):
-    """The ensemble to score with: loaded from `quality_model`, or trained here and saved to output/quality_model."""
-    from factory.curate.quality import QualityEnsemble, train_ensemble
-    from factory.curate.quality.junk import synthesize_junk
-    from factory.curate.quality.reference import read_reference_texts, stdlib_docstrings
-
+def _quality_ensemble(config: Config, inputs: Mapping[str, Artifact], ctx: StepContext) -> tuple[QualityEnsemble, dict]:
+    """The ensemble to score with and where it came from: the `quality` input, else the `quality_model` folder."""
+    if "quality" in inputs:
+        art = inputs["quality"]
+        if config.quality_model is not None:
+            ctx.log.warning("quality_model_ignored", path=config.quality_model, used=art.uri)
+        return QualityEnsemble.load(Path(art.path)), {"source": "input", "uri": art.uri, "fingerprint": art.fingerprint}
     if config.quality_model is not None:
         return QualityEnsemble.load(Path(config.quality_model)), {"source": "given", "path": config.quality_model}
-    step = config.quality
-    positives = read_reference_texts(config.quality_reference)
-    if step.stdlib_reference:
-        positives += stdlib_docstrings()
-    positives = positives[: step.max_reference_docs]
-    if len(positives) < 10:
-        raise InputError(f"quality.train: only {len(positives)} reference documents in quality_reference "
-                         "(give more files, or set quality.stdlib_reference: true)")
-    negatives = synthesize_junk(len(positives), positives, seed=step.train.seed)
-    # percentiles over the corpus itself, as Nemotron-CC buckets its own crawl; too small a corpus: held-out split
-    reference = [d.text for d in docs] if len(docs) >= 100 else None
-    folder = output / "quality_model"
-    metrics = train_ensemble(step.train, positives, negatives, folder, reference=reference)
-    ctx.log_metrics({f"quality_train.{k}": v for k, v in metrics.items() if k.endswith("auc")})
-    return QualityEnsemble.load(folder), {"source": "trained", "path": "quality_model",
-                                          "positives": len(positives), "negatives": len(negatives),
-                                          "ensemble_auc": round(metrics["ensemble_auc"], 4)}
+    raise InputError("stages.curate.quality: enabled, but there is no ensemble: add a `quality` stage to the spec "
+                     "or set stages.curate.quality_model")
+
+
+def _score_quality(config: Config, ensemble: QualityEnsemble, source: dict, docs: list, ctx: StepContext) -> dict:
+    """Score `docs` in place (quality_* metadata); returns the stats.json record of the ensemble used."""
+    from factory.curate.quality.classifiers import Inputs
+
+    source = dict(source)
+    # classifier inputs computed once, for recalibration and scoring both (embeddings are the costly part)
+    features = Inputs([d.text for d in docs], ensemble.config.embedding.encoder)
+    calibrate = config.quality.calibrate_on_corpus and len(docs) >= MIN_CALIBRATION_DOCS
+    if calibrate:
+        ensemble = ensemble.recalibrated(features)
+    source["calibration"] = "corpus" if calibrate else "ensemble"
+    if docs:
+        ensemble.score(docs, features)
+    ctx.log.info("quality_scored", documents=len(docs), **source)
+    return source
 
 
 def plot_tiers(tiers: list[int], path: Path) -> None:
@@ -344,6 +356,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         # checked here: inside the extraction sandbox it would only drop every math page as an error
         raise InputError("math.renderer 'lynx' is not installed: apt-get install -y lynx, "
                          "or set math.renderer: builtin, or math.enabled: false")
+    # before the per-page work: a missing or broken ensemble fails the step at once
+    quality = _quality_ensemble(config, inputs, ctx) if config.quality.enabled else None
     ctx.log.info("curate_start", files=len(files), sources=len(config.sources), workers=config.workers,
                  executor=config.executor)
     seconds: dict[str, float] = {}  # CPU-side seconds per step (datatrove's per-document timers, wall time in-process)
@@ -401,7 +415,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
         t = time.perf_counter()
         dc = config.decontamination
-        index = NgramIndex(eval_items(config.decontamination_sets, dc.builtin_prompts), dc.n_gram, dc.min_item_words)
+        index = NgramIndex(eval_items(config.decontamination_sets, dc.builtin_sets), dc.n_gram, dc.min_item_words)
         kept, leaks = [], {}
         for doc in docs:
             leak = index.match(doc.text)
@@ -420,11 +434,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
         t = time.perf_counter()
         with threadpool_limits(limits=config.quality.threads, user_api="openmp"):
-            ensemble, quality_model = _quality_ensemble(config, docs, output, ctx)
-            seconds["quality_train"] = time.perf_counter() - t
-            t = time.perf_counter()
-            if docs:
-                ensemble.score(docs)
+            quality_model = _score_quality(config, *quality, docs, ctx)
         below = [d for d in docs if d.metadata["quality_tier"] < config.quality.min_tier]
         if below:
             docs = [d for d in docs if d.metadata["quality_tier"] >= config.quality.min_tier]

@@ -44,7 +44,8 @@ class GeneratorSettings(StageConfig):
     kind: Literal["transformers", "openai"] = Field(
         "transformers", description="'transformers': a local model folder; 'openai': an OpenAI-compatible server.")
     model_dir: str | None = Field(
-        None, description="transformers: save_pretrained folder of the model (a 'model' stage input overrides it).")
+        None, json_schema_extra={"external_input": True},
+        description="transformers: save_pretrained folder of the model (a 'model' stage input overrides it).")
     dtype: str | None = Field(None, description="transformers: torch dtype to load the weights in (e.g. 'bfloat16').")
     device: str = no_effect("cpu", "transformers: torch device to run on.")
     batch_size: int = no_effect(8, "Prompts per forward pass (transformers) or per /v1/completions request (openai).")
@@ -72,7 +73,7 @@ class Config(StageConfig):
     tasks_by_tier: dict[int, tuple[str, ...]] = Field(
         default_factory=_default_tasks,
         description="Prompt names to run on documents of each quality_tier (0-4); a missing tier gets none.")
-    prompt_dir: str | None = Field(None, description="Folder of <task>.txt prompts replacing the built-in ones.")
+    prompt_dir: str | None = Field(None, json_schema_extra={"external_input": True}, description="Folder of <task>.txt prompts replacing the built-in ones.")
     chunk_unit: Literal["chars", "tokens"] = Field(
         "chars", description="Unit of chunk_size: characters, or tokens of the generator's tokenizer (transformers).")
     chunk_size: int = Field(4000, ge=16, description="Most characters or tokens of a document per prompt.")

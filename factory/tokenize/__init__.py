@@ -1,11 +1,19 @@
 """The tokenize stage: train a byte-level BPE tokenizer on the corpus and write Megatron token data.
 
 Input "corpus" (a curate artifact): `documents/*.jsonl.gz`, one {"id", "text", "metadata"} per line.
+Optional input "synthetic" (a synth artifact, same layout; `metadata.source_id` names the corpus document
+each synthetic one was written from).
 Output:
     tokenizer/            transformers `save_pretrained` folder (bos/eos/pad/unk set)
     train.bin, train.idx  Megatron indexed dataset, one document per sequence, each ending with EOS
     valid.bin, valid.idx  held-out documents, chosen by a stable hash of the document id
+    synthetic.bin, .idx   with a "synthetic" input: its documents, except those written from a held-out
+                          document (that would leak valid text into training); pretrain's `blend` names
+                          this dataset "synthetic" to mix it with "train", as Nemotron-CC blends real and
+                          synthetic tokens
     stats.json            document and token counts, skipped records, special token ids
+
+The tokenizer learns from real training documents only, so adding synthetic data does not change it.
 
 Run alone (outside the pipeline):
 
@@ -125,6 +133,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         n_docs = survey["valid"] if split == "valid" else survey["documents"] - survey["valid"]
         docs = _encode(backend, texts, eos_id, config.batch_size, tally, n_docs, desc=f"encode {split}")
         counts[split] = write_indexed(output / split, docs, vocab_size)
+    synthetic = _write_synthetic(inputs.get("synthetic"), survey["is_valid"], backend, eos_id, vocab_size, config, output, ctx)
 
     metrics = {
         "docs_train": counts["train"]["documents"],
@@ -135,6 +144,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "bytes_per_token": tally["bytes"] / max(tally["tokens"], 1),
         "vocab_size": vocab_size,
     }
+    if synthetic is not None:
+        metrics |= {"docs_synthetic": synthetic["documents"], "tokens_synthetic": synthetic["tokens"],
+                    "synthetic_from_valid": synthetic["from_valid"]}
     stats = {
         "files": len(files),
         "documents": {"read": survey["documents"], "train": metrics["docs_train"], "valid": metrics["docs_valid"],
@@ -145,9 +157,39 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "special_tokens": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in config.special_tokens()},
         "eos_token_id": eos_id,
     }
+    if synthetic is not None:
+        stats["synthetic"] = synthetic
     (output / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     ctx.log.info("tokenized", **metrics)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def _write_synthetic(artifact: Artifact | None, is_valid, backend: Tokenizer, eos_id: int, vocab_size: int,
+                     config: Config, output: Path, ctx: StepContext) -> dict | None:
+    """Encode the synthetic documents into `synthetic.bin/.idx`, leaving out those written from held-out documents."""
+    if artifact is None:
+        return None
+    from factory.tokenize.indexed import write_indexed
+
+    files = sorted((Path(artifact.path) / "documents").glob("*.jsonl.gz"))
+    skipped: Counter = Counter()
+    from_valid: Counter = Counter()
+
+    def texts() -> Iterator[str]:
+        for record in _records(files, skipped):
+            source = (record.get("metadata") or {}).get("source_id")
+            if isinstance(source, str) and is_valid(source):
+                from_valid["documents"] += 1
+                continue
+            yield record["text"]
+
+    tally: Counter = Counter()
+    docs = _encode(backend, texts(), eos_id, config.batch_size, tally, None, "encode synthetic")
+    counts = write_indexed(output / "synthetic", docs, vocab_size)
+    ctx.log_dataset(name="synthetic", uri=artifact.uri, digest=artifact.fingerprint, context="training",
+                    profile={"files": len(files), "documents": counts["documents"], "from_valid": from_valid["documents"]})
+    return {"documents": counts["documents"], "tokens": counts["tokens"], "from_valid": from_valid["documents"],
+            "skipped": dict(sorted(skipped.items()))}
 
 
 def _unit_hash(*parts: object) -> float:
@@ -208,9 +250,9 @@ def _survey(files: list[Path], config: Config) -> dict:
             "is_valid": is_valid, "sample": sample}
 
 
-def _documents(files: list[Path], skipped: Counter | None = None) -> Iterator[tuple[str, str]]:
-    """(id, text) of every usable record, in file then line order; bad records are counted in `skipped`."""
-    skipped = Counter() if skipped is None else skipped
+def _records(files: list[Path], skipped: Counter) -> Iterator[dict]:
+    """Every usable record (a dict with a string id and a non-empty text), in file then line order; bad
+    records and unreadable files are counted in `skipped`."""
     for path in files:
         try:
             with gzip.open(path, "rt", encoding="utf-8", errors="strict") as lines:
@@ -225,16 +267,22 @@ def _documents(files: list[Path], skipped: Counter | None = None) -> Iterator[tu
                     elif not isinstance(record.get("text"), str) or not record["text"]:
                         skipped["no_text"] += 1
                     else:
-                        yield record["id"], record["text"]
+                        yield record
         except (OSError, EOFError, UnicodeDecodeError, zlib.error):
             # A truncated or corrupt file: keep what was read before the damage, count the file.
             skipped["unreadable_file"] += 1
 
 
+def _documents(files: list[Path], skipped: Counter | None = None) -> Iterator[tuple[str, str]]:
+    """(id, text) of every usable record, in file then line order; bad records are counted in `skipped`."""
+    for record in _records(files, Counter() if skipped is None else skipped):
+        yield record["id"], record["text"]
+
+
 def _encode(backend: Tokenizer, texts: Iterator[str], eos_id: int, batch_size: int, tally: Counter,
-            n_docs: int, desc: str) -> Iterator[list[int]]:
+            n_docs: int | None, desc: str) -> Iterator[list[int]]:
     """Token ids of each text followed by EOS, encoded in batches (the Rust side runs them in parallel)."""
-    n_batches = -(-n_docs // batch_size)
+    n_batches = None if n_docs is None else -(-n_docs // batch_size)
     for batch in progress(_batches(texts, batch_size), total=n_batches, desc=desc):
         for text, enc in zip(batch, backend.encode_batch(batch, add_special_tokens=False)):
             tally["bytes"] += len(text.encode("utf-8"))

@@ -75,6 +75,9 @@ class Config(TrainConfig):
 
     model: ModelSpec = Field(default_factory=ModelSpec, description="Model preset and overrides (factory.model.PRESETS).")
     data_parallel: Literal["ddp", "fsdp"] = no_effect("ddp", "Data parallelism under torchrun: 'ddp' (replicated) or 'fsdp' (FSDP2 sharded).")
+    compile: bool = no_effect(
+        False, "torch.compile each block (changes float rounding only). On GPUs FP8 needs it: eager FP8 scaling "
+        "costs more than the FP8 GEMMs save (bench/fp8_linear.py).")
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
@@ -108,7 +111,7 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
                "pad_token_id": tokenizer.pad_token_id}
     model = build_model(model_config, len(tokenizer), **special)
     model = apply_converters(model, precision_converters(config.precision, config.precision_options))
-    model = parallelize(model, ParallelPlan(data_parallel=config.data_parallel, device=device))  # type: ignore[arg-type]
+    model = parallelize(model, ParallelPlan(data_parallel=config.data_parallel, compile=config.compile, device=device))  # type: ignore[arg-type]
     params = count_parameters(build_model(model_config, len(tokenizer), device="meta"))
     ctx.log.info("model_built", preset=config.model.preset, pattern=model_config.pattern, params=params,
                  precision=config.precision, vocab_size=len(tokenizer), datasets=list(datasets), device=device,

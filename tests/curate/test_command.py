@@ -65,3 +65,7 @@ def test_takes_the_curate_settings_from_a_spec(pages, tmp_path):
     manifest = curate_files([str(pages)], tmp_path / "out", spec_path=spec)
     assert manifest["config"]["exact_dedup"] is False and manifest["config"]["fuzzy_dedup"]["enabled"] is False
     assert manifest["config"]["sources"] == [str(pages.resolve())]
+    # the spec scores quality with its `quality` stage: built in the spec's store, recorded as curate's input
+    quality = manifest["inputs"]["quality"]
+    assert quality["kind"] == "classifier" and manifest["recipe"]["inputs"] == {"quality": quality["fingerprint"]}
+    assert [e["stage"] for e in manifest["lineage"]] == ["quality"]

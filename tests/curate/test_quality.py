@@ -1,6 +1,7 @@
 """Quality ensemble: reference text outscores junk on held-out data, per tier; the artifact round-trips."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -136,3 +137,12 @@ def test_reference_reader_and_junk(tmp_path):
     junk = synthesize_junk(10, ["alpha beta gamma delta " * 20], seed=0)
     assert len(junk) == 10 and len(set(junk)) == 10 and synthesize_junk(10, ["alpha beta gamma delta " * 20], seed=0) == junk
     assert len(KINDS) == 5
+
+
+def test_an_ensemble_saved_with_the_old_enabled_switch_still_loads(trained, tmp_path):
+    _, _, out = trained
+    shutil.copytree(out, tmp_path / "old")
+    manifest = json.loads((tmp_path / "old" / "ensemble.json").read_text())
+    manifest["config"]["enabled"] = True  # QualityConfig had a switch that did nothing; saved folders carry it
+    (tmp_path / "old" / "ensemble.json").write_text(json.dumps(manifest))
+    assert QualityEnsemble.load(tmp_path / "old").config == TINY

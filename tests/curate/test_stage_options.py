@@ -1,11 +1,10 @@
 """The curate stage's corpus-level options, run for real on a slice of the smoke corpus: semantic dedup,
-decontamination against an evaluation file, a quality ensemble trained inside the stage (then reused as a
-given model), JSONL and WET inputs, the choice of extractor, and the Ray executor."""
+decontamination against an evaluation file, quality tiers from a quality-stage artifact (the "quality" input, then
+the same folder as a given `quality_model`), JSONL and WET inputs, the choice of extractor, and the Ray executor."""
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import json
 import shutil
@@ -15,8 +14,9 @@ import pytest
 
 from factory.curate import Config, run
 from factory.curate.filters import EXTRACTORS, extract_main_text
+from factory.curate.quality import stage as quality_stage
 from factory.errors import InputError
-from factory.stage import NullTracker, StepContext
+from factory.stage import Artifact, NullTracker, StepContext
 
 SMOKE = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
 PLANTED = json.loads((SMOKE / "planted.json").read_text())
@@ -56,17 +56,26 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(corpus):
+def ensemble(corpus):
+    """A quality-stage artifact: the tiny ensemble trained on stdlib docstrings against junk."""
+    out = corpus["root"] / "quality"
+    out.mkdir()
+    quality_stage.run(quality_stage.Config(train=TINY_QUALITY, max_reference_docs=120), {}, out, StepContext("quality"))
+    return Artifact(out, {"fingerprint": "0" * 64, "uri": "store://quality/0000"})
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, ensemble):
     config = Config(
         sources=[str(corpus["pages"])],
         semantic_dedup={"enabled": True, "threshold": 0.9, "embedding": {"max_tokens": 128}},
         decontamination_sets=[str(corpus["evals"])],
-        quality={"enabled": True, "train": TINY_QUALITY, "max_reference_docs": 120},
+        quality={"enabled": True},
     )
     out = corpus["root"] / "out"
     out.mkdir()
     ctx = StepContext("curate", tracker=NullTracker(), scratch=corpus["root"] / "scratch")
-    metrics = run(config, {}, out, ctx)
+    metrics = run(config, {"quality": ensemble}, out, ctx)
     return {"out": out, "metrics": metrics, "stats": json.loads((out / "stats.json").read_text()),
             "rows": _rows(out), "ctx": ctx}
 
@@ -100,31 +109,25 @@ def test_quality_tiers_in_metadata_metrics_and_plot(trained):
     assert tiers == [sum(r["metadata"]["quality_tier"] == t for r in rows) for t in range(5)]
     assert (out / "tiers.png").read_bytes()[:4] == b"\x89PNG"
     assert out / "tiers.png" in trained["ctx"].tracker.artifacts
-    # the trained ensemble is part of the corpus artifact, with its training record
-    model = json.loads((out / "quality_model" / "ensemble.json").read_text())
-    assert model["classifiers"] == ["ngram", "features"] and model["training"]["positives"] == 120
-    assert stats["quality_model"]["source"] == "trained"
+    # the ensemble is the quality stage's artifact, named in the corpus' stats, not copied into it
+    assert not (out / "quality_model").exists() and not (out / "ensemble.json").exists()
+    assert stats["quality_model"] == {"source": "input", "uri": "store://quality/0000", "fingerprint": "0" * 64,
+                                      "calibration": "ensemble"}
 
 
-def test_a_given_quality_model_scores_the_same(trained, corpus, tmp_path):
+def test_a_given_quality_model_scores_the_same(trained, ensemble, corpus, tmp_path):
     model = tmp_path / "model"
-    shutil.copytree(trained["out"] / "quality_model", model)
+    shutil.copytree(ensemble.path, model)
     config = Config(sources=[str(corpus["pages"])], quality_model=str(model), quality={"enabled": True})
     out = tmp_path / "out"
     out.mkdir()
     run(config, {}, out, StepContext("curate"))
-    assert not (out / "quality_model").exists()
+    assert json.loads((out / "stats.json").read_text())["quality_model"] == {"source": "given", "path": str(model),
+                                                                            "calibration": "ensemble"}
     first = {r["id"]: r["metadata"]["quality_bucket"] for r in trained["rows"]}
     again = {r["id"]: r["metadata"]["quality_bucket"] for r in _rows(out)}
     assert set(first) < set(again)  # no semantic dedup or decontamination this time: a superset of documents
     assert {k: again[k] for k in first} == first  # a document's bucket does not depend on the rest of the corpus
-
-
-def test_quality_needs_exactly_one_model_source():
-    with pytest.raises(ValueError, match="exactly one of quality_model"):
-        Config(sources=["x"], quality={"enabled": True})
-    with pytest.raises(ValueError, match="exactly one of quality_model"):
-        Config(sources=["x"], quality={"enabled": True, "train": {}}, quality_model="m")
 
 
 def test_jsonl_and_wet_inputs(tmp_path):
@@ -171,24 +174,6 @@ def test_every_extractor_strips_boilerplate_and_keeps_the_article(extractor):
         assert not [m for m in markers if m in text], (extractor, name)
         title = html.split("<h1>", 1)[1].split("</h1>", 1)[0]
         assert title in text
-
-
-@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="ray is installed: the Ray path runs instead")
-def test_ray_executor_without_ray_names_the_install(tmp_path):
-    with pytest.raises(InputError, match=r"pip install 'ray\[default\]'"):
-        run(Config(sources=[str(SMOKE / "page-0000.html")], executor="ray"), {}, tmp_path, StepContext("curate"))
-
-
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'ray[default]')")
-def test_ray_executor_gives_the_local_result(corpus, tmp_path):
-    outs = []
-    for executor in ("local", "ray"):
-        out = tmp_path / executor
-        out.mkdir()
-        run(Config(sources=[str(corpus["pages"])], executor=executor, workers=2), {}, out,
-            StepContext("curate", scratch=tmp_path / "scratch"))
-        outs.append(out)
-    assert (outs[0] / "documents" / "part-00000.jsonl.gz").read_bytes() == (outs[1] / "documents" / "part-00000.jsonl.gz").read_bytes()
 
 
 MATH_PAGE = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Energy</title></head><body>

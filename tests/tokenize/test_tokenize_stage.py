@@ -153,3 +153,32 @@ def test_single_document_corpus_trains_and_holds_out_nothing(tmp_path, records):
     out, metrics, _ = _run(tmp_path, records[:1], config=CONFIG.model_copy(update={"vocab_size": 300}), parts=1)
     assert (metrics["docs_train"], metrics["docs_valid"], metrics["tokens_valid"]) == (1, 0, 0)
     assert len(PackedSequences(out / "valid", seq_len=8)) == 0
+
+
+def test_synthetic_input_becomes_its_own_dataset_without_valid_leaks(tmp_path, records):
+    corpus = _write_corpus(tmp_path / "corpus", records)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    tokenize.run(CONFIG, {"corpus": corpus}, plain, StepContext("tokenize"))
+    valid_ids = [r["id"] for r in records if tokenize._unit_hash(CONFIG.seed, "split", r["id"]) < CONFIG.valid_fraction]
+    train_ids = [r["id"] for r in records if r["id"] not in valid_ids]
+    assert valid_ids and train_ids
+    synthetic = [{"id": f"syn/{i}", "text": f"Question: what does {src} do?\nAnswer: it is documented in the library.",
+                  "metadata": {"source_id": src, "task": "diverse_qa"}} for i, src in enumerate(train_ids[:5] + valid_ids[:2])]
+    syn = _write_corpus(tmp_path / "synth", synthetic, parts=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    metrics = tokenize.run(CONFIG, {"corpus": corpus, "synthetic": syn}, out, StepContext("tokenize"))
+
+    # the real splits and the tokenizer do not change when synthetic data is added
+    for name in ("train.bin", "train.idx", "valid.bin", "valid.idx", "tokenizer/tokenizer.json"):
+        assert (out / name).read_bytes() == (plain / name).read_bytes(), name
+    assert metrics["docs_synthetic"] == 5 and metrics["synthetic_from_valid"] == 2
+    ds = IndexedDataset(str(out / "synthetic"))
+    assert len(ds) == 5
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    eos = tok.convert_tokens_to_ids(CONFIG.eos_token)
+    assert [tok.decode(ds[i][:-1]) for i in range(5)] == [d["text"] for d in synthetic[:5]]
+    assert all(int(ds[i][-1]) == eos for i in range(5))
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["synthetic"] == {"documents": 5, "tokens": metrics["tokens_synthetic"], "from_valid": 2, "skipped": {}}

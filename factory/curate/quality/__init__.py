@@ -9,6 +9,9 @@ folder, then score documents into 20 buckets and 5 tiers:
     positives = stdlib_docstrings()
     metrics = train_ensemble(QualityConfig(), positives, synthesize_junk(len(positives), positives), out_dir)
     QualityEnsemble.load(out_dir).score(docs)
+
+In a pipeline this is the `quality` stage (`factory.curate.quality.stage`, artifact KIND "classifier"), whose
+artifact curate takes as its optional input "quality".
 """
 
 from factory.curate.quality.ensemble import (

@@ -15,7 +15,8 @@ With the default `tier_bounds=(4, 8, 12, 16)` the tiers are equal bucket ranges:
     tier 0 "low" 0-3, tier 1 "medium-low" 4-7, tier 2 "medium" 8-11, tier 3 "medium-high" 12-15, tier 4 "high" 16-19.
 
 The reference distribution is the held-out split of the labelled examples unless `train_ensemble` is given
-`reference` texts (best: a sample of the corpus to be scored, as in Nemotron-CC).
+`reference` texts; `QualityEnsemble.recalibrated(corpus_texts)` re-bases a trained ensemble on the corpus it
+scores (as Nemotron-CC buckets its own crawl), which the curate stage does by default.
 
     metrics = train_ensemble(QualityConfig(), positives, negatives, Path("quality-model"))
     ensemble = QualityEnsemble.load(Path("quality-model"))
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,6 @@ _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 class QualityConfig(StageConfig):
     """The quality-classifier ensemble: which classifiers, their settings, and how buckets map to tiers."""
 
-    enabled: bool = Field(True, description="Score documents for quality at all.")
     classifiers: tuple[ClassifierName, ...] = Field(
         ("ngram", "embedding", "features"), min_length=1, description="Classifiers in the ensemble (max of their buckets)."
     )
@@ -141,12 +141,29 @@ class QualityEnsemble:
         out["quality_tier"] = tier_of(out["quality_bucket"], self.config.tier_bounds)
         return out
 
-    def score(self, records: Iterable[Record]) -> list[Document]:
+    def recalibrated(self, texts: Sequence[str] | Inputs) -> QualityEnsemble:
+        """A copy whose percentile grids are each classifier's raw-score quantiles over `texts`.
+
+        Nemotron-CC buckets a crawl by percentiles of that crawl's own scores; an ensemble trained on one
+        distribution is re-based on the corpus it scores this way. The classifiers are shared, not copied.
+        `texts` may be classifier `Inputs` already computed, so scoring the same texts afterwards reuses them.
+        """
+        inputs = texts if isinstance(texts, Inputs) else Inputs(texts, self.config.embedding.encoder)
+        if not inputs.texts:
+            raise ValueError("recalibrated: no texts to take percentiles over")
+        grids = {name: np.percentile(raw_scores(self.estimators[name], inputs[name]), PERCENTILES)  # (101,)
+                 for name in self.config.classifiers}
+        return replace(self, grids=grids)
+
+    def score(self, records: Iterable[Record], inputs: Inputs | None = None) -> list[Document]:
         """Write the scores of `score_texts` into each document's metadata (in place); returns the documents.
 
-        `(id, text)` pairs become new Documents."""
+        `(id, text)` pairs become new Documents. `inputs`, when given, are the classifier inputs of exactly
+        these documents' texts in order (computed once for `recalibrated` and scoring)."""
         docs = as_documents(records)
-        scores = self.score_texts([d.text for d in docs])
+        if inputs is not None and len(inputs.texts) != len(docs):
+            raise ValueError(f"score: {len(inputs.texts)} precomputed inputs for {len(docs)} documents")
+        scores = self.score_inputs(inputs) if inputs is not None else self.score_texts([d.text for d in docs])
         for i, doc in enumerate(docs):
             for key, values in scores.items():
                 value = values[i]
@@ -186,7 +203,8 @@ class QualityEnsemble:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != FORMAT:
             raise InputError(f"{manifest_path}: format {manifest.get('format')!r}, this factory reads {FORMAT}")
-        config = QualityConfig.model_validate(manifest["config"])
+        # ensembles saved before the `enabled` switch left QualityConfig (it never did anything) still load
+        config = QualityConfig.model_validate({k: v for k, v in manifest["config"].items() if k != "enabled"})
         encoder = config.embedding.encoder.model
         if "embedding" in config.classifiers and manifest.get("versions", {}).get(encoder) != _version(encoder):
             # the embedding head only makes sense on the encoder it was trained with
