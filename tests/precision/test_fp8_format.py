@@ -125,8 +125,16 @@ def test_native_scaled_mm_on_gpu_matches_emulation():
     if not native_fp8_available(torch.device("cuda")):
         pytest.skip("GPU has no FP8 tensor cores (compute capability < 8.9)")
     gen = torch.Generator(device="cuda").manual_seed(3)
-    a, sa = fp8_quantize(torch.randn(64, 128, device="cuda", generator=gen), "e4m3")
-    b, sb = fp8_quantize(torch.randn(32, 128, device="cuda", generator=gen), "e4m3")
+    a, sa = fp8_quantize(torch.randn(64, 1024, device="cuda", generator=gen), "e4m3")
+    b, sb = fp8_quantize(torch.randn(32, 1024, device="cuda", generator=gen), "e4m3")
+    exact = (a.double() @ b.double().t()) / (sa.double() * sb.double())  # products of FP8 values, summed in fp64
     native = scaled_mm(a, b.t(), sa.reciprocal(), sb.reciprocal(), native=True)
     emulated = scaled_mm(a, b.t(), sa.reciprocal(), sb.reciprocal(), native=False)
-    torch.testing.assert_close(native, emulated, rtol=1e-4, atol=1e-4)
+
+    def rel(x: torch.Tensor) -> float:
+        return ((x.double() - exact).norm() / exact.norm()).item()
+
+    # The emulation sums exact products in fp32; Hopper's FP8 tensor cores accumulate with fewer mantissa
+    # bits (measured on an H100: 1.3e-4 relative at K = 128 to 8192), so the kernel is bounded, not equal.
+    assert rel(emulated) < 1e-6
+    assert 0 < rel(native) < 5e-4
