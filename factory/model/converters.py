@@ -9,11 +9,12 @@ low-precision swap sees them), so `apply_converters` refuses a list out of `CONV
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
-
-from torch import nn
+from typing import TYPE_CHECKING, Protocol
 
 from factory.errors import SpecError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Canonical order; a run uses any subsequence of it.
 CONVERTER_ORDER: tuple[str, ...] = ("prune", "high_precision_layers", "float8", "nvfp4", "activation_checkpointing")

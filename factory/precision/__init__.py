@@ -9,22 +9,31 @@
     convert_model(model, "fp8", PrecisionConfig(keep_first_n=1, keep_last_n=1))
 """
 
-from factory.precision.convert import ConverterOrderError, PrecisionConfig, convert_model, record_converter
-from factory.precision.fp8 import fp8_dequantize, fp8_quantize, scaled_mm
-from factory.precision.linear import Float8Linear, NVFP4Linear
-from factory.precision.nvfp4 import NVFP4Tensor, nvfp4_dequantize, nvfp4_quantize
+import importlib
 
-__all__ = [
-    "ConverterOrderError",
-    "Float8Linear",
-    "NVFP4Linear",
-    "NVFP4Tensor",
-    "PrecisionConfig",
-    "convert_model",
-    "fp8_dequantize",
-    "fp8_quantize",
-    "nvfp4_dequantize",
-    "nvfp4_quantize",
-    "record_converter",
-    "scaled_mm",
-]
+from factory.precision.config import PrecisionConfig
+
+# Everything but the config needs torch: these names load their module on first use, so a stage config
+# that embeds `PrecisionConfig` (and so `load_spec`) does not import torch.
+_LAZY = {
+    "ConverterOrderError": "convert",
+    "convert_model": "convert",
+    "record_converter": "convert",
+    "fp8_dequantize": "fp8",
+    "fp8_quantize": "fp8",
+    "scaled_mm": "fp8",
+    "Float8Linear": "linear",
+    "NVFP4Linear": "linear",
+    "NVFP4Tensor": "nvfp4",
+    "nvfp4_dequantize": "nvfp4",
+    "nvfp4_quantize": "nvfp4",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"factory.precision.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'factory.precision' has no attribute {name!r}")
+
+
+__all__ = ["PrecisionConfig", *sorted(_LAZY)]

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from factory.precision.config import PrecisionConfig
 from factory.precision.linear import Float8Linear, NVFP4Linear
 
 Recipe = Literal["bf16", "fp8", "nvfp4"]
@@ -33,34 +33,6 @@ _APPLIED_ATTR = "_factory_converters"
 
 class ConverterOrderError(RuntimeError):
     """A model converter ran out of order (or twice)."""
-
-
-class PrecisionConfig(BaseModel):
-    """Knobs of the low-precision training recipes; the recipe itself is `convert_model`'s argument."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    keep_first_n: int = Field(
-        1, ge=0, description="Blocks at the start of the stack whose linears stay in high precision."
-    )
-    keep_last_n: int = Field(
-        1, ge=0, description="Blocks at the end of the stack whose linears stay in high precision."
-    )
-    fp8_grad_format: Literal["e5m2", "e4m3"] = Field(
-        "e5m2", description="FP8 format of output gradients in the FP8 backward GEMMs."
-    )
-    nvfp4_weight_2d_blocks: bool = Field(
-        True, description="Quantize NVFP4 weights in 16x16 blocks (so W and W^T match) instead of 1x16."
-    )
-    nvfp4_stochastic_rounding: bool = Field(
-        True, description="Round NVFP4 gradients stochastically (unbiased) instead of to nearest."
-    )
-    nvfp4_hadamard: bool = Field(
-        True, description="Apply the 16x16 random Hadamard transform to both inputs of the NVFP4 wgrad GEMM."
-    )
-    seed: int = Field(
-        0, description="Seed of the Hadamard signs and of the stochastic-rounding streams (offset per layer)."
-    )
 
 
 def record_converter(model: nn.Module, name: str) -> None:

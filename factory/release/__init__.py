@@ -147,6 +147,7 @@ def model_card(
     model_fp = model_art.manifest.get("fingerprint")
     bases = [a for a in lineage_chain([model_art]) if a["kind"] == "checkpoint" and a["fingerprint"] != model_fp]
     metrics = {k: float(v) for k, v in (evaluation.get("metrics") or {}).items()}
+    tasks = evaluation.get("tasks") or {}  # benchmark sets: {name: {items, accuracy, target_logprob, ...}}
 
     meta: dict[str, Any] = {
         "language": list(config.language),
@@ -171,7 +172,16 @@ def model_card(
                             for k, v in metrics.items()
                             if k != "valid_tokens"
                         ],
-                    }
+                    },
+                    *[
+                        {
+                            "task": {"type": "text-generation", "name": "Last-word cloze"},
+                            "dataset": {"type": name, "name": name},
+                            "metrics": [{"type": "accuracy", "name": "accuracy", "value": float(t["accuracy"])},
+                                        {"type": "target_logprob", "name": "target_logprob", "value": float(t["target_logprob"])}],
+                        }
+                        for name, t in tasks.items()
+                    ],
                 ],
             }
         ]
@@ -192,6 +202,9 @@ def model_card(
         "|---|---|",
         *[f"| {k} | {format_metric(v)} |" for k, v in metrics.items()],
         "",
+        *(["| benchmark | items | accuracy | target log-prob / token |", "|---|---|---|---|"]
+          + [f"| {name} | {t['items']} | {format_metric(t['accuracy'])} | {format_metric(t['target_logprob'])} |"
+             for name, t in tasks.items()] + [""] if tasks else []),
         "## Training data",
         "",
         *[f"- corpus `{a['uri']}` (fingerprint `{a['fingerprint']}`)" for a in corpora],

@@ -1,16 +1,27 @@
 """Training: a short trainer loop, objectives as modules, callbacks for side concerns, and the pretrain stage."""
 
-from factory.train.callbacks import LossPlotCallback, MetricsCallback, read_metrics
-from factory.train.checkpoint import CheckpointCallback, latest_checkpoint, load_checkpoint, save_checkpoint
-from factory.train.config import BlendPhase, TrainConfig
-from factory.train.objective import CausalLMObjective, LossOutput
-from factory.train.parallel import ParallelPlan, distributed, parallelize
-from factory.train.sampler import BlendedSamples, SeededSampler, ShuffledSamples
-from factory.train.schedule import wsd_lr
-from factory.train.trainer import Callback, NonFiniteLossError, StepMetrics, Trainer, TrainState
+import importlib
 
-__all__ = [
-    "BlendPhase", "BlendedSamples", "Callback", "CausalLMObjective", "ParallelPlan", "ShuffledSamples", "distributed", "parallelize", "CheckpointCallback", "LossOutput", "LossPlotCallback", "MetricsCallback",
-    "NonFiniteLossError", "SeededSampler", "StepMetrics", "TrainConfig", "TrainState", "Trainer",
-    "latest_checkpoint", "load_checkpoint", "read_metrics", "save_checkpoint", "wsd_lr",
-]
+# Every submodule but `config` and `schedule` imports torch. The names load their module on first use, so
+# `import factory.train.pretrain` (which `load_spec` does, for its Config) costs no torch import time.
+_LAZY = {
+    "LossPlotCallback": "callbacks", "MetricsCallback": "callbacks", "read_metrics": "callbacks",
+    "CheckpointCallback": "checkpoint", "latest_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "BlendPhase": "config", "TrainConfig": "config",
+    "CausalLMObjective": "objective", "LossOutput": "objective",
+    "ParallelPlan": "parallel", "distributed": "parallel", "parallelize": "parallel",
+    "BlendedSamples": "sampler", "SeededSampler": "sampler", "ShuffledSamples": "sampler",
+    "wsd_lr": "schedule",
+    "Callback": "trainer", "NonFiniteLossError": "trainer", "StepMetrics": "trainer", "Trainer": "trainer",
+    "TrainState": "trainer",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"factory.train.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'factory.train' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

@@ -35,35 +35,49 @@ Run alone:
 
 from __future__ import annotations
 
+import importlib
 import math
 import random
 import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import torch
 from pydantic import Field
 
 from factory.errors import InputError
-from factory.model import ModelSpec, build_model, count_parameters
-from factory.model.converters import apply_converters, precision_converters
+from factory.model import ModelSpec
 from factory.stage import Artifact, StepContext, no_effect
-from factory.train.callbacks import LossPlotCallback, MetricsCallback, read_metrics
-from factory.train.checkpoint import CheckpointCallback
 from factory.train.config import TrainConfig
-from factory.train.objective import CausalLMObjective
-from factory.train.parallel import ParallelPlan, distributed, parallelize
-from factory.train.sampler import BlendedSamples
-from factory.train.trainer import Trainer
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Config", "DISTRIBUTED", "KIND", "RESUMABLE", "run"]
 
 KIND = "checkpoint"
 RESUMABLE = True  # the executor keeps the staging folder (and its checkpoints) between attempts
 DISTRIBUTED = True  # under torchrun the executor calls `run` on every rank with the same staging folder
+
+# Loading a spec imports this module for its Config, and a reused step needs nothing else, so the
+# training machinery (torch, transformers) is imported inside `run`. Its names stay reachable here
+# (`pretrain.Trainer`), loaded on first use.
+_LAZY = {
+    "build_model": "factory.model", "count_parameters": "factory.model",
+    "apply_converters": "factory.model.converters", "precision_converters": "factory.model.converters",
+    "LossPlotCallback": "factory.train.callbacks", "MetricsCallback": "factory.train.callbacks",
+    "read_metrics": "factory.train.callbacks", "CheckpointCallback": "factory.train.checkpoint",
+    "CausalLMObjective": "factory.train.objective", "ParallelPlan": "factory.train.parallel",
+    "distributed": "factory.train.parallel", "parallelize": "factory.train.parallel",
+    "BlendedSamples": "factory.train.sampler", "Trainer": "factory.train.trainer",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'factory.train.pretrain' has no attribute {name!r}")
 
 
 class Config(TrainConfig):
@@ -82,12 +96,23 @@ class Config(TrainConfig):
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Train `config.model` on the tokens inputs; write `model/`, `metrics.jsonl`, `loss.png` (rank 0 only)."""
+    from factory.train.parallel import distributed
+
     with distributed() as (rank, world_size, device):
         return _train(config, inputs, Path(output), ctx, rank, world_size, device)
 
 
 def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext, rank: int,
            world_size: int, device: str) -> dict[str, float]:
+    from factory.model import build_model, count_parameters
+    from factory.model.converters import apply_converters, precision_converters
+    from factory.train.callbacks import LossPlotCallback, MetricsCallback, read_metrics
+    from factory.train.checkpoint import CheckpointCallback
+    from factory.train.objective import CausalLMObjective
+    from factory.train.parallel import ParallelPlan, parallelize
+    from factory.train.sampler import BlendedSamples
+    from factory.train.trainer import Trainer
+
     if "tokens" not in inputs:
         raise InputError("pretrain needs an input named 'tokens' (a tokenize artifact)")
     tokens = inputs["tokens"]
@@ -192,6 +217,9 @@ def _read_dataset(inputs: Mapping[str, Artifact], name: str, seq_len: int):
 
 
 def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)

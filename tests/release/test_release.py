@@ -103,10 +103,16 @@ def test_model_card_front_matter(released, upstream):
     assert meta["datasets"] == [upstream["corpus"].uri, "file:///data/raw/pages.warc.gz"]
     assert "base_model" not in meta  # trained from scratch
 
-    evaluation = json.loads((upstream["evaluation"].path / "eval.json").read_text())["metrics"]
+    report = json.loads((upstream["evaluation"].path / "eval.json").read_text())
+    evaluation = report["metrics"]
     (entry,) = meta["model-index"]
     assert entry["name"] == "tiny-nemotron-h"
-    (result,) = entry["results"]
+    result, *benchmarks = entry["results"]
+    # one result per built-in benchmark set, with the numbers eval.json holds
+    assert [b["dataset"]["name"] for b in benchmarks] == list(report["tasks"]) and report["tasks"]
+    for b in benchmarks:
+        task = report["tasks"][b["dataset"]["name"]]
+        assert {m["type"]: m["value"] for m in b["metrics"]} == {"accuracy": task["accuracy"], "target_logprob": task["target_logprob"]}
     assert result["dataset"] == {"type": upstream["tokens"].uri, "name": "held-out validation split", "split": "valid"}
     by_type = {m["type"]: m["value"] for m in result["metrics"]}
     assert by_type == {
