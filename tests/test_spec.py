@@ -81,3 +81,5 @@ def test_cluster_example_loads_and_launches_pretrain():
     assert spec.image_for("evaluate") == "nemotron-factory/factory-gpu:0.1.0"
     assert spec.image_for("tokenize") == "nemotron-factory/factory-cpu:0.1.0"
     assert spec.stages.pretrain.model.preset == "small_20m"
+    assert spec.enabled() == ["quality", "curate", "synth", "tokenize", "pretrain", "evaluate", "release"]
+    assert spec.inputs_of("tokenize") == {"corpus": "curate", "synthetic": "synth"} and spec.needs_launcher("curate")
