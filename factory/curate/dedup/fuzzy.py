@@ -29,22 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from typing import TYPE_CHECKING
+
 from datatrove.data import Document
-from datatrove.executor import LocalPipelineExecutor
-from datatrove.pipeline.dedup.minhash import (
-    MinhashConfig,
-    MinhashDedupBuckets,
-    MinhashDedupCluster,
-    MinhashDedupFilter,
-    MinhashDedupSignature,
-)
-from datatrove.pipeline.writers import JsonlWriter
-from datatrove.utils.hashing import HashConfig
 from pydantic import Field
 
 from factory.curate.dedup import Record, as_documents
 from factory.logs import get_logger
 from factory.stage import StageConfig, no_effect
+
+if TYPE_CHECKING:
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
 
 log = get_logger("factory.curate.dedup.fuzzy")
 
@@ -63,6 +58,11 @@ class FuzzyDedupConfig(StageConfig):
     workers: int = no_effect(1, "Processes for the per-bucket stage (1 runs in-process).")
 
     def minhash_config(self) -> MinhashConfig:
+        # datatrove's executor and minhash modules take ~0.25 s to import; a config that is only read
+        # (every KFP step loads the whole spec) should not pay for them
+        from datatrove.pipeline.dedup.minhash import MinhashConfig
+        from datatrove.utils.hashing import HashConfig
+
         return MinhashConfig(
             n_grams=self.n_grams,
             num_buckets=self.num_buckets,
@@ -108,6 +108,15 @@ def fuzzy_dedup(records: Iterable[Record], config: FuzzyDedupConfig, scratch: Pa
 
 
 def _run(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> FuzzyDedupResult:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.writers import JsonlWriter
+
     minhash = config.minhash_config()
 
     # Stage 1 reads the texts through a closure, not a list in the pipeline: the executor deep-copies its
