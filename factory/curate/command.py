@@ -2,8 +2,9 @@
 
 It runs the pipeline's own stage code (`factory.curate.run`) with the spec's curate settings (or the
 defaults) and the given inputs as `sources` (a spec whose curate scores quality with the `quality` stage
-gets that ensemble from the spec's store, built there first if it is not published yet), and writes the same layout the pipeline publishes, plus a
-`manifest.json` (fingerprint, config, raw-source digests, producer, metrics, every file's size and sha256):
+gets that ensemble from the spec's store, built there first if it is not published yet), and writes the
+same layout the pipeline publishes, plus a `manifest.json` (fingerprint, config, raw-source digests,
+producer, metrics, every file's size and sha256):
 
     from factory.curate.command import curate_files
     manifest = curate_files(["crawl/", "pages.jsonl"], Path("corpus"), spec_path=None)

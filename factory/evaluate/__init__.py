@@ -293,11 +293,16 @@ def _table(metrics: Mapping[str, float], tasks: Mapping[str, Mapping[str, float]
     lines = ["| metric | value |", "|---|---|"]
     lines += [f"| {k} | {format_metric(v)} |" for k, v in metrics.items()]
     if tasks:
-        lines += ["", "| evaluation set | items | accuracy | target log-prob per token |", "|---|---|---|---|"]
-        lines += [f"| {name} | {s['items']} | {s['accuracy']:.4f} | {s['target_logprob']:.4f} |" for name, s in tasks.items()]
+        lines += ["", *task_table(tasks)]
     lines += ["", "| prompt | greedy completion |", "|---|---|"]
     lines += [f"| {_cell(s['prompt'])} | {_cell(s['completion'])} |" for s in samples]
     return "\n".join(lines) + "\n"
+
+
+def task_table(tasks: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Markdown rows of evaluation-set scores (eval.json's "tasks"), for eval_table.md and the model card."""
+    return ["| evaluation set | items | accuracy | target log-prob per token |", "|---|---|---|---|",
+            *[f"| {name} | {s['items']} | {s['accuracy']:.4f} | {s['target_logprob']:.4f} |" for name, s in tasks.items()]]
 
 
 def format_metric(value: float) -> str:

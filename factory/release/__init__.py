@@ -24,7 +24,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from factory.errors import InputError
-from factory.evaluate import format_metric
+from factory.evaluate import format_metric, task_table
 from factory.stage import Artifact, StageConfig, StepContext, no_effect
 
 KIND = "release"
@@ -202,9 +202,7 @@ def model_card(
         "|---|---|",
         *[f"| {k} | {format_metric(v)} |" for k, v in metrics.items()],
         "",
-        *(["| benchmark | items | accuracy | target log-prob / token |", "|---|---|---|---|"]
-          + [f"| {name} | {t['items']} | {format_metric(t['accuracy'])} | {format_metric(t['target_logprob'])} |"
-             for name, t in tasks.items()] + [""] if tasks else []),
+        *([*task_table(tasks), ""] if tasks else []),
         "## Training data",
         "",
         *[f"- corpus `{a['uri']}` (fingerprint `{a['fingerprint']}`)" for a in corpora],
