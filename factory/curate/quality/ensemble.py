@@ -288,17 +288,17 @@ def fit_ensemble(
     ref_in = test_in if reference is None else Inputs(reference, encoder)
 
     metrics: dict[str, float] = {}
-    estimators, grids = {}, {}
+    estimators = {}
     for name in config.classifiers:
         estimator = build(name, getattr(config, name), config.seed).fit(train_in[name], train_y)
         raw = raw_scores(estimator, test_in[name])
         metrics[f"{name}_auc"] = float(roc_auc_score(test_y, raw))
         metrics[f"{name}_accuracy"] = float(np.mean((raw > 0) == test_y))
         estimators[name] = estimator
-        grids[name] = np.percentile(raw_scores(estimator, ref_in[name]), PERCENTILES)
         log.info("quality_classifier", classifier=name, auc=round(metrics[f"{name}_auc"], 4))
 
-    ensemble = QualityEnsemble(config=config, estimators=estimators, grids=grids)
+    # percentile grids over the reference texts: the same re-basing curate applies to its corpus
+    ensemble = QualityEnsemble(config=config, estimators=estimators, grids={}).recalibrated(ref_in)
     scored = ensemble.score_inputs(test_in)
     metrics["ensemble_auc"] = float(roc_auc_score(test_y, scored["quality_score"]))
     for label, cls in (("positives", 1), ("negatives", 0)):
