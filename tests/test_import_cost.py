@@ -46,15 +46,15 @@ def test_lazy_names_resolve_to_their_modules():
     import factory.precision as precision
     import factory.train as train
     from factory.precision import convert, linear
-    from factory.train import pretrain, trainer
+    from factory.train import trainer
 
     # One PrecisionConfig class, whichever module it is imported from.
     assert convert.PrecisionConfig is precision.PrecisionConfig
     assert precision.convert_model is convert.convert_model and precision.NVFP4Linear is linear.NVFP4Linear
-    assert train.Trainer is trainer.Trainer and pretrain.Trainer is trainer.Trainer
+    assert train.Trainer is trainer.Trainer
     assert set(precision.__all__) >= {"PrecisionConfig", "convert_model", "fp8_quantize", "nvfp4_quantize"}
     for name in train.__all__:
         assert getattr(train, name) is not None
-    for module in (precision, train, pretrain):
+    for module in (precision, train):
         with pytest.raises(AttributeError, match="no_such_name"):
             module.no_such_name  # noqa: B018

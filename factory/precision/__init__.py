@@ -9,8 +9,7 @@
     convert_model(model, "fp8", PrecisionConfig(keep_first_n=1, keep_last_n=1))
 """
 
-import importlib
-
+from factory.lazy import lazy_exports
 from factory.precision.config import PrecisionConfig
 
 # Everything but the config needs torch: these names load their module on first use, so a stage config
@@ -29,11 +28,6 @@ _LAZY = {
     "nvfp4_quantize": "nvfp4",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"factory.precision.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'factory.precision' has no attribute {name!r}")
-
+__getattr__ = lazy_exports(__name__, {name: f"factory.precision.{module}" for name, module in _LAZY.items()})
 
 __all__ = ["PrecisionConfig", *sorted(_LAZY)]

@@ -40,20 +40,16 @@ from pydantic import Field, model_validator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from factory.errors import InputError
+from factory.lazy import lazy_exports
 from factory.logs import progress
 from factory.stage import Artifact, StageConfig, StepContext, no_effect
 
 __all__ = ["Config", "KIND", "run", "write_indexed", "PackedSequences"]
 
 
-def __getattr__(name: str):
-    # megatron-core takes seconds to import; only code that touches token data should pay for it,
-    # not everything that merely reads this stage's Config.
-    if name in ("write_indexed", "PackedSequences"):
-        from factory.tokenize import indexed
-
-        return getattr(indexed, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# megatron-core takes seconds to import; only code that touches token data should pay for it,
+# not everything that merely reads this stage's Config.
+__getattr__ = lazy_exports(__name__, {"write_indexed": "factory.tokenize.indexed", "PackedSequences": "factory.tokenize.indexed"})
 
 
 KIND = "tokens"

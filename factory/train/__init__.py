@@ -1,6 +1,6 @@
 """Training: a short trainer loop, objectives as modules, callbacks for side concerns, and the pretrain stage."""
 
-import importlib
+from factory.lazy import lazy_exports
 
 # Every submodule but `config` and `schedule` imports torch. The names load their module on first use, so
 # `import factory.train.pretrain` (which `load_spec` does, for its Config) costs no torch import time.
@@ -17,11 +17,6 @@ _LAZY = {
     "TrainState": "trainer",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"factory.train.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'factory.train' has no attribute {name!r}")
-
+__getattr__ = lazy_exports(__name__, {name: f"factory.train.{module}" for name, module in _LAZY.items()})
 
 __all__ = sorted(_LAZY)

@@ -35,7 +35,6 @@ Run alone:
 
 from __future__ import annotations
 
-import importlib
 import math
 import random
 import shutil
@@ -61,23 +60,7 @@ RESUMABLE = True  # the executor keeps the staging folder (and its checkpoints) 
 DISTRIBUTED = True  # under torchrun the executor calls `run` on every rank with the same staging folder
 
 # Loading a spec imports this module for its Config, and a reused step needs nothing else, so the
-# training machinery (torch, transformers) is imported inside `run`. Its names stay reachable here
-# (`pretrain.Trainer`), loaded on first use.
-_LAZY = {
-    "build_model": "factory.model", "count_parameters": "factory.model",
-    "apply_converters": "factory.model.converters", "precision_converters": "factory.model.converters",
-    "LossPlotCallback": "factory.train.callbacks", "MetricsCallback": "factory.train.callbacks",
-    "read_metrics": "factory.train.callbacks", "CheckpointCallback": "factory.train.checkpoint",
-    "CausalLMObjective": "factory.train.objective", "ParallelPlan": "factory.train.parallel",
-    "distributed": "factory.train.parallel", "parallelize": "factory.train.parallel",
-    "BlendedSamples": "factory.train.sampler", "Trainer": "factory.train.trainer",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'factory.train.pretrain' has no attribute {name!r}")
+# training machinery (torch, transformers) is imported inside `run`.
 
 
 class Config(TrainConfig):

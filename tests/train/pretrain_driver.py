@@ -39,12 +39,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the in-process tests: same kernels, bitwise-comparable losses
     if args.step_sleep:
-        original = pretrain.Trainer.__init__
+        from factory.train.trainer import Trainer
+
+        original = Trainer.__init__
 
         def init(self, *a, callbacks=(), **kw):
             original(self, *a, callbacks=[*callbacks, Sleep(args.step_sleep)], **kw)
 
-        pretrain.Trainer.__init__ = init  # type: ignore[method-assign]
+        Trainer.__init__ = init  # type: ignore[method-assign]
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one group for all runs (re-joining env:// would hang)
         torch.distributed.init_process_group("gloo")
     for out, config in zip(args.runs[::2], args.runs[1::2]):
