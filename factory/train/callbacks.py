@@ -67,11 +67,13 @@ class MetricsCallback(Callback):
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """The records of a `metrics.jsonl` (empty when the file does not exist)."""
+    """The records of a `metrics.jsonl` (empty when the file does not exist). A last line without its
+    newline is a write cut short by a kill; it is left out, and the resumed run writes that step again."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    whole, _, _torn = path.read_text().rpartition("\n")
+    return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
 
 class LossPlotCallback(Callback):

@@ -97,6 +97,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 class CheckpointCallback(Callback):
     """Resume from the latest complete checkpoint at start; save every `interval` steps and at the end."""
 
+    marks_progress = True
+
     def __init__(self, root: Path, interval: int, keep: int) -> None:
         self.root = Path(root)
         self.interval = interval

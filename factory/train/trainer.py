@@ -71,7 +71,14 @@ class StepMetrics:
 
 
 class Callback:
-    """A side concern of training (checkpoints, metrics, plots). Override what you need."""
+    """A side concern of training (checkpoints, metrics, plots). Override what you need.
+
+    A callback that `marks_progress` (the checkpoint) restores the run before the others start and saves
+    a step after the others have recorded it, so a kill between two callbacks never leaves a step that
+    resumes as done without its records.
+    """
+
+    marks_progress = False
 
     def on_train_start(self, trainer: Trainer) -> None: ...
     def on_step_end(self, trainer: Trainer, metrics: StepMetrics) -> None: ...
@@ -90,7 +97,7 @@ class Trainer:
         self.objective = objective
         self.data = data
         self.config = config
-        self.callbacks = list(callbacks)  # called in order: put the checkpoint callback first
+        self.callbacks = list(callbacks)  # called in order, except that progress markers start first and end last
         self.device = torch.device(device)
         self.samples = data if hasattr(data, "sample") else ShuffledSamples(data, config.seed)
         self.rank, self.world_size = world()
@@ -101,11 +108,12 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------
     def fit(self) -> TrainState:
         self.objective.train()
-        for cb in self.callbacks:
+        for cb in sorted(self.callbacks, key=lambda c: not c.marks_progress):
             cb.on_train_start(self)
+        in_step_order = sorted(self.callbacks, key=lambda c: c.marks_progress)
         while self.state.step < self.config.steps:
             metrics = self.train_step()
-            for cb in self.callbacks:
+            for cb in in_step_order:
                 cb.on_step_end(self, metrics)
             if self.state.consecutive_nonfinite >= self.config.max_consecutive_nonfinite:
                 raise NonFiniteLossError(

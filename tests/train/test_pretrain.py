@@ -10,7 +10,7 @@ import torch
 from factory.errors import InputError, SpecError
 from factory.stage import Artifact, StepContext
 from factory.train import pretrain, read_metrics
-from factory.train.checkpoint import CheckpointCallback
+from factory.train.checkpoint import CheckpointCallback, latest_checkpoint
 
 from .conftest import learnable_docs
 
@@ -70,16 +70,20 @@ def _kill_after(step, monkeypatch):
     monkeypatch.setattr(CheckpointCallback, "on_step_end", on_step_end)
 
 
-def test_a_killed_attempt_resumes_in_the_same_folder(tokens_artifact, tmp_path, monkeypatch):
+# killed mid-interval, and right after a checkpoint lands (every record of that step must already be written)
+@pytest.mark.parametrize("kill_step", [6, 8])
+def test_a_killed_attempt_resumes_in_the_same_folder(kill_step, tokens_artifact, tmp_path, monkeypatch):
     torch.set_num_threads(1)
     config = pretrain.Config(steps=10, checkpoint_interval=4, **{**FAST, "warmup_steps": 2})
     straight = pretrain.run(config, {"tokens": tokens_artifact}, tmp_path / "a", StepContext("a"))
 
     with monkeypatch.context() as m:
-        _kill_after(6, m)
+        _kill_after(kill_step, m)
         with pytest.raises(KeyboardInterrupt):
             pretrain.run(config, {"tokens": tokens_artifact}, tmp_path / "b", StepContext("b"))
-    assert (tmp_path / "b" / "checkpoints" / "step-000004").is_dir()
+    assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == f"step-{kill_step // 4 * 4:06d}"
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": %d, "lo' % (kill_step + 1))  # a record torn by the kill: dropped on resume
     resumed = pretrain.run(config, {"tokens": tokens_artifact}, tmp_path / "b", StepContext("b"))
 
     assert resumed["final_loss"] == straight["final_loss"] and resumed["tokens_seen"] == straight["tokens_seen"]
