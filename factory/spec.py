@@ -13,6 +13,7 @@ on; `Spec.resolved(base)` turns them into absolute paths just before a run.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -157,6 +158,23 @@ class Spec(_Frozen):
             if isinstance(pre, dict) and "model" not in pre and "model" in data:
                 data = {**data, "stages": {**data["stages"], "pretrain": {**pre, "model": data["model"]}}}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _eval_sets_into_curate(cls, data: Any) -> Any:
+        # The factory must not train on what it evaluates on: evaluate's own task files join curate's
+        # decontamination sets (its built-in sets are there already, through `builtin_sets`).
+        stages = data.get("stages") if isinstance(data, dict) else None
+        if not isinstance(stages, dict) or not isinstance(stages.get("curate"), dict) or not isinstance(stages.get("evaluate"), dict):
+            return data
+        task_files = stages["evaluate"].get("task_files")
+        sets = stages["curate"].get("decontamination_sets", [])
+        if not isinstance(task_files, list) or not isinstance(sets, list):
+            return data  # the field validators report the wrong type
+        missing = [f for f in task_files if isinstance(f, str) and os.path.normpath(f) not in {os.path.normpath(s) for s in sets if isinstance(s, str)}]
+        if not missing:
+            return data
+        return {**data, "stages": {**stages, "curate": {**stages["curate"], "decontamination_sets": [*sets, *missing]}}}
 
     @model_validator(mode="after")
     def _check(self) -> "Spec":

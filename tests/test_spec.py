@@ -83,3 +83,15 @@ def test_cluster_example_loads_and_launches_pretrain():
     assert spec.stages.pretrain.model.preset == "small_20m"
     assert spec.enabled() == ["quality", "curate", "synth", "tokenize", "pretrain", "evaluate", "release"]
     assert spec.inputs_of("tokenize") == {"corpus": "curate", "synthetic": "synth"} and spec.needs_launcher("curate")
+
+
+def test_evaluate_task_files_join_curate_decontamination_sets(tmp_path):
+    data = smoke_data()
+    data["stages"]["evaluate"]["task_files"] = ["evals/qa.jsonl", "evals/cloze.jsonl"]
+    data["stages"]["curate"]["decontamination_sets"] = ["./evals/qa.jsonl", "more/"]
+    spec = parse_spec(data)
+    assert spec.stages.curate.decontamination_sets == ["./evals/qa.jsonl", "more/", "evals/cloze.jsonl"]
+    assert spec.stages.evaluate.task_files == ["evals/qa.jsonl", "evals/cloze.jsonl"]
+    # resolved against the spec's folder like any other external input, so curate's fingerprint digests them
+    (tmp_path / "evals").mkdir()
+    assert spec.resolved(tmp_path).stages.curate.decontamination_sets[-1] == str(tmp_path / "evals/cloze.jsonl")

@@ -138,7 +138,8 @@ class Config(StageConfig):
     decontamination: DecontaminationConfig = Field(DecontaminationConfig(), description="Evaluation-set n-gram removal.")
     decontamination_sets: list[str] = Field(
         [], json_schema_extra={"external_input": True},
-        description="Evaluation-set files or folders (.txt one item a line, .jsonl, .json) to decontaminate against.")
+        description="Evaluation-set files or folders (.txt one item a line, .jsonl, .json) to decontaminate against. "
+                    "In a spec, the evaluate stage's `task_files` are added here.")
     shard_size: int = Field(10_000, gt=0, description="Documents per output part (documents/part-NNNNN.jsonl.gz).")
     executor: Literal["local", "ray"] = no_effect(
         "local", "Where the per-page steps run: datatrove's local processes, or a Ray cluster (pip install 'ray[default]').")
