@@ -1,12 +1,17 @@
-"""A small but complete spec for spine tests: every real stage, sized to run in seconds on CPU."""
+"""Shared test helpers: a small but complete spec for spine tests (every real stage, sized to run in
+seconds on CPU), the records of a corpus artifact, and a free loopback port."""
 
 from __future__ import annotations
 
 import shutil
+import socket
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from factory.documents import document_files, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_HTML = ROOT / "examples" / "data" / "smoke-html"
@@ -47,3 +52,18 @@ def write_spec(tmp: Path, **stage_updates: dict[str, Any]) -> Path:
     path = tmp / "spec.yaml"
     path.write_text(yaml.safe_dump(small_spec_data(tmp, **stage_updates)))
     return path
+
+
+def corpus_records(artifact_dir: Path) -> list[dict]:
+    """Every record of a corpus artifact (`documents/part-*.jsonl.gz`); a damaged line or file fails the test."""
+    skipped: Counter = Counter()
+    records = list(read_records(document_files(artifact_dir), skipped))
+    assert not skipped, f"{artifact_dir}: damaged corpus {dict(skipped)}"
+    return records
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (and has no listener now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -28,12 +28,11 @@ given as the optional input "quality", or a folder named by `quality_model`.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +44,7 @@ from factory.curate.dedup.semantic import SemanticDedupConfig
 from factory.curate.math import MathConfig
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityEnsemble
 from factory.curate.readers import DEFAULT_MAX_PAGE_BYTES
+from factory.documents import write_parts
 from factory.errors import InputError
 from factory.stage import Artifact, StageConfig, StepContext, no_effect
 
@@ -279,20 +279,11 @@ def _read_jsonl_gz(paths: Iterable[Path]) -> list[dict]:
 OUTPUT_METADATA = ("source", "url", "language", "language_score", "extraction")
 
 
-def _write_parts(docs: list, folder: Path, shard_size: int) -> int:
-    """Write documents as gzipped JSON lines, `shard_size` per part; byte-identical for identical input."""
-    folder.mkdir(parents=True, exist_ok=True)
-    parts = max(1, -(-len(docs) // shard_size))
-    for part in range(parts):
-        buf = io.BytesIO()
-        # mtime=0 and no file name in the gzip header: the same documents give the same bytes
-        with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
-            for doc in docs[part * shard_size:(part + 1) * shard_size]:
-                meta = {k: v for k, v in doc.metadata.items() if k in OUTPUT_METADATA or k.startswith("quality_")}
-                record = {"id": doc.id, "text": doc.text, "metadata": meta}
-                gz.write((json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
-        (folder / f"part-{part:05d}.jsonl.gz").write_bytes(buf.getvalue())
-    return parts
+def _records(docs: list) -> Iterator[dict]:
+    """The output record of each document: id, text, and the metadata worth keeping."""
+    for doc in docs:
+        meta = {k: v for k, v in doc.metadata.items() if k in OUTPUT_METADATA or k.startswith("quality_")}
+        yield {"id": doc.id, "text": doc.text, "metadata": meta}
 
 
 def _quality_ensemble(config: Config, inputs: Mapping[str, Artifact], ctx: StepContext) -> tuple[QualityEnsemble, dict]:
@@ -443,7 +434,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         tiers = [sum(d.metadata["quality_tier"] == t_ for d in docs) for t_ in range(N_TIERS)]
         seconds["quality"] = time.perf_counter() - t
 
-    _write_parts(docs, output / "documents", config.shard_size)
+    write_parts(_records(docs), output / "documents", config.shard_size)
     skipped = {reason: reader.get(f"skipped_{reason}", 0) for reason in SKIP_REASONS}
     read = reader.get("documents", 0)
     words = sum(len(d.text.split()) for d in docs)

@@ -17,13 +17,12 @@ Run alone (outside the pipeline):
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
+from factory.documents import document_files, read_records, write_parts
 from factory.errors import InputError
 from factory.logs import progress
 from factory.stage import Artifact, StepContext
@@ -46,10 +45,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     if "corpus" not in inputs:
         raise InputError("synth needs an input named 'corpus' (a curate artifact)")
     corpus = inputs["corpus"]
-    folder = Path(corpus.path) / "documents"
-    files = sorted(folder.glob("*.jsonl.gz"))
+    files = document_files(corpus.path)
     if not files:
-        raise InputError(f"{folder}: no *.jsonl.gz document files")
+        raise InputError(f"{Path(corpus.path) / 'documents'}: no *.jsonl.gz document files")
     ctx.log_dataset(name="corpus", uri=corpus.uri, digest=corpus.fingerprint, context="synthesis",
                     profile={"files": len(files)})
     owned = generator is None
@@ -58,11 +56,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         generator = make_generator(config.generator, _model_dir(model), model.uri if model else None)
 
     stats: Counter = Counter()
-    out_dir = output / "documents"
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        docs = rephrase(progress(_records(files, stats), desc="synth"), config, generator, stats)
-        parts = _write_parts(docs, out_dir, config.docs_per_part)
+        records = read_records(files, stats, bad_line="docs_bad_json", bad_file="unreadable_files")
+        docs = rephrase(progress(records, desc="synth"), config, generator, stats)
+        parts = write_parts(docs, output / "documents", config.docs_per_part)
     finally:
         if owned and hasattr(generator, "close"):
             generator.close()
@@ -82,38 +79,3 @@ def _model_dir(model: Artifact | None) -> Path | None:
         return None
     path = Path(model.path)
     return path / "model" if (path / "model" / "config.json").is_file() else path
-
-
-def _records(files: list[Path], stats: Counter) -> Iterator[object]:
-    """Every JSON record of the corpus, in file then line order; unreadable lines and files are counted."""
-    for path in files:
-        try:
-            with gzip.open(path, "rt", encoding="utf-8") as lines:
-                for line in lines:
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError:
-                        stats["docs_bad_json"] += 1
-        except (OSError, EOFError, UnicodeDecodeError, zlib.error):
-            stats["unreadable_files"] += 1  # a truncated file: what was read before the damage is kept
-
-
-def _write_parts(docs: Iterator[dict], folder: Path, per_part: int) -> int:
-    """Write `docs` as part-NNNNN.jsonl.gz files of `per_part` documents; returns the number of parts."""
-    parts, handle, count = 0, None, 0
-    try:
-        for doc in docs:
-            if handle is None or count >= per_part:
-                if handle is not None:
-                    handle.close()
-                handle = gzip.open(folder / f"part-{parts:05d}.jsonl.gz", "wt", encoding="utf-8")
-                parts, count = parts + 1, 0
-            handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
-            count += 1
-    finally:
-        if handle is not None:
-            handle.close()
-    if parts == 0:  # an empty corpus is still a corpus: one empty part, so readers find the layout
-        gzip.open(folder / "part-00000.jsonl.gz", "wt").close()
-        parts = 1
-    return parts

@@ -27,11 +27,9 @@ split) rather than held in memory, so its size is bounded by disk, not RAM.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import heapq
 import json
-import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -39,6 +37,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from factory.documents import document_files, read_records
 from factory.errors import InputError
 from factory.lazy import lazy_exports
 from factory.logs import progress
@@ -90,7 +89,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         raise InputError("tokenize needs an input named 'corpus' (a curate artifact)")
     corpus = inputs["corpus"]
     folder = Path(corpus.path) / "documents"
-    files = sorted(folder.glob("*.jsonl.gz"))
+    files = document_files(corpus.path)
 
     # Pass 1: count, decide the split, pick the tokenizer's training sample.
     survey = _survey(files, config)
@@ -167,7 +166,7 @@ def _write_synthetic(artifact: Artifact | None, is_valid, backend: Tokenizer, eo
         return None
     from factory.tokenize.indexed import write_indexed
 
-    files = sorted((Path(artifact.path) / "documents").glob("*.jsonl.gz"))
+    files = document_files(artifact.path)
     skipped: Counter = Counter()
     from_valid: Counter = Counter()
 
@@ -249,24 +248,13 @@ def _survey(files: list[Path], config: Config) -> dict:
 def _records(files: list[Path], skipped: Counter) -> Iterator[dict]:
     """Every usable record (a dict with a string id and a non-empty text), in file then line order; bad
     records and unreadable files are counted in `skipped`."""
-    for path in files:
-        try:
-            with gzip.open(path, "rt", encoding="utf-8", errors="strict") as lines:
-                for line in lines:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        skipped["bad_json"] += 1
-                        continue
-                    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                        skipped["no_id"] += 1
-                    elif not isinstance(record.get("text"), str) or not record["text"]:
-                        skipped["no_text"] += 1
-                    else:
-                        yield record
-        except (OSError, EOFError, UnicodeDecodeError, zlib.error):
-            # A truncated or corrupt file: keep what was read before the damage, count the file.
-            skipped["unreadable_file"] += 1
+    for record in read_records(files, skipped):
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            skipped["no_id"] += 1
+        elif not isinstance(record.get("text"), str) or not record["text"]:
+            skipped["no_text"] += 1
+        else:
+            yield record
 
 
 def _documents(files: list[Path], skipped: Counter | None = None) -> Iterator[tuple[str, str]]:

@@ -3,7 +3,6 @@ stage run for real on JSONL documents (no extraction), one of which quotes a bui
 
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from factory.curate.decontaminate import NgramIndex, eval_items, read_eval_file
 from factory.curate.quality.reference import stdlib_docstrings
 from factory.evaluate.sets import builtin_path, read_set
 from factory.stage import NullTracker, StepContext
+from tests.spine import corpus_records
 
 ITEM = read_set(builtin_path("stdlib_cloze"))[7]
 PASSAGE = ITEM.context + ITEM.target + "."
@@ -81,11 +81,7 @@ def _curate(source, out, builtin_sets):
                     decontamination={"builtin_sets": builtin_sets})
     out.mkdir()
     run(config, {}, out, StepContext("curate", tracker=NullTracker(), scratch=out.parent / f"{out.name}-scratch"))
-    texts = []
-    for part in sorted((out / "documents").glob("part-*.jsonl.gz")):
-        with gzip.open(part, "rt", encoding="utf-8") as f:
-            texts += [json.loads(line)["text"] for line in f]
-    return json.loads((out / "stats.json").read_text()), texts
+    return json.loads((out / "stats.json").read_text()), [r["text"] for r in corpus_records(out)]
 
 
 def test_curate_removes_the_leaked_document_under_the_set_name(source, tmp_path):

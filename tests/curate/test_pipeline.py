@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import shutil
@@ -16,6 +15,7 @@ from factory.curate.filters import normalised_text_hash
 from factory.curate.quality.reference import stdlib_docstrings
 from factory.errors import InputError
 from factory.stage import NullTracker, StepContext
+from tests.spine import corpus_records
 
 SMOKE = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
 PLANTED = json.loads((SMOKE / "planted.json").read_text())
@@ -102,14 +102,6 @@ def _broken(dest: Path) -> None:
     (dest / "cut.warc.gz").write_bytes(warc[: len(warc) // 2])
 
 
-def _read_parts(folder: Path) -> list[dict]:
-    rows = []
-    for part in sorted((folder / "documents").glob("part-*.jsonl.gz")):
-        with gzip.open(part, "rt", encoding="utf-8") as f:
-            rows += [json.loads(line) for line in f]
-    return rows
-
-
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
     root = tmp_path_factory.mktemp("curate")
@@ -122,7 +114,7 @@ def curated(tmp_path_factory):
     metrics = run(config, {}, out, ctx)
     stats = json.loads((out / "stats.json").read_text())
     return {"root": root, "config": config, "out": out, "metrics": metrics, "stats": stats, "ctx": ctx,
-            "rows": _read_parts(out), "subset": subset}
+            "rows": corpus_records(out), "subset": subset}
 
 
 def _sources(rows: list[dict]) -> set[str]:

@@ -6,13 +6,10 @@ be byte-identical to the local executor's on the same pages.
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +19,10 @@ import pytest
 from factory.curate import Config, run
 from factory.errors import InputError
 from factory.stage import StepContext
+from tests.spine import corpus_records, free_port
 
 SMOKE = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
 HAS_RAY = importlib.util.find_spec("ray") is not None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +30,7 @@ def ray_head(tmp_path_factory):
     """A Ray head node on 127.0.0.1 (2 CPUs, no dashboard) with token authentication, as a secured
     cluster runs; this process gets the token the way a client does (RAY_AUTH_MODE / RAY_AUTH_TOKEN)."""
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
-    port = _free_port()
+    port = free_port()
     temp = tmp_path_factory.mktemp("ray")
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     saved = {k: os.environ.get(k) for k in auth}
@@ -68,11 +60,6 @@ def _pages(tmp_path: Path, n: int = 40) -> Path:
     return pages
 
 
-def _rows(out: Path) -> list[dict]:
-    with gzip.open(out / "documents" / "part-00000.jsonl.gz", "rt") as f:
-        return [json.loads(line) for line in f]
-
-
 @pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install 'ray[default]'; the test extra has it)")
 def test_ray_cluster_by_address_gives_the_local_result(ray_head, tmp_path):
     pages = _pages(tmp_path)
@@ -88,11 +75,11 @@ def test_ray_cluster_by_address_gives_the_local_result(ray_head, tmp_path):
 
     # it joined the given cluster (which reports its address by the node's IP, so compare the port)
     assert ray.is_initialized() and ray.get_runtime_context().gcs_address.rsplit(":", 1)[1] == ray_head.rsplit(":", 1)[1]
-    assert len(_rows(local_out)) > 20
+    assert len(corpus_records(local_out)) > 20
     assert (ray_out / "documents" / "part-00000.jsonl.gz").read_bytes() == (local_out / "documents" / "part-00000.jsonl.gz").read_bytes()
     timings = {k for k in local_metrics if k.startswith("seconds.")}
     assert {k: v for k, v in ray_metrics.items() if k not in timings} == {k: v for k, v in local_metrics.items() if k not in timings}
-    assert ray_metrics["docs_out"] == len(_rows(ray_out))
+    assert ray_metrics["docs_out"] == len(corpus_records(ray_out))
 
 
 def test_ray_executor_without_ray_names_the_install(tmp_path, monkeypatch):

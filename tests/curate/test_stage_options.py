@@ -17,6 +17,7 @@ from factory.curate.filters import EXTRACTORS, extract_main_text
 from factory.curate.quality import stage as quality_stage
 from factory.errors import InputError
 from factory.stage import Artifact, NullTracker, StepContext
+from tests.spine import corpus_records
 
 SMOKE = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
 PLANTED = json.loads((SMOKE / "planted.json").read_text())
@@ -28,14 +29,6 @@ TINY_QUALITY = {"classifiers": ["ngram", "features"], "ngram": {"n_features": 2*
 def _near_pairs() -> dict[str, str]:
     by_url = {v["url"]: k for k, v in FILES.items() if v["kind"] == "prose"}
     return {k: by_url[v["of_url"]] for k, v in FILES.items() if v["kind"] == "near_duplicate"}
-
-
-def _rows(out: Path) -> list[dict]:
-    rows = []
-    for part in sorted((out / "documents").glob("part-*.jsonl.gz")):
-        with gzip.open(part, "rt", encoding="utf-8") as f:
-            rows += [json.loads(line) for line in f]
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +70,7 @@ def trained(corpus, ensemble):
     ctx = StepContext("curate", tracker=NullTracker(), scratch=corpus["root"] / "scratch")
     metrics = run(config, {"quality": ensemble}, out, ctx)
     return {"out": out, "metrics": metrics, "stats": json.loads((out / "stats.json").read_text()),
-            "rows": _rows(out), "ctx": ctx}
+            "rows": corpus_records(out), "ctx": ctx}
 
 
 def test_semantic_dedup_removes_what_minhash_leaves(trained):
@@ -125,7 +118,7 @@ def test_a_given_quality_model_scores_the_same(trained, ensemble, corpus, tmp_pa
     assert json.loads((out / "stats.json").read_text())["quality_model"] == {"source": "given", "path": str(model),
                                                                             "calibration": "ensemble"}
     first = {r["id"]: r["metadata"]["quality_bucket"] for r in trained["rows"]}
-    again = {r["id"]: r["metadata"]["quality_bucket"] for r in _rows(out)}
+    again = {r["id"]: r["metadata"]["quality_bucket"] for r in corpus_records(out)}
     assert set(first) < set(again)  # no semantic dedup or decontamination this time: a superset of documents
     assert {k: again[k] for k in first} == first  # a document's bucket does not depend on the rest of the corpus
 
@@ -153,7 +146,7 @@ def test_jsonl_and_wet_inputs(tmp_path):
     config = Config(sources=[str(tmp_path / "in")], gopher_quality={"enabled": False},
                     gopher_repetition={"enabled": False}, fuzzy_dedup={"enabled": False}, min_language_score=0.0)
     metrics = run(config, {}, out, StepContext("curate"))
-    rows = _rows(out)
+    rows = corpus_records(out)
     stats = json.loads((out / "stats.json").read_text())
     assert metrics["docs_in"] == 41
     assert stats["extraction_paths"] == {"none": 40, "trafilatura": 1}
@@ -199,7 +192,7 @@ def test_math_pages_take_the_math_path(tmp_path):
         out.mkdir()
         config = Config(sources=[str(tmp_path / "in")], math={"enabled": enabled}, gopher_quality={"enabled": False})
         run(config, {}, out, StepContext("curate"))
-        [row] = _rows(out)
+        [row] = corpus_records(out)
         texts[enabled] = row
     math, plain = texts[True], texts[False]
     assert math["metadata"]["extraction"] == "math" and plain["metadata"]["extraction"] == "trafilatura"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from factory.errors import ServiceError
 from factory.synth.generator import GenerationParams, OpenAIGenerator
+from tests.spine import free_port
 from tests.synth.fake_openai import FakeOpenAI
 
 PARAMS = GenerationParams(max_new_tokens=16)
@@ -110,9 +109,7 @@ def test_client_error_is_not_retried():
 
 
 def test_unreachable_server_names_the_url():
-    with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # no listener there
     gen = OpenAIGenerator(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, backoff_s=0.0)
     gen._sleep = lambda seconds, stop: None
     with pytest.raises(ServiceError, match=rf"http://127.0.0.1:{port}/v1/chat/completions: no answer after 2 attempts"):

@@ -11,6 +11,7 @@ import pytest
 import factory.synth as synth
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
+from tests.spine import corpus_records
 from tests.synth.fake_openai import FakeOpenAI
 from tests.synth.tiny_models import save_gpt2
 
@@ -25,14 +26,6 @@ def corpus(folder, tiers):
     with gzip.open(folder / "documents" / "part-00000.jsonl.gz", "wt") as f:
         f.write("\n".join(lines) + "\n")
     return Artifact(folder, {"fingerprint": "f" * 64, "kind": "corpus", "uri": str(folder)})
-
-
-def read(output):
-    docs = []
-    for path in sorted((output / "documents").glob("part-*.jsonl.gz")):
-        with gzip.open(path, "rt") as f:
-            docs += [json.loads(line) for line in f]
-    return docs
 
 
 def server_reply(user: str) -> str:
@@ -51,7 +44,7 @@ def test_stage_through_an_openai_server(tmp_path):
                                                            "model": "served-model", "max_concurrency": 3})
         ctx = StepContext("synth")
         metrics = synth.run(config, inputs, output, ctx)
-    docs = read(output)
+    docs = corpus_records(output)
     assert [d["id"] for d in docs] == ["doc0/wikipedia", "doc2/diverse_qa", "doc2/distill", "doc2/extract_knowledge",
                                        "doc2/knowledge_list", "doc3/wikipedia"]
     assert docs[0]["text"] == f"Rewritten: {TEXT} Document 0."
@@ -75,7 +68,7 @@ def test_stage_with_a_local_model_input(tmp_path):
     output.mkdir()
     config = synth.Config(min_output_chars=0, generation={"max_new_tokens": 6}, generator={"batch_size": 2})
     metrics = synth.run(config, inputs, output, StepContext("synth"))
-    docs = read(output)
+    docs = corpus_records(output)
     assert metrics["docs_selected"] == 2 and metrics["docs_out"] + metrics.get("docs_dropped", 0) == 2
     # A random model may answer with whitespace only (dropped); what it kept is in order, one per document.
     assert [d["metadata"]["source_id"] for d in docs] in (["doc0", "doc1"], ["doc0"], ["doc1"], [])

@@ -1,0 +1,43 @@
+"""The corpus layout (factory.documents): parts, byte-stable output, and damage counted, not raised."""
+
+from __future__ import annotations
+
+import gzip
+import random
+import string
+from collections import Counter
+
+from factory.documents import document_files, read_records, write_parts
+
+
+def test_parts_hold_per_part_records_in_order_and_bytes_depend_only_on_the_records(tmp_path):
+    records = [{"text": f"doc {i} é", "id": f"d{i}", "metadata": {"b": 1, "a": 2}} for i in range(7)]
+    assert write_parts(iter(records), tmp_path / "a" / "documents", per_part=3) == 3
+    assert [p.name for p in document_files(tmp_path / "a")] == ["part-00000.jsonl.gz", "part-00001.jsonl.gz", "part-00002.jsonl.gz"]
+    assert list(read_records(document_files(tmp_path / "a"), Counter())) == records
+    with gzip.open(tmp_path / "a" / "documents" / "part-00002.jsonl.gz", "rt", encoding="utf-8") as f:
+        assert f.read() == '{"id": "d6", "metadata": {"a": 2, "b": 1}, "text": "doc 6 é"}\n'  # keys sorted, not escaped
+
+    write_parts(records, tmp_path / "b" / "documents", per_part=3)
+    assert [p.read_bytes() for p in document_files(tmp_path / "a")] == [p.read_bytes() for p in document_files(tmp_path / "b")]
+    assert write_parts(records[:6], tmp_path / "c" / "documents", per_part=3) == 2  # no trailing empty part
+
+
+def test_an_empty_corpus_is_one_empty_part(tmp_path):
+    assert write_parts([], tmp_path / "documents", per_part=10) == 1
+    [part] = document_files(tmp_path)
+    assert part.name == "part-00000.jsonl.gz" and gzip.decompress(part.read_bytes()) == b""
+
+
+def test_bad_lines_and_damaged_files_are_counted_and_what_came_before_is_kept(tmp_path):
+    rng = random.Random(0)  # text that does not compress away, so a cut lands inside the records
+    texts = ["".join(rng.choices(string.ascii_letters, k=200)) for _ in range(40)]
+    write_parts([{"id": str(i), "text": t} for i, t in enumerate(texts)], tmp_path / "documents", per_part=20)
+    first, second = document_files(tmp_path)
+    with gzip.open(first, "at") as f:  # a second gzip member with a line that is not JSON
+        f.write('{"id": "cut\n')
+    second.write_bytes(second.read_bytes()[:300])  # truncated mid-stream
+    skipped: Counter = Counter()
+    got = list(read_records([first, second], skipped, bad_line="lines", bad_file="files"))
+    assert [r["id"] for r in got[:20]] == [str(i) for i in range(20)] and len(got) < 40
+    assert skipped == {"lines": 1, "files": 1}
