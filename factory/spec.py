@@ -171,7 +171,8 @@ class Spec(_Frozen):
         sets = stages["curate"].get("decontamination_sets", [])
         if not isinstance(task_files, list) or not isinstance(sets, list):
             return data  # the field validators report the wrong type
-        missing = [f for f in task_files if isinstance(f, str) and os.path.normpath(f) not in {os.path.normpath(s) for s in sets if isinstance(s, str)}]
+        listed = {os.path.normpath(s) for s in sets if isinstance(s, str)}
+        missing = [f for f in task_files if isinstance(f, str) and os.path.normpath(f) not in listed]
         if not missing:
             return data
         return {**data, "stages": {**stages, "curate": {**stages["curate"], "decontamination_sets": [*sets, *missing]}}}
