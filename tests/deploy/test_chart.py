@@ -246,7 +246,7 @@ def test_mlflow_server_configuration(renders):
     assert container["command"] == ["mlflow", "server"]
     assert "--backend-store-uri=$(MLFLOW_BACKEND_STORE_URI)" in container["args"]
     assert "--artifacts-destination=$(MLFLOW_ARTIFACTS_DESTINATION)" in container["args"]
-    assert env["MLFLOW_BACKEND_STORE_URI"]["value"] == "postgresql://mlflow@mlflow-db.example.internal:5432/mlflow?sslmode=require"
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"] == "postgresql+psycopg2://mlflow@mlflow-db.example.internal:5432/mlflow?sslmode=require"
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-db", "key": "password"}
     assert env["MLFLOW_ARTIFACTS_DESTINATION"]["value"] == "s3://nemotron-factory-artifacts/mlflow"
     assert "MLFLOW_S3_ENDPOINT_URL" not in env  # AWS S3: boto3's default endpoint
