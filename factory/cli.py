@@ -34,9 +34,10 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _load(spec_path: Path, resolve: bool = True):
+    from factory.endpoints import with_cluster_defaults
     from factory.spec import load_spec
 
-    spec = load_spec(spec_path)
+    spec = with_cluster_defaults(load_spec(spec_path))  # endpoints the spec leaves out: the chart's ConfigMap
     return spec.resolved() if resolve else spec
 
 
@@ -205,11 +206,15 @@ def status(
 
 
 @app.command()
-def lineage(target: str = typer.Argument(..., metavar="PATH_OR_URI", help="An artifact folder, its manifest.json, or its s3:// URI")) -> None:
+def lineage(
+    target: str = typer.Argument(..., metavar="PATH_OR_URI", help="An artifact folder, its manifest.json, or its s3:// URI"),
+    spec_path: Optional[Path] = typer.Option(None, "--spec", help="Reach s3:// with this spec's storage settings "
+                                             "(default: FACTORY_S3_ENDPOINT_URL and FACTORY_S3_REGION, as the chart's ConfigMap sets)"),
+) -> None:
     """Print the chain from an artifact (a release, say) back to its raw inputs."""
     from factory.lineage import chain
 
-    manifest = _read_manifest(target)
+    manifest = _read_manifest(target, spec_path)
     for depth, entry in enumerate(chain(manifest)):
         run = entry.get("mlflow_run_id") or "-"
         typer.echo(f"{'  ' * min(depth, 1)}{entry['stage']:<9} {entry['kind']:<11} {entry['fingerprint'][:16]}  run={run}  {entry['uri']}")
@@ -217,14 +222,20 @@ def lineage(target: str = typer.Argument(..., metavar="PATH_OR_URI", help="An ar
             typer.echo(f"{'':<4}source {src['uri']}  {src['digest'][:23]}")
 
 
-def _read_manifest(target: str) -> dict:
-    from factory.store import MANIFEST, S3Store
+def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
+    from factory.store import MANIFEST
 
     if target.startswith("s3://"):
-        bucket_and_key = target[len("s3://") :].rstrip("/")
-        bucket, _, key = bucket_and_key.partition("/")
-        store = S3Store(f"s3://{bucket}")
-        manifest = store.read_manifest(key)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from factory.endpoints import store_for_uri, unreachable
+        from factory.spec import load_spec
+
+        store, key = store_for_uri(target.rstrip("/"), load_spec(spec_path) if spec_path else None)
+        try:
+            manifest = store.read_manifest(key)
+        except (BotoCoreError, ClientError) as e:
+            raise unreachable(target, store.endpoint_url, e) from None
         if manifest is None:
             raise UserError(f"{target}: no manifest.json there")
         return manifest

@@ -252,7 +252,10 @@ def test_mlflow_server_configuration(renders):
     assert "MLFLOW_S3_ENDPOINT_URL" not in env  # AWS S3: boto3's default endpoint
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "factory-s3", "key": "AWS_SECRET_ACCESS_KEY"}
     allowed = env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")
-    assert "factory-mlflow.factory.svc.cluster.local:*" in allowed and "localhost:*" in allowed
+    # Each name bare (a service on port 80: clients send no port) and with any port; never a bare "*".
+    for name in ("factory-mlflow", "factory-mlflow.factory.svc.cluster.local", "localhost"):
+        assert {name, f"{name}:*"} <= set(allowed)
+    assert not [h for h in allowed if h.endswith("*") and not h.endswith(":*")]
 
 
 def test_no_credential_in_plain_text(renders):
