@@ -232,35 +232,71 @@ def plan_spec(spec, *, mfu: float = 0.4, price_per_gpu_hour: float = 2.5, contex
                                   note=f"tokens ~ raw bytes / {BYTES_PER_TOKEN:g} (upper bound: curation drops text)" if est else ""))
         elif name == "pretrain":
             steps.append(_pretrain(spec, cfg, vocab, device, gpus, budget, mfu, price_per_gpu_hour))
-        elif name in ("evaluate", "release"):
-            ctx = context or (cfg.seq_len if name == "evaluate" else model.resolve().max_position_embeddings)
-            batch = getattr(cfg, "batch_size", 1) if name == "evaluate" else 1
-            mem = serving_memory(model, ctx, batch, weights="fp32" if device == "cpu" else "bf16", vocab_size=vocab)
-            steps.append(StepCost(name, device, gpus, data={"context": ctx, "batch": batch}, memory=mem.terms(),
+        elif name == "evaluate":
+            ctx = context or cfg.seq_len
+            mem = serving_memory(model, ctx, cfg.batch_size, weights="fp32" if device == "cpu" else "bf16", vocab_size=vocab)
+            steps.append(StepCost(name, device, gpus, data={"context": ctx, "batch": cfg.batch_size}, memory=mem.terms(),
                                   memory_total=mem.total, budget=budget))
+        elif name == "release":  # loads the checkpoint (FP32, as trained) and writes it
+            mem = serving_memory(model, 1, weights="fp32", vocab_size=vocab)
+            steps.append(StepCost(name, device, gpus, memory={"weights": mem.weights}, memory_total=mem.weights, budget=budget))
         else:
             steps.append(StepCost(name, device, gpus))
+    # serving the model the spec produces, in BF16, at `context` (default: the longest it declares); no
+    # device is named for it, so it gets no verdict
+    serve_ctx = context or model.resolve().max_position_embeddings
+    mem = serving_memory(model, serve_ctx, 1, vocab_size=vocab)
+    steps.append(StepCost("serve", "bf16", 0, data={"context": serve_ctx, "batch": 1}, memory=mem.terms(), memory_total=mem.total,
+                          note="not a step: serving memory of the trained model (KV cache BF16, Mamba states FP32)"))
     return PlanReport(spec.name, mfu, price_per_gpu_hour, context, steps)
 
 
 def _pretrain(spec, cfg, vocab, device, gpus, budget, mfu, price) -> StepCost:
     layout = layout_of(spec, "pretrain")
+    # the factory's trainer builds data parallelism (DDP, FSDP); tensor, pipeline and context parallelism and
+    # the distributed optimizer are Megatron-Core's, so such a layout is costed as a Megatron run
+    megatron = layout.sharding == "optimizer" or max(layout.tensor, layout.pipeline, layout.context) > 1
+    engine = "megatron" if megatron else "factory"
     tokens = cfg.steps * cfg.tokens_per_step(layout.data)
     flops = flops_per_token(cfg.model, cfg.seq_len, vocab_size=vocab).training * tokens
     mem = training_memory(cfg.model, seq_len=cfg.seq_len, micro_batch=cfg.micro_batch_size, layout=layout,
-                          precision=cfg.precision, vocab_size=vocab)
+                          precision=cfg.precision, engine=engine, vocab_size=vocab)
     counts = parameter_counts(cfg.model, vocab)
     data = {"params": counts.total, "tokens": tokens}
+    note = f"engine {engine}, {cfg.precision}, layout dp={layout.data} tp={layout.tensor} pp={layout.pipeline} cp={layout.context} sharding={layout.sharding}"
     if not gpus:
         return StepCost("pretrain", device, 0, data=data, flops=flops, memory=mem.terms(), memory_total=mem.total, budget=budget,
-                        note="CPU step: FLOPs and memory only (no stated CPU throughput)")
+                        note=note + "; CPU step: FLOPs and memory only (no stated CPU throughput)")
     peak = GPUS[device].peak[cfg.precision]
     hours = flops / (gpus * peak * mfu) / 3600
     return StepCost("pretrain", device, gpus, data=data, flops=flops, hours=hours, gpu_hours=hours * gpus,
-                    cost=hours * gpus * price, memory=mem.terms(), memory_total=mem.total, budget=budget)
+                    cost=hours * gpus * price, memory=mem.terms(), memory_total=mem.total, budget=budget, note=note)
 
 
 def summary_line(spec, **kwargs: Any) -> tuple[str, bool]:
     """One line for `factory run` / `submit` to print before launch, and whether every step fits."""
     report = plan_spec(spec, **kwargs)
     return report.summary_line(), report.fits
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A whole training run: model FLOPs, and the GPU time they take at a stated utilisation."""
+
+    tokens: float
+    flops: float
+    tflops_per_gpu: float  # achieved: peak x MFU
+    gpu_days: float
+
+    def days_on(self, gpus: int) -> float:
+        return self.gpu_days / gpus
+
+
+def training_budget(model: Any, tokens: float, seq_len: int, *, gpu: str = DEFAULT_GPU, precision: str = "fp8",
+                    mfu: float = 0.4, vocab_size: int | None = None) -> Budget:
+    """FLOPs x tokens of a pretraining run of `model`, and its GPU-days on `gpu` at `mfu` of the precision's peak."""
+    if gpu not in GPUS:
+        raise ValueError(f"unknown GPU {gpu!r}; known: {sorted(GPUS)}")
+    flops = flops_per_token(model, seq_len, vocab_size=vocab_size).training * tokens
+    achieved = GPUS[gpu].peak[precision] * mfu
+    return Budget(tokens, flops, achieved / 1e12, flops / achieved / 86400)
