@@ -140,6 +140,35 @@ def activation_elements(s, kind: str, seq_len: int) -> float:
     raise ValueError(f"unknown layer kind {kind!r}")
 
 
+def autocast_activation_bytes(s, kind: str, seq_len: int) -> float:
+    """Bytes one block saves for backward, per token, in transformers' PyTorch path under BF16 autocast (the
+    factory's trainer at bf16, fp8 and nvfp4): norms, the SSD's decay terms and the gated norm stay FP32;
+    matmul operands are saved as their BF16 casts (each linear keeps its own cast of a shared input).
+    Symbols as in `activation_elements`; weight casts are counted with the weights."""
+    h = s.hidden
+    fp32 = 2 * h + 1  # block input and norm output (FP32), reciprocal RMS
+    if kind == "M":
+        d_in, heads, p, n, g = s.mamba_inner, s.mamba_heads, s.mamba_head_dim, s.state, s.groups
+        q = min(s.chunk, seq_len)
+        c = math.ceil(seq_len / q)
+        decays = heads * (c + 1) ** 2 / seq_len
+        fp32 += 7 * d_in + heads * n + 4 * heads + heads * q + g + decays
+        low = (h + s.conv_dim * (seq_len + s.conv_kernel - 1) / seq_len + s.conv_dim + 2 * heads + 4 * heads * n
+               + 2 * heads * q + 3 * d_in + heads * p * n * (2 * c + 1) / seq_len + decays + d_in)
+    elif kind == "*":
+        fp32 += s.heads  # log-sum-exp
+        low = 3 * h + 2 * s.heads * s.head_dim + 2 * s.kv_heads * s.head_dim  # q, k, v inputs; q, k, v; output
+    elif kind == "-":
+        low = h + 2 * s.mlp_hidden
+    elif kind == "E":
+        d = s.latent or s.hidden
+        fp32 += h + s.experts * 1.25 + s.top_k * 9 + 3  # the router runs in FP32
+        low = h + s.top_k * (2 * d + 2 * s.expert_hidden) + 2 * s.shared_hidden + (2 * s.latent if s.latent else 0)
+    else:
+        raise ValueError(f"unknown layer kind {kind!r}")
+    return 4 * fp32 + 2 * low
+
+
 def fused_activation_bytes(s, kind: str, precision: str) -> float:
     """Bytes one block saves for backward, per token, with fused GPU kernels (Megatron-Core with Transformer
     Engine, FlashAttention and mamba-ssm's fused conv + scan, which recompute the scan's chunk tensors):
@@ -214,8 +243,9 @@ def training_memory(
       (the embedding and the output head sit on the first and last stage); `layout.sharding` divides the
       optimizer state (optimizer) or all three (fsdp) over the data-parallel ranks.
     - low-precision weight copies (`WEIGHT_COPY_BYTES[precision]`) count with the activations.
-    - activations: the factory engine runs transformers' PyTorch path (`activation_elements` per block and
-      token, at 4 bytes for fp32, 2 for bf16, fp8, nvfp4); the megatron engine fused kernels
+    - activations: the factory engine runs transformers' PyTorch path (`activation_elements` x 4 bytes per
+      block and token in fp32, `autocast_activation_bytes` under bf16 autocast, as fp8 and nvfp4 also run
+      their linears' surroundings); the megatron engine fused kernels
       (`fused_activation_bytes`); both plus the FP32 log-softmax of the logits; over tensor x context parallel (sequence parallel splits the
       rest); a pipeline's first stage holds `pipeline` micro-batches of its 1/`pipeline` of the layers, the
       same as one micro-batch of all. With `recompute`, each block keeps only its input, and one block's
@@ -241,14 +271,17 @@ def training_memory(
     grads = local * state["grads"] / (dp if layout.sharding == "fsdp" else 1)
     optimizer = local * state["optimizer"] / (dp if layout.sharding in ("optimizer", "fsdp") else 1)
 
-    act_bytes = 4 if precision == "fp32" else 2
+    act_bytes = 2 if engine == "megatron" else 4  # the residual stream a recomputed block keeps: FP32 in the factory
     tokens = micro_batch * seq_len / (layout.tensor * layout.context)
     if engine == "megatron":
         per_block = {k: fused_activation_bytes(s, k, precision) for k in set(s.pattern)}
         final = 2 * s.hidden * 2
+    elif precision == "fp32":
+        per_block = {k: activation_elements(s, k, seq_len) * 4 for k in set(s.pattern)}
+        final = (3 * s.hidden + 1) * 4  # the final norm
     else:
-        per_block = {k: activation_elements(s, k, seq_len) * act_bytes for k in set(s.pattern)}
-        final = (3 * s.hidden + 1) * act_bytes  # the final norm
+        per_block = {k: autocast_activation_bytes(s, k, seq_len) for k in set(s.pattern)}
+        final = (2 * s.hidden + 1) * 4 + 2 * s.hidden
     if recompute:
         blocks = len(s.pattern) * s.hidden * act_bytes + max(per_block.values())
     else:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from factory.cost.layout import ParallelLayout, default_layout
-from factory.cost.memory import activation_elements, training_memory
+from factory.cost.memory import activation_elements, autocast_activation_bytes, training_memory
 from factory.cost.params import parameter_counts
 from factory.cost.published import SHAPES
 from factory.cost.shape import as_shape
@@ -21,13 +21,16 @@ from factory.model import PRESETS, build_model
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name,seq_len", [("tiny", 128), ("tiny", 64), ("tiny_moe", 128)])
-def test_activation_formula_equals_the_bytes_autograd_saves(name, seq_len):
-    """Per block, the formula against the storage of every tensor autograd saves in a real forward."""
+@pytest.mark.parametrize("name,seq_len,autocast", [("tiny", 128, False), ("tiny", 64, False), ("tiny_moe", 128, False),
+                                                   ("tiny", 128, True), ("small_20m", 256, True)])
+def test_activation_formula_equals_the_bytes_autograd_saves(name, seq_len, autocast):
+    """Per block, the formula against the storage of every tensor autograd saves in a real forward (FP32, or
+    under BF16 autocast, whose casts of the weights count with the weights, not here)."""
     torch.manual_seed(0)
     cfg = PRESETS[name]()
     model = build_model(cfg, 2048)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    weight_shapes = {tuple(p.shape) for p in model.parameters()} | {tuple(p.shape)[::-1] for p in model.parameters()}
     saved: dict[int, tuple[int, int]] = {}
     where = [-1]
     for i, layer in enumerate(model.model.layers):
@@ -36,19 +39,20 @@ def test_activation_formula_equals_the_bytes_autograd_saves(name, seq_len):
 
     def pack(t):
         ptr = t.untyped_storage().data_ptr()
-        if ptr not in params and where[0] >= 0:
+        if ptr not in params and where[0] >= 0 and not (t.dtype == torch.bfloat16 and tuple(t.shape) in weight_shapes):
             saved.setdefault(ptr, (where[0], t.untyped_storage().nbytes()))
         return t
 
-    batch = 4
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    batch = 4 if seq_len < 256 else 2
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
         model(torch.randint(0, 2048, (batch, seq_len)), use_cache=False)
     per_layer = [0] * len(cfg.pattern)
     for layer, nbytes in saved.values():
         per_layer[layer] += nbytes
     shape = as_shape(cfg, 2048)
     for i, kind in enumerate(cfg.pattern):
-        planned = 4 * activation_elements(shape, kind, seq_len) * batch * seq_len
+        per_token = autocast_activation_bytes(shape, kind, seq_len) if autocast else 4 * activation_elements(shape, kind, seq_len)
+        planned = per_token * batch * seq_len
         assert planned == pytest.approx(per_layer[i], rel=0.02), (i, kind)
 
 
