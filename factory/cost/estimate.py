@@ -228,7 +228,7 @@ def plan_spec(spec, *, mfu: float = 0.4, price_per_gpu_hour: float = 2.5, contex
                                   note="" if files else "sources not readable here: size unknown"))
         elif name == "tokenize":
             est = input_bytes / BYTES_PER_TOKEN
-            steps.append(StepCost(name, device, gpus, data={"tokens~": est} if est else {},
+            steps.append(StepCost(name, device, gpus, data={"tokens_estimate": est} if est else {},
                                   note=f"tokens ~ raw bytes / {BYTES_PER_TOKEN:g} (upper bound: curation drops text)" if est else ""))
         elif name == "pretrain":
             steps.append(_pretrain(spec, cfg, vocab, device, gpus, budget, mfu, price_per_gpu_hour))

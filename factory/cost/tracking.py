@@ -8,6 +8,10 @@ import json
 import tempfile
 from pathlib import Path
 
+from factory.logs import get_logger
+
+log = get_logger("factory.cost")
+
 TAG_KIND = "factory.kind"
 TAG_SPEC_DIGEST = "factory.spec_digest"
 TAG_PLAN_RUN = "factory.plan_run"  # set on a pipeline's parent run: the id of the plan run it was launched under
@@ -40,7 +44,7 @@ def log_plan(spec, report, lineage=None) -> str:
                 if getattr(step, key) is not None:
                     metrics[key] = float(getattr(step, key))
             for key, value in step.data.items():
-                metrics[f"data_{key.rstrip('~')}"] = float(value)
+                metrics[f"data_{key}"] = float(value)
             for key, value in metrics.items():
                 client.log_metric(run_id, f"{step.step}.{key}", value)
         client.log_metric(run_id, "fits", float(report.fits))
@@ -52,6 +56,7 @@ def log_plan(spec, report, lineage=None) -> str:
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status=status)
+    log.info("plan.logged", run_id=run_id, spec=spec.name, fits=report.fits)
     return run_id
 
 
