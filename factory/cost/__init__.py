@@ -14,5 +14,8 @@ _LAZY = {
 }
 __getattr__ = lazy_exports(__name__, {name: f"factory.cost.{module}" for name, module in _LAZY.items()})
 
-__all__ = sorted(["ParallelLayout", "ParamCounts", "ServingMemory", "TrainingMemory", "default_layout",
-                  "parameter_counts", "serving_memory", "training_memory", *_LAZY])
+__all__ = [
+    "ParallelLayout", "ParamCounts", "PlanReport", "ServingMemory", "StepCost", "TokenFlops", "TrainingMemory",
+    "default_layout", "flops_per_token", "log_plan", "parameter_counts", "plan_run_for", "plan_spec",
+    "serving_memory", "summary_line", "training_memory",
+]
