@@ -2,6 +2,7 @@
 
     factory run examples/smoke.yaml            # compile and run the whole pipeline through kfp.local
     factory explain examples/smoke.yaml        # per step: reuse or rerun, and why
+    factory plan examples/cluster.yaml --mfu 0.4 --price 2.5   # what each step will cost, before it runs
     factory step pretrain examples/smoke.yaml  # one stage in-process (building missing inputs first)
     factory curate page.html crawl.warc.gz --out corpus/   # the curate stage alone
     factory compile examples/smoke.yaml -o pipeline.yaml
@@ -65,6 +66,27 @@ def explain(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAM
         typer.echo(f"{e.name:<10} {e.action:<6} {e.key}")
         for reason in e.reasons:
             typer.echo(f"{'':<10} - {reason}")
+
+
+@app.command()
+def plan(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file"),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON instead of a table"),
+    context: Optional[int] = typer.Option(None, "--context", min=1, help="Serving context for evaluate and release (default: each step's own)"),
+    mfu: float = typer.Option(0.4, "--mfu", help="Model FLOPs utilisation (of the precision's dense peak) for time and cost"),
+    price: float = typer.Option(2.5, "--price", help="Price of one GPU-hour"),
+) -> None:
+    """What every step will cost before it runs: FLOPs, memory per GPU, time and money; logged to MLflow."""
+    from factory.cost import log_plan, plan_spec
+
+    spec = _load(spec_path)
+    report = plan_spec(spec, mfu=mfu, price_per_gpu_hour=price, context=context)
+    run_id = log_plan(spec, report)
+    if as_json:
+        typer.echo(json.dumps({**report.to_dict(), "mlflow_run_id": run_id, "tracking_uri": spec.tracking_uri()}, indent=2))
+    else:
+        typer.echo(report.table())
+        typer.echo(f"mlflow run {run_id} in {spec.tracking_uri()}")
 
 
 @app.command()
