@@ -375,6 +375,10 @@ class WebSourceReader(BaseReader):
                 self._resync(f, start + len(line))
                 continue
             header, length, problem = self._warc_header(f, line)
+            if problem == "truncated":
+                self._skip(problem, source, offset(start))
+                self._lost(size - start)
+                return
             if problem is not None:
                 self._skip(problem, source, offset(start))
                 self._resync(f, start + len(line))
@@ -413,8 +417,8 @@ class WebSourceReader(BaseReader):
             block += line
             if len(block) > self.max_header_bytes:
                 return b"", 0, "header_too_large"
-            if not line:
-                return b"", 0, "truncated"
+            if not line.endswith(b"\n") and len(block) < self.max_header_bytes:
+                return b"", 0, "truncated"  # the file ends inside the header block
             if not line.strip():
                 break
             name, sep, value = line.partition(b":")
