@@ -363,16 +363,20 @@ class WebSourceReader(BaseReader):
 
         size = f.seek(0, os.SEEK_END)
         f.seek(0)
+        blank = True  # nothing but whitespace so far
         while True:
             start = f.tell()
             line = f.readline(self.max_header_bytes)
             if not line:
+                if blank:
+                    self._skip("empty", source, offset(0))  # whitespace only: one unit, counted
                 return
             if not line.strip():
                 continue  # blank lines between records
+            blank = False
             if not line.startswith(b"WARC/"):
                 self._skip("bad_warc_header", source, offset(start), line[:80].decode("utf-8", "backslashreplace"))
-                self._resync(f, start + len(line))
+                self._resync(f, start + 1)  # a record may start later in this very line
                 continue
             header, length, problem = self._warc_header(f, line)
             if problem == "truncated":
@@ -434,12 +438,15 @@ class WebSourceReader(BaseReader):
         return bytes(block), length, None
 
     def _resync(self, f: BinaryIO, start: int) -> None:
-        """Move `f` to the next line at or after `start` that opens a WARC record, counting the bytes passed over."""
+        """Move `f` to the next `WARC/1.` at or after `start` (a record's first line; not only at a line start, since
+        a damaged separator may have joined it to the line before), counting the bytes passed over."""
         f.seek(start)
         while True:
             pos = f.tell()
             line = f.readline(self.max_header_bytes)
-            if not line or line.startswith(b"WARC/1."):
+            found = line.find(b"WARC/1.")
+            if not line or found >= 0:
+                pos += max(found, 0)
                 f.seek(pos)
                 self._lost(pos - start)
                 return
@@ -489,6 +496,7 @@ class WebSourceReader(BaseReader):
 
     def _read_jsonl(self, index: int, source: SourceFile) -> Iterator[Document]:
         offset = 0  # of the current line, in the (decompressed) text
+        any_line = False
         try:
             with (gzip.open if source.is_gzip else open)(source.path, "rb") as f:
                 number = -1
@@ -496,11 +504,13 @@ class WebSourceReader(BaseReader):
                     # readline with a cap: a 50 MB line is never held whole, only skipped
                     line = f.readline(self.max_page_bytes + 1)
                     if not line:
+                        if not any_line:
+                            self._skip("empty", source, 0)  # whitespace only: one unit, counted
                         break
                     number += 1
                     start, offset = offset, offset + len(line)
                     if len(line) > self.max_page_bytes and not line.endswith(b"\n"):
-                        passed = len(line)
+                        any_line, passed = True, len(line)
                         while line and not line.endswith(b"\n") and passed <= self.max_member_bytes:
                             line = f.readline(_CHUNK)
                             passed += len(line)
@@ -511,6 +521,7 @@ class WebSourceReader(BaseReader):
                         continue
                     if not line.strip():
                         continue
+                    any_line = True
                     try:
                         doc = self._jsonl_document(line, index, number, source, start)
                     except Exception as error:  # noqa: BLE001 (any exception on one line skips that line)
