@@ -133,7 +133,8 @@ def test_mutated_warc_and_wet_records_lose_only_themselves(data, gz, wet):
     if mutation == "truncate":
         want -= {r["url"] for r in recs[k + 1:]}
     got = {d.metadata["url"] for d in docs}
-    assert want <= got and got - want <= {mine}, (mutation, want, got, counts)
+    # the mutated record may still be read (its address possibly lost with a dropped header); no other changes
+    assert want <= got and got - want <= {mine, None}, (mutation, want, got, counts)
     assert outcomes(before) == len(recs)  # clean input: one outcome per record, exactly
     present = k + 1 if mutation == "truncate" else len(recs)
     assert outcomes(counts) >= present - (mutation == "truncate" and not bad)  # each record output or counted
