@@ -77,13 +77,15 @@ def test_a_folder_with_a_file_name_that_is_not_utf8_curates_end_to_end(pages, tm
     import os
 
     folder = tmp_path / "crawl"
-    shutil.copytree(pages, folder)
+    folder.mkdir()
+    for page in sorted(pages.iterdir())[:2]:
+        shutil.copy(page, folder / page.name)
     odd = os.fsdecode(b"caf\xe9-\xff.html")  # Latin-1 bytes in the name
     shutil.copy(SMOKE / "page-0100.html", folder / odd)
     out = tmp_path / "corpus"
     manifest = curate_files([str(folder)], out)
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["files_in"] == 26 and stats["damaged"]["count"] == 0
+    assert stats["files_in"] == 3 and stats["damaged"]["count"] == 0
     names = {json.loads(line)["metadata"]["source"] for line in _lines(out)}
     assert "crawl/caf\\xe9-\\xff.html" in names
     assert manifest["metrics"]["docs_out"] == stats["docs_out"]

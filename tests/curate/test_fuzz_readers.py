@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from factory.curate import Config, run
 from factory.curate.readers import LOST_BYTES, SourceFile, WebSourceReader, list_sources
+from factory.stage import NullTracker, StepContext
 
 EXAMPLES = int(os.environ.get("FACTORY_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -216,3 +218,25 @@ def test_file_names_of_any_bytes_are_listed_and_read(names, suffix):
     counts = {k: int(v.total) for k, v in reader.stats.stats.items()}
     assert outcomes(counts) == len(names)
     assert all(json.dumps(d.metadata, ensure_ascii=False).encode("utf-8") for d in docs)
+
+
+@settings(FUZZ, max_examples=max(1, EXAMPLES // 40))  # a whole stage run per example: a few seconds each
+@given(st.data())
+def test_the_stage_on_a_fuzzed_corpus_finishes_and_accounts_for_every_record(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        for i in range(data.draw(st.integers(2, 5))):
+            recs = [warc_bytes(r) for r in data.draw(records(wet=False))]
+            recs[0] = mutate(recs[0], data.draw(MUTATIONS.filter(lambda m: m != "truncate")), data.draw)
+            (src / f"crawl-{i}.warc.gz").write_bytes(b"".join(zlib.compress(r, wbits=31) for r in recs))
+            lines = data.draw(st.lists(st.just(None), min_size=1, max_size=6))
+            (src / f"rows-{i}.jsonl").write_bytes(b"\n".join(_json_line(data.draw) for _ in lines))
+            (src / f"page-{i}.html").write_bytes(data.draw(st.binary(max_size=500)))
+        out = Path(tmp) / "out"
+        out.mkdir()
+        config = Config(sources=[str(src)], max_error_fraction=1.0, decontamination={"builtin_sets": False})
+        metrics = run(config, {}, out, StepContext("curate", tracker=NullTracker(), scratch=Path(tmp) / "scratch"))
+        stats = json.loads((out / "stats.json").read_text())
+    assert stats["docs_in"] == stats["docs_out"] + sum(stats["removed"].values()) + sum(stats["skipped"].values())
+    assert metrics["docs_in"] == stats["docs_in"] > 0
