@@ -282,6 +282,27 @@ def _dropped(step_stats, extractor: bool = False) -> tuple[int, dict[str, int]]:
     return removed, dict(sorted(reasons.items()))
 
 
+def _check_damage(config: Config, skipped: dict[str, int], docs_in: int, reasons: dict[str, dict[str, int]],
+                  samples: dict[str, dict]) -> tuple[dict[str, int], dict[str, dict]]:
+    """(damaged records per reason, the sample of each reader reason); raises the budget's one-line InputError.
+
+    Damaged: units the reader could not parse, and documents a step failed on (an exception, a dead sandbox);
+    not the pages declined by policy (empty, binary, not HTML, an error status, over a size cap).
+    """
+    from factory.curate.readers import is_damage
+
+    damaged = {r: n for r, n in skipped.items() if n and is_damage(r)}
+    for name, counts in reasons.items():
+        for reason, n in counts.items():
+            if n and (reason.startswith("error_") or (name == "extraction" and reason in ("clean_error", "broken_process"))):
+                damaged[f"{name}.{reason}"] = n
+    damage_samples = {r: v for r, v in sorted(samples.items()) if is_damage(r)}
+    sample = next((damage_samples[r] for r in sorted(damaged, key=lambda r: -damaged[r]) if r in damage_samples), None)
+    check_error_budget("curate", damaged, docs_in, config.max_error_fraction,
+                       None if sample is None else f"{sample['file']} offset {sample['offset']}", field="max_error_fraction")
+    return damaged, damage_samples
+
+
 def _read_jsonl_gz(paths: Iterable[Path]) -> list[dict]:
     rows = []
     for path in paths:
@@ -354,7 +375,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     from datatrove.utils.stats import PipelineStats
 
     from factory.curate.filters import ExactDedupFilter
-    from factory.curate.readers import LOST_BYTES, SKIP_REASONS, is_damage, list_sources
+    from factory.curate.readers import LOST_BYTES, SKIP_REASONS, list_sources
 
     start = time.perf_counter()
     files = list_sources(config.sources)  # raises InputError naming a missing source
@@ -393,6 +414,13 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         for name, step_stats in zip(names, stats_per_step[1:]):
             removed[name], reasons[name] = _dropped(step_stats, extractor=name == "extraction")
             seconds[name] = step_stats.time_stats.total
+        skipped = {reason: reader.get(f"skipped_{reason}", 0) for reason in SKIP_REASONS}
+        skipped |= {k.removeprefix("skipped_"): v for k, v in reader.items()
+                    if k.startswith("skipped_") and k != f"skipped_{LOST_BYTES}"}
+        skipped = dict(sorted(skipped.items()))
+        read = reader.get("documents", 0)
+        docs_in = read + sum(skipped.values())  # every input unit: pages read plus inputs skipped
+        _check_damage(config, skipped, docs_in, reasons, samples)  # fail fast, before the corpus-level steps
         extract = _counts(stats_per_step[1])
         extraction_paths = {k.removeprefix("path_"): v for k, v in extract.items() if k.startswith("path_")}
         if extract.get("passthrough"):
@@ -455,23 +483,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         tiers = [sum(d.metadata["quality_tier"] == t_ for d in docs) for t_ in range(N_TIERS)]
         seconds["quality"] = time.perf_counter() - t
 
-    skipped = {reason: reader.get(f"skipped_{reason}", 0) for reason in SKIP_REASONS}
-    skipped |= {k.removeprefix("skipped_"): v for k, v in reader.items()
-                if k.startswith("skipped_") and k != f"skipped_{LOST_BYTES}"}
-    skipped = dict(sorted(skipped.items()))
-    read = reader.get("documents", 0)
-    docs_in = read + sum(skipped.values())  # every input unit: pages read plus inputs skipped
-    # damaged: units the reader could not parse, and documents a step failed on (an exception, a dead sandbox)
-    damaged = {r: n for r, n in skipped.items() if n and is_damage(r)}
-    for name, counts in reasons.items():
-        for reason, n in counts.items():
-            if n and (reason.startswith("error_") or (name == "extraction" and reason in ("clean_error", "broken_process"))):
-                damaged[f"{name}.{reason}"] = damaged.get(f"{name}.{reason}", 0) + n
-    damage_samples = {r: v for r, v in sorted(samples.items()) if is_damage(r)}
-    sample = next((damage_samples[r] for r in sorted(damaged, key=lambda r: -damaged[r]) if r in damage_samples), None)
     # before anything is written: past the budget, nothing of this run is published
-    check_error_budget("curate", damaged, docs_in, config.max_error_fraction,
-                       None if sample is None else f"{sample['file']} offset {sample['offset']}", field="max_error_fraction")
+    damaged, damage_samples = _check_damage(config, skipped, docs_in, reasons, samples)
     write_parts(_records(docs), output / "documents", config.shard_size)
     words = sum(len(d.text.split()) for d in docs)
     chars = sum(len(d.text) for d in docs)
