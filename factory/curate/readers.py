@@ -15,8 +15,9 @@ exception from a parser (warcio, the JSON decoder, a codec) on one unit skips th
 
 The reader keeps its own framing, so one broken record loses only itself:
 - A `.gz` WARC/WET is read one gzip member at a time (the WARC standard puts each record in its own member).
-  A corrupt member is skipped (`corrupt_gzip`) and reading resumes at the next gzip header; a member that
-  expands past `max_member_bytes` (a gzip bomb) is skipped (`too_large`) without expanding the rest of it.
+  A corrupt member (`corrupt_gzip`), one that runs to the end of the file (`truncated`) and one that expands
+  past `max_member_bytes` (a gzip bomb: `too_large`, the rest never expanded) are skipped, and reading
+  resumes at the next gzip header.
 - WARC record framing (the `WARC/1.x` line, header block, `Content-Length`, the blank lines after the
   block) is checked before warcio parses the record. A broken header block (`bad_warc_header`, or
   `header_too_large` past `max_header_bytes`) or a `Content-Length` that does not end at the next record
@@ -307,11 +308,9 @@ class WebSourceReader(BaseReader):
                     yield unit
                 pos = end
                 continue
-            if problem == "truncated" and not resyncing:
-                self._skip("truncated", source, pos)  # cut off: nothing follows
-                self._lost(size - pos)
-                return
-            if not resyncing:  # a corrupt member, or a bomb: count it once, then look for the next member
+            # a corrupt member, a bomb, or one that runs to the end of the file (cut off, or a damaged header that
+            # swallowed the members after it): count it once, then look for the next member
+            if not resyncing:
                 self._skip(problem, source, pos)
             start = pos
             pos = self._next_gzip_member(f, pos + 1, size)
@@ -389,9 +388,10 @@ class WebSourceReader(BaseReader):
                 continue
             content_start = f.tell()
             if content_start + length > size:
-                self._skip("truncated", source, offset(start))  # cut off: nothing follows
-                self._lost(size - start)
-                return
+                # cut off, or a Content-Length that lies past the end: any record after this header still counts
+                self._skip("truncated", source, offset(start))
+                self._resync(f, content_start)
+                continue
             if length > self.max_page_bytes + self.max_header_bytes:
                 f.seek(content_start + length)
                 content = b""  # never read into memory

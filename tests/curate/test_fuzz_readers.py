@@ -184,7 +184,7 @@ def test_damaged_jsonl_lines_are_each_output_or_counted(data, gz):
         path = Path(tmp) / ("x.jsonl.gz" if gz else "x.jsonl")
         path.write_bytes(gzip.compress(blob, mtime=0) if gz else blob)
         docs, counts = read([path])
-    assert outcomes(counts) == sum(1 for line in blob.split(b"\n") if line.strip())
+    assert outcomes(counts) == max(1, sum(1 for line in blob.split(b"\n") if line.strip()))  # blank file: "empty"
     assert all(d.text.strip() for d in docs)
 
 
