@@ -1,6 +1,7 @@
 """Malformed inputs that once crashed the curate stage, and the fixtures the reader tests build from them.
 
-`tests/curate/regression/` holds the small ones as files (every crash the fuzzing finds goes there too);
+`tests/curate/regression/` holds the small ones as files, with what the reader must make of each in
+`expected.json` (every crash or loss the fuzzing finds goes there too);
 the gzip bomb is generated on the fly (`write_gzip_bomb`), streaming: about a megabyte on disk that expands
 to a gigabyte, never held in memory or written out expanded.
 """

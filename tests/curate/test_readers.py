@@ -160,3 +160,13 @@ def test_gzip_members_hold_several_records_and_plain_gzip_of_a_whole_warc_reads(
     (tmp_path / "x.wet.gz").write_bytes(zlib.compress(wet, wbits=31))
     docs, counts, _ = read([tmp_path / "x.wet.gz"])
     assert [d.text for d in docs] == ["hello world"] and docs[0].metadata["format"] == "text"
+
+
+@pytest.mark.parametrize("name", sorted(json.loads((REGRESSION / "expected.json").read_text())))
+def test_regression_corpus(name):
+    # every input that once crashed or misled the reader (the crashes, then what fuzzing found)
+    expected = json.loads((REGRESSION / "expected.json").read_text())[name]
+    docs, counts, _ = read([REGRESSION / name])
+    assert [d.metadata["url"] for d in docs] == expected["urls"]
+    assert {k.removeprefix("skipped_"): v for k, v in counts.items()
+            if k.startswith("skipped_") and k != "skipped_lost_bytes"} == expected["skipped"]
