@@ -12,7 +12,6 @@ import hashlib
 import re
 import unicodedata
 
-import structlog
 from datatrove.data import Document
 from datatrove.pipeline.extractors.base import BaseExtractor
 from datatrove.pipeline.filters import C4QualityFilter as _C4QualityFilter
@@ -21,7 +20,9 @@ from datatrove.pipeline.filters import GopherQualityFilter as _GopherQualityFilt
 from datatrove.pipeline.filters import GopherRepetitionFilter as _GopherRepetitionFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-log = structlog.get_logger()
+from factory.logs import get_logger
+
+log = get_logger("factory.curate.filters")
 
 
 class Isolated:

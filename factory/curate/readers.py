@@ -46,12 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import structlog
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseReader
 
 from factory.errors import InputError
-from factory.logs import progress
+from factory.logs import get_logger, progress
 
 HTML_SUFFIXES = (".html", ".htm")
 WARC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz")
@@ -80,7 +79,7 @@ _CANONICAL = re.compile(
     re.IGNORECASE,
 )
 
-log = structlog.get_logger()
+log = get_logger("factory.curate.readers")
 
 
 def is_damage(reason: str) -> bool:
