@@ -130,8 +130,8 @@ class Config(StageConfig):
         DEFAULT_MAX_HEADER_BYTES, ge=1024, description="Largest WARC header block; a larger one is skipped as header_too_large.")
     max_member_bytes: int = Field(
         DEFAULT_MAX_MEMBER_BYTES, ge=1024,
-        description="Most bytes one gzip member of a WARC/WET may expand to (gzip bombs), and most bytes passed over "
-                    "to find the end of an overlong JSONL line.")
+        description="Most bytes one gzip member of a WARC/WET may expand to (gzip bombs; never below max_page_bytes + "
+                    "2 x max_header_bytes), and most bytes passed over to find the end of an overlong JSONL line.")
     max_error_fraction: float = Field(
         0.01, ge=0, le=1,
         description="The stage fails when more than this share of input records are damaged or break a parser or step.")
