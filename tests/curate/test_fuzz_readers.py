@@ -178,7 +178,7 @@ def _json_line(draw) -> bytes:
 @FUZZ
 @given(st.data(), st.booleans())
 def test_damaged_jsonl_lines_are_each_output_or_counted(data, gz):
-    lines = data.draw(st.lists(st.builds(lambda: None).flatmap(lambda _: st.just(None)), min_size=1, max_size=12))
+    lines = data.draw(st.lists(st.just(None), min_size=1, max_size=12))
     blob = b"\n".join(_json_line(data.draw) for _ in lines) + b"\n"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ("x.jsonl.gz" if gz else "x.jsonl")
