@@ -130,13 +130,13 @@ def test_mutated_warc_and_wet_records_lose_only_themselves(data, gz, wet):
         broken.write_bytes(b"".join(pieces[:k] + [bad] + after))
         before_docs, before = read([clean])
         docs, counts = read([broken])
-    mine = recs[k]["url"]
-    want = {d.metadata["url"] for d in before_docs} - {mine}
+    want = {d.metadata["url"] for d in before_docs} - {recs[k]["url"]}
     if mutation == "truncate":
         want -= {r["url"] for r in recs[k + 1:]}
     got = {d.metadata["url"] for d in docs}
-    # the mutated record may still be read (its address possibly lost with a dropped header); no other changes
-    assert want <= got and got - want <= {mine, None}, (mutation, want, got, counts)
+    # every other record is read as before; the mutated one may still be read too (its address possibly changed
+    # by a flip or lost with a dropped header), but nothing else appears
+    assert want <= got and len(docs) <= len(want) + 1, (mutation, want, got, counts)
     assert outcomes(before) == len(recs)  # clean input: one outcome per record, exactly
     present = k + 1 if mutation == "truncate" else len(recs)
     assert outcomes(counts) >= present - (mutation == "truncate" and not bad)  # each record output or counted
