@@ -179,7 +179,7 @@ def _http_charset(content_type: str) -> str | None:
 
 @dataclass
 class _Unit:
-    """One WARC record cut out of its file: where it starts, and its bytes (header block, content, trailer)."""
+    """One WARC record cut out of its file: where it starts, and its bytes (header block, content, blank lines)."""
 
     offset: int
     data: bytes
@@ -397,17 +397,17 @@ class WebSourceReader(BaseReader):
                 content = b""  # never read into memory
             else:
                 content = f.read(length)
-            trailer = f.read(4)
-            rest = trailer.lstrip(b"\r\n")
-            if rest and b"WARC/".startswith(rest):  # one blank line, not two, before the next record: accepted
-                f.seek(-len(rest), os.SEEK_CUR)
-                rest = b""
-            if rest:
-                # a Content-Length that lies: the record does not end where it says; look for the next record
-                # after this one's header, which may sit inside the bytes the length claimed
+            # the record ends where its length says if the two line ends the standard puts after a record follow,
+            # or else blank lines and then the next record (or the file's end)
+            after = f.read(4 + 5)
+            rest = b"" if after.startswith(b"\r\n\r\n") else after.lstrip(b"\r\n")
+            if rest and not rest.startswith(b"WARC/"):
+                # a Content-Length that lies: look for the next record after this one's header, which may sit
+                # inside the bytes the length claimed
                 self._skip("bad_length", source, offset(start))
                 self._resync(f, content_start)
                 continue
+            f.seek(content_start + length + (4 if after.startswith(b"\r\n\r\n") else len(after) - len(rest)))
             if length > self.max_page_bytes + self.max_header_bytes:
                 self._skip("too_large", source, offset(start))
                 continue
