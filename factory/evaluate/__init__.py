@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from factory.errors import InputError, SpecError
-from factory.evaluate.sets import builtin_path, builtin_sets, read_set
+from factory.tasks.builtin import DEFAULT_PROMPTS, builtin_eval_items  # noqa: F401 - builtin_eval_items is part of this face
+from factory.tasks.sets import builtin_path, builtin_sets, read_set
+from factory.tasks.table import format_metric, task_table  # noqa: F401 - release read these here before
 from factory.logs import progress
 from factory.stage import Artifact, StageConfig, StepContext, no_effect
 
@@ -33,11 +35,6 @@ if TYPE_CHECKING:
 
 KIND = "evaluation"
 
-DEFAULT_PROMPTS = [
-    "The history of the city",
-    "Scientists have found that",
-    "In the morning, the",
-]
 
 
 class Config(StageConfig):
@@ -50,7 +47,7 @@ class Config(StageConfig):
         None, ge=1, description="Evaluate at most this many batches, taken from the start of the split; None for all."
     )
     tasks: list[str] = Field(
-        default_factory=builtin_sets, description="Built-in evaluation sets to score (factory/evaluate/sets); [] for none.")
+        default_factory=builtin_sets, description="Built-in evaluation sets to score (factory/tasks/sets); [] for none.")
     task_files: list[str] = Field(
         default_factory=list,
         description="Further evaluation sets: JSONL files of {id, context, target} items, each named after its file stem.",
@@ -83,15 +80,6 @@ class Config(StageConfig):
                                 "like another evaluation set; rename the file")
             seen.add(name)
         return self
-
-
-def builtin_eval_items() -> list[tuple[str, str]]:
-    """(set name, text) for every built-in set item (context + target as one text) and every default prompt.
-
-    What curate's decontamination removes from the corpus, so the evaluate stage's own sets stay unseen.
-    """
-    items = [(name, item.context + item.target) for name in builtin_sets() for item in read_set(builtin_path(name))]
-    return items + [("evaluate_prompts", prompt) for prompt in DEFAULT_PROMPTS]
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
@@ -297,17 +285,6 @@ def _table(metrics: Mapping[str, float], tasks: Mapping[str, Mapping[str, float]
     lines += ["", "| prompt | greedy completion |", "|---|---|"]
     lines += [f"| {_cell(s['prompt'])} | {_cell(s['completion'])} |" for s in samples]
     return "\n".join(lines) + "\n"
-
-
-def task_table(tasks: Mapping[str, Mapping[str, float]]) -> list[str]:
-    """Markdown rows of evaluation-set scores (eval.json's "tasks"), for eval_table.md and the model card."""
-    return ["| evaluation set | items | accuracy | target log-prob per token |", "|---|---|---|---|",
-            *[f"| {name} | {s['items']} | {s['accuracy']:.4f} | {s['target_logprob']:.4f} |" for name, s in tasks.items()]]
-
-
-def format_metric(value: float) -> str:
-    """Counts as integers, everything else with four decimals."""
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}"
 
 
 def _cell(text: str) -> str:

@@ -226,3 +226,11 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def run_tests(solution: str, tests: str, config: SandboxConfig | None = None) -> Verdict:
     """Run `solution` followed by `tests` (asserts, or a `check(...)` call) as one program; passed iff it exits 0."""
     return run_program(f"{solution}\n\n{tests}\n", config)
+
+
+def run_many(programs: list[str], config: SandboxConfig | None = None, workers: int = 2) -> list[Verdict]:
+    """Verdicts of several programs, in order, `workers` sandboxes at a time (threads only wait on them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda source: run_program(source, config), programs))
