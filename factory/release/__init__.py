@@ -24,7 +24,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from factory.errors import InputError
-from factory.tasks.table import format_metric, task_table
+from factory.evaluate import format_metric, task_table
 from factory.stage import Artifact, StageConfig, StepContext, no_effect
 
 KIND = "release"
