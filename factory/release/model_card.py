@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from factory.evaluate import format_metric, task_table
+from factory.tasks.table import format_metric, task_table
 from factory.release.config import Config
 from factory.stage import Artifact
 
