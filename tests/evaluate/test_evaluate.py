@@ -52,7 +52,11 @@ def test_perplexity_matches_hand_computation(upstream, tmp_path):
 
     report = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert report["metrics"] == {k: v for k, v in metrics.items() if k.startswith("valid_")}
-    assert metrics.keys() - report["metrics"].keys() == {"stdlib_cloze_accuracy", "stdlib_cloze_target_logprob"}
+    assert metrics.keys() - report["metrics"].keys() == {
+        "stdlib_cloze_accuracy", "stdlib_cloze_accuracy_stderr", "stdlib_cloze_target_logprob"}
+    # the standard error of the mean NLL over windows, and perplexity's by the delta method
+    assert 0 < metrics["valid_loss_stderr"] < 0.1
+    assert metrics["valid_perplexity_stderr"] == pytest.approx(metrics["valid_perplexity"] * metrics["valid_loss_stderr"])
     assert report["config"]["seq_len"] == 32
     assert report["windows"] == n_all
     assert report["model"]["fingerprint"] == upstream["model"].fingerprint
