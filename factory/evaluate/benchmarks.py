@@ -118,13 +118,13 @@ def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_veri
     prompts = [prompt_of(item) for item in items for _ in range(config.samples)]
     if items and isinstance(items[0], CodeItem):
         params = params.model_copy(update={"stop": tuple(params.stop) + CODE_STOPS})
-    completions = generator.generate(prompts, params)
+    completions, unanswered = _generate(generator, prompts, params)
     k = config.samples
     rows = [completions[i * k:(i + 1) * k] for i in range(len(items))]
     correct, answers, malformed = _verify(items, rows, sandbox, math_verifier)
     n = config.name
     metrics: dict[str, float] = {f"{n}_items": float(len(items)), f"{n}_skipped": float(info["skipped"]),
-                                 f"{n}_malformed": float(malformed)}
+                                 f"{n}_malformed": float(malformed), f"{n}_unanswered": float(unanswered)}
     metrics |= pass_at_1_averaged(correct).as_dict(f"{n}_pass@1")
     if k > 1:
         metrics |= pass_at_k([(k, sum(row)) for row in correct], k).as_dict(f"{n}_pass@{k}")
@@ -133,7 +133,7 @@ def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_veri
             metrics |= maj_at_k(answers, correct, same).as_dict(f"{n}_maj@{k}")
         if config.genselect:
             judge_prompts = [genselect_prompt(prompt_of(item), row) for item, row in zip(items, rows)]
-            judged = generator.generate(judge_prompts, params.model_copy(update={"temperature": 0.0, "stop": ()}))
+            judged, _ = _generate(generator, judge_prompts, params.model_copy(update={"temperature": 0.0, "stop": ()}))
             judgments = [parse_judgment(reply, k) for reply in judged]
             metrics |= genselect_accuracy(judgments, correct).as_dict(f"{n}_genselect@{k}")
     records = [{"id": item.id, "completions": row, "correct": ok} for item, row, ok in zip(items, rows, correct)]
@@ -141,6 +141,24 @@ def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_veri
         log.info("benchmark", benchmark=n, items=len(items), malformed=malformed,
                  **{key: round(v, 4) for key, v in metrics.items() if "@" in key and not key.endswith("stderr")})
     return BenchmarkResult(metrics=metrics, records=records, dataset=info)
+
+
+def _generate(generator, prompts: list[str], params) -> tuple[list[str], int]:
+    """Completions of all prompts; when the batch fails on a prompt the model cannot take (longer than its
+    context), prompts go one at a time and each refused one gets an empty completion (scored wrong, counted)."""
+    from factory.errors import InputError
+
+    try:
+        return generator.generate(prompts, params), 0
+    except InputError:
+        out, refused = [], 0
+        for prompt in prompts:
+            try:
+                out += generator.generate([prompt], params)
+            except InputError:
+                out.append("")
+                refused += 1
+        return out, refused
 
 
 def _verify(items: Sequence[Any], rows: Sequence[Sequence[str]], sandbox, math_verifier):
@@ -157,7 +175,7 @@ def _verify(items: Sequence[Any], rows: Sequence[Sequence[str]], sandbox, math_v
             vs = [next(it) for _ in row]
             correct.append([v.correct for v in vs])
             answers.append([v.answer for v in vs])
-            malformed += sum(v.answer is None for v in vs)
+            malformed += sum(not v.parsed for v in vs)
         return correct, answers, malformed
     if isinstance(items[0], CodeItem):
         programs = [item.program(c) for item, row in zip(items, rows) for c in row]
@@ -166,7 +184,7 @@ def _verify(items: Sequence[Any], rows: Sequence[Sequence[str]], sandbox, math_v
             vs = [next(verdicts) for _ in row]
             correct.append([v.passed for v in vs])
             answers.append([None] * len(row))
-            malformed += sum(("SyntaxError" in v.stderr or "IndentationError" in v.stderr) for v in vs)
+            malformed += sum(any(e in v.stderr for e in ("SyntaxError", "IndentationError", "TabError")) for v in vs)
         return correct, answers, malformed
     for item, row in zip(items, rows):
         oks, got = [], []

@@ -29,6 +29,7 @@ class MathVerdict(BaseModel):
     correct: bool = Field(description="The answer is mathematically equivalent to the gold answer.")
     answer: str | None = Field(None, description="The extracted answer as written (None: nothing could be extracted).")
     reason: str = Field("", description="Why it is wrong when it is: no_answer, no_gold, timeout, error: ..., mismatch.")
+    parsed: bool = Field(False, description="The answer was read as mathematics, not only kept as its raw text.")
 
 
 def _as_gold(gold: str) -> str:
@@ -48,10 +49,12 @@ def check(gold: str, answer: str, timeout_s: int = 5) -> MathVerdict:
         if not parsed:
             return MathVerdict(correct=False, reason="no_answer")
         written = str(parsed[-1])
+        # math-verify keeps LaTeX that sympy cannot read as a bare string: the answer is malformed
+        readable = any(not isinstance(p, str) for p in parsed)
         ok = verify(parsed_gold, parsed, timeout_seconds=timeout_s)
     except Exception as e:  # noqa: BLE001 - a malformed answer is scored wrong, with the reason
         return MathVerdict(correct=False, reason=f"error: {type(e).__name__}: {e}"[:200])
-    return MathVerdict(correct=bool(ok), answer=written, reason="" if ok else "mismatch")
+    return MathVerdict(correct=bool(ok), answer=written, reason="" if ok else "mismatch", parsed=readable)
 
 
 def extract(answer: str, timeout_s: int = 5) -> str | None:

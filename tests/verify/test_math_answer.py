@@ -34,6 +34,7 @@ def test_malformed_answers_are_wrong_with_a_reason(verifier):
     verdicts = verifier.check_many([("5", ""), ("5", "no idea"), ("5", "\\boxed{\\frac{1}{}"), ("", "\\boxed{5}")])
     assert [v.correct for v in verdicts] == [False] * 4
     assert verdicts[0].reason == "no_answer" and verdicts[3].reason == "no_gold"
+    assert not verdicts[2].parsed  # LaTeX sympy cannot read is kept only as text: malformed
 
 
 def test_a_hung_check_is_killed_at_the_timeout():
@@ -52,5 +53,5 @@ def _hang():
 
 
 def test_check_runs_in_the_main_thread_of_this_process():
-    assert check("\\frac{1}{2}", "\\boxed{0.5}").correct
+    assert check("\\frac{1}{2}", "\\boxed{0.5}").correct and check("1", "\\boxed{2}").parsed
     assert check("2", "\\boxed{3}").reason == "mismatch"
