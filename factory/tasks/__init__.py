@@ -4,7 +4,7 @@ from the corpus, post-training draws prompts from them).
     from factory.tasks import read_task_file, humaneval, procedural, builtin_eval_items, task_table
 """
 
-from factory.tasks.builtin import DEFAULT_PROMPTS, builtin_eval_items
+from factory.tasks.builtin import DEFAULT_PROMPTS, builtin_eval_items, builtin_task_files, builtin_task_path
 from factory.tasks.files import (
     ClozeItem,
     CodeItem,
@@ -23,6 +23,6 @@ from factory.tasks.table import format_metric, results_table, task_table
 
 __all__ = [
     "DEFAULT_PROMPTS", "ClozeItem", "CodeItem", "MathItem", "MultipleChoiceItem", "ShortAnswerItem", "TaskFile",
-    "TaskItem", "ToolCallItem", "builtin_eval_items", "builtin_path", "builtin_sets", "format_metric", "humaneval",
+    "TaskItem", "ToolCallItem", "builtin_eval_items", "builtin_path", "builtin_task_files", "builtin_task_path", "builtin_sets", "format_metric", "humaneval",
     "procedural", "read_set", "read_task_file", "results_table", "task_table", "write_task_file",
 ]

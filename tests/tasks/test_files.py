@@ -64,3 +64,22 @@ def test_procedural_items_are_seeded_and_checked_by_math_verify():
     assert not check(item.answer, f"so \\boxed{{{item.answer}1}}").correct
     with pytest.raises(SpecError, match="procedural task 'no_such_task'"):
         procedural("no_such_task", size=1, seed=0)
+
+
+def test_builtin_task_files_read_whole_and_join_decontamination():
+    from factory.tasks import builtin_eval_items, builtin_task_files, builtin_task_path
+    from factory.verify.tool_calls import check_tool_calls
+
+    assert builtin_task_files() == ["multiple_choice", "tool_calls"]
+    tools = read_task_file(builtin_task_path("tool_calls"))
+    mc = read_task_file(builtin_task_path("multiple_choice"))
+    assert (tools.task_type, len(tools.items), tools.skipped) == ("tool_call", 12, 0)
+    assert (mc.task_type, len(mc.items), mc.skipped) == ("multiple_choice", 12, 0)
+    # each item's own calls, written as a model would, earn the reward
+    for item in tools.items:
+        reply = "<think>ok</think><tool_call>" + json.dumps([c.model_dump() for c in item.calls]) + "</tool_call>"
+        assert check_tool_calls(reply, [c.model_dump() for c in item.calls]).reward == 1
+    texts = {text for _, text in builtin_eval_items()}
+    assert tools.items[0].prompt in texts and mc.items[0].question in texts
+    with pytest.raises(SpecError, match="built-in task file 'nope' does not exist"):
+        builtin_task_path("nope")
