@@ -13,7 +13,7 @@ import pytest
 from factory.verify.sandbox import SandboxConfig, SandboxUnavailable, run_program, run_tests
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (tests/setup.sh installs it)")
-LIMITS = SandboxConfig(timeout_s=4, cpu_s=2, memory_mb=256, max_procs=16, file_size_mb=1)
+LIMITS = SandboxConfig(timeout_s=2, cpu_s=1, memory_mb=256, max_procs=16, file_size_mb=1)
 
 
 @needs_bwrap
