@@ -47,7 +47,8 @@ STAGES: dict[str, StageDef] = {
     "synth": StageDef("factory.synth", {"corpus": "curate"}),
     "tokenize": StageDef("factory.tokenize", {"corpus": "curate", "synthetic": "synth"}, optional=frozenset({"synthetic"})),
     "pretrain": StageDef("factory.train.pretrain", {"tokens": "tokenize"}, code=("factory.model", "factory.train", "factory.precision")),
-    "evaluate": StageDef("factory.evaluate", {"model": "pretrain", "tokens": "tokenize"}, code=("factory.tokenize",)),
+    "evaluate": StageDef("factory.evaluate", {"model": "pretrain", "tokens": "tokenize"},
+                         code=("factory.tokens", "factory.tasks", "factory.verify", "factory.generate")),
     "release": StageDef("factory.release", {"model": "pretrain", "tokens": "tokenize", "evaluation": "evaluate"}),
 }
 
