@@ -21,7 +21,7 @@ from factory.evaluate.metrics import mean_estimate, perplexity
 from factory.evaluate.perplexity import bytes_per_token, heldout_nll
 from factory.evaluate.samples import generate_samples, load_model, load_tokenizer, score_sets
 from factory.stage import Artifact, StepContext
-from factory.tasks.table import format_metric, task_table
+from factory.tasks.table import format_metric, results_table, task_table
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
@@ -92,7 +92,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     }
     (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     table = output / "eval_table.md"
-    table.write_text(_table(heldout, tasks, samples))
+    table.write_text(_table(heldout, tasks, samples, _with_errors(model_art.uri, metrics)))
     ctx.log_artifact(table)
     return metrics
 
@@ -168,11 +168,19 @@ def _require(inputs: Mapping[str, Artifact], name: str) -> Artifact:
     return inputs[name]
 
 
-def _table(metrics: Mapping[str, float], tasks: Mapping[str, Mapping[str, float]], samples: list[dict[str, Any]]) -> str:
+def _with_errors(model: str, metrics: Mapping[str, float]) -> dict[str, dict[str, tuple[float, float]]]:
+    """{model: {metric: (value, standard error)}} of every metric that has a standard error."""
+    return {model: {k: (v, metrics[f"{k}_stderr"]) for k, v in metrics.items() if f"{k}_stderr" in metrics}}
+
+
+def _table(metrics: Mapping[str, float], tasks: Mapping[str, Mapping[str, float]], samples: list[dict[str, Any]],
+           results: Mapping[str, Mapping[str, tuple[float, float]]] | None = None) -> str:
     lines = ["| metric | value |", "|---|---|"]
     lines += [f"| {k} | {format_metric(v)} |" for k, v in metrics.items()]
     if tasks:
         lines += ["", *task_table(tasks)]
+    if results:
+        lines += ["", *results_table(results)]
     lines += ["", "| prompt | greedy completion |", "|---|---|"]
     lines += [f"| {_cell(s['prompt'])} | {_cell(s['completion'])} |" for s in samples]
     return "\n".join(lines) + "\n"

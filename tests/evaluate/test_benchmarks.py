@@ -67,6 +67,10 @@ def test_benchmarks_on_the_tiny_model(upstream, tmp_path: Path):
     assert logged["humaneval"]["profile"]["items"] == 2 and logged["humaneval"]["profile"]["version"] == "1.0.3"
     assert logged["arith"]["uri"].startswith("reasoning-gym:basic_arithmetic") and logged["mc"]["digest"].startswith("sha256:")
     assert len((tmp_path / "out" / "benchmarks.jsonl").read_text().splitlines()) == 5
+    table = (tmp_path / "out" / "eval_table.md").read_text()
+    # model x benchmark, each figure with its error bar
+    assert f"| {upstream['model'].uri} | " in table and "0.0000 ± 0.0000" in table
+    assert "| model | arith_genselect@2 | arith_maj@2 | arith_pass@1 |" in table
 
 
 class Scripted:

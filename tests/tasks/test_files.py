@@ -83,3 +83,11 @@ def test_builtin_task_files_read_whole_and_join_decontamination():
     assert tools.items[0].prompt in texts and mc.items[0].question in texts
     with pytest.raises(SpecError, match="built-in task file 'nope' does not exist"):
         builtin_task_path("nope")
+
+
+def test_results_table_is_model_by_benchmark_with_error_bars():
+    from factory.tasks.table import results_table
+
+    lines = results_table({"base": {"arith": (0.25, 0.1), "mc": (0.5, 0.05)}, "sft": {"arith": (0.75, 0.1)}})
+    assert lines[0] == "| model | arith | mc |"
+    assert lines[2] == "| base | 0.2500 ± 0.1000 | 0.5000 ± 0.0500 |" and lines[3] == "| sft | 0.7500 ± 0.1000 | – |"
