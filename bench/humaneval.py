@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="sandboxes at a time")
     args = parser.parse_args()
     tasks = humaneval()[: args.limit]
-    print(f"| isolation | canonical passed | broken failed | problems/s |\n|---|---|---|---|")
+    print("| isolation | canonical passed | broken failed | problems/s |\n|---|---|---|---|")
     for isolation in ("bwrap", "none"):
         config = SandboxConfig(isolation=isolation, timeout_s=20, cpu_s=10, memory_mb=1024)
         started = time.perf_counter()
