@@ -134,7 +134,23 @@ def _bwrap_command(config: SandboxConfig, workdir: Path, python: Path, as_root: 
     return cmd
 
 
-def _limits(config: SandboxConfig):
+def _user_processes(uid: int) -> int:
+    """Processes the user runs now (RLIMIT_NPROC counts them all, not only the sandbox's)."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += os.stat(entry.path).st_uid == uid
+            except OSError:
+                pass
+    return count
+
+
+def _limits(config: SandboxConfig, as_root: bool):
+    # as root the program runs as nobody, who runs nothing else; otherwise the limit sits above what the
+    # caller's user already runs, so the sandbox gets max_procs more
+    procs = config.max_procs if as_root else config.max_procs + _user_processes(os.getuid())
+
     def apply() -> None:
         cpu = config.cpu_s
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
@@ -142,7 +158,7 @@ def _limits(config: SandboxConfig):
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         size = config.file_size_mb * 2**20
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_NPROC, (config.max_procs, config.max_procs))
+        resource.setrlimit(resource.RLIMIT_NPROC, (procs, procs))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return apply
@@ -176,23 +192,34 @@ def run_program(source: str, config: SandboxConfig | None = None, stdin: str = "
             cmd = [str(python), "-I", "-B", str(workdir / "main.py")]
             env = {"PATH": "/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir), "LANG": "C.UTF-8"}
             cwd = workdir
+        # bubblewrap writes the program's exit code to --json-status-fd when the program ends; without it
+        # (and no timeout) the sandbox itself failed, whatever the program might print to look like bwrap
+        info_read, info_write = os.pipe()
+        if config.isolation == "bwrap":
+            cmd = [cmd[0], "--json-status-fd", str(info_write), *cmd[1:]]
         started = time.monotonic()
         timed_out = False
         with open(host / "stdin", "rb") as fin, open(host / "stdout", "wb") as fout, open(host / "stderr", "wb") as ferr:
-            proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, cwd=cwd, env=env,
-                                    start_new_session=True, preexec_fn=_limits(config), close_fds=True)
+            try:
+                proc = subprocess.Popen(cmd, stdin=fin, stdout=fout, stderr=ferr, cwd=cwd, env=env,
+                                        start_new_session=True, pass_fds=(info_write,),
+                                        preexec_fn=_limits(config, as_root and config.isolation == "bwrap"))
+            finally:
+                os.close(info_write)
             try:
                 proc.wait(timeout=config.timeout_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
                 _kill_group(proc)
+        with os.fdopen(info_read, "rb") as info:
+            started_child = b"exit-code" in info.read()
         wall = time.monotonic() - started
         stdout = _read_start(host / "stdout", config.output_chars)
         stderr = _read_start(host / "stderr", config.output_chars)
     code = proc.returncode
-    if config.isolation == "bwrap" and code == 1 and stderr.startswith("bwrap:"):
-        raise SandboxUnavailable(f"bubblewrap cannot isolate programs here: {stderr.strip()}")
+    if config.isolation == "bwrap" and not started_child and not timed_out:
+        raise SandboxUnavailable(f"bubblewrap cannot isolate programs here: {stderr.strip()[:500]}")
     sig = None
     if code is not None and code < 0:
         sig = -code

@@ -116,3 +116,20 @@ def test_isolation_none_runs_trusted_code_with_limits():
     verdict = run_program("import os\nprint(os.environ.get('HOME') == os.getcwd())", trusted)
     assert verdict.passed and verdict.stdout == "True\n" and verdict.isolation == "none"
     assert run_program("x = bytearray(1 << 30)", trusted).limit == "memory"
+
+
+@needs_bwrap
+def test_a_program_posing_as_bwrap_is_just_a_failed_program():
+    verdict = run_program("import sys\nsys.stderr.write('bwrap: Creating new namespace failed\\n')\nsys.exit(1)", LIMITS)
+    assert verdict.exit_code == 1 and not verdict.passed
+
+
+@needs_bwrap
+def test_bwrap_that_cannot_set_up_raises(monkeypatch):
+    # a bwrap that fails before starting the program (as in a container without namespaces)
+    import factory.verify.sandbox as sandbox
+
+    real = sandbox._bwrap_command
+    monkeypatch.setattr(sandbox, "_bwrap_command", lambda *a: real(*a)[:1] + ["--bind", "/nonexistent-src", "/x"] + real(*a)[1:])
+    with pytest.raises(SandboxUnavailable, match="bubblewrap cannot isolate programs here: bwrap: Can't find source path"):
+        run_program("print('never')", LIMITS)
