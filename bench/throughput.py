@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 import warnings
 
 import torch
+
+from factory.evaluate.throughput import decode_at_context
 
 
 def build(pattern: str, max_context: int, device: str):
@@ -29,55 +30,6 @@ def build(pattern: str, max_context: int, device: str):
 
     config = small_20m().model_copy(update={"pattern": pattern, "max_position_embeddings": max_context + 64})
     return NemotronHForCausalLM(config.to_hf(vocab_size=1024)).eval().to(device)
-
-
-def cache_bytes(cache) -> int:
-    """Bytes of every tensor the cache holds (KV tensors, Mamba conv and SSM states)."""
-    total, seen = 0, set()
-
-    def visit(value):
-        nonlocal total
-        if torch.is_tensor(value):
-            if value.data_ptr() not in seen:
-                seen.add(value.data_ptr())
-                total += value.numel() * value.element_size()
-        elif isinstance(value, dict):
-            for v in value.values():
-                visit(v)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v)
-
-    for layer in cache.layers:
-        visit(vars(layer))
-    return total
-
-
-@torch.no_grad()
-def measure(model, context: int, batch: int, steps: int, device: str) -> tuple[float, int]:
-    """(decode tokens/s, cache bytes) at `context` tokens of cache for `batch` sequences."""
-    prefix = torch.randint(0, 1024, (batch, 16), device=device)
-    out = model(input_ids=prefix, use_cache=True)
-    cache = out.past_key_values
-    for layer in cache.layers:
-        keys = getattr(layer, "keys", None)
-        if torch.is_tensor(keys):  # an attention layer: (B, H_kv, T, D) grown to the context length
-            b, h, _, d = keys.shape
-            layer.keys = torch.randn(b, h, context, d, device=device, dtype=keys.dtype) * keys.std()
-            layer.values = torch.randn(b, h, context, d, device=device, dtype=keys.dtype) * layer.values.std()
-    token = out.logits[:, -1:].argmax(-1)
-    timings = []
-    for step in range(steps + 1):
-        position = torch.tensor([context + step], device=device)
-        started = time.perf_counter()
-        out = model(input_ids=token, past_key_values=cache, use_cache=True, cache_position=position)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        timings.append(time.perf_counter() - started)
-        cache = out.past_key_values
-        token = out.logits[:, -1:].argmax(-1)
-    decode = sum(timings[1:])  # the first step warms up
-    return batch * steps / decode, cache_bytes(cache)
 
 
 def main() -> None:
@@ -103,7 +55,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for context in args.contexts:
         for batch in args.batches:
-            (h_rate, h_bytes), (t_rate, t_bytes) = (measure(models[n], context, batch, args.steps, args.device)
+            (h_rate, h_bytes), (t_rate, t_bytes) = (decode_at_context(models[n], context, batch, args.steps)
                                                     for n in ("hybrid", "transformer"))
             print(f"| {context} | {batch} | {h_rate:.1f} | {t_rate:.1f} | {h_rate / t_rate:.2f}x | "
                   f"{h_bytes / 2**20:.1f} | {t_bytes / 2**20:.1f} | {t_bytes / h_bytes:.1f}x |", flush=True)

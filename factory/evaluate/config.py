@@ -57,6 +57,10 @@ class Config(StageConfig):
     generator: GeneratorChoice = Field(default_factory=GeneratorChoice, description="Who answers the benchmarks.")
     sandbox_isolation: Literal["bwrap", "none"] = Field(
         "bwrap", description="Code benchmarks run under bubblewrap; 'none' only for trusted code.")
+    throughput_contexts: list[int] = Field(
+        default_factory=list, description="Contexts (tokens) at which to measure decode tokens/s and cache memory; "
+        "[] for none (the numbers depend on the machine).")
+    throughput_batch: int = Field(1, ge=1, description="Sequences decoded together in the throughput measurement.")
     gates: list[str] = Field(
         default_factory=list, description="Demands on this step's metrics, e.g. 'valid_perplexity <= 200'; "
         "a failing gate fails the step before it publishes.")

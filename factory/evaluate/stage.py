@@ -70,10 +70,18 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     if config.benchmarks:
         bench_metrics, records = _benchmarks(model_art, tokens_art, config, ctx)
         metrics |= bench_metrics
+    curve = _throughput(model, config)
+    metrics |= {k: v for c, (rate, size) in curve.items()
+                for k, v in ((f"decode_tokens_per_s@{c}", rate), (f"cache_mib@{c}", size / 2**20))}
     ctx.log_metrics(metrics)
     # the gates run before anything is written: a failing gate fails the step and nothing is published
     check_gates(gates, metrics)
 
+    if curve:
+        from factory.evaluate.throughput import plot
+
+        plot(curve, output / "throughput.png")
+        ctx.log_artifact(output / "throughput.png")
     samples = generate_samples(model, tokenizer, config, device)
     with open(output / "samples.jsonl", "w") as f:
         f.writelines(json.dumps(sample) + "\n" for sample in samples)
@@ -95,6 +103,13 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     table.write_text(_table(heldout, tasks, samples, _with_errors(model_art.uri, metrics)))
     ctx.log_artifact(table)
     return metrics
+
+
+def _throughput(model, config: Config) -> dict[int, tuple[float, int]]:
+    """{context: (decode tokens/s, cache bytes)} at each configured context."""
+    from factory.evaluate.throughput import decode_at_context
+
+    return {c: decode_at_context(model, c, config.throughput_batch, steps=4) for c in config.throughput_contexts}
 
 
 def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict[str, float]:
