@@ -47,7 +47,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     if per_byte:
         # nats per token -> bits per token -> bits per byte of the original text
         heldout["valid_bits_per_byte"] = heldout["valid_loss"] / math.log(2) / per_byte
-    heldout |= {f"valid_{k}": float(v) for k, v in figures.items() if k.endswith("_stderr")}
+    errors = {f"valid_{k}": float(v) for k, v in figures.items() if k.endswith("_stderr")}
     ctx.log_dataset(
         name="valid",
         uri=f"{tokens_art.uri}/valid",
@@ -59,7 +59,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     tokenizer = load_tokenizer(tokens_art.path / "tokenizer")
     tasks = score_sets(model, tokenizer, config, device, ctx)
-    metrics = dict(heldout)
+    metrics = dict(heldout) | errors
     for name, score in tasks.items():
         metrics[f"{name}_accuracy"] = score["accuracy"]
         correct = round(score["accuracy"] * score["items"])
@@ -89,7 +89,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         with open(output / "benchmarks.jsonl", "w") as f:
             f.writelines(json.dumps(record) + "\n" for record in records)
     report = {
-        "metrics": heldout,  # held-out split only; the sets' scores are under "tasks"
+        "metrics": heldout,  # held-out split only; the sets' scores are under "tasks", errors under "all_metrics"
         "windows": n_windows,
         "config": config.model_dump(mode="json"),
         "model": {"uri": model_art.uri, "fingerprint": model_art.manifest.get("fingerprint")},
