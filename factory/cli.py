@@ -24,9 +24,13 @@ from typing import Optional
 
 import typer
 
+from factory.commands.verify import sandbox_app, verify_app
 from factory.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nemotron-style model factory: raw web pages in, a Hugging Face model out.")
+
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(verify_app, name="verify")
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -44,11 +44,12 @@ class StageDef:
 STAGES: dict[str, StageDef] = {
     "quality": StageDef("factory.curate.quality.stage", {}, code=("factory.curate.quality", "factory.curate.dedup.embedding")),
     # curate decontaminates against the evaluate stage's built-in sets, so they are part of its code
-    "curate": StageDef("factory.curate", {"quality": "quality"}, code=("factory.evaluate.sets",), optional=frozenset({"quality"})),
+    "curate": StageDef("factory.curate", {"quality": "quality"}, code=("factory.tasks",), optional=frozenset({"quality"})),
     "synth": StageDef("factory.synth", {"corpus": "curate"}),
     "tokenize": StageDef("factory.tokenize", {"corpus": "curate", "synthetic": "synth"}, optional=frozenset({"synthetic"})),
     "pretrain": StageDef("factory.train.pretrain", {"tokens": "tokenize"}, code=("factory.model", "factory.train", "factory.precision")),
-    "evaluate": StageDef("factory.evaluate", {"model": "pretrain", "tokens": "tokenize"}, code=("factory.tokenize",)),
+    "evaluate": StageDef("factory.evaluate", {"model": "pretrain", "tokens": "tokenize"},
+                         code=("factory.tokens", "factory.tasks", "factory.verify", "factory.generate")),
     "release": StageDef("factory.release", {"model": "pretrain", "tokens": "tokenize", "evaluation": "evaluate"}),
 }
 

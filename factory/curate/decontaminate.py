@@ -4,7 +4,7 @@ GPT-3 (Brown et al., 2020, appendix C) and the Nemotron recipes remove any train
 13-gram with a benchmark item. Text is lower-cased and cut into words (`\\w+`); an item shorter than
 `n_gram` words is matched on all its words (GPT-3's rule for short items), and one shorter than
 `min_item_words` is ignored, since a few common words are no evidence of leakage. Besides the files the
-user names, the evaluate stage's built-in sets and prompts (`factory.evaluate.builtin_eval_items`) are
+user names, the evaluate stage's built-in sets and prompts (`factory.tasks.builtin_eval_items`) are
 matched too unless `builtin_sets` is off, so the factory does not train on what it evaluates on.
 
     items = eval_items(["evals/"], builtin_sets=True)               # [(set name, text), ...]
@@ -98,8 +98,8 @@ def eval_items(paths: Iterable[str], builtin_sets: bool = True) -> list[tuple[st
         for file in files:
             items += [(file.stem, text) for text in read_eval_file(file)]
     if builtin_sets:
-        # importing factory.evaluate loads no torch: the sets are JSONL files in the package
-        from factory.evaluate import builtin_eval_items
+        # importing factory.tasks loads no torch: the sets are JSONL files in the package
+        from factory.tasks.builtin import builtin_eval_items
 
         items += builtin_eval_items()
     return items

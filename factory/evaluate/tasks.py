@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from factory.errors import InputError
-from factory.evaluate.sets import TaskItem
+from factory.tasks.sets import TaskItem
 
 
 @dataclass(frozen=True)

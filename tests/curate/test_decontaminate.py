@@ -12,7 +12,7 @@ import pytest
 from factory.curate import Config, run
 from factory.curate.decontaminate import NgramIndex, eval_items, read_eval_file
 from factory.curate.quality.reference import stdlib_docstrings
-from factory.evaluate.sets import builtin_path, read_set
+from factory.tasks.sets import builtin_path, read_set
 from factory.stage import NullTracker, StepContext
 from tests.spine import corpus_records
 

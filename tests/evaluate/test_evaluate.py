@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from factory.errors import InputError
 from factory.evaluate import Config, run
 from factory.stage import NullTracker, StepContext
-from factory.tokenize.indexed import PackedSequences
+from factory.tokens import PackedSequences
 
 
 def _run(config, upstream, out):
@@ -51,8 +51,14 @@ def test_perplexity_matches_hand_computation(upstream, tmp_path):
     assert metrics["valid_bits_per_byte"] == pytest.approx(nll / math.log(2) / bytes_per_token, rel=1e-6)
 
     report = json.loads((tmp_path / "out" / "eval.json").read_text())
-    assert report["metrics"] == {k: v for k, v in metrics.items() if k.startswith("valid_")}
-    assert metrics.keys() - report["metrics"].keys() == {"stdlib_cloze_accuracy", "stdlib_cloze_target_logprob"}
+    assert report["metrics"] == {k: v for k, v in metrics.items() if k.startswith("valid_") and not k.endswith("_stderr")}
+    assert metrics.keys() - report["metrics"].keys() == {
+        "stdlib_cloze_accuracy", "stdlib_cloze_accuracy_stderr", "stdlib_cloze_target_logprob",
+        "valid_loss_stderr", "valid_perplexity_stderr", "valid_bits_per_byte_stderr"}
+    assert report["all_metrics"] == pytest.approx(metrics)
+    # the standard error of the mean NLL over windows, and perplexity's by the delta method
+    assert 0 < metrics["valid_loss_stderr"] < 0.1
+    assert metrics["valid_perplexity_stderr"] == pytest.approx(metrics["valid_perplexity"] * metrics["valid_loss_stderr"])
     assert report["config"]["seq_len"] == 32
     assert report["windows"] == n_all
     assert report["model"]["fingerprint"] == upstream["model"].fingerprint

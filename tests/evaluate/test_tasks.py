@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from factory.curate.decontaminate import NgramIndex
 from factory.errors import InputError, SpecError
 from factory.evaluate import Config, builtin_eval_items, run
-from factory.evaluate.sets import TaskItem, builtin_path, builtin_sets, read_set
+from factory.tasks.sets import TaskItem, builtin_path, builtin_sets, read_set
 from factory.evaluate.tasks import encode_item, score_set
 from factory.stage import NullTracker, StepContext
 
@@ -43,7 +43,7 @@ def test_builtin_cloze_items_are_last_word_passages():
 
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the committed set was made from Python 3.11's stdlib")
 def test_make_reproduces_the_committed_file_byte_for_byte():
-    from factory.evaluate.sets.make import build_stdlib_cloze, render
+    from factory.tasks.sets.make import build_stdlib_cloze, render
 
     assert render(build_stdlib_cloze()) == builtin_path("stdlib_cloze").read_text(encoding="utf-8")
 

@@ -1,7 +1,7 @@
 """Write the built-in evaluation sets from text that ships with Python: no network, no randomness left.
 
-    python -m factory.evaluate.sets.make            # rewrites factory/evaluate/sets/stdlib_cloze.jsonl
-    python -m factory.evaluate.sets.make --check    # exit 1 if the committed file differs
+    python -m factory.tasks.sets.make            # rewrites factory/tasks/sets/stdlib_cloze.jsonl
+    python -m factory.tasks.sets.make --check    # exit 1 if the committed file differs
 
 `stdlib_cloze` is a LAMBADA-style last-word cloze (Paperno et al., 2016): a run of whole sentences (21 to 80
 words) from the prose of a standard-library docstring, cut before its last word; the model must predict that

@@ -1,13 +1,13 @@
 """Evaluation sets: the built-in ones shipped next to this file, and the reader for set files.
 
-    from factory.evaluate.sets import builtin_sets, read_set
+    from factory.tasks.sets import builtin_sets, read_set
     builtin_sets()                             # ["stdlib_cloze"]
     read_set(builtin_path("stdlib_cloze"))     # [TaskItem(id=..., context=..., target=" connection"), ...]
 
 A set is a JSONL file, one item a line: {"id": str, "context": str, "target": str, ...} (other keys, such as
 "source", are kept out of scoring). The model is scored on the target's tokens after the context; for the
 built-in LAMBADA-style cloze the target is the passage's last word with its leading space. The built-in
-files are written by `python -m factory.evaluate.sets.make`. This module imports no torch, so curate's
+files are written by `python -m factory.tasks.sets.make`. This module imports no torch, so curate's
 decontamination can read the sets cheaply.
 """
 

@@ -1,0 +1,1 @@
+"""Command groups of the `factory` CLI that live outside `factory/cli.py` (one typer sub-app per module)."""

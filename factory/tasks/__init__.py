@@ -1,0 +1,28 @@
+"""Benchmark and prompt sets, below the stages that read them (evaluate scores them, curate removes them
+from the corpus, post-training draws prompts from them).
+
+    from factory.tasks import read_task_file, humaneval, procedural, builtin_eval_items, task_table
+"""
+
+from factory.tasks.builtin import DEFAULT_PROMPTS, builtin_eval_items, builtin_task_files, builtin_task_path
+from factory.tasks.files import (
+    ClozeItem,
+    CodeItem,
+    MathItem,
+    MultipleChoiceItem,
+    ShortAnswerItem,
+    TaskFile,
+    ToolCallItem,
+    read_task_file,
+    write_task_file,
+)
+from factory.tasks.humaneval import humaneval
+from factory.tasks.procedural import procedural
+from factory.tasks.sets import TaskItem, builtin_path, builtin_sets, read_set
+from factory.tasks.table import format_metric, results_table, task_table
+
+__all__ = [
+    "DEFAULT_PROMPTS", "ClozeItem", "CodeItem", "MathItem", "MultipleChoiceItem", "ShortAnswerItem", "TaskFile",
+    "TaskItem", "ToolCallItem", "builtin_eval_items", "builtin_path", "builtin_task_files", "builtin_task_path", "builtin_sets", "format_metric", "humaneval",
+    "procedural", "read_set", "read_task_file", "results_table", "task_table", "write_task_file",
+]
