@@ -26,7 +26,7 @@ from factory.documents import document_files, read_records, write_parts
 from factory.errors import InputError
 from factory.logs import progress
 from factory.stage import Artifact, StepContext
-from factory.synth.generator import GenerationParams, Generator, OpenAIGenerator, TransformersGenerator
+from factory.generate import GenerationParams, Generator, OpenAIGenerator, TransformersGenerator
 from factory.synth.rephrase import Config, GeneratorSettings, make_generator, rephrase, tiny
 
 __all__ = ["Config", "KIND", "run", "GenerationParams", "Generator", "GeneratorSettings", "OpenAIGenerator",

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 
 from factory.errors import SpecError
 from factory.stage import StageConfig, no_effect
-from factory.synth.generator import GenerationParams, Generator, OpenAIGenerator, TransformersGenerator, flatten_chat
+from factory.generate import GenerationParams, Generator, OpenAIGenerator, TransformersGenerator, flatten_chat
 from factory.synth.prompts import PromptTemplate, available, load_prompt
 
 __all__ = ["Config", "GeneratorSettings", "tiny", "make_generator", "rephrase", "chunk_text", "clean_output", "parse_qa",

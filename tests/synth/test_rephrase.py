@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from factory.errors import InputError, SpecError
-from factory.synth.generator import GenerationParams
+from factory.generate import GenerationParams
 from factory.synth.prompts import available, load_prompt
 from factory.synth.rephrase import HIGH_QUALITY_TASKS, Config, chunk_text, clean_output, parse_qa, rephrase, tiny
 

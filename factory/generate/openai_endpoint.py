@@ -1,15 +1,4 @@
-"""Text generators for synthetic data: a local transformers model, or any OpenAI-compatible endpoint.
-
-Both take a list of prompts and return one completion per prompt, in input order:
-
-    params = GenerationParams(max_new_tokens=256, temperature=0.0)
-    TransformersGenerator("runs/model").generate([[{"role": "user", "content": "Hi"}]], params)
-    OpenAIGenerator("http://vllm:8000", "nvidia/model").generate(["Once upon a time"], params)
-
-A prompt is either a chat conversation (a list of {"role", "content"} messages) or a plain string.
-Chat conversations go through the tokenizer's chat template (local model) or `/v1/chat/completions`
-(endpoint); plain strings are completed as they are (`/v1/completions` on an endpoint).
-"""
+"""Any OpenAI-compatible endpoint as a text generator: concurrent requests, retries with backoff."""
 
 from __future__ import annotations
 
@@ -19,130 +8,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
-from pathlib import Path
-from typing import Any, Protocol, Union
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from factory.errors import InputError, ServiceError
+from factory.errors import ServiceError
+from factory.generate.params import GenerationParams, Prompt, cut_at_stop
 from factory.logs import get_logger
 
-Message = dict[str, str]
-Prompt = Union[str, list[Message]]
-
-__all__ = ["GenerationParams", "Generator", "TransformersGenerator", "OpenAIGenerator", "flatten_chat"]
-
-
-class GenerationParams(BaseModel):
-    """How to sample a completion; the same meaning for every generator."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_new_tokens: int = Field(512, ge=1, description="Most tokens generated per prompt.")
-    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature; 0 means greedy decoding.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (used only when sampling).")
-    seed: int = Field(0, description="Random seed of sampling (local model: torch seed; endpoint: request seed).")
-    stop: tuple[str, ...] = Field((), description="Strings that end a completion; the stop string is not kept.")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-
-class Generator(Protocol):
-    """Anything that turns prompts into completions, one per prompt, in input order."""
-
-    model_id: str
-
-    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[str]: ...
-
-
-def flatten_chat(messages: list[Message]) -> str:
-    """A conversation as plain text, for models without a chat template: the contents, blank-line separated."""
-    return "\n\n".join(m["content"] for m in messages) + "\n\n"
-
-
-def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=len(text))
-    return text[:cut]
-
-
-class TransformersGenerator:
-    """A local causal LM loaded from a `save_pretrained` folder (never downloads), generating in batches.
-
-    Prompts are left-padded so that every row's new tokens start at the same column; prompts are
-    sorted by length before batching so that rows in a batch need little padding.
-    """
-
-    def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 8, dtype: str | None = None,
-                 model_id: str | None = None):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise InputError(f"{model_dir}: not a model folder (no config.json); point model_dir at a save_pretrained folder")
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        kwargs: dict[str, Any] = {"local_files_only": True}
-        if dtype is not None:
-            kwargs["dtype"] = getattr(torch, dtype)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs).to(device).eval()
-        self.device = device
-        self.batch_size = batch_size
-        # What output metadata names as the generator: given (an artifact's URI), else the folder's name,
-        # never the local path, which means nothing on another machine.
-        self.model_id = model_id or model_dir.resolve().name
-
-    @property
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
-
-    def render(self, prompt: Prompt) -> str:
-        """The exact text the model is conditioned on: chat template when there is one, else plain text."""
-        if isinstance(prompt, str):
-            return prompt
-        if self.has_chat_template:
-            return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        return flatten_chat(prompt)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[str]:
-        import torch
-
-        texts = [self.render(p) for p in prompts]
-        # A chat template usually writes the BOS itself; adding special tokens again would double it.
-        add_special = not self.has_chat_template
-        lengths = [len(self.tokenizer(t, add_special_tokens=add_special)["input_ids"]) for t in texts]
-        context = getattr(self.model.config, "max_position_embeddings", None)
-        if context and lengths and max(lengths) + params.max_new_tokens > context:
-            raise InputError(f"a prompt of {max(lengths)} tokens + max_new_tokens {params.max_new_tokens} exceeds the "
-                             f"model's context of {context} tokens; lower chunk_size (chunk_unit 'tokens' bounds it "
-                             "exactly) or max_new_tokens")
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
-        out: list[str] = [""] * len(texts)
-        sampling: dict[str, Any] = {"do_sample": False}
-        if not params.greedy:
-            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
-                                   add_special_tokens=add_special).to(self.device)
-            # generate() samples from torch's global generator; seeding per batch makes a run repeatable.
-            torch.manual_seed(params.seed + start)
-            with torch.no_grad():
-                ids = self.model.generate(  # (rows, prompt_len + new_len)
-                    **batch, max_new_tokens=params.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=self.tokenizer.eos_token_id, **sampling,
-                )
-            new = ids[:, batch["input_ids"].shape[1] :]  # (rows, new_len): left padding aligns the prompts' ends
-            for i, text in zip(rows, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
-                out[i] = _cut_at_stop(text, params.stop)
-        return out
+__all__ = ["OpenAIGenerator"]
 
 
 _RETRY_STATUS = {408, 409, 425, 429}  # plus every 5xx
@@ -183,7 +55,7 @@ class OpenAIGenerator:
         )
         self._sleep = _sleep_unless_stopped  # (seconds, stop event); replaced in tests to record waits
         self._jitter = random.Random()
-        self.log = get_logger("factory.synth.openai", base_url=self.base_url, model=model)
+        self.log = get_logger("factory.generate.openai", base_url=self.base_url, model=model)
         self.attempts = 0  # HTTP requests sent, retries included
         self._lock = threading.Lock()
 
@@ -213,7 +85,7 @@ class OpenAIGenerator:
                 raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
         for future, rows in futures.items():
             for i, text in zip(rows, future.result()):
-                out[i] = _cut_at_stop(text, params.stop)
+                out[i] = cut_at_stop(text, params.stop)
         return [text or "" for text in out]
 
     def _sampling(self, params: GenerationParams) -> dict[str, Any]:

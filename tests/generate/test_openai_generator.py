@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from factory.errors import ServiceError
-from factory.synth.generator import GenerationParams, OpenAIGenerator
+from factory.generate import GenerationParams, OpenAIGenerator
 from tests.spine import free_port
 from tests.synth.fake_openai import FakeOpenAI
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from factory.errors import InputError
-from factory.synth.generator import GenerationParams, TransformersGenerator, flatten_chat
+from factory.generate import GenerationParams, TransformersGenerator, flatten_chat
 from tests.synth.tiny_models import CHAT_TEMPLATE, save_gpt2, save_nemotron_h
 
 GREEDY = GenerationParams(max_new_tokens=12, temperature=0.0)
