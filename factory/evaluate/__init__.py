@@ -171,7 +171,7 @@ def heldout_nll(
     import torch
     import torch.nn.functional as F
 
-    from factory.tokenize.indexed import PackedSequences
+    from factory.tokens import PackedSequences
 
     if not Path(f"{prefix}.idx").is_file() or not Path(f"{prefix}.bin").is_file():
         raise InputError(f"{prefix}.bin/.idx: the tokens artifact has no valid split")

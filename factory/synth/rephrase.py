@@ -26,16 +26,16 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from factory.errors import SpecError
-from factory.stage import StageConfig, no_effect
 from factory.generate import GenerationParams, Generator, OpenAIGenerator, TransformersGenerator, flatten_chat
+from factory.stage import StageConfig, no_effect
 from factory.synth.prompts import PromptTemplate, available, load_prompt
+from factory.tiers import TIERS
 
 __all__ = ["Config", "GeneratorSettings", "tiny", "make_generator", "rephrase", "chunk_text", "clean_output", "parse_qa",
            "LOW_QUALITY_TASKS", "HIGH_QUALITY_TASKS"]
 
 LOW_QUALITY_TASKS = ("wikipedia",)
 HIGH_QUALITY_TASKS = ("diverse_qa", "distill", "extract_knowledge", "knowledge_list")
-TIERS = range(5)  # quality_tier from the curate stage's classifier ensemble: 0 (worst) .. 4 (best)
 
 
 class GeneratorSettings(StageConfig):
@@ -45,7 +45,7 @@ class GeneratorSettings(StageConfig):
         "transformers", description="'transformers': a local model folder; 'openai': an OpenAI-compatible server.")
     model_dir: str | None = Field(
         None, json_schema_extra={"external_input": True},
-        description="transformers: save_pretrained folder of the model (a 'model' stage input overrides it).")
+        description="transformers: save_pretrained folder of the model.")
     dtype: str | None = Field(None, description="transformers: torch dtype to load the weights in (e.g. 'bfloat16').")
     device: str = no_effect("cpu", "transformers: torch device to run on.")
     batch_size: int = no_effect(8, "Prompts per forward pass (transformers) or per /v1/completions request (openai).")
@@ -79,7 +79,6 @@ class Config(StageConfig):
     chunk_size: int = Field(4000, ge=16, description="Most characters or tokens of a document per prompt.")
     use_chat: bool = Field(True, description="Send chat messages (chat template / chat endpoint), else plain prompts.")
     generation: GenerationParams = Field(default_factory=GenerationParams, description="Sampling parameters.")
-    seed: int = Field(0, description="Sampling seed (replaces generation.seed).")
     max_docs: int | None = Field(None, ge=1, description="Most source documents to rewrite (those with a task); all if unset.")
     min_output_chars: int = Field(50, ge=0, description="A rewritten chunk shorter than this (after cleaning) is dropped.")
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings, description="Which model rewrites the text.")
@@ -90,7 +89,7 @@ class Config(StageConfig):
     def _known_tasks(self) -> Config:
         bad = sorted(set(self.tasks_by_tier) - set(TIERS))
         if bad:
-            raise ValueError(f"tasks_by_tier: tiers must be 0-4, got {bad}")
+            raise ValueError(f"tasks_by_tier: tiers must be {TIERS[0]}-{TIERS[-1]}, got {bad}")
         if self.prompt_dir is None:  # a custom folder is checked when it is read
             known = set(available())
             for tier, tasks in self.tasks_by_tier.items():
@@ -110,18 +109,16 @@ def tiny() -> Config:
                   generation=GenerationParams(max_new_tokens=64), generator=GeneratorSettings(batch_size=8))
 
 
-def make_generator(settings: GeneratorSettings, model_dir: str | Path | None = None, model_id: str | None = None) -> Generator:
-    """Build the generator `settings` describe; `model_dir` (an upstream model, named `model_id` in the output
-    metadata) overrides settings.model_dir."""
+def make_generator(settings: GeneratorSettings) -> Generator:
+    """Build the generator `settings` describe."""
     if settings.kind == "openai":
         return OpenAIGenerator(settings.base_url, settings.model, api_key=os.environ.get(settings.api_key_env),
                                max_concurrency=settings.max_concurrency, max_retries=settings.max_retries,
                                timeout_s=settings.timeout_s, batch_size=settings.batch_size)
-    folder = model_dir or settings.model_dir
-    if folder is None:
-        raise SpecError("synth.generator.model_dir: set it to a model folder (or give the stage a 'model' input)")
-    return TransformersGenerator(folder, device=settings.device, batch_size=settings.batch_size, dtype=settings.dtype,
-                                 model_id=model_id if model_dir else None)
+    if settings.model_dir is None:
+        raise SpecError("synth.generator.model_dir: set it to a model folder (a save_pretrained folder)")
+    return TransformersGenerator(settings.model_dir, device=settings.device, batch_size=settings.batch_size,
+                                 dtype=settings.dtype)
 
 
 # ---------------------------------------------------------------------------------------------- chunking
@@ -242,7 +239,7 @@ def rephrase(docs: Iterable[dict], config: Config, generator: Generator, stats: 
     """
     stats = Counter() if stats is None else stats
     prompts = {task: load_prompt(task, config.prompt_dir) for task in config.tasks()}
-    params = config.generation.model_copy(update={"seed": config.seed})
+    params = config.generation
     measure = _measure(config, generator)
     buffer: list[_Job] = []
     selected = 0

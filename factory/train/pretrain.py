@@ -93,6 +93,7 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
     from factory.train.checkpoint import CheckpointCallback
     from factory.train.objective import CausalLMObjective
     from factory.train.parallel import ParallelPlan, parallelize
+    from factory.tokens import load_tokenizer
     from factory.train.sampler import BlendedSamples
     from factory.train.trainer import Trainer
 
@@ -100,7 +101,7 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
         raise InputError("pretrain needs an input named 'tokens' (a tokenize artifact)")
     tokens = inputs["tokens"]
     datasets = {name: _read_dataset(inputs, name, config.seq_len) for name in config.blend_datasets}
-    tokenizer = _read_tokenizer(Path(tokens.path))
+    tokenizer = load_tokenizer(tokens.path)
     if config.blend is None:
         data = datasets["train"]
     else:
@@ -169,18 +170,10 @@ def _full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def _read_tokenizer(folder: Path):
-    from transformers import PreTrainedTokenizerFast
-
-    if not (folder / "tokenizer").exists():
-        raise InputError(f"{folder / 'tokenizer'}: missing from the tokens artifact (expected train.bin, train.idx, tokenizer/)")
-    return PreTrainedTokenizerFast.from_pretrained(folder / "tokenizer")
-
-
 def _read_dataset(inputs: Mapping[str, Artifact], name: str, seq_len: int):
     """Packed windows of dataset `name`: "PREFIX" is `PREFIX.bin/.idx` in the "tokens" input, "INPUT/PREFIX"
     the same in input INPUT (a stage may receive several token artifacts)."""
-    from factory.tokenize.indexed import PackedSequences
+    from factory.tokens import PackedSequences
 
     input_name, _, prefix = name.rpartition("/")
     input_name = input_name or "tokens"

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from factory.errors import InputError
 from factory.evaluate import Config, run
 from factory.stage import NullTracker, StepContext
-from factory.tokenize.indexed import PackedSequences
+from factory.tokens import PackedSequences
 
 
 def _run(config, upstream, out):

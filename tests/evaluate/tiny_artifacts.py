@@ -86,7 +86,7 @@ def tokens_artifact(root: Path, corpus: Artifact, vocab_size: int = 2048) -> Art
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from factory.tokenize.indexed import write_indexed
+    from factory.tokens import write_indexed
 
     folder = root / "tokens_art"
     folder.mkdir()

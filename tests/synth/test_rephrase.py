@@ -81,14 +81,17 @@ def test_tiers_route_to_their_prompts():
 
 
 def test_custom_routing_seed_max_docs_and_plain_prompts():
-    config = Config(tasks_by_tier={2: ("distill",)}, max_docs=2, seed=42, use_chat=False, min_output_chars=0,
-                    generation=GenerationParams(max_new_tokens=99, seed=1))
+    config = Config(tasks_by_tier={2: ("distill",)}, max_docs=2, use_chat=False, min_output_chars=0,
+                    generation=GenerationParams(max_new_tokens=99, seed=42))
     gen = ScriptedGenerator()
     out = list(rephrase([doc(i, 2) for i in range(5)], config, gen))
     assert [d["id"] for d in out] == ["d0/distill", "d1/distill"]
     prompts, params = gen.calls[0]
     assert all(isinstance(p, str) for p in prompts)
     assert params.seed == 42 and params.max_new_tokens == 99
+    # One seed, fingerprinted where it acts: there is no second, overriding `seed` field.
+    with pytest.raises(ValueError, match="seed"):
+        Config(seed=1)
 
 
 def test_requests_are_batched_and_output_keeps_input_order():

@@ -1,5 +1,5 @@
 """The synth stage end to end: a corpus artifact in, a corpus artifact of synthetic documents out, through a
-real OpenAI-compatible server on 127.0.0.1 and through a tiny local model given as a 'model' input."""
+real OpenAI-compatible server on 127.0.0.1 and through a tiny local model named by `generator.model_dir`."""
 
 from __future__ import annotations
 
@@ -59,21 +59,29 @@ def test_stage_through_an_openai_server(tmp_path):
     assert ctx.tracker.datasets[0]["name"] == "corpus"
 
 
-def test_stage_with_a_local_model_input(tmp_path):
-    model_artifact = tmp_path / "pretrain"
-    save_gpt2(model_artifact / "model")
-    inputs = {"corpus": corpus(tmp_path / "corpus", [0, 1, 2]),
-              "model": Artifact(model_artifact, {"fingerprint": "m" * 64, "kind": "checkpoint", "uri": "s3://b/pretrain/m"})}
+def test_stage_with_a_local_model(tmp_path):
+    model_dir = save_gpt2(tmp_path / "generator")
+    inputs = {"corpus": corpus(tmp_path / "corpus", [0, 1, 2])}
     output = tmp_path / "out"
     output.mkdir()
-    config = synth.Config(min_output_chars=0, generation={"max_new_tokens": 6}, generator={"batch_size": 2})
+    config = synth.Config(min_output_chars=0, generation={"max_new_tokens": 6},
+                          generator={"model_dir": str(model_dir), "batch_size": 2})
     metrics = synth.run(config, inputs, output, StepContext("synth"))
     docs = corpus_records(output)
-    assert metrics["docs_selected"] == 2 and metrics["docs_out"] + metrics.get("docs_dropped", 0) == 2
-    # A random model may answer with whitespace only (dropped); what it kept is in order, one per document.
-    assert [d["metadata"]["source_id"] for d in docs] in (["doc0", "doc1"], ["doc0"], ["doc1"], [])
-    assert all(d["metadata"]["task"] == "wikipedia" and d["text"] for d in docs)
-    assert json.loads((output / "stats.json").read_text())["generator"] == "s3://b/pretrain/m"
+    # The tiny random model decodes greedily, so its output is fixed: both tier-0/1 documents are rewritten.
+    assert metrics["docs_selected"] == 2 and metrics["docs_out"] == 2 and "docs_dropped" not in metrics
+    assert [d["metadata"]["source_id"] for d in docs] == ["doc0", "doc1"]
+    assert all(d["metadata"]["task"] == "wikipedia" and d["text"].strip() for d in docs)
+    assert {d["metadata"]["generator"] for d in docs} == {"generator"}
+    assert json.loads((output / "stats.json").read_text())["generator"] == "generator"
+
+
+def test_stage_has_no_model_input(tmp_path):
+    # The generator comes from the config only: an input the stage would ignore is refused, not dropped silently.
+    with pytest.raises(InputError, match="model"):
+        synth.run(synth.Config(), {"corpus": corpus(tmp_path / "corpus", [0]),
+                                   "model": Artifact(tmp_path, {"fingerprint": "m" * 64})}, tmp_path / "out",
+                  StepContext("synth"))
 
 
 def test_stage_needs_a_corpus(tmp_path):

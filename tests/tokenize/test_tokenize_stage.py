@@ -14,7 +14,8 @@ from transformers import AutoTokenizer
 import factory.tokenize as tokenize
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
-from factory.tokenize.indexed import PackedSequences
+from factory.tokenize.split import unit_hash
+from factory.tokens import PackedSequences
 
 MODULES = [
     "argparse", "base64", "calendar", "collections", "configparser", "contextlib", "copy", "csv",
@@ -160,7 +161,7 @@ def test_synthetic_input_becomes_its_own_dataset_without_valid_leaks(tmp_path, r
     plain = tmp_path / "plain"
     plain.mkdir()
     tokenize.run(CONFIG, {"corpus": corpus}, plain, StepContext("tokenize"))
-    valid_ids = [r["id"] for r in records if tokenize._unit_hash(CONFIG.seed, "split", r["id"]) < CONFIG.valid_fraction]
+    valid_ids = [r["id"] for r in records if unit_hash(CONFIG.seed, "split", r["id"]) < CONFIG.valid_fraction]
     train_ids = [r["id"] for r in records if r["id"] not in valid_ids]
     assert valid_ids and train_ids
     synthetic = [{"id": f"syn/{i}", "text": f"Question: what does {src} do?\nAnswer: it is documented in the library.",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from factory.stage import Artifact
-from factory.tokenize.indexed import write_indexed
+from factory.tokens import write_indexed
 
 VOCAB = 512
 

@@ -9,7 +9,7 @@ import torch
 
 from factory.errors import SpecError
 from factory.stage import Artifact, StepContext
-from factory.tokenize.indexed import write_indexed
+from factory.tokens import write_indexed
 from factory.train import pretrain, read_metrics
 from factory.train.config import BlendPhase, TrainConfig
 from factory.train.sampler import BlendedSamples

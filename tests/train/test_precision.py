@@ -12,7 +12,7 @@ from factory.model import PRESETS, build_model
 from factory.model.converters import apply_converters, precision_converters
 from factory.precision import Float8Linear, NVFP4Linear
 from factory.stage import StepContext
-from factory.tokenize.indexed import PackedSequences
+from factory.tokens import PackedSequences
 from factory.train import CausalLMObjective, CheckpointCallback, MetricsCallback, TrainConfig, Trainer, pretrain, read_metrics
 
 from .conftest import VOCAB

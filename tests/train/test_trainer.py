@@ -9,7 +9,7 @@ import torch
 
 from factory.model import PRESETS, build_model
 from factory.stage import StepContext
-from factory.tokenize.indexed import PackedSequences
+from factory.tokens import PackedSequences
 from factory.train import (
     Callback,
     CausalLMObjective,

@@ -49,13 +49,12 @@ from factory.curate.quality.classifiers import (
 from factory.errors import InputError
 from factory.logs import get_logger
 from factory.stage import StageConfig
+from factory.tiers import N_TIERS, TIER_NAMES
 
 log = get_logger("factory.curate.quality")
 
 FORMAT = 1
 N_BUCKETS = 20
-N_TIERS = 5
-TIER_NAMES = ("low", "medium-low", "medium", "medium-high", "high")
 PERCENTILES = np.linspace(0.0, 100.0, 101)  # the reference quantiles kept per classifier
 MANIFEST = "ensemble.json"
 # what a saved classifier may contain: scikit-learn estimators and the numpy/scipy values inside them

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-from factory.tokenize.indexed import PackedSequences, write_indexed
+from factory.tokens import PackedSequences, write_indexed
 
 
 def _docs(seed: int, n: int, vocab: int) -> list[list[int]]:

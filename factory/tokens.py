@@ -1,16 +1,20 @@
-"""Token data on disk: Megatron's indexed dataset (`.bin` + `.idx`) and the packed training samples read from it.
+"""Token data on disk: Megatron's indexed dataset (`.bin` + `.idx`), the packed training samples read from
+it, and the tokenizer that wrote it. This is the tokens artifact's layout, shared by the stages that write
+it (tokenize) and read it (pretrain, evaluate, release), as `factory.documents` is the corpus layout.
 
 The format itself is megatron-core's (`megatron.core.datasets.indexed_dataset`); this module only adds
-the two things the factory needs on top of it:
+what the factory needs on top of it:
 
 - `write_indexed`: one document per sequence, smallest token dtype, written atomically.
 - `PackedSequences`: the documents packed end to end into one token stream, cut into fixed-length
   windows, memory-mapped and addressable by sample index (so a trainer resumes at an exact position).
+- `load_tokenizer`: the artifact's `tokenizer/` folder, loaded offline.
 
-    from factory.tokenize.indexed import PackedSequences
+    from factory.tokens import PackedSequences, load_tokenizer
     ds = PackedSequences("tokens/train", seq_len=256)
     window = ds[0]                       # LongTensor (257,)
     inputs, labels = window[:-1], window[1:]
+    tokenizer = load_tokenizer("tokens")
 """
 
 from __future__ import annotations
@@ -18,16 +22,25 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from megatron.core.datasets.indexed_dataset import (
-    DType,
-    IndexedDataset,
-    IndexedDatasetBuilder,
-    get_bin_path,
-    get_idx_path,
-)
+
+from factory.errors import InputError
+
+__all__ = ["PackedSequences", "load_tokenizer", "write_indexed"]
+
+
+def load_tokenizer(tokens_dir: str | Path) -> Any:
+    """The tokenizer of a tokens artifact: its `tokenizer/` folder (transformers `save_pretrained`), never downloaded."""
+    from transformers import AutoTokenizer
+
+    folder = Path(tokens_dir) / "tokenizer"
+    if not (folder / "tokenizer.json").is_file():
+        raise InputError(f"{folder}: no tokenizer.json; the tokens artifact must hold the tokenizer/ folder that "
+                         "tokenize writes")
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def write_indexed(prefix: str | Path, docs: Iterable[Sequence[int]], vocab_size: int) -> dict:
@@ -37,6 +50,8 @@ def write_indexed(prefix: str | Path, docs: Iterable[Sequence[int]], vocab_size:
     int32 above). Both files are written under temporary names and renamed into place, the index
     last, so a reader never sees a half-written pair. An id outside [0, vocab_size) raises ValueError.
     """
+    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder, get_bin_path, get_idx_path
+
     prefix = str(prefix)
     dtype = DType.optimal_dtype(vocab_size)
     tmp = f"{prefix}.tmp-{os.getpid()}"
@@ -74,6 +89,9 @@ class PackedSequences(torch.utils.data.Dataset):
     """
 
     def __init__(self, prefix: str | Path, seq_len: int) -> None:
+        # megatron-core takes seconds to import: only code that reads token data pays for it.
+        from megatron.core.datasets.indexed_dataset import IndexedDataset, get_bin_path
+
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         self.prefix = str(prefix)

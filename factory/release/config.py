@@ -1,0 +1,31 @@
+"""What a release says about itself (model card, generation defaults) and whether it goes to the Hub."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from factory.stage import StageConfig, no_effect
+
+__all__ = ["Config"]
+
+
+class Config(StageConfig):
+    """What the released folder and its model card say; whether to push it to the Hub."""
+
+    model_name: str = Field("nemotron-factory-model", min_length=1, description="Model name used as the card's title and in model-index.")
+    license: str = Field("apache-2.0", description="License identifier for the card's front matter (Hub license ids).")
+    language: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639-1 codes of the training text's languages.")
+    tags: list[str] = Field(default_factory=lambda: ["nemotron-h", "hybrid-mamba", "model-factory"], description="Extra Hub tags.")
+    description: str = Field("", description="A paragraph placed under the card's title.")
+    temperature: float = Field(0.7, gt=0, description="Default sampling temperature written to generation_config.json.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Default nucleus sampling mass written to generation_config.json.")
+    max_new_tokens: int = Field(256, ge=1, description="Default generation length written to generation_config.json.")
+    push: bool = no_effect(False, "Upload the folder to the Hugging Face Hub (needs HF_TOKEN in the environment).")
+    repo_id: str | None = no_effect(None, "Hub repository ('owner/name') to push to; required when push is true.")
+    private: bool = no_effect(True, "Create the Hub repository as private when it does not exist.")
+
+    @model_validator(mode="after")
+    def _push_needs_repo(self) -> Config:
+        if self.push and not self.repo_id:
+            raise ValueError("repo_id: required when push is true (e.g. 'my-org/my-model')")
+        return self

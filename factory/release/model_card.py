@@ -1,0 +1,151 @@
+"""The release's README.md: Hub metadata (datasets, base model, `model-index` metrics) in YAML front matter,
+and a body that describes the model, its evaluation, its training data and every artifact in its lineage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from factory.evaluate import format_metric, task_table
+from factory.release.config import Config
+from factory.stage import Artifact
+
+__all__ = ["lineage_chain", "model_card"]
+
+
+def model_card(
+    config: Config,
+    model_art: Artifact,
+    tokens_art: Artifact,
+    eval_art: Artifact,
+    evaluation: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+) -> str:
+    """README.md: YAML front matter (Hub metadata) and a body that describes the lineage."""
+    chain = lineage_chain([eval_art, model_art, tokens_art])
+    corpora = [a for a in chain if a["kind"] == "corpus"]
+    sources = sorted({s["uri"] for a in chain for s in a.get("sources") or [] if s.get("uri")})
+    # The nearest checkpoint strictly above the released one is its base model (none when trained from scratch).
+    model_fp = model_art.manifest.get("fingerprint")
+    bases = [a for a in lineage_chain([model_art]) if a["kind"] == "checkpoint" and a["fingerprint"] != model_fp]
+    metrics = {k: float(v) for k, v in (evaluation.get("metrics") or {}).items()}
+    tasks = evaluation.get("tasks") or {}  # benchmark sets: {name: {items, accuracy, target_logprob, ...}}
+
+    meta: dict[str, Any] = {
+        "language": list(config.language),
+        "license": config.license,
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": list(config.tags),
+        "datasets": [a["uri"] for a in corpora] + sources,
+    }
+    if bases:
+        meta["base_model"] = bases[0]["uri"]
+    if metrics:
+        meta["model-index"] = [
+            {
+                "name": config.model_name,
+                "results": [
+                    {
+                        "task": {"type": "text-generation", "name": "Language modeling"},
+                        "dataset": {"type": tokens_art.uri, "name": "held-out validation split", "split": "valid"},
+                        "metrics": [
+                            {"type": _metric_type(k), "name": k, "value": v}
+                            for k, v in metrics.items()
+                            if k != "valid_tokens"
+                        ],
+                    },
+                    *[
+                        {
+                            "task": {"type": "text-generation", "name": "Last-word cloze"},
+                            "dataset": {"type": name, "name": name},
+                            "metrics": [{"type": "accuracy", "name": "accuracy", "value": float(t["accuracy"])},
+                                        {"type": "target_logprob", "name": "target_logprob", "value": float(t["target_logprob"])}],
+                        }
+                        for name, t in tasks.items()
+                    ],
+                ],
+            }
+        ]
+
+    pattern = "".join({"linear_attention": "M", "full_attention": "*", "mlp": "-", "moe": "E"}.get(t, "?") for t in model_config.get("layers_block_type") or [])
+    body = [f"# {config.model_name}", ""]
+    if config.description:
+        body += [config.description, ""]
+    body += [
+        f"A `{model_config.get('architectures', ['?'])[0]}` model "
+        f"(hidden size {model_config.get('hidden_size')}, layer pattern `{pattern or '?'}`: "
+        "M = Mamba-2, * = attention, - = MLP, E = MoE), trained by the model factory "
+        + (f"starting from `{bases[0]['uri']}`." if bases else "from scratch."),
+        "",
+        "## Evaluation",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {k} | {format_metric(v)} |" for k, v in metrics.items()],
+        "",
+        *([*task_table(tasks), ""] if tasks else []),
+        "## Training data",
+        "",
+        *[f"- corpus `{a['uri']}` (fingerprint `{a['fingerprint']}`)" for a in corpora],
+        *[f"- raw source `{s}`" for s in sources],
+        "",
+        "## Lineage",
+        "",
+        "Every artifact this release was built from, nearest first:",
+        "",
+        "| stage | kind | fingerprint | MLflow run | uri |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {a['stage']} | {a['kind']} | `{a['fingerprint'][:16]}` | {a.get('mlflow_run_id') or '-'} | `{a['uri']}` |"
+            for a in chain
+        ],
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        f'tokenizer = AutoTokenizer.from_pretrained("{config.repo_id or "PATH_TO_THIS_FOLDER"}")',
+        f'model = AutoModelForCausalLM.from_pretrained("{config.repo_id or "PATH_TO_THIS_FOLDER"}")',
+        'ids = tokenizer("The history of the city", return_tensors="pt").input_ids',
+        "print(tokenizer.decode(model.generate(ids, max_new_tokens=32)[0]))",
+        "```",
+        "",
+    ]
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n\n" + "\n".join(body)
+
+
+def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:
+    """Each artifact and all its ancestors (from the manifests' `lineage`), nearest first, once each."""
+    chain: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def add(entry: Mapping[str, Any]) -> None:
+        fp = entry.get("fingerprint")
+        if fp and fp not in seen:
+            seen.add(fp)
+            chain.append(entry)
+
+    for art in artifacts:
+        m = art.manifest
+        add(
+            {
+                "stage": m.get("stage", "?"),
+                "kind": m.get("kind", "?"),
+                "fingerprint": m.get("fingerprint", ""),
+                "uri": m.get("uri", str(art.path)),
+                "sources": m.get("sources") or [],
+                "mlflow_run_id": (m.get("producer") or {}).get("mlflow_run_id"),
+            }
+        )
+    for art in artifacts:
+        for entry in art.manifest.get("lineage") or []:
+            add({"stage": "?", "kind": "?", "uri": "?", **entry})
+    return chain
+
+
+def _metric_type(name: str) -> str:
+    return name.removeprefix("valid_")
