@@ -47,8 +47,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per run")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--micro-batch-size", type=int, default=8)
-    parser.add_argument("--keep-first-n", type=int, default=1, help="blocks kept in BF16 at the start")
-    parser.add_argument("--keep-last-n", type=int, default=1, help="blocks kept in BF16 at the end")
+    parser.add_argument("--high-precision-layers", nargs="*", default=list(PrecisionConfig().high_precision_layers),
+                        help="module-name patterns of the linears kept in BF16 (default: first and last block, LM head)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/precision"))
     parser.add_argument("--tracking-uri", default=None, help="log each run's metrics and the plot to MLflow here")
@@ -57,7 +57,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     tokens = smoke_tokens(args.out / "data")
 
-    options = PrecisionConfig(keep_first_n=args.keep_first_n, keep_last_n=args.keep_last_n)
+    options = PrecisionConfig(high_precision_layers=tuple(args.high_precision_layers))
     curves, results = {}, {}
     for recipe in RECIPES:
         config = pretrain.Config(precision=recipe, precision_options=options, steps=args.steps, seq_len=args.seq_len,

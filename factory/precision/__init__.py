@@ -6,7 +6,7 @@
     w_hat = nvfp4_dequantize(q)
 
     from factory.precision import convert_model, PrecisionConfig
-    convert_model(model, "fp8", PrecisionConfig(keep_first_n=1, keep_last_n=1))
+    convert_model(model, "fp8", PrecisionConfig(high_precision_layers=("lm_head", "model.layers.0.*")))
 """
 
 from factory.lazy import lazy_exports
@@ -21,6 +21,7 @@ _LAZY = {
     "fp8_dequantize": "fp8",
     "fp8_quantize": "fp8",
     "scaled_mm": "fp8",
+    "select_modules": "layers",
     "Float8Linear": "linear",
     "NVFP4Linear": "linear",
     "NVFP4Tensor": "nvfp4",

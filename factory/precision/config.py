@@ -16,11 +16,11 @@ class PrecisionConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    keep_first_n: int = Field(
-        1, ge=0, description="Blocks at the start of the stack whose linears stay in high precision."
-    )
-    keep_last_n: int = Field(
-        1, ge=0, description="Blocks at the end of the stack whose linears stay in high precision."
+    high_precision_layers: tuple[str, ...] = Field(
+        ("lm_head", "model.layers.0.*", "model.layers.-1.*"),
+        description="Module-name patterns (fnmatch; a layer index may count from the end, -1 = last) of the "
+        "linears kept in high precision; every other linear is converted. Default: the first and last blocks "
+        "and the LM head, as the Nemotron recipes keep them in BF16.",
     )
     fp8_grad_format: Literal["e5m2", "e4m3"] = Field(
         "e5m2", description="FP8 format of output gradients in the FP8 backward GEMMs."

@@ -15,7 +15,7 @@ __all__ = ["as_transformers", "batches", "encode", "train_bpe"]
 
 
 def encode(backend: Tokenizer, texts: Iterator[str], eos_id: int, batch_size: int, tally: Counter,
-            n_docs: int | None, desc: str) -> Iterator[list[int]]:
+           n_docs: int | None, desc: str) -> Iterator[list[int]]:
     """Token ids of each text followed by EOS, encoded in batches (the Rust side runs them in parallel)."""
     n_batches = None if n_docs is None else -(-n_docs // batch_size)
     for batch in progress(batches(texts, batch_size), total=n_batches, desc=desc):
@@ -26,6 +26,7 @@ def encode(backend: Tokenizer, texts: Iterator[str], eos_id: int, batch_size: in
 
 
 def batches(texts: Iterator[str], size: int) -> Iterator[list[str]]:
+    """`texts` in lists of `size` (the last one may be shorter)."""
     batch: list[str] = []
     for text in texts:
         batch.append(text)

@@ -5,7 +5,8 @@ from factory.lazy import lazy_exports
 # Every submodule but `config` and `schedule` imports torch. The names load their module on first use, so
 # `import factory.train.pretrain` (which `load_spec` does, for its Config) costs no torch import time.
 _LAZY = {
-    "LossPlotCallback": "callbacks", "MetricsCallback": "callbacks", "read_metrics": "callbacks",
+    "HFExportCallback": "callbacks", "LossPlotCallback": "callbacks", "MetricsCallback": "callbacks",
+    "full_model_state": "callbacks", "read_metrics": "callbacks",
     "CheckpointCallback": "checkpoint", "latest_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "BlendPhase": "config", "TrainConfig": "config",

@@ -1,14 +1,23 @@
-"""Training side concerns as callbacks: metrics (tracker + `metrics.jsonl`) and the loss-curve plot."""
+"""Training side concerns as callbacks: metrics (tracker + `metrics.jsonl`), the loss-curve plot, and the
+Hugging Face export of the trained model."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from factory.logs import get_logger
 from factory.stage import StepContext
 from factory.train.trainer import Callback, StepMetrics, Trainer
+
+if TYPE_CHECKING:
+    import torch
+
+    from factory.model.state_dict import StateDictAdapter
 
 log = get_logger("factory.train")
 
@@ -107,3 +116,41 @@ def plot_loss(records: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+class HFExportCallback(Callback):
+    """At the end of training, write the model as a stock transformers folder (`save_pretrained`) in `model_dir`.
+
+    The trained model may hold training-only modules (FP8 / NVFP4 linears), wrappers (DDP) or shards
+    (FSDP), so the export gathers the full state dict (a collective: every rank calls it), maps it to
+    Hugging Face names with `adapter`, and loads it into `build_plain()`, a freshly built model with plain
+    layers (on the meta device, so building costs nothing); rank 0 writes it. A half-written folder from
+    an attempt killed while saving is replaced.
+    """
+
+    def __init__(self, model_dir: Path, build_plain: Callable[[], torch.nn.Module],
+                 adapter: StateDictAdapter | None = None) -> None:
+        from factory.model.state_dict import HFAdapter
+
+        self.model_dir = Path(model_dir)
+        self.build_plain = build_plain
+        self.adapter = adapter or HFAdapter()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        state = full_model_state(trainer.objective.model)  # a collective under FSDP
+        if trainer.rank != 0:
+            return
+        if self.model_dir.exists():
+            shutil.rmtree(self.model_dir)
+        plain = self.build_plain()
+        plain.load_state_dict(self.adapter.to_hf(state), assign=True)
+        plain.save_pretrained(self.model_dir)
+        log.info("hf_exported", path=str(self.model_dir))
+
+
+def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The unsharded, unwrapped model state dict on CPU (complete on rank 0)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+

@@ -55,8 +55,11 @@ class TrainConfig(StageConfig):
         "Master weights and optimizer stay fp32.",
     )
     precision_options: PrecisionConfig = Field(
-        default_factory=PrecisionConfig, description="FP8 / NVFP4 recipe knobs (high-precision first/last blocks, formats)."
+        default_factory=PrecisionConfig, description="FP8 / NVFP4 recipe knobs (layers kept in high precision, formats)."
     )
+    activation_checkpointing: bool = no_effect(
+        False, "Recompute each block's activations in the backward pass: less memory, one more forward per block; "
+        "the same numbers (the `activation_checkpointing` model converter).")
     blend: list[BlendPhase] | None = Field(
         None, description="Data blend phases, in order, the last ending at 1.0; none: the single 'train' dataset."
     )

@@ -1,12 +1,19 @@
-"""Training objectives as modules: a train module owns the loss, the trainer owns the loop.
+"""Training objectives as modules: a train module turns a batch into a loss, the trainer owns the loop
+(OLMo-core's `train_batch`).
 
-Pretraining uses `CausalLMObjective`; SFT reuses it with labels masked to -100 outside answers, and
-distillation wraps it with a teacher. An objective returns the summed loss and the number of label
-tokens, so the trainer normalises over the whole accumulated batch (exact under masking).
+A batch is a dict of tensors. `CausalLMObjective` reads `input_ids` (B, T + 1), token windows, and an
+optional `labels` (B, T + 1) aligned with them, IGNORE_INDEX (-100) where no loss is taken (SFT masks
+everything but the assistant's answers); without `labels` every next token counts, as in pretraining.
+The objective builds the shifted targets itself: position t is trained to predict token t + 1.
+
+An objective returns the summed loss and the number of label tokens, so the trainer normalises over the
+whole accumulated batch (exact under masking); `label_tokens(batch)` gives that count before the
+forward passes, so every micro-batch's gradient is scaled by the step's total.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -14,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 IGNORE_INDEX = -100
+
+Batch = Mapping[str, torch.Tensor]
 
 
 class LossOutput(NamedTuple):
@@ -28,10 +37,20 @@ class CausalLMObjective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> LossOutput:
-        """input_ids, labels: (B, T) int64, labels already shifted (labels[t] = next token of input t)."""
+    @staticmethod
+    def targets(batch: Batch) -> torch.Tensor:
+        """(B, T) int64: the token each input position predicts, IGNORE_INDEX where `labels` masks it."""
+        labels = batch["labels"] if "labels" in batch else batch["input_ids"]
+        return labels[:, 1:]
+
+    def label_tokens(self, batch: Batch) -> int:
+        return int((self.targets(batch) != IGNORE_INDEX).sum())
+
+    def forward(self, batch: Batch) -> LossOutput:
+        input_ids = batch["input_ids"][:, :-1]  # (B, T)
+        targets = self.targets(batch)  # (B, T)
         logits = self.model(input_ids=input_ids, use_cache=False).logits  # (B, T, V)
         loss_sum = F.cross_entropy(
-            logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
         )
-        return LossOutput(loss_sum, int((labels != IGNORE_INDEX).sum()))
+        return LossOutput(loss_sum, int((targets != IGNORE_INDEX).sum()))

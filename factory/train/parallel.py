@@ -1,8 +1,10 @@
 """`parallelize()`: the one place a model is laid out over devices (torchtitan's ordered parallelize).
 
-The order, as torchtitan applies it: (tensor parallel, not built), activation checkpointing (a
-converter, see `factory.model.converters`), then `torch.compile`, then data parallelism: DDP, or FSDP2
-(`fully_shard` per block, then the root). Under `torchrun` the process group comes from
+The order, as torchtitan applies it (`factory.model.converters.CONVERTER_ORDER`): activation checkpointing
+(a converter applied before this), then `torch.compile`, then data parallelism: DDP, or FSDP2 (`fully_shard`
+per block, then the root); both record themselves as converters, so a model compiled or sharded twice, or
+converted after sharding, is refused. Tensor parallelism is not built here: large runs take the
+Megatron-Core engine. Under `torchrun` the process group comes from
 `distributed()`: gloo on CPU, NCCL on GPU, one device per local rank.
 
     with distributed() as (rank, world, device):
@@ -28,7 +30,6 @@ class ParallelPlan:
     summation order)."""
 
     data_parallel: Literal["ddp", "fsdp"] = "ddp"  # used only when a process group of > 1 rank exists
-    tensor_parallel: int = 1
     compile: bool = False
     device: str = "cpu"
 
@@ -68,15 +69,17 @@ def parallelize(model: nn.Module, plan: ParallelPlan = ParallelPlan()) -> nn.Mod
     DDP returns a wrapper (the transformers model is `.module`); FSDP2 shards in place (parameters become
     DTensors). Use `torch.distributed.checkpoint.state_dict` to read a full state dict of either.
     """
-    if plan.tensor_parallel != 1:
-        raise NotImplementedError("tensor parallelism is not built; use data_parallel (ddp or fsdp)")
+    from factory.model.converters import record_converter
+
     model = model.to(plan.device)
     if plan.compile:
+        record_converter(model, "compile")
         for block in model.model.layers:  # per block, as torchtitan does: small graphs, shared compile
             block.compile()
     _, size = world()
     if size == 1:
         return model
+    record_converter(model, "shard")
     if plan.data_parallel == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 

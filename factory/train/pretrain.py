@@ -41,7 +41,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -49,9 +49,6 @@ from factory.errors import InputError
 from factory.model import ModelSpec
 from factory.stage import Artifact, StepContext, no_effect
 from factory.train.config import TrainConfig
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["Config", "DISTRIBUTED", "KIND", "RESUMABLE", "run"]
 
@@ -88,8 +85,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext, rank: int,
            world_size: int, device: str) -> dict[str, float]:
     from factory.model import build_model, count_parameters
-    from factory.model.converters import apply_converters, precision_converters
-    from factory.train.callbacks import LossPlotCallback, MetricsCallback, read_metrics
+    from factory.model.converters import apply_converters, training_converters
+    from factory.train.callbacks import HFExportCallback, LossPlotCallback, MetricsCallback, read_metrics
     from factory.train.checkpoint import CheckpointCallback
     from factory.train.objective import CausalLMObjective
     from factory.train.parallel import ParallelPlan, parallelize
@@ -119,7 +116,8 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
     special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
                "pad_token_id": tokenizer.pad_token_id}
     model = build_model(model_config, len(tokenizer), **special)
-    model = apply_converters(model, precision_converters(config.precision, config.precision_options))
+    model = apply_converters(model, training_converters(config.precision, config.precision_options,
+                                                         config.activation_checkpointing))
     model = parallelize(model, ParallelPlan(data_parallel=config.data_parallel, compile=config.compile, device=device))  # type: ignore[arg-type]
     params = count_parameters(build_model(model_config, len(tokenizer), device="meta"))
     ctx.log.info("model_built", preset=config.model.preset, pattern=model_config.pattern, params=params,
@@ -131,22 +129,16 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
     if rank == 0:  # one writer: the other ranks compute the same (all-reduced) numbers
         callbacks += [MetricsCallback(metrics_path, ctx, config.log_interval),
                       LossPlotCallback(metrics_path, output / "loss.png", ctx)]
+    # A freshly built model holds plain nn.Linear layers whatever the training precision, so `model/`
+    # is a stock transformers checkpoint (same parameter names: the precision linears share them).
+    callbacks.append(HFExportCallback(output / "model",
+                                      lambda: build_model(model_config, len(tokenizer), device="meta", **special)))
     trainer = Trainer(CausalLMObjective(model), data, config, device=device, callbacks=callbacks)
     start = time.perf_counter()
     state = trainer.fit()
     train_s = time.perf_counter() - start
-
-    full = _full_model_state(model)  # a collective under FSDP
     if rank != 0:
         return {"steps": float(state.step)}
-    model_dir = output / "model"
-    if model_dir.exists():  # a half-written folder from an attempt killed while saving
-        shutil.rmtree(model_dir)
-    # A freshly built model holds plain nn.Linear layers whatever the training precision, so `model/`
-    # is a stock transformers checkpoint (same parameter names: the precision linears share them).
-    plain = build_model(model_config, len(tokenizer), device="meta", **special)
-    plain.load_state_dict(full, assign=True)
-    plain.save_pretrained(model_dir)
     shutil.rmtree(output / "checkpoints", ignore_errors=True)
 
     losses = [r["loss"] for r in read_metrics(metrics_path) if r["loss"] is not None]
@@ -161,13 +153,6 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
         "train_seconds": train_s,
         "world_size": float(world_size),
     }
-
-
-def _full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The unsharded, unwrapped model state dict on CPU (complete on rank 0)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def _read_dataset(inputs: Mapping[str, Artifact], name: str, seq_len: int):

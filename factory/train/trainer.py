@@ -4,9 +4,9 @@
                       callbacks=[CheckpointCallback(out / "checkpoints", 100, 2), MetricsCallback(...)])
     state = trainer.fit()
 
-One step: set the WSD learning rate, draw `grad_accum` micro-batches from the seeded sampler at the
-current data position, backpropagate each micro-batch's summed loss divided by the step's label-token
-count, clip, and take an AdamW step, unless the loss or gradient norm is non-finite, in which case the
+One step: set the WSD learning rate, draw `grad_accum` micro-batches (dicts of tensors) from the seeded
+sampler at the current data position, let the objective turn each into a summed loss, backpropagate it
+divided by the step's label-token count (which the objective counts), clip, and take an AdamW step, unless the loss or gradient norm is non-finite, in which case the
 update is skipped and counted. Everything a resumed run needs is in `state_dict()`.
 
 Data parallel (a process group of `world` ranks, model wrapped by `parallelize`): one step draws the
@@ -22,7 +22,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,6 @@ from torch import nn
 
 from factory.errors import UserError
 from factory.train.config import TrainConfig
-from factory.train.objective import IGNORE_INDEX
 from factory.train.optim import build_optimizer
 from factory.train.parallel import world
 from factory.train.sampler import ShuffledSamples
@@ -86,10 +85,12 @@ class Callback:
 
 
 class Trainer:
-    """Train `objective` (an nn.Module returning `LossOutput`) on fixed-length token windows.
+    """Train `objective` (an nn.Module that turns a batch dict into a `LossOutput`, with `label_tokens(batch)`).
 
-    `data` is a sequence of windows (read in the seeded order of `config.seed`) or a sample source with
-    `sample(position) -> Tensor` (e.g. `BlendedSamples`). Build the trainer after `parallelize`.
+    `data` is a sequence of samples (read in the seeded order of `config.seed`) or a sample source with
+    `sample(position)` (e.g. `BlendedSamples`). A sample is a token window (a tensor, batched as
+    `{"input_ids": (B, T + 1)}`) or a dict of tensors (batched key by key, e.g. `input_ids` and masked
+    `labels` for SFT). Build the trainer after `parallelize`.
     """
 
     def __init__(self, objective: nn.Module, data: Sequence[torch.Tensor] | Any, config: TrainConfig,
@@ -135,14 +136,14 @@ class Trainer:
 
         batches = [self._batch(k) for k in range(cfg.grad_accum)]
         state.position += self.world_size * cfg.micro_batch_size * cfg.grad_accum
-        local_tokens = sum(int((labels != IGNORE_INDEX).sum()) for _, labels in batches)
+        local_tokens = sum(self.objective.label_tokens(batch) for batch in batches)
         tokens = int(self._all_reduce(torch.tensor(float(local_tokens), device=self.device)).item())
         # DDP and FSDP average gradients over ranks; scaling by world makes the result the global sum / tokens.
         scale = self.world_size / max(tokens, 1)
         loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
-        for input_ids, labels in batches:
+        for batch in batches:
             with self._autocast():
-                out = self.objective(input_ids, labels)
+                out = self.objective(batch)
             (out.loss_sum * scale).backward()
             loss_sum += out.loss_sum.detach().float()
         loss = (self._all_reduce(loss_sum) / max(tokens, 1)).item()
@@ -164,12 +165,15 @@ class Trainer:
         return StepMetrics(step=state.step, loss=loss, lr=lr, grad_norm=grad_norm, tokens=tokens,
                            tokens_per_s=tokens / max(elapsed, 1e-9), skipped=skipped, skipped_steps=state.skipped_steps)
 
-    def _batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input_ids, labels), each (micro_batch_size, seq_len) int64: this rank's micro-batch `k` of the step."""
+    def _batch(self, k: int) -> dict[str, torch.Tensor]:
+        """This rank's micro-batch `k` of the step: {"input_ids": (micro_batch_size, seq_len + 1)} for token
+        windows, or each key of dict samples stacked."""
         n = self.config.micro_batch_size
         first = self.state.position + (k * self.world_size + self.rank) * n
-        windows = torch.stack([self.samples.sample(p) for p in range(first, first + n)]).to(self.device)  # (B, T + 1)
-        return windows[:, :-1], windows[:, 1:]
+        samples = [self.samples.sample(p) for p in range(first, first + n)]
+        if isinstance(samples[0], Mapping):
+            return {key: torch.stack([s[key] for s in samples]).to(self.device) for key in samples[0]}
+        return {"input_ids": torch.stack(samples).to(self.device)}  # (B, T + 1)
 
     def _all_reduce(self, x: torch.Tensor) -> torch.Tensor:
         if self.world_size > 1:

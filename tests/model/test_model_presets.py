@@ -7,7 +7,7 @@ import torch
 
 from factory.errors import SpecError
 from factory.model import PRESETS, PUBLISHED, ModelConfig, ModelSpec, build_model, count_parameters
-from factory.model.converters import ActivationCheckpointing, apply_converters, check_order
+from factory.model.converters import CONVERTER_ORDER, applied_converters, apply_converters, check_order, training_converters
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -60,10 +60,16 @@ def test_spec_resolves_overrides_and_names_bad_keys():
 
 
 def test_converters_run_in_the_checked_order():
-    check_order(["float8", "activation_checkpointing"])
+    check_order(["precision", "activation_checkpointing"])
     with pytest.raises(SpecError, match="order"):
-        check_order(["activation_checkpointing", "float8"])
+        check_order(["activation_checkpointing", "precision"])
     with pytest.raises(SpecError, match="unknown converter 'fp3'"):
         check_order(["fp3"])
-    model = apply_converters(build_model(PRESETS["tiny"](), 64), [ActivationCheckpointing()])
-    assert model.is_gradient_checkpointing
+    model = apply_converters(build_model(PRESETS["tiny"](), 64),
+                             training_converters("fp8", activation_checkpointing=True))
+    assert model.is_activation_checkpointing and applied_converters(model) == ["precision", "activation_checkpointing"]
+    assert type(model.model.layers[1].mixer.up_proj).__name__ == "Float8Linear"
+    assert [c.name for c in training_converters("bf16")] == []  # bf16 is autocast: no module changes
+    # Every converter a run can name has an implementation (none listed without one).
+    assert {c.name for c in training_converters("nvfp4", activation_checkpointing=True)} | {"prune", "compile", "shard"} \
+        == set(CONVERTER_ORDER)

@@ -5,8 +5,10 @@ import torch
 from torch import nn
 from transformers import NemotronHConfig, NemotronHForCausalLM
 
+from factory.model.converters import CONVERTER_ORDER
 from factory.precision import ConverterOrderError, Float8Linear, NVFP4Linear, PrecisionConfig, convert_model, record_converter
-from factory.precision.convert import applied_converters, count_low_precision, find_blocks, plan_conversion
+from factory.precision.convert import applied_converters, count_low_precision, plan_conversion
+from factory.precision.layers import module_spellings, select_modules
 
 
 def tiny_nemotron_h(pattern: str = "M*-M*-") -> NemotronHForCausalLM:
@@ -19,17 +21,24 @@ def tiny_nemotron_h(pattern: str = "M*-M*-") -> NemotronHForCausalLM:
     return NemotronHForCausalLM(config)
 
 
-def test_blocks_are_the_layer_stack():
+def test_layers_are_chosen_by_name_with_indices_from_either_end():
     model = tiny_nemotron_h()
-    names = [name for name, _ in find_blocks(model)]
-    assert names == [f"model.layers.{i}" for i in range(6)]
+    assert module_spellings(model)["model.layers.5.mixer.down_proj"] == ("model.layers.5.mixer.down_proj",
+                                                                           "model.layers.-1.mixer.down_proj")
+    assert select_modules(model, ("model.layers.-1.*",)) == ["model.layers.5.mixer.up_proj", "model.layers.5.mixer.down_proj"]
+    assert select_modules(model, ("*.o_proj", "lm_head")) == ["model.layers.1.mixer.o_proj", "model.layers.4.mixer.o_proj",
+                                                             "lm_head"]
+    # "layers.1.*" is block 1 only, never 10-19; a pattern naming no module selects nothing.
+    assert {n.split(".mixer")[0] for n in select_modules(model, ("model.layers.1.*",))} == {"model.layers.1"}
+    assert select_modules(model, ("backbone.layers.0.*",)) == []
 
 
 @pytest.mark.parametrize("recipe,cls", [("fp8", Float8Linear), ("nvfp4", NVFP4Linear)])
-def test_converter_skips_first_and_last_blocks_and_the_head(recipe, cls):
+def test_converter_keeps_the_named_layers(recipe, cls):
     model = tiny_nemotron_h()
     keys, params = list(model.state_dict()), {id(p) for p in model.parameters()}
-    convert_model(model, recipe, PrecisionConfig(keep_first_n=1, keep_last_n=2))
+    convert_model(model, recipe, PrecisionConfig(high_precision_layers=("lm_head", "model.layers.0.*", "model.layers.-2.*",
+                                                                         "model.layers.-1.*")))
     converted = sorted({name.split(".mixer")[0] for name, m in model.named_modules() if isinstance(m, cls)})
     assert converted == ["model.layers.1", "model.layers.2", "model.layers.3"]  # blocks 0, 4, 5 kept
     assert type(model.lm_head) is nn.Linear and type(model.model.layers[0].mixer.in_proj) is nn.Linear
@@ -39,17 +48,21 @@ def test_converter_skips_first_and_last_blocks_and_the_head(recipe, cls):
     assert {id(p) for p in model.parameters()} == params  # same parameters: the optimizer is unaffected
 
 
-def test_keep_all_or_none():
-    model = tiny_nemotron_h("M*-")
-    to_convert, kept = plan_conversion(model, PrecisionConfig(keep_first_n=2, keep_last_n=2))
-    assert to_convert == [] and "lm_head" in kept
-    to_convert, kept = plan_conversion(model, PrecisionConfig(keep_first_n=0, keep_last_n=0))
-    assert kept == ["lm_head"] and len(to_convert) == 8
+def test_default_keeps_first_and_last_block_and_the_head():
+    model = tiny_nemotron_h()
+    to_convert, kept = plan_conversion(model, PrecisionConfig())
+    assert kept == ["model.layers.0.mixer.in_proj", "model.layers.0.mixer.out_proj", "model.layers.5.mixer.up_proj",
+                    "model.layers.5.mixer.down_proj", "lm_head"]
+    assert len(to_convert) == 17 - 5
+    to_convert, kept = plan_conversion(model, PrecisionConfig(high_precision_layers=("*",)))
+    assert to_convert == [] and len(kept) == 17
+    to_convert, kept = plan_conversion(model, PrecisionConfig(high_precision_layers=()))
+    assert kept == [] and len(to_convert) == 17
 
 
-def test_a_model_without_a_layer_list_counts_each_linear_as_a_block():
+def test_patterns_work_on_any_model():
     mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.Linear(32, 4))
-    convert_model(mlp, "fp8", PrecisionConfig(keep_first_n=1, keep_last_n=1))
+    convert_model(mlp, "fp8", PrecisionConfig(high_precision_layers=("0", "-1")))
     assert [type(m).__name__ for m in mlp if isinstance(m, nn.Linear)] == ["Linear", "Float8Linear", "Float8Linear", "Linear"]
 
 
@@ -68,6 +81,7 @@ def test_converter_order_is_checked():
     record_converter(model, "compile")
     with pytest.raises(ConverterOrderError, match="prune -> precision"):
         record_converter(model, "activation_checkpointing")  # compile wraps the model: it comes later
+    assert CONVERTER_ORDER == ("prune", "precision", "activation_checkpointing", "compile", "shard")  # the one list
     other = tiny_nemotron_h()
     record_converter(other, "shard")
     with pytest.raises(ConverterOrderError, match="'precision' cannot run after 'shard'"):
@@ -78,4 +92,4 @@ def test_bad_recipe_and_bad_config_are_refused():
     with pytest.raises(ValueError, match="fp8, nvfp4"):
         convert_model(nn.Linear(4, 4), "int8")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="keep_first_n"):
-        PrecisionConfig(keep_first_n=-1)
+        PrecisionConfig(keep_first_n=1)  # layers are chosen by name, not by position

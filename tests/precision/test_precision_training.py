@@ -43,7 +43,7 @@ def train(recipe: str | None) -> list[float]:
     )
     model = NemotronHForCausalLM(config)
     if recipe is not None:
-        convert_model(model, recipe, PrecisionConfig(keep_first_n=1, keep_last_n=1))
+        convert_model(model, recipe, PrecisionConfig())
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for ids in batches(STEPS):

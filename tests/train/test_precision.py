@@ -9,7 +9,7 @@ import torch
 
 from factory.errors import SpecError
 from factory.model import PRESETS, build_model
-from factory.model.converters import apply_converters, precision_converters
+from factory.model.converters import apply_converters, training_converters
 from factory.precision import Float8Linear, NVFP4Linear
 from factory.stage import StepContext
 from factory.tokens import PackedSequences
@@ -38,13 +38,13 @@ def test_fp8_run_saves_a_plain_transformers_model(tokens_artifact, tmp_path):
 
 def test_converters_follow_the_checked_order():
     model = build_model(PRESETS["tiny"](), VOCAB)
-    apply_converters(model, precision_converters("nvfp4"))
+    apply_converters(model, training_converters("nvfp4"))
     kinds = [type(m).__name__ for m in model.model.layers[2].modules()]  # the middle block of "M-M*-"
     assert "NVFP4Linear" in kinds and type(model.lm_head) is torch.nn.Linear
-    assert not any(isinstance(m, NVFP4Linear) for m in model.model.layers[0].modules())  # keep_first_n=1
-    assert precision_converters("bf16") == [] and precision_converters("fp32") == []
+    assert not any(isinstance(m, NVFP4Linear) for m in model.model.layers[0].modules())  # model.layers.0.* kept
+    assert training_converters("bf16") == [] and training_converters("fp32") == []
     with pytest.raises(SpecError, match="order"):
-        apply_converters(build_model(PRESETS["tiny"](), VOCAB), [*precision_converters("nvfp4"), *precision_converters("fp8")])
+        apply_converters(build_model(PRESETS["tiny"](), VOCAB), [*training_converters("nvfp4"), *training_converters("fp8")])
 
 
 def test_nvfp4_resume_is_exact_with_stochastic_rounding(tokens_artifact, tmp_path):
@@ -54,7 +54,7 @@ def test_nvfp4_resume_is_exact_with_stochastic_rounding(tokens_artifact, tmp_pat
 
     def trainer(root, extra=()):
         torch.manual_seed(0)
-        model = apply_converters(build_model(PRESETS["tiny"](), VOCAB), precision_converters("nvfp4"))
+        model = apply_converters(build_model(PRESETS["tiny"](), VOCAB), training_converters("nvfp4"))
         callbacks = [CheckpointCallback(root / "ckpt", 2, 2), MetricsCallback(root / "m.jsonl", StepContext("t"), 10), *extra]
         return Trainer(CausalLMObjective(model), data, config, callbacks=callbacks)
 

@@ -103,8 +103,11 @@ class NaNAt(torch.nn.Module):
         super().__init__()
         self.inner, self.bad, self.grad_accum, self.calls = inner, set(bad_steps), grad_accum, 0
 
-    def forward(self, input_ids, labels):
-        out = self.inner(input_ids, labels)
+    def label_tokens(self, batch):
+        return self.inner.label_tokens(batch)
+
+    def forward(self, batch):
+        out = self.inner(batch)
         step = self.calls // self.grad_accum + 1
         self.calls += 1
         return LossOutput(out.loss_sum * math.nan, out.tokens) if step in self.bad else out
