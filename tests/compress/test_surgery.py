@@ -147,3 +147,35 @@ def test_bad_targets_name_the_field(model):
         prune_model(model, imp, PruneTarget(mamba_num_heads=5))
     with pytest.raises(SpecError, match="target.hidden_size"):
         prune_model(model, imp, PruneTarget(hidden_size=65))
+
+
+def test_nano2_12b_pruned_to_9b_shape_matches_published_count():
+    """Nano 2: 12B -> 9B by Minitron (hidden 5120 -> 4480, FFN 20480 -> 15680, 62 -> 56 layers). Surgery's
+    config path, with layer scores that drop the six layers the release dropped, gives the 9B shape, whose
+    parameter count and serving memory `factory.cost` reports against the model card."""
+    from factory.compress.surgery import kept_layers, pruned_config
+    from factory.cost import parameter_counts, serving_memory
+    from factory.cost.published import PUBLISHED_COUNTS, nemotron_nano_9b_v2
+    from factory.model import PRESETS
+
+    big = PRESETS["nemotron_nano_12b_v2"]().to_hf(131072)
+    small = nemotron_nano_9b_v2()
+    src, dst = pattern_of(big), small.pattern
+    keep, j = [], 0  # the first subsequence embedding of the 9B pattern in the 12B one
+    for i, ch in enumerate(src):
+        if j < len(dst) and ch == dst[j] and len(src) - i > len(dst) - j - 1:
+            keep.append(i)
+            j += 1
+    assert j == len(dst)
+    scores = torch.tensor([1.0 if i in keep else 0.0 for i in range(len(src))])
+    imp = Importance(hidden=torch.ones(5120), loss_increase=scores, block_influence=scores)
+    target = PruneTarget(hidden_size=4480, intermediate_size=15680, drop_layers=len(src) - len(dst))
+    assert kept_layers(big, imp, target) == keep
+    cfg = pruned_config(big, target, keep)
+    assert pattern_of(cfg) == dst
+    published = PUBLISHED_COUNTS["nemotron_nano_9b_v2"]
+    params = parameter_counts(cfg).total
+    assert params == parameter_counts(small).total
+    assert abs(params - published.total) < published.unit / 2
+    memory = serving_memory(cfg, 131072)
+    assert memory.total_gib < 22 < serving_memory(big, 131072).total_gib  # "128k context in 22 GiB"
