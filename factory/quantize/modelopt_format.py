@@ -32,17 +32,28 @@ PRODUCER = {"name": "modelopt", "version": "0.47.0"}  # the Model Optimizer rele
 GROUP_SIZE = 16
 
 
+def checkpoint_name(name: str) -> str:
+    """The name a module or tensor has in a NemotronH checkpoint: transformers saves the `model.` submodule as
+    `backbone.` (NVIDIA's original names, which vLLM maps back), so exports use the same names."""
+    return "backbone." + name[len("model."):] if name.startswith("model.") else name
+
+
+def module_name(name: str) -> str:
+    """Inverse of `checkpoint_name`."""
+    return "model." + name[len("backbone."):] if name.startswith("backbone.") else name
+
+
 def quant_config(formats: dict[str, str], all_linears: list[str], kv_fp8: bool) -> dict:
     """The `quantization` section of hf_quant_config.json for per-linear `formats` (name -> fp8 | nvfp4 | bf16)."""
     used = sorted({f for f in formats.values() if f != "bf16"})
-    excluded = sorted(set(all_linears) - {n for n, f in formats.items() if f != "bf16"})
+    excluded = sorted(checkpoint_name(n) for n in set(all_linears) - {n for n, f in formats.items() if f != "bf16"})
     section: dict = {"quant_algo": ALGO[used[0]] if len(used) == 1 else "MIXED_PRECISION",
                      "kv_cache_quant_algo": "FP8" if kv_fp8 else None, "exclude_modules": excluded}
     if "nvfp4" in used:
         section["group_size"] = GROUP_SIZE
     if len(used) > 1:
         section["quantized_layers"] = {
-            n: ({"quant_algo": "NVFP4", "group_size": GROUP_SIZE} if f == "nvfp4" else {"quant_algo": "FP8"})
+            checkpoint_name(n): ({"quant_algo": "NVFP4", "group_size": GROUP_SIZE} if f == "nvfp4" else {"quant_algo": "FP8"})
             for n, f in sorted(formats.items()) if f != "bf16"
         }
     return section
@@ -63,11 +74,11 @@ def write_modelopt(model: nn.Module, folder: Path, formats: dict[str, str], expo
         module = key.rsplit(".", 1)[0]
         if module in quantized and key.endswith(".weight"):
             for suffix, t in exported[module].items():
-                state[f"{module}.{suffix}"] = t.contiguous()
+                state[checkpoint_name(f"{module}.{suffix}")] = t.contiguous()
         else:
-            state[key] = value.detach().to(torch.bfloat16).contiguous()
+            state[checkpoint_name(key)] = value.detach().to(torch.bfloat16).contiguous()
     for name, scale in kv_scales.items():  # "<layer>.mixer.k_proj.k_scale"
-        state[name] = scale.float().reshape(()).contiguous()
+        state[checkpoint_name(name)] = scale.float().reshape(()).contiguous()
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
     section = quant_config(formats, [n for n, m in model.named_modules() if isinstance(m, nn.Linear)], bool(kv_scales))
     (folder / "hf_quant_config.json").write_text(json.dumps({"producer": PRODUCER, "quantization": section}, indent=2))
@@ -101,7 +112,7 @@ def load_modelopt(folder: Path) -> nn.Module:
     raw.pop("quantization_config", None)
     config = NemotronHConfig.from_dict(raw)
     section = json.loads((folder / "hf_quant_config.json").read_text())["quantization"]
-    tensors = load_file(folder / "model.safetensors")
+    tensors = {module_name(k): v for k, v in load_file(folder / "model.safetensors").items()}
     torch.manual_seed(0)
     model = NemotronHForCausalLM(config).float().eval()
     modules = dict(model.named_modules())

@@ -5,6 +5,7 @@ Inputs: "model" (an artifact with `model/`) and "tokens" (calibration windows fr
 perplexity windows from `eval_split`). Output, one folder per variant plus a report:
 
     fp8/  nvfp4/  mixed/     ModelOpt HF checkpoints (hf_quant_config.json, config.json, model.safetensors)
+    fp8-compressed-tensors/  the FP8 variant as a compressed-tensors checkpoint (stock transformers loads it on CPU)
     quantize.json            per variant: formats per linear, effective bits, perplexity of BF16 and of
                              the variant as loaded back from disk, the relative gap, and its gate
 
@@ -49,6 +50,7 @@ class Config(StageConfig):
     preset: Literal["none", "nemotron"] = Field(
         "none", description="'nemotron': also keep the attention layers and the Mamba layers that feed them in BF16, "
         "as NVIDIA's Nemotron-H FP8/NVFP4 checkpoints do.")
+    compressed_tensors: bool = Field(True, description="Also export the fp8 variant as a compressed-tensors checkpoint (fp8-compressed-tensors/).")
     bits_budget: float = Field(6.0, ge=4.5, le=16, description="Effective bits per quantizable weight for the mixed variant.")
     calibration_split: str = Field("train", description="Prefix of the tokens input's indexed dataset used to calibrate.")
     calibration_samples: int = Field(32, gt=0, description="Calibration windows; fewer available is an error.")
@@ -131,6 +133,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                     for n, f in formats.items() if f != "bf16"}
         folder = staging / variant
         write_modelopt(model, folder, formats, exported, kv_scales, tokenizer_from=source)
+        if variant == "fp8" and config.compressed_tensors:
+            from factory.quantize.compressed_tensors_format import write_compressed_tensors_fp8
+
+            write_compressed_tensors_fp8(model, staging / "fp8-compressed-tensors", formats, exported, tokenizer_from=source)
         ppl = math.exp(lm_loss(load_modelopt(folder), evalw))  # read back from the exported files
         gap = ppl / base_ppl - 1
         gate = config.max_ppl_increase[variant]
@@ -144,9 +150,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     if failures:
         shutil.rmtree(staging, ignore_errors=True)
         raise GateError("quantize gate failed (raise max_ppl_increase, use preset 'nemotron' or more exclude patterns): " + "; ".join(failures))
-    for variant in config.variants:
-        shutil.rmtree(output / variant, ignore_errors=True)
-        (staging / variant).rename(output / variant)
+    for folder in sorted(staging.iterdir()):
+        shutil.rmtree(output / folder.name, ignore_errors=True)
+        folder.rename(output / folder.name)
     staging.rmdir()
     (output / "quantize.json").write_text(json.dumps(report, indent=2))
     ctx.log_metrics(metrics)

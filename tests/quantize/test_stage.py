@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from factory.errors import InputError
+from factory.quantize.modelopt_format import checkpoint_name, module_name
 from factory.stage import StepContext
 
 # What vLLM's ModelOpt loaders read (vllm/model_executor/layers/quantization/modelopt.py):
@@ -43,7 +44,8 @@ def _header(path):
 
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    return {k: v for k, v in json.loads(raw[8 : 8 + n]).items() if k != "__metadata__"}
+    # checkpoint names (backbone.*) back to module names (model.*), as transformers and vLLM map them
+    return {module_name(k): v for k, v in json.loads(raw[8 : 8 + n]).items() if k != "__metadata__"}
 
 
 @pytest.mark.parametrize("variant", ["fp8", "nvfp4", "mixed"])
@@ -67,11 +69,13 @@ def test_export_has_every_name_dtype_and_shape_vllm_reads(quantized, q_model, va
 
     bf16 = AutoModelForCausalLM.from_pretrained(q_model.path / "model")
     linears = {n: m for n, m in bf16.named_modules() if isinstance(m, torch.nn.Linear)}
-    per_layer = section.get("quantized_layers", {})
+    per_layer = {module_name(k): v for k, v in section.get("quantized_layers", {}).items()}
+    excluded = {module_name(n) for n in section["exclude_modules"]}
+    assert all(n.startswith(("backbone.", "lm_head")) for n in section["exclude_modules"])  # checkpoint names
     quantized_names = set()
     for name, lin in linears.items():
         o, i = lin.out_features, lin.in_features
-        if name in section["exclude_modules"]:
+        if name in excluded:
             assert header[f"{name}.weight"]["dtype"] == "BF16" and header[f"{name}.weight"]["shape"] == [o, i]
             assert f"{name}.weight_scale" not in header and f"{name}.input_scale" not in header
             continue
@@ -94,6 +98,8 @@ def test_export_has_every_name_dtype_and_shape_vllm_reads(quantized, q_model, va
         if kind == "linear_attention":
             assert header[f"model.layers.{i}.mixer.conv1d.weight"]["dtype"] == "BF16"
     assert header["model.embeddings.weight"]["dtype"] == "BF16"
+    raw_names = set(json.loads((folder / "model.safetensors").read_bytes()[8:8 + int.from_bytes((folder / "model.safetensors").read_bytes()[:8], "little")]))
+    assert checkpoint_name("model.embeddings.weight") in raw_names and "model.embeddings.weight" not in raw_names
     # every tensor of the model is there, under its own name or as a quantized linear's weight
     names = {k.rsplit(".", 1)[0] for k in header}
     assert {k.rsplit(".", 1)[0] for k in bf16.state_dict()} <= names
@@ -135,3 +141,26 @@ def test_empty_or_short_calibration_fails_cleanly(tmp_path, q_model, q_tokens):
     with pytest.raises(InputError, match="missing from input 'tokens'"):
         stage.run(stage.Config(calibration_split="nope"), {"model": q_model, "tokens": q_tokens}, tmp_path, StepContext("quantize"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compressed_tensors_variant_loads_in_stock_transformers_on_cpu(quantized, q_tokens):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    from factory.compress.checkpoints import read_windows
+    from factory.compress.importance import lm_loss
+
+    out, metrics = quantized
+    folder = out / "fp8-compressed-tensors"
+    qc = json.loads((folder / "config.json").read_text())["quantization_config"]
+    assert qc["quant_method"] == "compressed-tensors" and qc["format"] == "float-quantized" and "lm_head" in qc["ignore"]
+    with safe_open(folder / "model.safetensors", "pt") as f:
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dtypes["backbone.layers.2.mixer.up_proj.weight"] == "F8_E4M3"
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    windows = read_windows({"tokens": q_tokens}, "tokens", "valid", 32, 16)
+    ppl = math.exp(lm_loss(model, windows))
+    # the same calibrated scales as the ModelOpt FP8 export: the same perplexity up to BF16 rounding of activations
+    assert ppl == pytest.approx(metrics["fp8_perplexity"], rel=0.01)
+    ids = windows[:1, :6]
+    assert model.generate(ids, max_new_tokens=4, do_sample=False).shape == (1, 10)
