@@ -5,7 +5,8 @@ from factory.lazy import lazy_exports
 _LAZY = {
     "Importance": "importance", "check_calibration": "importance", "lm_loss": "importance",
     "measure_importance": "importance",
-    "PruneTarget": "surgery", "pattern_of": "surgery", "prune_model": "surgery",
+    "Budget": "config", "PruneTarget": "config", "SearchSpace": "config",
+    "pattern_of": "surgery", "prune_model": "surgery",
 }
 
 __getattr__ = lazy_exports(__name__, {name: f"factory.compress.{module}" for name, module in _LAZY.items()})

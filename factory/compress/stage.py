@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
-from factory.compress.search import Budget, SearchSpace
-from factory.compress.surgery import PruneTarget
+from factory.compress.config import Budget, PruneTarget, SearchSpace
 from factory.stage import Artifact, StageConfig, StepContext
 
 __all__ = ["Config", "KIND", "run"]
@@ -40,7 +40,7 @@ class Config(StageConfig):
     target: PruneTarget | None = Field(None, description="Shape to prune to (exclusive with budget).")
     budget: Budget | None = Field(None, description="Parameter or serving-memory budget to search under (exclusive with target).")
     search: SearchSpace = Field(default_factory=SearchSpace, description="Width/depth caps whose products are the candidates.")
-    layer_metric: str = Field("loss_increase", pattern="^(loss_increase|block_influence)$",
+    layer_metric: Literal["loss_increase", "block_influence"] = Field("loss_increase",
                               description="Layer ranking for depth pruning in the search: loss_increase or block_influence.")
     calibration_split: str = Field("train", description="Prefix of the tokens input's indexed dataset used for calibration.")
     validation_split: str = Field("valid", description="Prefix of the tokens input's indexed dataset that ranks candidates.")

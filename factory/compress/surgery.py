@@ -24,33 +24,16 @@ sliced tensors, so it saves as a plain transformers folder.
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from factory.compress.config import PruneTarget
 from factory.compress.importance import Importance
 from factory.errors import SpecError
 from factory.model.config import LAYER_TYPES
 
 CHAR_OF = {v: k for k, v in LAYER_TYPES.items()}
-
-
-class PruneTarget(BaseModel):
-    """The shape to prune to; None keeps a dimension as it is."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    hidden_size: int | None = Field(None, gt=0, description="Residual-stream width after pruning.")
-    intermediate_size: int | None = Field(None, gt=0, description="MLP neurons per MLP layer after pruning.")
-    num_attention_heads: int | None = Field(None, gt=0, description="Query heads per attention layer (a multiple of the KV heads).")
-    mamba_num_heads: int | None = Field(None, gt=0, description="Mamba heads per layer (a multiple of the Mamba groups).")
-    mamba_head_dim: int | None = Field(None, gt=0, description="Width of one Mamba head after pruning.")
-    drop_layers: int = Field(0, ge=0, description="Blocks to remove, least important first.")
-    layer_metric: Literal["loss_increase", "block_influence"] = Field(
-        "loss_increase", description="Layer ranking for depth pruning: LM-loss increase when dropped, or 1 - cos."
-    )
 
 
 def pattern_of(hf_config) -> str:
@@ -127,7 +110,7 @@ def prune_model(model: nn.Module, importance: Importance, target: PruneTarget) -
     check_target(old, target)
     layers = kept_layers(old, importance, target)
     new_cfg = pruned_config(old, target, layers)
-    H, nh, hd_attn = old.hidden_size, old.num_attention_heads, old.head_dim
+    hd_attn = old.head_dim
     hidden = _top(importance.hidden, new_cfg.hidden_size)
 
     state = model.state_dict()
