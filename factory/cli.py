@@ -2,6 +2,7 @@
 
     factory run examples/smoke.yaml            # compile and run the whole pipeline through kfp.local
     factory explain examples/smoke.yaml        # per step: reuse or rerun, and why
+    factory plan examples/cluster.yaml --mfu 0.4 --price 2.5   # what each step will cost, before it runs
     factory step pretrain examples/smoke.yaml  # one stage in-process (building missing inputs first)
     factory curate page.html crawl.warc.gz --out corpus/   # the curate stage alone
     factory compile examples/smoke.yaml -o pipeline.yaml
@@ -34,9 +35,10 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _load(spec_path: Path, resolve: bool = True):
+    from factory.endpoints import with_cluster_defaults
     from factory.spec import load_spec
 
-    spec = load_spec(spec_path)
+    spec = with_cluster_defaults(load_spec(spec_path))  # endpoints the spec leaves out: the chart's ConfigMap
     return spec.resolved() if resolve else spec
 
 
@@ -64,6 +66,27 @@ def explain(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAM
         typer.echo(f"{e.name:<10} {e.action:<6} {e.key}")
         for reason in e.reasons:
             typer.echo(f"{'':<10} - {reason}")
+
+
+@app.command()
+def plan(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file"),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON instead of a table"),
+    context: Optional[int] = typer.Option(None, "--context", min=1, help="Serving context for evaluate and release (default: each step's own)"),
+    mfu: float = typer.Option(0.4, "--mfu", help="Model FLOPs utilisation (of the precision's dense peak) for time and cost"),
+    price: float = typer.Option(2.5, "--price", help="Price of one GPU-hour"),
+) -> None:
+    """What every step will cost before it runs: FLOPs, memory per GPU, time and money; logged to MLflow."""
+    from factory.cost import log_plan, plan_spec
+
+    spec = _load(spec_path)
+    report = plan_spec(spec, mfu=mfu, price_per_gpu_hour=price, context=context)
+    run_id = log_plan(spec, report)
+    if as_json:
+        typer.echo(json.dumps({**report.to_dict(), "mlflow_run_id": run_id, "tracking_uri": spec.tracking_uri()}, indent=2))
+    else:
+        typer.echo(report.table())
+        typer.echo(f"mlflow run {run_id} in {spec.tracking_uri()}")
 
 
 @app.command()
@@ -205,11 +228,15 @@ def status(
 
 
 @app.command()
-def lineage(target: str = typer.Argument(..., metavar="PATH_OR_URI", help="An artifact folder, its manifest.json, or its s3:// URI")) -> None:
+def lineage(
+    target: str = typer.Argument(..., metavar="PATH_OR_URI", help="An artifact folder, its manifest.json, or its s3:// URI"),
+    spec_path: Optional[Path] = typer.Option(None, "--spec", help="Reach s3:// with this spec's storage settings "
+                                             "(default: FACTORY_S3_ENDPOINT_URL and FACTORY_S3_REGION, as the chart's ConfigMap sets)"),
+) -> None:
     """Print the chain from an artifact (a release, say) back to its raw inputs."""
     from factory.lineage import chain
 
-    manifest = _read_manifest(target)
+    manifest = _read_manifest(target, spec_path)
     for depth, entry in enumerate(chain(manifest)):
         run = entry.get("mlflow_run_id") or "-"
         typer.echo(f"{'  ' * min(depth, 1)}{entry['stage']:<9} {entry['kind']:<11} {entry['fingerprint'][:16]}  run={run}  {entry['uri']}")
@@ -217,14 +244,20 @@ def lineage(target: str = typer.Argument(..., metavar="PATH_OR_URI", help="An ar
             typer.echo(f"{'':<4}source {src['uri']}  {src['digest'][:23]}")
 
 
-def _read_manifest(target: str) -> dict:
-    from factory.store import MANIFEST, S3Store
+def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
+    from factory.store import MANIFEST
 
     if target.startswith("s3://"):
-        bucket_and_key = target[len("s3://") :].rstrip("/")
-        bucket, _, key = bucket_and_key.partition("/")
-        store = S3Store(f"s3://{bucket}")
-        manifest = store.read_manifest(key)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from factory.endpoints import store_for_uri, unreachable
+        from factory.spec import load_spec
+
+        store, key = store_for_uri(target.rstrip("/"), load_spec(spec_path) if spec_path else None)
+        try:
+            manifest = store.read_manifest(key)
+        except (BotoCoreError, ClientError) as e:
+            raise unreachable(target, store.endpoint_url, e) from None
         if manifest is None:
             raise UserError(f"{target}: no manifest.json there")
         return manifest

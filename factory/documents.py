@@ -6,6 +6,10 @@
     parts = write_parts(records, out / "documents", per_part=10_000)
     for record in read_records(document_files(out), skipped):   # bad lines and files counted in `skipped`
         ...
+
+A reader that skips damaged records states how much damage it accepts: `check_error_budget` fails with one
+line (count, top reasons, a sample file and offset) past that share; `read_records(..., max_error_fraction=)`
+applies it to the corpus once every line has been read.
 """
 
 from __future__ import annotations
@@ -15,8 +19,26 @@ import io
 import json
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+from factory.errors import InputError
+
+
+def check_error_budget(what: str, damaged: Mapping[str, int], total: int, max_fraction: float,
+                       sample: str | None = None, field: str = "max_error_fraction") -> None:
+    """Raise one InputError line when the damaged records (counts per reason) pass `max_fraction` of `total`.
+
+    The line gives the count and share, the three most common reasons, a sample location, and the setting
+    (`field`) that raises the bound.
+    """
+    count = sum(damaged.values())
+    if not count or count <= max_fraction * total:
+        return
+    top = ", ".join(f"{reason} {n}" for reason, n in sorted(damaged.items(), key=lambda kv: (-kv[1], kv[0]))[:3])
+    share = f"{count / total:.1%}" if total else "all"
+    raise InputError(f"{what}: {count} of {total} records ({share}) are damaged, over the error budget of "
+                     f"{max_fraction:.1%} ({field}): {top}; first at {sample or 'an unrecorded place'}")
 
 
 def document_files(artifact_dir: str | Path) -> list[Path]:
@@ -25,20 +47,32 @@ def document_files(artifact_dir: str | Path) -> list[Path]:
 
 
 def read_records(files: Iterable[Path], skipped: Counter, bad_line: str = "bad_json",
-                 bad_file: str = "unreadable_file") -> Iterator[object]:
+                 bad_file: str = "unreadable_file", max_error_fraction: float | None = None,
+                 what: str = "corpus") -> Iterator[object]:
     """Every JSON value of `files`, in file then line order. A line that is not JSON counts under
-    `bad_line`; a truncated or corrupt file counts under `bad_file`, and what was read before the damage
-    is kept."""
+    `bad_line`; a truncated or corrupt file counts under `bad_file` (one each), and what was read before
+    the damage is kept. With `max_error_fraction`, once every file is read, raise one InputError line
+    (`check_error_budget`, naming `what`) when the damaged lines and files pass that share of all lines."""
+    good, first = 0, None
     for path in files:
+        number = 0
         try:
             with gzip.open(path, "rt", encoding="utf-8") as lines:
-                for line in lines:
+                for number, line in enumerate(lines, 1):
                     try:
-                        yield json.loads(line)
+                        value = json.loads(line)
                     except json.JSONDecodeError:
                         skipped[bad_line] += 1
+                        first = first or f"{path.name} line {number}"
+                        continue
+                    good += 1
+                    yield value
         except (OSError, EOFError, UnicodeDecodeError, zlib.error):
             skipped[bad_file] += 1
+            first = first or f"{path.name} after line {number}"
+    if max_error_fraction is not None:
+        damaged = {k: skipped[k] for k in (bad_line, bad_file) if skipped[k]}
+        check_error_budget(what, damaged, good + sum(damaged.values()), max_error_fraction, first)
 
 
 def write_parts(records: Iterable[dict], folder: Path, per_part: int) -> int:

@@ -24,6 +24,7 @@ import yaml
 from factory.errors import UserError
 from factory.lineage import Lineage
 from factory.logs import get_logger
+from factory.endpoints import cluster_environ, with_cluster_defaults
 from factory.spec import parse_spec
 from factory.steps import Executor
 
@@ -47,7 +48,7 @@ def parent_run(lineage: Lineage, job_id: str, run_name: str, spec_text: str) -> 
 
 
 def run_component(stage: str, spec_text: str, job_id: str, upstream: Mapping[str, KfpArtifact], output: KfpArtifact) -> dict[str, Any]:
-    spec = parse_spec(yaml.safe_load(spec_text))
+    spec = with_cluster_defaults(parse_spec(yaml.safe_load(spec_text)))  # the chart's ConfigMap fills unset endpoints
     executor = Executor(spec)
     executor.parent_run_id = parent_run(executor.lineage, job_id, spec.name, spec_text)
     plan = executor.plan()
@@ -69,7 +70,7 @@ def run_component(stage: str, spec_text: str, job_id: str, upstream: Mapping[str
 
 def finish_pipeline(spec_text: str, job_id: str, state: str) -> str:
     """Close the parent run of KFP job `job_id` with the pipeline's final state; returns its run id."""
-    spec = parse_spec(yaml.safe_load(spec_text))
+    spec = with_cluster_defaults(parse_spec(yaml.safe_load(spec_text)))  # the chart's ConfigMap fills unset endpoints
     lineage = Lineage(spec.tracking_uri(), spec.experiment())
     run_id = parent_run(lineage, job_id, spec.name, spec_text)
     status = "FINISHED" if state == "SUCCEEDED" else "FAILED"
@@ -112,6 +113,7 @@ def launch_step(executor: Executor, stage: str, spec_text: str, api_client=None,
         tolerations=[t.model_dump(exclude_none=True) for t in res.tolerations], shm_size=res.shm_size,
         secret_env={env: tuple(ref.split("/", 1)) for env, ref in res.secrets.items()},
         service_account=spec.cluster.service_account, labels=spec.cluster.pod_labels,
+        env=cluster_environ(),  # the job's pods find the store and MLflow as this step did
     )
     parent = ["--parent-run-id", executor.parent_run_id] if executor.parent_run_id else []
     if stage == "curate":

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from factory.cost.layout import ParallelLayout
 from factory.errors import InputError, SpecError
 from factory.model import ModelSpec
 
@@ -97,6 +98,17 @@ class Resources(_Frozen):
     pvc: str | None = Field(None, description="Name of a PersistentVolumeClaim mounted at the work folder")
     image: str | None = Field(None, description="Container image for this stage; defaults to images.cpu or images.gpu")
     secrets: dict[str, str] = Field(default_factory=dict, description="Env var -> 'secret-name/key' mounted from Kubernetes Secrets")
+    parallel: ParallelLayout | None = Field(
+        None, description="Parallel layout of a training step (data/tensor/pipeline/context sizes, sharding); "
+        "None: data parallel over nodes x gpus. `factory plan` costs the step with it."
+    )
+
+    @model_validator(mode="after")
+    def _parallel_covers_the_gpus(self) -> "Resources":
+        devices = self.nodes * max(self.gpus, 1)
+        if self.parallel is not None and self.parallel.gpus != devices:
+            raise ValueError(f"parallel: data x tensor x pipeline x context = {self.parallel.gpus}, but nodes x gpus = {devices}")
+        return self
 
 
 class ClusterSpec(_Frozen):

@@ -7,7 +7,10 @@ import random
 import string
 from collections import Counter
 
-from factory.documents import document_files, read_records, write_parts
+import pytest
+
+from factory.documents import check_error_budget, document_files, read_records, write_parts
+from factory.errors import InputError
 
 
 def test_parts_hold_per_part_records_in_order_and_bytes_depend_only_on_the_records(tmp_path):
@@ -41,3 +44,26 @@ def test_bad_lines_and_damaged_files_are_counted_and_what_came_before_is_kept(tm
     got = list(read_records([first, second], skipped, bad_line="lines", bad_file="files"))
     assert [r["id"] for r in got[:20]] == [str(i) for i in range(20)] and len(got) < 40
     assert skipped == {"lines": 1, "files": 1}
+
+
+def test_a_damaged_line_is_within_the_budget_or_fails_with_one_line_naming_it(tmp_path):
+    write_parts([{"id": str(i), "text": f"doc {i}"} for i in range(199)], tmp_path / "documents", per_part=200)
+    [part] = document_files(tmp_path)
+    with gzip.open(part, "at") as f:  # a torn line at the end, as a killed writer leaves it
+        f.write('{"id": "torn", "te\n')
+    skipped: Counter = Counter()
+    assert len(list(read_records([part], skipped, max_error_fraction=0.01))) == 199  # 1 of 200: within 1%
+    assert skipped == {"bad_json": 1}
+    with gzip.open(part, "at") as f:
+        f.write("not json\n" * 4)
+    with pytest.raises(InputError) as info:
+        list(read_records([part], Counter(), max_error_fraction=0.01, what="tokenize: corpus"))
+    assert str(info.value) == ("tokenize: corpus: 5 of 204 records (2.5%) are damaged, over the error budget of 1.0% "
+                               "(max_error_fraction): bad_json 5; first at part-00000.jsonl.gz line 200")
+
+
+def test_check_error_budget_lists_the_top_reasons():
+    check_error_budget("x", {"a": 1}, 100, 0.01)  # at the bound: passes
+    check_error_budget("x", {}, 0, 0.0)
+    with pytest.raises(InputError, match=r"^x: 9 of 100 records \(9.0%\) .* c 5, a 2, b 1; first at f offset 3$"):
+        check_error_budget("x", {"a": 2, "b": 1, "c": 5, "d": 1}, 100, 0.05, "f offset 3")

@@ -1,7 +1,9 @@
 """datatrove steps the curate stage adds to the library's own: extraction, language id, exact dedup.
 
 Each is a datatrove `BaseFilter` / `BaseExtractor`, so drops are counted in the step's stats the same way
-as for datatrove's Gopher filters (`dropped`, `dropped_<reason>`).
+as for datatrove's Gopher filters (`dropped`, `dropped_<reason>`). Every filter here, and datatrove's own
+as the stage uses them (`GopherRepetitionFilter`, ... below), turns an exception on one document into a
+drop of that document under `error_<ExceptionType>` (`Isolated`), so one bad page never stops the run.
 """
 
 from __future__ import annotations
@@ -12,10 +14,54 @@ import unicodedata
 
 from datatrove.data import Document
 from datatrove.pipeline.extractors.base import BaseExtractor
+from datatrove.pipeline.filters import C4QualityFilter as _C4QualityFilter
+from datatrove.pipeline.filters import FineWebQualityFilter as _FineWebQualityFilter
+from datatrove.pipeline.filters import GopherQualityFilter as _GopherQualityFilter
+from datatrove.pipeline.filters import GopherRepetitionFilter as _GopherRepetitionFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
+from factory.logs import get_logger
 
-class LanguageIdFilter(BaseFilter):
+log = get_logger("factory.curate.filters")
+
+
+class Isolated:
+    """Mixin for a datatrove filter: an exception while filtering one document drops it as `error_<Type>`.
+
+    The first document dropped for each exception type is logged (`curate_step_error`) with its id, which
+    names its file and record.
+    """
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        try:
+            return super().filter(doc)
+        except Exception as error:  # noqa: BLE001 (any library's exception on one document is that document's)
+            reason = f"error_{type(error).__name__}"
+            logged = self.__dict__.setdefault("_logged", set())
+            if reason not in logged:
+                logged.add(reason)
+                log.warning("curate_step_error", step=type(self).__name__, reason=reason, document=doc.id,
+                            source=doc.metadata.get("source"), detail=str(error)[:200])
+            return False, reason
+
+
+class GopherRepetitionFilter(Isolated, _GopherRepetitionFilter):
+    """datatrove's Gopher repetition filter, one bad document dropped and counted, not raised."""
+
+
+class GopherQualityFilter(Isolated, _GopherQualityFilter):
+    """datatrove's Gopher quality filter, one bad document dropped and counted, not raised."""
+
+
+class C4QualityFilter(Isolated, _C4QualityFilter):
+    """datatrove's C4 quality filter, one bad document dropped and counted, not raised."""
+
+
+class FineWebQualityFilter(Isolated, _FineWebQualityFilter):
+    """datatrove's FineWeb quality filter, one bad document dropped and counted, not raised."""
+
+
+class LanguageIdFilter(Isolated, BaseFilter):
     """Keep documents whose py3langid language is in `languages` with probability >= `min_score`.
 
     py3langid ships its model inside the package, so nothing is downloaded (datatrove's own LanguageFilter
@@ -56,7 +102,7 @@ def normalised_text_hash(text: str) -> str:
     return hashlib.sha256(norm.encode("utf-8")).hexdigest()
 
 
-class ExactDedupFilter(BaseFilter):
+class ExactDedupFilter(Isolated, BaseFilter):
     """Drop a document whose normalised text was seen before in this run; the first one in input order stays.
 
     Run it on documents in a stable order (the stage sorts by input position) so the same copy is kept

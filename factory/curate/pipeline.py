@@ -12,13 +12,17 @@ the corpus-level steps run in one process, so the result does not depend on `wor
     exact dedup -> fuzzy dedup (MinHash LSH) -> [semantic dedup (SemDeDup)] -> decontamination (13-grams)
     -> [quality ensemble: 20 buckets, 5 tiers] -> documents/part-NNNNN.jsonl.gz
 
-Every removal is counted per step and reason in `stats.json`; every skipped input unit per reason.
+Every removal is counted per step and reason in `stats.json`; every skipped input unit per reason. A record
+that breaks a parser or a step (any exception) is skipped and counted under `error_<ExceptionType>`, never
+stops the run; the stage fails only when the damaged records pass `max_error_fraction` of the input, with one
+line that gives the count, the top reasons and a sample file and offset (`factory.documents.check_error_budget`).
 
 Output layout (the contract with `factory.tokenize`):
 
     documents/part-00000.jsonl.gz   one {"id", "text", "metadata": {source, url, language, language_score,
                                     extraction, [quality_score, quality_bucket, quality_tier, quality_<clf>]}}
-    stats.json                      docs_in, docs_out, removed/<step>, reasons, skipped/<reason>, tiers, sizes
+    stats.json                      docs_in, docs_out, removed/<step>, reasons, skipped/<reason>, damaged (count,
+                                    reasons, samples: file and offset), lost_bytes, tiers, sizes (words, chars)
     tiers.png                       documents per quality tier (when the quality step runs)
 
 The quality ensemble is not trained here: it is the `quality` stage's artifact (`factory.curate.quality.stage`),
@@ -43,8 +47,8 @@ from factory.curate.dedup.fuzzy import FuzzyDedupConfig
 from factory.curate.dedup.semantic import SemanticDedupConfig
 from factory.curate.math import MathConfig
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityEnsemble
-from factory.curate.readers import DEFAULT_MAX_PAGE_BYTES
-from factory.documents import write_parts
+from factory.curate.readers import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_PAGE_BYTES
+from factory.documents import check_error_budget, write_parts
 from factory.errors import InputError
 from factory.stage import Artifact, StageConfig, StepContext, no_effect
 
@@ -122,6 +126,15 @@ class Config(StageConfig):
         30.0, gt=0, description="Per-page extraction time limit; a page that takes longer is dropped.")
     max_page_bytes: int = Field(
         DEFAULT_MAX_PAGE_BYTES, ge=1024, description="Input units (page, record, JSONL line) larger than this are skipped as too_large.")
+    max_header_bytes: int = Field(
+        DEFAULT_MAX_HEADER_BYTES, ge=1024, description="Largest WARC header block; a larger one is skipped as header_too_large.")
+    max_member_bytes: int = Field(
+        DEFAULT_MAX_MEMBER_BYTES, ge=1024,
+        description="Most bytes one gzip member of a WARC/WET may expand to (gzip bombs; never below max_page_bytes + "
+                    "2 x max_header_bytes), and most bytes passed over to find the end of an overlong JSONL line.")
+    max_error_fraction: float = Field(
+        0.01, ge=0, le=1,
+        description="The stage fails when more than this share of input records are damaged or break a parser or step.")
     math: MathExtraction = Field(MathExtraction(), description="Math-aware extraction for pages with equations.")
     gopher_repetition: GopherRepetition = Field(GopherRepetition(), description="Gopher repetition filter settings.")
     gopher_quality: GopherQuality = Field(GopherQuality(), description="Gopher quality filter settings.")
@@ -183,17 +196,18 @@ class TaskOutput:
 def pipeline_steps(config: Config, files: list, out_folder: Path | None = None) -> tuple[list, list[str]]:
     """The per-document datatrove steps (reader first, `TaskOutput` last when `out_folder` is given), and the
     step name of each step after the reader."""
-    from datatrove.pipeline.filters import (
+    from factory.curate.filters import (
         C4QualityFilter,
+        Extract,
         FineWebQualityFilter,
         GopherQualityFilter,
         GopherRepetitionFilter,
+        LanguageIdFilter,
     )
-
-    from factory.curate.filters import Extract, LanguageIdFilter
     from factory.curate.readers import WebSourceReader
 
-    steps: list = [WebSourceReader(files, config.max_page_bytes),
+    samples = None if out_folder is None else Path(out_folder).parent / "skip-samples"
+    steps: list = [WebSourceReader(files, config.max_page_bytes, config.max_header_bytes, config.max_member_bytes, samples),
                    Extract(config.extractor, config.extract_timeout_s, config.math),
                    LanguageIdFilter(config.languages, config.min_language_score)]
     names = ["extraction", "language"]
@@ -268,6 +282,27 @@ def _dropped(step_stats, extractor: bool = False) -> tuple[int, dict[str, int]]:
     return removed, dict(sorted(reasons.items()))
 
 
+def _check_damage(config: Config, skipped: dict[str, int], docs_in: int, reasons: dict[str, dict[str, int]],
+                  samples: dict[str, dict]) -> tuple[dict[str, int], dict[str, dict]]:
+    """(damaged records per reason, the sample of each reader reason); raises the budget's one-line InputError.
+
+    Damaged: units the reader could not parse, and documents a step failed on (an exception, a dead sandbox);
+    not the pages declined by policy (empty, binary, not HTML, an error status, over a size cap).
+    """
+    from factory.curate.readers import is_damage
+
+    damaged = {r: n for r, n in skipped.items() if n and is_damage(r)}
+    for name, counts in reasons.items():
+        for reason, n in counts.items():
+            if n and (reason.startswith("error_") or (name == "extraction" and reason in ("clean_error", "broken_process"))):
+                damaged[f"{name}.{reason}"] = n
+    damage_samples = {r: v for r, v in sorted(samples.items()) if is_damage(r)}
+    sample = next((damage_samples[r] for r in sorted(damaged, key=lambda r: -damaged[r]) if r in damage_samples), None)
+    check_error_budget("curate", damaged, docs_in, config.max_error_fraction,
+                       None if sample is None else f"{sample['file']} offset {sample['offset']}", field="max_error_fraction")
+    return damaged, damage_samples
+
+
 def _read_jsonl_gz(paths: Iterable[Path]) -> list[dict]:
     rows = []
     for path in paths:
@@ -340,7 +375,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     from datatrove.utils.stats import PipelineStats
 
     from factory.curate.filters import ExactDedupFilter
-    from factory.curate.readers import SKIP_REASONS, list_sources
+    from factory.curate.readers import LOST_BYTES, SKIP_REASONS, list_sources
 
     start = time.perf_counter()
     files = list_sources(config.sources)  # raises InputError naming a missing source
@@ -364,6 +399,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         # both executors merge every task's step stats into one file
         stats_per_step = PipelineStats.from_json(json.loads((tmp_dir / "datatrove-logs" / "stats.json").read_text())).stats
         rows = _read_jsonl_gz(sorted((tmp_dir / "filtered").glob("*.jsonl.gz")))
+        samples: dict[str, dict] = {}  # skip reason -> first file and offset, over all tasks in input order
+        for path in sorted((tmp_dir / "skip-samples").glob("*.json")):
+            for reason, sample in json.loads(path.read_text()).items():
+                samples.setdefault(reason, sample)
 
         # Back to input order (tasks each wrote their share), then the corpus-level steps.
         rows.sort(key=lambda row: tuple(row["metadata"]["order"]))
@@ -375,6 +414,13 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         for name, step_stats in zip(names, stats_per_step[1:]):
             removed[name], reasons[name] = _dropped(step_stats, extractor=name == "extraction")
             seconds[name] = step_stats.time_stats.total
+        skipped = {reason: reader.get(f"skipped_{reason}", 0) for reason in SKIP_REASONS}
+        skipped |= {k.removeprefix("skipped_"): v for k, v in reader.items()
+                    if k.startswith("skipped_") and k != f"skipped_{LOST_BYTES}"}
+        skipped = dict(sorted(skipped.items()))
+        read = reader.get("documents", 0)
+        docs_in = read + sum(skipped.values())  # every input unit: pages read plus inputs skipped
+        _check_damage(config, skipped, docs_in, reasons, samples)  # fail fast, before the corpus-level steps
         extract = _counts(stats_per_step[1])
         extraction_paths = {k.removeprefix("path_"): v for k, v in extract.items() if k.startswith("path_")}
         if extract.get("passthrough"):
@@ -410,7 +456,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         index = NgramIndex(eval_items(config.decontamination_sets, dc.builtin_sets), dc.n_gram, dc.min_item_words)
         kept, leaks = [], {}
         for doc in docs:
-            leak = index.match(doc.text)
+            try:
+                leak = index.match(doc.text)
+            except Exception as error:  # noqa: BLE001 (one document that breaks the matcher is dropped, counted)
+                leak = f"error_{type(error).__name__}"
             if leak is None:
                 kept.append(doc)
             else:
@@ -434,26 +483,28 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         tiers = [sum(d.metadata["quality_tier"] == t_ for d in docs) for t_ in range(N_TIERS)]
         seconds["quality"] = time.perf_counter() - t
 
+    # before anything is written: past the budget, nothing of this run is published
+    damaged, damage_samples = _check_damage(config, skipped, docs_in, reasons, samples)
     write_parts(_records(docs), output / "documents", config.shard_size)
-    skipped = {reason: reader.get(f"skipped_{reason}", 0) for reason in SKIP_REASONS}
-    read = reader.get("documents", 0)
     words = sum(len(d.text.split()) for d in docs)
     chars = sum(len(d.text) for d in docs)
     languages: dict[str, int] = {}
     for d in docs:
         languages[d.metadata["language"]] = languages.get(d.metadata["language"], 0) + 1
     stats = {
-        "docs_in": read + sum(skipped.values()),  # every input unit: pages read plus inputs skipped
+        "docs_in": docs_in,
         "docs_read": read,
         "docs_out": len(docs),
         "removed": removed,
         "reasons": reasons,
         "skipped": skipped,
+        "damaged": {"count": sum(damaged.values()), "reasons": dict(sorted(damaged.items())), "samples": damage_samples,
+                    "max_fraction": config.max_error_fraction},
+        "lost_bytes": reader.get(f"skipped_{LOST_BYTES}", 0),
         "extraction_paths": dict(sorted(extraction_paths.items())),
         "languages_out": dict(sorted(languages.items())),
         "words_out": words,
         "chars_out": chars,
-        "tokens_out": chars // 4,  # rough: about 4 characters per BPE token on English text
         "files_in": len(files),
     }
     if tiers is not None:
@@ -463,7 +514,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         ctx.log_artifact(output / "tiers.png")
     (output / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
-    metrics: dict[str, float] = {k: float(stats[k]) for k in ("docs_in", "docs_out", "words_out", "chars_out", "tokens_out")}
+    metrics: dict[str, float] = {k: float(stats[k]) for k in ("docs_in", "docs_out", "words_out", "chars_out", "lost_bytes")}
+    metrics["damaged"] = float(stats["damaged"]["count"])
     metrics |= {f"removed.{k}": float(v) for k, v in removed.items()}
     metrics |= {f"skipped.{k}": float(v) for k, v in skipped.items()}
     if tiers is not None:

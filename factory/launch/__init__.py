@@ -11,16 +11,15 @@ from factory.launch.manifests import (
     SPEC_PATH,
     configmap_manifest,
     pytorchjob_manifest,
-    ray_submission,
     rayjob_manifest,
     torchrun_command,
     training_manifest,
     trainjob_manifest,
 )
-from factory.launch.rbac import REQUIRED_RULES, missing_rules
+from factory.launch.rbac import REQUIRED_RULES, extra_rules, grants, missing_rules
 
 __all__ = [
     "KINDS", "JobKind", "JobResult", "LaunchCancelled", "LaunchError", "LaunchTimeout", "Launcher", "REQUIRED_RULES",
-    "SPEC_PATH", "configmap_manifest", "kind_of", "missing_rules", "pytorchjob_manifest", "ray_submission",
+    "SPEC_PATH", "configmap_manifest", "extra_rules", "grants", "kind_of", "missing_rules", "pytorchjob_manifest",
     "rayjob_manifest", "torchrun_command", "training_manifest", "trainjob_manifest",
 ]

@@ -3,7 +3,6 @@
     trainjob_manifest(...)    Kubeflow Trainer v2   trainer.kubeflow.org/v1alpha1 TrainJob (torch-distributed runtime)
     pytorchjob_manifest(...)  Training Operator v1  kubeflow.org/v1 PyTorchJob (Master + Worker replicas)
     rayjob_manifest(...)      KubeRay               ray.io/v1 RayJob (head + one worker group)
-    ray_submission(...)       an existing Ray cluster: the Ray Jobs REST request that submits the stage
 
 Every pod mounts the spec ConfigMap (key `spec.yaml`) at `/etc/factory`, so the command inside is the
 same `factory step STAGE /etc/factory/spec.yaml` a laptop runs. Field names follow the upstream CRDs
@@ -276,26 +275,3 @@ def rayjob_manifest(
         },
     }
 
-
-def ray_submission(address: str, submission_id: str, stage: str = "curate", spec_yaml: str | None = None,
-                   env: Mapping[str, str] | None = None, entrypoint: str | None = None) -> tuple[str, dict[str, Any]]:
-    """The Ray Jobs REST request (`POST {address}/api/jobs/`) that runs the stage on an existing cluster.
-
-    The spec travels inside the entrypoint's environment (`FACTORY_SPEC_YAML`, written to a file by the
-    entrypoint), since an external cluster cannot mount this namespace's ConfigMap. Returns (url, body).
-    """
-    env_vars = dict(env or {})
-    if spec_yaml is not None:
-        env_vars["FACTORY_SPEC_YAML"] = spec_yaml
-    path = "/tmp/factory-spec.yaml"
-    command = entrypoint or (
-        f"python -c \"import os, pathlib; pathlib.Path('{path}').write_text(os.environ['FACTORY_SPEC_YAML'])\""
-        f" && python -m factory.cli step {stage} {path}"
-    )
-    body = {
-        "entrypoint": command,
-        "submission_id": submission_id,
-        "runtime_env": {"env_vars": env_vars},
-        "metadata": {"factory.stage": stage},
-    }
-    return address.rstrip("/") + "/api/jobs/", body

@@ -107,7 +107,8 @@ def curated(tmp_path_factory):
     root = tmp_path_factory.mktemp("curate")
     subset = _subset(root / "smoke-html")
     _broken(root / "broken")
-    config = Config(sources=[str(root / "smoke-html"), str(root / "broken")], shard_size=40)
+    # the broken folder makes ~7% of the input damaged (undecodable, truncated, invalid JSON): allowed here
+    config = Config(sources=[str(root / "smoke-html"), str(root / "broken")], shard_size=40, max_error_fraction=0.2)
     out = root / "out"
     out.mkdir()
     ctx = StepContext("curate", tracker=NullTracker(), scratch=root / "scratch")
@@ -198,7 +199,10 @@ def test_counts_add_up(curated):
     assert stats["docs_in"] == stats["docs_out"] + sum(stats["removed"].values()) + sum(stats["skipped"].values())
     assert stats["docs_read"] == stats["docs_in"] - sum(stats["skipped"].values())
     assert metrics["docs_in"] == stats["docs_in"] and metrics["docs_out"] == stats["docs_out"]
-    assert metrics["tokens_out"] == stats["chars_out"] // 4 > 0
+    # sizes are measured, not estimated: tokens are the tokenize stage's to count
+    assert "tokens_out" not in stats and "tokens_out" not in metrics
+    assert stats["chars_out"] == sum(len(r["text"]) for r in curated["rows"]) == metrics["chars_out"] > 0
+    assert stats["words_out"] == sum(len(r["text"].split()) for r in curated["rows"]) == metrics["words_out"]
     assert curated["ctx"].tracker.metrics == [(metrics, None)]
 
 
@@ -213,6 +217,14 @@ def test_malformed_inputs_are_skipped_and_counted(curated):
     assert skipped["invalid_json"] == 4
     assert skipped["not_html"] >= 1  # the JSON response inside the WARC
     assert curated["metrics"]["skipped.too_large"] == 3
+    damaged = stats["damaged"]  # what the error budget counts: damage, not pages declined by policy
+    assert damaged["reasons"] == {"invalid_json": 4, "truncated": 1, "undecodable": 2} and damaged["count"] == 7
+    assert damaged["samples"]["truncated"] == {"file": "broken/cut.warc.gz", "offset": damaged["samples"]["truncated"]["offset"],
+                                               "detail": ""}
+    assert damaged["samples"]["invalid_json"]["file"] == "broken/rows.jsonl"
+    first_line = b'{"text": ' + json.dumps(PROSE_TEXT).encode() + b', "id": "jsonl-prose", "url": "https://example.org/j"}\n'
+    assert damaged["samples"]["invalid_json"]["offset"] == len(first_line)  # the second line starts there
+    assert curated["metrics"]["damaged"] == 7
     declared = [r for r in rows if r["metadata"]["source"] == "broken/latin1-declared.html"]
     assert len(declared) == 1 and "Café au lait, naïve façade." in declared[0]["text"]
     # records before the cut in the truncated WARC were read (then removed as duplicates of the full WARC)

@@ -17,17 +17,6 @@ from tests.deploy.kube import all_pod_templates, containers, load_documents, sel
 
 GOLDEN = Path(__file__).parent / "golden"
 
-# What the launchers may do, and nothing more: (apiGroup, resource) -> verbs.
-LAUNCHER_RULES = {
-    ("trainer.kubeflow.org", "trainjobs"): {"create", "get", "list", "watch", "delete"},
-    ("kubeflow.org", "pytorchjobs"): {"create", "get", "list", "watch", "delete"},
-    ("ray.io", "rayjobs"): {"create", "get", "list", "watch", "delete"},
-    ("ray.io", "rayclusters"): {"create", "get", "list", "watch", "delete"},
-    ("", "configmaps"): {"create", "delete"},
-    ("", "pods"): {"get", "list", "watch", "delete"},
-    ("", "pods/log"): {"get"},
-    ("", "events"): {"list", "watch"},
-}
 PIPELINE_LABELS = {"nemotron-factory/pipeline-step": "true"}
 
 
@@ -35,14 +24,13 @@ def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
     return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
 
 
-def rule_table(role: dict) -> dict[tuple[str, str], set[str]]:
-    table: dict[tuple[str, str], set[str]] = {}
-    for rule in role["rules"]:
-        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                table.setdefault((group, resource), set()).update(rule["verbs"])
-    return table
+def assert_grants_exactly_what_launchers_call(role: dict) -> None:
+    """The Role grants every call the launchers make (REQUIRED_RULES) and nothing else."""
+    from factory.launch import REQUIRED_RULES, extra_rules, grants, missing_rules
+
+    assert missing_rules(role["rules"]) == []
+    assert extra_rules(role["rules"]) == []
+    assert grants(role["rules"]) == grants(REQUIRED_RULES)
 
 
 def strip_generated_secrets(text: str) -> str:
@@ -172,16 +160,13 @@ def test_probes(renders):
     assert minio["readinessProbe"]["httpGet"]["path"] == "/minio/health/ready"
 
 
-def test_rbac_is_namespaced_and_minimal(rendered):
+def test_rbac_is_namespaced_and_grants_exactly_what_launchers_call(rendered):
     _, docs = rendered
     kinds = {doc["kind"] for doc in docs}
     assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
     (role,) = by_kind(docs, "Role").values()
-    assert rule_table(role) == LAUNCHER_RULES
-    # Enough for the launchers (tests/launch proves REQUIRED_RULES suffice against a real API server).
-    from factory.launch import missing_rules
-
-    assert missing_rules(role["rules"]) == []
+    # tests/launch proves REQUIRED_RULES suffice against a real API server, and that each is used.
+    assert_grants_exactly_what_launchers_call(role)
     (binding,) = by_kind(docs, "RoleBinding").values()
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
     (account,) = by_kind(docs, "ServiceAccount").values()
@@ -261,13 +246,16 @@ def test_mlflow_server_configuration(renders):
     assert container["command"] == ["mlflow", "server"]
     assert "--backend-store-uri=$(MLFLOW_BACKEND_STORE_URI)" in container["args"]
     assert "--artifacts-destination=$(MLFLOW_ARTIFACTS_DESTINATION)" in container["args"]
-    assert env["MLFLOW_BACKEND_STORE_URI"]["value"] == "postgresql://mlflow@mlflow-db.example.internal:5432/mlflow?sslmode=require"
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"] == "postgresql+psycopg2://mlflow@mlflow-db.example.internal:5432/mlflow?sslmode=require"
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-db", "key": "password"}
     assert env["MLFLOW_ARTIFACTS_DESTINATION"]["value"] == "s3://nemotron-factory-artifacts/mlflow"
     assert "MLFLOW_S3_ENDPOINT_URL" not in env  # AWS S3: boto3's default endpoint
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "factory-s3", "key": "AWS_SECRET_ACCESS_KEY"}
     allowed = env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")
-    assert "factory-mlflow.factory.svc.cluster.local:*" in allowed and "localhost:*" in allowed
+    # Each name bare (a service on port 80: clients send no port) and with any port; never a bare "*".
+    for name in ("factory-mlflow", "factory-mlflow.factory.svc.cluster.local", "localhost"):
+        assert {name, f"{name}:*"} <= set(allowed)
+    assert not [h for h in allowed if h.endswith("*") and not h.endswith(":*")]
 
 
 def test_no_credential_in_plain_text(renders):

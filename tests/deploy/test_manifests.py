@@ -7,7 +7,8 @@ import yaml
 
 from tests.deploy.conftest import REPO, run
 from tests.deploy.kube import all_pod_templates, containers, load_documents, selects, validate
-from tests.deploy.test_chart import LAUNCHER_RULES, PIPELINE_LABELS, rule_table
+from tests.deploy.conftest import helm_template
+from tests.deploy.test_chart import PIPELINE_LABELS, assert_grants_exactly_what_launchers_call, by_kind
 
 TARGETS = ["base", "templates", "overlays/cpu", "overlays/gpu"]
 
@@ -36,14 +37,26 @@ def test_builds_pass_strict_validation(builds, target):
 def test_base_is_the_charts_rbac_in_the_namespace(builds):
     docs = builds["base"]
     assert {doc["kind"] for doc in docs} == {"Namespace", "ServiceAccount", "Role", "RoleBinding"}
-    assert rule_table(one(docs, "Role")) == LAUNCHER_RULES
-    from factory.launch import missing_rules
-
-    assert missing_rules(one(docs, "Role")["rules"]) == []
+    assert_grants_exactly_what_launchers_call(one(docs, "Role"))
     namespace = one(docs, "Namespace")["metadata"]["name"]
     assert all(doc["metadata"]["namespace"] == namespace for doc in docs if doc["kind"] != "Namespace")
     binding = one(docs, "RoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "factory-pipeline", "namespace": namespace}]
+
+
+def test_charts_namespace_has_the_bases_pod_security_labels(builds, helm):
+    def pod_security(namespace: dict) -> dict:
+        return {k: v for k, v in namespace["metadata"]["labels"].items() if k.startswith("pod-security.kubernetes.io/")}
+
+    base = pod_security(one(builds["base"], "Namespace"))
+    assert base == {f"pod-security.kubernetes.io/{mode}": level
+                    for mode, level in (("enforce", "baseline"), ("warn", "restricted"), ("audit", "restricted"))}
+    (chart,) = by_kind(load_documents(helm_template(helm)), "Namespace").values()
+    assert chart["metadata"]["name"] == "factory"  # the release namespace
+    assert pod_security(chart) == base
+    # Uninstalling must not delete the namespace (and whatever else lives in it).
+    assert chart["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert by_kind(load_documents(helm_template(helm, "--set", "namespace.create=false")), "Namespace") == {}
 
 
 @pytest.mark.parametrize("target", ["overlays/cpu", "overlays/gpu"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from urllib.parse import parse_qsl, urlsplit
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,6 +15,7 @@ from kubernetes import client
 from factory.launch import (
     KINDS,
     REQUIRED_RULES,
+    grants,
     LaunchCancelled,
     LaunchError,
     Launcher,
@@ -173,8 +175,31 @@ def test_create_error_names_the_job(admin, namespace):
         Launcher(admin, namespace).launch(manifest, {"spec.yaml": "x"})
 
 
-def test_required_rules_are_enough(admin, namespace, kubelet):
-    """The launcher as a ServiceAccount bound only to REQUIRED_RULES: creates, follows logs, succeeds, cancels."""
+def record_calls(api) -> set[tuple[str, str, str]]:
+    """Record every request made through `api` as the (apiGroup, resource, verb) RBAC checks it against."""
+    calls: set[tuple[str, str, str]] = set()
+    request = api.request
+
+    def recording(method, url, query_params=None, *args, **kwargs):
+        path = urlsplit(url).path.strip("/").split("/")
+        # /api/v1/namespaces/NS/RESOURCE[/NAME[/SUB]] or /apis/GROUP/VERSION/namespaces/NS/RESOURCE[/NAME[/SUB]]
+        group, rest = ("", path[2:]) if path[0] == "api" else (path[1], path[3:])
+        assert rest[0] == "namespaces", url  # nothing cluster-wide
+        resource, name, sub = rest[2], (rest[3:4] or [None])[0], (rest[4:5] or [None])[0]
+        query = dict(query_params or []) | dict(parse_qsl(urlsplit(url).query))
+        watching = str(query.get("watch", "")).lower() == "true"
+        verb = {"POST": "create", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}.get(
+            method, "get" if name else "watch" if watching else "list")
+        calls.add((group, f"{resource}/{sub}" if sub else resource, verb))
+        return request(method, url, query_params, *args, **kwargs)
+
+    api.request = recording
+    return calls
+
+
+def test_required_rules_are_enough_and_each_is_used(admin, namespace, kubelet):
+    """The launcher as a ServiceAccount bound only to REQUIRED_RULES: creates, follows logs, succeeds, cancels,
+    times out; the calls it made, recorded, are exactly REQUIRED_RULES (so a Role granting them grants no more)."""
     core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "launcher"}})
     rbac.create_namespaced_role(namespace, {"metadata": {"name": "launcher"}, "rules": REQUIRED_RULES})
@@ -188,6 +213,7 @@ def test_required_rules_are_enough(admin, namespace, kubelet):
     with pytest.raises(client.ApiException) as denied:  # the token really is confined
         client.CoreV1Api(api).list_namespaced_secret(namespace)
     assert denied.value.status == 403
+    calls = record_calls(api)
 
     kubelet["train-node-0"] = b"hello from rank 0\n"
     with structlog.testing.capture_logs() as logs:
@@ -207,3 +233,8 @@ def test_required_rules_are_enough(admin, namespace, kubelet):
     with pytest.raises(LaunchCancelled):
         future.result(timeout=20)
     assert_deleted_foreground(admin, namespace, "TrainJob", "t2")
+
+    for kind in KINDS:  # a timeout deletes the job: every kind is created, read, watched and deleted
+        with pytest.raises(LaunchTimeout):
+            Launcher(api, namespace, poll_s=0.2).launch(build(kind, f"late-{kind.lower()}", namespace), {"spec.yaml": "x"}, timeout_s=1)
+    assert calls == grants(REQUIRED_RULES)

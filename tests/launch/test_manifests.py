@@ -13,7 +13,6 @@ import yaml
 from factory.launch import (
     SPEC_PATH,
     pytorchjob_manifest,
-    ray_submission,
     rayjob_manifest,
     training_manifest,
     trainjob_manifest,
@@ -120,15 +119,6 @@ def test_rayjob_fields():
     assert cluster["headGroupSpec"]["rayStartParams"] == {"num-cpus": "0"}
     worker = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert worker["resources"]["requests"] == {"cpu": "8", "memory": "64Gi"}
-
-
-def test_ray_submission_for_an_existing_cluster():
-    url, body = ray_submission("http://ray-head:8265/", "factory-curate-1", spec_yaml="name: x\n", env={"A": "1"})
-    assert url == "http://ray-head:8265/api/jobs/"
-    assert body["submission_id"] == "factory-curate-1"
-    assert body["runtime_env"]["env_vars"] == {"A": "1", "FACTORY_SPEC_YAML": "name: x\n"}
-    assert body["entrypoint"].endswith("python -m factory.cli step curate /tmp/factory-spec.yaml")
-    json.dumps(body)  # the request body is JSON
 
 
 def pod_templates(manifest):

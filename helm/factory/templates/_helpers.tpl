@@ -198,7 +198,7 @@ keeps its value so that upgrades never rotate a password under a running databas
       name: {{ include "factory.postgresql.secretName" . }}
       key: {{ include "factory.postgresql.passwordKey" . }}
 - name: MLFLOW_BACKEND_STORE_URI
-  value: {{ printf "postgresql://%s@%s:%s/%s" (include "factory.postgresql.username" .) (include "factory.postgresql.host" .) (include "factory.postgresql.port" .) (include "factory.postgresql.database" .) }}{{ if not .Values.postgresql.enabled }}?sslmode={{ .Values.externalDatabase.sslMode }}{{ end }}
+  value: {{ printf "postgresql+psycopg2://%s@%s:%s/%s" (include "factory.postgresql.username" .) (include "factory.postgresql.host" .) (include "factory.postgresql.port" .) (include "factory.postgresql.database" .) }}{{ if not .Values.postgresql.enabled }}?sslmode={{ .Values.externalDatabase.sslMode }}{{ end }}
 - name: MLFLOW_ARTIFACTS_DESTINATION
   value: {{ printf "s3://%s/%s" .Values.s3.bucket .Values.mlflow.artifactsPrefix | quote }}
 {{- with include "factory.s3.endpoint" . }}
