@@ -1,0 +1,96 @@
+"""Compress benchmark: Minitron's claim in miniature, and the Nano 2 12B -> 9B memory report.
+
+Part 1 (tiny, real training on CPU): a NemotronH teacher (pattern M*-M*-, two Mamba groups) trained on a
+small synthetic corpus; the compress stage prunes it (width: hidden, MLP, Mamba heads; depth: one layer);
+then, at the same token budget, (a) the pruned model distilled from the teacher (distill stage), (b) the same
+architecture trained from scratch, (c) the pruned model without distillation. Prints validation loss of each,
+and the wall time of the compress and distill stages.
+
+Part 2 (shapes only): Nemotron Nano 2 12B and the 9B Minitron made from it: parameters and serving memory at
+128k context (weights + KV cache + Mamba conv/SSM state), from `factory.cost`.
+
+    .venv/bin/python bench/compress.py                     # ~5-10 min on 2 busy cores
+    .venv/bin/python bench/compress.py --teacher-steps 300 --steps 100
+
+The tiny corpus and teacher come from tests/compress/tiny_models.py (the same inputs the tests use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher-steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=40, help="Token budget of distillation and of training from scratch, in steps.")
+    args = parser.parse_args()
+
+    import torch
+
+    from factory.compress import PruneTarget
+    from factory.compress import stage as compress
+    from factory.compress.checkpoints import load_model, read_windows
+    from factory.compress.importance import lm_loss
+    from factory.cost import parameter_counts, serving_memory
+    from factory.cost.published import nemotron_nano_9b_v2
+    from factory.distill import stage as distill
+    from factory.model import PRESETS
+    from factory.stage import Artifact, StepContext
+    from factory.train.config import TrainConfig
+    from factory.train.objective import CausalLMObjective
+    from factory.train.trainer import Trainer
+    from tests.compress.tiny_models import teacher_artifact, tokens_artifact
+
+    root = Path(tempfile.mkdtemp(prefix="bench-compress-"))
+    tokens = tokens_artifact(root)
+    teacher = teacher_artifact(root, tokens, steps=args.teacher_steps)
+    valid = read_windows({"tokens": tokens}, "tokens", "valid", 32)
+
+    t = time.perf_counter()
+    target = PruneTarget(hidden_size=48, intermediate_size=64, mamba_num_heads=4, drop_layers=1)
+    cm = compress.run(compress.Config(target=target, calibration_samples=32, seq_len=32), {"model": teacher, "tokens": tokens},
+                      root / "pruned", StepContext("compress"))
+    compress_s = time.perf_counter() - t
+    pruned = Artifact(root / "pruned", {"fingerprint": "pruned"})
+
+    t = time.perf_counter()
+    cfg = distill.Config(steps=args.steps, seq_len=32, micro_batch_size=8, lr=3e-3, warmup_steps=3, checkpoint_interval=0, valid_samples=len(valid))
+    dm = distill.run(cfg, {"student": pruned, "teacher": teacher, "tokens": tokens}, root / "distilled", StepContext("distill"))
+    distill_s = time.perf_counter() - t
+
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    scratch = AutoModelForCausalLM.from_config(load_model(pruned.path / "model").config)
+    train = list(read_windows({"tokens": tokens}, "tokens", "train", 32))
+    Trainer(CausalLMObjective(scratch), train, TrainConfig(steps=args.steps, seq_len=32, micro_batch_size=8, lr=3e-3,
+                                                           warmup_steps=3, checkpoint_interval=0)).fit()
+    scratch_loss = lm_loss(scratch.eval(), valid)
+    tokens_budget = args.steps * 8 * 32
+
+    print(f"\nteacher: {cm['params_before']:.0f} params, valid loss {dm['teacher_valid_loss']:.4f}")
+    print(f"pruned:  {cm['params_after']:.0f} params ({cm['layers_after']:.0f} layers); compress stage {compress_s:.1f} s")
+    print(f"same budget: {args.steps} steps = {tokens_budget} tokens")
+    print(f"{'model':<34}{'valid loss':>12}")
+    print(f"{'prune + distil (Minitron)':<34}{dm['valid_loss_after']:>12.4f}   (distill stage {distill_s:.1f} s)")
+    print(f"{'same architecture from scratch':<34}{scratch_loss:>12.4f}")
+    print(f"{'prune only':<34}{dm['valid_loss_before']:>12.4f}")
+
+    gib = 1024**3
+    print("\nNemotron Nano 2 at 128k context, batch 1 (BF16 weights and KV, FP32 Mamba state):")
+    print(f"{'model':<10}{'params':>16}{'weights GiB':>13}{'KV GiB':>9}{'conv MiB':>10}{'SSM MiB':>9}{'total GiB':>11}")
+    for name, cfg_ in (("12B", PRESETS["nemotron_nano_12b_v2"]()), ("9B", nemotron_nano_9b_v2())):
+        m = serving_memory(cfg_, 131072)
+        print(f"{name:<10}{parameter_counts(cfg_, 131072).total:>16,}{m.weights / gib:>13.2f}{m.kv_cache / gib:>9.2f}"
+              f"{m.mamba_conv / 2**20:>10.2f}{m.mamba_ssm / 2**20:>9.2f}{m.total_gib:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()
