@@ -36,8 +36,8 @@ def main() -> None:
 
     from factory.compress import PruneTarget
     from factory.compress import stage as compress
-    from factory.compress.checkpoints import load_model, read_windows
-    from factory.compress.importance import lm_loss
+    from factory.model.checkpoints import load_model, read_windows
+    from factory.model.checkpoints import lm_loss
     from factory.cost import parameter_counts, serving_memory
     from factory.cost.published import nemotron_nano_9b_v2
     from factory.distill import stage as distill

@@ -32,8 +32,8 @@ def main() -> None:
 
     import torch
 
-    from factory.compress.checkpoints import load_model, read_windows
-    from factory.compress.importance import lm_loss
+    from factory.model.checkpoints import load_model, read_windows
+    from factory.model.checkpoints import lm_loss
     from factory.quantize import stage
     from factory.quantize.ptq import quantize_weight
     from factory.stage import StepContext

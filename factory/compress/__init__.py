@@ -3,7 +3,7 @@
 from factory.lazy import lazy_exports
 
 _LAZY = {
-    "Importance": "importance", "check_calibration": "importance", "lm_loss": "importance",
+    "Importance": "importance",
     "measure_importance": "importance",
     "Budget": "config", "PruneTarget": "config", "SearchSpace": "config",
     "pattern_of": "surgery", "prune_model": "surgery",

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from factory.errors import InputError
+from factory.model.checkpoints import lm_loss
 
 
 @dataclass
@@ -38,17 +38,6 @@ class Importance:
     base_loss: float = float("nan")
 
 
-def check_calibration(windows: torch.Tensor, min_samples: int, where: str) -> None:
-    """Raise `InputError` unless `windows` is (N, T+1) int token windows with N >= min_samples and T >= 1."""
-    if windows.ndim != 2 or windows.shape[1] < 2:
-        raise InputError(f"{where}: calibration windows must be (samples, seq_len + 1) with seq_len >= 1, got shape {tuple(windows.shape)}")
-    if windows.shape[0] < min_samples:
-        raise InputError(
-            f"{where}: {windows.shape[0]} calibration windows, fewer than calibration_samples = {min_samples}; "
-            "add calibration data or lower calibration_samples"
-        )
-
-
 class _Accumulator:
     """Running sums of per-channel scores and the number of tokens they cover."""
 
@@ -63,18 +52,6 @@ class _Accumulator:
 
     def mean(self, key: str) -> torch.Tensor:
         return self.sums[key] / max(self.tokens[key], 1)
-
-
-def lm_loss(model: nn.Module, windows: torch.Tensor, batch_size: int = 8) -> float:
-    """Mean next-token cross entropy of `model` over token windows (N, T+1)."""
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, windows.shape[0], batch_size):
-            batch = windows[start : start + batch_size]
-            logits = model(input_ids=batch[:, :-1], use_cache=False).logits.float()
-            total += float(F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"))
-            count += batch[:, 1:].numel()
-    return total / max(count, 1)
 
 
 def measure_importance(model: nn.Module, windows: torch.Tensor, batch_size: int = 8, layer_loss: bool = True) -> Importance:

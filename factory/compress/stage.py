@@ -63,8 +63,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     """Prune the "model" input; write `model/` and `compress.json` into `output`."""
     import torch
 
-    from factory.compress.checkpoints import load_model, model_folder, read_windows, save_model
-    from factory.compress.importance import check_calibration, lm_loss, measure_importance
+    from factory.model.checkpoints import load_model, model_folder, read_windows, save_model
+    from factory.compress.importance import measure_importance
+    from factory.model.checkpoints import check_calibration, lm_loss
     from factory.compress.surgery import check_target, pattern_of, prune_model
     from factory.cost import parameter_counts, serving_memory
 
@@ -115,9 +116,9 @@ def _search(config: Config, inputs, teacher, importance, calib, ctx: StepContext
     """Prune and briefly distil the largest candidates within the budget; return (model, target, report)."""
     import torch
 
-    from factory.compress.checkpoints import read_windows
-    from factory.compress.distill import DistillationObjective
-    from factory.compress.importance import lm_loss
+    from factory.model.checkpoints import read_windows
+    from factory.train.distill import DistillationObjective
+    from factory.model.checkpoints import lm_loss
     from factory.compress.search import candidates
     from factory.compress.surgery import pattern_of, prune_model
     from factory.train.config import TrainConfig

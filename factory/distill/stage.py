@@ -49,9 +49,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     """Distil the "teacher" input into the "student" input; write `model/`, `metrics.jsonl`, `distill.json`."""
     import torch
 
-    from factory.compress.checkpoints import load_model, model_folder, read_windows, save_model
-    from factory.compress.distill import DistillationObjective
-    from factory.compress.importance import lm_loss
+    from factory.model.checkpoints import load_model, model_folder, read_windows, save_model
+    from factory.train.distill import DistillationObjective
+    from factory.model.checkpoints import lm_loss
     from factory.errors import InputError
     from factory.train.callbacks import MetricsCallback, read_metrics
     from factory.train.checkpoint import CheckpointCallback

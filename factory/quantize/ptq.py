@@ -184,7 +184,7 @@ def sensitivities(model: nn.Module, windows: torch.Tensor, units: list[list[str]
     """Calibration-loss increase when unit i alone is in `fmt` (weights and inputs), per unit index."""
     import copy
 
-    from factory.compress.importance import lm_loss
+    from factory.model.checkpoints import lm_loss
 
     base = lm_loss(model, windows)
     out = {}

@@ -87,8 +87,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     """Quantize the "model" input into each variant; write the variants and quantize.json into `output`."""
     import torch
 
-    from factory.compress.checkpoints import load_model, model_folder, read_windows
-    from factory.compress.importance import check_calibration, lm_loss
+    from factory.model.checkpoints import load_model, model_folder, read_windows
+    from factory.model.checkpoints import check_calibration, lm_loss
     from factory.quantize import ptq
     from factory.quantize.modelopt_format import load_modelopt, write_modelopt
 

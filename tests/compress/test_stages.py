@@ -87,8 +87,8 @@ def test_prune_and_distil_beats_scratch_and_prune_only(tmp_path, pruned, teacher
     the pruned model without distillation."""
     from transformers import AutoModelForCausalLM
 
-    from factory.compress.checkpoints import read_windows
-    from factory.compress.importance import lm_loss
+    from factory.model.checkpoints import read_windows
+    from factory.model.checkpoints import lm_loss
     from factory.distill import stage as distill
     from factory.train.config import TrainConfig
     from factory.train.objective import CausalLMObjective

@@ -106,8 +106,8 @@ def test_export_has_every_name_dtype_and_shape_vllm_reads(quantized, q_model, va
 
 
 def test_gates_pass_and_are_measured_on_the_exported_files(quantized, q_tokens):
-    from factory.compress.checkpoints import read_windows
-    from factory.compress.importance import lm_loss
+    from factory.model.checkpoints import read_windows
+    from factory.model.checkpoints import lm_loss
     from factory.quantize.modelopt_format import load_modelopt
 
     out, metrics = quantized
@@ -147,8 +147,8 @@ def test_compressed_tensors_variant_loads_in_stock_transformers_on_cpu(quantized
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
-    from factory.compress.checkpoints import read_windows
-    from factory.compress.importance import lm_loss
+    from factory.model.checkpoints import read_windows
+    from factory.model.checkpoints import lm_loss
 
     out, metrics = quantized
     folder = out / "fp8-compressed-tensors"

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from factory.train.objective import IGNORE_INDEX, LossOutput
+from factory.train.objective import IGNORE_INDEX, Batch, CausalLMObjective, LossOutput
 
 
 def kl_distillation_sum(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -46,8 +46,14 @@ class DistillationObjective(nn.Module):
     def teacher(self) -> nn.Module:
         return self._teacher[0]
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> LossOutput:
-        """input_ids, labels: (B, T) int64, labels shifted (labels[t] = next token of input t)."""
+    def label_tokens(self, batch: Batch) -> int:
+        return CausalLMObjective.targets(batch).ne(IGNORE_INDEX).sum().item()
+
+    def forward(self, batch: Batch) -> LossOutput:
+        """batch: `input_ids` (B, T + 1) token windows, optional `labels` (B, T + 1) masked with -100; the
+        targets are shifted here, as `CausalLMObjective` does."""
+        input_ids = batch["input_ids"][:, :-1]  # (B, T)
+        labels = CausalLMObjective.targets(batch)  # (B, T)
         with torch.no_grad():
             teacher_logits = self.teacher(input_ids=input_ids, use_cache=False).logits  # (B, T, V)
         logits = self.model(input_ids=input_ids, use_cache=False).logits  # (B, T, V)
