@@ -40,7 +40,7 @@ def test_spec_is_frozen():
         (lambda d: d["stages"]["pretrain"].update(lr="fast"), r"^stages\.pretrain\.lr: Input should be a valid number"),
         (lambda d: d["stages"]["tokenize"].update(vocab_sise=10), r"^stages\.tokenize\.vocab_sise: unknown field"),
         (lambda d: d.update(name="Bad Name"), r"^name: String should match pattern"),
-        (lambda d: d["resources"].update(pretrian={"cpu": "1"}), r"^resources\.pretrian: no such stage"),
+        (lambda d: d["resources"].update(pretrian={"cpu": "1"}), r"^resources\.pretrian: no such step"),
         (lambda d: d["stages"].pop("tokenize"), r"^stages\.pretrain: needs stage 'tokenize', which is absent"),
         (lambda d: d["stages"]["curate"].update(gopher_quality={"min_doc_words": "x"}),
          r"^stages\.curate\.gopher_quality\.min_doc_words: Input should be a valid integer"),
