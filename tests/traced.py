@@ -1,0 +1,41 @@
+"""Which `factory` modules a stage really runs: a profiler that records, while a given function is on the
+stack, the source file of every Python function called (module bodies run at import count as calls)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from factory.code_version import _modules, package_root
+
+
+@contextmanager
+def factory_modules_run_by(func: Callable) -> Iterator[set[str]]:
+    """Yields a set that, once the block ends, holds the `factory` modules that ran inside `func`'s calls."""
+    target = func.__code__
+    files: set[str] = set()
+    depth = [0]
+
+    def profile(frame, event, arg):
+        if event == "call":
+            if frame.f_code is target:
+                depth[0] += 1
+            if depth[0]:
+                files.add(frame.f_code.co_filename)
+        elif event == "return" and frame.f_code is target:
+            depth[0] -= 1
+
+    found: set[str] = set()
+    old = sys.getprofile()
+    threading.setprofile(profile)
+    sys.setprofile(profile)
+    try:
+        yield found
+    finally:
+        sys.setprofile(old)
+        threading.setprofile(None)
+        by_file = {str(path.resolve()): name for name, path in _modules(package_root()).items()}
+        found.update(by_file[str(Path(f).resolve())] for f in files if str(Path(f).resolve()) in by_file)
