@@ -49,11 +49,25 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
+def _source(name: str, root: Path) -> Path:
+    """The source file of module `name`: in the package under `root`, or (a stage kind defined outside
+    the package, such as a test's toy kind) wherever Python would import it from."""
+    modules = _modules(root)
+    if name in modules:
+        return modules[name]
+    import importlib.util
+
+    found = importlib.util.find_spec(name)
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        raise KeyError(f"{name}: no such module (a stage kind's module must be Python source)")
+    return Path(found.origin)
+
+
 @cache
 def _imports(name: str, root: Path) -> frozenset[str]:
     """The `factory` modules that module `name` (of the package under `root`) may import."""
     modules = _modules(root)
-    path = modules[name]
+    path = _source(name, root)
     tree = ast.parse(path.read_bytes(), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -82,10 +96,9 @@ def import_closure(module: str, root: Path | None = None) -> frozenset[str]:
     """Every `factory` module that importing and running `module` may load (static analysis)."""
     root = root or package_root()
     modules = _modules(root)
-    if module not in modules:
-        raise KeyError(f"{module}: no such module in the {PACKAGE} package")
+    _source(module, root)  # raises KeyError naming a module that does not exist
     closure: set[str] = set()
-    todo = list(_parents(module))
+    todo = list(_parents(module)) if module in modules else [module]
     while todo:
         name = todo.pop()
         if name in closure:
@@ -98,10 +111,9 @@ def import_closure(module: str, root: Path | None = None) -> frozenset[str]:
 def closure_files(module: str, root: Path | None = None) -> list[Path]:
     """The source files of `module`'s import closure and the data files of its packages, sorted."""
     root = root or package_root()
-    modules = _modules(root)
     files: set[Path] = set()
     for name in import_closure(module, root):
-        src = modules[name]
+        src = _source(name, root)
         files.add(src)
         if src.name == "__init__.py":  # a package: its data files (prompts, built-in eval sets) shape results too
             files.update(f for f in src.parent.iterdir() if f.is_file() and f.suffix not in (".py", ".pyc"))
@@ -114,6 +126,6 @@ def code_version(module: str, root: Path | None = None) -> str:
     root = root or package_root()
     h = hashlib.sha256()
     for f in closure_files(module, root):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        h.update((f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name).encode() + b"\0")
         h.update(f.read_bytes())
     return h.hexdigest()[:16]

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from factory.code_version import _modules, package_root
+from factory.code_version import _modules, import_closure, package_root
+from factory.kinds import KINDS
 
 
 @contextmanager
@@ -39,3 +40,22 @@ def factory_modules_run_by(func: Callable) -> Iterator[set[str]]:
         threading.setprofile(None)
         by_file = {str(path.resolve()): name for name, path in _modules(package_root()).items()}
         found.update(by_file[str(Path(f).resolve())] for f in files if str(Path(f).resolve()) in by_file)
+
+
+def run_traced(executor) -> tuple[dict, dict[str, set[str]]]:
+    """Run every step of `executor`'s spec, one at a time, recording the `factory` modules each stage ran."""
+    manifests, ran = {}, {}
+    for name, step in executor.plan().items():
+        with factory_modules_run_by(KINDS[step.kind].run) as modules:
+            manifests.update(executor.run([name]))
+        ran[name] = modules
+    return manifests, ran
+
+
+def assert_ran_inside_closures(spec, ran: dict[str, set[str]]) -> None:
+    """Every `factory` module a step's stage ran is in its kind's import closure (so in its code version)."""
+    for name, modules in ran.items():
+        kind = KINDS[spec.kind_of(name)]
+        assert kind.run.__module__ in modules and len(modules) > 3  # the tracer saw the stage and what it calls
+        outside = sorted(modules - import_closure(kind.module))
+        assert not outside, f"step {name} ran modules outside its kind's import closure: {outside}"
