@@ -45,9 +45,9 @@ def factory_modules_run_by(func: Callable) -> Iterator[set[str]]:
 def run_traced(executor) -> tuple[dict, dict[str, set[str]]]:
     """Run every step of `executor`'s spec, one at a time, recording the `factory` modules each stage ran."""
     manifests, ran = {}, {}
-    for name, step in executor.plan().items():
+    for name, step in executor.plan().items():  # dependency order: each step's inputs are published before it
         with factory_modules_run_by(KINDS[step.kind].run) as modules:
-            manifests.update(executor.run([name]))
+            manifests[name] = executor.run_step(name)
         ran[name] = modules
     return manifests, ran
 
