@@ -22,10 +22,13 @@ def factory_modules_run_by(func: Callable) -> Iterator[set[str]]:
 
     def profile(frame, event, arg):
         if event == "call":
-            if frame.f_code is target:
+            code = frame.f_code
+            if code is target:
                 depth[0] += 1
-            if depth[0]:
-                files.add(frame.f_code.co_filename)
+            # A package's PEP 562 `__getattr__` runs whenever a library introspects sys.modules (pickle and
+            # skops do); what it really loads on use runs code of its own, which is recorded.
+            if depth[0] and not (code.co_name == "__getattr__" and code.co_filename.endswith("__init__.py")):
+                files.add(code.co_filename)
         elif event == "return" and frame.f_code is target:
             depth[0] -= 1
 
