@@ -53,7 +53,7 @@ def curate(
     spec_path: Optional[Path] = typer.Option(None, "--spec", help="Take the curate settings from this spec"),
 ) -> None:
     """Run the curate stage alone on files or folders (the same code as the pipeline's curate step)."""
-    from factory.curate.command import curate_files
+    from factory.commands.curate import curate_files
 
     manifest = curate_files(inputs, out, spec_path)
     metrics = manifest.get("metrics", {})
@@ -95,17 +95,16 @@ def plan(
 
 @app.command()
 def step(
-    name: str = typer.Argument(..., help="Stage name"),
+    name: str = typer.Argument(..., help="Step name (a stage name in a spec that lists `stages`)"),
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file"),
     parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="Log under this MLflow run (a pipeline's parent run)"),
 ) -> None:
-    """Run one stage in-process, building its missing inputs first."""
-    from factory.spec import STAGES
+    """Run one step in-process, building its missing inputs first."""
     from factory.steps import Executor, dist_rank
 
-    if name not in STAGES:
-        _fail(f"no stage {name!r}; stages are: {', '.join(STAGES)}")
     spec = _load(spec_path)
+    if name not in spec.enabled():
+        _fail(f"no step {name!r} in {spec_path}; steps are: {', '.join(spec.enabled())}")
     executor = Executor(spec)
     if dist_rank()[0] != 0:  # under torchrun, rank 0 alone tracks and publishes
         executor.run([name])
@@ -161,13 +160,14 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
         S3Store(spec.storage.root, spec.storage.endpoint_url, spec.storage.region).check()
     from factory.steps import Executor
 
-    Executor(spec, lineage=lineage).plan()  # fails fast on missing inputs, before any subprocess starts
+    # The plan is made once, here (it fails fast on missing inputs), and every step takes it from the pipeline.
+    plan_json = Executor(spec, lineage=lineage).plan_json()
     work = Path(spec.work_dir)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "kfp"), raise_on_error=True)
     pipeline = build_pipeline(spec)
     start = time.monotonic()
     try:
-        pipeline()
+        pipeline(plan_json=plan_json)
     except RuntimeError as e:
         _fail(f"pipeline failed: {e}", code=1)
     runs = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.`{TAG_JOB}` != ''", order_by=["attributes.start_time DESC"], max_results=1)

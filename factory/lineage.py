@@ -204,6 +204,19 @@ def lineage_entry(manifest: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def walk(manifests: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The lineage walk: each artifact and every ancestor its manifest records, nearest first, once each
+    (by fingerprint), in the order given. The one place that reads a manifest's `lineage`."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for m in manifests:
+        for entry in [lineage_entry(m), *m.get("lineage", [])]:
+            if entry.get("fingerprint") and entry["fingerprint"] not in seen:
+                seen.add(entry["fingerprint"])
+                out.append(entry)
+    return out
+
+
 def chain(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The artifact and every ancestor, nearest first."""
-    return [lineage_entry(manifest), *manifest.get("lineage", [])]
+    return walk([manifest])

@@ -1,14 +1,15 @@
 """What a KFP step does, kept out of the components so it is importable and testable without KFP.
 
-Every component calls `run_component(stage, spec_text, job_id, upstream, output)`:
+Every component calls `run_component(step, spec_text, job_id, upstream, output, plan_text)`:
 
-1. parse the spec (passed to the pipeline as JSON text),
+1. parse the spec (passed to the pipeline as JSON text) and take the plan the pipeline carries (every
+   step's fingerprint, computed once when the run started), so no step reads raw inputs again,
 2. find or create the pipeline's parent MLflow run, tagged with the KFP job id (the first step creates it;
    the exit handler closes it with `finish_pipeline`),
-3. check that the upstream artifacts KFP handed over are the ones this spec plans (same fingerprints),
-4. run the step through the executor (reuse or run, then publish) or, for a stage that spans nodes or
-   GPUs, launch it as a cluster job (Kubeflow Trainer / KubeRay) that runs `factory step` on every rank,
-   watch it, and pick up what it published,
+3. check that the upstream artifacts KFP handed over are the ones the plan names (same fingerprints),
+4. run the step through the executor (reuse or run, then publish) or, for a step that spans nodes or
+   GPUs, launch it as a cluster job (its kind's launcher: Kubeflow Trainer running torchrun, or KubeRay)
+   that runs `factory step` on every rank, watch it, and pick up what it published,
 5. describe the published artifact on the KFP output: `metadata` carries the store URI, fingerprint and
    kind, and the output file holds the manifest, so the bytes stay in the store.
 """
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 import yaml
 
 from factory.errors import UserError
+from factory.kinds import KINDS
 from factory.lineage import Lineage
 from factory.logs import get_logger
 from factory.endpoints import cluster_environ, with_cluster_defaults
@@ -47,22 +49,25 @@ def parent_run(lineage: Lineage, job_id: str, run_name: str, spec_text: str) -> 
     return lineage.start_pipeline(run_name, spec_text, tags={TAG_JOB: job_id})
 
 
-def run_component(stage: str, spec_text: str, job_id: str, upstream: Mapping[str, KfpArtifact], output: KfpArtifact) -> dict[str, Any]:
+def run_component(step: str, spec_text: str, job_id: str, upstream: Mapping[str, KfpArtifact], output: KfpArtifact,
+                  plan_text: str = "") -> dict[str, Any]:
+    """One KFP step. `plan_text` is the pipeline's plan (`Executor.plan_json()`); when the pipeline was
+    started without one (empty), the step plans the spec itself, which reads its raw inputs."""
     spec = with_cluster_defaults(parse_spec(yaml.safe_load(spec_text)))  # the chart's ConfigMap fills unset endpoints
-    executor = Executor(spec)
+    executor = Executor(spec, plan_json=plan_text or None)
     executor.parent_run_id = parent_run(executor.lineage, job_id, spec.name, spec_text)
     plan = executor.plan()
     upstream = {k: v for k, v in upstream.items() if v is not None}  # optional inputs the pipeline left unwired
     for name, art in upstream.items():
         got = art.metadata.get("fingerprint")
-        want = plan[plan[stage].inputs[name]].fingerprint
+        want = plan[plan[step].inputs[name]].fingerprint
         if got != want:
-            raise UserError(f"step {stage}: input {name!r} has fingerprint {got}, but the spec plans {want}; recompile the pipeline")
-    if spec.needs_launcher(stage):
-        manifest = launch_step(executor, stage, spec_text)
+            raise UserError(f"step {step}: input {name!r} has fingerprint {got}, but the plan has {want}; recompile the pipeline")
+    if spec.needs_launcher(step):
+        manifest = launch_step(executor, step, spec_text)
     else:
-        manifest = executor.run_step(stage)
-    output.metadata.update({"uri": manifest["uri"], "fingerprint": manifest["fingerprint"], "kind": manifest["kind"], "stage": stage})
+        manifest = executor.run_step(step)
+    output.metadata.update({"uri": manifest["uri"], "fingerprint": manifest["fingerprint"], "kind": manifest["kind"], "stage": step})
     with open(output.path, "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
     return manifest
@@ -80,10 +85,10 @@ def finish_pipeline(spec_text: str, job_id: str, state: str) -> str:
 
 
 def launch_step(executor: Executor, stage: str, spec_text: str, api_client=None, cancel=None) -> dict[str, Any]:
-    """Run `stage` as a cluster job and return the manifest the job published.
+    """Run step `stage` as a cluster job and return the manifest the job published.
 
-    The job's pods run `torchrun ... factory step STAGE SPEC --parent-run-id RUN` (or, for curate, a RayJob
-    entrypoint); their rank 0 publishes the artifact into the store and logs under this pipeline's parent
+    The job's pods run `torchrun ... factory step STEP SPEC --parent-run-id RUN` (or, for a kind whose
+    launcher is Ray, such as curate, a RayJob entrypoint); their rank 0 publishes the artifact into the store and logs under this pipeline's parent
     run. Failure, timeout and cancellation come from `factory.launch.Launcher`, which deletes what it
     created when the step is cancelled.
     """
@@ -106,7 +111,7 @@ def launch_step(executor: Executor, stage: str, spec_text: str, api_client=None,
         api_client = k8s.ApiClient()
     namespace = spec.cluster.namespace or _pod_namespace()
     res = spec.resources_for(stage)
-    name = f"{spec.name}-{stage}-{step.fingerprint[:10]}"
+    name = f"{spec.name}-{stage.replace('_', '-')}-{step.fingerprint[:10]}"  # a Kubernetes name has no underscores
     common = dict(
         name=name, namespace=namespace, image=spec.image_for(stage), spec_configmap=f"{name}-spec",
         cpu=res.cpu, memory=res.memory, node_selector=res.node_selector,
@@ -116,7 +121,7 @@ def launch_step(executor: Executor, stage: str, spec_text: str, api_client=None,
         env=cluster_environ(),  # the job's pods find the store and MLflow as this step did
     )
     parent = ["--parent-run-id", executor.parent_run_id] if executor.parent_run_id else []
-    if stage == "curate":
+    if KINDS[spec.kind_of(stage)].launcher == "ray":
         entrypoint = " ".join(["python", "-m", "factory.cli", "step", stage, SPEC_PATH, *parent])
         manifest = rayjob_manifest(workers=res.nodes, stage=stage, entrypoint=entrypoint, **common)
     else:

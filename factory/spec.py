@@ -8,54 +8,34 @@ A wrong field raises `SpecError` whose message names the field by its dotted pat
 Relative paths (work folder, local store root, stage inputs such as `stages.curate.sources`) are
 kept as written in the spec, so a compiled pipeline does not depend on the machine it was compiled
 on; `Spec.resolved(base)` turns them into absolute paths just before a run.
+
+A spec names its steps in one of two forms. `stages:` (stage name -> config) runs the default recipe
+(`factory.kinds.KINDS`, in order), each step named for its stage. `steps:` names each step and gives
+its kind, config and inputs by step name, so one run may hold several steps of one kind:
+
+    steps:
+      pretrain:   {kind: pretrain, config: {steps: 300}, inputs: {tokens: tokenize}}
+      eval_base:  {kind: evaluate, config: {max_batches: 2}, inputs: {model: pretrain, tokens: tokenize}}
+      ...
+
+A wiring mistake names its path (`steps.eval_final.inputs.model: no step 'x'`).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, model_validator
 
 from factory.cost.layout import ParallelLayout
 from factory.errors import InputError, SpecError
+from factory.kinds import KINDS
 from factory.model import ModelSpec
-
-
-@dataclass(frozen=True)
-class StageDef:
-    """Where a stage's code lives and which upstream stages feed its named inputs.
-
-    An input named in `optional` is wired only when its upstream stage is in the spec; the stage runs
-    without it otherwise (its config's `required_inputs()` may still ask for it).
-    """
-
-    module: str
-    inputs: dict[str, str]
-    code: tuple[str, ...] = ()  # further packages whose source is part of the stage's code version
-    optional: frozenset[str] = frozenset()
-
-
-# The pipeline, in dependency order. Input names are what a stage's `run` finds in `inputs`.
-STAGES: dict[str, StageDef] = {
-    "quality": StageDef("factory.curate.quality.stage", {}, code=("factory.curate.quality", "factory.curate.dedup.embedding")),
-    # curate decontaminates against the evaluate stage's built-in sets, so they are part of its code
-    "curate": StageDef("factory.curate", {"quality": "quality"}, code=("factory.tasks",), optional=frozenset({"quality"})),
-    "synth": StageDef("factory.synth", {"corpus": "curate"}),
-    "tokenize": StageDef("factory.tokenize", {"corpus": "curate", "synthetic": "synth"}, optional=frozenset({"synthetic"})),
-    "pretrain": StageDef("factory.train.pretrain", {"tokens": "tokenize"}, code=("factory.model", "factory.train", "factory.precision")),
-    "evaluate": StageDef("factory.evaluate", {"model": "pretrain", "tokens": "tokenize"},
-                         code=("factory.tokens", "factory.tasks", "factory.verify", "factory.generate")),
-    "release": StageDef("factory.release", {"model": "pretrain", "tokens": "tokenize", "evaluation": "evaluate"}),
-}
-
-
-def stage_module(name: str):
-    return importlib.import_module(STAGES[name].module)
 
 
 class _Frozen(BaseModel):
@@ -132,25 +112,51 @@ class Images(_Frozen):
     gpu: str = Field("nemotron-factory/factory-gpu:0.1.0", description="Image for GPU steps (docker/Dockerfile.gpu)")
 
 
-def _stage_fields() -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for name in STAGES:
-        cfg = stage_module(name).Config
-        fields[name] = (cfg | None, Field(None, description=f"Config of the {name} stage; absent means the stage is off"))
-    return fields
-
-
 def _build_stages_model() -> type[BaseModel]:
-    from pydantic import create_model
+    fields: dict[str, Any] = {
+        name: (k.config | None, Field(None, description=f"Config of the {name} stage; absent means the stage is off"))
+        for name, k in KINDS.items()
+    }
+    return create_model("Stages", __config__=ConfigDict(frozen=True, extra="forbid"), **fields)
 
-    return create_model("Stages", __config__=ConfigDict(frozen=True, extra="forbid"), **_stage_fields())
+
+def _build_step_model() -> Any:
+    """One model per kind (`kind`, its typed `config`, `inputs`), joined as a union tagged by `kind`."""
+    models = []
+    for name, k in KINDS.items():
+        models.append(create_model(
+            f"{name.capitalize()}Step", __config__=ConfigDict(frozen=True, extra="forbid", validate_default=True),
+            kind=(Literal[name], Field(..., description="Stage kind (a key of factory.kinds.KINDS)")),
+            config=(k.config, Field({}, description=f"Config of the {name} stage")),
+            inputs=(dict[str, str], Field(default_factory=dict, description="Input name -> the step that feeds it")),
+        ))
+    return Annotated[Union[tuple(models)], Field(discriminator="kind")]
 
 
 Stages = _build_stages_model()
+Step = _build_step_model()
+
+STEP_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+RESERVED_STEP_NAMES = ("finish",)  # the pipeline's exit handler task
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """A step of a spec, wired: its name, kind, config and inputs (input name -> upstream step name)."""
+
+    name: str
+    kind: str
+    config: Any
+    inputs: dict[str, str]
 
 
 class Spec(_Frozen):
-    """One factory run: which stages, their configs, model preset, storage, tracking, resources."""
+    """One factory run: its steps (named, or the default recipe's stages), model preset, storage, tracking, resources.
+
+    A spec gives either `stages` (stage name -> config; the default recipe wires them, each step named
+    for its stage) or `steps` (step name -> kind, config and inputs by step name; several steps may share
+    a kind).
+    """
 
     name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]*$", description="Run name (lowercase, digits, dashes)")
     work_dir: str = Field("runs/work", description="Local working folder: staging, caches, the default tracking database")
@@ -159,66 +165,165 @@ class Spec(_Frozen):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow tracking")
     images: Images = Field(default_factory=Images, description="Container images")
     cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="Kubernetes settings for launched jobs")
-    stages: Stages = Field(..., description="Stage configs; a stage that is absent does not run")  # type: ignore[valid-type]
-    resources: dict[str, Resources] = Field(default_factory=dict, description="Per-stage cluster resources")
+    stages: Stages | None = Field(None, description="Default recipe: stage configs; a stage that is absent does not run")  # type: ignore[valid-type]
+    steps: dict[str, Step] | None = Field(None, description="Named steps: kind, config and inputs by step name")  # type: ignore[valid-type]
+    resources: dict[str, Resources] = Field(default_factory=dict, description="Per-step cluster resources, by step name")
+
+    _graph: dict[str, StepDef] = PrivateAttr(default_factory=dict)
+
+    @staticmethod
+    def _step_configs(data: dict[str, Any], kind: str) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+        """(path, config mapping) of every step of `kind` in raw spec data, in either form."""
+        out = []
+        if isinstance(data.get("stages"), dict) and isinstance(data["stages"].get(kind), dict):
+            out.append((("stages", kind), data["stages"][kind]))
+        if isinstance(data.get("steps"), dict):
+            for name, step in data["steps"].items():
+                if isinstance(step, dict) and step.get("kind") == kind and isinstance(step.get("config", {}), dict):
+                    out.append((("steps", name, "config"), step.get("config", {})))
+        return out
+
+    @staticmethod
+    def _replace(data: dict[str, Any], path: tuple[str, ...], value: dict[str, Any]) -> dict[str, Any]:
+        """`data` with the mapping at `path` replaced by `value` (copied along the way, never mutated)."""
+        if not path:
+            return value
+        head, *rest = path
+        return {**data, head: Spec._replace(data[head], tuple(rest), value)}
 
     @model_validator(mode="before")
     @classmethod
     def _model_into_pretrain(cls, data: Any) -> Any:
-        # The top-level model preset is the pretrain stage's model unless that stage names its own.
-        if isinstance(data, dict) and isinstance(data.get("stages"), dict):
-            pre = data["stages"].get("pretrain")
-            if isinstance(pre, dict) and "model" not in pre and "model" in data:
-                data = {**data, "stages": {**data["stages"], "pretrain": {**pre, "model": data["model"]}}}
+        # The top-level model preset is each pretrain step's model unless that step names its own.
+        if not isinstance(data, dict) or "model" not in data:
+            return data
+        for path, cfg in cls._step_configs(data, "pretrain"):
+            if "model" not in cfg:
+                data = cls._replace(data, path, {**cfg, "model": data["model"]})
         return data
 
     @model_validator(mode="before")
     @classmethod
     def _eval_sets_into_curate(cls, data: Any) -> Any:
-        # The factory must not train on what it evaluates on: evaluate's own task files join curate's
-        # decontamination sets (its built-in sets are there already, through `builtin_sets`).
-        stages = data.get("stages") if isinstance(data, dict) else None
-        if not isinstance(stages, dict) or not isinstance(stages.get("curate"), dict) or not isinstance(stages.get("evaluate"), dict):
+        # The factory must not train on what it evaluates on: every evaluate step's task files join every
+        # curate step's decontamination sets (its built-in sets are there already, through `builtin_sets`).
+        if not isinstance(data, dict):
             return data
-        task_files = stages["evaluate"].get("task_files")
-        sets = stages["curate"].get("decontamination_sets", [])
-        if not isinstance(task_files, list) or not isinstance(sets, list):
-            return data  # the field validators report the wrong type
-        listed = {os.path.normpath(s) for s in sets if isinstance(s, str)}
-        missing = [f for f in task_files if isinstance(f, str) and os.path.normpath(f) not in listed]
-        if not missing:
+        task_files: list[str] = []
+        for _, cfg in cls._step_configs(data, "evaluate"):
+            files = cfg.get("task_files")
+            if not isinstance(files, list):
+                continue  # absent, or the field validators report the wrong type
+            task_files += [f for f in files if isinstance(f, str) and f not in task_files]
+        if not task_files:
             return data
-        return {**data, "stages": {**stages, "curate": {**stages["curate"], "decontamination_sets": [*sets, *missing]}}}
+        for path, cfg in cls._step_configs(data, "curate"):
+            sets = cfg.get("decontamination_sets", [])
+            if not isinstance(sets, list):
+                continue
+            listed = {os.path.normpath(s) for s in sets if isinstance(s, str)}
+            missing = [f for f in task_files if os.path.normpath(f) not in listed]
+            if missing:
+                data = cls._replace(data, path, {**cfg, "decontamination_sets": [*sets, *missing]})
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "Spec":
-        enabled = self.enabled()
-        for name in enabled:
-            stage = STAGES[name]
-            required = {k for k in stage.inputs if k not in stage.optional} | self.stage_config(name).required_inputs()
-            for input_name in sorted(required):
-                upstream = stage.inputs[input_name]
-                if upstream not in enabled:
-                    raise ValueError(f"stages.{name}: needs stage {upstream!r}, which is absent from stages")
+        if (self.stages is None) == (self.steps is None):
+            raise ValueError("give either `stages` (the default recipe) or `steps` (named steps)" +
+                             (", not both" if self.stages is not None else ""))
+        self._graph = self._wire_stages() if self.stages is not None else self._wire_steps()
         for name in self.resources:
-            if name not in STAGES:
-                raise ValueError(f"resources.{name}: no such stage (stages are {', '.join(STAGES)})")
+            if name not in self._graph:
+                raise ValueError(f"resources.{name}: no such step (steps are {', '.join(self._graph)})")
         return self
 
+    def _wire_stages(self) -> dict[str, StepDef]:
+        """The default recipe: each input from the last enabled step its kind lists (`In.recipe`)."""
+        on = [n for n in KINDS if getattr(self.stages, n) is not None]
+        graph: dict[str, StepDef] = {}
+        for name in on:
+            kind, config = KINDS[name], getattr(self.stages, name)
+            required = kind.required(config)
+            inputs: dict[str, str] = {}
+            for input_name, spec_in in kind.inputs.items():
+                feeding = [s for s in spec_in.recipe if s in on]
+                if feeding:
+                    inputs[input_name] = feeding[-1]
+                elif input_name in required:
+                    raise ValueError(f"stages.{name}: needs stage {spec_in.recipe[-1]!r}, which is absent from stages")
+            graph[name] = StepDef(name, name, config, inputs)
+        return graph
+
+    def _wire_steps(self) -> dict[str, StepDef]:
+        """Named steps, checked (names, input names, artifact kinds, required inputs) and in dependency order."""
+        steps: dict[str, Any] = self.steps or {}
+        seen_k8s: dict[str, str] = {}
+        for name, step in steps.items():
+            if not STEP_NAME.match(name) or name in RESERVED_STEP_NAMES:
+                raise ValueError(f"steps.{name}: a step name is lowercase letters, digits, '-' and '_', starting with a letter"
+                                 f" (not {', '.join(RESERVED_STEP_NAMES)})")
+            k8s = name.replace("_", "-")  # how KFP names the step's task
+            if k8s in seen_k8s:
+                raise ValueError(f"steps.{name}: clashes with step {seen_k8s[k8s]!r} (KFP names both {k8s!r})")
+            seen_k8s[k8s] = name
+            kind = KINDS[step.kind]
+            for input_name, up in step.inputs.items():
+                where = f"steps.{name}.inputs.{input_name}"
+                if input_name not in kind.inputs:
+                    raise ValueError(f"{where}: kind {step.kind} has no input {input_name!r} (its inputs are {', '.join(kind.inputs) or 'none'})")
+                if up not in steps:
+                    raise ValueError(f"{where}: no step {up!r}")
+                made, wanted = KINDS[steps[up].kind].output, kind.inputs[input_name].kind
+                if made != wanted:
+                    raise ValueError(f"{where}: step {up!r} makes a {made!r} artifact, but this input takes {wanted!r}")
+            for input_name in kind.required(step.config):
+                if input_name not in step.inputs:
+                    raise ValueError(f"steps.{name}.inputs: missing input {input_name!r} (a {kind.inputs[input_name].kind!r} artifact)")
+        order: list[str] = []
+        state: dict[str, str] = {}
+
+        def visit(name: str, path: list[str]) -> None:
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "visiting":
+                cycle = path[path.index(name):] + [name]
+                raise ValueError(f"steps.{cycle[0]}.inputs: the steps form a cycle ({' -> '.join(cycle)})")
+            state[name] = "visiting"
+            for up in steps[name].inputs.values():
+                visit(up, [*path, name])
+            state[name] = "done"
+            order.append(name)
+
+        for name in steps:
+            visit(name, [])
+        return {n: StepDef(n, steps[n].kind, steps[n].config, dict(steps[n].inputs)) for n in order}
+
+    def step_defs(self) -> dict[str, StepDef]:
+        """Every step, wired, in dependency order."""
+        return dict(self._graph)
+
     def enabled(self) -> list[str]:
-        """Names of the stages that run, in dependency order."""
-        return [n for n in STAGES if getattr(self.stages, n) is not None]
+        """Names of the steps that run, in dependency order."""
+        return list(self._graph)
 
     def inputs_of(self, name: str) -> dict[str, str]:
-        """Input name -> upstream stage of `name` in this spec (optional inputs only when their stage is on)."""
-        enabled = self.enabled()
-        return {k: up for k, up in STAGES[name].inputs.items() if up in enabled or k not in STAGES[name].optional}
+        """Input name -> upstream step of step `name` (optional inputs only when wired)."""
+        return dict(self._step(name).inputs)
+
+    def kind_of(self, name: str) -> str:
+        return self._step(name).kind
 
     def stage_config(self, name: str):
-        cfg = getattr(self.stages, name)
-        if cfg is None:
-            raise SpecError(f"stages.{name}: the stage is not in this spec")
-        return cfg
+        """The config of step `name`."""
+        return self._step(name).config
+
+    def _step(self, name: str) -> StepDef:
+        try:
+            return self._graph[name]
+        except KeyError:
+            where = "steps" if self.steps is not None else "stages"
+            raise SpecError(f"{where}.{name}: no such step in this spec (steps are {', '.join(self._graph)})") from None
 
     def resources_for(self, name: str) -> Resources:
         return self.resources.get(name, Resources())
@@ -228,7 +333,7 @@ class Spec(_Frozen):
         return res.image or (self.images.gpu if res.gpus > 0 else self.images.cpu)
 
     def needs_launcher(self, name: str) -> bool:
-        """A stage that spans nodes or GPUs runs as a cluster job, which its KFP step launches and watches."""
+        """A step that spans nodes or GPUs runs as a cluster job, which its KFP step launches and watches."""
         res = self.resources_for(name)
         return res.nodes > 1 or res.gpus > 1
 
@@ -251,9 +356,10 @@ class Spec(_Frozen):
         data["work_dir"] = absolute(data["work_dir"])
         data["storage"]["root"] = absolute(data["storage"]["root"])
         for name in self.enabled():
+            node_of_step = data["stages"][name] if self.stages is not None else data["steps"][name]["config"]
             for path in type(self.stage_config(name)).external_fields():
                 *parents, field = path.split(".")
-                node = data["stages"][name]
+                node = node_of_step
                 for part in parents:
                     node = node.get(part) or {}
                 if node.get(field) is not None:
@@ -268,8 +374,15 @@ class Spec(_Frozen):
 def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"])
+        loc = list(e["loc"])
+        if len(loc) > 2 and loc[0] == "steps" and loc[2] in KINDS:
+            del loc[2]  # the union's tag (the step's kind), which the user did not write as a level
+        path = ".".join(str(p) for p in loc)
         msg = e["msg"]
+        if e["type"] == "union_tag_invalid":
+            path, msg = f"{path}.kind", f"no stage kind {e['ctx']['tag']!r} (kinds are {', '.join(KINDS)})"
+        if e["type"] == "union_tag_not_found":
+            path, msg = f"{path}.kind", "missing: every step names its stage kind"
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check its spelling or remove it)"
         if e["type"] == "value_error":

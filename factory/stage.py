@@ -3,8 +3,10 @@
 A stage module exports:
 
     class Config(StageConfig): ...            # frozen pydantic model, one description per field
-    KIND: str                                  # what its output artifact is ("corpus", "checkpoint", ...)
     def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]
+
+and has one entry in `factory.kinds.KINDS`, which names its inputs, its output artifact kind ("corpus",
+"checkpoint", ...) and how it runs (resumable, distributed, launcher, registered).
 
 `inputs` are the upstream artifacts, already materialised as local folders; `output` is an empty (or,
 for resumable stages, partially filled) staging folder the stage writes into; the returned dict is the
@@ -51,7 +53,7 @@ class StageConfig(BaseModel):
         return out
 
     def required_inputs(self) -> set[str]:
-        """Optional inputs (`StageDef.optional`) this config needs after all, e.g. curate's quality
+        """Optional inputs (`In.optional` in `factory.kinds`) this config needs after all, e.g. curate's quality
         ensemble when quality scoring is on and no ensemble folder is given. The spec checks them."""
         return set()
 

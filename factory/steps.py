@@ -2,16 +2,18 @@
 
 A step's fingerprint is the sha256 of its *recipe*:
 
-    {"stage": name, "config": <fields that change results>, "inputs": {name: upstream fingerprint},
-     "sources": {field: digest of the raw files it names}, "code": <hash of the stage's source files>}
+    {"kind": stage kind, "config": <fields that change results>, "inputs": {name: upstream fingerprint},
+     "sources": {field: identity of the raw inputs it names}, "code": <hash of the kind's import closure>}
 
 Fingerprints depend only on the spec, the raw inputs and the code, never on running anything, so the
-whole plan is known before the first step starts, and every KFP step can find its inputs by fingerprint.
+whole plan is known before the first step starts. It is computed once per pipeline run and travels with
+the pipeline as JSON (`Executor.plan_json()`, `Executor(spec, plan_json=...)`): a KFP step reads it and
+never reads raw inputs again. The stage kinds (inputs, output kind, flags) come from `factory.kinds`.
 A published artifact is reused when its manifest and every file it lists exist. Otherwise the stage runs
 into a staging folder (kept between attempts for resumable stages) and is published atomically.
 
     executor = Executor(spec.resolved())
-    executor.run()                 # every enabled stage, in order
+    executor.run()                 # every step, in dependency order
     executor.explain()             # per step: reuse or rerun, and why
 """
 
@@ -19,58 +21,38 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import importlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import factory
+from factory import code_version as _code
 from factory.errors import InputError, UserError
-from factory.lineage import Lineage, flat_keys, lineage_entry
+from factory.kinds import KINDS
+from factory.lineage import Lineage, flat_keys
 from factory.logs import get_logger
-from factory.spec import STAGES, Spec, stage_module
+from factory.manifest import build_manifest
+from factory.spec import Spec
 from factory.stage import Artifact, StageConfig, StepContext
 from factory.store import Store, open_store
 
 log = get_logger("factory.steps")
 
-# Artifacts registered as MLflow model versions: models, releases and the quality classifiers.
-REGISTERED_KINDS = ("checkpoint", "release", "classifier")
+PLAN_FORMAT = 1
 
 
 # --- fingerprints -------------------------------------------------------------------------------
 
-CODE_SUFFIXES = {".py", ".txt", ".json", ".jsonl", ".yaml", ".jinja"}
 
-
-@cache
-def code_version(stage: str) -> str:
-    """Hash of the source files of the stage's module and the packages it declares as its code."""
-    spec = STAGES[stage]
-    h = hashlib.sha256()
-    for mod_name in (spec.module, *spec.code):
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError:
-            continue
-        origin = Path(mod.__file__)
-        # a package's data files (prompts, built-in eval sets) shape its results as much as its code
-        files = sorted(f for f in origin.parent.rglob("*") if f.is_file() and f.suffix in CODE_SUFFIXES
-                       and "__pycache__" not in f.parts) if origin.name == "__init__.py" else [origin]
-        root = Path(factory.__file__).parent.parent
-        for f in files:
-            h.update(f.relative_to(root).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+def code_version(kind: str) -> str:
+    """The code version of stage kind `kind`: the hash of its module's import closure (`factory.code_version`)."""
+    return _code.code_version(KINDS[kind].module)
 
 
 @cache
@@ -119,6 +101,7 @@ class PlannedStep:
     recipe: dict[str, Any]
     fingerprint: str
     inputs: dict[str, str]  # input name -> upstream step name
+    kind: str = ""  # its stage kind (a key of factory.kinds.KINDS)
 
     @property
     def key(self) -> str:
@@ -150,36 +133,20 @@ def diff_recipes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-# --- provenance ---------------------------------------------------------------------------------
-
-
-@cache
-def git_commit() -> str:
-    """The commit of the factory's source checkout, with '-dirty' when it has uncommitted changes."""
-    root = Path(factory.__file__).parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "factory"], cwd=root, capture_output=True, text=True, timeout=10)
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-
-
 # --- executor -----------------------------------------------------------------------------------
 
 
 class Executor:
     """Runs a spec's steps against a store, with lineage in MLflow."""
 
-    def __init__(self, spec: Spec, store: Store | None = None, lineage: Lineage | None = None, parent_run_id: str | None = None):
+    def __init__(self, spec: Spec, store: Store | None = None, lineage: Lineage | None = None, parent_run_id: str | None = None,
+                 plan_json: str | None = None):
         self.spec = spec
         self.work_dir = Path(spec.work_dir)
         self.store = store or open_store(spec.storage.root, spec.storage.endpoint_url, spec.storage.region, self.work_dir)
         self._lineage = lineage
         self.parent_run_id = parent_run_id
-        self._plan: dict[str, PlannedStep] | None = None
+        self._plan: dict[str, PlannedStep] | None = self._read_plan(plan_json) if plan_json else None
 
     @property
     def lineage(self) -> Lineage:
@@ -189,21 +156,44 @@ class Executor:
 
     # planning
     def plan(self) -> dict[str, PlannedStep]:
+        """Every step's recipe and fingerprint, computed once (the only place raw inputs are read)."""
         if self._plan is None:
             plan: dict[str, PlannedStep] = {}
-            for name in self.spec.enabled():
-                config = self.spec.stage_config(name)
-                inputs = self.spec.inputs_of(name)
+            for name, step in self.spec.step_defs().items():
                 recipe = {
-                    "stage": name,
-                    "config": config.result_fields(),
-                    "inputs": {k: plan[up].fingerprint for k, up in inputs.items()},
-                    "sources": source_digests(name, config),
-                    "code": code_version(name),
+                    "kind": step.kind,
+                    "config": step.config.result_fields(),
+                    "inputs": {k: plan[up].fingerprint for k, up in step.inputs.items()},
+                    "sources": source_digests(name, step.config),
+                    "code": code_version(step.kind),
                 }
-                plan[name] = PlannedStep(name, config, recipe, fingerprint_of(recipe), inputs)
+                plan[name] = PlannedStep(name, step.config, recipe, fingerprint_of(recipe), dict(step.inputs), step.kind)
             self._plan = plan
         return self._plan
+
+    def plan_json(self) -> str:
+        """The plan as one line of JSON, for the pipeline to carry to every step."""
+        steps = {n: {"kind": s.kind, "fingerprint": s.fingerprint, "recipe": s.recipe} for n, s in self.plan().items()}
+        return json.dumps({"format": PLAN_FORMAT, "steps": steps}, sort_keys=True, separators=(",", ":"))
+
+    def _read_plan(self, text: str) -> dict[str, PlannedStep]:
+        """A plan computed by `plan_json()` for this spec; checked against the spec without reading raw inputs."""
+        try:
+            data = json.loads(text)
+            steps = data["steps"]
+            if data.get("format") != PLAN_FORMAT or not isinstance(steps, dict):
+                raise ValueError(f"format {data.get('format')!r}")
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"plan: not a factory plan ({e}); recompile the pipeline") from None
+        plan: dict[str, PlannedStep] = {}
+        for name, step in self.spec.step_defs().items():
+            entry = steps.get(name)
+            want = {"kind": step.kind, "config": step.config.result_fields(), "inputs": {k: plan[up].fingerprint for k, up in step.inputs.items()}}
+            got = {k: (entry or {}).get("recipe", {}).get(k) for k in want}
+            if entry is None or got != want or fingerprint_of(entry["recipe"]) != entry.get("fingerprint"):
+                raise UserError(f"plan: step {name} was planned for another spec; recompile the pipeline")
+            plan[name] = PlannedStep(name, step.config, entry["recipe"], entry["fingerprint"], dict(step.inputs), step.kind)
+        return plan
 
     def explain(self) -> list[Explanation]:
         return [self.explain_step(step) for step in self.plan().values()]
@@ -220,7 +210,7 @@ class Executor:
 
     # running
     def run(self, targets: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Run `targets` (default: every enabled stage) and what they need; returns manifests by step."""
+        """Run `targets` (default: every step) and what they need; returns manifests by step."""
         names = targets or self.spec.enabled()
         results: dict[str, dict[str, Any]] = {}
         for name in names:
@@ -236,13 +226,22 @@ class Executor:
         return results[name]
 
     def _inputs(self, step: PlannedStep) -> dict[str, Artifact]:
-        """The step's upstream artifacts, published and materialised as local folders."""
+        """The step's upstream artifacts, published and materialised as local folders, checked against its
+        kind's inputs in the registry (every required input present, each of the artifact kind it takes)."""
+        kind = KINDS[step.kind]
+        missing = [k for k in kind.required(step.config) if k not in step.inputs]
+        if missing:
+            raise UserError(f"step {step.name}: input {missing[0]!r} is not wired; name the step that makes it")
         inputs: dict[str, Artifact] = {}
         for input_name, up in step.inputs.items():
             up_key = self.plan()[up].key
             manifest = self.store.complete(up_key)
             if manifest is None:
                 raise UserError(f"step {step.name}: its input {input_name!r} (step {up}) is not built; run `factory step {up} SPEC` first")
+            wanted = kind.inputs[input_name].kind
+            if manifest.get("kind") != wanted:
+                raise UserError(f"step {step.name}: input {input_name!r} is a {manifest.get('kind')!r} artifact ({manifest.get('uri')}), "
+                                f"but {step.kind} takes {wanted!r}")
             inputs[input_name] = Artifact(self.store.materialize(up_key), manifest)
         return inputs
 
@@ -259,7 +258,7 @@ class Executor:
         """Run one step whose inputs are published (or reuse its published artifact)."""
         plan = self.plan()
         if name not in plan:
-            raise UserError(f"stages.{name}: the stage is not enabled in this spec")
+            raise UserError(f"no step {name!r} in this spec (steps are {', '.join(plan)})")
         step = plan[name]
         slog = log.bind(step=name, fingerprint=step.fingerprint[:16])
         rank, world = dist_rank()
@@ -271,8 +270,8 @@ class Executor:
 
         inputs = self._inputs(step)
 
-        module = stage_module(name)
-        resumable = bool(getattr(module, "RESUMABLE", False))
+        kind = KINDS[step.kind]
+        resumable = kind.resumable
         staging = self.store.staging_dir(step.key, self.work_dir)
         with _locked(staging):
             existing = self.store.complete(step.key)
@@ -290,12 +289,13 @@ class Executor:
                 ctx = StepContext(name, tracker=tracker, scratch=scratch)
                 for input_name, art in inputs.items():
                     tracker.log_dataset(f"{input_name}:{art.manifest.get('stage')}", art.uri, art.fingerprint, context="input")
-                metrics = module.run(step.config, inputs, staging, ctx) or {}
-                manifest = self._manifest(step, module, inputs, metrics, tracker.run_id)
-                manifest = self.store.publish(staging, step.key, manifest)
+                metrics = kind.run(step.config, inputs, staging, ctx) or {}
+                manifest = build_manifest(step.name, kind.output, step.kind, step.fingerprint, step.recipe,
+                                          step.config.model_dump(mode="json"), inputs, metrics, tracker.run_id, self.lineage.tracking_uri)
+                manifest = self.store.publish(staging, step.key, manifest.model_dump(mode="json"))
                 tracker.log_metrics({**metrics, "step_seconds": time.monotonic() - start})
                 self.lineage.finish_step(tracker.run_id, manifest)
-                if getattr(module, "KIND", "") in REGISTERED_KINDS and self.spec.tracking.register_models:
+                if kind.registered and self.spec.tracking.register_models:
                     version = self.lineage.register(f"{self.spec.name}-{name}", manifest["uri"], tracker.run_id, step.fingerprint)
                     slog.info("step.registered", model=f"{self.spec.name}-{name}", version=version)
             shutil.rmtree(scratch, ignore_errors=True)
@@ -307,15 +307,15 @@ class Executor:
     def _run_step_follower(self, step: PlannedStep, rank: int, poll_s: float = 2.0, timeout_s: float = 4 * 3600) -> dict[str, Any]:
         """A non-zero rank of a torchrun job (`factory step` under torchrun).
 
-        A stage that trains across ranks (module attribute `DISTRIBUTED = True`) runs on every rank in
+        A kind that trains across ranks (`distributed` in its registry entry) runs on every rank in
         the same staging folder; rank 0 alone tracks in MLflow and publishes, and the stage itself
         writes files only on rank 0. Any other step is rank 0's to build: the others wait for it.
         """
-        module = stage_module(step.name)
+        kind = KINDS[step.kind]
         existing = self.store.complete(step.key)
         if existing is not None:
             return existing
-        if not getattr(module, "DISTRIBUTED", False):
+        if not kind.distributed:
             deadline = time.monotonic() + timeout_s
             while (existing := self.store.complete(step.key)) is None:
                 if time.monotonic() > deadline:
@@ -328,37 +328,8 @@ class Executor:
         scratch = self.work_dir / "scratch" / step.key / f"rank{rank}"
         scratch.mkdir(parents=True, exist_ok=True)
         log.info("step.run", step=step.name, rank=rank, role="follower")
-        module.run(step.config, inputs, staging, StepContext(step.name, scratch=scratch))
+        kind.run(step.config, inputs, staging, StepContext(step.name, scratch=scratch))
         return {"stage": step.name, "fingerprint": step.fingerprint, "rank": rank, "published_by": 0}
-
-    def _manifest(self, step: PlannedStep, module, inputs: Mapping[str, Artifact], metrics: Mapping[str, float], run_id: str) -> dict[str, Any]:
-        lineage: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for art in inputs.values():
-            m = art.manifest
-            for entry in [lineage_entry(m), *m.get("lineage", [])]:
-                if entry["fingerprint"] not in seen:
-                    seen.add(entry["fingerprint"])
-                    lineage.append(entry)
-        return {
-            "format": 1,
-            "kind": getattr(module, "KIND", step.name),
-            "stage": step.name,
-            "fingerprint": step.fingerprint,
-            "recipe": step.recipe,
-            "config": step.config.model_dump(mode="json"),
-            "inputs": {k: {"uri": a.uri, "fingerprint": a.fingerprint, "kind": a.manifest.get("kind"), "stage": a.manifest.get("stage")} for k, a in inputs.items()},
-            "sources": [e for entries in step.recipe["sources"].values() for e in entries],
-            "lineage": lineage,
-            "producer": {
-                "factory_version": factory.__version__,
-                "git_commit": git_commit(),
-                "mlflow_run_id": run_id,
-                "tracking_uri": self.lineage.tracking_uri,
-                "created_at": datetime.now(timezone.utc).isoformat(),
-            },
-            "metrics": {k: float(v) for k, v in metrics.items()},
-        }
 
 
 def dist_rank() -> tuple[int, int]:

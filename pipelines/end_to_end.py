@@ -1,4 +1,4 @@
-"""The end-to-end pipeline: every enabled stage, wired by the inputs each stage declares.
+"""The end-to-end pipeline: one task per step of the spec (named for the step), wired by its inputs.
 
     factory compile examples/smoke.yaml -o pipeline.yaml      # KFP IR YAML
     factory run examples/smoke.yaml                           # the same pipeline through kfp.local
@@ -6,6 +6,11 @@
 Per-stage Kubernetes settings from `spec.resources` (CPU, memory, GPUs, node selector, tolerations,
 /dev/shm, PVC, secrets) are applied here with `kfp.kubernetes`, never by editing the YAML. KFP's own
 cache is off: the factory's executor decides reuse by fingerprint, across pipelines and runs.
+
+The pipeline has two parameters: `spec_json` (the spec) and `plan_json` (every step's fingerprint, as
+`Executor.plan_json()` writes it). `factory run` computes the plan once, before the runner starts, and
+passes it, so no step reads raw inputs to re-derive it; left empty (the compiled default, which must not
+depend on the files of the machine it was compiled on), each step plans the spec itself.
 """
 # No `from __future__ import annotations` here: KFP reads the pipeline function's annotations as types.
 
@@ -47,7 +52,7 @@ def apply_resources(task: dsl.PipelineTask, res: Resources, work_dir: str, launc
 
 
 def build_pipeline(spec: Spec):
-    """A KFP pipeline function for `spec`; its one parameter, `spec_json`, defaults to the spec itself.
+    """A KFP pipeline function for `spec`; `spec_json` defaults to the spec itself, `plan_json` to ''.
 
     The spec travels as one-line JSON: KFP copies parameter defaults into a YAML comment at the top of
     the compiled file, and a multi-line default would break out of that comment.
@@ -55,7 +60,7 @@ def build_pipeline(spec: Spec):
     spec_json = spec.model_dump_json(exclude_none=True)
 
     @dsl.pipeline(name=f"factory-{spec.name}", description=f"Model factory run {spec.name!r}: {' -> '.join(spec.enabled())}")
-    def end_to_end(spec_json: str = spec_json):
+    def end_to_end(spec_json: str = spec_json, plan_json: str = ""):
         job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         finish = build("finish", spec.images.cpu)(spec=spec_json, job_id=job_id)
         finish.set_display_name("close-lineage").set_caching_options(False)
@@ -66,7 +71,8 @@ def build_pipeline(spec: Spec):
             for name in spec.enabled():
                 upstream = {inp: tasks[up].outputs["artifact"] for inp, up in spec.inputs_of(name).items()}
                 launcher = spec.needs_launcher(name)
-                task = build(name, spec.images.cpu if launcher else spec.image_for(name))(spec=spec_json, job_id=job_id, **upstream)
+                component = build(spec.kind_of(name), spec.images.cpu if launcher else spec.image_for(name), step=name)
+                task = component(spec=spec_json, step=name, plan=plan_json, job_id=job_id, **upstream)
                 task.set_display_name(name).set_caching_options(False)
                 apply_resources(task, spec.resources_for(name), spec.work_dir, launcher)
                 for key, value in sorted(spec.cluster.pod_labels.items()):

@@ -51,7 +51,7 @@ def test_unreachable_tracking_uri_exits_2(tmp_path):
 
 def test_unknown_stage_and_missing_spec_exit_2(tmp_path):
     r = factory("step", "pretrian", str(ROOT / "examples" / "smoke.yaml"))
-    assert r.returncode == 2 and "no stage 'pretrian'" in r.stderr
+    assert r.returncode == 2 and "no step 'pretrian'" in r.stderr
     r = factory("explain", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "spec file not found" in r.stderr
 

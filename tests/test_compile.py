@@ -95,3 +95,63 @@ def test_multi_gpu_stage_compiles_to_a_light_launcher_step(tmp_path):
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-pretrain"]
     assert "nodeSelector" not in k8s and "tolerations" not in k8s
     assert {s["secretName"] for s in k8s["secretAsEnv"]} == {"s3-creds", "hf"}
+
+
+def _dag_shape(ir: dict) -> dict:
+    tasks = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    return {n: {"component": v["componentRef"]["name"], "after": v.get("dependentTasks", []),
+                "inputs": {k: a["taskOutputArtifact"]["producerTask"] for k, a in v["inputs"].get("artifacts", {}).items()}}
+            for n, v in tasks.items()}
+
+
+# The smoke spec's DAG as the pipeline compiled before steps were named (tests/golden at that commit).
+SMOKE_DAG_BEFORE_NAMED_STEPS = {
+    "quality": {"component": "comp-quality", "after": [], "inputs": {}},
+    "curate": {"component": "comp-curate", "after": ["quality"], "inputs": {"quality": "quality"}},
+    "tokenize": {"component": "comp-tokenize", "after": ["curate"], "inputs": {"corpus": "curate"}},
+    "pretrain": {"component": "comp-pretrain", "after": ["tokenize"], "inputs": {"tokens": "tokenize"}},
+    "evaluate": {"component": "comp-evaluate", "after": ["pretrain", "tokenize"], "inputs": {"model": "pretrain", "tokens": "tokenize"}},
+    "release": {"component": "comp-release", "after": ["evaluate", "pretrain", "tokenize"],
+                "inputs": {"evaluation": "evaluate", "model": "pretrain", "tokens": "tokenize"}},
+}
+
+
+def test_a_stages_spec_compiles_to_the_same_dag_as_before_named_steps(tmp_path):
+    ir = next(yaml.safe_load_all(compile_pipeline(load_spec(ROOT / "examples" / "smoke.yaml"), tmp_path / "p.yaml").read_text()))
+    assert _dag_shape(ir) == SMOKE_DAG_BEFORE_NAMED_STEPS
+    assert sorted(ir["root"]["dag"]["tasks"]) == ["exit-handler-1", "finish"]
+    # The plan travels as a pipeline parameter; compiled, it is empty (it must not hold this machine's digests).
+    assert ir["root"]["inputDefinitions"]["parameters"]["plan_json"]["defaultValue"] == ""
+    pretrain = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]["pretrain"]["inputs"]["parameters"]
+    assert pretrain["plan"] == {"componentInputParameter": "pipelinechannel--plan_json"}
+    assert pretrain["step"] == {"runtimeValue": {"constant": "pretrain"}}
+
+
+def named_steps_data() -> dict:
+    """The smoke spec as named steps, with evaluate twice: on the pretrained model and with other settings."""
+    data = yaml.safe_load((ROOT / "examples" / "smoke.yaml").read_text())
+    stages = data.pop("stages")
+    data["steps"] = {
+        "quality": {"kind": "quality", "config": stages["quality"]},
+        "curate": {"kind": "curate", "config": stages["curate"], "inputs": {"quality": "quality"}},
+        "tokenize": {"kind": "tokenize", "config": stages["tokenize"], "inputs": {"corpus": "curate"}},
+        "pretrain": {"kind": "pretrain", "config": stages["pretrain"], "inputs": {"tokens": "tokenize"}},
+        "eval_base": {"kind": "evaluate", "config": stages["evaluate"], "inputs": {"model": "pretrain", "tokens": "tokenize"}},
+        "eval_long": {"kind": "evaluate", "config": {**stages["evaluate"], "max_new_tokens": 48}, "inputs": {"model": "pretrain", "tokens": "tokenize"}},
+        "release": {"kind": "release", "config": stages["release"], "inputs": {"model": "pretrain", "tokens": "tokenize", "evaluation": "eval_long"}},
+    }
+    return data
+
+
+def test_two_steps_of_one_kind_compile_to_two_tasks_of_one_function(tmp_path):
+    ir = next(yaml.safe_load_all(compile_pipeline(parse_spec(named_steps_data()), tmp_path / "n.yaml").read_text()))
+    shape = _dag_shape(ir)
+    assert sorted(shape) == ["curate", "eval-base", "eval-long", "pretrain", "quality", "release", "tokenize"]
+    assert shape["eval-base"]["inputs"] == shape["eval-long"]["inputs"] == {"model": "pretrain", "tokens": "tokenize"}
+    assert shape["release"]["inputs"]["evaluation"] == "eval-long"
+    executors = ir["deploymentSpec"]["executors"]
+    # Both run the evaluate kind's one function, each told its own step name.
+    assert "def evaluate(" in executors["exec-eval-base"]["container"]["command"][-1]
+    assert executors["exec-eval-base"]["container"]["command"] == executors["exec-eval-long"]["container"]["command"]
+    steps = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    assert steps["eval-long"]["inputs"]["parameters"]["step"] == {"runtimeValue": {"constant": "eval_long"}}

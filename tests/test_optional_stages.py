@@ -14,6 +14,7 @@ from factory.errors import SpecError
 from factory.spec import load_spec, parse_spec
 from factory.steps import Executor
 from tests.spine import small_spec_data, write_spec
+from tests.traced import assert_ran_inside_closures, run_traced
 from tests.synth.tiny_models import save_gpt2
 
 TINY_QUALITY = {"classifiers": ["ngram", "features"], "ngram": {"n_features": 2**16, "epochs": 5}, "features": {"max_iter": 30}}
@@ -42,9 +43,15 @@ def built(tmp_path_factory):
     spec = load_spec(path)
     executor = Executor(spec)
     executor.parent_run_id = executor.lineage.start_pipeline("optional", spec.to_yaml())
-    manifests = executor.run(["tokenize"])
+    manifests, executor.modules_ran = run_traced(executor)  # quality, curate, synth, tokenize: one step at a time
     executor.lineage.end_pipeline(executor.parent_run_id)
     return tmp, spec, executor, manifests
+
+
+def test_quality_and_synth_run_only_modules_inside_their_closures(built):
+    tmp, spec, executor, manifests = built
+    assert set(executor.modules_ran) == {"quality", "curate", "synth", "tokenize"}
+    assert_ran_inside_closures(spec, executor.modules_ran)
 
 
 def test_quality_is_a_versioned_classifier_artifact_with_its_own_run(built):

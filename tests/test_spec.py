@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_spec_is_frozen():
         (lambda d: d["stages"]["pretrain"].update(lr="fast"), r"^stages\.pretrain\.lr: Input should be a valid number"),
         (lambda d: d["stages"]["tokenize"].update(vocab_sise=10), r"^stages\.tokenize\.vocab_sise: unknown field"),
         (lambda d: d.update(name="Bad Name"), r"^name: String should match pattern"),
-        (lambda d: d["resources"].update(pretrian={"cpu": "1"}), r"^resources\.pretrian: no such stage"),
+        (lambda d: d["resources"].update(pretrian={"cpu": "1"}), r"^resources\.pretrian: no such step"),
         (lambda d: d["stages"].pop("tokenize"), r"^stages\.pretrain: needs stage 'tokenize', which is absent"),
         (lambda d: d["stages"]["curate"].update(gopher_quality={"min_doc_words": "x"}),
          r"^stages\.curate\.gopher_quality\.min_doc_words: Input should be a valid integer"),
@@ -95,3 +96,81 @@ def test_evaluate_task_files_join_curate_decontamination_sets(tmp_path):
     # resolved against the spec's folder like any other external input, so curate's fingerprint digests them
     (tmp_path / "evals").mkdir()
     assert spec.resolved(tmp_path).stages.curate.decontamination_sets[-1] == str(tmp_path / "evals/cloze.jsonl")
+
+
+def named_data() -> dict:
+    """The smoke spec as named steps, evaluating the pretrained model twice with different settings."""
+    data = smoke_data()
+    stages = data.pop("stages")
+    data["steps"] = {
+        "quality": {"kind": "quality", "config": stages["quality"]},
+        "curate": {"kind": "curate", "config": stages["curate"], "inputs": {"quality": "quality"}},
+        "tokenize": {"kind": "tokenize", "config": stages["tokenize"], "inputs": {"corpus": "curate"}},
+        "pretrain": {"kind": "pretrain", "config": stages["pretrain"], "inputs": {"tokens": "tokenize"}},
+        "eval_final": {"kind": "evaluate", "config": {**stages["evaluate"], "task_files": ["tasks/b.jsonl"]},
+                       "inputs": {"model": "pretrain", "tokens": "tokenize"}},
+        "release": {"kind": "release", "config": stages["release"], "inputs": {"model": "pretrain", "tokens": "tokenize", "evaluation": "eval_final"}},
+        "eval_base": {"kind": "evaluate", "config": {**stages["evaluate"], "task_files": ["tasks/a.jsonl"]},
+                      "inputs": {"model": "pretrain", "tokens": "tokenize"}},
+    }
+    return data
+
+
+def test_named_steps_hold_two_steps_of_one_kind_in_dependency_order():
+    spec = parse_spec(named_data())
+    assert spec.enabled() == ["quality", "curate", "tokenize", "pretrain", "eval_final", "release", "eval_base"]
+    assert spec.kind_of("eval_base") == spec.kind_of("eval_final") == "evaluate"
+    assert spec.inputs_of("release") == {"model": "pretrain", "tokens": "tokenize", "evaluation": "eval_final"}
+    assert spec.stage_config("eval_final").task_files != spec.stage_config("eval_base").task_files
+    # The spec-level rules hold for named steps: the model preset reaches pretrain, and every evaluate
+    # step's task files join curate's decontamination sets.
+    assert spec.stage_config("pretrain").model.preset == "tiny"
+    assert spec.stage_config("curate").decontamination_sets == ["tasks/b.jsonl", "tasks/a.jsonl"]
+    again = parse_spec(json.loads(spec.model_dump_json()))
+    assert again.enabled() == spec.enabled() and again.stage_config("eval_base") == spec.stage_config("eval_base")
+
+
+def test_named_steps_are_the_default_recipe_when_wired_like_it():
+    stages, steps = load_spec(SMOKE), parse_spec(named_data())
+    for name in ("quality", "curate", "tokenize", "pretrain"):
+        assert steps.inputs_of(name) == stages.inputs_of(name)
+        assert steps.stage_config(name) == stages.stage_config(name) or name == "curate"  # curate gains the task files
+    assert steps.stage_config("eval_final").model_copy(update={"task_files": []}) == stages.stage_config("evaluate")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s["eval_final"]["inputs"].update(model="x"), r"^steps\.eval_final\.inputs\.model: no step 'x'$"),
+        (lambda s: s["eval_final"]["inputs"].update(model="tokenize"),
+         r"^steps\.eval_final\.inputs\.model: step 'tokenize' makes a 'tokens' artifact, but this input takes 'checkpoint'"),
+        (lambda s: s["eval_final"]["inputs"].update(modle="pretrain"), r"^steps\.eval_final\.inputs\.modle: kind evaluate has no input 'modle'"),
+        (lambda s: s["eval_final"]["inputs"].pop("tokens"), r"^steps\.eval_final\.inputs: missing input 'tokens'"),
+        (lambda s: s["eval_final"]["config"].update(seq_len="long"), r"^steps\.eval_final\.config\.seq_len: Input should be a valid integer"),
+        (lambda s: s["eval_final"].update(kind="evaluation"), r"^steps\.eval_final\.kind: no stage kind 'evaluation' \(kinds are quality, curate"),
+        (lambda s: s["eval_final"].pop("kind"), r"^steps\.eval_final\.kind: missing"),
+        (lambda s: s.update(Eval={"kind": "quality"}), r"^steps\.Eval: a step name is lowercase"),
+        (lambda s: s.update({"eval-final": {"kind": "quality"}}), r"^steps\.eval-final: clashes with step 'eval_final'"),
+        (lambda s: s["curate"]["inputs"].update(quality="release"), r"^steps\.curate\.inputs\.quality: step 'release' makes a 'release'"),
+    ],
+)
+def test_a_wiring_mistake_names_its_path(edit, message):
+    data = named_data()
+    edit(data["steps"])
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data)
+
+
+def test_a_cycle_and_a_mixed_spec_are_refused():
+    data = named_data()
+    data["steps"]["rewrite_a"] = {"kind": "synth", "inputs": {"corpus": "rewrite_b"}}
+    data["steps"]["rewrite_b"] = {"kind": "synth", "inputs": {"corpus": "rewrite_a"}}
+    with pytest.raises(SpecError, match=r"^steps\.rewrite_a\.inputs: the steps form a cycle \(rewrite_a -> rewrite_b -> rewrite_a\)"):
+        parse_spec(data)
+    both = {**named_data(), "stages": smoke_data()["stages"]}
+    with pytest.raises(SpecError, match=r"give either `stages` \(the default recipe\) or `steps` \(named steps\), not both"):
+        parse_spec(both)
+    data = named_data()
+    data["resources"] = {"eval_base": {"cpu": "1"}, "evaluate": {"cpu": "1"}}
+    with pytest.raises(SpecError, match=r"^resources\.evaluate: no such step \(steps are quality, curate"):
+        parse_spec(data)

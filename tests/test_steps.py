@@ -6,9 +6,13 @@ import json
 
 import pytest
 
-from factory.spec import load_spec
+from factory.errors import UserError
+from factory.kinds import KINDS
+from factory.lineage import chain
+from factory.spec import load_spec, parse_spec
 from factory.steps import Executor, diff_recipes, fingerprint_of
-from tests.spine import write_spec
+from tests.spine import small_spec_data, write_spec
+from tests.traced import assert_ran_inside_closures, run_traced
 
 
 @pytest.fixture(scope="module")
@@ -18,16 +22,25 @@ def built(tmp_path_factory):
     spec = load_spec(write_spec(tmp))
     executor = Executor(spec)
     executor.parent_run_id = executor.lineage.start_pipeline("spine", spec.to_yaml())
-    manifests = executor.run()
+    manifests, ran = run_traced(executor)
     executor.lineage.end_pipeline(executor.parent_run_id)
+    executor.modules_ran = ran
     return tmp, spec, executor, manifests
+
+
+def test_every_module_a_stage_runs_is_in_its_kinds_import_closure(built):
+    """The code version hashes the kind's static import closure: whatever the stage really ran must be in it,
+    or an edit to that module would reuse a stale artifact."""
+    _, spec, executor, _ = built
+    assert set(executor.modules_ran) == {"curate", "tokenize", "pretrain", "evaluate", "release"}
+    assert_ran_inside_closures(spec, executor.modules_ran)
 
 
 def test_every_step_is_published_with_a_self_describing_manifest(built):
     tmp, spec, executor, manifests = built
     assert list(manifests) == ["curate", "tokenize", "pretrain", "evaluate", "release"]
     for name, m in manifests.items():
-        assert m["stage"] == name
+        assert m["stage"] == name and m["stage_kind"] == name and m["kind"] == KINDS[name].output
         assert m["fingerprint"] == executor.plan()[name].fingerprint
         assert executor.store.complete(f"{name}/{m['fingerprint'][:16]}") is not None
         assert m["files"] and all(len(f["sha256"]) == 64 for f in m["files"])
@@ -103,3 +116,58 @@ def test_fingerprints_survive_a_json_round_trip_of_the_spec(tmp_path):
     spec = load_spec(write_spec(tmp_path))  # paths in this spec are absolute already
     again = parse_spec(json.loads(spec.model_dump_json()))
     assert {n: s.fingerprint for n, s in Executor(spec).plan().items()} == {n: s.fingerprint for n, s in Executor(again).plan().items()}
+
+
+def test_the_plan_travels_as_json_and_a_step_uses_it_without_reading_raw_inputs(built, monkeypatch):
+    tmp, spec, executor, manifests = built
+    text = executor.plan_json()
+    import factory.steps
+
+    def no_reading(*a, **k):
+        raise AssertionError("a step re-read raw inputs although the pipeline carried the plan")
+
+    monkeypatch.setattr(factory.steps, "source_digests", no_reading)
+    step = Executor(spec, plan_json=text)
+    assert {n: s.fingerprint for n, s in step.plan().items()} == {n: m["fingerprint"] for n, m in manifests.items()}
+    assert step.run_step("tokenize")["producer"]["mlflow_run_id"] == manifests["tokenize"]["producer"]["mlflow_run_id"]
+    other = parse_spec({**spec.model_dump(mode="json"), "stages": {**spec.model_dump(mode="json")["stages"],
+                                                                  "evaluate": {**spec.stages.evaluate.model_dump(mode="json"), "seed": 7}}})
+    with pytest.raises(UserError, match="plan: step evaluate was planned for another spec"):
+        Executor(other, plan_json=text).plan()
+
+
+def named_steps(tmp, eval_short: dict) -> dict:
+    """The small spec written as named steps, plus a second evaluate step that release takes its table from."""
+    data = small_spec_data(tmp)
+    stages = data.pop("stages")
+    data["steps"] = {
+        "curate": {"kind": "curate", "config": stages["curate"]},
+        "tokenize": {"kind": "tokenize", "config": stages["tokenize"], "inputs": {"corpus": "curate"}},
+        "pretrain": {"kind": "pretrain", "config": stages["pretrain"], "inputs": {"tokens": "tokenize"}},
+        "evaluate": {"kind": "evaluate", "config": stages["evaluate"], "inputs": {"model": "pretrain", "tokens": "tokenize"}},
+        "eval_short": {"kind": "evaluate", "config": {**stages["evaluate"], **eval_short}, "inputs": {"model": "pretrain", "tokens": "tokenize"}},
+        "release": {"kind": "release", "config": stages["release"], "inputs": {"model": "pretrain", "tokens": "tokenize", "evaluation": "eval_short"}},
+    }
+    return data
+
+
+def test_two_steps_of_one_kind_run_side_by_side(built):
+    tmp, _, executor, manifests = built
+    named = Executor(parse_spec(named_steps(tmp, {"max_new_tokens": 2, "prompts": ["The history"]})))
+    # Same kinds, configs and inputs as the `stages:` run: those steps are the same artifacts.
+    assert {e.name: e.action for e in named.explain()} == {
+        "curate": "reuse", "tokenize": "reuse", "pretrain": "reuse", "evaluate": "reuse", "eval_short": "run", "release": "run"}
+    named.parent_run_id = named.lineage.start_pipeline("spine-named", "named")
+    out = named.run(["release"])
+    named.lineage.end_pipeline(named.parent_run_id)
+    short = out["eval_short"]
+    assert short["stage"] == "eval_short" and short["stage_kind"] == "evaluate" and short["kind"] == "evaluation"
+    assert short["fingerprint"] != manifests["evaluate"]["fingerprint"]
+    assert named.store.complete(f"eval_short/{short['fingerprint'][:16]}") is not None
+    release = out["release"]
+    assert release["inputs"]["evaluation"]["stage"] == "eval_short"
+    assert [e["stage"] for e in chain(release)] == ["release", "pretrain", "tokenize", "curate", "eval_short"]
+    client = named.lineage.client
+    runs = client.search_runs([named.lineage.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{named.parent_run_id}'")
+    assert {r.info.run_name for r in runs} >= {"eval_short", "release"}
+    assert client.search_model_versions("name = 'spine-release'")[0].source == release["uri"]

@@ -6,7 +6,7 @@ gets that ensemble from the spec's store, built there first if it is not publish
 same layout the pipeline publishes, plus a `manifest.json` (fingerprint, config, raw-source digests,
 producer, metrics, every file's size and sha256):
 
-    from factory.curate.command import curate_files
+    from factory.commands.curate import curate_files
     manifest = curate_files(["crawl/", "pages.jsonl"], Path("corpus"), spec_path=None)
 
 `out` must be absent, empty, or a previous curate output (which is replaced); anything else is refused, so
@@ -18,43 +18,47 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import factory
-from factory.curate.pipeline import KIND, Config, run
 from factory.errors import InputError, SpecError
+from factory.kinds import KINDS
 from factory.logs import get_logger
-from factory.lineage import lineage_entry
+from factory.manifest import build_manifest
 from factory.stage import Artifact, StepContext
 from factory.store import MANIFEST, LocalStore, write_json_atomic
 
-log = get_logger("factory.curate.command")
+log = get_logger("factory.commands.curate")
+CURATE = KINDS["curate"]
 
 
-def _config(inputs: list[str], spec_path: Path | None) -> tuple[Config, dict[str, Artifact]]:
+def _config(inputs: list[str], spec_path: Path | None) -> tuple[Any, dict[str, Artifact]]:
     """The spec's curate config (or the defaults) with `sources` set to `inputs`, made absolute, and the
     upstream artifacts it takes: the spec's quality ensemble, built (or reused) in the spec's store."""
     sources = [str(Path(p).expanduser().resolve()) for p in inputs]
     if spec_path is None:
-        return Config(sources=sources), {}
+        return CURATE.config(sources=sources), {}
     from factory.spec import Spec, load_spec
     from factory.steps import Executor
 
     spec = load_spec(spec_path).resolved(Path(spec_path).resolve().parent)
-    if "curate" not in spec.enabled():
-        raise SpecError(f"{spec_path}: stages.curate is absent; add it or run without --spec")
+    steps = [n for n in spec.enabled() if spec.kind_of(n) == "curate"]
+    if len(steps) != 1:
+        raise SpecError(f"{spec_path}: needs exactly one curate step (it has {len(steps)}); fix the spec or run without --spec")
+    (step,) = steps
     data = spec.model_dump(mode="json")
-    data["stages"]["curate"]["sources"] = sources
+    if spec.stages is not None:
+        data["stages"][step]["sources"] = sources
+    else:
+        data["steps"][step]["config"]["sources"] = sources
     spec = Spec.model_validate(data)
-    config = spec.stage_config("curate")
+    config = spec.stage_config(step)
     upstream: dict[str, Artifact] = {}
-    if spec.inputs_of("curate"):
+    if spec.inputs_of(step):
         executor = Executor(spec)
-        for name, stage in spec.inputs_of("curate").items():
-            manifest = executor.run([stage])[stage]
-            upstream[name] = Artifact(executor.store.materialize(executor.plan()[stage].key), manifest)
+        for name, up in spec.inputs_of(step).items():
+            manifest = executor.run([up])[up]
+            upstream[name] = Artifact(executor.store.materialize(executor.plan()[up].key), manifest)
     return config, upstream
 
 
@@ -74,14 +78,14 @@ def _check_out(out: Path) -> bool:
             previous = json.loads(manifest.read_text())
         except ValueError:
             previous = {}
-        if previous.get("stage") == "curate" and previous.get("kind") == KIND:
+        if previous.get("stage") == "curate" and previous.get("kind") == CURATE.output:
             return True
     raise InputError(f"--out {out} is not empty and is not a previous curate output; give a new or empty folder")
 
 
 def curate_files(inputs: list[str], out: Path, spec_path: Path | None = None) -> dict[str, Any]:
     """Curate `inputs` (files or folders) into `out`; returns the manifest written to `out/manifest.json`."""
-    from factory.steps import code_version, fingerprint_of, git_commit, source_digests
+    from factory.steps import code_version, fingerprint_of, source_digests
 
     if not inputs:
         raise InputError("give at least one input file or folder to curate")
@@ -89,33 +93,16 @@ def curate_files(inputs: list[str], out: Path, spec_path: Path | None = None) ->
     config, upstream = _config(inputs, spec_path)
     replace = _check_out(out)
     sources = source_digests("curate", config)  # raises InputError naming a missing input
-    recipe = {"stage": "curate", "config": config.result_fields(), "inputs": {k: a.fingerprint for k, a in upstream.items()},
+    recipe = {"kind": "curate", "config": config.result_fields(), "inputs": {k: a.fingerprint for k, a in upstream.items()},
               "sources": sources, "code": code_version("curate")}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        metrics = run(config, upstream, staging, StepContext("curate", scratch=staging.parent / f"{staging.name}-scratch"))
-        manifest = LocalStore.finalize_manifest(staging, {
-            "format": 1,
-            "kind": KIND,
-            "stage": "curate",
-            "fingerprint": fingerprint_of(recipe),
-            "recipe": recipe,
-            "config": config.model_dump(mode="json"),
-            "inputs": {k: {"uri": a.uri, "fingerprint": a.fingerprint, "kind": a.manifest.get("kind"), "stage": a.manifest.get("stage")}
-                       for k, a in upstream.items()},
-            "sources": [e for entries in sources.values() for e in entries],
-            "lineage": [lineage_entry(a.manifest) for a in upstream.values()],
-            "producer": {
-                "factory_version": factory.__version__,
-                "git_commit": git_commit(),
-                "mlflow_run_id": None,
-                "tracking_uri": None,
-                "created_at": datetime.now(timezone.utc).isoformat(),
-            },
-            "metrics": {k: float(v) for k, v in metrics.items()},
-        }, uri=out.as_uri())
+        metrics = CURATE.run(config, upstream, staging, StepContext("curate", scratch=staging.parent / f"{staging.name}-scratch"))
+        manifest = build_manifest("curate", CURATE.output, "curate", fingerprint_of(recipe), recipe, config.model_dump(mode="json"),
+                                  upstream, metrics)
+        manifest = LocalStore.finalize_manifest(staging, manifest.model_dump(mode="json"), uri=out.as_uri())
         write_json_atomic(staging / MANIFEST, manifest)
         if replace or out.exists():
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
