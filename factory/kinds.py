@@ -80,10 +80,19 @@ KINDS: dict[str, StageKind] = {
                           inputs={"corpus": In("corpus", ("curate",)), "synthetic": In("corpus", ("synth",), optional=True)}),
     "pretrain": StageKind("factory.train.pretrain", output="checkpoint", resumable=True, distributed=True, registered=True,
                           inputs={"tokens": In("tokens", ("tokenize",))}),
-    "evaluate": StageKind("factory.evaluate", output="evaluation",
+    # Minitron: prune the pretrained model (activation importance, width/depth surgery, budget search), then
+    # distil it from the unpruned teacher; the distilled student is what later steps of the recipe take.
+    "compress": StageKind("factory.compress.stage", output="checkpoint",
                           inputs={"model": In("checkpoint", ("pretrain",)), "tokens": In("tokens", ("tokenize",))}),
+    "distill": StageKind("factory.distill.stage", output="checkpoint", resumable=True, registered=True,
+                         inputs={"student": In("checkpoint", ("compress",)), "teacher": In("checkpoint", ("pretrain",)),
+                                 "tokens": In("tokens", ("tokenize",))}),
+    "quantize": StageKind("factory.quantize.stage", output="quantized",
+                          inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",))}),
+    "evaluate": StageKind("factory.evaluate", output="evaluation",
+                          inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",))}),
     "release": StageKind("factory.release", output="release", registered=True,
-                         inputs={"model": In("checkpoint", ("pretrain",)), "tokens": In("tokens", ("tokenize",)),
+                         inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",)),
                                  "evaluation": In("evaluation", ("evaluate",))}),
 }
 

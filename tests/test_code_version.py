@@ -70,9 +70,9 @@ def test_editing_a_cli_module_changes_no_stage_version(tmp_path):
 
 def test_lazy_and_dynamic_imports_are_followed():
     pretrain = import_closure(KIND_MODULES["pretrain"])
-    # `from factory.tokenize.indexed import PackedSequences` sits inside a function of pretrain
-    assert "factory.tokenize.indexed" in pretrain
+    # `from factory.tokens import PackedSequences` sits inside a function of pretrain
+    assert "factory.tokens" in pretrain
     # lazy_exports names its modules in an f-string: factory.precision's modules are all in
     assert {"factory.precision.fp8", "factory.precision.nvfp4"} <= pretrain
-    # curate decontaminates against evaluate's built-in sets, read as package data
-    assert "factory.evaluate.sets" in import_closure(KIND_MODULES["curate"])
+    # curate decontaminates against the built-in benchmark sets (factory.tasks), read as package data
+    assert "factory.tasks.sets" in import_closure(KIND_MODULES["curate"])

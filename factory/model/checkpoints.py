@@ -37,7 +37,7 @@ def load_model(folder: Path) -> torch.nn.Module:
 
 def read_windows(inputs: Mapping[str, Artifact], input_name: str, split: str, seq_len: int, limit: int | None = None) -> torch.Tensor:
     """Token windows (N, seq_len + 1) int64 of `split`.bin/.idx in input `input_name` (the first `limit`)."""
-    from factory.tokenize.indexed import PackedSequences
+    from factory.tokens import PackedSequences
 
     if input_name not in inputs:
         raise InputError(f"needs an input named {input_name!r} (a tokens artifact); got inputs {sorted(inputs)}")

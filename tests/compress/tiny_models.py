@@ -42,7 +42,7 @@ def tokens_artifact(root: Path, vocab_size: int = 384, train_docs: int = 600, va
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from factory.tokenize.indexed import write_indexed
+    from factory.tokens import write_indexed
 
     folder = root / "tokens"
     folder.mkdir(parents=True)
@@ -70,7 +70,7 @@ def teacher_config() -> ModelConfig:
 
 
 def train_windows(tokens: Artifact, split: str = "train", seq_len: int = 32) -> list[torch.Tensor]:
-    from factory.tokenize.indexed import PackedSequences
+    from factory.tokens import PackedSequences
 
     data = PackedSequences(Path(tokens.path) / split, seq_len)
     return [data[i].long() for i in range(len(data))]
