@@ -21,6 +21,9 @@ class Config(StageConfig):
     pad_token: str = Field("<|pad|>", description="Padding token.")
     unk_token: str = Field("<|endoftext|>", description="Unknown token (byte-level BPE never emits it).")
     extra_special_tokens: tuple[str, ...] = Field((), description="More special tokens to reserve (e.g. chat markers).")
+    max_error_fraction: float = Field(
+        0.01, ge=0.0, le=1.0,
+        description="Largest share of damaged corpus lines (not JSON, unreadable part) skipped and counted; past it the step fails.")
     valid_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction of documents held out (by id hash).")
     seed: int = Field(0, description="Salt of the id hashes that pick the held-out split and the tokenizer's sample.")
     max_docs_for_training: int = Field(100_000, ge=1, description="Most training documents the tokenizer learns from.")

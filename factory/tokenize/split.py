@@ -35,7 +35,7 @@ def survey_corpus(files: list[Path], config: Config) -> dict:
     lowest: tuple[float, str] | None = None
     highest: tuple[float, str] | None = None
     heap: list[tuple[float, str]] = []  # max-heap (negated hashes) of the smallest sample hashes
-    for doc_id, text in corpus_texts(files, skipped):
+    for doc_id, text in corpus_texts(files, skipped, config.max_error_fraction):
         documents += 1
         n_bytes += len(text.encode("utf-8"))
         u = unit_hash(config.seed, "split", doc_id)
@@ -73,10 +73,12 @@ def survey_corpus(files: list[Path], config: Config) -> dict:
             "is_valid": is_valid, "sample": sample}
 
 
-def usable_records(files: list[Path], skipped: Counter) -> Iterator[dict]:
+def usable_records(files: list[Path], skipped: Counter, max_error_fraction: float | None = None,
+                   what: str = "tokenize: corpus") -> Iterator[dict]:
     """Every usable record (a dict with a string id and a non-empty text), in file then line order; bad
-    records and unreadable files are counted in `skipped`."""
-    for record in read_records(files, skipped):
+    records and unreadable files are counted in `skipped`, and past `max_error_fraction` of the lines the
+    read fails with one line naming `what` and the first bad file and line."""
+    for record in read_records(files, skipped, max_error_fraction=max_error_fraction, what=what):
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
             skipped["no_id"] += 1
         elif not isinstance(record.get("text"), str) or not record["text"]:
@@ -85,7 +87,9 @@ def usable_records(files: list[Path], skipped: Counter) -> Iterator[dict]:
             yield record
 
 
-def corpus_texts(files: list[Path], skipped: Counter | None = None) -> Iterator[tuple[str, str]]:
-    """(id, text) of every usable record, in file then line order; bad records are counted in `skipped`."""
-    for record in usable_records(files, Counter() if skipped is None else skipped):
+def corpus_texts(files: list[Path], skipped: Counter | None = None,
+                 max_error_fraction: float | None = None) -> Iterator[tuple[str, str]]:
+    """(id, text) of every usable record, in file then line order; bad records are counted in `skipped`
+    (and checked against `max_error_fraction`, see `usable_records`)."""
+    for record in usable_records(files, Counter() if skipped is None else skipped, max_error_fraction):
         yield record["id"], record["text"]

@@ -109,7 +109,7 @@ def _write_synthetic(artifact: Artifact | None, is_valid, backend: Tokenizer, eo
     from_valid: Counter = Counter()
 
     def texts() -> Iterator[str]:
-        for record in usable_records(files, skipped):
+        for record in usable_records(files, skipped, config.max_error_fraction, "tokenize: synthetic corpus"):
             source = (record.get("metadata") or {}).get("source_id")
             if isinstance(source, str) and is_valid(source):
                 from_valid["documents"] += 1

@@ -25,7 +25,8 @@ MODULES = [
     "subprocess", "tarfile", "tempfile", "textwrap", "threading", "timeit", "typing", "unittest.case",
     "urllib.parse", "uuid", "zipfile",
 ]
-CONFIG = tokenize.Config(vocab_size=1024, valid_fraction=0.1)
+# The junk fixture has one damaged line among a few dozen (over the default 1% budget): allow 10% here.
+CONFIG = tokenize.Config(vocab_size=1024, valid_fraction=0.1, max_error_fraction=0.1)
 
 
 def _docstrings(name: str) -> str:
@@ -183,3 +184,14 @@ def test_synthetic_input_becomes_its_own_dataset_without_valid_leaks(tmp_path, r
     assert all(int(ds[i][-1]) == eos for i in range(5))
     stats = json.loads((out / "stats.json").read_text())
     assert stats["synthetic"] == {"documents": 5, "tokens": metrics["tokens_synthetic"], "from_valid": 2, "skipped": {}}
+
+
+def test_damaged_lines_past_the_error_budget_fail_with_one_line(tmp_path, records):
+    from factory.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, records, config=CONFIG.model_copy(update={"max_error_fraction": 0.01}), junk=True)
+    message = str(err.value)
+    assert "\n" not in message and "tokenize: corpus" in message
+    assert "bad_json 1" in message and "part-00000.jsonl.gz line" in message
+    assert not (tmp_path / "out" / "train.bin").exists()  # nothing written before the corpus was surveyed
