@@ -18,13 +18,13 @@ from factory.evaluate.benchmarks import BenchmarkConfig
 from factory.evaluate.config import KIND, Config, GeneratorChoice
 from factory.evaluate.gates import GateFailed, check_gates, parse_gate
 from factory.evaluate.perplexity import heldout_nll
-from factory.evaluate.samples import generate_samples, load_model, load_tokenizer, score_sets
+from factory.evaluate.samples import generate_samples, load_model, score_sets
 from factory.evaluate.stage import run
 from factory.tasks.builtin import DEFAULT_PROMPTS, builtin_eval_items
 from factory.tasks.table import format_metric, task_table
 
 __all__ = [
     "DEFAULT_PROMPTS", "KIND", "BenchmarkConfig", "Config", "GateFailed", "GeneratorChoice", "builtin_eval_items",
-    "check_gates", "format_metric", "generate_samples", "heldout_nll", "load_model", "load_tokenizer", "parse_gate",
+    "check_gates", "format_metric", "generate_samples", "heldout_nll", "load_model", "parse_gate",
     "run", "score_sets", "task_table",
 ]

@@ -26,15 +26,6 @@ def load_model(folder: Path) -> torch.nn.Module:
     return AutoModelForCausalLM.from_pretrained(folder).eval()
 
 
-def load_tokenizer(folder: Path):
-    """The tokens artifact's tokenizer (a `save_pretrained` folder)."""
-    from transformers import AutoTokenizer
-
-    if not folder.is_dir():
-        raise InputError(f"{folder}: the tokens artifact has no tokenizer/ folder")
-    return AutoTokenizer.from_pretrained(folder)
-
-
 def score_sets(model: torch.nn.Module, tokenizer, config: Config, device: torch.device, ctx: StepContext) -> dict[str, dict[str, float]]:
     """Scores of every set `config` names (built-in `tasks`, then `task_files`), by set name:
     {"items", "accuracy", "target_logprob", "target_tokens"}. Items are cut to `seq_len` tokens on the left."""

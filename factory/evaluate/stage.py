@@ -19,7 +19,7 @@ from factory.evaluate.config import Config
 from factory.evaluate.gates import check_gates, parse_gate
 from factory.evaluate.metrics import mean_estimate, perplexity
 from factory.evaluate.perplexity import bytes_per_token, heldout_nll
-from factory.evaluate.samples import generate_samples, load_model, load_tokenizer, score_sets
+from factory.evaluate.samples import generate_samples, load_model, score_sets
 from factory.stage import Artifact, StepContext
 from factory.tasks.table import format_metric, results_table, task_table
 
@@ -57,7 +57,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     )
     ctx.log.info("heldout", windows=n_windows, **{k: round(v, 4) for k, v in heldout.items()})
 
-    tokenizer = load_tokenizer(tokens_art.path / "tokenizer")
+    from factory.tokens import load_tokenizer  # imports torch, which loading a spec must not
+
+    tokenizer = load_tokenizer(tokens_art.path)
     tasks = score_sets(model, tokenizer, config, device, ctx)
     metrics = dict(heldout) | errors
     for name, score in tasks.items():
