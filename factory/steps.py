@@ -3,7 +3,7 @@
 A step's fingerprint is the sha256 of its *recipe*:
 
     {"stage": name, "config": <fields that change results>, "inputs": {name: upstream fingerprint},
-     "sources": {field: digest of the raw files it names}, "code": <hash of the stage's source files>}
+     "sources": {field: identity of the raw inputs it names (factory.sources)}, "code": <hash of the stage's source files>}
 
 Fingerprints depend only on the spec, the raw inputs and the code, never on running anything, so the
 whole plan is known before the first step starts, and every KFP step can find its inputs by fingerprint.
@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import factory
-from factory.errors import InputError, UserError
+from factory.errors import UserError
 from factory.lineage import Lineage, flat_keys, lineage_entry
 from factory.logs import get_logger
+from factory.sources import source_digests
 from factory.spec import STAGES, Spec, stage_module
 from factory.stage import Artifact, StageConfig, StepContext
 from factory.store import Store, open_store
@@ -71,39 +72,6 @@ def code_version(stage: str) -> str:
             h.update(f.relative_to(root).as_posix().encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
-
-
-@cache
-def _digest_path(path: str) -> str:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: input not found (check the path in the spec)")
-    h = hashlib.sha256()
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        h.update((f.relative_to(p).as_posix() if p.is_dir() else f.name).encode() + b"\0")
-        with open(f, "rb") as fh:
-            while block := fh.read(1 << 20):
-                h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
-def source_digests(stage: str, config: StageConfig) -> dict[str, list[dict[str, str]]]:
-    """Digests of the raw files named by the config's external-input fields."""
-    out: dict[str, list[dict[str, str]]] = {}
-    for name in type(config).external_fields():
-        value = config.field_value(name)
-        if value is None:
-            continue
-        paths = value if isinstance(value, (list, tuple)) else [value]
-        entries = []
-        for p in paths:
-            try:
-                entries.append({"uri": str(p), "digest": _digest_path(str(p))})
-            except InputError as e:
-                raise InputError(f"stages.{stage}.{name}: {e}") from None
-        out[name] = entries
-    return out
 
 
 def fingerprint_of(recipe: Mapping[str, Any]) -> str:
@@ -198,7 +166,7 @@ class Executor:
                     "stage": name,
                     "config": config.result_fields(),
                     "inputs": {k: plan[up].fingerprint for k, up in inputs.items()},
-                    "sources": source_digests(name, config),
+                    "sources": source_digests(name, config, self.spec.storage),
                     "code": code_version(name),
                 }
                 plan[name] = PlannedStep(name, config, recipe, fingerprint_of(recipe), inputs)
