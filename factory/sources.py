@@ -82,8 +82,9 @@ def _list_local(root: Path) -> Iterator[ListedFile]:
                 yield ListedFile(display_name(os.path.relpath(full, base)), fst.st_size, str(fst.st_mtime_ns), full)
 
 
+@cache
 def s3_client(endpoint_url: str | None = None, region: str | None = None):
-    """A boto3 S3 client; endpoint and region default to boto3's own configuration (AWS_ENDPOINT_URL, ...)."""
+    """A boto3 S3 client, one per endpoint and region (boto3 clients are thread-safe); endpoint and region default to boto3's own configuration (AWS_ENDPOINT_URL, ...)."""
     import boto3
     from botocore.config import Config as BotoConfig
 
