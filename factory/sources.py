@@ -185,10 +185,10 @@ def _open(uri: str, f: ListedFile, endpoint_url: str | None, region: str | None)
 
 @cache
 def input_identity(uri: str, content: bool = False, endpoint_url: str | None = None, region: str | None = None) -> dict[str, Any]:
-    """{"uri", "digest", "files", "bytes"}: the input's identity from its listing, or from its content.
+    """{"uri", "digest", "identity", "files", "bytes"}: the input's identity from its listing, or its content.
 
-    `digest` is `listing:sha256:<hex>` over (relative path, size, ETag or mtime) of every file, or with
-    `content=True`, `sha256:<hex>` over every file's relative path and bytes.
+    `digest` is `sha256:<hex>` over (relative path, size, ETag or mtime) of every file (`identity: listing`),
+    or with `content=True`, over every file's relative path and bytes (`identity: content`).
     """
     files = list_input(uri, endpoint_url, region)
     h = hashlib.sha256()
@@ -200,8 +200,8 @@ def input_identity(uri: str, content: bool = False, endpoint_url: str | None = N
                     h.update(block)
         else:
             h.update(f"{f.size}\0{f.version}\n".encode())
-    digest = ("sha256:" if content else "listing:sha256:") + h.hexdigest()
-    return {"uri": uri, "digest": digest, "files": len(files), "bytes": sum(f.size for f in files)}
+    return {"uri": uri, "digest": "sha256:" + h.hexdigest(), "identity": "content" if content else "listing",
+            "files": len(files), "bytes": sum(f.size for f in files)}
 
 
 def _normalised(uri: str) -> str:

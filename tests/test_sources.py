@@ -26,7 +26,8 @@ def test_local_listing_identity_follows_size_and_mtime_content_hash_follows_byte
     files = list_input(str(tmp_path / "in"))
     assert [(f.rel, f.size) for f in files] == [("a.html", 10), ("sub/b.html", 10)]
     listing, content = _identity(str(tmp_path / "in")), _identity(str(tmp_path / "in"), content=True)
-    assert listing["digest"].startswith("listing:sha256:") and content["digest"].startswith("sha256:")
+    assert (listing["identity"], content["identity"]) == ("listing", "content")
+    assert listing["digest"].startswith("sha256:") and listing["digest"] != content["digest"]
     assert (listing["files"], listing["bytes"]) == (2, 20)
 
     os.utime(a, ns=(1, 1))  # same bytes, another time: the listing changes, the content hash does not
@@ -109,3 +110,18 @@ def test_curate_reads_an_s3_prefix(s3_endpoint, s3_bucket, tmp_path, monkeypatch
     local = local_sources([f"s3://{s3_bucket}/web/html"], tmp_path / "scratch")
     assert sorted(p.name for p in (tmp_path / "scratch").rglob("*.htm*")) == sorted(p.name for p in pages.iterdir() if p.suffix.startswith(".htm"))
     assert local[0].endswith("/html")
+
+
+def test_content_hash_is_opt_in_per_input(tmp_path):
+    from factory.sources import source_digests
+    from factory.spec import parse_spec
+
+    for name in ("html", "more"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.html").write_text(f"<p>{name}</p>")
+    sources = [str(tmp_path / "html"), str(tmp_path / "more")]
+    plain = parse_spec(small_spec_data(tmp_path, curate={"sources": sources})).resolved()
+    opted = parse_spec(small_spec_data(tmp_path, curate={"sources": sources, "content_hash": [str(tmp_path / "more") + "/"]})).resolved()
+    input_identity.cache_clear()
+    assert [e["identity"] for e in source_digests("curate", plain.stage_config("curate"))["sources"]] == ["listing", "listing"]
+    assert [e["identity"] for e in source_digests("curate", opted.stage_config("curate"))["sources"]] == ["listing", "content"]
