@@ -43,7 +43,7 @@ def _factory(args: list[str], **kw) -> subprocess.Popen:
 
 def test_kill_resume_reuse_lineage_release(tmp_path):
     small_corpus(tmp_path / "html", n=60)
-    data = small_spec_data(tmp_path, pretrain={"steps": 200, "checkpoint_interval": 10})
+    data = small_spec_data(tmp_path, pretrain={"steps": 60, "checkpoint_interval": 10})
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(data))
     store = LocalStore(tmp_path / "store")
