@@ -16,8 +16,8 @@ Every component calls `run_component(stage, spec_text, job_id, upstream, output)
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import yaml
