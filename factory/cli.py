@@ -145,34 +145,52 @@ def compile_pipeline(spec, output: Path) -> Path:
 
 @app.command()
 def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file")) -> None:
-    """Compile the pipeline and execute it locally with kfp.local's SubprocessRunner (offline)."""
-    from kfp import local
+    """Run the pipeline locally: reuse what is published in-process, the rest through kfp.local (offline).
 
+    When every step is already published, the KFP runner is not started at all: the reuse is recorded in
+    MLflow (a parent run and one nested run per step) and the command ends. Otherwise the compiled pipeline
+    runs under kfp.local's SubprocessRunner; its verbose output goes to `WORK_DIR/logs/run-<time>.log`,
+    and a failing step ends the command with one line naming the step, its error and that log (exit 1).
+    """
     from factory.lineage import Lineage
-    from factory.orchestrate import TAG_JOB
-    from pipelines.end_to_end import build_pipeline
+    from factory.local_run import run_lock, run_pipeline_locally
+    from factory.orchestrate import TAG_JOB, pipeline_run_name
+    from factory.steps import Executor
 
-    spec = _load(spec_path)
+    spec = _load(spec_path)  # also fails on a system program the spec needs and this machine lacks
     lineage = Lineage(spec.tracking_uri(), spec.experiment())  # fails fast if the tracking store is unusable
     if spec.storage.root.startswith("s3://"):
         from factory.store import S3Store
 
         S3Store(spec.storage.root, spec.storage.endpoint_url, spec.storage.region).check()
-    from factory.steps import Executor
-
-    # The plan is made once, here (it fails fast on missing inputs), and every step takes it from the pipeline.
-    plan_json = Executor(spec, lineage=lineage).plan_json()
-    work = Path(spec.work_dir)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "kfp"), raise_on_error=True)
-    pipeline = build_pipeline(spec)
     start = time.monotonic()
-    try:
-        pipeline(plan_json=plan_json)
-    except RuntimeError as e:
-        _fail(f"pipeline failed: {e}", code=1)
-    runs = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.`{TAG_JOB}` != ''", order_by=["attributes.start_time DESC"], max_results=1)
-    run_id = runs[0].info.run_id if runs else "?"
-    typer.echo(json.dumps({"pipeline": spec.name, "mlflow_run_id": run_id, "tracking_uri": spec.tracking_uri(), "seconds": round(time.monotonic() - start, 1)}))
+    work = Path(spec.work_dir)
+    with run_lock(work):
+        lineage.mark_killed()  # runs left RUNNING by an attempt whose process died
+        executor = Executor(spec, lineage=lineage)
+        plan = executor.plan()  # fails fast on missing inputs, before any subprocess starts
+        missing = [name for name, step in plan.items() if executor.store.complete(step.key) is None]
+        if not missing:
+            run_name = pipeline_run_name(spec.name)
+            executor.parent_run_id = lineage.start_pipeline(run_name, spec.to_yaml(), tags={TAG_JOB: f"local-{run_name}"})
+            status = "FAILED"
+            try:
+                executor.run()
+                status = "FINISHED"
+            finally:
+                lineage.end_pipeline(executor.parent_run_id, status)
+            summary = {"pipeline": spec.name, "mlflow_run_id": executor.parent_run_id, "tracking_uri": spec.tracking_uri(),
+                       "reused": len(plan), "ran": 0}
+        else:
+            result = run_pipeline_locally(spec, work, executor.plan_json())
+            if result.failure is not None:
+                _fail(result.failure, code=1)
+            runs = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.`{TAG_JOB}` != ''",
+                                              order_by=["attributes.start_time DESC"], max_results=1)
+            summary = {"pipeline": spec.name, "mlflow_run_id": runs[0].info.run_id if runs else "?",
+                       "tracking_uri": spec.tracking_uri(), "reused": len(plan) - len(missing), "ran": len(missing),
+                       "log": str(result.log)}
+    typer.echo(json.dumps({**summary, "seconds": round(time.monotonic() - start, 1)}))
 
 
 @app.command()

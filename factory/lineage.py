@@ -31,6 +31,11 @@ TAG_ARTIFACT = "factory.artifact_uri"
 TAG_STAGE = "factory.stage"
 TAG_REUSED = "factory.reused_from_run"
 TAG_PIPELINE = "factory.pipeline"
+TAG_RESUMED = "factory.resumed_from_run"  # on a step's run: the killed attempt of the same step it continues
+# MLflow's UI opens an experiment on the view its kind names; without the tag, MLflow 3 guesses and may open
+# the GenAI (traces) view. The value is mlflow's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT (server/js).
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def flat_keys(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -121,7 +126,10 @@ class Lineage:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         try:
             exp = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, artifact_location=artifact_location)
+            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+                experiment, artifact_location=artifact_location, tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND})
+            if exp is not None and exp.tags.get(TAG_EXPERIMENT_KIND) != EXPERIMENT_KIND:
+                self.client.set_experiment_tag(self.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND)
         except Exception as e:  # noqa: BLE001 - any failure here is the tracking store being unusable
             if type(e).__name__ == "ServiceError":
                 raise
@@ -138,11 +146,36 @@ class Lineage:
     def end_pipeline(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
+    def mark_killed(self) -> list[str]:
+        """Mark the factory's runs still RUNNING in this experiment as KILLED; returns their ids.
+
+        Call it only while holding the work folder's run lock (`factory run` does): then no other attempt
+        is alive, so a RUNNING run is one whose process died (SIGKILL, lost node) without closing it.
+        """
+        stale = self.client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)
+        killed = []
+        for run in stale:
+            if TAG_STAGE in run.data.tags or TAG_PIPELINE in run.data.tags:
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                killed.append(run.info.run_id)
+        if killed:
+            log.info("lineage.killed_runs", runs=killed)
+        return killed
+
+    def killed_attempt(self, fingerprint: str) -> str | None:
+        """The latest KILLED run of the step with this fingerprint (the attempt a resumed step continues)."""
+        runs = self.client.search_runs([self.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+                                       filter_string=f"tags.`{TAG_FINGERPRINT}` = '{fingerprint}' and attributes.status = 'KILLED'")
+        return runs[0].info.run_id if runs else None
+
     @contextmanager
     def step_run(self, parent_run_id: str | None, stage: str, config: Mapping[str, Any], fingerprint: str) -> Iterator[StepTracker]:
         tags = {TAG_STAGE: stage, TAG_FINGERPRINT: fingerprint}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
+        killed = self.killed_attempt(fingerprint)
+        if killed:
+            tags[TAG_RESUMED] = killed
         run = self.client.create_run(self.experiment_id, run_name=stage, tags=tags)
         run_id = run.info.run_id
         params = flatten_params(config)

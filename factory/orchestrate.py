@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import yaml
@@ -41,12 +42,20 @@ class KfpArtifact(Protocol):
     metadata: dict[str, Any]
 
 
-def parent_run(lineage: Lineage, job_id: str, run_name: str, spec_text: str) -> str:
-    """The pipeline's parent run for KFP job `job_id`, created by the first step that asks."""
+def parent_run(lineage: Lineage, job_id: str, spec_name: str, spec_text: str) -> str:
+    """The pipeline's parent run for KFP job `job_id`, created by the first step that asks.
+
+    It is named `<spec name>-<UTC start time>` (`smoke-20261130-061502`), so attempts can be told apart.
+    """
     found = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.`{TAG_JOB}` = '{job_id}'", max_results=1)
     if found:
         return found[0].info.run_id
-    return lineage.start_pipeline(run_name, spec_text, tags={TAG_JOB: job_id})
+    return lineage.start_pipeline(pipeline_run_name(spec_name), spec_text, tags={TAG_JOB: job_id})
+
+
+def pipeline_run_name(spec_name: str, started: datetime | None = None) -> str:
+    """`<spec name>-<UTC start time>`: the name of a pipeline's parent run in MLflow."""
+    return f"{spec_name}-{(started or datetime.now(timezone.utc)).strftime('%Y%m%d-%H%M%S')}"
 
 
 def run_component(step: str, spec_text: str, job_id: str, upstream: Mapping[str, KfpArtifact], output: KfpArtifact,

@@ -36,6 +36,7 @@ from factory.cost.layout import ParallelLayout
 from factory.errors import InputError, SpecError
 from factory.kinds import KINDS
 from factory.model import ModelSpec
+from factory.system_tools import check_system_tools
 
 
 class _Frozen(BaseModel):
@@ -365,7 +366,9 @@ class Spec(_Frozen):
                 if node.get(field) is not None:
                     value = node[field]
                     node[field] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
+        check_system_tools(spec)  # a spec that needs an absent system program fails here, before any step
+        return spec
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)

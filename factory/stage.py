@@ -36,6 +36,12 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
+    # Not in the fingerprint as a config value: it changes how raw inputs are identified (factory.sources).
+    content_hash: list[str] | None = Field(
+        None, json_schema_extra={"affects_result": False},
+        description="Raw inputs (as written in this config's input fields) identified by a sha256 of every byte "
+                    "instead of their listing (relative path, size, ETag or mtime); for files rewritten in place.")
+
     def result_fields(self) -> dict[str, Any]:
         """The fields that can change the stage's result, as JSON-able values.
 

@@ -3,7 +3,7 @@
 A step's fingerprint is the sha256 of its *recipe*:
 
     {"kind": stage kind, "config": <fields that change results>, "inputs": {name: upstream fingerprint},
-     "sources": {field: identity of the raw inputs it names}, "code": <hash of the kind's import closure>}
+     "sources": {field: identity of the raw inputs it names (factory.sources)}, "code": <hash of the kind's import closure>}
 
 Fingerprints depend only on the spec, the raw inputs and the code, never on running anything, so the
 whole plan is known before the first step starts. It is computed once per pipeline run and travels with
@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from factory import code_version as _code
-from factory.errors import InputError, UserError
+from factory.errors import UserError
 from factory.kinds import KINDS
 from factory.lineage import Lineage, flat_keys
 from factory.logs import get_logger
 from factory.manifest import build_manifest
+from factory.sources import source_digests
 from factory.spec import Spec
 from factory.stage import Artifact, StageConfig, StepContext
 from factory.store import Store, open_store
@@ -53,39 +54,6 @@ PLAN_FORMAT = 1
 def code_version(kind: str) -> str:
     """The code version of stage kind `kind`: the hash of its module's import closure (`factory.code_version`)."""
     return _code.code_version(KINDS[kind].module)
-
-
-@cache
-def _digest_path(path: str) -> str:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: input not found (check the path in the spec)")
-    h = hashlib.sha256()
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        h.update((f.relative_to(p).as_posix() if p.is_dir() else f.name).encode() + b"\0")
-        with open(f, "rb") as fh:
-            while block := fh.read(1 << 20):
-                h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
-def source_digests(stage: str, config: StageConfig) -> dict[str, list[dict[str, str]]]:
-    """Digests of the raw files named by the config's external-input fields."""
-    out: dict[str, list[dict[str, str]]] = {}
-    for name in type(config).external_fields():
-        value = config.field_value(name)
-        if value is None:
-            continue
-        paths = value if isinstance(value, (list, tuple)) else [value]
-        entries = []
-        for p in paths:
-            try:
-                entries.append({"uri": str(p), "digest": _digest_path(str(p))})
-            except InputError as e:
-                raise InputError(f"stages.{stage}.{name}: {e}") from None
-        out[name] = entries
-    return out
 
 
 def fingerprint_of(recipe: Mapping[str, Any]) -> str:
@@ -164,7 +132,7 @@ class Executor:
                     "kind": step.kind,
                     "config": step.config.result_fields(),
                     "inputs": {k: plan[up].fingerprint for k, up in step.inputs.items()},
-                    "sources": source_digests(name, step.config),
+                    "sources": source_digests(name, step.config, self.spec.storage),
                     "code": code_version(step.kind),
                 }
                 plan[name] = PlannedStep(name, step.config, recipe, fingerprint_of(recipe), dict(step.inputs), step.kind)

@@ -62,7 +62,7 @@ def test_lineage_of_a_non_artifact_exits_2(tmp_path):
 
 
 def test_failed_pipeline_exits_nonzero(tmp_path):
-    """A stage failing inside kfp.local makes `factory run` exit 1, not 0."""
+    """A stage failing inside kfp.local makes `factory run` exit 1 with one line naming the step and its error."""
     data = small_spec_data(tmp_path)
     (tmp_path / "html").mkdir()
     # One page that every filter removes: curate publishes an empty corpus and tokenize fails on it.
@@ -71,7 +71,12 @@ def test_failed_pipeline_exits_nonzero(tmp_path):
     spec.write_text(yaml.safe_dump(data))
     r = factory("run", str(spec))
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "error: pipeline failed" in r.stderr and "'tokenize'" in r.stderr
+    # One line names the step and its own error, and where kfp.local's output went; nothing else is printed.
+    error = r.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: step tokenize failed: ") and "no documents" in error, r.stderr[-2000:]
+    log = Path(error.rsplit("(full log: ", 1)[1].rstrip(")"))
+    assert log.parent == tmp_path / "work" / "logs" and "Executing task" in log.read_text()
+    assert "executor_input" not in r.stdout + r.stderr.replace(str(log), "")
 
 
 def test_curate_command_runs_the_stage_on_files(tmp_path):

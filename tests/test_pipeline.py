@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -42,7 +43,7 @@ def _factory(args: list[str], **kw) -> subprocess.Popen:
 
 def test_kill_resume_reuse_lineage_release(tmp_path):
     small_corpus(tmp_path / "html", n=60)
-    data = small_spec_data(tmp_path, pretrain={"steps": 200, "checkpoint_interval": 10})
+    data = small_spec_data(tmp_path, pretrain={"steps": 60, "checkpoint_interval": 10})
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(data))
     store = LocalStore(tmp_path / "store")
@@ -70,25 +71,38 @@ def test_kill_resume_reuse_lineage_release(tmp_path):
     proc = _factory(["run", str(spec)])
     out2, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out2[-3000:]
-    ev2 = _events(out2)
+    summary = json.loads(out2.strip().splitlines()[-1])
+    assert (summary["reused"], summary["ran"]) == (2, 3)
+    ev2 = _events(Path(summary["log"]).read_text())  # the steps' own events are in kfp.local's log
     assert {e["step"] for e in ev2 if e["event"] == "step.reuse"} == {"curate", "tokenize"}
     assert {e["step"] for e in ev2 if e["event"] == "step.run"} == {"pretrain", "evaluate", "release"}
     resumed = [e for e in ev2 if e["event"] == "resumed"]
     assert resumed and resumed[0]["step"] >= 10
-    summary = json.loads(out2.strip().splitlines()[-1])
+    # MLflow: the killed attempt's parent and pretrain runs are KILLED, and the resumed pretrain run links to it.
+    lineage = Lineage(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}", "spine")
+    runs = lineage.client.search_runs([lineage.experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    killed = {r.info.run_id: r for r in runs if r.info.status == "KILLED"}
+    assert sorted(r.data.tags.get("factory.stage", "parent") for r in killed.values()) == ["parent", "pretrain"]
+    pretrain_runs = [r for r in runs if r.data.tags.get("factory.stage") == "pretrain" and r.info.status == "FINISHED"]
+    assert [r.data.tags.get("factory.resumed_from_run") for r in pretrain_runs] == [
+        next(k for k, r in killed.items() if r.data.tags.get("factory.stage") == "pretrain")]
 
-    # Run 3: everything reused.
+    # Run 3: everything reused, decided before kfp.local starts (no log, no KFP output folder for it).
+    runs_before = set((tmp_path / "work" / "kfp").iterdir())
     proc = _factory(["run", str(spec)])
     out3, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out3[-3000:]
+    summary = json.loads(out3.strip().splitlines()[-1])
+    assert (summary["reused"], summary["ran"]) == (5, 0) and "log" not in summary
+    assert set((tmp_path / "work" / "kfp").iterdir()) == runs_before
     ev3 = _events(out3)
     assert sorted(e["step"] for e in ev3 if e["event"] == "step.reuse") == ["curate", "evaluate", "pretrain", "release", "tokenize"]
     assert not [e for e in ev3 if e["event"] == "step.run"]
 
-    # MLflow: a parent run per pipeline run, closed by the exit handler, a nested run per step.
-    lineage = Lineage(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}", "spine")
+    # MLflow: a parent run per pipeline run, named by its start time and closed, a nested run per step.
     parent = lineage.client.get_run(summary["mlflow_run_id"])
-    assert parent.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED" and parent.info.run_name.startswith("spine-20")
     children = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["factory.stage"] for r in children) == ["curate", "evaluate", "pretrain", "release", "tokenize"]
     curate_run = next(r for r in children if r.data.tags["factory.stage"] == "curate")

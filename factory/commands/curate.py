@@ -85,7 +85,8 @@ def _check_out(out: Path) -> bool:
 
 def curate_files(inputs: list[str], out: Path, spec_path: Path | None = None) -> dict[str, Any]:
     """Curate `inputs` (files or folders) into `out`; returns the manifest written to `out/manifest.json`."""
-    from factory.steps import code_version, fingerprint_of, source_digests
+    from factory.sources import source_digests
+    from factory.steps import code_version, fingerprint_of
 
     if not inputs:
         raise InputError("give at least one input file or folder to curate")

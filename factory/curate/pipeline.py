@@ -376,9 +376,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     from factory.curate.filters import ExactDedupFilter
     from factory.curate.readers import LOST_BYTES, SKIP_REASONS, list_sources
+    from factory.sources import local_sources
 
     start = time.perf_counter()
-    files = list_sources(config.sources)  # raises InputError naming a missing source
+    files = list_sources(local_sources(config.sources, ctx.scratch))  # raises InputError naming a missing source
     if config.math.enabled and config.math.renderer == "lynx" and shutil.which("lynx") is None:
         # checked here: inside the extraction sandbox it would only drop every math page as an error
         raise InputError("math.renderer 'lynx' is not installed: apt-get install -y lynx, "

@@ -148,4 +148,4 @@ def test_nothing_useful_gives_none():
 def test_missing_lynx_names_the_package(monkeypatch):
     monkeypatch.setattr("factory.curate.math.render.shutil.which", lambda name: None)
     with pytest.raises(InputError, match="Debian package 'lynx'"):
-        extract_math_page(ARTICLE, MathConfig())
+        extract_math_page(ARTICLE, MathConfig(renderer="lynx"))

@@ -61,7 +61,7 @@ def scores(request):
     import trafilatura
 
     pages = _installed_pages(request.param)
-    config = MathConfig()
+    config = MathConfig(renderer="lynx")
     texts = {name: extract_math_page(html, config) for name, html in pages.items()}
     methods = {
         "math": lambda name, html: texts[name],
