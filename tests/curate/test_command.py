@@ -71,8 +71,6 @@ def test_takes_the_curate_settings_from_a_spec(pages, tmp_path):
     assert [e["stage"] for e in manifest["lineage"]] == ["quality"]
 
 
-@pytest.mark.xfail(raises=UnicodeEncodeError, strict=False,
-                   reason="the step fingerprint of a non-UTF-8 file name (steps._digest_path) is fixed on another branch")
 def test_a_folder_with_a_file_name_that_is_not_utf8_curates_end_to_end(pages, tmp_path):
     import os
 
