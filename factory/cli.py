@@ -144,7 +144,8 @@ def compile_pipeline(spec, output: Path) -> Path:
 
 
 @app.command()
-def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file")) -> None:
+def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file"),
+        force: bool = typer.Option(False, "--force", help="Run even when `factory plan` says a step does not fit")) -> None:
     """Run the pipeline locally: reuse what is published in-process, the rest through kfp.local (offline).
 
     When every step is already published, the KFP runner is not started at all: the reuse is recorded in
@@ -158,6 +159,7 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
     from factory.steps import Executor
 
     spec = _load(spec_path)  # also fails on a system program the spec needs and this machine lacks
+    _check_plan(spec, spec_path, force)
     lineage = Lineage(spec.tracking_uri(), spec.experiment())  # fails fast if the tracking store is unusable
     if spec.storage.root.startswith("s3://"):
         from factory.store import S3Store
@@ -202,11 +204,13 @@ def submit(
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Kubeflow profile namespace (multi-user KFP)"),
     existing_token: Optional[str] = typer.Option(None, "--existing-token", envvar="KF_PIPELINES_TOKEN", help="Bearer token, as kfp.Client(existing_token=...)"),
     ssl_ca_cert: Optional[Path] = typer.Option(None, "--ssl-ca-cert", help="CA bundle for the KFP endpoint"),
+    force: bool = typer.Option(False, "--force", help="Submit even when `factory plan` says a step does not fit"),
 ) -> None:
     """Compile the pipeline and submit it to a KFP server with kfp.Client."""
     import tempfile
 
     spec = _load(spec_path, resolve=False)
+    _check_plan(spec, spec_path, force)
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(spec, Path(tmp) / "pipeline.yaml")
         try:
@@ -218,6 +222,17 @@ def submit(
         except Exception as e:  # noqa: BLE001 - kfp raises many types for an unreachable or refusing server
             raise UserError(f"--host: cannot submit to KFP at {host}: {e}") from None
     typer.echo(json.dumps({"run_id": result.run_id, "host": host}))
+
+
+def _check_plan(spec, spec_path: Path, force: bool) -> None:
+    """Print `factory plan`'s summary line (to stderr: stdout stays the command's JSON) and stop before
+    launch when a step cannot fit its devices, unless `--force`."""
+    from factory.cost import summary_line
+
+    line, fits = summary_line(spec)
+    typer.echo(line, err=True)
+    if not fits and not force:
+        _fail(f"a step does not fit its devices (see `factory plan {spec_path}`); fix its resources, or pass --force")
 
 
 def _kfp_client(host: str, existing_token: str | None, namespace: str | None, ssl_ca_cert: Path | None):

@@ -214,30 +214,35 @@ def plan_spec(spec, *, mfu: float = 0.4, price_per_gpu_hour: float = 2.5, contex
         raise SpecError(f"--mfu: {mfu} must be in (0, 1]")
     if price_per_gpu_hour < 0:
         raise SpecError(f"--price: {price_per_gpu_hour} must not be negative")
-    enabled = spec.enabled()
-    vocab = spec.stage_config("tokenize").vocab_size if "tokenize" in enabled else DEFAULT_VOCAB
-    model = spec.stage_config("pretrain").model if "pretrain" in enabled else spec.model
+    steps_by_kind = list(spec.step_defs().values())
+
+    def first(kind: str):
+        return next((st.config for st in steps_by_kind if st.kind == kind), None)
+
+    tok_cfg, pre_cfg = first("tokenize"), first("pretrain")
+    vocab = tok_cfg.vocab_size if tok_cfg is not None else DEFAULT_VOCAB
+    model = pre_cfg.model if pre_cfg is not None else spec.model
     steps: list[StepCost] = []
     input_bytes = 0
-    for name in enabled:
-        cfg = spec.stage_config(name)
+    for st in steps_by_kind:  # named steps: costed by their kind, reported by their name
+        name, kind, cfg = st.name, st.kind, st.config
         device, gpus, budget = _budget(spec, name)
-        if name == "curate":
+        if kind == "curate":
             files, input_bytes = _source_bytes(list(cfg.sources))
             steps.append(StepCost(name, device, gpus, data={"files": files, "bytes": input_bytes},
                                   note="" if files else "sources not readable here: size unknown"))
-        elif name == "tokenize":
+        elif kind == "tokenize":
             est = input_bytes / BYTES_PER_TOKEN
             steps.append(StepCost(name, device, gpus, data={"tokens_estimate": est} if est else {},
                                   note=f"tokens ~ raw bytes / {BYTES_PER_TOKEN:g} (upper bound: curation drops text)" if est else ""))
-        elif name == "pretrain":
-            steps.append(_pretrain(spec, cfg, vocab, device, gpus, budget, mfu, price_per_gpu_hour))
-        elif name == "evaluate":
+        elif kind == "pretrain":
+            steps.append(_pretrain(spec, name, cfg, vocab, device, gpus, budget, mfu, price_per_gpu_hour))
+        elif kind == "evaluate":
             ctx = context or cfg.seq_len
             mem = serving_memory(model, ctx, cfg.batch_size, weights="fp32" if device == "cpu" else "bf16", vocab_size=vocab)
             steps.append(StepCost(name, device, gpus, data={"context": ctx, "batch": cfg.batch_size}, memory=mem.terms(),
                                   memory_total=mem.total, budget=budget))
-        elif name == "release":  # loads the checkpoint (FP32, as trained) and writes it
+        elif kind == "release":  # loads the checkpoint (FP32, as trained) and writes it
             mem = serving_memory(model, 1, weights="fp32", vocab_size=vocab)
             steps.append(StepCost(name, device, gpus, memory={"weights": mem.weights}, memory_total=mem.weights, budget=budget))
         else:
@@ -251,8 +256,8 @@ def plan_spec(spec, *, mfu: float = 0.4, price_per_gpu_hour: float = 2.5, contex
     return PlanReport(spec.name, mfu, price_per_gpu_hour, context, steps)
 
 
-def _pretrain(spec, cfg, vocab, device, gpus, budget, mfu, price) -> StepCost:
-    layout = layout_of(spec, "pretrain")
+def _pretrain(spec, name, cfg, vocab, device, gpus, budget, mfu, price) -> StepCost:
+    layout = layout_of(spec, name)
     # the factory's trainer builds data parallelism (DDP, FSDP); tensor, pipeline and context parallelism and
     # the distributed optimizer are Megatron-Core's, so such a layout is costed as a Megatron run
     megatron = layout.sharding == "optimizer" or max(layout.tensor, layout.pipeline, layout.context) > 1
@@ -265,11 +270,11 @@ def _pretrain(spec, cfg, vocab, device, gpus, budget, mfu, price) -> StepCost:
     data = {"params": counts.total, "tokens": tokens}
     note = f"engine {engine}, {cfg.precision}, layout dp={layout.data} tp={layout.tensor} pp={layout.pipeline} cp={layout.context} sharding={layout.sharding}"
     if not gpus:
-        return StepCost("pretrain", device, 0, data=data, flops=flops, memory=mem.terms(), memory_total=mem.total, budget=budget,
+        return StepCost(name, device, 0, data=data, flops=flops, memory=mem.terms(), memory_total=mem.total, budget=budget,
                         note=note + "; CPU step: FLOPs and memory only (no stated CPU throughput)")
     peak = GPUS[device].peak[cfg.precision]
     hours = flops / (gpus * peak * mfu) / 3600
-    return StepCost("pretrain", device, gpus, data=data, flops=flops, hours=hours, gpu_hours=hours * gpus,
+    return StepCost(name, device, gpus, data=data, flops=flops, hours=hours, gpu_hours=hours * gpus,
                     cost=hours * gpus * price, memory=mem.terms(), memory_total=mem.total, budget=budget, note=note)
 
 

@@ -101,3 +101,18 @@ def test_cli_prints_a_table_json_and_records_an_mlflow_run(tmp_path, monkeypatch
     assert plan_run_for(spec, Lineage(spec.tracking_uri(), spec.experiment())) == report["mlflow_run_id"]
     bad = runner.invoke(app, ["plan", "spec.yaml", "--mfu", "1.5"])
     assert bad.exit_code != 0
+
+
+def test_submit_stops_before_launch_when_a_step_does_not_fit(tmp_path):
+    from factory.cli import app
+
+    spec = tmp_path / "big.yaml"
+    spec.write_text(yaml.safe_dump(_cluster()))
+    # the host is never reached: the plan refuses first, with one line, exit 2
+    result = CliRunner().invoke(app, ["submit", str(spec), "--host", "http://127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert "DOES NOT FIT (largest: activations)" in result.output and "pass --force" in result.output
+    # --force gets past the plan to the (unreachable) host
+    forced = CliRunner().invoke(app, ["submit", str(spec), "--host", "http://127.0.0.1:9", "--force"])
+    # (factory.cli.main turns this UserError into one line and exit 2; CliRunner shows the exception itself)
+    assert "cannot submit to KFP at http://127.0.0.1:9" in str(forced.exception)
