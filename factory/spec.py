@@ -106,6 +106,10 @@ class ClusterSpec(_Frozen):
         description="Labels on every step and job pod (the chart's NetworkPolicies admit pods with them)",
     )
     job_timeout_s: float | None = Field(None, description="Fail a launched job that runs longer than this")
+    config_map: str | None = Field(
+        None, description="ConfigMap whose store and tracking settings (FACTORY_STORE_ROOT, FACTORY_S3_ENDPOINT_URL, "
+                          "FACTORY_S3_REGION, FACTORY_TRACKING_URI) every step pod gets as env vars: the chart's "
+                          "'<release>-config' (factory.endpoints reads them where the spec leaves a setting out)")
 
 
 class Images(_Frozen):

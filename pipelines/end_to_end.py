@@ -18,7 +18,19 @@ depend on the files of the machine it was compiled on), each step plans the spec
 from kfp import dsl, kubernetes
 
 from components import build
+from factory.endpoints import ENV_S3_ENDPOINT_URL, ENV_S3_REGION, ENV_STORE_ROOT, ENV_TRACKING_URI
 from factory.spec import Resources, Spec
+
+ENDPOINT_KEYS = (ENV_STORE_ROOT, ENV_S3_ENDPOINT_URL, ENV_S3_REGION, ENV_TRACKING_URI)
+
+
+def cluster_settings(task: dsl.PipelineTask, spec: Spec) -> None:
+    """Labels every step pod carries, and the chart's store/tracking settings as env vars when named."""
+    for key, value in sorted(spec.cluster.pod_labels.items()):
+        kubernetes.add_pod_label(task, label_key=key, label_value=value)
+    if spec.cluster.config_map:
+        kubernetes.use_config_map_as_env(task, config_map_name=spec.cluster.config_map,
+                                         config_map_key_to_env={key: key for key in ENDPOINT_KEYS})
 
 
 def apply_resources(task: dsl.PipelineTask, res: Resources, work_dir: str, launcher: bool) -> None:
@@ -64,8 +76,7 @@ def build_pipeline(spec: Spec):
         job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         finish = build("finish", spec.images.cpu)(spec=spec_json, job_id=job_id)
         finish.set_display_name("close-lineage").set_caching_options(False)
-        for key, value in sorted(spec.cluster.pod_labels.items()):
-            kubernetes.add_pod_label(finish, label_key=key, label_value=value)
+        cluster_settings(finish, spec)
         with dsl.ExitHandler(finish, name="factory-steps"):
             tasks: dict[str, dsl.PipelineTask] = {}
             for name in spec.enabled():
@@ -75,8 +86,7 @@ def build_pipeline(spec: Spec):
                 task = component(spec=spec_json, step=name, plan=plan_json, job_id=job_id, **upstream)
                 task.set_display_name(name).set_caching_options(False)
                 apply_resources(task, spec.resources_for(name), spec.work_dir, launcher)
-                for key, value in sorted(spec.cluster.pod_labels.items()):
-                    kubernetes.add_pod_label(task, label_key=key, label_value=value)
+                cluster_settings(task, spec)
                 tasks[name] = task
 
     return end_to_end

@@ -155,3 +155,20 @@ def test_two_steps_of_one_kind_compile_to_two_tasks_of_one_function(tmp_path):
     assert executors["exec-eval-base"]["container"]["command"] == executors["exec-eval-long"]["container"]["command"]
     steps = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
     assert steps["eval-long"]["inputs"]["parameters"]["step"] == {"runtimeValue": {"constant": "eval_long"}}
+
+
+def test_the_charts_config_map_reaches_every_step_pod(tmp_path):
+    """`cluster.config_map` (the chart's `<release>-config`) gives every step pod, and the exit handler, the
+    store and tracking settings that factory.endpoints reads."""
+    data = yaml.safe_load((ROOT / "examples/smoke.yaml").read_text())
+    data["cluster"] = {"config_map": "factory-config"}
+    text = compile_pipeline(parse_spec(data), tmp_path / "c.yaml").read_text()
+    _, platform = list(yaml.safe_load_all(text))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert len(executors) == 7  # six steps and the exit handler
+    for name, k8s in executors.items():
+        (cm,) = k8s["configMapAsEnv"]
+        assert cm["configMapName"] == "factory-config", name
+        assert sorted(e["envVar"] for e in cm["keyToEnv"]) == [
+            "FACTORY_S3_ENDPOINT_URL", "FACTORY_S3_REGION", "FACTORY_STORE_ROOT", "FACTORY_TRACKING_URI"]
+        assert all(e["configMapKey"] == e["envVar"] for e in cm["keyToEnv"])
