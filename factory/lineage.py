@@ -237,16 +237,24 @@ def lineage_entry(manifest: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def walk(manifests: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def walk(manifests: list[Mapping[str, Any]], direct_first: bool = False) -> list[dict[str, Any]]:
     """The lineage walk: each artifact and every ancestor its manifest records, nearest first, once each
-    (by fingerprint), in the order given. The one place that reads a manifest's `lineage`."""
+    (by fingerprint), in the order given. The one place that reads a manifest's `lineage`.
+
+    With `direct_first`, the given artifacts all come before any ancestor (a release lists its own
+    inputs first, then what they were built from)."""
+    direct = [lineage_entry(m) for m in manifests]
+    ancestors = [[{"stage": "?", "kind": "?", "uri": "?", **e} for e in m.get("lineage", [])] for m in manifests]
+    if direct_first:
+        entries = [*direct, *(e for group in ancestors for e in group)]
+    else:
+        entries = [e for d, group in zip(direct, ancestors) for e in (d, *group)]
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for m in manifests:
-        for entry in [lineage_entry(m), *m.get("lineage", [])]:
-            if entry.get("fingerprint") and entry["fingerprint"] not in seen:
-                seen.add(entry["fingerprint"])
-                out.append(entry)
+    for entry in entries:
+        if entry.get("fingerprint") and entry["fingerprint"] not in seen:
+            seen.add(entry["fingerprint"])
+            out.append(entry)
     return out
 
 

@@ -119,32 +119,12 @@ def model_card(
 
 
 def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:
-    """Each artifact and all its ancestors (from the manifests' `lineage`), nearest first, once each."""
-    chain: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    """Each artifact, then all its ancestors (from the manifests' `lineage`), nearest first, once each:
+    `factory.lineage.walk`, with an artifact's local folder as its uri when its manifest names none."""
+    from factory.lineage import walk
 
-    def add(entry: Mapping[str, Any]) -> None:
-        fp = entry.get("fingerprint")
-        if fp and fp not in seen:
-            seen.add(fp)
-            chain.append(entry)
-
-    for art in artifacts:
-        m = art.manifest
-        add(
-            {
-                "stage": m.get("stage", "?"),
-                "kind": m.get("kind", "?"),
-                "fingerprint": m.get("fingerprint", ""),
-                "uri": m.get("uri", str(art.path)),
-                "sources": m.get("sources") or [],
-                "mlflow_run_id": (m.get("producer") or {}).get("mlflow_run_id"),
-            }
-        )
-    for art in artifacts:
-        for entry in art.manifest.get("lineage") or []:
-            add({"stage": "?", "kind": "?", "uri": "?", **entry})
-    return chain
+    return walk([{"stage": "?", "kind": "?", **a.manifest, "uri": a.manifest.get("uri", str(a.path)),
+                  "fingerprint": a.manifest.get("fingerprint", "")} for a in artifacts], direct_first=True)
 
 
 def _metric_type(name: str) -> str:
