@@ -1,7 +1,7 @@
 """System programs (not Python packages) that a spec's settings need, checked when a spec is resolved to run.
 
 Every default in the factory runs with Python and pip alone. A setting that asks for a system program
-(today: `stages.curate.math.renderer: lynx`) declares it through a `required_tools()` method on its config,
+(`stages.curate.math.renderer: lynx`; code benchmarks in evaluate need bubblewrap's `bwrap`) declares it through a `required_tools()` method on its config,
 returning {field name: program}; `check_system_tools(spec)` finds them all and fails before any step runs,
 with one line that names the field, the program and how to install it. There is no silent fallback: the
 same spec gives the same result on every machine, or does not start.
@@ -20,6 +20,7 @@ from factory.errors import SpecError
 # How to install each program a setting may ask for.
 INSTALL = {
     "lynx": "apt-get install -y lynx (Debian, Ubuntu), dnf install lynx (Fedora), brew install lynx (macOS)",
+    "bwrap": "apt-get install -y bubblewrap (Debian, Ubuntu), dnf install bubblewrap (Fedora)",
 }
 
 

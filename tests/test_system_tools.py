@@ -42,6 +42,18 @@ def test_lynx_renderer_without_lynx_fails_at_resolve_naming_field_and_install(tm
     assert missing_tools(parse_spec(_spec(tmp_path, renderer="lynx", enabled=False))) == []
 
 
+def test_code_benchmarks_need_bubblewrap_unless_trusted(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    data = _spec(tmp_path)
+    data["stages"]["evaluate"] = {"benchmarks": [{"name": "he", "source": "humaneval", "limit": 2}]}
+    spec = parse_spec(data)
+    assert missing_tools(spec) == [("stages.evaluate.sandbox_isolation", "bwrap")]
+    with pytest.raises(SpecError, match=r"^stages.evaluate.sandbox_isolation: needs the system program 'bwrap'.*apt-get install -y bubblewrap"):
+        spec.resolved()
+    data["stages"]["evaluate"]["sandbox_isolation"] = "none"  # trusted code: no sandbox asked for
+    assert missing_tools(parse_spec(data)) == []
+
+
 def test_factory_run_stops_before_any_step(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(_spec(tmp_path, renderer="lynx")))

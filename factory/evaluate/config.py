@@ -65,6 +65,11 @@ class Config(StageConfig):
         default_factory=list, description="Demands on this step's metrics, e.g. 'valid_perplexity <= 200'; "
         "a failing gate fails the step before it publishes.")
 
+    def required_tools(self) -> dict[str, str]:
+        """Code benchmarks run their programs under bubblewrap (`factory.system_tools` checks it at load)."""
+        code = any(b.source == "humaneval" for b in self.benchmarks)
+        return {"sandbox_isolation": "bwrap"} if code and self.sandbox_isolation == "bwrap" else {}
+
     @field_validator("gates")
     @classmethod
     def _parse_gates(cls, gates: list[str]) -> list[str]:
