@@ -36,8 +36,8 @@ def main() -> None:
 
     from factory.compress import PruneTarget
     from factory.compress import stage as compress
-    from factory.model.checkpoints import load_model, read_windows
-    from factory.model.checkpoints import lm_loss
+    from factory.artifacts import Tokens
+    from factory.model.checkpoints import lm_loss, load_model
     from factory.cost import parameter_counts, serving_memory
     from factory.cost.published import nemotron_nano_9b_v2
     from factory.distill import stage as distill
@@ -51,7 +51,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-compress-"))
     tokens = tokens_artifact(root)
     teacher = teacher_artifact(root, tokens, steps=args.teacher_steps)
-    valid = read_windows({"tokens": tokens}, "tokens", "valid", 32)
+    valid = Tokens.of({"tokens": tokens}, "tokens").windows("valid", 32)
 
     t = time.perf_counter()
     target = PruneTarget(hidden_size=48, intermediate_size=64, mamba_num_heads=4, drop_layers=1)
@@ -69,7 +69,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     scratch = AutoModelForCausalLM.from_config(load_model(pruned.path / "model").config)
-    train = list(read_windows({"tokens": tokens}, "tokens", "train", 32))
+    train = list(Tokens.of({"tokens": tokens}, "tokens").windows("train", 32))
     Trainer(CausalLMObjective(scratch), train, TrainConfig(steps=args.steps, seq_len=32, micro_batch_size=8, lr=3e-3,
                                                            warmup_steps=3, checkpoint_interval=0)).fit()
     scratch_loss = lm_loss(scratch.eval(), valid)

@@ -32,8 +32,9 @@ def main() -> None:
 
     import torch
 
-    from factory.model.checkpoints import load_model, read_windows
-    from factory.model.checkpoints import lm_loss
+    from factory.artifacts import Tokens
+
+    from factory.model.checkpoints import lm_loss, load_model
     from factory.quantize import stage
     from factory.quantize.ptq import quantize_weight
     from factory.stage import StepContext
@@ -78,8 +79,8 @@ def main() -> None:
         with torch.no_grad():
             for p in net.parameters():
                 p.copy_(p.to(torch.bfloat16).float())
-        calib = read_windows({"tokens": tokens}, "tokens", "train", 32, 32)
-        evalw = read_windows({"tokens": tokens}, "tokens", "valid", 32, 32)
+        calib = Tokens.of({"tokens": tokens}, "tokens").windows("train", 32, 32)
+        evalw = Tokens.of({"tokens": tokens}, "tokens").windows("valid", 32, 32)
 
         def forward_loop(mod):
             with torch.no_grad():

@@ -28,11 +28,11 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from factory import code_version as _code
+from factory.artifacts import check_layout
 from factory.errors import UserError
 from factory.kinds import KINDS
 from factory.lineage import Lineage, flat_keys
@@ -210,7 +210,9 @@ class Executor:
             if manifest.get("kind") != wanted:
                 raise UserError(f"step {step.name}: input {input_name!r} is a {manifest.get('kind')!r} artifact ({manifest.get('uri')}), "
                                 f"but {step.kind} takes {wanted!r}")
-            inputs[input_name] = Artifact(self.store.materialize(up_key), manifest)
+            path = self.store.materialize(up_key)
+            check_layout(wanted, path, input_name)  # the artifact kind's parts, by its typed reader
+            inputs[input_name] = Artifact(path, manifest)
         return inputs
 
     def reuse(self, step: PlannedStep) -> dict[str, Any] | None:

@@ -63,15 +63,15 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     """Prune the "model" input; write `model/` and `compress.json` into `output`."""
     import torch
 
-    from factory.model.checkpoints import load_model, model_folder, read_windows, save_model
+    from factory.artifacts import Checkpoint, Tokens
     from factory.compress.importance import measure_importance
-    from factory.model.checkpoints import check_calibration, lm_loss
+    from factory.model.checkpoints import check_calibration, lm_loss, load_model, save_model
     from factory.compress.surgery import check_target, pattern_of, prune_model
     from factory.cost import parameter_counts, serving_memory
 
     output = Path(output)
-    source = model_folder(inputs, "model")
-    calib = read_windows(inputs, "tokens", config.calibration_split, config.seq_len, config.calibration_samples)
+    source = Checkpoint.of(inputs, "model").model_dir
+    calib = Tokens.of(inputs, "tokens").windows(config.calibration_split, config.seq_len, config.calibration_samples)
     check_calibration(calib, config.calibration_samples, f"tokens/{config.calibration_split}")
     teacher = load_model(source)
     if config.target is not None:
@@ -116,7 +116,7 @@ def _search(config: Config, inputs, teacher, importance, calib, ctx: StepContext
     """Prune and briefly distil the largest candidates within the budget; return (model, target, report)."""
     import torch
 
-    from factory.model.checkpoints import read_windows
+    from factory.artifacts import Tokens
     from factory.train.distill import DistillationObjective
     from factory.model.checkpoints import lm_loss
     from factory.compress.search import candidates
@@ -126,7 +126,7 @@ def _search(config: Config, inputs, teacher, importance, calib, ctx: StepContext
 
     assert config.budget is not None
     fits = candidates(teacher.config, importance, config.search, config.budget, config.layer_metric)
-    valid = read_windows(inputs, "tokens", config.validation_split, config.seq_len, config.validation_samples)
+    valid = Tokens.of(inputs, "tokens").windows(config.validation_split, config.seq_len, config.validation_samples)
     if valid.shape[0] == 0:
         valid = calib
     train = TrainConfig(seq_len=config.seq_len, micro_batch_size=config.batch_size, steps=config.candidate_steps,

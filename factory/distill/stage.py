@@ -49,20 +49,20 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     """Distil the "teacher" input into the "student" input; write `model/`, `metrics.jsonl`, `distill.json`."""
     import torch
 
-    from factory.model.checkpoints import load_model, model_folder, read_windows, save_model
+    from factory.artifacts import Checkpoint, Tokens
+    from factory.model.checkpoints import lm_loss, load_model, save_model
     from factory.train.distill import DistillationObjective
-    from factory.model.checkpoints import lm_loss
     from factory.errors import InputError
     from factory.train.callbacks import MetricsCallback, read_metrics
     from factory.train.checkpoint import CheckpointCallback
     from factory.train.trainer import Trainer
 
     output = Path(output)
-    student_dir, teacher_dir = model_folder(inputs, "student"), model_folder(inputs, "teacher")
-    train = read_windows(inputs, "tokens", config.train_split, config.seq_len)
+    student_dir, teacher_dir = Checkpoint.of(inputs, "student").model_dir, Checkpoint.of(inputs, "teacher").model_dir
+    train = Tokens.of(inputs, "tokens").windows(config.train_split, config.seq_len)
     if train.shape[0] == 0:
         raise InputError(f"tokens/{config.train_split}: fewer tokens than one window of seq_len + 1 = {config.seq_len + 1}; lower seq_len or add data")
-    valid = read_windows(inputs, "tokens", config.valid_split, config.seq_len, config.valid_samples)
+    valid = Tokens.of(inputs, "tokens").windows(config.valid_split, config.seq_len, config.valid_samples)
     if valid.shape[0] == 0:
         valid = train[: config.valid_samples]
     torch.manual_seed(config.seed)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from factory.artifacts import Checkpoint, Tokens
 from factory.errors import InputError
 from factory.evaluate.config import Config
 from factory.evaluate.gates import check_gates, parse_gate
@@ -29,11 +30,13 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     check the gates; write eval.json, samples.jsonl, benchmarks.jsonl and eval_table.md."""
     import torch
 
-    model_art, tokens_art = _require(inputs, "model"), _require(inputs, "tokens")
+    model_dir = Checkpoint.of(inputs, "model").model_dir  # checks the layouts: one line naming what is missing
+    Tokens.of(inputs, "tokens").split("valid")
+    model_art, tokens_art = inputs["model"], inputs["tokens"]
     gates = [parse_gate(g, field=f"stages.evaluate.gates[{i}]") for i, g in enumerate(config.gates)]
     torch.manual_seed(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(model_art.path / "model").to(device)
+    model = load_model(model_dir).to(device)
 
     loss_sum, n_tokens, n_windows, per_window = heldout_nll(model, tokens_art.path / "valid", config, device, ctx)
     per_byte = bytes_per_token(tokens_art.path / "stats.json")
@@ -178,11 +181,6 @@ def _generator(model_art: Artifact, tokens_art: Artifact, config: Config, scratc
                 (folder / file.name).symlink_to(file.resolve())
     return TransformersGenerator(folder, batch_size=choice.batch_size, model_id=model_art.uri)
 
-
-def _require(inputs: Mapping[str, Artifact], name: str) -> Artifact:
-    if name not in inputs:
-        raise InputError(f"evaluate needs an input named {name!r}; got {sorted(inputs)}")
-    return inputs[name]
 
 
 def _with_errors(model: str, metrics: Mapping[str, float]) -> dict[str, dict[str, tuple[float, float]]]:

@@ -1,13 +1,11 @@
-"""Reading and writing what the compress, distill and quantize stages share: model folders and token windows.
-
-A model input is an artifact holding `model/` (a transformers `NemotronHForCausalLM` folder); token windows
-come from a tokens artifact's `PREFIX.bin/.idx` (Megatron indexed dataset) cut into seq_len + 1 windows.
+"""What the compress, distill and quantize stages share: loading and saving a model folder, checking a
+calibration set, and the LM loss over token windows. (Reading the artifacts themselves is `factory.artifacts`:
+`Checkpoint.of(inputs, "model").model_dir`, `Tokens.of(inputs, "tokens").windows(split, seq_len)`.)
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -15,17 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from factory.errors import InputError
-from factory.stage import Artifact
-
-
-def model_folder(inputs: Mapping[str, Artifact], name: str) -> Path:
-    """The `model/` folder of input `name`; `InputError` naming what is missing."""
-    if name not in inputs:
-        raise InputError(f"needs an input named {name!r} (an artifact with model/); got inputs {sorted(inputs)}")
-    folder = Path(inputs[name].path) / "model"
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder / 'config.json'}: missing; input {name!r} must hold a transformers model folder model/")
-    return folder
 
 
 def load_model(folder: Path) -> torch.nn.Module:
@@ -33,23 +20,6 @@ def load_model(folder: Path) -> torch.nn.Module:
     from transformers import NemotronHForCausalLM
 
     return NemotronHForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-
-
-def read_windows(inputs: Mapping[str, Artifact], input_name: str, split: str, seq_len: int, limit: int | None = None) -> torch.Tensor:
-    """Token windows (N, seq_len + 1) int64 of `split`.bin/.idx in input `input_name` (the first `limit`)."""
-    from factory.tokens import PackedSequences
-
-    if input_name not in inputs:
-        raise InputError(f"needs an input named {input_name!r} (a tokens artifact); got inputs {sorted(inputs)}")
-    prefix = Path(inputs[input_name].path) / split
-    for suffix in (".bin", ".idx"):
-        if not prefix.with_name(split + suffix).is_file():
-            raise InputError(f"{prefix.with_name(split + suffix)}: missing from input {input_name!r} (expected {split}.bin and {split}.idx)")
-    data = PackedSequences(prefix, seq_len)
-    n = len(data) if limit is None else min(len(data), limit)
-    if n == 0:
-        return torch.zeros((0, seq_len + 1), dtype=torch.int64)
-    return torch.stack([data[i] for i in range(n)]).long()
 
 
 def save_model(model: torch.nn.Module, folder: Path, tokenizer_from: Path | None = None) -> None:

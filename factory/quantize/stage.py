@@ -87,16 +87,16 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     """Quantize the "model" input into each variant; write the variants and quantize.json into `output`."""
     import torch
 
-    from factory.model.checkpoints import load_model, model_folder, read_windows
-    from factory.model.checkpoints import check_calibration, lm_loss
+    from factory.artifacts import Checkpoint, Tokens
+    from factory.model.checkpoints import check_calibration, lm_loss, load_model
     from factory.quantize import ptq
     from factory.quantize.modelopt_format import load_modelopt, write_modelopt
 
     output = Path(output)
-    source = model_folder(inputs, "model")
-    calib = read_windows(inputs, "tokens", config.calibration_split, config.seq_len, config.calibration_samples)
+    source = Checkpoint.of(inputs, "model").model_dir
+    calib = Tokens.of(inputs, "tokens").windows(config.calibration_split, config.seq_len, config.calibration_samples)
     check_calibration(calib, config.calibration_samples, f"tokens/{config.calibration_split}")
-    evalw = read_windows(inputs, "tokens", config.eval_split, config.seq_len, config.eval_samples)
+    evalw = Tokens.of(inputs, "tokens").windows(config.eval_split, config.seq_len, config.eval_samples)
     check_calibration(evalw, 1, f"tokens/{config.eval_split}")
     model = load_model(source)
     with torch.no_grad():  # the reference is the BF16 model: round every weight through BF16 once

@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from factory.documents import document_files, read_records, write_parts
+from factory.artifacts import Corpus
+from factory.documents import read_records, write_parts
 from factory.errors import InputError
 from factory.generate import Generator
 from factory.logs import progress
@@ -32,7 +33,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         raise InputError(f"synth takes one input, 'corpus'; got also {sorted(set(inputs) - {'corpus'})} (the generator "
                          "is synth.generator: model_dir for a local model, base_url for a server)")
     corpus = inputs["corpus"]
-    files = document_files(corpus.path)
+    files = Corpus.of(inputs, "corpus").files()
     if not files:
         raise InputError(f"{Path(corpus.path) / 'documents'}: no *.jsonl.gz document files")
     ctx.log_dataset(name="corpus", uri=corpus.uri, digest=corpus.fingerprint, context="synthesis",

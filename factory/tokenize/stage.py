@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from factory.documents import document_files
+from factory.artifacts import Corpus
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
 from factory.tokenize.bpe import as_transformers, encode, train_bpe
@@ -23,11 +23,9 @@ KIND = "tokens"
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Train the tokenizer on the corpus, encode every document, write train/valid token data."""
-    if "corpus" not in inputs:
-        raise InputError("tokenize needs an input named 'corpus' (a curate artifact)")
     corpus = inputs["corpus"]
     folder = Path(corpus.path) / "documents"
-    files = document_files(corpus.path)
+    files = Corpus.of(inputs, "corpus").files()
 
     # Pass 1: count, decide the split, pick the tokenizer's training sample.
     survey = survey_corpus(files, config)
@@ -104,7 +102,7 @@ def _write_synthetic(artifact: Artifact | None, is_valid, backend: Tokenizer, eo
         return None
     from factory.tokens import write_indexed
 
-    files = document_files(artifact.path)
+    files = Corpus(Path(artifact.path), "synthetic").checked().files()
     skipped: Counter = Counter()
     from_valid: Counter = Counter()
 

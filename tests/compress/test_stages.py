@@ -87,7 +87,7 @@ def test_prune_and_distil_beats_scratch_and_prune_only(tmp_path, pruned, teacher
     the pruned model without distillation."""
     from transformers import AutoModelForCausalLM
 
-    from factory.model.checkpoints import read_windows
+    from factory.artifacts import Tokens
     from factory.model.checkpoints import lm_loss
     from factory.distill import stage as distill
     from factory.train.config import TrainConfig
@@ -105,10 +105,10 @@ def test_prune_and_distil_beats_scratch_and_prune_only(tmp_path, pruned, teacher
     scratch_cfg = AutoModelForCausalLM.from_pretrained(art.path / "model").config
     torch.manual_seed(0)
     scratch = AutoModelForCausalLM.from_config(scratch_cfg)
-    windows = list(read_windows({"tokens": tokens}, "tokens", "train", 32))
+    windows = list(Tokens.of({"tokens": tokens}, "tokens").windows("train", 32))
     Trainer(CausalLMObjective(scratch), windows, TrainConfig(steps=steps, seq_len=32, micro_batch_size=8, lr=3e-3,
                                                              warmup_steps=3, checkpoint_interval=0)).fit()
-    valid = read_windows({"tokens": tokens}, "tokens", "valid", 32, 16)
+    valid = Tokens.of({"tokens": tokens}, "tokens").windows("valid", 32, 16)
     scratch_loss = lm_loss(scratch.eval(), valid)
     assert result["valid_loss_after"] < scratch_loss
     assert result["valid_loss_after"] < result["valid_loss_before"]  # prune only

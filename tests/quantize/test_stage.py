@@ -106,7 +106,7 @@ def test_export_has_every_name_dtype_and_shape_vllm_reads(quantized, q_model, va
 
 
 def test_gates_pass_and_are_measured_on_the_exported_files(quantized, q_tokens):
-    from factory.model.checkpoints import read_windows
+    from factory.artifacts import Tokens
     from factory.model.checkpoints import lm_loss
     from factory.quantize.modelopt_format import load_modelopt
 
@@ -115,7 +115,7 @@ def test_gates_pass_and_are_measured_on_the_exported_files(quantized, q_tokens):
     assert 0 <= metrics["fp8_ppl_increase"] <= 0.01 and metrics["nvfp4_ppl_increase"] <= 0.03
     assert metrics["fp8_effective_bits"] == 8 and metrics["nvfp4_effective_bits"] == 4.5
     assert 4.5 <= metrics["mixed_effective_bits"] <= 6.0
-    windows = read_windows({"tokens": q_tokens}, "tokens", "valid", 32, 16)
+    windows = Tokens.of({"tokens": q_tokens}, "tokens").windows("valid", 32, 16)
     for variant in ("fp8", "nvfp4"):
         ppl = math.exp(lm_loss(load_modelopt(out / variant), windows))
         assert ppl == pytest.approx(report["variants"][variant]["perplexity"], rel=1e-6)
@@ -147,7 +147,7 @@ def test_compressed_tensors_variant_loads_in_stock_transformers_on_cpu(quantized
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
-    from factory.model.checkpoints import read_windows
+    from factory.artifacts import Tokens
     from factory.model.checkpoints import lm_loss
 
     out, metrics = quantized
@@ -158,7 +158,7 @@ def test_compressed_tensors_variant_loads_in_stock_transformers_on_cpu(quantized
         dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
     assert dtypes["backbone.layers.2.mixer.up_proj.weight"] == "F8_E4M3"
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    windows = read_windows({"tokens": q_tokens}, "tokens", "valid", 32, 16)
+    windows = Tokens.of({"tokens": q_tokens}, "tokens").windows("valid", 32, 16)
     ppl = math.exp(lm_loss(model, windows))
     # the same calibrated scales as the ModelOpt FP8 export: the same perplexity up to BF16 rounding of activations
     assert ppl == pytest.approx(metrics["fp8_perplexity"], rel=0.01)
