@@ -149,7 +149,9 @@ def test_stage_reports_every_set(upstream, lm, tmp_path):
     assert metrics["stdlib_cloze_accuracy"] == builtin.accuracy
     assert metrics["stdlib_cloze_target_logprob"] == pytest.approx(builtin.target_logprob, rel=1e-5)
     assert metrics["my_set_target_logprob"] == report["tasks"]["my_set"]["target_logprob"]
-    assert report["metrics"] == {k: v for k, v in metrics.items() if k.startswith("valid_")}  # as before sets
+    # eval.json's "metrics" keeps its held-out figures as before sets; their standard errors are in "all_metrics"
+    assert report["metrics"] == {k: v for k, v in metrics.items() if k.startswith("valid_") and not k.endswith("_stderr")}
+    assert report["all_metrics"]["valid_loss_stderr"] == metrics["valid_loss_stderr"] > 0
     assert ctx.tracker.metrics == [(metrics, None)]
     assert [d["name"] for d in ctx.tracker.datasets] == ["valid", "stdlib_cloze", "my_set"]
     table = (tmp_path / "out" / "eval_table.md").read_text()
