@@ -136,3 +136,32 @@ def test_parallel_args():
         megatron_parallel_args(ParallelLayout(tensor=4), config)
     with pytest.raises(SpecError, match="resources.layout.expert"):
         megatron_parallel_args(ParallelLayout(data=4), PRESETS["nemotron_h_8b"](), expert=2)
+
+
+def test_names_are_megatron_core_config_fields():
+    """Where megatron-core is installed (it needs no GPU to build a config), every argument is a real
+    `TransformerConfig` / `DistributedDataParallelConfig` field or `MambaModel` argument."""
+    import dataclasses
+    import inspect
+
+    transformer_config = pytest.importorskip("megatron.core.transformer.transformer_config")
+    from megatron.core.activations import squared_relu
+    from megatron.core.distributed.distributed_data_parallel_config import DistributedDataParallelConfig
+    from megatron.core.models.mamba.mamba_model import MambaModel
+
+    from factory.engines.megatron.model_args import MODEL_KWARGS
+
+    fields = {f.name for f in dataclasses.fields(transformer_config.TransformerConfig)}
+    mamba_model = set(inspect.signature(MambaModel).parameters) | {"make_vocab_size_divisible_by", "seq_length",
+                                                                   "max_position_embeddings", "activation_func"}
+    for preset in ("tiny", "nemotron3_nano_30b_a3b"):
+        args = megatron_model_args(PRESETS[preset](), vocab_size=VOCAB, seq_length=512)
+        config_args = {k: v for k, v in args.items() if k not in MODEL_KWARGS}
+        assert set(config_args) <= fields and MODEL_KWARGS <= mamba_model | fields
+        built = transformer_config.TransformerConfig(activation_func=squared_relu, **config_args)
+        assert (built.mamba_num_heads, built.num_query_groups) == (PRESETS[preset]().mamba_num_heads, PRESETS[preset]().num_key_value_heads)
+    for recipe in ("bf16", "fp8", "nvfp4"):
+        assert set(te_recipe(recipe, PrecisionConfig(), 52)["megatron"]) <= fields
+    parallel = megatron_parallel_args(ParallelLayout(), PRESETS["tiny"]())
+    ddp = {f.name for f in dataclasses.fields(DistributedDataParallelConfig)}
+    assert set(parallel) - {"data_parallel_size"} <= fields | ddp

@@ -14,6 +14,12 @@ from typing import Any
 from factory.errors import SpecError
 from factory.model.config import ModelConfig
 
+# Keys of `megatron_model_args` that are `MambaModel` constructor arguments (Megatron-LM flags for the
+# vocabulary divisor and context length); every other key is a `TransformerConfig` field.
+MODEL_KWARGS = frozenset({"hybrid_override_pattern", "vocab_size", "make_vocab_size_divisible_by", "seq_length",
+                          "max_position_embeddings", "position_embedding_type", "share_embeddings_and_output_weights",
+                          "activation_func"})
+
 # Megatron pads the vocabulary to a multiple of this times the tensor-parallel size (its default, 128).
 VOCAB_DIVISOR = 128
 
@@ -50,7 +56,7 @@ def megatron_model_args(config: ModelConfig, vocab_size: int, seq_length: int) -
         "layernorm_epsilon": config.norm_eps,
         "init_method_std": config.initializer_range,
         "normalization": "RMSNorm",
-        "activation_func": "squared_relu",
+        "activation_func": "squared_relu",  # a callable in TransformerConfig: megatron.core.activations.squared_relu
         "position_embedding_type": "none",  # Nemotron-H attention has no RoPE: the Mamba layers carry position
         "add_bias_linear": False,
         "share_embeddings_and_output_weights": config.tie_embeddings,
