@@ -46,3 +46,11 @@ def test_real_run_without_cuda_stops_with_a_message(tmp_path):
 def test_unknown_argument_is_refused(tmp_path):
     run = gpu_check("--steps", tmp_path=tmp_path)
     assert run.returncode == 2 and "usage" in run.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_megatron_parity_refuses_without_cuda(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "megatron_parity.py"), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 2 and "needs a CUDA GPU" in run.stderr
+    assert not (tmp_path / "out").exists()
