@@ -1,7 +1,7 @@
 """One line naming what this machine has for GPU training: torch, CUDA and the GPU, Transformer Engine,
 Triton, mamba-ssm, causal-conv1d, megatron-core, torchao and nvcc (`absent` where missing).
 
-    .venv/bin/python bench/gpu_inventory.py
+    .venv/bin/python bench/gpu_inventory.py [--require-cuda]   # the flag: exit 2 after the line when no GPU
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import importlib.metadata
 import re
 import shutil
 import subprocess
+import sys
 
 
 def version(distribution: str) -> str:
@@ -37,6 +38,9 @@ def main() -> None:
               "mamba_ssm": version("mamba_ssm"), "causal_conv1d": version("causal_conv1d"),
               "megatron_core": version("megatron_core"), "torchao": version("torchao"), "nvcc": nvcc()}
     print(" ".join(f"{name}={value}" for name, value in fields.items()), flush=True)
+    if "--require-cuda" in sys.argv[1:] and not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here; run with --dry-run to see the plan", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
