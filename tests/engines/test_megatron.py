@@ -8,7 +8,13 @@ import torch
 
 from factory.cost.layout import ParallelLayout
 from factory.cost.published import SHAPES
-from factory.engines.megatron import MegatronAdapter, megatron_cli_args, megatron_model_args, megatron_parallel_args, te_recipe
+from factory.engines.megatron import (
+    MegatronAdapter,
+    megatron_cli_args,
+    megatron_model_args,
+    megatron_parallel_args,
+    te_recipe,
+)
 from factory.errors import InputError, SpecError
 from factory.model import PRESETS, build_model
 from factory.precision.config import PrecisionConfig
@@ -105,6 +111,13 @@ def test_vocab_padding_and_bad_names():
         MegatronAdapter(config).from_hf(bad)
 
 
+def test_unfused_norm_names():
+    names = MegatronAdapter(PRESETS["tiny_moe"](), fused_norms=False).megatron_names  # pattern ME*E
+    assert {"decoder.layers.0.norm.weight", "decoder.layers.1.pre_mlp_layernorm.weight",
+            "decoder.layers.2.input_layernorm.weight"} <= names
+    assert not any("layer_norm_weight" in n for n in names)
+
+
 def test_te_recipes():
     spec = PrecisionConfig()
     fp8 = te_recipe("fp8", spec, num_layers=52)
@@ -117,6 +130,8 @@ def test_te_recipes():
     assert nvfp4["te"] == {"class": "NVFP4BlockScaling", "disable_rht": True, "disable_stochastic_rounding": False,
                            "disable_2d_quantization": False}
     assert te_recipe("bf16", spec, 52) == {"te": None, "megatron": {"bf16": True}}
+    with pytest.raises(SpecError, match="pretrain.precision"):
+        te_recipe("fp16", spec, 52)
     two = spec.model_copy(update={"high_precision_layers": ("model.layers.0.*", "model.layers.1.*", "model.layers.-1.*")})
     assert te_recipe("fp8", two, 52)["megatron"]["num_layers_at_start_in_bf16"] == 2
     with pytest.raises(SpecError, match="precision.high_precision_layers"):
@@ -146,7 +161,9 @@ def test_names_are_megatron_core_config_fields():
 
     transformer_config = pytest.importorskip("megatron.core.transformer.transformer_config")
     from megatron.core.activations import squared_relu
-    from megatron.core.distributed.distributed_data_parallel_config import DistributedDataParallelConfig
+    from megatron.core.distributed.distributed_data_parallel_config import (
+        DistributedDataParallelConfig,
+    )
     from megatron.core.models.mamba.mamba_model import MambaModel
 
     from factory.engines.megatron.model_args import MODEL_KWARGS
@@ -154,12 +171,15 @@ def test_names_are_megatron_core_config_fields():
     fields = {f.name for f in dataclasses.fields(transformer_config.TransformerConfig)}
     mamba_model = set(inspect.signature(MambaModel).parameters) | {"make_vocab_size_divisible_by", "seq_length",
                                                                    "max_position_embeddings", "activation_func"}
-    for preset in ("tiny", "nemotron3_nano_30b_a3b"):
-        args = megatron_model_args(PRESETS[preset](), vocab_size=VOCAB, seq_length=512)
+    for name in [*SMALL, *BIG]:  # every preset and published shape
+        config = (PRESETS.get(name) or SHAPES[name])()
+        args = megatron_model_args(config, vocab_size=VOCAB, seq_length=512)
+        assert args["hybrid_override_pattern"] == config.pattern and args["num_layers"] == len(config.pattern)
         config_args = {k: v for k, v in args.items() if k not in MODEL_KWARGS}
         assert set(config_args) <= fields and MODEL_KWARGS <= mamba_model | fields
         built = transformer_config.TransformerConfig(activation_func=squared_relu, **config_args)
-        assert (built.mamba_num_heads, built.num_query_groups) == (PRESETS[preset]().mamba_num_heads, PRESETS[preset]().num_key_value_heads)
+        assert (built.hidden_size, built.mamba_num_heads, built.mamba_num_groups, built.num_query_groups, built.num_moe_experts) == (
+            config.hidden_size, config.mamba_num_heads, config.mamba_groups, config.num_key_value_heads, config.moe_num_experts or None)
     for recipe in ("bf16", "fp8", "nvfp4"):
         assert set(te_recipe(recipe, PrecisionConfig(), 52)["megatron"]) <= fields
     parallel = megatron_parallel_args(ParallelLayout(), PRESETS["tiny"]())

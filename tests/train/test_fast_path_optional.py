@@ -7,6 +7,7 @@ machine that has them installed as on the CPU one that has not."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -26,7 +27,7 @@ SCRIPT = textwrap.dedent("""
     fused = {name: inspect.getclosurevars(getattr(nh, name)).nonlocals.get("is_new_implementation")
              for name in ("mamba2_split_conv1d_scan_combined", "causal_conv1d_fn")}
     tokens, out = Path(sys.argv[1]), Path(sys.argv[2])
-    config = pretrain.Config(steps=20, seq_len=64, micro_batch_size=8, lr=3e-3, warmup_steps=5,
+    config = pretrain.Config(steps=12, seq_len=64, micro_batch_size=8, lr=3e-3, warmup_steps=5,
                              checkpoint_interval=0, log_interval=10)
     result = pretrain.run(config, {"tokens": Artifact(tokens, {"fingerprint": "0" * 64, "kind": "tokens"})},
                           out, StepContext("fast-path-off"))
@@ -43,5 +44,5 @@ def test_trainer_runs_without_the_fused_mamba_kernels(tokens_artifact, tmp_path)
     # transformers resolved the torch fallbacks, not a kernel package
     assert report["fused"] == {"mamba2_split_conv1d_scan_combined": False, "causal_conv1d_fn": False}
     losses = report["losses"]
-    assert len(losses) == 20 and all(loss == loss for loss in losses)  # one row per step, none NaN
-    assert losses[-1] < losses[0] - 2.0, losses  # the learnable phrases are being learnt
+    assert len(losses) == 12 and all(math.isfinite(loss) for loss in losses)  # one row per step
+    assert losses[-1] < losses[0] - 1.5, losses  # the learnable phrases are being learnt
