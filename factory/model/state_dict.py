@@ -2,7 +2,7 @@
 
 The factory's trainer trains transformers models, whose names already are the Hugging Face names, so its
 adapter is `HFAdapter` (the identity). An engine that holds the model under its own names (Megatron-Core's
-`decoder.layers.N...`) plugs in with an adapter of its own: the HF export writes `to_hf(state)`, and
+`decoder.layers.N...`; `factory.engines.megatron.MegatronAdapter`) plugs in with an adapter of its own: the HF export writes `to_hf(state)`, and
 starting that engine from a Hugging Face checkpoint loads `from_hf(state)`. Every adapter round-trips:
 `from_hf(to_hf(state)) == state`, name for name and tensor for tensor.
 
