@@ -206,8 +206,8 @@ def test_math_with_lynx_missing_names_the_fix(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline.shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="apt-get install -y lynx"):
-        run(Config(sources=[str(SMOKE / "page-0000.html")]), {}, tmp_path, StepContext("curate"))
-    # the builtin renderer needs nothing installed
+        run(Config(sources=[str(SMOKE / "page-0000.html")], math={"renderer": "lynx"}), {}, tmp_path, StepContext("curate"))
+    # the builtin renderer, the default, needs nothing installed
     (tmp_path / "out").mkdir()
-    run(Config(sources=[str(SMOKE / "page-0000.html")], math={"renderer": "builtin"}), {}, tmp_path / "out",
-        StepContext("curate"))
+    assert Config(sources=["x"]).math.renderer == "builtin"
+    run(Config(sources=[str(SMOKE / "page-0000.html")]), {}, tmp_path / "out", StepContext("curate"))
