@@ -187,7 +187,11 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
             if not missing or status != "FINISHED":  # else the pipeline's exit handler closes the parent run
                 lineage.end_pipeline(executor.parent_run_id, status)
         if missing:
-            result = run_pipeline_locally(spec, work, executor.plan_json(), published=published, job_id=job_id)
+            try:
+                result = run_pipeline_locally(spec, work, executor.plan_json(), published=published, job_id=job_id)
+            except Exception:  # the runner never reached the exit handler that closes the parent run
+                lineage.end_pipeline(executor.parent_run_id, "FAILED")
+                raise
             if result.failure is not None:
                 _fail(result.failure, code=1)
             summary["log"] = str(result.log)
