@@ -148,10 +148,12 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
         force: bool = typer.Option(False, "--force", help="Run even when `factory plan` says a step does not fit")) -> None:
     """Run the pipeline locally: reuse what is published in-process, the rest through kfp.local (offline).
 
-    When every step is already published, the KFP runner is not started at all: the reuse is recorded in
-    MLflow (a parent run and one nested run per step) and the command ends. Otherwise the compiled pipeline
-    runs under kfp.local's SubprocessRunner; its verbose output goes to `WORK_DIR/logs/run-<time>.log`,
-    and a failing step ends the command with one line naming the step, its error and that log (exit 1).
+    The parent MLflow run is opened here and every published step is recorded under it as reused (a nested
+    run), in-process. When every step is published, that is all: the KFP runner is not started. Otherwise
+    only the steps that must run go through kfp.local's SubprocessRunner, as the sub-DAG of the pipeline
+    holding them, each published input handed in by an importer; its verbose output goes to
+    `WORK_DIR/logs/run-<time>.log`, and a failing step ends the command with one line naming the step, its
+    error and that log (exit 1).
     """
     from factory.lineage import Lineage
     from factory.local_run import run_lock, run_pipeline_locally
@@ -172,26 +174,27 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
         executor = Executor(spec, lineage=lineage)
         plan = executor.plan()  # fails fast on missing inputs, before any subprocess starts
         missing = [name for name, step in plan.items() if executor.store.complete(step.key) is None]
-        if not missing:
-            run_name = pipeline_run_name(spec.name)
-            executor.parent_run_id = lineage.start_pipeline(run_name, spec.to_yaml(), tags={TAG_JOB: f"local-{run_name}"})
-            status = "FAILED"
-            try:
-                executor.run()
-                status = "FINISHED"
-            finally:
+        run_name = pipeline_run_name(spec.name)
+        job_id = f"local-{run_name}"
+        executor.parent_run_id = lineage.start_pipeline(run_name, spec.to_yaml(), tags={TAG_JOB: job_id})
+        summary = {"pipeline": spec.name, "mlflow_run_id": executor.parent_run_id, "tracking_uri": spec.tracking_uri(),
+                   "reused": len(plan) - len(missing), "ran": len(missing)}
+        status = "FAILED"
+        try:  # each published step recorded as reused under the parent run, in-process
+            published = {name: executor.reuse(step) for name, step in plan.items() if name not in missing}
+            status = "FINISHED"
+        finally:
+            if not missing or status != "FINISHED":  # else the pipeline's exit handler closes the parent run
                 lineage.end_pipeline(executor.parent_run_id, status)
-            summary = {"pipeline": spec.name, "mlflow_run_id": executor.parent_run_id, "tracking_uri": spec.tracking_uri(),
-                       "reused": len(plan), "ran": 0}
-        else:
-            result = run_pipeline_locally(spec, work, executor.plan_json())
+        if missing:
+            try:
+                result = run_pipeline_locally(spec, work, executor.plan_json(), published=published, job_id=job_id)
+            except Exception:  # the runner never reached the exit handler that closes the parent run
+                lineage.end_pipeline(executor.parent_run_id, "FAILED")
+                raise
             if result.failure is not None:
                 _fail(result.failure, code=1)
-            runs = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.`{TAG_JOB}` != ''",
-                                              order_by=["attributes.start_time DESC"], max_results=1)
-            summary = {"pipeline": spec.name, "mlflow_run_id": runs[0].info.run_id if runs else "?",
-                       "tracking_uri": spec.tracking_uri(), "reused": len(plan) - len(missing), "ran": len(missing),
-                       "log": str(result.log)}
+            summary["log"] = str(result.log)
     typer.echo(json.dumps({**summary, "seconds": round(time.monotonic() - start, 1)}))
 
 

@@ -15,11 +15,12 @@ import fcntl
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from factory.errors import UserError
 from factory.logs import get_logger
@@ -107,10 +108,14 @@ def failure_line(error: Exception, log_text: str, log_path: Path) -> str:
     return f"step {step} failed: {message} (full log: {log_path})"
 
 
-def run_pipeline_locally(spec, work_dir: Path, plan_json: str = "") -> LocalRunResult:
+def run_pipeline_locally(spec, work_dir: Path, plan_json: str = "", published: Mapping[str, Mapping[str, Any]] | None = None,
+                         job_id: str = "") -> LocalRunResult:
     """Compile `spec`'s pipeline and run it under kfp.local's SubprocessRunner, its output in a log file.
     `plan_json` is the plan made once before the run (`Executor.plan_json()`); every step takes it from the
-    pipeline instead of reading the raw inputs again."""
+    pipeline instead of reading the raw inputs again.
+
+    With `published` (manifests by step name) only the other steps run, as their own sub-DAG fed the
+    published artifacts by importers (no subprocess for those), under the parent run tagged `job_id`."""
     from kfp import local
 
     from pipelines.end_to_end import build_pipeline
@@ -123,7 +128,10 @@ def run_pipeline_locally(spec, work_dir: Path, plan_json: str = "") -> LocalRunR
     with output_to(log_path):
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work_dir / "kfp"), raise_on_error=True)
         try:
-            build_pipeline(spec)(plan_json=plan_json)
+            if published is None:
+                build_pipeline(spec)(plan_json=plan_json)
+            else:
+                build_pipeline(spec, published)(job_id=job_id, plan_json=plan_json)
         except RuntimeError as e:
             error = e
     if error is None:

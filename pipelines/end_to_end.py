@@ -11,9 +11,19 @@ The pipeline has two parameters: `spec_json` (the spec) and `plan_json` (every s
 `Executor.plan_json()` writes it). `factory run` computes the plan once, before the runner starts, and
 passes it, so no step reads raw inputs to re-derive it; left empty (the compiled default, which must not
 depend on the files of the machine it was compiled on), each step plans the spec itself.
+
+`factory run` with some steps already published runs only the sub-DAG of the steps that must run
+(`build_pipeline(spec, published=...)`): each published input enters through a `dsl.importer` of its
+store URI carrying the manifest's fingerprint, so a rerun step gets the same input as in the full DAG and
+only the missing steps start a subprocess. That pipeline takes a third parameter, `job_id`, naming the
+parent MLflow run `factory run` opened (and already logged the reused steps under). `factory compile` and
+`submit` always build the full DAG.
 """
 # No `from __future__ import annotations` here: KFP reads the pipeline function's annotations as types.
 
+
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from kfp import dsl, kubernetes
 
@@ -63,30 +73,56 @@ def apply_resources(task: dsl.PipelineTask, res: Resources, work_dir: str, launc
         kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=mapping)
 
 
-def build_pipeline(spec: Spec):
+def build_pipeline(spec: Spec, published: Optional[Mapping[str, Mapping[str, Any]]] = None):
     """A KFP pipeline function for `spec`; `spec_json` defaults to the spec itself, `plan_json` to ''.
 
     The spec travels as one-line JSON: KFP copies parameter defaults into a YAML comment at the top of
     the compiled file, and a multi-line default would break out of that comment.
+
+    With `published` (manifests by step name), those steps get no task: the pipeline holds only the other
+    steps, fed the published artifacts through importers, and takes the parent run's `job_id` as a parameter.
     """
     spec_json = spec.model_dump_json(exclude_none=True)
+    description = f"Model factory run {spec.name!r}: {' -> '.join(spec.enabled())}"
 
-    @dsl.pipeline(name=f"factory-{spec.name}", description=f"Model factory run {spec.name!r}: {' -> '.join(spec.enabled())}")
-    def end_to_end(spec_json: str = spec_json, plan_json: str = ""):
-        job_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    def add_steps(spec_json: str, plan_json: str, job_id: str) -> None:
         finish = build("finish", spec.images.cpu)(spec=spec_json, job_id=job_id)
         finish.set_display_name("close-lineage").set_caching_options(False)
         cluster_settings(finish, spec)
         with dsl.ExitHandler(finish, name="factory-steps"):
-            tasks: dict[str, dsl.PipelineTask] = {}
+            outputs: dict[str, Any] = {}
+
+            def output_of(name: str):
+                if name not in outputs:  # a published step: its artifact, imported from the store
+                    manifest = published[name]
+                    importer = dsl.importer(artifact_uri=manifest["uri"], artifact_class=dsl.Artifact, reimport=False,
+                                            metadata={"uri": manifest["uri"], "fingerprint": manifest["fingerprint"],
+                                                      "kind": manifest["kind"], "stage": name})
+                    importer.set_display_name(f"{name}-published")
+                    outputs[name] = importer.output
+                return outputs[name]
+
             for name in spec.enabled():
-                upstream = {inp: tasks[up].outputs["artifact"] for inp, up in spec.inputs_of(name).items()}
+                if published and name in published:
+                    continue
+                upstream = {inp: output_of(up) for inp, up in spec.inputs_of(name).items()}
                 launcher = spec.needs_launcher(name)
                 component = build(spec.kind_of(name), spec.images.cpu if launcher else spec.image_for(name), step=name)
                 task = component(spec=spec_json, step=name, plan=plan_json, job_id=job_id, **upstream)
                 task.set_display_name(name).set_caching_options(False)
                 apply_resources(task, spec.resources_for(name), spec.work_dir, launcher)
                 cluster_settings(task, spec)
-                tasks[name] = task
+                outputs[name] = task.outputs["artifact"]
 
-    return end_to_end
+    if published is None:
+        @dsl.pipeline(name=f"factory-{spec.name}", description=description)
+        def end_to_end(spec_json: str = spec_json, plan_json: str = ""):
+            add_steps(spec_json, plan_json, dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+
+        return end_to_end
+
+    @dsl.pipeline(name=f"factory-{spec.name}", description=description)
+    def end_to_end_partial(job_id: str, spec_json: str = spec_json, plan_json: str = ""):
+        add_steps(spec_json, plan_json, job_id)
+
+    return end_to_end_partial

@@ -1,4 +1,5 @@
-"""The whole pipeline through kfp.local, for real: killed mid-pretrain, resumed, then fully reused.
+"""The whole pipeline through kfp.local, for real: killed mid-pretrain, resumed (a partial rerun: only the
+missing steps go through kfp.local), then fully reused.
 
 One test on purpose: the three runs share a store, and each run takes tens of seconds on 2 cores.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,19 +69,30 @@ def test_kill_resume_reuse_lineage_release(tmp_path):
     assert store.keys("pretrain") == [] and store.keys("release") == []
     assert store.keys("curate") and store.keys("tokenize")  # finished steps stay published
 
-    # Run 2: finished steps are reused, pretrain resumes from its checkpoint, the rest runs.
+    # Run 2, a partial rerun: finished steps are reused in-process, and kfp.local runs only the others
+    # (pretrain resumes from its checkpoint), fed the published curate and tokenize artifacts by importers.
     proc = _factory(["run", str(spec)])
     out2, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out2[-3000:]
     summary = json.loads(out2.strip().splitlines()[-1])
     assert (summary["reused"], summary["ran"]) == (2, 3)
-    ev2 = _events(Path(summary["log"]).read_text())  # the steps' own events are in kfp.local's log
-    assert {e["step"] for e in ev2 if e["event"] == "step.reuse"} == {"curate", "tokenize"}
+    assert {e["step"] for e in _events(out2) if e["event"] == "step.reuse"} == {"curate", "tokenize"}
+    kfp_log = re.sub(r"\x1b\[[0-9;]*m", "", Path(summary["log"]).read_text())
+    assert sorted(re.findall(r"Executing task '([^']+)'", kfp_log)) == ["evaluate", "finish", "importer", "pretrain", "release"]  # tokenize imported
+    ev2 = _events(kfp_log)  # the rerun steps' own events are in kfp.local's log
+    assert not [e for e in ev2 if e["event"] == "step.reuse"]
     assert {e["step"] for e in ev2 if e["event"] == "step.run"} == {"pretrain", "evaluate", "release"}
+    # MLflow: one parent run for the attempt, closed by the exit handler, holding the reused and the rerun steps.
+    lineage = Lineage(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}", "spine")
+    parent2 = lineage.client.get_run(summary["mlflow_run_id"])
+    assert parent2.info.status == "FINISHED"
+    children2 = {r.data.tags["factory.stage"]: r for r in lineage.client.search_runs(
+        [lineage.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent2.info.run_id}'")}
+    assert sorted(children2) == ["curate", "evaluate", "pretrain", "release", "tokenize"]
+    assert sorted(k for k, r in children2.items() if "factory.reused_from_run" in r.data.tags) == ["curate", "tokenize"]
     resumed = [e for e in ev2 if e["event"] == "resumed"]
     assert resumed and resumed[0]["step"] >= 10
     # MLflow: the killed attempt's parent and pretrain runs are KILLED, and the resumed pretrain run links to it.
-    lineage = Lineage(f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}", "spine")
     runs = lineage.client.search_runs([lineage.experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"]
     killed = {r.info.run_id: r for r in runs if r.info.status == "KILLED"}
