@@ -155,13 +155,14 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
     `WORK_DIR/logs/run-<time>.log`, and a failing step ends the command with one line naming the step, its
     error and that log (exit 1).
     """
+    from factory.cost.tracking import TAG_PLAN_RUN, log_plan
     from factory.lineage import Lineage
     from factory.local_run import run_lock, run_pipeline_locally
     from factory.orchestrate import TAG_JOB, pipeline_run_name
     from factory.steps import Executor
 
     spec = _load(spec_path)  # also fails on a system program the spec needs and this machine lacks
-    _check_plan(spec, spec_path, force)
+    report = _check_plan(spec, spec_path, force)
     lineage = Lineage(spec.tracking_uri(), spec.experiment())  # fails fast if the tracking store is unusable
     if spec.storage.root.startswith("s3://"):
         from factory.store import S3Store
@@ -176,7 +177,8 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
         missing = [name for name, step in plan.items() if executor.store.complete(step.key) is None]
         run_name = pipeline_run_name(spec.name)
         job_id = f"local-{run_name}"
-        executor.parent_run_id = lineage.start_pipeline(run_name, spec.to_yaml(), tags={TAG_JOB: job_id})
+        plan_run = log_plan(spec, report, lineage)  # the plan as its own MLflow run, linked from the parent run
+        executor.parent_run_id = lineage.start_pipeline(run_name, spec.to_yaml(), tags={TAG_JOB: job_id, TAG_PLAN_RUN: plan_run})
         summary = {"pipeline": spec.name, "mlflow_run_id": executor.parent_run_id, "tracking_uri": spec.tracking_uri(),
                    "reused": len(plan) - len(missing), "ran": len(missing)}
         status = "FAILED"
@@ -227,15 +229,16 @@ def submit(
     typer.echo(json.dumps({"run_id": result.run_id, "host": host}))
 
 
-def _check_plan(spec, spec_path: Path, force: bool) -> None:
+def _check_plan(spec, spec_path: Path, force: bool):
     """Print `factory plan`'s summary line (to stderr: stdout stays the command's JSON) and stop before
-    launch when a step cannot fit its devices, unless `--force`."""
-    from factory.cost import summary_line
+    launch when a step cannot fit its devices, unless `--force`. Returns the plan (a `PlanReport`)."""
+    from factory.cost import plan_spec
 
-    line, fits = summary_line(spec)
-    typer.echo(line, err=True)
-    if not fits and not force:
+    report = plan_spec(spec)
+    typer.echo(report.summary_line(), err=True)
+    if not report.fits and not force:
         _fail(f"a step does not fit its devices (see `factory plan {spec_path}`); fix its resources, or pass --force")
+    return report
 
 
 def _kfp_client(host: str, existing_token: str | None, namespace: str | None, ssl_ca_cert: Path | None):

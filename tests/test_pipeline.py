@@ -116,6 +116,9 @@ def test_kill_resume_reuse_lineage_release(tmp_path):
     # MLflow: a parent run per pipeline run, named by its start time and closed, a nested run per step.
     parent = lineage.client.get_run(summary["mlflow_run_id"])
     assert parent.info.status == "FINISHED" and parent.info.run_name.startswith("spine-20")
+    # the plan (`factory plan`) was logged as its own run before the pipeline started, and the parent links to it
+    plan_run = lineage.client.get_run(parent.data.tags["factory.plan_run"])
+    assert plan_run.data.tags["factory.kind"] == "plan" and plan_run.data.metrics["fits"] == 1.0
     children = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["factory.stage"] for r in children) == ["curate", "evaluate", "pretrain", "release", "tokenize"]
     curate_run = next(r for r in children if r.data.tags["factory.stage"] == "curate")
