@@ -26,7 +26,6 @@ The stock pipeline's WarcReader needs the bench extra: `pip install -e '.[bench]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
@@ -219,26 +218,6 @@ def run_stock(warc: Path, work: Path) -> tuple[float, dict[str, tuple[int, float
     return wall, steps, int(final.stats[1].stats["forwarded"].total)
 
 
-@contextlib.contextmanager
-def _quiet(path: Path):
-    """Send this process's and its children's stdout and stderr (file descriptors 1 and 2) to `path`."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "w") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
 def bench_reader(warc: Path, rounds: int = 3) -> list[str]:
     """Table rows: documents per second of the stage's reader and of a bare warcio loop on `warc`, best of `rounds`."""
     from warcio.archiveiterator import ArchiveIterator
@@ -276,7 +255,9 @@ def bench_throughput(pages: list[tuple[str, str]], repeat: int, full: bool) -> N
         write_warc([(f"{i}/{name}", html) for i, (name, html) in enumerate(pages)], warc)
         (work / "warm").mkdir()
         write_warc(pages[:20], work / "warm" / "warm.warc.gz")
-        with _quiet(work / "run.log"):  # datatrove's per-task logs and stats tables go to a file
+        from factory.local_run import output_to
+
+        with output_to(work / "run.log"):  # datatrove's per-task logs and stats tables go to a file
             # warm-up, not timed: one-off loads (spaCy tokenizer, language model, trafilatura) that would
             # otherwise be charged to whichever pipeline runs first
             quality = quality_model(work) if full else None
