@@ -306,10 +306,14 @@ def test_mlflow_on_postgres_holds_both_runs_and_artifacts_on_s3(factory_runs, ml
     experiment = client.get_experiment_by_name("cluster")
     assert experiment is not None and experiment.artifact_location.startswith("mlflow-artifacts:")
     runs = client.search_runs([experiment.experiment_id], max_results=500)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    plans = {r.info.run_id: r for r in runs if r.data.tags.get("factory.kind") == "plan"}
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags and r.info.run_id not in plans]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     # Two pipeline runs and `factory step`: three parents, each finished; every step has a run under each.
     assert len(parents) == 3 and all(r.info.status == "FINISHED" for r in parents)
+    # each `factory run` logged its plan first, as a run of its own that the pipeline's parent run links to
+    linked = [r.data.tags["factory.plan_run"] for r in parents if "factory.plan_run" in r.data.tags]
+    assert len(linked) == 2 and set(linked) == set(plans)
     step_of = {r.info.run_id: r.data.tags.get("factory.step") or r.data.tags.get("factory.stage") for r in children}
     assert {"curate", "tokenize", "pretrain", "evaluate", "release"} <= set(step_of.values())
     pretrain = [r for r in children if step_of[r.info.run_id] == "pretrain"]
