@@ -1,10 +1,13 @@
 """Shared test helpers: a small but complete spec for spine tests (every real stage, sized to run in
-seconds on CPU), the records of a corpus artifact, and a free loopback port."""
+seconds on CPU), the records of a corpus artifact, a free loopback port, and waiting for a server."""
 
 from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
+import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -67,3 +70,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Poll `url`/health until it answers 200 (True); False once `proc` exits or `timeout_s` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 import yaml
 
 from factory.spec import load_spec
 from factory.steps import Executor
-from tests.spine import free_port, write_spec
+from tests.spine import free_port, wait_healthy, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +23,9 @@ def mlflow_server(tmp_path_factory):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not become healthy: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.5)
+    if not wait_healthy(url, proc, 120):
+        proc.kill()
+        pytest.fail(f"mlflow server did not become healthy: {proc.stderr.read()[-2000:]}")
     yield url
     proc.terminate()
     proc.wait(timeout=30)

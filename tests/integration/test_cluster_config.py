@@ -32,7 +32,7 @@ import yaml
 
 from tests.deploy.conftest import CHART, REPO, find_tool
 from tests.deploy.kube import load_documents
-from tests.spine import free_port, small_corpus, small_spec_data
+from tests.spine import free_port, small_corpus, small_spec_data, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -189,18 +189,9 @@ def mlflow_server(chart):
     log = open(chart["logs"] / "server.log", "w")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=process_env(env), cwd=chart["logs"], start_new_session=True)
     url = f"http://127.0.0.1:{chart['port']}"
-    deadline = time.monotonic() + 150
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"the chart's mlflow server did not become healthy: {(chart['logs'] / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+    if not wait_healthy(url, proc, 150):
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"the chart's mlflow server did not become healthy: {(chart['logs'] / 'server.log').read_text()[-3000:]}")
     yield {"url": url, "env": env}
     os.killpg(proc.pid, signal.SIGTERM)
     try:
