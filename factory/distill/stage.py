@@ -59,10 +59,11 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     output = Path(output)
     student_dir, teacher_dir = Checkpoint.of(inputs, "student").model_dir, Checkpoint.of(inputs, "teacher").model_dir
-    train = Tokens.of(inputs, "tokens").windows(config.train_split, config.seq_len)
+    tokens = Tokens.of(inputs, "tokens")
+    train = tokens.windows(config.train_split, config.seq_len)
     if train.shape[0] == 0:
         raise InputError(f"tokens/{config.train_split}: fewer tokens than one window of seq_len + 1 = {config.seq_len + 1}; lower seq_len or add data")
-    valid = Tokens.of(inputs, "tokens").windows(config.valid_split, config.seq_len, config.valid_samples)
+    valid = tokens.windows(config.valid_split, config.seq_len, config.valid_samples)
     if valid.shape[0] == 0:
         valid = train[: config.valid_samples]
     torch.manual_seed(config.seed)

@@ -31,14 +31,14 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     import torch
 
     model_dir = Checkpoint.of(inputs, "model").model_dir  # checks the layouts: one line naming what is missing
-    Tokens.of(inputs, "tokens").split("valid")
+    valid = Tokens.of(inputs, "tokens").split("valid")
     model_art, tokens_art = inputs["model"], inputs["tokens"]
     gates = [parse_gate(g, field=f"stages.evaluate.gates[{i}]") for i, g in enumerate(config.gates)]
     torch.manual_seed(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(model_dir).to(device)
 
-    loss_sum, n_tokens, n_windows, per_window = heldout_nll(model, tokens_art.path / "valid", config, device, ctx)
+    loss_sum, n_tokens, n_windows, per_window = heldout_nll(model, valid, config, device, ctx)
     per_byte = bytes_per_token(tokens_art.path / "stats.json")
     figures = perplexity(per_window, [config.seq_len] * len(per_window),
                          n_bytes=n_tokens * per_byte if per_byte else None)

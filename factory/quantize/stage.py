@@ -94,9 +94,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     output = Path(output)
     source = Checkpoint.of(inputs, "model").model_dir
-    calib = Tokens.of(inputs, "tokens").windows(config.calibration_split, config.seq_len, config.calibration_samples)
+    tokens = Tokens.of(inputs, "tokens")
+    calib = tokens.windows(config.calibration_split, config.seq_len, config.calibration_samples)
     check_calibration(calib, config.calibration_samples, f"tokens/{config.calibration_split}")
-    evalw = Tokens.of(inputs, "tokens").windows(config.eval_split, config.seq_len, config.eval_samples)
+    evalw = tokens.windows(config.eval_split, config.seq_len, config.eval_samples)
     check_calibration(evalw, 1, f"tokens/{config.eval_split}")
     model = load_model(source)
     with torch.no_grad():  # the reference is the BF16 model: round every weight through BF16 once
