@@ -1,5 +1,5 @@
 """The distill stage: logit distillation of a (pruned) student from its unpruned teacher (Minitron)."""
 
-from factory.distill.stage import KIND, RESUMABLE, Config, run
+from factory.distill.stage import KIND, Config, run
 
-__all__ = ["KIND", "RESUMABLE", "Config", "run"]
+__all__ = ["KIND", "Config", "run"]

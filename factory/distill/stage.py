@@ -28,10 +28,9 @@ from pydantic import Field
 from factory.stage import Artifact, StepContext
 from factory.train.config import TrainConfig
 
-__all__ = ["Config", "KIND", "RESUMABLE", "run"]
+__all__ = ["Config", "KIND", "run"]
 
-KIND = "checkpoint"
-RESUMABLE = True
+KIND = "checkpoint"  # resumable: a flag of its entry in factory.kinds.KINDS
 
 
 class Config(TrainConfig):

@@ -50,11 +50,9 @@ from factory.model import ModelSpec
 from factory.stage import Artifact, StepContext, no_effect
 from factory.train.config import TrainConfig
 
-__all__ = ["Config", "DISTRIBUTED", "KIND", "RESUMABLE", "run"]
+__all__ = ["Config", "KIND", "run"]
 
-KIND = "checkpoint"
-RESUMABLE = True  # the executor keeps the staging folder (and its checkpoints) between attempts
-DISTRIBUTED = True  # under torchrun the executor calls `run` on every rank with the same staging folder
+KIND = "checkpoint"  # resumable and distributed: flags of its entry in factory.kinds.KINDS
 
 # Loading a spec imports this module for its Config, and a reused step needs nothing else, so the
 # training machinery (torch, transformers) is imported inside `run`.

@@ -106,7 +106,9 @@ def test_config_errors_name_the_field():
         pretrain.Config(model={"preset": "tiny", "overrides": {"hiden_size": 8}})
     with pytest.raises(SpecError, match=r"model.preset: unknown preset 'huge'"):
         pretrain.Config(model={"preset": "huge"})
-    assert pretrain.KIND == "checkpoint" and pretrain.RESUMABLE is True
+    from factory.kinds import KINDS
+
+    assert pretrain.KIND == "checkpoint" and KINDS["pretrain"].resumable is True
     fields = pretrain.Config().result_fields()
     assert "log_interval" not in fields and fields["model"] == {"preset": "tiny", "overrides": {}}
     assert all(info.description for info in pretrain.Config.model_fields.values())
