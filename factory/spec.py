@@ -255,8 +255,12 @@ class Spec(_Frozen):
                 feeding = [s for s in spec_in.recipe if s in on]
                 if feeding:
                     inputs[input_name] = feeding[-1]
+                elif input_name in required and not spec_in.recipe:
+                    raise ValueError(f"stages.{name}: needs input {input_name!r}, which no stage of the default recipe makes; "
+                                     f"declare named steps (`steps:`) and wire `inputs.{input_name}`")
                 elif input_name in required:
                     raise ValueError(f"stages.{name}: needs stage {spec_in.recipe[-1]!r}, which is absent from stages")
+            _check_wiring(config, inputs, f"stages.{name}")
             graph[name] = StepDef(name, name, config, inputs)
         return graph
 
@@ -285,6 +289,7 @@ class Spec(_Frozen):
             for input_name in kind.required(step.config):
                 if input_name not in step.inputs:
                     raise ValueError(f"steps.{name}.inputs: missing input {input_name!r} (a {kind.inputs[input_name].kind!r} artifact)")
+            _check_wiring(step.config, step.inputs, f"steps.{name}.config")
         order: list[str] = []
         state: dict[str, str] = {}
 
@@ -376,6 +381,13 @@ class Spec(_Frozen):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def _check_wiring(config: Any, inputs: dict[str, str], where: str) -> None:
+    try:
+        config.check_wiring(inputs)
+    except ValueError as e:
+        raise ValueError(f"{where}.{e}") from None
 
 
 def format_validation_error(err: ValidationError) -> str:
