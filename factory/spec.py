@@ -210,16 +210,19 @@ class Spec(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _eval_sets_into_curate(cls, data: Any) -> Any:
-        # The factory must not train on what it evaluates on: every evaluate step's task files join every
-        # curate step's decontamination sets (its built-in sets are there already, through `builtin_sets`).
+        # The factory must not train on what it evaluates on: every file an evaluate step reads (its task files,
+        # multiple-choice files and file benchmarks) joins every curate step's decontamination sets (its built-in
+        # sets, built-in task files and HumanEval are there already, through `builtin_eval_items`).
         if not isinstance(data, dict):
             return data
         task_files: list[str] = []
         for _, cfg in cls._step_configs(data, "evaluate"):
-            files = cfg.get("task_files")
-            if not isinstance(files, list):
-                continue  # absent, or the field validators report the wrong type
-            task_files += [f for f in files if isinstance(f, str) and f not in task_files]
+            files = [f for key in ("task_files", "multiple_choice_files") if isinstance(cfg.get(key), list) for f in cfg[key]]
+            benchmarks = cfg.get("benchmarks")
+            if isinstance(benchmarks, list):
+                files += [b.get("task") for b in benchmarks if isinstance(b, dict) and b.get("source") == "file"]
+            # anything not a string is left to the field validators to report
+            task_files += [f for f in files if isinstance(f, str) and f and f not in task_files]
         if not task_files:
             return data
         for path, cfg in cls._step_configs(data, "curate"):

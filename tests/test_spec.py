@@ -89,13 +89,17 @@ def test_cluster_example_loads_and_launches_pretrain():
 def test_evaluate_task_files_join_curate_decontamination_sets(tmp_path):
     data = smoke_data()
     data["stages"]["evaluate"]["task_files"] = ["evals/qa.jsonl", "evals/cloze.jsonl"]
+    data["stages"]["evaluate"]["multiple_choice_files"] = ["evals/mc.jsonl"]
+    data["stages"]["evaluate"]["benchmarks"] = [{"name": "mine", "source": "file", "task": "evals/code.jsonl"},
+                                                {"name": "gsm", "source": "procedural", "task": "gcd"}]
     data["stages"]["curate"]["decontamination_sets"] = ["./evals/qa.jsonl", "more/"]
     spec = parse_spec(data)
-    assert spec.stages.curate.decontamination_sets == ["./evals/qa.jsonl", "more/", "evals/cloze.jsonl"]
+    assert spec.stages.curate.decontamination_sets == [
+        "./evals/qa.jsonl", "more/", "evals/cloze.jsonl", "evals/mc.jsonl", "evals/code.jsonl"]
     assert spec.stages.evaluate.task_files == ["evals/qa.jsonl", "evals/cloze.jsonl"]
     # resolved against the spec's folder like any other external input, so curate's fingerprint digests them
     (tmp_path / "evals").mkdir()
-    assert spec.resolved(tmp_path).stages.curate.decontamination_sets[-1] == str(tmp_path / "evals/cloze.jsonl")
+    assert str(tmp_path / "evals/cloze.jsonl") in spec.resolved(tmp_path).stages.curate.decontamination_sets
 
 
 def named_data() -> dict:
