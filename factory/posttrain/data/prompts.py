@@ -34,6 +34,7 @@ from factory.errors import InputError, SpecError
 from factory.posttrain.data.config import Config, ProceduralSet, TaskSet
 from factory.posttrain.data.templates import render
 from factory.posttrain.records import Message, Prompt, VerifierName
+from factory.tasks.procedural import NUMERIC
 from factory.verify.choice import LETTERS
 
 
@@ -78,12 +79,15 @@ def _apart(name: str, source: str, train: list[Prompt], heldout: list[Prompt]) -
 
 def _draw(spec: ProceduralSet, where: str, split: str, size: int, seed: int, params: dict[str, Any]) -> list[Prompt]:
     import reasoning_gym
+    from reasoning_gym.factory import DATASETS
 
+    if spec.generator not in DATASETS:
+        close = [n for n in sorted(DATASETS) if spec.generator[:3] in n][:8]
+        raise SpecError(f"{where}.generator: reasoning-gym has no generator {spec.generator!r}"
+                        + (f" (similar: {', '.join(close)})" if close else f" ({len(DATASETS)} exist, e.g. {', '.join(NUMERIC)})"))
     try:
         dataset = reasoning_gym.create_dataset(spec.generator, size=size, seed=seed, **params)
-    except KeyError:
-        raise SpecError(f"{where}.generator: reasoning-gym has no generator {spec.generator!r}") from None
-    except (TypeError, ValueError, AssertionError) as e:
+    except (TypeError, ValueError, AssertionError, KeyError) as e:
         field_name = "params" if split == "train" else "heldout_params"
         raise SpecError(f"{where}.{field_name}: generator {spec.generator!r} rejects {params}: {e}") from None
     name = spec.set_name
