@@ -274,3 +274,11 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="needs generation.temperature > 0"):
         Config(teacher={"kind": "openai", "base_url": "http://x", "model": "m"}, samples=4)
     assert Config().required_tools() == {}  # the procedural default needs no sandbox (README's first command)
+
+
+def test_a_set_entirely_held_out_fails_naming_it(tmp_path):
+    mine = write_jsonl(tmp_path / "mine.jsonl", [{"prompt": "What is 1 + 1?", "answer": "2"}])
+    held = write_jsonl(tmp_path / "held.jsonl", [{"prompt": "What is 1 + 1?", "answer": "2"}])
+    with pytest.raises(InputError, match=r"prompt set 'mine' .*: 0 verified solutions of 0 prompts x 2 modes "
+                                         r"\(1 prompts removed as held-out duplicates\)"):
+        run(Config(procedural=[], prompts=[str(mine)], heldout_prompts=[str(held)]), {}, tmp_path / "out", ctx())

@@ -113,12 +113,14 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         if opened is not None and hasattr(opened, "close"):
             opened.close()
 
-    short = [s for s in sets if s.train and by_set[s.name] < config.min_kept_per_set]
+    # a set whose every prompt was also held out has nothing to train on: it fails like a set left unverified
+    short = [s for s in sets if s.trains and by_set[s.name] < config.min_kept_per_set]
     if short:
         why = ", ".join(f"{k} {v}" for k, v in dropped.most_common()) or "nothing generated"
         raise InputError(
             "; ".join(f"prompt set {s.name!r} ({s.source}): {by_set[s.name]} verified solutions of {len(s.train)} "
-                      f"prompts x {len(config.reasoning)} modes" for s in short)
+                      f"prompts x {len(config.reasoning)} modes"
+                      + (f" ({s.overlap} prompts removed as held-out duplicates)" if s.overlap else "") for s in short)
             + f", fewer than min_kept_per_set {config.min_kept_per_set} (teacher {teacher.name}; dropped: {why}); "
               "nothing was published: use a stronger teacher, more samples, or drop the set")
 
