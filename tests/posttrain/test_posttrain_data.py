@@ -233,6 +233,24 @@ def test_user_jsonl_prompt_set_with_every_verifier(tmp_path):
     assert tool.reply.endswith('<tool_call>[{"name": "get_weather", "arguments": {"city": "Oslo"}}]</tool_call>')
 
 
+def test_openai_endpoint_teacher_over_http(tmp_path):
+    from tests.synth.fake_openai import FakeOpenAI  # a real HTTP server speaking the OpenAI API, stand-in replies
+
+    prompts = write_jsonl(tmp_path / "quiz.jsonl", [
+        {"id": "p1", "prompt": "Which is a prime?", "options": ["4", "6", "7"], "answer": "C", "verifier": "choice"},
+        {"id": "p2", "prompt": "Which is even?", "options": ["3", "5", "8"], "answer": "C", "verifier": "choice"},
+    ])
+    # a stand-in teacher that never opens a think block (its `on` replies are dropped) and knows only the prime
+    with FakeOpenAI(reply=lambda text: "\\boxed{C}" if "prime" in text else "\\boxed{A}") as server:
+        config = Config(procedural=[], prompts=[str(prompts)], teacher={"kind": "openai", "base_url": server.url, "model": "teacher-m"})
+        run(config, {}, tmp_path / "out", ctx())
+    systems = sorted({body["messages"][0]["content"] for _, body in server.requests})
+    assert systems == ["detailed thinking off", "detailed thinking on"] and len(server.requests) == 4
+    train = read_conversations(tmp_path / "out" / "train.jsonl")
+    assert [(c.id, c.teacher) for c in train] == [("p1-off-0", "teacher-m")]
+    assert read_stats(tmp_path / "out" / "stats.json").dropped == {"no_think_block": 2, "wrong_answer": 1}
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 def test_prompt_set_without_answers_fails_naming_the_set(tmp_path):
