@@ -164,7 +164,7 @@ def test_tool_integrated_reasoning_runs_code_in_the_sandbox(tmp_path):
 
     teacher = ScriptedTeacher(script)
     config = Config(procedural=[], prompts=[str(prompts)], teacher={"kind": "openai", "base_url": "http://unused", "model": "m"},
-                    tir={"max_rounds": 2, "sandbox": {"timeout_s": 20}}, min_kept_per_set=1)
+                    tir={"max_rounds": 2, "sandbox": {"timeout_s": 20}}, request_batch=2)  # two chunks of prompts
     run(config, {}, tmp_path / "out", ctx(), generator=teacher)
     train = read_conversations(tmp_path / "out" / "train.jsonl")
     stats = read_stats(tmp_path / "out" / "stats.json")
