@@ -87,6 +87,8 @@ KINDS: dict[str, StageKind] = {
     "distill": StageKind("factory.distill.stage", output="checkpoint", resumable=True, registered=True,
                          inputs={"student": In("checkpoint", ("compress",)), "teacher": In("checkpoint", ("pretrain",)),
                                  "tokens": In("tokens", ("tokenize",))}),
+    "posttrain_data": StageKind("factory.posttrain.data", output="conversations",
+                                inputs={"teacher": In("checkpoint", (), optional=True)}),
     "quantize": StageKind("factory.quantize.stage", output="quantized",
                           inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",))}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)

@@ -1,0 +1,1 @@
+"""Post-training: chat format, post-training data, SFT, RL and preference stages."""
