@@ -129,6 +129,30 @@ class Evaluation(TypedArtifact):
 
 
 @dataclass(frozen=True)
+class Quantized(TypedArtifact):
+    """Quantized variants of a checkpoint (`factory.quantize`): one loadable folder per variant and their report,
+    `quantize.json` ({"bf16_perplexity", "bf16_tasks", "variants": {folder name: {...}}})."""
+
+    KIND: ClassVar[str] = "quantized"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("quantize.json",)
+
+    def report(self) -> dict[str, Any]:
+        """quantize.json, with every variant it names checked to be a folder holding config.json and weights."""
+        path = self.path / "quantize.json"
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"{path}: not readable as JSON ({e}); input {self.name!r} must be a quantized artifact") from None
+        if not isinstance(report, dict) or not isinstance(report.get("variants"), dict):
+            raise InputError(f"{path}: no 'variants' object; input {self.name!r} must be a quantized artifact")
+        for variant in report["variants"]:
+            folder = self.path / variant
+            if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+                raise InputError(f"{folder}: variant {variant!r} of {path.name} needs config.json and *.safetensors")
+        return report
+
+
+@dataclass(frozen=True)
 class Conversations(TypedArtifact):
     """Post-training data (`factory.posttrain.records`): verified conversations `train.jsonl`, training prompts
     with references `prompts.jsonl`, held-out prompts `heldout.jsonl`, counts `stats.json`."""
@@ -161,7 +185,7 @@ class Conversations(TypedArtifact):
         return read_stats(self.path / "stats.json")
 
 
-READERS: dict[str, type[TypedArtifact]] = {r.KIND: r for r in (Corpus, Tokens, Checkpoint, Evaluation, Conversations)}
+READERS: dict[str, type[TypedArtifact]] = {r.KIND: r for r in (Corpus, Tokens, Checkpoint, Evaluation, Quantized, Conversations)}
 
 
 def check_layout(kind: str, path: Path, name: str) -> None:

@@ -1,17 +1,25 @@
 """The quantize stage: PTQ of a NemotronH checkpoint to FP8, NVFP4 and sensitivity-based mixed precision,
-exported in Model Optimizer's Hugging Face format and gated on perplexity read back from the exported files.
+exported in Model Optimizer's Hugging Face format and as compressed-tensors, and gated on perplexity and task
+accuracy read back from the exported files.
 
 Inputs: "model" (an artifact with `model/`) and "tokens" (calibration windows from `calibration_split`,
-perplexity windows from `eval_split`). Output, one folder per variant plus a report:
+perplexity windows from `eval_split`, the tokenizer for the task sets). Output, one folder per variant plus a
+report:
 
     fp8/  nvfp4/  mixed/     ModelOpt HF checkpoints (hf_quant_config.json, config.json, model.safetensors)
-    fp8-compressed-tensors/  the FP8 variant as a compressed-tensors checkpoint (stock transformers loads it on CPU)
-    quantize.json            per variant: formats per linear, effective bits, perplexity of BF16 and of
-                             the variant as loaded back from disk, the relative gap, and its gate
+    fp8-compressed-tensors/  the fp8 and nvfp4 variants as compressed-tensors checkpoints (the same quantized
+    nvfp4-compressed-tensors/  weights; stock transformers loads them on CPU)
+    quantize.json            BF16's perplexity and task accuracy; per variant: its format and export, formats per
+                             linear, the linears kept in BF16, effective bits, perplexity and task accuracy (with
+                             standard errors) of the variant as loaded back from disk, the gaps to BF16, its gates
 
-A variant whose perplexity gap exceeds its gate (1% FP8, 3% NVFP4 and mixed by default) fails the step with one
-message naming the variant, its gap and the gate; variants are written into a temporary folder and moved
-into place only when every gate passed.
+Every variant is scored as loaded back from its files: the ModelOpt ones through `load_modelopt` (what vLLM
+computes, emulated), the compressed-tensors ones through stock transformers. Task accuracy is greedy-target
+accuracy on cloze sets (`tasks`, `task_files`; `factory.tasks.scoring`), with its standard error and the paired
+standard error of the drop against BF16 on the same items. A variant whose perplexity gap exceeds its gate
+(1% FP8, 3% NVFP4 and mixed by default; a compressed-tensors variant takes its format's gate), or whose accuracy
+drop on a set exceeds `max_accuracy_drop`, fails the step with one message naming the variant, its gap and the
+gate; variants are written into a temporary folder and moved into place only when every gate passed.
 
     from factory.quantize import stage
     stage.run(stage.Config(), {"model": ckpt, "tokens": toks}, out, StepContext("quantize"))
@@ -26,7 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from factory.errors import UserError
 from factory.stage import Artifact, StageConfig, StepContext
@@ -50,7 +58,8 @@ class Config(StageConfig):
     preset: Literal["none", "nemotron"] = Field(
         "none", description="'nemotron': also keep the attention layers and the Mamba layers that feed them in BF16, "
         "as NVIDIA's Nemotron-H FP8/NVFP4 checkpoints do.")
-    compressed_tensors: bool = Field(True, description="Also export the fp8 variant as a compressed-tensors checkpoint (fp8-compressed-tensors/).")
+    compressed_tensors: bool = Field(True, description="Also export the fp8 and nvfp4 variants as compressed-tensors checkpoints "
+                                     "(fp8-compressed-tensors/, nvfp4-compressed-tensors/) that stock transformers loads on CPU.")
     bits_budget: float = Field(6.0, ge=4.5, le=16, description="Effective bits per quantizable weight for the mixed variant.")
     calibration_split: str = Field("train", description="Prefix of the tokens input's indexed dataset used to calibrate.")
     calibration_samples: int = Field(32, gt=0, description="Calibration windows; fewer available is an error.")
@@ -60,12 +69,31 @@ class Config(StageConfig):
     max_ppl_increase: dict[str, float] = Field(
         {"fp8": 0.01, "nvfp4": 0.03, "mixed": 0.03},
         description="Gate per variant: largest allowed relative perplexity increase over BF16 (0.01 = 1%).")
+    tasks: list[str] = Field(["stdlib_cloze"], description="Built-in cloze sets (factory/tasks/sets) scored on BF16 and every variant; [] for none.")
+    task_files: list[str] = Field([], description="Further cloze set files (JSONL of id, context, target) scored the same way.")
+    task_seq_len: int = Field(128, gt=1, description="Tokens per scored task item (the context is cut on the left).")
+    max_accuracy_drop: dict[str, float] = Field(
+        {}, description="Gate per variant (fp8, nvfp4, mixed): largest allowed drop of task accuracy below BF16's on any set, "
+        "in accuracy units (0.02 = 2 points); variants not named are not gated on accuracy.")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        from factory.tasks.sets import builtin_sets
+
+        unknown = [t for t in tasks if t not in builtin_sets()]
+        if unknown:
+            raise ValueError(f"unknown built-in sets {unknown}; built-in sets: {builtin_sets()}")
+        return tasks
 
     @model_validator(mode="after")
     def _gates(self) -> Config:
         missing = [v for v in self.variants if v not in self.max_ppl_increase]
         if missing:
             raise ValueError(f"max_ppl_increase has no gate for variants {missing}")
+        stray = sorted(set(self.max_accuracy_drop) - {"fp8", "nvfp4", "mixed"})
+        if stray:
+            raise ValueError(f"max_accuracy_drop: unknown variants {stray}; variants are fp8, nvfp4, mixed")
         return self
 
 
@@ -90,6 +118,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     from factory.artifacts import Checkpoint, Tokens
     from factory.model.checkpoints import check_calibration, lm_loss, load_model
     from factory.quantize import ptq
+    from factory.quantize.compressed_tensors_format import write_compressed_tensors
     from factory.quantize.modelopt_format import load_modelopt, write_modelopt
 
     output = Path(output)
@@ -99,6 +128,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     check_calibration(calib, config.calibration_samples, f"tokens/{config.calibration_split}")
     evalw = tokens.windows(config.eval_split, config.seq_len, config.eval_samples)
     check_calibration(evalw, 1, f"tokens/{config.eval_split}")
+    task_sets = _task_sets(config)
+    tokenizer = tokens.tokenizer() if task_sets else None
     model = load_model(source)
     with torch.no_grad():  # the reference is the BF16 model: round every weight through BF16 once
         for p in model.parameters():
@@ -110,8 +141,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     for name, module in linears.items():
         if module.in_features % 16:
             raise UserError(f"quantize: {name} has in_features {module.in_features}, not a multiple of 16 (NVFP4 blocks); add it to exclude")
+    all_linears = sorted(n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear))
     cal = ptq.calibrate(model, calib)
     base_ppl = math.exp(lm_loss(model, evalw))
+    base_tasks = _score_tasks(model, tokenizer, task_sets, config)
     units = ptq.format_units(list(linears))
     sizes = {n: m.weight.numel() for n, m in linears.items()}
     kv_scales = {f"{n}.{n.rsplit('.', 1)[-1][0]}_scale": torch.tensor(a / 448.0 if a > 0 else 1.0)
@@ -121,9 +154,11 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     report: dict = {"bf16_perplexity": base_ppl, "calibration_windows": int(calib.shape[0]), "eval_windows": int(evalw.shape[0]),
-                    "excluded_patterns": list(exclude), "variants": {}}
+                    "excluded_patterns": list(exclude), "bf16_tasks": {k: _task_entry(v) for k, v in base_tasks.items()}, "variants": {}}
     metrics: dict[str, float] = {"bf16_perplexity": base_ppl}
-    failures = []
+    for name, score in base_tasks.items():
+        metrics.update({f"bf16_{name}_accuracy": score.accuracy, f"bf16_{name}_accuracy_stderr": score.accuracy_stderr})
+    failures: list[str] = []
     for variant in config.variants:
         if variant == "mixed":
             sens = ptq.sensitivities(model, calib[:8], units, cal, "nvfp4")  # a loss difference per unit: a few windows rank them
@@ -134,23 +169,30 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                     for n, f in formats.items() if f != "bf16"}
         folder = staging / variant
         write_modelopt(model, folder, formats, exported, kv_scales, tokenizer_from=source)
-        if variant == "fp8" and config.compressed_tensors:
-            from factory.quantize.compressed_tensors_format import write_compressed_tensors_fp8
+        common = {"format": variant, "effective_bits": ptq.effective_bits(formats, sizes),
+                  "kept_bf16": [n for n in all_linears if formats.get(n, "bf16") == "bf16"]}
+        loaded = {variant: ("modelopt", load_modelopt(folder))}  # read back from the exported files
+        if variant in ("fp8", "nvfp4") and config.compressed_tensors:
+            from transformers import AutoModelForCausalLM
 
-            write_compressed_tensors_fp8(model, staging / "fp8-compressed-tensors", formats, exported, tokenizer_from=source)
-        ppl = math.exp(lm_loss(load_modelopt(folder), evalw))  # read back from the exported files
-        gap = ppl / base_ppl - 1
-        gate = config.max_ppl_increase[variant]
-        report["variants"][variant] = {"perplexity": ppl, "relative_increase": gap, "gate": gate, "passed": gap <= gate,
-                                       "effective_bits": ptq.effective_bits(formats, sizes), "formats": formats}
-        metrics.update({f"{variant}_perplexity": ppl, f"{variant}_ppl_increase": gap,
-                        f"{variant}_effective_bits": ptq.effective_bits(formats, sizes)})
-        ctx.log.info("variant_quantized", variant=variant, perplexity=round(ppl, 4), relative_increase=round(gap, 5), gate=gate)
-        if gap > gate:
-            failures.append(f"{variant}: perplexity {ppl:.4f} is {100 * gap:.2f}% above BF16's {base_ppl:.4f}, over its gate of {100 * gate:.2f}%")
+            ct = staging / f"{variant}-compressed-tensors"
+            write_compressed_tensors(model, ct, formats, exported, tokenizer_from=source)
+            # as a laptop user loads it: stock transformers, the config's dtype (BF16)
+            loaded[ct.name] = ("compressed-tensors", AutoModelForCausalLM.from_pretrained(ct).eval())
+        for key, (export, net) in loaded.items():
+            entry, failed = _measure(key, net, evalw, tokenizer, task_sets, base_ppl, base_tasks, config, variant, ctx)
+            report["variants"][key] = {**common, "export": export, **entry, **({"formats": formats} if export == "modelopt" else {})}
+            prefix = key.replace("-", "_")
+            metrics.update({f"{prefix}_perplexity": entry["perplexity"], f"{prefix}_ppl_increase": entry["relative_increase"],
+                            f"{prefix}_effective_bits": common["effective_bits"]})
+            for name, t in entry["tasks"].items():
+                metrics.update({f"{prefix}_{name}_accuracy": t["accuracy"], f"{prefix}_{name}_accuracy_stderr": t["accuracy_stderr"],
+                                f"{prefix}_{name}_accuracy_drop": t["accuracy_drop"]})
+            failures += failed
     if failures:
         shutil.rmtree(staging, ignore_errors=True)
-        raise GateError("quantize gate failed (raise max_ppl_increase, use preset 'nemotron' or more exclude patterns): " + "; ".join(failures))
+        raise GateError("quantize gate failed (raise max_ppl_increase / max_accuracy_drop, use preset 'nemotron' or more exclude "
+                        "patterns): " + "; ".join(failures))
     for folder in sorted(staging.iterdir()):
         shutil.rmtree(output / folder.name, ignore_errors=True)
         folder.rename(output / folder.name)
@@ -158,3 +200,57 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     (output / "quantize.json").write_text(json.dumps(report, indent=2))
     ctx.log_metrics(metrics)
     return metrics
+
+
+def _task_sets(config: Config) -> dict[str, list]:
+    """The cloze sets to score, by name: built-in `tasks`, then `task_files` (named by file stem)."""
+    from factory.tasks.sets import builtin_path, read_set
+
+    sets = {name: read_set(builtin_path(name)) for name in config.tasks}
+    for file in config.task_files:
+        path = Path(file)
+        if not path.is_file():
+            raise UserError(f"quantize.task_files: {path} does not exist")
+        sets[path.stem] = read_set(path)
+    return sets
+
+
+def _score_tasks(model, tokenizer, task_sets: dict[str, list], config: Config) -> dict:
+    import torch
+
+    from factory.tasks.scoring import score_set
+
+    return {name: score_set(model, tokenizer, items, config.task_seq_len, 8, torch.device("cpu")) for name, items in task_sets.items()}
+
+
+def _task_entry(score) -> dict[str, float]:
+    return {"items": score.items, "accuracy": score.accuracy, "accuracy_stderr": score.accuracy_stderr}
+
+
+def _measure(key: str, net, evalw, tokenizer, task_sets, base_ppl: float, base_tasks: dict, config: Config, variant: str,
+             ctx: StepContext) -> tuple[dict, list[str]]:
+    """Perplexity and task accuracy of one variant loaded from disk, against BF16; the report entry and gate failures."""
+    from factory.model.checkpoints import lm_loss
+
+    ppl = math.exp(lm_loss(net, evalw))
+    gap = ppl / base_ppl - 1
+    gate = config.max_ppl_increase[variant]
+    acc_gate = config.max_accuracy_drop.get(variant)
+    tasks = {}
+    failures = []
+    if gap > gate:
+        failures.append(f"{key}: perplexity {ppl:.4f} is {100 * gap:.2f}% above BF16's {base_ppl:.4f}, over its gate of {100 * gate:.2f}%")
+    for name, score in _score_tasks(net, tokenizer, task_sets, config).items():
+        base = base_tasks[name]
+        # the drop is paired (the same items): its standard error is that of the per-item differences
+        diffs = [float(b) - float(v) for b, v in zip(base.item_correct, score.item_correct)]
+        mean = sum(diffs) / len(diffs)
+        stderr = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else 0.0
+        tasks[name] = {**_task_entry(score), "accuracy_drop": mean, "accuracy_drop_stderr": stderr}
+        if acc_gate is not None and mean > acc_gate:
+            failures.append(f"{key}: {name} accuracy {score.accuracy:.4f} is {mean:.4f} below BF16's {base.accuracy:.4f}, "
+                            f"over its gate of {acc_gate:.4f}")
+    passed = not failures
+    ctx.log.info("variant_quantized", variant=key, perplexity=round(ppl, 4), relative_increase=round(gap, 5), gate=gate, passed=passed,
+                 **{f"{n}_accuracy": round(t["accuracy"], 4) for n, t in tasks.items()})
+    return {"perplexity": ppl, "relative_increase": gap, "gate": gate, "accuracy_gate": acc_gate, "passed": passed, "tasks": tasks}, failures

@@ -29,12 +29,29 @@ NVFP4_LINEAR = {"weight": ("U8", lambda o, i: [o, i // 2]), "weight_scale": ("F8
                 "weight_scale_2": ("F32", lambda o, i: []), "input_scale": ("F32", lambda o, i: [])}
 
 
+def _cloze(folder):
+    """Cloze items from the tiny corpus' grammar: after "The <adj> <noun> <verb>" comes " a" (learnable), after
+    "... <verb> a" some noun (near chance)."""
+    from tests.compress.tiny_models import sentences
+
+    rows = []
+    for i, s in enumerate(sentences(40, seed=11)):
+        words = s.split()
+        cut = 4 if i % 2 == 0 else 5
+        rows.append({"id": f"c{i}", "context": " ".join(words[:cut]), "target": " " + words[cut]})
+    path = folder / "tiny_cloze.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory, q_model, q_tokens):
     from factory.quantize import stage
 
     out = tmp_path_factory.mktemp("quantized")
-    cfg = stage.Config(variants=["fp8", "nvfp4", "mixed"], calibration_samples=16, eval_samples=16, seq_len=32, bits_budget=6.0)
+    cloze = _cloze(tmp_path_factory.mktemp("cloze"))
+    cfg = stage.Config(variants=["fp8", "nvfp4", "mixed"], calibration_samples=16, eval_samples=16, seq_len=32, bits_budget=6.0,
+                       tasks=[], task_files=[str(cloze)], task_seq_len=32)
     metrics = stage.run(cfg, {"model": q_model, "tokens": q_tokens}, out, StepContext("quantize"))
     return out, metrics
 
@@ -126,7 +143,7 @@ def test_gates_pass_and_are_measured_on_the_exported_files(quantized, q_tokens):
 def test_a_failed_gate_publishes_nothing(tmp_path, q_model, q_tokens):
     from factory.quantize import stage
 
-    cfg = stage.Config(variants=["fp8", "nvfp4"], calibration_samples=8, eval_samples=8, seq_len=32,
+    cfg = stage.Config(variants=["fp8", "nvfp4"], calibration_samples=8, eval_samples=8, seq_len=32, tasks=[],
                        max_ppl_increase={"fp8": 0.5, "nvfp4": 0.0})
     with pytest.raises(stage.GateError, match="nvfp4: perplexity .* over its gate of 0.00%"):
         stage.run(cfg, {"model": q_model, "tokens": q_tokens}, tmp_path, StepContext("quantize"))
@@ -164,3 +181,71 @@ def test_compressed_tensors_variant_loads_in_stock_transformers_on_cpu(quantized
     assert ppl == pytest.approx(metrics["fp8_perplexity"], rel=0.01)
     ids = windows[:1, :6]
     assert model.generate(ids, max_new_tokens=4, do_sample=False).shape == (1, 10)
+
+
+def test_task_accuracy_of_each_variant_is_measured_on_the_exported_files(quantized, q_tokens):
+    from factory.artifacts import Tokens
+    from factory.quantize.modelopt_format import load_modelopt
+    from factory.tasks.scoring import score_set
+    from factory.tasks.sets import read_set
+
+    out, metrics = quantized
+    report = json.loads((out / "quantize.json").read_text())
+    base = report["bf16_tasks"]["tiny_cloze"]
+    assert base["items"] == 40 and base["accuracy"] >= 0.4  # the trained model has learnt " a" after a verb
+    n, p = base["items"], base["accuracy"]
+    assert base["accuracy_stderr"] == pytest.approx((p * (1 - p) / (n - 1)) ** 0.5)
+    assert set(report["variants"]) == {"fp8", "nvfp4", "mixed", "fp8-compressed-tensors", "nvfp4-compressed-tensors"}
+    for key, v in report["variants"].items():
+        t = v["tasks"]["tiny_cloze"]
+        assert t["accuracy_drop"] == pytest.approx(p - t["accuracy"])
+        assert 0 <= t["accuracy_drop_stderr"] <= 0.5 and v["accuracy_gate"] is None and v["passed"]
+        assert metrics[f"{key.replace('-', '_')}_tiny_cloze_accuracy"] == t["accuracy"]
+    assert metrics["bf16_tiny_cloze_accuracy_stderr"] == base["accuracy_stderr"]
+    tokenizer = Tokens.of({"tokens": q_tokens}, "tokens").tokenizer()
+    items = read_set(next(p for p in out.parent.glob("cloze*/tiny_cloze.jsonl")))
+    again = score_set(load_modelopt(out / "nvfp4"), tokenizer, items, 32, 8, torch.device("cpu"))
+    assert again.accuracy == report["variants"]["nvfp4"]["tasks"]["tiny_cloze"]["accuracy"]
+
+
+def test_an_accuracy_gate_fails_the_step(tmp_path, q_model, q_tokens):
+    from factory.quantize import stage
+
+    cloze = _cloze(tmp_path)
+    # a drop of at most -1 means "better than BF16 on every item": no variant can pass it
+    cfg = stage.Config(variants=["fp8"], calibration_samples=8, eval_samples=8, seq_len=32, tasks=[], task_files=[str(cloze)],
+                       task_seq_len=32, compressed_tensors=False, max_accuracy_drop={"fp8": -1.0})
+    out = tmp_path / "out"
+    with pytest.raises(stage.GateError, match="fp8: tiny_cloze accuracy .* over its gate of -1.0000"):
+        stage.run(cfg, {"model": q_model, "tokens": q_tokens}, out, StepContext("quantize"))
+    assert list(out.iterdir()) == []
+    with pytest.raises(ValueError, match="unknown variants"):
+        stage.Config(max_accuracy_drop={"fp4": 0.1})
+    with pytest.raises(ValueError, match="unknown built-in sets"):
+        stage.Config(tasks=["nope"])
+
+
+def test_nvfp4_compressed_tensors_holds_the_modelopt_bytes_and_loads_in_stock_transformers(quantized, q_tokens):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from factory.artifacts import Tokens
+    from factory.model.checkpoints import lm_loss
+
+    out, metrics = quantized
+    folder = out / "nvfp4-compressed-tensors"
+    qc = json.loads((folder / "config.json").read_text())["quantization_config"]
+    assert qc["quant_method"] == "compressed-tensors" and qc["format"] == "nvfp4-pack-quantized" and "lm_head" in qc["ignore"]
+    ct, mo = load_file(folder / "model.safetensors"), load_file(out / "nvfp4" / "model.safetensors")
+    name = "backbone.layers.2.mixer.up_proj"
+    assert torch.equal(ct[f"{name}.weight_packed"], mo[f"{name}.weight"])  # the same E2M1 codes, packed the same way
+    assert torch.equal(ct[f"{name}.weight_scale"].view(torch.uint8), mo[f"{name}.weight_scale"].view(torch.uint8))
+    assert float(ct[f"{name}.weight_global_scale"]) == pytest.approx(1 / float(mo[f"{name}.weight_scale_2"]), rel=1e-6)
+    assert float(ct[f"{name}.input_global_scale"]) == pytest.approx(1 / float(mo[f"{name}.input_scale"]), rel=1e-6)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()  # BF16, the config's dtype (float32 fails, see the module)
+    windows = Tokens.of({"tokens": q_tokens}, "tokens").windows("valid", 32, 16)
+    ppl = math.exp(lm_loss(model, windows))
+    assert ppl == pytest.approx(metrics["nvfp4_compressed_tensors_perplexity"], rel=1e-4)
+    # the same NVFP4 weights and input quantization as the ModelOpt export; BF16 activations add a little
+    assert ppl == pytest.approx(metrics["nvfp4_perplexity"], rel=0.02)
+    assert model.generate(windows[:1, :6], max_new_tokens=4, do_sample=False).shape == (1, 10)
