@@ -97,7 +97,8 @@ KINDS: dict[str, StageKind] = {
                                   "baseline": In("evaluation", optional=True)}),
     "release": StageKind("factory.release", output="release", registered=True,
                          inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",)),
-                                 "evaluation": In("evaluation", ("evaluate",))}),
+                                 "evaluation": In("evaluation", ("evaluate",)),
+                                 "quantized": In("quantized", ("quantize",), optional=True)}),
 }
 
 
