@@ -1,8 +1,9 @@
 """Quantize benchmark: perplexity gaps of the exported FP8 / NVFP4 / mixed checkpoints (read back from disk)
 against BF16, their sizes, and Model Optimizer side by side on the same model and calibration data.
 
-Prints, per variant: perplexity, relative increase over BF16 and its gate, effective bits per quantized weight,
-size of model.safetensors. Then, with nvidia-modelopt installed: (a) NVFP4 weight packing time of
+Prints, per variant (ModelOpt exports and their compressed-tensors twins, each read back from disk): perplexity,
+relative increase over BF16 and its gate, greedy cloze accuracy (standard error) and its paired drop against
+BF16, effective bits per quantized weight, size of model.safetensors. Then, with nvidia-modelopt installed: (a) NVFP4 weight packing time of
 `factory.quantize.ptq.quantize_weight` against `NVFP4QTensor.quantize` on the same weights, with the number of
 differing bytes; (b) perplexity of Model Optimizer's own FP8 fake quantization (`mtq.FP8_DEFAULT_CFG`, CPU)
 next to this stage's FP8 export.
@@ -40,21 +41,35 @@ def main() -> None:
     from factory.stage import StepContext
     from tests.compress.tiny_models import teacher_artifact, tokens_artifact
 
+    import json
+
+    from tests.compress.tiny_models import sentences
+
     root = Path(tempfile.mkdtemp(prefix="bench-quantize-"))
     tokens = tokens_artifact(root)
     model = teacher_artifact(root, tokens, steps=args.teacher_steps)
+    # cloze items of the tiny corpus' grammar (held-out seed): " a" after the verb, or the noun after "a"
+    cloze = root / "tiny_cloze.jsonl"
+    cloze.write_text("".join(json.dumps({"id": f"c{i}", "context": " ".join(s.split()[:4 + i % 2]), "target": " " + s.split()[4 + i % 2]}) + "\n"
+                             for i, s in enumerate(sentences(200, seed=13))))
     cfg = stage.Config(variants=["fp8", "nvfp4", "mixed"], calibration_samples=32, eval_samples=32, seq_len=32,
+                       tasks=[], task_files=[str(cloze)], task_seq_len=32,
                        max_ppl_increase={"fp8": 1.0, "nvfp4": 1.0, "mixed": 1.0})  # report, do not gate
     t = time.perf_counter()
     m = stage.run(cfg, {"model": model, "tokens": tokens}, root / "q", StepContext("quantize"))
     seconds = time.perf_counter() - t
     bf16_bytes = sum(p.numel() * 2 for p in load_model(model.path / "model").parameters())
     print(f"\nBF16 perplexity {m['bf16_perplexity']:.4f}  (BF16 weights {bf16_bytes / 1024:.0f} KiB); quantize stage {seconds:.1f} s")
-    print(f"{'variant':<8}{'perplexity':>12}{'increase':>10}{'gate':>7}{'bits/weight':>13}{'file KiB':>10}")
-    for v, gate in (("fp8", 0.01), ("nvfp4", 0.03), ("mixed", 0.03)):
+    report = json.loads((root / "q" / "quantize.json").read_text())
+    base = report["bf16_tasks"]["tiny_cloze"]
+    print(f"BF16 cloze accuracy {base['accuracy']:.4f} ± {base['accuracy_stderr']:.4f} ({base['items']} items)")
+    print(f"{'variant':<26}{'perplexity':>11}{'increase':>10}{'gate':>7}{'cloze acc':>18}{'drop':>18}{'bits/weight':>13}{'file KiB':>10}")
+    for v, r in report["variants"].items():
         size = (root / "q" / v / "model.safetensors").stat().st_size
-        print(f"{v:<8}{m[v + '_perplexity']:>12.4f}{100 * m[v + '_ppl_increase']:>9.3f}%{100 * gate:>6.0f}%"
-              f"{m[v + '_effective_bits']:>13.2f}{size / 1024:>10.0f}")
+        t = r["tasks"]["tiny_cloze"]
+        print(f"{v:<26}{r['perplexity']:>11.4f}{100 * r['relative_increase']:>9.3f}%{100 * r['gate']:>6.0f}%"
+              f"{t['accuracy']:>10.4f} ± {t['accuracy_stderr']:.4f}{t['accuracy_drop']:>10.4f} ± {t['accuracy_drop_stderr']:.4f}"
+              f"{r['effective_bits']:>13.2f}{size / 1024:>10.0f}")
 
     try:
         from modelopt.torch.quantization.qtensor.nvfp4_tensor import NVFP4QTensor

@@ -34,7 +34,8 @@ EXPORT_TEXT = {
     "modelopt": "NVIDIA Model Optimizer's Hugging Face format (hf_quant_config.json), which vLLM and TensorRT-LLM load",
     "compressed-tensors": "compressed-tensors, which stock transformers loads on CPU",
 }
-RULE_BF16 = "embeddings, lm_head, Mamba conv1d, MoE routers, norms and every other non-linear tensor"
+RULE_BF16 = "embeddings, Mamba conv1d, MoE routers, norms and every other tensor outside a linear layer"
+EXPORT_NAME = {"modelopt": "Model Optimizer format", "compressed-tensors": "compressed-tensors"}
 
 
 def check_variants_match(model_art: Artifact, quantized_art: Artifact) -> None:
@@ -82,11 +83,11 @@ def variant_sections(report: dict[str, Any], sizes: dict[str, int], bf16_bytes: 
     for name, v in report["variants"].items():
         kept = v.get("kept_bf16") or []
         lines += [
-            f"### `{name}/`: {v['format'].upper()} ({v['export']})",
+            f"### `{name}/`: {v['format'].upper()}, {EXPORT_NAME.get(v['export'], v['export'])}",
             "",
             f"- Format: {FORMAT_TEXT.get(v['format'], v['format'])}; exported as {EXPORT_TEXT.get(v['export'], v['export'])}.",
             f"- Kept in BF16: {RULE_BF16}"
-            + (f"; and {len(kept)} linear layers: {', '.join(f'`{n}`' for n in kept[:8])}{' ...' if len(kept) > 8 else ''}." if kept else "."),
+            + (f"; linear layers ({len(kept)}): {', '.join(f'`{n}`' for n in kept[:8])}{' ...' if len(kept) > 8 else ''}." if kept else "."),
             f"- Size on disk: {_mib(sizes[name])} of weights, {bf16_bytes / max(sizes[name], 1):.2f}x smaller than BF16's "
             f"{_mib(bf16_bytes)}; {format_metric(v['effective_bits'])} bits per quantized weight.",
             f"- Gate: perplexity at most {100 * v['gate']:.2f}% above BF16's"
@@ -97,7 +98,7 @@ def variant_sections(report: dict[str, Any], sizes: dict[str, int], bf16_bytes: 
             "|---|---|---|---|",
             f"| perplexity | {format_metric(report['bf16_perplexity'])} | {format_metric(v['perplexity'])} | {_pct(v['relative_increase'])} |",
             *[f"| {task} accuracy | {_pm(base[task]['accuracy'], base[task]['accuracy_stderr']) if task in base else '-'} | "
-              f"{_pm(t['accuracy'], t['accuracy_stderr'])} | {_pm(-t['accuracy_drop'], t['accuracy_drop_stderr'])} |"
+              f"{_pm(t['accuracy'], t['accuracy_stderr'])} | {_pm(0.0 - t['accuracy_drop'], t['accuracy_drop_stderr'])} |"
               for task, t in (v.get("tasks") or {}).items()],
             "",
             *_how_to_load(name, v["export"], v["format"], config),

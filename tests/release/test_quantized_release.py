@@ -122,7 +122,7 @@ def test_model_card_has_a_section_per_variant_with_the_quantize_numbers(released
         t = v["tasks"]["tiny_cloze"]
         assert (f"| tiny_cloze accuracy | {format_metric(base_acc['accuracy'])} ± {format_metric(base_acc['accuracy_stderr'])} | "
                 f"{format_metric(t['accuracy'])} ± {format_metric(t['accuracy_stderr'])} | "
-                f"{format_metric(-t['accuracy_drop'])} ± {format_metric(t['accuracy_drop_stderr'])} |") in section
+                f"{format_metric(0.0 - t['accuracy_drop'])} ± {format_metric(t['accuracy_drop_stderr'])} |") in section
         assert f"Size on disk: {metrics[name.replace('-', '_') + '_weight_bytes'] / 2**20:.2f} MiB" in section
         assert f"perplexity at most {100 * v['gate']:.2f}% above BF16's" in section and ": passed." in section
         assert "`lm_head`" in section  # the linears kept in BF16 are named
