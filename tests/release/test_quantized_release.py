@@ -140,3 +140,20 @@ def test_variants_of_another_model_are_refused(upstream, quantized, tmp_path):
     with pytest.raises(InputError, match="was quantized from model .* not the released model"):
         run(Config(), inputs, out, StepContext("release"))
     assert list(out.iterdir()) == []
+
+
+def test_a_quantized_input_without_its_variant_folders_is_refused(upstream, tmp_path):
+    folder = tmp_path / "quantized_art"
+    folder.mkdir()
+    (folder / "quantize.json").write_text(json.dumps({"bf16_perplexity": 10.0, "variants": {"fp8": {}}}))
+    art = tiny_artifacts.write_manifest(folder, tiny_artifacts.manifest("quantize", "quantized", tiny_artifacts.fingerprint("q2"),
+                                                                        {"model": upstream["model"]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    inputs = {"model": upstream["model"], "tokens": upstream["tokens"], "evaluation": upstream["evaluation"], "quantized": art}
+    with pytest.raises(InputError, match=r"fp8: variant 'fp8' of quantize.json needs config.json and \*.safetensors"):
+        run(Config(), inputs, out, StepContext("release"))
+    (folder / "quantize.json").write_text("{")
+    with pytest.raises(InputError, match="quantize.json: not readable as JSON"):
+        run(Config(), inputs, out, StepContext("release"))
+    assert list(out.iterdir()) == []
