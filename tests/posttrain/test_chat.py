@@ -104,7 +104,7 @@ def test_too_long_conversation_is_skipped_not_cut(tok):
 
 
 def test_tokenizer_without_chat_tokens_is_refused():
-    config = Config(vocab_size=300, extra_special_tokens=())
+    config = Config(vocab_size=300, extra_special_tokens=(), chat_template=False)
     bare = as_transformers(train_bpe(iter(TEXTS), len(TEXTS), config), config)
     with pytest.raises(ValueError, match="lacks the chat special tokens"):
         with_chat_template(bare)
