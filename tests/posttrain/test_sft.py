@@ -206,11 +206,17 @@ KILL = dict(steps=8, micro_batch_size=4, lr=3e-3, seq_len=128, warmup_steps=2, c
             keep_checkpoints=2, log_interval=4, switch_prompts=0, valid_max=4)
 
 
+def _env() -> dict[str, str]:
+    """One thread, and this checkout's `factory` first on the path of the driver processes."""
+    path = os.pathsep.join(p for p in (str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+
+
 def _driver(inputs, out: Path, log: Path, *extra: str) -> subprocess.Popen:
     with open(log, "a") as fh:  # a file, never an unread pipe: a full pipe would stall the trainer
         return subprocess.Popen(
             [sys.executable, str(DRIVER), str(inputs["model"].path), str(inputs["data"].path), str(out), json.dumps(KILL), *extra],
-            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])},
+            env=_env(),
             stdout=fh, stderr=subprocess.STDOUT)
 
 
@@ -241,3 +247,25 @@ def test_kill_9_and_resume_reproduces_the_uninterrupted_losses(inputs, tmp_path)
     assert [r["step"] for r in records] == list(range(1, KILL["steps"] + 1))
     assert [r["loss"] for r in records] == want  # bitwise, before and after the kill
     assert (out / "model/model.safetensors").read_bytes() == (straight / "model/model.safetensors").read_bytes()
+
+
+def test_two_fsdp_ranks_match_one_process(inputs, tmp_path):
+    """torchrun, 2 ranks (gloo) with FSDP2, 2 conversations each: the single process's 4 per step, same losses,
+    through a checkpoint and the held-out measurements (FSDP forwards outside the train loop)."""
+    base = dict(steps=4, lr=3e-3, seq_len=128, warmup_steps=0, checkpoint_interval=3, switch_prompts=2, valid_max=4)
+    single = tmp_path / "single"
+    single.mkdir()
+    sft.run(sft.Config(micro_batch_size=4, **base), inputs, single, StepContext("one"))
+    out = tmp_path / "fsdp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(DRIVER),
+           str(inputs["model"].path), str(inputs["data"].path), str(out),
+           json.dumps({**base, "micro_batch_size": 2, "data_parallel": "fsdp"})]
+    with open(tmp_path / "log.txt", "w") as log:
+        done = subprocess.run(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, timeout=300)
+    assert done.returncode == 0, (tmp_path / "log.txt").read_text()[-3000:]
+    want = [r["loss"] for r in read_metrics(single / "metrics.jsonl")]
+    assert [r["loss"] for r in read_metrics(out / "metrics.jsonl")] == pytest.approx(want, rel=1e-5)
+    assert want[-1] < want[0] - 0.3  # it learns, so matching means something
+    got = json.loads((out / "sft.json").read_text())
+    assert got["valid_loss_after"] == pytest.approx(json.loads((single / "sft.json").read_text())["valid_loss_after"], rel=1e-5)
+    assert (out / "model" / "chat_template.jinja").exists()
