@@ -22,8 +22,10 @@ def model_card(
     eval_art: Artifact,
     evaluation: Mapping[str, Any],
     model_config: Mapping[str, Any],
+    chat: bool = False,
 ) -> str:
-    """README.md: YAML front matter (Hub metadata) and a body that describes the lineage."""
+    """README.md: YAML front matter (Hub metadata) and a body that describes the lineage; with `chat` (the
+    tokenizer carries the factory's chat template) also the chat format and its reasoning switch."""
     chain = lineage_chain([eval_art, model_art, tokens_art])
     corpora = [a for a in chain if a["kind"] == "corpus"]
     sources = sorted({s["uri"] for a in chain for s in a.get("sources") or [] if s.get("uri")})
@@ -103,6 +105,7 @@ def model_card(
             for a in chain
         ],
         "",
+        *(_chat_section(config) if chat else []),
         "## Usage",
         "",
         "```python",
@@ -116,6 +119,30 @@ def model_card(
     ]
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n\n" + "\n".join(body)
+
+
+def _chat_section(config: Config) -> list[str]:
+    """How to chat with the release: the template's reasoning switch, in `apply_chat_template` and `transformers serve`."""
+    repo = config.repo_id or "PATH_TO_THIS_FOLDER"
+    return [
+        "## Chat format and reasoning switch",
+        "",
+        "The tokenizer carries a ChatML chat template (`<|im_start|>role ... <|im_end|>`). The system prompt "
+        "`detailed thinking on` asks for an answer that opens with a `<think>...</think>` block; "
+        "`detailed thinking off` (the default when no system prompt is given) for an answer without one. "
+        "`enable_thinking=True|False` in `apply_chat_template`, or `transformers serve --reasoning on|off`, sets it. "
+        "Tool calls are written as `<tool_call>[{\"name\": ..., \"arguments\": {...}}]</tool_call>`; generation "
+        "stops at `<|im_end|>`.",
+        "",
+        "```python",
+        'messages = [{"role": "user", "content": "What is 2 + 3?"}]',
+        "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, enable_thinking=True, return_tensors=\"pt\")",
+        "print(tokenizer.decode(model.generate(ids, max_new_tokens=128)[0]))",
+        "```",
+        "",
+        f"Serve it: `transformers serve {repo} --reasoning on`.",
+        "",
+    ]
 
 
 def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:
