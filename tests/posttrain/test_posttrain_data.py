@@ -101,15 +101,15 @@ def test_tiny_random_model_teacher_keeps_nothing_and_fails_cleanly(tmp_path):
     checkpoint = tmp_path / "teacher"
     save_nemotron_h(checkpoint / "model")  # a factory/model preset, randomly initialised
     config = Config(procedural=[{"generator": "basic_arithmetic", "size": 3, "params": {"max_digits": 1}}],
-                    teacher={"kind": "transformers", "name": "tiny-random"}, generation={"max_new_tokens": 6})
+                    teacher={"kind": "transformers"}, generation={"max_new_tokens": 6})
     assert config.required_inputs() == {"teacher"}
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(InputError) as e:
-        run(config, {"teacher": Artifact(checkpoint, {"fingerprint": "f"})}, out, ctx())
+        run(config, {"teacher": Artifact(checkpoint, {"fingerprint": "f", "uri": "store/pretrain/0123abcd"})}, out, ctx())
     message = str(e.value)
     assert "prompt set 'basic_arithmetic'" in message and "0 verified solutions of 3 prompts x 2 modes" in message
-    assert "teacher tiny-random" in message and "nothing was published" in message
+    assert "teacher pretrain/0123abcd" in message and "nothing was published" in message  # named by its artifact
     assert list(out.iterdir()) == []  # nothing half-written
 
 
@@ -164,7 +164,7 @@ def test_tool_integrated_reasoning_runs_code_in_the_sandbox(tmp_path):
 
     teacher = ScriptedTeacher(script)
     config = Config(procedural=[], prompts=[str(prompts)], teacher={"kind": "openai", "base_url": "http://unused", "model": "m"},
-                    tir={"max_rounds": 2, "sandbox": {"timeout_s": 20}}, min_kept_per_set=1)
+                    tir={"max_rounds": 2, "sandbox": {"timeout_s": 20}}, request_batch=2)  # two chunks of prompts
     run(config, {}, tmp_path / "out", ctx(), generator=teacher)
     train = read_conversations(tmp_path / "out" / "train.jsonl")
     stats = read_stats(tmp_path / "out" / "stats.json")
