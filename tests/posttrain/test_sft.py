@@ -269,3 +269,43 @@ def test_two_fsdp_ranks_match_one_process(inputs, tmp_path):
     got = json.loads((out / "sft.json").read_text())
     assert got["valid_loss_after"] == pytest.approx(json.loads((single / "sft.json").read_text())["valid_loss_after"], rel=1e-5)
     assert (out / "model" / "chat_template.jinja").exists()
+
+
+def test_transformers_serve_obeys_the_reasoning_switch(trained, tmp_path):
+    """`transformers serve MODEL --reasoning on` on the fine-tuned folder: the think block comes back as
+    `reasoning_content` (the tokenizer's response template), and a request with `enable_thinking: false`
+    gets an answer without one; both stop at the end of the turn."""
+    import urllib.request
+
+    from tests.spine import free_port, wait_healthy
+
+    out, _, _ = trained
+    model = str(out / "model")
+    url = f"http://127.0.0.1:{free_port()}"
+    log = tmp_path / "serve.log"
+    cli = Path(sys.executable).parent / "transformers"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([str(cli), "serve", model, "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
+                                 "--reasoning", "on"], stdout=fh, stderr=subprocess.STDOUT,
+                                env={**_env(), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    try:
+        assert wait_healthy(url, proc, timeout_s=180), log.read_text()[-2000:]
+
+        def chat(**extra) -> dict:
+            body = {"model": model, "messages": [{"role": "user", "content": "What is 61 + 77?"}], "max_tokens": 40,
+                    "temperature": 0, **extra}
+            request = urllib.request.Request(f"{url}/v1/chat/completions", data=json.dumps(body).encode(),
+                                             headers={"content-type": "application/json"})
+            with urllib.request.urlopen(request, timeout=120) as r:
+                return json.loads(r.read())["choices"][0]
+
+        on, off = chat(), chat(chat_template_kwargs={"enable_thinking": False})
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert on["message"]["reasoning_content"] and on["message"]["content"].startswith("The sum is"), on
+    assert not off["message"].get("reasoning_content") and off["message"]["content"].startswith("The sum is"), off
+    assert on["finish_reason"] == off["finish_reason"] == "stop"
