@@ -46,6 +46,7 @@ from factory.curate.decontaminate import DecontaminationConfig
 from factory.curate.dedup.fuzzy import FuzzyDedupConfig
 from factory.curate.dedup.semantic import SemanticDedupConfig
 from factory.curate.math import MathConfig
+from factory.curate.math.config import MathChainConfig
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityEnsemble
 from factory.curate.readers import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_PAGE_BYTES
 from factory.documents import check_error_budget, write_parts
@@ -55,8 +56,8 @@ from factory.stage import Artifact, StageConfig, StepContext, no_effect
 KIND = "corpus"
 
 # Step names as they appear in stats.json and metrics (`removed.<name>`), in pipeline order.
-FILTERS = ("extraction", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
-           "exact_dedup", "fuzzy_dedup", "semantic_dedup", "decontamination", "quality")
+FILTERS = ("extraction", "math_filters", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
+           "math_cleanup", "exact_dedup", "fuzzy_dedup", "semantic_dedup", "decontamination", "math_classifier", "quality")
 
 
 class GopherQuality(StageConfig):
@@ -94,6 +95,8 @@ class MathExtraction(MathConfig):
     """Math-aware extraction (Nemotron-CC-Math) for pages with equations: `factory.curate.math`'s settings plus a switch."""
 
     enabled: bool = Field(True, description="Send pages with equations (MathML, MathJax, KaTeX, LaTeX) through the math path.")
+    chain: MathChainConfig = Field(
+        MathChainConfig(), description="The filters math pages go through instead of the prose heuristics (factory.curate.math.chain).")
 
 
 # fewer corpus documents than this and the ensemble's own percentile grids are kept (too coarse a distribution)
@@ -211,6 +214,12 @@ def pipeline_steps(config: Config, files: list, out_folder: Path | None = None) 
                    Extract(config.extractor, config.extract_timeout_s, config.math),
                    LanguageIdFilter(config.languages, config.min_language_score)]
     names = ["extraction", "language"]
+    if config.math.enabled and config.math.chain.enabled:  # math pages leave here, before the prose filters
+        from factory.curate.math.chain import MathChain
+
+        steps.insert(2, MathChain(config.math.chain, config.languages, config.min_language_score,
+                                  None if out_folder is None else Path(out_folder).parent / "filtered-math"))
+        names.insert(1, "math_filters")
     rep, qual = config.gopher_repetition, config.gopher_quality
     if rep.enabled:
         steps.append(GopherRepetitionFilter(
@@ -399,7 +408,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         _executor(config, steps, tmp_dir / "datatrove-logs").run()
         # both executors merge every task's step stats into one file
         stats_per_step = PipelineStats.from_json(json.loads((tmp_dir / "datatrove-logs" / "stats.json").read_text())).stats
-        rows = _read_jsonl_gz(sorted((tmp_dir / "filtered").glob("*.jsonl.gz")))
+        rows = _read_jsonl_gz(sorted((tmp_dir / "filtered").glob("*.jsonl.gz"))
+                              + sorted((tmp_dir / "filtered-math").glob("*.jsonl.gz")))  # the math chain's pages
         samples: dict[str, dict] = {}  # skip reason -> first file and offset, over all tasks in input order
         for path in sorted((tmp_dir / "skip-samples").glob("*.json")):
             for reason, sample in json.loads(path.read_text()).items():
