@@ -47,6 +47,7 @@ from factory.curate.dedup.fuzzy import FuzzyDedupConfig
 from factory.curate.dedup.semantic import SemanticDedupConfig
 from factory.curate.math import MathConfig
 from factory.curate.math.config import MathChainConfig
+from factory.curate.math.paths import PathTally, is_math
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityEnsemble
 from factory.curate.readers import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_PAGE_BYTES
 from factory.documents import check_error_budget, write_parts
@@ -395,6 +396,12 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                          "or set math.renderer: builtin, or math.enabled: false")
     # before the per-page work: a missing or broken ensemble fails the step at once
     quality = _quality_ensemble(config, inputs, ctx) if config.quality.enabled else None
+    math_chain = config.math.enabled and config.math.chain.enabled
+    if quality is not None and math_chain:  # math pages are scored by the artifact's math classifier instead
+        from factory.curate.math.classifier import MathClassifier
+
+        quality_folder = Path(inputs["quality"].path) if "quality" in inputs else Path(config.quality_model)
+        math_classifier = MathClassifier.load(quality_folder)
     ctx.log.info("curate_start", files=len(files), sources=len(config.sources), workers=config.workers,
                  executor=config.executor)
     seconds: dict[str, float] = {}  # CPU-side seconds per step (datatrove's per-document timers, wall time in-process)
@@ -437,11 +444,13 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         if extract.get("passthrough"):
             extraction_paths["none"] = extract["passthrough"]
 
+        tally = PathTally(docs)  # math and prose pages through the corpus-level steps
         if config.exact_dedup:
             t = time.perf_counter()
             dedup = ExactDedupFilter()
             docs = list(dedup.run(iter(docs)))
             removed["exact_dedup"], reasons["exact_dedup"] = _dropped(dedup.stats)
+            tally.step("exact_dedup", docs)
             seconds["exact_dedup"] = time.perf_counter() - t
         if config.fuzzy_dedup.enabled:
             from factory.curate.dedup import fuzzy_dedup
@@ -450,6 +459,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             fuzzy = fuzzy_dedup(docs, config.fuzzy_dedup, tmp_dir / "minhash")
             docs = fuzzy.kept
             removed["fuzzy_dedup"], reasons["fuzzy_dedup"] = fuzzy.removed, {"near_duplicate": fuzzy.removed}
+            tally.step("fuzzy_dedup", docs)
             seconds["fuzzy_dedup"] = time.perf_counter() - t
     if config.semantic_dedup.enabled:
         from factory.curate.dedup import semantic_dedup
@@ -458,6 +468,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         semantic = semantic_dedup(docs, config.semantic_dedup)
         docs = semantic.kept
         removed["semantic_dedup"], reasons["semantic_dedup"] = semantic.removed, {"same_meaning": semantic.removed}
+        tally.step("semantic_dedup", docs)
         seconds["semantic_dedup"] = time.perf_counter() - t
     if config.decontamination.enabled:
         from factory.curate.decontaminate import NgramIndex, eval_items
@@ -477,6 +488,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                 leaks[leak] = leaks.get(leak, 0) + 1
         docs = kept
         removed["decontamination"], reasons["decontamination"] = sum(leaks.values()), dict(sorted(leaks.items()))
+        tally.step("decontamination", docs)
         ctx.log.info("decontamination", eval_items=index.items, ignored_short=index.ignored, removed=leaks)
         seconds["decontamination"] = time.perf_counter() - t
     tiers: list[int] | None = None
@@ -485,12 +497,23 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         from threadpoolctl import threadpool_limits
 
         t = time.perf_counter()
+        math_docs = [d for d in docs if math_chain and is_math(d)]
         with threadpool_limits(limits=config.quality.threads, user_api="openmp"):
-            quality_model = _score_quality(config, *quality, docs, ctx)
+            quality_model = _score_quality(config, *quality, [d for d in docs if not (math_chain and is_math(d))], ctx)
+        if math_chain:
+            from factory.curate.math.classifier import score_math_documents
+
+            kept_math, n_low = score_math_documents(math_docs, math_classifier, config.math.chain.min_math_score,
+                                                    quality[0].config.tier_bounds, str(quality_folder))
+            kept_ids = {id(d) for d in kept_math}
+            docs = [d for d in docs if not is_math(d) or id(d) in kept_ids]
+            removed["math_classifier"], reasons["math_classifier"] = n_low, ({"below_min_math_score": n_low} if n_low else {})
+            tally.step("math_classifier", docs)
         below = [d for d in docs if d.metadata["quality_tier"] < config.quality.min_tier]
         if below:
             docs = [d for d in docs if d.metadata["quality_tier"] >= config.quality.min_tier]
         removed["quality"], reasons["quality"] = len(below), ({"below_min_tier": len(below)} if below else {})
+        tally.step("quality", docs)
         tiers = [sum(d.metadata["quality_tier"] == t_ for d in docs) for t_ in range(N_TIERS)]
         seconds["quality"] = time.perf_counter() - t
 
@@ -517,6 +540,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "words_out": words,
         "chars_out": chars,
         "files_in": len(files),
+        "paths": tally.summary(extraction_paths, removed, reasons),
     }
     if tiers is not None:
         stats["tiers"] = {str(t): n for t, n in enumerate(tiers)}
@@ -527,6 +551,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     metrics: dict[str, float] = {k: float(stats[k]) for k in ("docs_in", "docs_out", "words_out", "chars_out", "lost_bytes")}
     metrics["damaged"] = float(stats["damaged"]["count"])
+    metrics |= PathTally.metrics(stats["paths"])
     metrics |= {f"removed.{k}": float(v) for k, v in removed.items()}
     metrics |= {f"skipped.{k}": float(v) for k, v in skipped.items()}
     if tiers is not None:

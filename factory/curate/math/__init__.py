@@ -13,7 +13,8 @@ verbatim. Modules: `config` (settings), `equations` (finding equations), `render
 """
 
 from factory.curate.math.config import MathConfig
-from factory.curate.math.equations import equation_preservation, equations_in_html, has_math
+from factory.curate.math.equations import equation_preservation, equations_in_html, has_math, stage_preservation
 from factory.curate.math.extract import extract_math_page
 
-__all__ = ["MathConfig", "has_math", "extract_math_page", "equations_in_html", "equation_preservation"]
+__all__ = ["MathConfig", "has_math", "extract_math_page", "equations_in_html", "equation_preservation",
+           "stage_preservation"]

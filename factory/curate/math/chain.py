@@ -25,14 +25,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from factory.curate.math.config import MathChainConfig
 from factory.curate.math.mask import prose_view
-
-MATH_PATH = "math"
-
-
-def is_math(doc_or_metadata) -> bool:
-    """Whether a document (or its metadata) took the math extraction path."""
-    metadata = doc_or_metadata if isinstance(doc_or_metadata, dict) else doc_or_metadata.metadata
-    return metadata.get("extraction") == MATH_PATH
+from factory.curate.math.paths import is_math
 
 
 class MathChain(PipelineStep):
