@@ -58,7 +58,7 @@ KIND = "corpus"
 
 # Step names as they appear in stats.json and metrics (`removed.<name>`), in pipeline order.
 FILTERS = ("extraction", "math_filters", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
-           "math_cleanup", "exact_dedup", "fuzzy_dedup", "semantic_dedup", "decontamination", "math_classifier", "quality")
+           "exact_dedup", "fuzzy_dedup", "semantic_dedup", "decontamination", "math_classifier", "quality")
 
 
 class GopherQuality(StageConfig):
@@ -402,6 +402,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
         quality_folder = Path(inputs["quality"].path) if "quality" in inputs else Path(config.quality_model)
         math_classifier = MathClassifier.load(quality_folder)
+    if math_chain and config.math.chain.cleanup.enabled:
+        from factory.curate.math.cleanup import load_prompt
+
+        load_prompt(config.math.chain.cleanup)  # a bad prompt file fails the step before any page is read
     ctx.log.info("curate_start", files=len(files), sources=len(config.sources), workers=config.workers,
                  executor=config.executor)
     seconds: dict[str, float] = {}  # CPU-side seconds per step (datatrove's per-document timers, wall time in-process)
@@ -444,6 +448,14 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         if extract.get("passthrough"):
             extraction_paths["none"] = extract["passthrough"]
 
+        cleanup: dict[str, int] | None = None
+        if math_chain and config.math.chain.cleanup.enabled:  # LLM cleanup of math pages, before dedup
+            from factory.curate.math.cleanup import cleanup_math_documents
+
+            t = time.perf_counter()
+            docs, cleanup = cleanup_math_documents(docs, config.math.chain.cleanup)
+            ctx.log.info("math_cleanup", **cleanup)
+            seconds["math_cleanup"] = time.perf_counter() - t
         tally = PathTally(docs)  # math and prose pages through the corpus-level steps
         if config.exact_dedup:
             t = time.perf_counter()
@@ -542,6 +554,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "files_in": len(files),
         "paths": tally.summary(extraction_paths, removed, reasons),
     }
+    if cleanup is not None:
+        stats["math_cleanup"] = cleanup
     if tiers is not None:
         stats["tiers"] = {str(t): n for t, n in enumerate(tiers)}
         stats["quality_model"] = quality_model
@@ -552,6 +566,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     metrics: dict[str, float] = {k: float(stats[k]) for k in ("docs_in", "docs_out", "words_out", "chars_out", "lost_bytes")}
     metrics["damaged"] = float(stats["damaged"]["count"])
     metrics |= PathTally.metrics(stats["paths"])
+    metrics |= {f"math_cleanup.{k}": float(v) for k, v in (cleanup or {}).items()}
     metrics |= {f"removed.{k}": float(v) for k, v in removed.items()}
     metrics |= {f"skipped.{k}": float(v) for k, v in skipped.items()}
     if tiers is not None:
