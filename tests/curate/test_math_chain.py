@@ -26,16 +26,15 @@ from factory.curate.math.classifier import (
 from factory.curate.math.cleanup import chunks, cleanup_math_documents, equations_kept
 from factory.curate.math.config import MathChainConfig, MathCleanup
 from factory.curate.math.mask import latex_spans, prose_view
-from factory.curate.quality import stage as quality_stage
 from factory.errors import InputError
 from factory.generate import OpenAIGenerator, TransformersGenerator
 from factory.stage import Artifact, NullTracker, StepContext
+from tests.curate import math_quality
 from tests.synth.fake_openai import FakeOpenAI
 from tests.synth.tiny_models import save_gpt2
 
 SMOKE = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
 FILES = json.loads((SMOKE / "planted.json").read_text())["files"]
-TINY_QUALITY = {"classifiers": ["ngram", "features"], "ngram": {"n_features": 2**16, "epochs": 5}, "features": {"max_iter": 30}}
 
 MATH_TEXT = ("Let $f(x) = x^2 + 1$ be a function on the real line, and let $a < b$ be two of its points. "
              "By the mean value theorem there is a point $c$ between them with\n\n$$f(b) - f(a) = f'(c)(b - a)$$\n\n"
@@ -122,10 +121,8 @@ def test_cleanup_keeps_equations_or_keeps_the_page(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def quality_artifact(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quality")
-    metrics = quality_stage.run(quality_stage.Config(train=TINY_QUALITY, max_reference_docs=120), {},
-                                out, StepContext("quality", tracker=NullTracker()))
+def quality_artifact():
+    out, metrics = math_quality.quality_artifact()
     return Artifact(out, {"fingerprint": "e" * 64, "uri": "store://quality/eeee"}), metrics
 
 

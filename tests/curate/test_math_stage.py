@@ -113,16 +113,34 @@ def test_prose_heuristics_would_have_lost_the_equations(pages, default_run):
     the chain) keep few of the equations the chain keeps."""
     from datatrove.data import Document
 
-    from factory.curate.filters import GopherQualityFilter, GopherRepetitionFilter
+    from factory.curate.filters import GopherQualityFilter
 
-    rules = (GopherRepetitionFilter(), GopherQualityFilter())
+    rules = (GopherQualityFilter(),)  # the quality rule alone already drops them (repetition drops more)
     _, corpus = default_run
     passed = {name: text for name, text in corpus.items()
               if all(rule.filter(Document(text=text, id=name)) is True for rule in rules)}
     before, after = stage_preservation(pages, passed), stage_preservation(pages, corpus)
-    print(f"\nthe same pages through the prose Gopher rules: equations kept {before.equations_kept}/{before.equations}"
+    print(f"\nthe same pages through the prose Gopher quality rule: equations kept {before.equations_kept}/{before.equations}"
           f" = {before.fraction:.1%}, pages kept {before.pages_kept}/{before.pages}")
     assert before.fraction < 0.2 and after.fraction > before.fraction + 0.75
+
+
+def test_math_classifier_on_the_stage_output(pages, default_run):
+    """The math classifier (as the quality stage trains it, default settings) scoring the corpus' math pages, as
+    curate does when quality scoring is on: the equations still survive."""
+    from datatrove.data import Document
+
+    from factory.curate.math.classifier import MathClassifier, score_math_documents
+    from tests.curate.math_quality import quality_artifact
+
+    artifact, _ = quality_artifact()
+    _, corpus = default_run
+    docs = [Document(text=text, id=name, metadata={"extraction": "math"}) for name, text in corpus.items()]
+    kept, dropped = score_math_documents(docs, MathClassifier.load(artifact), 0.5, (4, 8, 12, 16), str(artifact))
+    after = stage_preservation(pages, {d.id: d.text for d in kept})
+    print(f"\nwith the math classifier (min_math_score 0.5): equations kept {after.equations_kept}/{after.equations} = "
+          f"{after.fraction:.1%}, pages kept {after.pages_kept}/{after.pages}")
+    assert after.fraction >= 0.95 and dropped <= 2
 
 
 def test_the_chain_can_be_switched_off():

@@ -125,7 +125,8 @@ def test_curate_scores_with_the_quality_input(trained, tmp_path, monkeypatch):
     sources = _corpus(tmp_path / "in")
     art = Artifact(trained["out"], {"fingerprint": "f" * 64, "uri": "store://quality/ffff"})
     stats, rows = _curate(sources, tmp_path / "kept", {"quality": art})
-    assert stats["removed"] == {"extraction": 0, "language": 0, "exact_dedup": 0, "quality": 0}, stats["removed"]
+    assert stats["removed"] == {"extraction": 0, "math_filters": 0, "language": 0, "exact_dedup": 0, "math_classifier": 0,
+                                "quality": 0}, stats["removed"]
     assert len(rows) == 12 and stats["tiers"] == {str(t): sum(r["metadata"]["quality_tier"] == t for r in rows) for t in range(5)}
     assert stats["quality_model"] == {"source": "input", "uri": "store://quality/ffff", "fingerprint": "f" * 64,
                                       "calibration": "ensemble"}  # 12 documents: too few to recalibrate on
