@@ -6,6 +6,12 @@ Per-document steps run as one datatrove pipeline (local processes by default, Ra
     for pages with equations) -> language id (py3langid) -> Gopher repetition -> Gopher quality
     -> [C4 quality] -> [FineWeb quality]
 
+Pages the math path extracted leave right after extraction for the math chain (`factory.curate.math.chain`:
+language id and Gopher rules on their prose with LaTeX and code masked, math thresholds), then rejoin the
+prose pages for the corpus-level steps, [LLM cleanup] first; with quality scoring on, the quality artifact's
+math classifier scores them instead of the prose ensemble (`math_classifier`). `stats.json` "paths" counts
+math and prose pages in, kept and removed per step.
+
 Input files are dealt to `workers` tasks round-robin; the tasks' outputs are then put back in input order and
 the corpus-level steps run in one process, so the result does not depend on `workers`:
 
