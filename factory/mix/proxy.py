@@ -113,8 +113,8 @@ def _one_thread() -> None:
 
 
 # What the fork server imports once, so that every worker forked from it starts with torch and the trainer loaded.
-PRELOAD = ["torch", "transformers", "factory.model.build", "factory.train.trainer", "factory.train.sampler",
-           "factory.mix.proxy"]
+PRELOAD = ["torch", "transformers.models.nemotron_h.modeling_nemotron_h", "factory.model.build", "factory.model.checkpoints",
+           "factory.train.trainer", "factory.train.sampler", "factory.train.objective", "factory.mix.proxy"]
 
 
 def _context():
