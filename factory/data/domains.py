@@ -44,7 +44,7 @@ def _chunks(text: str, chars: int) -> list[str]:
 
 
 def domain_texts(domain: str, n: int, chars: int, seed: int) -> list[str]:
-    """`n` documents of `domain` (cycled when the domain has fewer)."""
+    """`n` documents of `domain`, distinct while the domain has that many (then cycled)."""
     rng = random.Random(f"{seed}-{domain}")
     if domain == "docs":
         pool = []
@@ -69,6 +69,7 @@ def domain_texts(domain: str, n: int, chars: int, seed: int) -> list[str]:
                 for _ in range(n)]
     else:
         raise ValueError(f"unknown domain {domain!r}; domains are {sorted(DOMAIN_TIERS)}")
+    pool = list(dict.fromkeys(pool))  # a repeated docstring or source block is one document
     rng.shuffle(pool)
     return [pool[i % len(pool)] for i in range(n)]
 

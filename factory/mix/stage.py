@@ -82,6 +82,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         held[chosen] = True
         target_texts = [records[i]["text"] for i in chosen]
 
+    digest = hashlib.sha256("\x1e".join(target_texts).encode("utf-8")).hexdigest()
+    ctx.log_dataset(name="target", uri=config.target or f"{inputs['corpus'].uri}#top-tier-held-out", digest=digest,
+                    context="validation", profile={"documents": len(target_texts)})
+
     # Embed, cluster, prune by quality, merge.
     ctx.log.info("mix_embed", documents=len(records), model=config.embedding.model)
     vectors = embed([r["text"] for r in records], config.embedding)  # (n, 384) unit rows
