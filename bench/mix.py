@@ -36,12 +36,17 @@ def main() -> None:
     parser.add_argument("--per-domain", type=int, default=60, help="Corpus documents per domain.")
     parser.add_argument("--chars", type=int, default=600, help="Characters per document.")
     parser.add_argument("--target-docs", type=int, default=40, help="Held-out docstring documents in the target set.")
-    parser.add_argument("--steps", type=int, default=200, help="Pretrain steps of each blend (the same token budget).")
+    parser.add_argument("--steps", type=int, default=150, help="Pretrain steps of each blend (the same token budget).")
     parser.add_argument("--proxy-steps", type=int, default=40)
     parser.add_argument("--proxies", type=int, default=6, help="Proxy runs per round.")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of this process (proxies use one each).")
     args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)  # on a shared machine, more threads than free cores only thrash
 
     from collections import Counter
 
@@ -90,9 +95,7 @@ def main() -> None:
     write_indexed(root / "target", ids, len(tokenizer))
     seq_len = 64
     target_windows = PackedSequences(root / "target", seq_len)
-    import torch
-
-    windows = torch.stack([target_windows[i] for i in range(len(target_windows))])
+    windows = torch.stack([target_windows[i] for i in range(len(target_windows))])  # (N, seq_len + 1)
 
     names = list(summary["datasets"])
     blends = {
