@@ -54,6 +54,9 @@ class Config(StageConfig):
         8.0, gt=0, description="Dirichlet concentration around the token-count prior (alpha = concentration x prior; "
                                "larger stays closer to the prior).")
     min_prior: float = Field(0.02, gt=0, lt=1, description="Floor of each dataset's prior share, so no dataset is never sampled.")
+    max_upsample: float = Field(
+        4.0, ge=1, description="No mixture or blend phase gives a dataset more than this many times its prior (token) "
+                               "share, so a small cluster is not repeated for many epochs.")
     proxy: ProxyConfig = Field(default_factory=ProxyConfig, description="The proxy runs.")
     predictor_trees: int = Field(200, ge=1, description="Boosting rounds of the LightGBM predictor.")
     predictor_folds: int = Field(5, ge=2, description="Folds of the held-out (out-of-fold) predictions its Spearman is measured on.")

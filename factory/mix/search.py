@@ -20,7 +20,7 @@ import numpy as np
 
 from factory.mix.config import Config
 
-__all__ = ["SearchResult", "dirichlet", "fit_predictor", "out_of_fold", "search", "spearman"]
+__all__ = ["SearchResult", "capped", "dirichlet", "fit_predictor", "out_of_fold", "search", "spearman"]
 
 
 @dataclass
@@ -37,11 +37,31 @@ class SearchResult:
     best: int = 0  # index of the searched mixture among the proxies
 
 
-def dirichlet(rng: np.random.Generator, prior: np.ndarray, concentration: float, n: int) -> np.ndarray:
-    """`n` mixtures (n, D) from Dirichlet(concentration x prior), each weight at least 1e-6 (a blend weight is > 0)."""
+def dirichlet(rng: np.random.Generator, prior: np.ndarray, concentration: float, n: int,
+              max_upsample: float = np.inf) -> np.ndarray:
+    """`n` mixtures (n, D) from Dirichlet(concentration x prior), each weight at least 1e-6 (a blend weight is > 0)
+    and at most `max_upsample` x its prior share (`capped`)."""
     x = rng.dirichlet(np.maximum(concentration * prior, 1e-3), size=n)
     x = np.maximum(x, 1e-6)
-    return x / x.sum(axis=1, keepdims=True)
+    x = x / x.sum(axis=1, keepdims=True)
+    if np.isfinite(max_upsample):
+        x = np.array([capped(row, max_upsample * prior) for row in x])
+    return x
+
+
+def capped(x: np.ndarray, caps: np.ndarray, *fills: np.ndarray) -> np.ndarray:
+    """`x` (D,) with every weight at most its cap and the same total of 1: the excess over a cap goes to the
+    datasets below theirs, in proportion to the first of `fills` (default `x`) that still has room, then to
+    any room left. The caps must sum to at least 1 (they do when caps = max_upsample x prior, max_upsample >= 1)."""
+    x = np.minimum(np.asarray(x, dtype=np.float64), caps)
+    for fill in [*(fills or (x,)), np.ones_like(x)]:
+        for _ in range(len(x)):  # each pass fills at least one dataset to its cap, or places all the excess
+            excess, room = 1.0 - x.sum(), caps - x
+            share = np.where(room > 1e-12, fill, 0.0)
+            if excess <= 1e-12 or share.sum() <= 0:
+                break
+            x = x + np.minimum(room, excess * share / share.sum())
+    return x
 
 
 def fit_predictor(x: np.ndarray, y: np.ndarray, config: Config):
@@ -85,11 +105,11 @@ def search(prior: np.ndarray, train: Callable[[np.ndarray, int], list[float]], c
     k = config.proxies_per_round
     for r in range(1, config.rounds + 1):
         if r == 1:  # the prior itself, and draws around it
-            candidates = np.vstack([prior[None, :], dirichlet(rng, prior, config.concentration, k - 1)])
+            candidates = np.vstack([prior[None, :], dirichlet(rng, prior, config.concentration, k - 1, config.max_upsample)])
             predicted = None
         else:
             predictor = fit_predictor(np.array(xs), np.array(ys), config)
-            pool = dirichlet(rng, prior, config.concentration, max(config.candidates_per_round, k))
+            pool = dirichlet(rng, prior, config.concentration, max(config.candidates_per_round, k), config.max_upsample)
             scores = predictor.predict(pool)
             candidates = pool[np.argsort(scores, kind="stable")[:k]]
             predicted = predictor.predict(candidates)

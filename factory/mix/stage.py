@@ -142,7 +142,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     weights = result.weights / result.weights.sum()
     phases = two_phase(weights, np.array(stream_tiers), names, config.phase2_fraction, config.phase1_diversity,
-                       config.phase2_sharpness, config.min_weight)
+                       config.phase2_sharpness, config.min_weight, caps=config.max_upsample * prior)
 
     # Publish: the annotated documents, the blend, the search record and its plots.
     def annotated():

@@ -92,3 +92,19 @@ def test_the_process_pool_trains_real_proxies_with_the_same_numbers_as_one_proce
     assert pooled == alone  # seeded, one thread each: the worker count does not change a result
     assert pooled[0] < pooled[1] < np.log(257)  # more of the target's kind of text, lower target loss
     assert train_proxy(jobs[0]) == alone[0]
+
+
+def test_caps_bound_every_weight_by_its_upsampling_and_move_the_excess_in_fill_order():
+    from factory.mix.search import capped
+
+    prior = np.array([0.5, 0.4, 0.05, 0.05])
+    caps = 4 * prior  # [2, 1.6, 0.2, 0.2]
+    x = capped(np.array([0.05, 0.05, 0.8, 0.1]), caps)
+    assert x.sum() == pytest.approx(1) and (x <= caps + 1e-12).all()
+    assert x == pytest.approx([0.3, 0.3, 0.2, 0.2])  # the excess went to the others in proportion, then capped again
+    # phase 2 keeps to the high-quality datasets while they have room, then falls back to the mixture
+    w, tiers = np.array([0.3, 0.3, 0.2, 0.2]), np.array([1.0, 1.0, 4.0, 4.0])
+    _, w2 = phase_weights(w, tiers, diversity=0.3, sharpness=1.0, caps=caps)
+    assert w2[2:] == pytest.approx([0.2, 0.2]) and w2[:2] == pytest.approx([0.3, 0.3])
+    draws = dirichlet(np.random.default_rng(0), prior, 2.0, 500, max_upsample=4.0)
+    assert (draws <= caps + 1e-12).all() and np.allclose(draws.sum(axis=1), 1)
