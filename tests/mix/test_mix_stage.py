@@ -148,3 +148,23 @@ def test_bad_inputs_name_what_to_fix(mixed, tmp_path):
     out.mkdir()
     with pytest.raises(InputError, match="names dataset 'synthetic', but tokenize has no synthetic input"):
         tokenize.run(tokenize.Config(vocab_size=300), {"corpus": _artifact(corpus)}, out, StepContext("tokenize"))
+
+
+def test_synthetic_data_joins_the_search_as_its_own_dataset(mixed, tmp_path):
+    synthetic = tmp_path / "synthetic"
+    rewrites = [{"id": f"syn-{i}", "text": f"Question: what does module number {i} do? Answer: " + "it parses text. " * 20,
+                 "metadata": {"source_id": r["id"], "quality_tier": 3}} for i, r in enumerate(mixed["records"][:8])]
+    write_parts(rewrites, synthetic / "documents", per_part=10)
+    config = CONFIG.model_copy(update={"rounds": 2, "proxies_per_round": 2, "predictor_folds": 2})
+    out = tmp_path / "mix"
+    out.mkdir()
+    mix.run(config, {"corpus": _artifact(mixed["root"] / "corpus"), "synthetic": _artifact(synthetic)}, out, StepContext("mix"))
+    summary = json.loads((out / "mixture.json").read_text())
+    assert summary["datasets"]["synthetic"]["documents"] == 8 and summary["datasets"]["synthetic"]["mean_tier"] == 3.0
+    assert all("synthetic" in p["weights"] for p in summary["proxies"])
+    assert "synthetic" in summary["blend"][0]["weights"]
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    tokenize.run(tokenize.Config(vocab_size=400), {"corpus": _artifact(out), "synthetic": _artifact(synthetic)}, tokens,
+                 StepContext("tokenize"))
+    assert (tokens / "synthetic.bin").is_file() and json.loads((tokens / "blend.json").read_text()) == summary["blend"]
