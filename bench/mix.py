@@ -132,8 +132,11 @@ def main() -> None:
         losses = [p["loss"] for p in summary["proxies"] if p["round"] == r]
         print(f"{r:5d}  {len(losses):7d}  {min(losses):15.4f}  {sum(losses) / len(losses):15.4f}")
     pred = summary["predictor"]
-    print(f"predictor Spearman on held-out proxies: {pred['spearman_held_out']:.3f} (out-of-fold); next round: "
-          + ", ".join(f"{s:.3f}" for s in pred["spearman_next_round"]))
+    def fmt(x):
+        return "undefined (constant predictions)" if x is None else f"{x:.3f}"
+
+    print(f"predictor Spearman on held-out proxies: {fmt(pred['spearman_held_out'])} (out-of-fold); next round "
+          "(the predictor fitted before it): " + ", ".join(fmt(s) for s in pred["spearman_next_round"]))
     print("blend phases:", json.dumps(summary["blend"]))
 
     print(f"\nblend       target valid loss (nats/token)   tokens   (tiny preset, {args.steps} steps each)")

@@ -86,11 +86,12 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, config: Config) -> np.ndarray:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (scipy); 0 when either side is constant."""
+    """Spearman rank correlation (scipy); NaN when either side is constant (e.g. a round whose picks all fall in
+    the predictor's best leaf, so it predicts one value for all of them)."""
     from scipy.stats import spearmanr
 
     if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
+        return float("nan")
     return float(spearmanr(a, b).statistic)
 
 

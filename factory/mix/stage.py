@@ -169,7 +169,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                      "predicted_held_out": round(float(p), 6)}
                     for r, w, y, p in zip(result.rounds, result.proxies, result.losses, result.predicted)],
         "searched": {"proxy": result.best, "loss": float(result.losses[result.best]), "prior_loss": prior_loss},
-        "predictor": {"spearman_held_out": result.spearman, "spearman_next_round": result.next_round_spearman},
+        "predictor": {"spearman_held_out": _finite(result.spearman),
+                      "spearman_next_round": [_finite(x) for x in result.next_round_spearman]},
         "blend": phases,
     }
     (output / "mixture.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -187,10 +188,11 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "proxies": len(result.losses),
         "proxy_loss_prior": prior_loss,
         "proxy_loss_searched": float(result.losses[result.best]),
-        "predictor_spearman": result.spearman,
         "phase1_entropy": entropy(np.array(list(phases[0]["weights"].values()))),
         "phase2_entropy": entropy(np.array(list(phases[-1]["weights"].values()))),
     }
+    if not np.isnan(result.spearman):
+        metrics["predictor_spearman"] = result.spearman
     ctx.log.info("mixed", **metrics)
     return {k: float(v) for k, v in metrics.items()}
 
@@ -203,6 +205,11 @@ def _records(files: list[Path], config: Config, what: str) -> list[dict]:
         if isinstance(record, dict) and isinstance(record.get("id"), str) and isinstance(record.get("text"), str) and record["text"]:
             out.append(record)
     return out
+
+
+def _finite(x: float) -> float | None:
+    """`x`, or None (JSON null) when it is NaN: a Spearman correlation of constant predictions is undefined."""
+    return None if np.isnan(x) else x
 
 
 def _unit_hash(seed: int, doc_id: str) -> float:
