@@ -11,5 +11,8 @@ The `mix` stage (`factory.mix.stage`, one entry in `factory.kinds.KINDS`, betwee
   carries to pretrain as its `blend`;
 - `plots`: weights per round and the predictor's predicted against actual loss.
 
-    factory step mix examples/smoke.yaml
+In a spec, between curate (and synth) and tokenize; pretrain then trains on its blend:
+
+    stages:
+      mix: {clusters: 16, super_clusters: 4, rounds: 3, target: data/target.jsonl}
 """
