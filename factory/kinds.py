@@ -76,8 +76,12 @@ KINDS: dict[str, StageKind] = {
     "curate": StageKind("factory.curate", output="corpus", launcher="ray",
                         inputs={"quality": In("classifier", ("quality",), optional=True)}),
     "synth": StageKind("factory.synth", output="corpus", inputs={"corpus": In("corpus", ("curate",))}),
+    # CLIMB: cluster the corpus, search the mixture with proxy models, derive two blend phases (diverse, then high
+    # quality); its corpus carries the clusters and the blend, from which tokenize writes one dataset per super-cluster.
+    "mix": StageKind("factory.mix.stage", output="corpus",
+                     inputs={"corpus": In("corpus", ("curate",)), "synthetic": In("corpus", ("synth",), optional=True)}),
     "tokenize": StageKind("factory.tokenize", output="tokens",
-                          inputs={"corpus": In("corpus", ("curate",)), "synthetic": In("corpus", ("synth",), optional=True)}),
+                          inputs={"corpus": In("corpus", ("curate", "mix")), "synthetic": In("corpus", ("synth",), optional=True)}),
     "pretrain": StageKind("factory.train.pretrain", output="checkpoint", resumable=True, distributed=True, registered=True,
                           inputs={"tokens": In("tokens", ("tokenize",))}),
     # Minitron: prune the pretrained model (activation importance, width/depth surgery, budget search), then

@@ -13,6 +13,9 @@ Output:
                           document (that would leak valid text into training); pretrain's `blend` names
                           this dataset "synthetic" to mix it with "train", as Nemotron-CC blends real and
                           synthetic tokens
+    cluster-NN.bin, .idx  with a corpus from the mix stage: one dataset per super-cluster (its training documents)
+    blend.json            with a corpus from the mix stage: its blend phases over those datasets, which pretrain
+                          trains on when its own `blend` is not set (`factory.tokenize.mixture`)
     stats.json            document and token counts, skipped records, special token ids
 
 The tokenizer learns from real training documents only, so adding synthetic data does not change it.
