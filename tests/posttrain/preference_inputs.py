@@ -71,7 +71,7 @@ def chat_tokenizer():
     return with_chat_template(as_transformers(train_bpe(iter(texts), len(texts), config), config))
 
 
-def policy_checkpoint(root: Path, conversations: Artifact, steps: int = 120, seed: int = 0, lr: float = 6e-3) -> Artifact:
+def policy_checkpoint(root: Path, conversations: Artifact, steps: int = 150, seed: int = 0, lr: float = 6e-3) -> Artifact:
     """A tiny NemotronH fine-tuned on train.jsonl (loss on the assistant tokens) for `steps` steps: it has learnt
     the answer format and some sums, so its samples are a mix of right and wrong."""
     import torch.nn.functional as F
