@@ -76,6 +76,7 @@ class Config(TrainConfig):
     max_new_tokens: int = Field(256, gt=0, description="Most tokens per sampled completion.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
+    generation_batch: int = Field(16, gt=0, description="Prompts (of one token length) sampled together.")
 
     @model_validator(mode="after")
     def _fits(self) -> Config:
@@ -182,24 +183,34 @@ def build_pairs(policy, tokenizer, prompts: Sequence[Any], config: Config, score
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     counts = {"prompts": len(prompts), "samples": 0, "verified": 0, "too_long": 0, "all_verified": 0,
               "none_verified": 0, "no_reward_gap": 0, "pairs": 0}
-    rendered, completions = [], []
     policy.eval()
+    # Prompts of one token length are sampled together, with no padding (a Mamba layer's state would carry it):
+    # groups of up to `generation_batch` prompts, in prompt order, each seeded from the seed and its first prompt.
+    by_length: dict[int, list[tuple[int, Any, list[int]]]] = {}
     for index, prompt in enumerate(prompts):
         prompt_ids = render_prompt(tokenizer, prompt.chat(config.reasoning))
         if len(prompt_ids) + config.max_new_tokens > config.seq_len:
             counts["too_long"] += 1
             continue
-        torch.manual_seed(config.seed * 7919 + seed_offset + index)  # each prompt's samples are a function of the seed
-        with torch.no_grad():
-            out = policy.generate(
-                input_ids=torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-                do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
-                max_new_tokens=config.max_new_tokens, num_return_sequences=config.samples_per_prompt,
-                eos_token_id=stop_ids, pad_token_id=pad_id)
-        rows = [_cut(row[len(prompt_ids):].tolist(), stop_ids) for row in out]
-        rendered.append((prompt, prompt_ids))
-        completions.append(rows)
-        counts["samples"] += len(rows)
+        by_length.setdefault(len(prompt_ids), []).append((index, prompt, prompt_ids))
+    sampled: dict[int, tuple[Any, list[int], list[list[int]]]] = {}
+    k = config.samples_per_prompt
+    for length, group in sorted(by_length.items()):
+        for start in range(0, len(group), config.generation_batch):
+            chunk = group[start : start + config.generation_batch]
+            torch.manual_seed(config.seed * 7919 + seed_offset + chunk[0][0])
+            with torch.no_grad():
+                out = policy.generate(
+                    input_ids=torch.tensor([ids for _, _, ids in chunk]),
+                    attention_mask=torch.ones(len(chunk), length, dtype=torch.long),
+                    do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
+                    max_new_tokens=config.max_new_tokens, num_return_sequences=k,
+                    eos_token_id=stop_ids, pad_token_id=pad_id)  # (len(chunk) * k, length + new), prompt-major
+            for j, (index, prompt, prompt_ids) in enumerate(chunk):
+                sampled[index] = (prompt, prompt_ids, [_cut(row[length:].tolist(), stop_ids) for row in out[j * k : (j + 1) * k]])
+    rendered = [(sampled[i][0], sampled[i][1]) for i in sorted(sampled)]
+    completions = [sampled[i][2] for i in sorted(sampled)]
+    counts["samples"] = sum(len(rows) for rows in completions)
     texts = [[_reply_text(tokenizer, ids) for ids in rows] for rows in completions]
     if scorer is None:
         rewards = _verify([p for p, _ in rendered], texts)

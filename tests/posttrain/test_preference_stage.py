@@ -78,7 +78,8 @@ def test_raises_the_preference_margin_on_heldout_pairs(runs, loss):
     assert result["heldout_pairs"] >= 10
     # before training the policy is its own reference: margin 0; after, chosen answers gain on rejected ones
     assert result["heldout_margin_before"] == 0.0
-    # (measured: DPO 0.68 and 79% of pairs ranked right, RPO 0.28 and 63%; log-prob gap 1.4 -> 8.2 and 4.1)
+    # (measured: 37 training and 17 held-out pairs; held-out margin DPO 0.37 with 76% of pairs ranked right, RPO 0.38
+    # and 82%; log-prob gap 1.1 -> 4.8 and 4.9)
     assert result["heldout_margin_after"] > 0.15
     assert result["heldout_reward_accuracy_after"] > 0.55
     assert result["heldout_logp_gap_after"] > result["heldout_logp_gap_before"] + 2.0
