@@ -135,7 +135,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     counts = json.loads((output / "pair_counts.json").read_text())
     ctx.log.info("preference.pairs", train=len(train_pairs), heldout=len(heldout_pairs), **counts["train"])
 
-    gap_before = _logp_gap(policy, heldout_pairs)
+    before = heldout_margins(policy, heldout_pairs, config.beta)  # margin ~0: the policy is still its reference
     torch.manual_seed(config.seed)
     objective = PreferenceObjective(policy, loss=config.loss, beta=config.beta, label_smoothing=config.label_smoothing,
                                     distance=config.rpo_distance, eta=config.eta)
@@ -157,9 +157,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     result = {
         "train_pairs": float(len(train_pairs)), "heldout_pairs": float(len(heldout_pairs)),
         "train_samples_verified": float(counts["train"]["verified"]), "train_samples": float(counts["train"]["samples"]),
-        "heldout_margin_before": 0.0,  # the policy is its own reference before training
-        "heldout_margin_after": heldout["margin"], "heldout_reward_accuracy_after": heldout["accuracy"],
-        "heldout_logp_gap_before": gap_before, "heldout_logp_gap_after": heldout["logp_gap"],
+        "heldout_margin_before": before["margin"], "heldout_margin_after": heldout["margin"],
+        "heldout_reward_accuracy_after": heldout["accuracy"],
+        "heldout_logp_gap_before": before["logp_gap"], "heldout_logp_gap_after": heldout["logp_gap"],
         "final_loss": losses[-1] if losses else float("nan"), "steps": float(state.step),
     }
     (output / "preference.json").write_text(json.dumps({**result, "loss": config.loss, "judge": config.judge,
@@ -378,14 +378,6 @@ def _policy_logps(model, pairs: Sequence[Mapping[str, Any]]) -> tuple[list[float
         seqs = [_sequences(p, side) for p in pairs]
         sides.append(reference_logps(model, [s[0] for s in seqs], [s[1] for s in seqs]))
     return sides[0], sides[1]
-
-
-def _logp_gap(model, pairs: Sequence[Mapping[str, Any]]) -> float:
-    """Mean over pairs of log pi(chosen) - log pi(rejected) (NaN without pairs)."""
-    if not pairs:
-        return float("nan")
-    chosen, rejected = _policy_logps(model, pairs)
-    return sum(c - r for c, r in zip(chosen, rejected)) / len(pairs)
 
 
 def heldout_margins(model, pairs: Sequence[Mapping[str, Any]], beta: float) -> dict[str, float]:

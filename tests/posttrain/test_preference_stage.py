@@ -77,7 +77,7 @@ def test_raises_the_preference_margin_on_heldout_pairs(runs, loss):
     assert not {p["prompt_id"] for p in heldout} & {p["prompt_id"] for p in pairs}
     assert result["heldout_pairs"] >= 10
     # before training the policy is its own reference: margin 0; after, chosen answers gain on rejected ones
-    assert result["heldout_margin_before"] == 0.0
+    assert abs(result["heldout_margin_before"]) < 1e-4
     # (measured: 37 training and 17 held-out pairs; held-out margin DPO 0.37 with 76% of pairs ranked right, RPO 0.38
     # and 82%; log-prob gap 1.1 -> 4.8 and 4.9)
     assert result["heldout_margin_after"] > 0.15
