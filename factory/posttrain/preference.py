@@ -115,7 +115,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     policy = load_model(model_dir)
 
     train_file, heldout_file = output / "pairs.jsonl", output / "heldout_pairs.jsonl"
-    if not (train_file.is_file() and heldout_file.is_file()):  # a resumed attempt reuses the pairs it wrote
+    if not train_file.is_file():  # a resumed attempt reuses the pairs it wrote (pairs.jsonl is written last)
         scorer = _reward_scorer(config, inputs) if config.judge == "reward_model" else None
         prompts = data.prompts()[: config.max_prompts]
         where = f"{data.path / 'prompts.jsonl'}"
@@ -128,9 +128,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         heldout = data.heldout()[: config.heldout_prompts]
         heldout_pairs, heldout_counts = build_pairs(policy, tokenizer, heldout, config, scorer, seed_offset=1_000_003)
         _add_reference_logps(policy, train_pairs + heldout_pairs)
+        (output / "pair_counts.json").write_text(json.dumps({"train": train_counts, "heldout": heldout_counts}, indent=2))
         _write_jsonl(heldout_file, heldout_pairs)
         _write_jsonl(train_file, train_pairs)  # last: its presence marks the pairs complete
-        (output / "pair_counts.json").write_text(json.dumps({"train": train_counts, "heldout": heldout_counts}, indent=2))
     train_pairs, heldout_pairs = _read_jsonl(train_file), _read_jsonl(heldout_file)
     counts = json.loads((output / "pair_counts.json").read_text())
     ctx.log.info("preference.pairs", train=len(train_pairs), heldout=len(heldout_pairs), **counts["train"])
