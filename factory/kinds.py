@@ -95,6 +95,12 @@ KINDS: dict[str, StageKind] = {
                                 inputs={"teacher": In("checkpoint", (), optional=True)}),
     "sft": StageKind("factory.posttrain.sft", output="checkpoint", resumable=True, distributed=True, registered=True,
                      inputs={"model": In("checkpoint", ("pretrain", "distill")), "data": In("conversations", ("posttrain_data",))}),
+    # The reward model comes before preference in dependency order: preference's optional "reward_model" input.
+    "reward_model": StageKind("factory.posttrain.reward_model", output="checkpoint", resumable=True, registered=True,
+                              inputs={"model": In("checkpoint", ("pretrain", "distill", "sft"))}),
+    "preference": StageKind("factory.posttrain.preference", output="checkpoint", resumable=True, registered=True,
+                            inputs={"model": In("checkpoint", ("pretrain", "distill", "sft")), "data": In("conversations", ("posttrain_data",)),
+                                    "reward_model": In("checkpoint", ("reward_model",), optional=True)}),
     "quantize": StageKind("factory.quantize.stage", output="quantized",
                           inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",))}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)
