@@ -499,7 +499,7 @@ def _with_checkpoint_input(settings: GVendiSettings, inputs: Mapping[str, Any]) 
         model_dir = Path(inputs[name].path) / "model"
         if kind != "checkpoint" or not (model_dir / "config.json").is_file():
             continue
-        found = [t for t in [Path(settings.tokenizer_dir)] if settings.tokenizer_dir] + tokenizers + [model_dir]
+        found = ([Path(settings.tokenizer_dir)] if settings.tokenizer_dir else []) + tokenizers + [model_dir]
         tokenizer = next((t for t in found if (t / "tokenizer.json").is_file()), None)
         if tokenizer is not None:
             return settings.model_copy(update={"model_dir": str(model_dir), "tokenizer_dir": str(tokenizer)})
