@@ -26,7 +26,7 @@ kept candidate goes to the cluster that is smallest at that moment), which fills
     report = measure_artifact("store/curate/<fp>", "corpus", GVendiSettings(sample=64))   # {"gvendi": ..., ...}
 
 The executor calls `measure_output` for every dataset artifact (corpus, conversations) when the spec sets
-`gvendi:`; synth calls `targeted_filter` when its config sets `targeted:`. Importing this module loads no
+`gvendi:`; synth calls `targeted_filter` when its config sets `targeted.enabled`. Importing this module loads no
 torch.
 """
 
@@ -72,8 +72,8 @@ class ProxySettings(StageConfig):
     tokenizer_dir: str | None = Field(None, json_schema_extra={"external_input": True},
                                       description="Folder with the proxy's tokenizer.json (a tokens artifact's "
                                                   "tokenizer/); default: model_dir itself.")
-    seq_len: int = Field(512, ge=8, description="Tokens per example window (the proxy sees seq_len + 1 tokens); short "
-                                               "windows make every gradient look alike noise, so domains blur below ~256 bytes.")
+    seq_len: int = Field(512, ge=8, description="Tokens per example window (the proxy sees seq_len + 1). Shorter windows "
+                                               "give noisier gradients: below ~256 bytes, domains blur into each other.")
     dim: int = Field(1024, ge=8, description="Dimensions of the Rademacher random projection of each gradient.")
     seed: int = Field(0, description="Seed of the fresh proxy's weights, the projection and the sampling.")
     batch_size: int = no_effect(16, "Examples per vmap'd gradient call (memory against speed).")
@@ -82,15 +82,16 @@ class ProxySettings(StageConfig):
 class GVendiSettings(ProxySettings):
     """G-Vendi of a dataset artifact: how many examples to draw, and the proxy (see ProxySettings)."""
 
-    sample: int = Field(64, ge=2, description="Examples drawn (seeded, uniformly) from the dataset; the cost is "
-                                              "linear in it (about 0.1 s an example for the tiny proxy at seq_len 512 on one core).")
+    sample: int = Field(64, ge=2, description="Examples drawn (seeded, uniformly) from the dataset; the cost is one "
+                                              "forward and backward pass of the proxy per example, plus the projection.")
 
 
 class TargetedSynthesis(StageConfig):
     """Prismatic-style targeted synthesis: keep the generated documents that land in the smallest gradient
     clusters of the source data."""
 
-    clusters: int = Field(8, ge=2, description="k of the k-means over the source documents' gradients.")
+    enabled: bool = Field(False, description="Filter the generated documents this way; off keeps every one.")
+    clusters: int = Field(8, ge=2, description="k of the k-means over the source and generated documents' gradients.")
     keep_fraction: float = Field(0.5, gt=0.0, le=1.0, description="Share of the generated documents kept.")
     reference_docs: int = Field(256, ge=2, description="Source documents (a seeded sample) whose gradients are clustered.")
     proxy: ProxySettings = Field(default_factory=ProxySettings, description="Proxy model and projection.")

@@ -62,7 +62,6 @@ def test_hook_measures_corpus_and_conversations_and_nothing_else(tmp_path):
     assert report["examples"] == 6 and report["skipped"] == {"gvendi_unusable_records": 1}
     assert metrics == {"gvendi": report["gvendi"], "gvendi_examples": 6.0} and 1.0 < metrics["gvendi"] <= 6.0
     assert report["proxy"] == "fresh:tiny:bytes:seed0" and report["settings"]["seq_len"] == 64
-    assert measure_output("corpus", corpus, {}, SMALL) == metrics  # seeded: the same score again
 
     convo = measure_output("conversations", chats(tmp_path / "chats"), {}, SMALL)
     report = json.loads((tmp_path / "chats" / "gvendi.json").read_text())

@@ -1,4 +1,4 @@
-"""Prismatic-style targeted synthesis in the synth stage (`synth.targeted`): of the rewrites, keep those that
+"""Prismatic-style targeted synthesis in the synth stage (`synth.targeted.enabled`): of the rewrites, keep those that
 land in the smallest gradient clusters of the source corpus.
 
 The stage runs for real through its OpenAI client against the test server on 127.0.0.1; the server's replies
@@ -47,7 +47,8 @@ def test_targeted_synthesis_keeps_the_rewrites_that_fill_sparse_clusters(tmp_pat
     output.mkdir()
     with FakeOpenAI(reply=reply) as server:
         config = synth.Config(generator={"kind": "openai", "base_url": server.url + "/v1", "model": "m"},
-                              targeted={"clusters": 4, "keep_fraction": 0.25, "reference_docs": SOURCE_DOCS})
+                              targeted={"enabled": True, "clusters": 4, "keep_fraction": 0.25,
+                                                                 "reference_docs": SOURCE_DOCS})
         metrics = synth.run(config, {"corpus": Artifact(corpus, {"fingerprint": "f" * 64, "kind": "corpus"})}, output,
                             StepContext("synth", scratch=tmp_path / "scratch"))
     kept = [d["id"] for d in corpus_records(output)]

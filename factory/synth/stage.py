@@ -47,7 +47,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     try:
         records = read_records(files, stats, bad_line="docs_bad_json", bad_file="unreadable_files")
         docs = rephrase(progress(records, desc="synth"), config, generator, stats)
-        if config.targeted is not None:  # keep the rewrites that fill the sparse gradient clusters of the source
+        if config.targeted.enabled:  # keep the rewrites that fill the sparse gradient clusters of the source
             reference = read_records(files, Counter())
             docs = targeted_filter(docs, reference, config.targeted, ctx.scratch, stats)
         parts = write_parts(docs, output / "documents", config.docs_per_part)
