@@ -19,8 +19,9 @@ vocabulary), so the corpus can be measured before any tokenizer or checkpoint ex
 comparable between datasets measured with the same proxy, `seq_len`, `dim` and `seed`.
 
 Prismatic-style targeted synthesis (`targeted_selection`, `targeted_filter`): k-means on the gradients of
-the existing data, then keep the generated candidates that land in the smallest clusters (greedily: each
-kept candidate goes to the cluster that is smallest at that moment), which fills the gaps of the dataset.
+the existing data and the generated candidates together, a cluster's size being its number of existing
+examples; then keep the candidates that land in the smallest clusters (greedily: each kept candidate comes
+from the cluster that is smallest at that moment), which fills the gaps of the dataset.
 
     from factory.gvendi import GVendiSettings, gvendi_score, measure_artifact
     report = measure_artifact("store/curate/<fp>", "corpus", GVendiSettings(sample=64))   # {"gvendi": ..., ...}
@@ -157,7 +158,7 @@ def _sample(items: Iterable[Any], k: int, seed: int) -> list[Any]:
 
 def read_examples(path: str | Path, kind: str, encode: Callable[[str], list[int]], seq_len: int, sample: int,
                   seed: int, skipped: Counter | None = None) -> list[Example]:
-    """A seeded sample of `sample` examples of a dataset artifact folder.
+    """A seeded sample of `sample` examples of a dataset artifact folder (one pass over its records).
 
     corpus: `documents/*.jsonl.gz` records' `text`; conversations: `train.jsonl` records' `messages`.
     Records without usable text count in `skipped`.
