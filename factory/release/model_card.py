@@ -41,7 +41,7 @@ def model_card(
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
         "tags": list(config.tags),
-        "datasets": [a["uri"] for a in corpora] + sources,
+        "datasets": [a["uri"] for a in corpora] + [a["uri"] for a in chain if a["kind"] == "conversations"] + sources,
     }
     if bases:
         meta["base_model"] = bases[0]["uri"]
@@ -98,6 +98,7 @@ def model_card(
         *[f"- corpus `{a['uri']}` (fingerprint `{a['fingerprint']}`)" for a in corpora],
         *[f"- raw source `{s}`" for s in sources],
         "",
+        *_posttrain_section(chain),
         "## Lineage",
         "",
         "Every artifact this release was built from, nearest first:",
@@ -123,6 +124,36 @@ def model_card(
     ]
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n\n" + "\n".join(body)
+
+
+PROCEDURAL_TEACHER = "procedural-solver"
+
+
+def _posttrain_section(chain: list[dict[str, Any]]) -> list[str]:
+    """The post-training data (its teachers and reasoning modes, from the conversations artifact's metrics) and the
+    post-training steps (checkpoints made from that data), base first; nothing when the model was not post-trained."""
+    data = [a for a in chain if a["kind"] == "conversations"]
+    if not data:
+        return []
+    fingerprints = {a["fingerprint"] for a in data}
+    steps = [a for a in reversed(chain) if a["kind"] == "checkpoint" and fingerprints & set((a.get("inputs") or {}).values())]
+    lines = ["## Post-training", ""]
+    for a in data:
+        m = a.get("metrics") or {}
+        teachers = [k.removeprefix("kept_by_teacher.") for k in m if k.startswith("kept_by_teacher.")]
+        lines.append(f"- data `{a['uri']}` (step {a['stage']}, fingerprint `{a['fingerprint'][:16]}`): "
+                     f"{int(m.get('kept', 0))} verified conversations kept of {int(m.get('generated', 0))} generated "
+                     f"for {int(m.get('prompts', 0))} prompts; {int(m.get('kept_on', 0))} with `detailed thinking on`, "
+                     f"{int(m.get('kept_off', 0))} with `detailed thinking off`; teacher: "
+                     + (", ".join(f"`{t}`" for t in teachers) or "not recorded") + ".")
+        if PROCEDURAL_TEACHER in teachers:
+            lines.append(f"  `{PROCEDURAL_TEACHER}` is not a language model: a program that solves the procedural tasks "
+                         "and writes its steps as the reasoning trace (the offline teacher). Every kept solution passed the "
+                         "task's verifier.")
+    if steps:
+        lines += ["", "Post-training steps, from the base model to this release: "
+                  + " → ".join(f"{a['stage']} (`{a['uri']}`)" for a in steps) + "."]
+    return [*lines, ""]
 
 
 def _chat_section(config: Config) -> list[str]:
