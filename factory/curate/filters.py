@@ -123,11 +123,52 @@ class ExactDedupFilter(Isolated, BaseFilter):
         return True
 
 
-EXTRACTORS = ("trafilatura", "resiliparse", "justext")
+EXTRACTORS = ("resiliparse_rules", "trafilatura", "resiliparse", "justext")
+
+# Boilerplate for the `resiliparse_rules` extractor, as CSS selectors that resiliparse (Lexbor) skips while it
+# renders the page: HTML5 sectioning tags and ARIA landmark roles that mark page chrome, and the class / id
+# names sites use for it (the conventions trafilatura's and readability's discard lists also key on). A name
+# matches a whole class token or id, or a dash-separated part of one (`site-footer`, `section-toc`), never a
+# substring of another word (`canvas` is not `nav`).
+BOILERPLATE_TAGS = ("nav", "header", "footer", "aside")
+BOILERPLATE_ROLES = ("navigation", "banner", "contentinfo", "complementary", "search", "menu", "menubar")
+BOILERPLATE_NAMES = ("nav", "navpath", "menu", "toc", "banner", "cookie", "cookies", "consent", "subscribe", "share",
+                     "social", "ads", "promo", "sponsored", "related", "trending", "popular", "widget", "pagination",
+                     "skip")
+# names long and distinctive enough to match anywhere in a class or id (`groupheader`, `navbarTop`)
+BOILERPLATE_STEMS = ("header", "footer", "sidebar", "navbar", "navigation", "breadcrumb", "masthead", "newsletter",
+                     "advert")
+# class / id rules skip block elements only: an inline element (a `<b class="header">` run-in heading, an
+# `<a id="toc-...">` anchor the HTML5 parser may have wrapped around the content after it) is never chrome alone
+_INLINE = ":not(a, abbr, b, cite, code, em, i, kbd, small, span, strong, sub, sup, tt, var)"
+
+
+def _name_selectors(name: str) -> list[str]:
+    out = []
+    for attr in ("class", "id"):
+        out += [f"[{attr}~={name} i]{_INLINE}", f"[{attr}^={name}- i]{_INLINE}", f"[{attr}$=-{name} i]{_INLINE}",
+                f"[{attr}*='-{name}-' i]{_INLINE}"]
+    return out
+
+
+BOILERPLATE_SELECTORS = (list(BOILERPLATE_TAGS) + [f"[role={r} i]" for r in BOILERPLATE_ROLES]
+                         + [s for name in BOILERPLATE_NAMES for s in _name_selectors(name)]
+                         + [f"[{attr}*={stem} i]{_INLINE}" for stem in BOILERPLATE_STEMS for attr in ("class", "id")]
+                         + ["a[class~=skip-link i]", "a[class~=skiplink i]"])  # "skip to content" links
 
 
 def extract_main_text(html: str, extractor: str) -> str:
-    """Main text of one HTML page with the named extractor (navigation, banners and footers stripped)."""
+    """Main text of one HTML page with the named extractor (navigation, banners and footers stripped).
+
+    `resiliparse_rules` (the stage's default): resiliparse's C renderer with the `BOILERPLATE_SELECTORS` skipped
+    and no main-content guessing, 10-20x faster than trafilatura (bench/curate.py measures both).
+    """
+    if extractor == "resiliparse_rules":
+        from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
+
+        return extract_plain_text(HTMLTree.parse(html), main_content=False, alt_texts=False, links=False,
+                                  skip_elements=BOILERPLATE_SELECTORS)
     if extractor == "trafilatura":
         import trafilatura
 
@@ -159,7 +200,7 @@ class Extract(BaseExtractor):
 
     name = "⛏ Extract main text"
 
-    def __init__(self, extractor: str = "trafilatura", timeout: float = 30, math=None):
+    def __init__(self, extractor: str = "resiliparse_rules", timeout: float = 30, math=None):
         super().__init__(timeout)
         if extractor not in EXTRACTORS:
             raise ValueError(f"unknown extractor {extractor!r}; known: {list(EXTRACTORS)}")

@@ -2,7 +2,7 @@
 
 Per-document steps run as one datatrove pipeline (local processes by default, Ray with `executor: ray`):
 
-    read (HTML, WARC, WET, JSONL) -> extract main text (trafilatura | resiliparse | justext; math-aware path
+    read (HTML, WARC, WET, JSONL) -> extract main text (resiliparse_rules | trafilatura | resiliparse | justext; math-aware path
     for pages with equations) -> language id (py3langid) -> Gopher repetition -> Gopher quality
     -> [C4 quality] -> [FineWeb quality]
 
@@ -120,8 +120,8 @@ class Config(StageConfig):
     languages: list[str] = Field(["en"], description="ISO 639-1 codes of the languages to keep (py3langid labels).")
     min_language_score: float = Field(
         0.65, ge=0, le=1, description="Smallest py3langid probability of the detected language for a page to stay.")
-    extractor: Literal["trafilatura", "resiliparse", "justext"] = Field(
-        "trafilatura", description="Main-text extractor that strips navigation, banners and footers (bench/curate.py measures them).")
+    extractor: Literal["resiliparse_rules", "trafilatura", "resiliparse", "justext"] = Field(
+        "resiliparse_rules", description="Main-text extractor that strips navigation, banners and footers (bench/curate.py measures them).")
     extract_timeout_s: float = Field(
         30.0, gt=0, description="Per-page extraction time limit; a page that takes longer is dropped.")
     max_page_bytes: int = Field(
