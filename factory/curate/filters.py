@@ -8,6 +8,7 @@ drop of that document under `error_<ExceptionType>` (`Isolated`), so one bad pag
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -20,6 +21,7 @@ from datatrove.pipeline.filters import GopherQualityFilter as _GopherQualityFilt
 from datatrove.pipeline.filters import GopherRepetitionFilter as _GopherRepetitionFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
+from factory.curate.words import CachedSpacyWords
 from factory.logs import get_logger
 
 log = get_logger("factory.curate.filters")
@@ -46,11 +48,26 @@ class Isolated:
 
 
 class GopherRepetitionFilter(Isolated, _GopherRepetitionFilter):
-    """datatrove's Gopher repetition filter, one bad document dropped and counted, not raised."""
+    """datatrove's Gopher repetition filter, one bad document dropped and counted, not raised.
+
+    Words come from `CachedSpacyWords` (datatrove's spaCy words, cached per chunk) unless `language` is given.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("language", CachedSpacyWords("en"))
+        super().__init__(**kwargs)
 
 
 class GopherQualityFilter(Isolated, _GopherQualityFilter):
-    """datatrove's Gopher quality filter, one bad document dropped and counted, not raised."""
+    """datatrove's Gopher quality filter, one bad document dropped and counted, not raised.
+
+    Words come from `CachedSpacyWords` unless `language` is given; after the repetition filter, datatrove's
+    per-text word cache hands over the words that filter computed.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("language", CachedSpacyWords("en"))
+        super().__init__(**kwargs)
 
 
 class C4QualityFilter(Isolated, _C4QualityFilter):
@@ -59,6 +76,14 @@ class C4QualityFilter(Isolated, _C4QualityFilter):
 
 class FineWebQualityFilter(Isolated, _FineWebQualityFilter):
     """datatrove's FineWeb quality filter, one bad document dropped and counted, not raised."""
+
+
+@functools.cache
+def _language_identifier():
+    """py3langid's model, read once per process (unpacking it costs about as much as classifying 300 pages)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
 class LanguageIdFilter(Isolated, BaseFilter):
@@ -78,9 +103,7 @@ class LanguageIdFilter(Isolated, BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self._identifier is None:  # loaded lazily: the step is pickled into worker processes
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-            self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            self._identifier = _language_identifier()
         language, score = self._identifier.classify(doc.text)
         doc.metadata["language"] = language
         doc.metadata["language_score"] = round(float(score), 4)
