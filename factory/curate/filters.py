@@ -18,9 +18,10 @@ from datatrove.pipeline.extractors.base import BaseExtractor
 from datatrove.pipeline.filters import C4QualityFilter as _C4QualityFilter
 from datatrove.pipeline.filters import FineWebQualityFilter as _FineWebQualityFilter
 from datatrove.pipeline.filters import GopherQualityFilter as _GopherQualityFilter
-from datatrove.pipeline.filters import GopherRepetitionFilter as _GopherRepetitionFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.utils.word_tokenizers import load_word_tokenizer
 
+from factory.curate.repetition import FastGopherRepetition
 from factory.curate.words import CachedSpacyWords
 from factory.logs import get_logger
 
@@ -47,10 +48,25 @@ class Isolated:
             return False, reason
 
 
-class GopherRepetitionFilter(Isolated, _GopherRepetitionFilter):
+class ClearsWords:
+    """Mixin for a filter that splits words with `CachedSpacyWords`: the cache is emptied when the filter's run
+    ends, so a long-lived process holds no cache between stage runs and every run starts from the same state."""
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        try:
+            yield from super().run(data, rank, world_size)
+        finally:
+            words = load_word_tokenizer(self.language)  # the instance datatrove's split_into_words uses
+            if isinstance(words, CachedSpacyWords):
+                words.clear()
+
+
+class GopherRepetitionFilter(ClearsWords, Isolated, FastGopherRepetition):
     """datatrove's Gopher repetition filter, one bad document dropped and counted, not raised.
 
-    Words come from `CachedSpacyWords` (datatrove's spaCy words, cached per chunk) unless `language` is given.
+    Its n-gram rules are counted by `factory.curate.repetition` (same decisions, numpy instead of a Python string
+    per n-gram), and words come from `CachedSpacyWords` (datatrove's spaCy words, cached per chunk) unless
+    `language` is given.
     """
 
     def __init__(self, **kwargs):
@@ -58,7 +74,7 @@ class GopherRepetitionFilter(Isolated, _GopherRepetitionFilter):
         super().__init__(**kwargs)
 
 
-class GopherQualityFilter(Isolated, _GopherQualityFilter):
+class GopherQualityFilter(ClearsWords, Isolated, _GopherQualityFilter):
     """datatrove's Gopher quality filter, one bad document dropped and counted, not raised.
 
     Words come from `CachedSpacyWords` unless `language` is given; after the repetition filter, datatrove's

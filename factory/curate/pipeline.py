@@ -376,6 +376,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     from factory.curate.filters import ExactDedupFilter
     from factory.curate.readers import LOST_BYTES, SKIP_REASONS, list_sources
+    from factory.curate.words import clear_word_caches
     from factory.sources import local_sources
 
     start = time.perf_counter()
@@ -441,6 +442,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             docs = fuzzy.kept
             removed["fuzzy_dedup"], reasons["fuzzy_dedup"] = fuzzy.removed, {"near_duplicate": fuzzy.removed}
             seconds["fuzzy_dedup"] = time.perf_counter() - t
+        clear_word_caches()  # the Gopher filters' and MinHash's word caches: the next run starts cold
     if config.semantic_dedup.enabled:
         from factory.curate.dedup import semantic_dedup
 

@@ -16,7 +16,9 @@ language compare equal, so the repetition and quality filters share datatrove's 
 
 from __future__ import annotations
 
-from datatrove.utils.word_tokenizers import SpaCyTokenizer
+import weakref
+
+from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer
 
 
 class CachedSpacyWords(SpaCyTokenizer):
@@ -26,17 +28,21 @@ class CachedSpacyWords(SpaCyTokenizer):
     runs, not a change in the words).
     """
 
-    def __init__(self, language: str = "en", max_chunks: int = 1_000_000):
+    _live: weakref.WeakSet = weakref.WeakSet()  # every instance, so a stage can empty them all when it ends
+
+    def __init__(self, language: str = "en", max_chunks: int = 200_000):
         super().__init__(language)
+        CachedSpacyWords._live.add(self)
         self.max_chunks = max_chunks
         self._chunks: dict[str, tuple[str, ...]] = {}
+        self._words = None  # spaCy tokenizer for new chunks, made on first use
 
     def word_tokenize(self, text: str) -> list[str]:
         chunks = text.split()  # str.isspace() runs, as spaCy's tokenizer splits
         cache = self._chunks
         new = [c for c in set(chunks) if c not in cache] if len(cache) < self.max_chunks else None
-        if new is None:  # the cache is full: start again
-            cache.clear()
+        if new is None:  # the cache is full: start again, with a new tokenizer and its empty vocabulary
+            self.clear()
             new = list(set(chunks))
         if new:
             try:
@@ -48,21 +54,33 @@ class CachedSpacyWords(SpaCyTokenizer):
             words += cache[chunk]
         return words
 
+    def clear(self) -> None:
+        """Forget every cached chunk and the tokenizer's vocabulary (a stage calls this when its filters end)."""
+        self._chunks.clear()
+        self._words = None
+
     def _tokenize_chunks(self, chunks: list[str]) -> None:
         """Tokenize the new chunks in one spaCy call, joined by single spaces: a token followed by a space ends
         its chunk (a chunk holds no whitespace, so no token inside one is followed by a space)."""
-        tokenizer = self.tokenizer.tokenizer  # the pipeline's tokenizer alone: the sentencizer sets no tokens
-        with self.tokenizer.memory_zone():  # as datatrove does: new strings are not kept in spaCy's vocab
-            doc = tokenizer(" ".join(chunks))
-            found, index, tokens = {}, 0, []
-            for token in doc:
-                text = token.text.strip()
-                if text:
-                    tokens.append(text)
-                if token.whitespace_:
-                    found[chunks[index]] = tuple(tokens)
-                    index, tokens = index + 1, []
-            found[chunks[index]] = tuple(tokens)
+        if self._words is None:
+            # a tokenizer of its own, whose vocabulary computes no lexical attributes (shape, like_num, ...) for
+            # the strings it meets: tokenizing reads none of them, and they were most of the cost of a new string.
+            # Its strings stay in its vocabulary (no memory zone) and go with it when the cache starts again.
+            import spacy
+
+            nlp = spacy.blank(self.language)
+            nlp.vocab.lex_attr_getters = {}
+            self._words = nlp.tokenizer
+        doc = self._words(" ".join(chunks))
+        found, index, tokens = {}, 0, []
+        for token in doc:
+            text = token.text.strip()
+            if text:
+                tokens.append(text)
+            if token.whitespace_:
+                found[chunks[index]] = tuple(tokens)
+                index, tokens = index + 1, []
+        found[chunks[index]] = tuple(tokens)
         if index != len(chunks) - 1:  # never expected: spaCy split the joined text other than at the spaces
             raise ValueError("chunk boundaries lost")
         self._chunks |= found
@@ -75,5 +93,25 @@ class CachedSpacyWords(SpaCyTokenizer):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_tokenizer"], state["_chunks"] = None, {}  # rebuilt in the worker process
+        state["_tokenizer"], state["_words"], state["_chunks"] = None, None, {}  # rebuilt in the worker process
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        CachedSpacyWords._live.add(self)
+
+
+def word_splitter(language: str) -> WordTokenizer | str:
+    """What to pass a datatrove step as `language`: `CachedSpacyWords` where datatrove splits that language's words
+    with spaCy, else the language code (datatrove's own tokenizer for it)."""
+    try:
+        tokenizer = load_word_tokenizer(language)
+    except ValueError:
+        return language
+    return CachedSpacyWords(tokenizer.language) if type(tokenizer) is SpaCyTokenizer else language
+
+
+def clear_word_caches() -> None:
+    """Empty every `CachedSpacyWords` cache in this process (a stage run ends; the next one starts cold)."""
+    for words in list(CachedSpacyWords._live):
+        words.clear()
