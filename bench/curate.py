@@ -1,22 +1,27 @@
 """Curate benchmark: extractor quality, and documents per second per core against datatrove's stock pipeline.
 
-Part 1, extractors (trafilatura, resiliparse, justext) on the smoke corpus and on real HTML (every .html/.htm
+Part 1, extractors (resiliparse_rules, the stage's default; trafilatura, the stock pipeline's; resiliparse; justext)
+on the smoke corpus and on real HTML (every .html/.htm
 file under the folders given with --real, by default Debian's /usr/share/doc). Per page, from its HTML alone:
 - prose: <p> paragraphs of >= 20 words outside navigation/header/footer/sidebar blocks (on the smoke corpus:
   the <article> paragraphs); "prose kept" is the share whose words all appear, in order, in the extraction;
 - boilerplate: text blocks (>= 3 words) inside <nav>, <header>, <footer>, <aside> or elements whose class/id
   names navigation, menus, footers, sidebars, breadcrumbs, cookie banners; "boilerplate leaked" is the share
-  that appears in the extraction (on the smoke corpus also the planted boilerplate markers).
+  that appears in the extraction (on the smoke corpus also the planted boilerplate markers); "only there" counts
+  just the blocks whose text appears nowhere else on the page (a table of contents repeats every heading, and
+  an extractor that keeps headings would otherwise "leak" it).
 
 Part 2, throughput: the same pages packed into one WARC, curated by (a) this stage (`factory.curate.run`,
 extraction + language id + Gopher + exact + MinHash dedup + decontamination) and (b) datatrove's stock pipeline
 (WarcReader -> Trafilatura -> GopherRepetition -> GopherQuality -> MinHash signature/buckets/cluster/filter),
-in the same process, one task each. Prints documents per second per core for the whole run and per step
-(per-step time is datatrove's per-document timer, or wall time for in-process steps). Then the reader alone
+in the same process, one task each, in alternating rounds (`--rounds`, best round of each reported: on a shared
+machine a busy spell then slows both). Prints documents per second per core for the whole run (wall, and CPU
+seconds of all processes) and per step (per-step time is datatrove's per-document timer, or wall time for
+in-process steps), and the whole-stage ratio. Then the reader alone
 on that WARC: this stage's reader (own record framing, per-record isolation, size caps) against a bare warcio
 `ArchiveIterator` loop that reads each response's body (what a user would write; one bad record stops it).
 
-    .venv/bin/python bench/curate.py                       # ~1-2 min on 2 cores
+    .venv/bin/python bench/curate.py                       # ~2-3 min on 2 cores
     .venv/bin/python bench/curate.py --full                # + semantic dedup and quality scoring (~3 min)
     .venv/bin/python bench/curate.py --real /usr/share/doc --max-real 400 --repeat 2
 

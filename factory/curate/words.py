@@ -35,13 +35,13 @@ class CachedSpacyWords(SpaCyTokenizer):
         CachedSpacyWords._live.add(self)
         self.max_chunks = max_chunks
         self._chunks: dict[str, tuple[str, ...]] = {}
-        self._words = None  # spaCy tokenizer for new chunks, made on first use
+        self._words = None  # spaCy pipeline whose tokenizer splits new chunks, made on first use
 
     def word_tokenize(self, text: str) -> list[str]:
         chunks = text.split()  # str.isspace() runs, as spaCy's tokenizer splits
         cache = self._chunks
         new = [c for c in set(chunks) if c not in cache] if len(cache) < self.max_chunks else None
-        if new is None:  # the cache is full: start again, with a new tokenizer and its empty vocabulary
+        if new is None:  # the cache is full: start again
             self.clear()
             new = list(set(chunks))
         if new:
@@ -55,32 +55,30 @@ class CachedSpacyWords(SpaCyTokenizer):
         return words
 
     def clear(self) -> None:
-        """Forget every cached chunk and the tokenizer's vocabulary (a stage calls this when its filters end)."""
+        """Forget every cached chunk (a stage calls this when a run ends, so the next one starts cold)."""
         self._chunks.clear()
-        self._words = None
 
     def _tokenize_chunks(self, chunks: list[str]) -> None:
         """Tokenize the new chunks in one spaCy call, joined by single spaces: a token followed by a space ends
         its chunk (a chunk holds no whitespace, so no token inside one is followed by a space)."""
         if self._words is None:
-            # a tokenizer of its own, whose vocabulary computes no lexical attributes (shape, like_num, ...) for
-            # the strings it meets: tokenizing reads none of them, and they were most of the cost of a new string.
-            # Its strings stay in its vocabulary (no memory zone) and go with it when the cache starts again.
+            # a pipeline of its own, whose vocabulary computes no lexical attributes (shape, like_num, ...) for
+            # the strings it meets: tokenizing reads none of them, and they were most of the cost of a new string
             import spacy
 
-            nlp = spacy.blank(self.language)
-            nlp.vocab.lex_attr_getters = {}
-            self._words = nlp.tokenizer
-        doc = self._words(" ".join(chunks))
-        found, index, tokens = {}, 0, []
-        for token in doc:
-            text = token.text.strip()
-            if text:
-                tokens.append(text)
-            if token.whitespace_:
-                found[chunks[index]] = tuple(tokens)
-                index, tokens = index + 1, []
-        found[chunks[index]] = tuple(tokens)
+            self._words = spacy.blank(self.language)
+            self._words.vocab.lex_attr_getters = {}
+        with self._words.memory_zone():  # as datatrove does: new strings are not kept in spaCy's vocab
+            doc = self._words.tokenizer(" ".join(chunks))
+            found, index, tokens = {}, 0, []
+            for token in doc:
+                text = token.text.strip()
+                if text:
+                    tokens.append(text)
+                if token.whitespace_:
+                    found[chunks[index]] = tuple(tokens)
+                    index, tokens = index + 1, []
+            found[chunks[index]] = tuple(tokens)
         if index != len(chunks) - 1:  # never expected: spaCy split the joined text other than at the spaces
             raise ValueError("chunk boundaries lost")
         self._chunks |= found
