@@ -2,7 +2,7 @@
 
 Per-document steps run as one datatrove pipeline (local processes by default, Ray with `executor: ray`):
 
-    read (HTML, WARC, WET, JSONL) -> extract main text (trafilatura | resiliparse | justext; math-aware path
+    read (HTML, WARC, WET, JSONL) -> extract main text (resiliparse_rules | trafilatura | resiliparse | justext; math-aware path
     for pages with equations) -> language id (py3langid) -> Gopher repetition -> Gopher quality
     -> [C4 quality] -> [FineWeb quality]
 
@@ -130,8 +130,8 @@ class Config(StageConfig):
     languages: list[str] = Field(["en"], description="ISO 639-1 codes of the languages to keep (py3langid labels).")
     min_language_score: float = Field(
         0.65, ge=0, le=1, description="Smallest py3langid probability of the detected language for a page to stay.")
-    extractor: Literal["trafilatura", "resiliparse", "justext"] = Field(
-        "trafilatura", description="Main-text extractor that strips navigation, banners and footers (bench/curate.py measures them).")
+    extractor: Literal["resiliparse_rules", "trafilatura", "resiliparse", "justext"] = Field(
+        "resiliparse_rules", description="Main-text extractor that strips navigation, banners and footers (bench/curate.py measures them).")
     extract_timeout_s: float = Field(
         30.0, gt=0, description="Per-page extraction time limit; a page that takes longer is dropped.")
     max_page_bytes: int = Field(
@@ -197,7 +197,8 @@ class TaskOutput:
 
     def __call__(self, data, rank: int = 0, world_size: int = 1):
         self.folder.mkdir(parents=True, exist_ok=True)
-        with gzip.open(self.folder / f"{rank:05d}.jsonl.gz", "wt", encoding="utf-8") as f:
+        # level 1: temporary data, read back at once (gzip.open defaults to 9, its slowest)
+        with gzip.open(self.folder / f"{rank:05d}.jsonl.gz", "wt", encoding="utf-8", compresslevel=1) as f:
             for doc in data:
                 f.write(json.dumps({"id": doc.id, "text": doc.text, "metadata": doc.metadata}) + "\n")
         return iter(())
@@ -392,6 +393,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     from factory.curate.filters import ExactDedupFilter
     from factory.curate.readers import LOST_BYTES, SKIP_REASONS, list_sources
+    from factory.curate.words import clear_word_caches
     from factory.sources import local_sources
 
     start = time.perf_counter()
@@ -479,6 +481,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             removed["fuzzy_dedup"], reasons["fuzzy_dedup"] = fuzzy.removed, {"near_duplicate": fuzzy.removed}
             tally.step("fuzzy_dedup", docs)
             seconds["fuzzy_dedup"] = time.perf_counter() - t
+        clear_word_caches()  # the Gopher filters' and MinHash's word caches: the next run starts cold
     if config.semantic_dedup.enabled:
         from factory.curate.dedup import semantic_dedup
 
