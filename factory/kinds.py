@@ -76,8 +76,12 @@ KINDS: dict[str, StageKind] = {
     "curate": StageKind("factory.curate", output="corpus", launcher="ray",
                         inputs={"quality": In("classifier", ("quality",), optional=True)}),
     "synth": StageKind("factory.synth", output="corpus", inputs={"corpus": In("corpus", ("curate",))}),
+    # CLIMB: cluster the corpus, search the mixture with proxy models, derive two blend phases (diverse, then high
+    # quality); its corpus carries the clusters and the blend, from which tokenize writes one dataset per super-cluster.
+    "mix": StageKind("factory.mix.stage", output="corpus",
+                     inputs={"corpus": In("corpus", ("curate",)), "synthetic": In("corpus", ("synth",), optional=True)}),
     "tokenize": StageKind("factory.tokenize", output="tokens",
-                          inputs={"corpus": In("corpus", ("curate",)), "synthetic": In("corpus", ("synth",), optional=True)}),
+                          inputs={"corpus": In("corpus", ("curate", "mix")), "synthetic": In("corpus", ("synth",), optional=True)}),
     "pretrain": StageKind("factory.train.pretrain", output="checkpoint", resumable=True, distributed=True, registered=True,
                           inputs={"tokens": In("tokens", ("tokenize",))}),
     # Minitron: prune the pretrained model (activation importance, width/depth surgery, budget search), then
@@ -89,6 +93,14 @@ KINDS: dict[str, StageKind] = {
                                  "tokens": In("tokens", ("tokenize",))}),
     "posttrain_data": StageKind("factory.posttrain.data", output="conversations",
                                 inputs={"teacher": In("checkpoint", (), optional=True)}),
+    "sft": StageKind("factory.posttrain.sft", output="checkpoint", resumable=True, distributed=True, registered=True,
+                     inputs={"model": In("checkpoint", ("pretrain", "distill")), "data": In("conversations", ("posttrain_data",))}),
+    # The reward model comes before preference in dependency order: preference's optional "reward_model" input.
+    "reward_model": StageKind("factory.posttrain.reward_model", output="checkpoint", resumable=True, registered=True,
+                              inputs={"model": In("checkpoint", ("pretrain", "distill", "sft"))}),
+    "preference": StageKind("factory.posttrain.preference", output="checkpoint", resumable=True, registered=True,
+                            inputs={"model": In("checkpoint", ("pretrain", "distill", "sft")), "data": In("conversations", ("posttrain_data",)),
+                                    "reward_model": In("checkpoint", ("reward_model",), optional=True)}),
     "quantize": StageKind("factory.quantize.stage", output="quantized",
                           inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",))}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)

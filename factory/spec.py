@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from factory.cost.layout import ParallelLayout
 from factory.errors import InputError, SpecError
+from factory.gvendi import GVendiSettings
 from factory.kinds import KINDS
 from factory.model import ModelSpec
 from factory.system_tools import check_system_tools
@@ -173,6 +174,9 @@ class Spec(_Frozen):
     stages: Stages | None = Field(None, description="Default recipe: stage configs; a stage that is absent does not run")  # type: ignore[valid-type]
     steps: dict[str, Step] | None = Field(None, description="Named steps: kind, config and inputs by step name")  # type: ignore[valid-type]
     resources: dict[str, Resources] = Field(default_factory=dict, description="Per-step cluster resources, by step name")
+    gvendi: GVendiSettings | None = Field(
+        None, description="G-Vendi diversity (factory.gvendi) of every dataset artifact (corpus, conversations), logged as "
+                          "the step's metric `gvendi` and in its manifest and gvendi.json; None: not measured")
 
     _graph: dict[str, StepDef] = PrivateAttr(default_factory=dict)
 
@@ -368,6 +372,9 @@ class Spec(_Frozen):
         data = self.model_dump(mode="json")
         data["work_dir"] = absolute(data["work_dir"])
         data["storage"]["root"] = absolute(data["storage"]["root"])
+        for field in GVendiSettings.external_fields() if data.get("gvendi") else ():
+            if data["gvendi"].get(field) is not None:
+                data["gvendi"][field] = absolute(data["gvendi"][field])
         for name in self.enabled():
             node_of_step = data["stages"][name] if self.stages is not None else data["steps"][name]["config"]
             for path in type(self.stage_config(name)).external_fields():

@@ -34,6 +34,7 @@ from typing import Any
 from factory import code_version as _code
 from factory.artifacts import check_layout
 from factory.errors import UserError
+from factory.gvendi import measure_output
 from factory.kinds import KINDS
 from factory.lineage import Lineage, flat_keys
 from factory.logs import get_logger
@@ -260,6 +261,8 @@ class Executor:
                 for input_name, art in inputs.items():
                     tracker.log_dataset(f"{input_name}:{art.manifest.get('stage')}", art.uri, art.fingerprint, context="input")
                 metrics = kind.run(step.config, inputs, staging, ctx) or {}
+                # a dataset's diversity (G-Vendi) is measured on what is about to be published, when the spec asks
+                metrics = {**metrics, **measure_output(kind.output, staging, inputs, self.spec.gvendi)}
                 manifest = build_manifest(step.name, kind.output, step.kind, step.fingerprint, step.recipe,
                                           step.config.model_dump(mode="json"), inputs, metrics, tracker.run_id, self.lineage.tracking_uri)
                 manifest = self.store.publish(staging, step.key, manifest.model_dump(mode="json"))

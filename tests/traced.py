@@ -25,9 +25,11 @@ def factory_modules_run_by(func: Callable) -> Iterator[set[str]]:
             code = frame.f_code
             if code is target:
                 depth[0] += 1
-            # A package's PEP 562 `__getattr__` runs whenever a library introspects sys.modules (pickle and
-            # skops do); what it really loads on use runs code of its own, which is recorded.
-            if depth[0] and not (code.co_name == "__getattr__" and code.co_filename.endswith("__init__.py")):
+            # A package's PEP 562 `__getattr__` (written in the package, or made by `factory.lazy.lazy_exports`)
+            # runs whenever a library introspects sys.modules (pickle and skops do); what it really loads on
+            # use runs code of its own, which is recorded.
+            lazy = code.co_name == "__getattr__" and code.co_filename.endswith(("__init__.py", "lazy.py"))
+            if depth[0] and not lazy:
                 files.add(code.co_filename)
         elif event == "return" and frame.f_code is target:
             depth[0] -= 1

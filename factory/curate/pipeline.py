@@ -2,9 +2,15 @@
 
 Per-document steps run as one datatrove pipeline (local processes by default, Ray with `executor: ray`):
 
-    read (HTML, WARC, WET, JSONL) -> extract main text (trafilatura | resiliparse | justext; math-aware path
+    read (HTML, WARC, WET, JSONL) -> extract main text (resiliparse_rules | trafilatura | resiliparse | justext; math-aware path
     for pages with equations) -> language id (py3langid) -> Gopher repetition -> Gopher quality
     -> [C4 quality] -> [FineWeb quality]
+
+Pages the math path extracted leave right after extraction for the math chain (`factory.curate.math.chain`:
+language id and Gopher rules on their prose with LaTeX and code masked, math thresholds), then rejoin the
+prose pages for the corpus-level steps, [LLM cleanup] first; with quality scoring on, the quality artifact's
+math classifier scores them instead of the prose ensemble (`math_classifier`). `stats.json` "paths" counts
+math and prose pages in, kept and removed per step.
 
 Input files are dealt to `workers` tasks round-robin; the tasks' outputs are then put back in input order and
 the corpus-level steps run in one process, so the result does not depend on `workers`:
@@ -46,6 +52,8 @@ from factory.curate.decontaminate import DecontaminationConfig
 from factory.curate.dedup.fuzzy import FuzzyDedupConfig
 from factory.curate.dedup.semantic import SemanticDedupConfig
 from factory.curate.math import MathConfig
+from factory.curate.math.config import MathChainConfig
+from factory.curate.math.paths import PathTally, is_math
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityEnsemble
 from factory.curate.readers import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_PAGE_BYTES
 from factory.documents import check_error_budget, write_parts
@@ -55,8 +63,8 @@ from factory.stage import Artifact, StageConfig, StepContext, no_effect
 KIND = "corpus"
 
 # Step names as they appear in stats.json and metrics (`removed.<name>`), in pipeline order.
-FILTERS = ("extraction", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
-           "exact_dedup", "fuzzy_dedup", "semantic_dedup", "decontamination", "quality")
+FILTERS = ("extraction", "math_filters", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
+           "exact_dedup", "fuzzy_dedup", "semantic_dedup", "decontamination", "math_classifier", "quality")
 
 
 class GopherQuality(StageConfig):
@@ -94,6 +102,8 @@ class MathExtraction(MathConfig):
     """Math-aware extraction (Nemotron-CC-Math) for pages with equations: `factory.curate.math`'s settings plus a switch."""
 
     enabled: bool = Field(True, description="Send pages with equations (MathML, MathJax, KaTeX, LaTeX) through the math path.")
+    chain: MathChainConfig = Field(
+        MathChainConfig(), description="The filters math pages go through instead of the prose heuristics (factory.curate.math.chain).")
 
 
 # fewer corpus documents than this and the ensemble's own percentile grids are kept (too coarse a distribution)
@@ -120,8 +130,8 @@ class Config(StageConfig):
     languages: list[str] = Field(["en"], description="ISO 639-1 codes of the languages to keep (py3langid labels).")
     min_language_score: float = Field(
         0.65, ge=0, le=1, description="Smallest py3langid probability of the detected language for a page to stay.")
-    extractor: Literal["trafilatura", "resiliparse", "justext"] = Field(
-        "trafilatura", description="Main-text extractor that strips navigation, banners and footers (bench/curate.py measures them).")
+    extractor: Literal["resiliparse_rules", "trafilatura", "resiliparse", "justext"] = Field(
+        "resiliparse_rules", description="Main-text extractor that strips navigation, banners and footers (bench/curate.py measures them).")
     extract_timeout_s: float = Field(
         30.0, gt=0, description="Per-page extraction time limit; a page that takes longer is dropped.")
     max_page_bytes: int = Field(
@@ -187,7 +197,8 @@ class TaskOutput:
 
     def __call__(self, data, rank: int = 0, world_size: int = 1):
         self.folder.mkdir(parents=True, exist_ok=True)
-        with gzip.open(self.folder / f"{rank:05d}.jsonl.gz", "wt", encoding="utf-8") as f:
+        # level 1: temporary data, read back at once (gzip.open defaults to 9, its slowest)
+        with gzip.open(self.folder / f"{rank:05d}.jsonl.gz", "wt", encoding="utf-8", compresslevel=1) as f:
             for doc in data:
                 f.write(json.dumps({"id": doc.id, "text": doc.text, "metadata": doc.metadata}) + "\n")
         return iter(())
@@ -211,6 +222,12 @@ def pipeline_steps(config: Config, files: list, out_folder: Path | None = None) 
                    Extract(config.extractor, config.extract_timeout_s, config.math),
                    LanguageIdFilter(config.languages, config.min_language_score)]
     names = ["extraction", "language"]
+    if config.math.enabled and config.math.chain.enabled:  # math pages leave here, before the prose filters
+        from factory.curate.math.chain import MathChain
+
+        steps.insert(2, MathChain(config.math.chain, config.languages, config.min_language_score,
+                                  None if out_folder is None else Path(out_folder).parent / "filtered-math"))
+        names.insert(1, "math_filters")
     rep, qual = config.gopher_repetition, config.gopher_quality
     if rep.enabled:
         steps.append(GopherRepetitionFilter(
@@ -376,6 +393,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     from factory.curate.filters import ExactDedupFilter
     from factory.curate.readers import LOST_BYTES, SKIP_REASONS, list_sources
+    from factory.curate.words import clear_word_caches
     from factory.sources import local_sources
 
     start = time.perf_counter()
@@ -386,6 +404,16 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                          "or set math.renderer: builtin, or math.enabled: false")
     # before the per-page work: a missing or broken ensemble fails the step at once
     quality = _quality_ensemble(config, inputs, ctx) if config.quality.enabled else None
+    math_chain = config.math.enabled and config.math.chain.enabled
+    if quality is not None and math_chain:  # math pages are scored by the artifact's math classifier instead
+        from factory.curate.math.classifier import MathClassifier
+
+        quality_folder = Path(inputs["quality"].path) if "quality" in inputs else Path(config.quality_model)
+        math_classifier = MathClassifier.load(quality_folder)
+    if math_chain and config.math.chain.cleanup.enabled:
+        from factory.curate.math.cleanup import load_prompt
+
+        load_prompt(config.math.chain.cleanup)  # a bad prompt file fails the step before any page is read
     ctx.log.info("curate_start", files=len(files), sources=len(config.sources), workers=config.workers,
                  executor=config.executor)
     seconds: dict[str, float] = {}  # CPU-side seconds per step (datatrove's per-document timers, wall time in-process)
@@ -399,7 +427,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         _executor(config, steps, tmp_dir / "datatrove-logs").run()
         # both executors merge every task's step stats into one file
         stats_per_step = PipelineStats.from_json(json.loads((tmp_dir / "datatrove-logs" / "stats.json").read_text())).stats
-        rows = _read_jsonl_gz(sorted((tmp_dir / "filtered").glob("*.jsonl.gz")))
+        rows = _read_jsonl_gz(sorted((tmp_dir / "filtered").glob("*.jsonl.gz"))
+                              + sorted((tmp_dir / "filtered-math").glob("*.jsonl.gz")))  # the math chain's pages
         samples: dict[str, dict] = {}  # skip reason -> first file and offset, over all tasks in input order
         for path in sorted((tmp_dir / "skip-samples").glob("*.json")):
             for reason, sample in json.loads(path.read_text()).items():
@@ -427,11 +456,21 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         if extract.get("passthrough"):
             extraction_paths["none"] = extract["passthrough"]
 
+        cleanup: dict[str, int] | None = None
+        if math_chain and config.math.chain.cleanup.enabled:  # LLM cleanup of math pages, before dedup
+            from factory.curate.math.cleanup import cleanup_math_documents
+
+            t = time.perf_counter()
+            docs, cleanup = cleanup_math_documents(docs, config.math.chain.cleanup)
+            ctx.log.info("math_cleanup", **cleanup)
+            seconds["math_cleanup"] = time.perf_counter() - t
+        tally = PathTally(docs)  # math and prose pages through the corpus-level steps
         if config.exact_dedup:
             t = time.perf_counter()
             dedup = ExactDedupFilter()
             docs = list(dedup.run(iter(docs)))
             removed["exact_dedup"], reasons["exact_dedup"] = _dropped(dedup.stats)
+            tally.step("exact_dedup", docs)
             seconds["exact_dedup"] = time.perf_counter() - t
         if config.fuzzy_dedup.enabled:
             from factory.curate.dedup import fuzzy_dedup
@@ -440,7 +479,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             fuzzy = fuzzy_dedup(docs, config.fuzzy_dedup, tmp_dir / "minhash")
             docs = fuzzy.kept
             removed["fuzzy_dedup"], reasons["fuzzy_dedup"] = fuzzy.removed, {"near_duplicate": fuzzy.removed}
+            tally.step("fuzzy_dedup", docs)
             seconds["fuzzy_dedup"] = time.perf_counter() - t
+        clear_word_caches()  # the Gopher filters' and MinHash's word caches: the next run starts cold
     if config.semantic_dedup.enabled:
         from factory.curate.dedup import semantic_dedup
 
@@ -448,6 +489,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         semantic = semantic_dedup(docs, config.semantic_dedup)
         docs = semantic.kept
         removed["semantic_dedup"], reasons["semantic_dedup"] = semantic.removed, {"same_meaning": semantic.removed}
+        tally.step("semantic_dedup", docs)
         seconds["semantic_dedup"] = time.perf_counter() - t
     if config.decontamination.enabled:
         from factory.curate.decontaminate import NgramIndex, eval_items
@@ -467,6 +509,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                 leaks[leak] = leaks.get(leak, 0) + 1
         docs = kept
         removed["decontamination"], reasons["decontamination"] = sum(leaks.values()), dict(sorted(leaks.items()))
+        tally.step("decontamination", docs)
         ctx.log.info("decontamination", eval_items=index.items, ignored_short=index.ignored, removed=leaks)
         seconds["decontamination"] = time.perf_counter() - t
     tiers: list[int] | None = None
@@ -475,12 +518,23 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         from threadpoolctl import threadpool_limits
 
         t = time.perf_counter()
+        math_docs = [d for d in docs if math_chain and is_math(d)]
         with threadpool_limits(limits=config.quality.threads, user_api="openmp"):
-            quality_model = _score_quality(config, *quality, docs, ctx)
+            quality_model = _score_quality(config, *quality, [d for d in docs if not (math_chain and is_math(d))], ctx)
+        if math_chain:
+            from factory.curate.math.classifier import score_math_documents
+
+            kept_math, n_low = score_math_documents(math_docs, math_classifier, config.math.chain.min_math_score,
+                                                    quality[0].config.tier_bounds, str(quality_folder))
+            kept_ids = {id(d) for d in kept_math}
+            docs = [d for d in docs if not is_math(d) or id(d) in kept_ids]
+            removed["math_classifier"], reasons["math_classifier"] = n_low, ({"below_min_math_score": n_low} if n_low else {})
+            tally.step("math_classifier", docs)
         below = [d for d in docs if d.metadata["quality_tier"] < config.quality.min_tier]
         if below:
             docs = [d for d in docs if d.metadata["quality_tier"] >= config.quality.min_tier]
         removed["quality"], reasons["quality"] = len(below), ({"below_min_tier": len(below)} if below else {})
+        tally.step("quality", docs)
         tiers = [sum(d.metadata["quality_tier"] == t_ for d in docs) for t_ in range(N_TIERS)]
         seconds["quality"] = time.perf_counter() - t
 
@@ -507,7 +561,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "words_out": words,
         "chars_out": chars,
         "files_in": len(files),
+        "paths": tally.summary(extraction_paths, removed, reasons),
     }
+    if cleanup is not None:
+        stats["math_cleanup"] = cleanup
     if tiers is not None:
         stats["tiers"] = {str(t): n for t, n in enumerate(tiers)}
         stats["quality_model"] = quality_model
@@ -517,6 +574,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     metrics: dict[str, float] = {k: float(stats[k]) for k in ("docs_in", "docs_out", "words_out", "chars_out", "lost_bytes")}
     metrics["damaged"] = float(stats["damaged"]["count"])
+    metrics |= PathTally.metrics(stats["paths"])
+    metrics |= {f"math_cleanup.{k}": float(v) for k, v in (cleanup or {}).items()}
     metrics |= {f"removed.{k}": float(v) for k, v in removed.items()}
     metrics |= {f"skipped.{k}": float(v) for k, v in skipped.items()}
     if tiers is not None:

@@ -87,15 +87,24 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     curve = _throughput(model, config)
     metrics |= {k: v for c, (rate, size) in curve.items()
                 for k, v in ((f"decode_tokens_per_s@{c}", rate), (f"cache_mib@{c}", size / 2**20))}
+    curves = {"this model": curve}
+    if curve and config.throughput_baseline:
+        from factory.evaluate.throughput import matched_transformer
+
+        curves["transformer"] = baseline = _throughput(matched_transformer(model), config)
+        metrics |= {k: v for c, (rate, size) in baseline.items()
+                    for k, v in ((f"transformer_decode_tokens_per_s@{c}", rate), (f"transformer_cache_mib@{c}", size / 2**20))}
     ctx.log_metrics(metrics)
     # the gates run before anything is written: a failing gate fails the step and nothing is published
     check_gates(gates, metrics, _baseline_metrics(inputs))
 
     if curve:
-        from factory.evaluate.throughput import plot
+        from factory.evaluate.throughput import plot, table
 
-        plot(curve, output / "throughput.png")
+        plot(curves, output / "throughput.png")
         ctx.log_artifact(output / "throughput.png")
+        (output / "throughput.md").write_text(table(curves))
+        ctx.log_artifact(output / "throughput.md")
     samples = generate_samples(model, tokenizer, config, device)
     with open(output / "samples.jsonl", "w") as f:
         f.writelines(json.dumps(sample) + "\n" for sample in samples)

@@ -22,8 +22,10 @@ def model_card(
     eval_art: Artifact,
     evaluation: Mapping[str, Any],
     model_config: Mapping[str, Any],
+    chat: bool = False,
 ) -> str:
-    """README.md: YAML front matter (Hub metadata) and a body that describes the lineage."""
+    """README.md: YAML front matter (Hub metadata) and a body that describes the lineage; with `chat` (the
+    tokenizer carries the factory's chat template) also the chat format and its reasoning switch."""
     chain = lineage_chain([eval_art, model_art, tokens_art])
     corpora = [a for a in chain if a["kind"] == "corpus"]
     sources = sorted({s["uri"] for a in chain for s in a.get("sources") or [] if s.get("uri")})
@@ -39,7 +41,7 @@ def model_card(
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
         "tags": list(config.tags),
-        "datasets": [a["uri"] for a in corpora] + sources,
+        "datasets": [a["uri"] for a in corpora] + [a["uri"] for a in chain if a["kind"] == "conversations"] + sources,
     }
     if bases:
         meta["base_model"] = bases[0]["uri"]
@@ -96,6 +98,7 @@ def model_card(
         *[f"- corpus `{a['uri']}` (fingerprint `{a['fingerprint']}`)" for a in corpora],
         *[f"- raw source `{s}`" for s in sources],
         "",
+        *_posttrain_section(chain),
         "## Lineage",
         "",
         "Every artifact this release was built from, nearest first:",
@@ -107,6 +110,7 @@ def model_card(
             for a in chain
         ],
         "",
+        *(_chat_section(config) if chat else []),
         "## Usage",
         "",
         "```python",
@@ -120,6 +124,60 @@ def model_card(
     ]
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     return f"---\n{front}---\n\n" + "\n".join(body)
+
+
+PROCEDURAL_TEACHER = "procedural-solver"
+
+
+def _posttrain_section(chain: list[dict[str, Any]]) -> list[str]:
+    """The post-training data (its teachers and reasoning modes, from the conversations artifact's metrics) and the
+    post-training steps (checkpoints made from that data), base first; nothing when the model was not post-trained."""
+    data = [a for a in chain if a["kind"] == "conversations"]
+    if not data:
+        return []
+    fingerprints = {a["fingerprint"] for a in data}
+    steps = [a for a in reversed(chain) if a["kind"] == "checkpoint" and fingerprints & set((a.get("inputs") or {}).values())]
+    lines = ["## Post-training", ""]
+    for a in data:
+        m = a.get("metrics") or {}
+        teachers = [k.removeprefix("kept_by_teacher.") for k in m if k.startswith("kept_by_teacher.")]
+        lines.append(f"- data `{a['uri']}` (step {a['stage']}, fingerprint `{a['fingerprint'][:16]}`): "
+                     f"{int(m.get('kept', 0))} verified conversations kept of {int(m.get('generated', 0))} generated "
+                     f"for {int(m.get('prompts', 0))} prompts; {int(m.get('kept_on', 0))} with `detailed thinking on`, "
+                     f"{int(m.get('kept_off', 0))} with `detailed thinking off`; teacher: "
+                     + (", ".join(f"`{t}`" for t in teachers) or "not recorded") + ".")
+        if PROCEDURAL_TEACHER in teachers:
+            lines.append(f"  `{PROCEDURAL_TEACHER}` is not a language model: a program that solves the procedural tasks "
+                         "and writes its steps as the reasoning trace (the offline teacher). Every kept solution passed the "
+                         "task's verifier.")
+    if steps:
+        lines += ["", "Post-training steps, from the base model to this release: "
+                  + " → ".join(f"{a['stage']} (`{a['uri']}`)" for a in steps) + "."]
+    return [*lines, ""]
+
+
+def _chat_section(config: Config) -> list[str]:
+    """How to chat with the release: the template's reasoning switch, in `apply_chat_template` and `transformers serve`."""
+    repo = config.repo_id or "PATH_TO_THIS_FOLDER"
+    return [
+        "## Chat format and reasoning switch",
+        "",
+        "The tokenizer carries a ChatML chat template (`<|im_start|>role ... <|im_end|>`). The system prompt "
+        "`detailed thinking on` asks for an answer that opens with a `<think>...</think>` block; "
+        "`detailed thinking off` (the default when no system prompt is given) for an answer without one. "
+        "`enable_thinking=True|False` in `apply_chat_template`, or `transformers serve --reasoning on|off`, sets it. "
+        "Tool calls are written as `<tool_call>[{\"name\": ..., \"arguments\": {...}}]</tool_call>`; generation "
+        "stops at `<|im_end|>`.",
+        "",
+        "```python",
+        'messages = [{"role": "user", "content": "What is 2 + 3?"}]',
+        "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, enable_thinking=True, return_tensors=\"pt\")",
+        "print(tokenizer.decode(model.generate(ids, max_new_tokens=128)[0]))",
+        "```",
+        "",
+        f"Serve it: `transformers serve {repo} --reasoning on`.",
+        "",
+    ]
 
 
 def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:

@@ -35,7 +35,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     model_config = write_model_config(model_dir, output, tokenizer)
     write_generation_config(output, tokenizer, config)
 
-    card = model_card(config, model_art, tokens_art, eval_art, evaluation, model_config)
+    card = model_card(config, model_art, tokens_art, eval_art, evaluation, model_config,
+                      chat=bool(getattr(tokenizer, "chat_template", None)))
     sizes = {}
     if report:
         sizes = copy_variants(quantized.path, report, output, tokens_art.path, config)

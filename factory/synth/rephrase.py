@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 
 from factory.errors import SpecError
 from factory.generate import GenerationParams, Generator, OpenAIGenerator, TransformersGenerator, flatten_chat
+from factory.gvendi import TargetedSynthesis
 from factory.stage import StageConfig, no_effect
 from factory.synth.prompts import PromptTemplate, available, load_prompt
 from factory.tiers import TIERS
@@ -81,6 +82,10 @@ class Config(StageConfig):
     max_docs: int | None = Field(None, ge=1, description="Most source documents to rewrite (those with a task); all if unset.")
     min_output_chars: int = Field(50, ge=0, description="A rewritten chunk shorter than this (after cleaning) is dropped.")
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings, description="Which model rewrites the text.")
+    targeted: TargetedSynthesis = Field(
+        default_factory=TargetedSynthesis,
+        description="Prismatic-style targeted synthesis (factory.gvendi): with enabled, keep only the rewrites whose "
+                    "proxy-model gradients land in the smallest gradient clusters of the source corpus.")
     request_batch: int = no_effect(64, "Prompts handed to the generator at once (bounds memory, feeds concurrency).")
     docs_per_part: int = no_effect(10_000, "Documents per output part-NNNNN.jsonl.gz file.")
 

@@ -11,6 +11,7 @@ from factory.artifacts import Corpus
 from factory.documents import read_records, write_parts
 from factory.errors import InputError
 from factory.generate import Generator
+from factory.gvendi import targeted_filter
 from factory.logs import progress
 from factory.stage import Artifact, StepContext
 from factory.synth.rephrase import Config, make_generator, rephrase
@@ -46,6 +47,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     try:
         records = read_records(files, stats, bad_line="docs_bad_json", bad_file="unreadable_files")
         docs = rephrase(progress(records, desc="synth"), config, generator, stats)
+        if config.targeted.enabled:  # keep the rewrites that fill the sparse gradient clusters of the source
+            reference = read_records(files, Counter())
+            docs = targeted_filter(docs, reference, config.targeted, ctx.scratch, stats)
         parts = write_parts(docs, output / "documents", config.docs_per_part)
     finally:
         if owned and hasattr(generator, "close"):
@@ -56,5 +60,5 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     (output / "stats.json").write_text(json.dumps(
         {"generator": generator.model_id, "tasks_by_tier": {str(k): list(v) for k, v in config.tasks_by_tier.items()},
          "counts": dict(sorted(stats.items())), "parts": parts}, indent=2) + "\n")
-    ctx.log.info("synthesized", generator=generator.model_id, **{k: int(v) for k, v in stats.items()})
+    ctx.log.info("synthesized", generator=generator.model_id, **{k: round(v, 4) for k, v in stats.items()})
     return metrics

@@ -11,9 +11,11 @@ from tokenizers import Tokenizer
 
 from factory.artifacts import Corpus
 from factory.errors import InputError
+from factory.posttrain.chat import with_chat_template
 from factory.stage import Artifact, StepContext
 from factory.tokenize.bpe import as_transformers, encode, train_bpe
 from factory.tokenize.config import Config
+from factory.tokenize.mixture import write_mixture
 from factory.tokenize.split import corpus_texts, survey_corpus, usable_records
 
 __all__ = ["KIND", "run"]
@@ -46,6 +48,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     texts = (text for doc_id, text in corpus_texts(files) if doc_id in sample)
     backend = train_bpe(texts, len(sample), config)
     tokenizer = as_transformers(backend, config)
+    if config.chat_template:
+        with_chat_template(tokenizer)  # saved as tokenizer/chat_template.jinja, so the release carries it
     tokenizer.save_pretrained(output / "tokenizer")
     vocab_size = len(tokenizer)
     if vocab_size != config.vocab_size:
@@ -65,6 +69,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         docs = encode(backend, texts, eos_id, config.batch_size, tally, n_docs, desc=f"encode {split}")
         counts[split] = write_indexed(output / split, docs, vocab_size)
     synthetic = _write_synthetic(inputs.get("synthetic"), survey["is_valid"], backend, eos_id, vocab_size, config, output, ctx)
+    # A corpus from the mix stage: one dataset per super-cluster, and its blend for pretrain.
+    mixture = write_mixture(Path(corpus.path), files, survey["is_valid"],
+                            lambda texts, desc: encode(backend, texts, eos_id, config.batch_size, Counter(), None, desc),
+                            vocab_size, synthetic is not None, output)
 
     metrics = {
         "docs_train": counts["train"]["documents"],
@@ -90,6 +98,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     }
     if synthetic is not None:
         stats["synthetic"] = synthetic
+    if mixture is not None:
+        stats["mixture"] = mixture["datasets"]
+        metrics |= {f"tokens_{name}": c["tokens"] for name, c in mixture["datasets"].items()}
     (output / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     ctx.log.info("tokenized", **metrics)
     return {k: float(v) for k, v in metrics.items()}

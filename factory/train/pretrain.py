@@ -3,7 +3,8 @@
 Input "tokens" (a tokenize artifact): `train.bin`/`train.idx` (Megatron indexed dataset) and
 `tokenizer/` (vocabulary size and special token ids come from it). Output:
 
-    model/          `NemotronHForCausalLM.save_pretrained` folder (safetensors, config, generation config)
+    model/          `NemotronHForCausalLM.save_pretrained` folder (safetensors, config, generation config) with
+                    the tokenizer's files (chat template included), so post-training reads it from here
     metrics.jsonl   one record per step: loss, lr, grad_norm, tokens, tokens_per_s, skipped_steps
     loss.png        the training-loss curve
 
@@ -11,9 +12,11 @@ Precision (`precision`): fp32, bf16 (autocast), fp8 or nvfp4 (bf16 autocast, and
 swapped by the `float8` / `nvfp4` model converter before training; master weights stay fp32). The
 saved `model/` is always a plain transformers model with nn.Linear layers.
 
-Data: without `blend`, the "train" windows in a seeded order. With `blend`, phases of dataset weights
-(`BlendedSamples`): a dataset is a `PREFIX.bin/.idx` pair of the "tokens" input ("train", "hq", ...) or
-"INPUT/PREFIX" in another input; the phase switches at its `until_fraction` of the run's tokens.
+Data: without `blend`, the blend the tokens artifact carries (`blend.json`: tokenize writes it when a mix step
+is in the spec, one dataset per super-cluster, phase 1 diverse, phase 2 high quality), else the "train"
+windows in a seeded order. With `blend`, phases of dataset weights (`BlendedSamples`): a dataset is a
+`PREFIX.bin/.idx` pair of the "tokens" input ("train", "hq", ...) or "INPUT/PREFIX" in another input; the
+phase switches at its `until_fraction` of the run's tokens.
 
 Distributed: under `torchrun` (WORLD_SIZE > 1) the stage joins the env:// process group itself (gloo
 on CPU, NCCL on GPU), trains with DDP or FSDP2 (`data_parallel`), writes files on rank 0 only, and
@@ -95,13 +98,18 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
     if "tokens" not in inputs:
         raise InputError("pretrain needs an input named 'tokens' (a tokenize artifact)")
     tokens = inputs["tokens"]
-    datasets = {name: _read_dataset(inputs, name, config.seq_len) for name in config.blend_datasets}
+    blend = config.blend if config.blend is not None else _tokens_blend(Path(tokens.path))
+    names = ["train"] if blend is None else list(dict.fromkeys(n for phase in blend for n in phase.weights))
+    datasets = {name: _read_dataset(inputs, name, config.seq_len) for name in names}
     tokenizer = load_tokenizer(tokens.path)
-    if config.blend is None:
+    if blend is None:
         data = datasets["train"]
     else:
         total = config.steps * config.micro_batch_size * config.grad_accum * world_size
-        data = BlendedSamples(datasets, config.blend, total, config.seed)
+        data = BlendedSamples(datasets, blend, total, config.seed)
+        if rank == 0:
+            ctx.log.info("blend", source="config" if config.blend is not None else "tokens/blend.json (mix step)",
+                         phases=[{"until_fraction": p.until_fraction, "weights": dict(p.weights)} for p in blend])
     if rank == 0:
         for name, ds in datasets.items():
             ctx.log_dataset(
@@ -130,7 +138,8 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
     # A freshly built model holds plain nn.Linear layers whatever the training precision, so `model/`
     # is a stock transformers checkpoint (same parameter names: the precision linears share them).
     callbacks.append(HFExportCallback(output / "model",
-                                      lambda: build_model(model_config, len(tokenizer), device="meta", **special)))
+                                      lambda: build_model(model_config, len(tokenizer), device="meta", **special),
+                                      tokenizer=tokenizer))
     trainer = Trainer(CausalLMObjective(model), data, config, device=device, callbacks=callbacks)
     start = time.perf_counter()
     state = trainer.fit()
@@ -151,6 +160,25 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
         "train_seconds": train_s,
         "world_size": float(world_size),
     }
+
+
+def _tokens_blend(folder: Path):
+    """The blend phases a tokens artifact carries (`blend.json`, written from a mix step's corpus), or None."""
+    import json
+
+    from pydantic import ValidationError
+
+    from factory.train.config import BlendPhase
+
+    path = folder / "blend.json"
+    if not path.is_file():
+        return None
+    try:
+        phases = [BlendPhase.model_validate(p) for p in json.loads(path.read_text())]
+        Config.model_validate({"blend": [p.model_dump() for p in phases]})
+    except (OSError, ValueError, TypeError, ValidationError) as e:
+        raise InputError(f"{path}: not a list of blend phases ({e}); rerun the tokenize step") from None
+    return phases
 
 
 def _read_dataset(inputs: Mapping[str, Artifact], name: str, seq_len: int):

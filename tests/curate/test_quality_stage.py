@@ -21,7 +21,7 @@ from factory.stage import Artifact, NullTracker, StepContext
 
 # fast settings: the two cheap classifiers, few hash buckets, few epochs and trees
 TINY = {"classifiers": ["ngram", "features"], "ngram": {"n_features": 2**16, "epochs": 5}, "features": {"max_iter": 30}}
-CONFIG = Config(train=TINY, max_reference_docs=120)
+CONFIG = Config(train=TINY, max_reference_docs=120, math={"sympy_docs": 40, "generated_docs": 30})
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
 def test_artifact_is_a_loadable_ensemble_with_sane_metrics(trained):
     out, metrics, tracker = trained["out"], trained["metrics"], trained["tracker"]
     assert KIND == "classifier"
-    assert sorted(p.name for p in out.iterdir()) == ["ensemble.json", "features.skops", "ngram.skops", "tiers.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["ensemble.json", "features.skops", "math", "ngram.skops", "tiers.png"]
     ensemble = QualityEnsemble.load(out)
     assert ensemble.config == QualityConfig.model_validate(TINY)
     assert json.loads((out / "ensemble.json").read_text())["training"] == {"positives": 120, "negatives": 120, "reference": "heldout"}
@@ -125,7 +125,8 @@ def test_curate_scores_with_the_quality_input(trained, tmp_path, monkeypatch):
     sources = _corpus(tmp_path / "in")
     art = Artifact(trained["out"], {"fingerprint": "f" * 64, "uri": "store://quality/ffff"})
     stats, rows = _curate(sources, tmp_path / "kept", {"quality": art})
-    assert stats["removed"] == {"extraction": 0, "language": 0, "exact_dedup": 0, "quality": 0}, stats["removed"]
+    assert stats["removed"] == {"extraction": 0, "math_filters": 0, "language": 0, "exact_dedup": 0, "math_classifier": 0,
+                                "quality": 0}, stats["removed"]
     assert len(rows) == 12 and stats["tiers"] == {str(t): sum(r["metadata"]["quality_tier"] == t for r in rows) for t in range(5)}
     assert stats["quality_model"] == {"source": "input", "uri": "store://quality/ffff", "fingerprint": "f" * 64,
                                       "calibration": "ensemble"}  # 12 documents: too few to recalibrate on

@@ -149,9 +149,9 @@ def test_jsonl_and_wet_inputs(tmp_path):
     rows = corpus_records(out)
     stats = json.loads((out / "stats.json").read_text())
     assert metrics["docs_in"] == 41
-    assert stats["extraction_paths"] == {"none": 40, "trafilatura": 1}
+    assert stats["extraction_paths"] == {"none": 40, "resiliparse_rules": 1}
     by_id = {r["id"]: r for r in rows}
-    assert by_id["page"]["metadata"]["extraction"] == "trafilatura" and "<p>" not in by_id["page"]["text"]
+    assert by_id["page"]["metadata"]["extraction"] == "resiliparse_rules" and "<p>" not in by_id["page"]["text"]
     wet = [r for r in rows if r["id"].startswith("in/crawl.warc.wet.gz#")]
     assert {r["text"] for r in wet} <= set(texts[20:]) and len(wet) >= 15
     assert all(r["metadata"]["url"].startswith("https://example.org/wet/") for r in wet)
@@ -195,7 +195,7 @@ def test_math_pages_take_the_math_path(tmp_path):
         [row] = corpus_records(out)
         texts[enabled] = row
     math, plain = texts[True], texts[False]
-    assert math["metadata"]["extraction"] == "math" and plain["metadata"]["extraction"] == "trafilatura"
+    assert math["metadata"]["extraction"] == "math" and plain["metadata"]["extraction"] == "resiliparse_rules"
     assert "E = mc^2" in math["text"] and "\\frac{1}{2} m v^2" in math["text"]
     assert "mc^2" not in plain["text"]  # the generic extractor loses the equations
     assert "Copyright 2024" not in math["text"]

@@ -56,15 +56,10 @@ def manifest(stage: str, kind: str, fp: str, inputs: dict[str, Artifact], *, sou
 
 
 def _entry(m: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "stage": m["stage"],
-        "kind": m["kind"],
-        "fingerprint": m["fingerprint"],
-        "uri": m["uri"],
-        "sources": m.get("sources", []),
-        "mlflow_run_id": m["producer"]["mlflow_run_id"],
-        "metrics": m.get("metrics", {}),
-    }
+    """The lineage entry the executor records for an ancestor."""
+    from factory.lineage import lineage_entry
+
+    return lineage_entry(m)
 
 
 def write_manifest(folder: Path, m: dict[str, Any]) -> Artifact:

@@ -115,6 +115,8 @@ def _run(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> FuzzyDed
     )
     from datatrove.pipeline.writers import JsonlWriter
 
+    from factory.curate.words import word_splitter  # same words as datatrove's spaCy split, cached per chunk
+
     minhash = config.minhash_config()
 
     # Stage 1 reads the texts through a closure, not a list in the pipeline: the executor deep-copies its
@@ -130,7 +132,7 @@ def _run(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> FuzzyDed
 
     stages = [
         LocalPipelineExecutor(
-            [texts, MinhashDedupSignature(output_folder=str(work / "signatures"), config=minhash, language=config.language)],
+            [texts, MinhashDedupSignature(output_folder=str(work / "signatures"), config=minhash, language=word_splitter(config.language))],
             tasks=1,
             logging_dir=str(work / "logs/signatures"),
         ),

@@ -197,8 +197,41 @@ def equation_preservation(html: str, text: str, min_chars: int = 3) -> float:
     Equations shorter than `min_chars` once normalised (`x`, `n!`) are left out: any text contains them,
     so they say nothing about the extractor. A page with no such equation scores 1.0 (nothing to lose).
     """
-    wanted = {n for n in (_normalise(eq) for eq in equations_in_html(html)) if len(n) >= min_chars}
+    wanted = telling_equations(html, min_chars)
     if not wanted:
         return 1.0
     haystack = _normalise(text or "")
     return sum(eq in haystack for eq in wanted) / len(wanted)
+
+
+def telling_equations(html: str, min_chars: int = 3) -> set[str]:
+    """The page's distinct equations, whitespace-normalised, of at least `min_chars` (what preservation counts)."""
+    return {n for n in (_normalise(eq) for eq in equations_in_html(html)) if len(n) >= min_chars}
+
+
+@dataclass(frozen=True)
+class StagePreservation:
+    """Equations of input pages found again in the curated corpus: the whole stage's check, not the extractor's."""
+
+    pages: int
+    pages_kept: int
+    equations: int
+    equations_kept: int
+    per_page: dict[str, tuple[int, int]]  # page name -> (equations kept, equations)
+
+    @property
+    def fraction(self) -> float:
+        return self.equations_kept / self.equations if self.equations else 1.0
+
+
+def stage_preservation(pages: dict[str, str], corpus: dict[str, str], min_chars: int = 3) -> StagePreservation:
+    """Equations of each input page (`pages`: name -> HTML) found in the corpus document made from it
+    (`corpus`: name -> text; a page with no document there lost all its equations), counted over all pages."""
+    per_page = {}
+    for name, html in pages.items():
+        wanted = telling_equations(html, min_chars)
+        haystack = _normalise(corpus.get(name, ""))
+        per_page[name] = (sum(eq in haystack for eq in wanted) if name in corpus else 0, len(wanted))
+    return StagePreservation(pages=len(pages), pages_kept=sum(name in corpus for name in pages),
+                             equations=sum(n for _, n in per_page.values()),
+                             equations_kept=sum(k for k, _ in per_page.values()), per_page=per_page)

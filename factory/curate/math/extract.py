@@ -37,10 +37,15 @@ def _drop_boilerplate(root) -> None:
 def _mark_code(root) -> list[str]:
     """Replace every `<pre>` block by a placeholder word; the blocks' text, in placeholder order."""
     blocks: list[str] = []
-    for el in list(root.iter("pre")):
+    # Doxygen lays code fragments out as one <div class="line"> per line, not as <pre>
+    for el in list(root.xpath("//pre | //div[contains(concat(' ',normalize-space(@class),' '),' fragment ')]")):
         if not is_attached(el, root):
             continue
-        blocks.append(el.text_content().strip("\n"))
+        if el.tag == "pre":
+            blocks.append(el.text_content().strip("\n"))
+        else:
+            lines = el.xpath("./div[contains(concat(' ',normalize-space(@class),' '),' line ')]")
+            blocks.append("\n".join(line.text_content().rstrip() for line in lines) if lines else el.text_content().strip("\n"))
         replace_with_token(el, f"QZCODE{len(blocks) - 1}ZQ", display=True)
     return blocks
 
@@ -73,7 +78,8 @@ def extract_math_page(html: str, config: MathConfig) -> str | None:
     def put_back(m: re.Match) -> str:
         index = int(m["index"])
         if m["kind"] == "CODE":
-            block = code[index] if index < len(code) else ""
+            # fenced as Markdown (as Nemotron-CC-Math writes code), so later steps can tell code from prose
+            block = f"```\n{code[index]}\n```" if index < len(code) else ""
         else:
             eq = equations[index] if index < len(equations) else Equation("", False)
             if not eq.display:

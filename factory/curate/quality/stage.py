@@ -10,6 +10,7 @@ Output layout (the contract with curate's optional input "quality"; the folder r
     ensemble.json         classifiers, config, percentile grids, tier ranges, package versions, held-out metrics
     <classifier>.skops    one fitted scikit-learn estimator per classifier (ngram, embedding, features)
     tiers.png             held-out reference vs junk documents per quality tier
+    math/                 the math quality classifier curate scores math pages with (`factory.curate.math.classifier`)
 
 Runs on its own as
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from factory.curate.math.classifier import MathClassifierConfig
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityConfig, train_ensemble
 from factory.errors import InputError
 from factory.stage import Artifact, StageConfig, StepContext, no_effect
@@ -43,6 +45,8 @@ class Config(StageConfig):
         description="Files or folders of reference-quality text (.txt/.md/.rst/.html/.htm), folders searched recursively.")
     stdlib_reference: bool = Field(True, description="Add the Python standard library's docstrings to the reference texts.")
     max_reference_docs: int = Field(2000, ge=10, description="Most reference (positive) documents used; `reference` files come first.")
+    math: MathClassifierConfig = Field(
+        MathClassifierConfig(), description="The math quality classifier (after FineMath) trained into math/ for curate's math pages.")
     threads: int = no_effect(
         1, "OpenMP threads for training; 1 is fastest on small data (thread start-up dominates).")
 
@@ -106,6 +110,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     with threadpool_limits(limits=config.threads, user_api="openmp"):
         metrics = train_ensemble(config.train, positives, negatives, output)
+        if config.math.enabled:
+            from factory.curate.math.classifier import FOLDER, train_math_classifier
+
+            metrics |= train_math_classifier(config.math, output / FOLDER)
     metrics = {"reference_docs": float(len(positives)), "junk_docs": float(len(negatives)), **metrics}
     plot_heldout_tiers(metrics, output / "tiers.png")
     ctx.log_artifact(output / "tiers.png")

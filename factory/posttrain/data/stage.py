@@ -144,7 +144,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     metrics = {"prompts": stats.prompts, "heldout": stats.heldout, "generated": stats.generated, "kept": stats.kept,
                "kept_fraction": stats.kept / max(1, stats.generated),
                **{f"dropped_{k}": v for k, v in stats.dropped.items()},
-               **{f"kept_{k}": v for k, v in stats.kept_by_reasoning.items()}, **{k: v for k, v in counts.items()}}
+               **{f"kept_{k}": v for k, v in stats.kept_by_reasoning.items()}, **{k: v for k, v in counts.items()},
+               # the teacher's name in the metric's key, so the lineage (and the release's model card) names it
+               **{f"kept_by_teacher.{k}": v for k, v in stats.kept_by_teacher.items()}}
     metrics = {k: float(v) for k, v in metrics.items()}
     ctx.log_metrics(metrics)
     ctx.log.info("posttrain_data_done", teacher=teacher.name, **{k: v for k, v in metrics.items()})

@@ -1,0 +1,18 @@
+"""Data mixing after CLIMB, two-phase pretraining and Prismatic Synthesis.
+
+The `mix` stage (`factory.mix.stage`, one entry in `factory.kinds.KINDS`, between synth and tokenize):
+
+- `clusters`: embed every document with the packaged MiniLM (`factory.embedding`), k-means (faiss) into K
+  clusters, prune the clusters whose documents sit in low quality tiers, merge the rest into super-clusters;
+- `proxy` and `search`: iterative mixture search: each round samples mixture weights from a Dirichlet around
+  the token-count prior, trains tiny proxy models on them in a process pool, scores them on the target
+  validation set and fits a LightGBM predictor that picks the next round's candidates;
+- `phases`: the searched mixture split into two blend phases (diverse, then high quality), which tokenize
+  carries to pretrain as its `blend`;
+- `plots`: weights per round and the predictor's predicted against actual loss.
+
+In a spec, between curate (and synth) and tokenize; pretrain then trains on its blend:
+
+    stages:
+      mix: {clusters: 16, super_clusters: 4, rounds: 3, target: data/target.jsonl}
+"""
