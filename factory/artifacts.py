@@ -1,11 +1,12 @@
 """Typed readers, one per artifact kind: where each kind keeps its parts, read in one place.
 
-    from factory.artifacts import Checkpoint, Corpus, Tokens
+    from factory.artifacts import Checkpoint, Conversations, Corpus, Tokens
 
     files = Corpus.of(inputs, "corpus").files()                  # documents/part-*.jsonl.gz
     tokens = Tokens.of(inputs, "tokens")
     tokenizer, train = tokens.tokenizer(), tokens.packed("train", seq_len=128)
     model_dir = Checkpoint.of(inputs, "model").model_dir         # model/: a save_pretrained folder
+    conversations = Conversations.of(inputs, "data").train()     # train.jsonl as Conversation records
 
 `of` takes a stage's inputs and the input's name and checks the layout at once, so a stage fails with one
 line naming the input and the missing part rather than deep inside a reader. The executor runs the same
@@ -127,7 +128,40 @@ class Evaluation(TypedArtifact):
             raise InputError(f"{path}: not readable as JSON ({e}); input {self.name!r} must be an evaluation artifact") from None
 
 
-READERS: dict[str, type[TypedArtifact]] = {r.KIND: r for r in (Corpus, Tokens, Checkpoint, Evaluation)}
+@dataclass(frozen=True)
+class Conversations(TypedArtifact):
+    """Post-training data (`factory.posttrain.records`): verified conversations `train.jsonl`, training prompts
+    with references `prompts.jsonl`, held-out prompts `heldout.jsonl`, counts `stats.json`."""
+
+    KIND: ClassVar[str] = "conversations"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("train.jsonl", "prompts.jsonl", "heldout.jsonl", "stats.json")
+
+    def train(self):
+        """The verified conversations (`factory.posttrain.records.Conversation`s)."""
+        from factory.posttrain.records import read_conversations
+
+        return read_conversations(self.path / "train.jsonl")
+
+    def prompts(self):
+        """Every training prompt with its reference (`factory.posttrain.records.Prompt`s)."""
+        from factory.posttrain.records import read_prompts
+
+        return read_prompts(self.path / "prompts.jsonl")
+
+    def heldout(self):
+        """The held-out prompts: seeds and parameters the training files never hold."""
+        from factory.posttrain.records import read_prompts
+
+        return read_prompts(self.path / "heldout.jsonl")
+
+    def stats(self):
+        """The counts (`factory.posttrain.records.DataStats`)."""
+        from factory.posttrain.records import read_stats
+
+        return read_stats(self.path / "stats.json")
+
+
+READERS: dict[str, type[TypedArtifact]] = {r.KIND: r for r in (Corpus, Tokens, Checkpoint, Evaluation, Conversations)}
 
 
 def check_layout(kind: str, path: Path, name: str) -> None:

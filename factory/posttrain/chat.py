@@ -1,0 +1,137 @@
+"""The factory's chat format: ChatML turns with Llama-Nemotron's reasoning switch, as a Jinja chat template.
+
+    <|im_start|>system
+    detailed thinking on<|im_end|>
+    <|im_start|>user
+    What is 2+3?<|im_end|>
+    <|im_start|>assistant
+    <think>
+    2 plus 3 is 5.
+    </think>
+
+    5<|im_end|>
+
+The reasoning switch is the system prompt `detailed thinking on` or `detailed thinking off`. With `on` the
+model is trained to open its answer with a `<think>...</think>` block; with `off` the answer holds none.
+The template writes the switch line itself, so every rendered conversation carries exactly one:
+
+- a system message whose content is exactly `detailed thinking on|off` sets it;
+- `enable_thinking=True|False` (the keyword `transformers serve --reasoning on|off` passes to
+  `apply_chat_template`) overrides it;
+- with neither, the switch is `off` (Llama-Nemotron's default: reasoning is opt-in). A missing system
+  prompt therefore renders as `detailed thinking off`, so the model never sees a conversation without one;
+- any other system content is kept, on the lines after the switch line.
+
+Assistant content and its closing `<|im_end|>` sit inside `{% generation %}` markers, so
+`apply_chat_template(..., return_dict=True, return_assistant_tokens_mask=True)` returns the mask of the
+tokens an SFT loss trains on (the `<|im_start|>assistant` header is not trained: the prompt writes it).
+Tool calls (an assistant message's `tool_calls`, either `{"name", "arguments"}` or OpenAI's
+`{"type": "function", "function": {...}}`) are written after the content in the evaluation format of
+`factory.verify.tool_calls`: `<tool_call>[{"name": ..., "arguments": {...}}]</tool_call>`. Tool results are
+`tool` turns; tool definitions passed as `tools=` are listed in the system turn.
+
+The markers are special tokens the tokenize stage reserves (`CHAT_TOKENS`), so web text can never forge
+them and each is one id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "IM_END", "THINK_OPEN", "encode_chat", "render_prompt",
+           "with_chat_template"]
+
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+CHAT_TOKENS: tuple[str, ...] = (IM_START, IM_END, THINK_OPEN, THINK_CLOSE, TOOL_CALL_OPEN, TOOL_CALL_CLOSE)
+
+# Whitespace control: every tag trims with `-` and newlines are written as explicit "\n" strings, so the
+# rendered text is exactly what the module docstring shows and nothing depends on Jinja's trim settings.
+CHAT_TEMPLATE = (
+    "{%- set switches = ['detailed thinking on', 'detailed thinking off'] -%}"
+    "{%- set ns = namespace(mode='off', extra='', start=0) -%}"
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- set ns.start = 1 -%}"
+    "{%- set sys = (messages[0]['content'] or '') | trim -%}"
+    "{%- if sys in switches -%}{%- set ns.mode = sys[18:] -%}{%- else -%}{%- set ns.extra = sys -%}{%- endif -%}"
+    "{%- endif -%}"
+    "{%- if enable_thinking is defined and enable_thinking is not none -%}"
+    "{%- set ns.mode = 'on' if enable_thinking else 'off' -%}"
+    "{%- endif -%}"
+    "{{- '<|im_start|>system\\ndetailed thinking ' + ns.mode -}}"
+    "{%- if ns.extra -%}{{- '\\n' + ns.extra -}}{%- endif -%}"
+    "{%- if tools -%}"
+    "{{- '\\n\\nTools you may call, answering with <tool_call>[{\"name\": ..., \"arguments\": {...}}]</tool_call>:' -}}"
+    "{%- for tool in tools -%}{{- '\\n' + (tool | tojson) -}}{%- endfor -%}"
+    "{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- for message in messages[ns.start:] -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{- '<|im_start|>assistant\\n' -}}"
+    "{%- generation -%}"
+    "{{- message['content'] or '' -}}"
+    "{%- if message['tool_calls'] -%}"
+    "{%- if message['content'] and not message['content'].endswith('\\n') -%}{{- '\\n' -}}{%- endif -%}"
+    "{{- '<tool_call>[' -}}"
+    "{%- for call in message['tool_calls'] -%}"
+    "{%- set fn = call['function'] if call['function'] is defined else call -%}"
+    "{%- if not loop.first -%}{{- ', ' -}}{%- endif -%}"
+    "{{- '{\"name\": ' + (fn['name'] | tojson) + ', \"arguments\": ' -}}"
+    "{%- if fn['arguments'] is string -%}{{- fn['arguments'] -}}{%- else -%}{{- fn['arguments'] | tojson -}}{%- endif -%}"
+    "{{- '}' -}}"
+    "{%- endfor -%}"
+    "{{- ']</tool_call>' -}}"
+    "{%- endif -%}"
+    "{{- '<|im_end|>' -}}"
+    "{%- endgeneration -%}"
+    "{{- '\\n' -}}"
+    "{%- elif message['role'] in ['user', 'tool'] -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') + '<|im_end|>\\n' -}}"
+    "{%- else -%}"
+    "{{- raise_exception('chat template: role ' + message['role'] + ' is not system (first only), user, assistant or tool') -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+
+def with_chat_template(tokenizer):
+    """`tokenizer` with the factory's chat template set (in place, and returned).
+
+    The chat markers must already be single special tokens of its vocabulary (the tokenize stage reserves
+    them); a tokenizer built without them fails here, naming the missing ones, rather than training on
+    markers split into byte pieces.
+    """
+    vocab = tokenizer.get_vocab()
+    specials = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values()}
+    missing = [t for t in CHAT_TOKENS if t not in vocab or t not in specials]
+    if missing:
+        raise ValueError(f"tokenizer lacks the chat special tokens {missing}: retrain it with the tokenize "
+                         f"stage's default extra_special_tokens (which include {list(CHAT_TOKENS)})")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def render_prompt(tokenizer, messages: Sequence[dict[str, Any]], **template_kwargs) -> list[int]:
+    """Token ids of `messages` followed by the assistant header, ready for generation."""
+    out = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
+                                        return_dict=True, **template_kwargs)
+    return list(out["input_ids"])
+
+
+def encode_chat(tokenizer, messages: Sequence[dict[str, Any]], max_len: int | None = None,
+                **template_kwargs) -> tuple[list[int], list[int]] | None:
+    """(input_ids, assistant_mask) of a whole conversation, or None when it is longer than `max_len` tokens.
+
+    The mask is 1 on every token an SFT loss trains on (assistant content and its `<|im_end|>`), 0 elsewhere.
+    A conversation that does not fit is not cut: cutting would train on an answer without its end, so the
+    caller skips and counts it.
+    """
+    out = tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True, **template_kwargs)
+    ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+    if max_len is not None and len(ids) > max_len:
+        return None
+    return ids, mask
