@@ -16,7 +16,9 @@ ALLOWED: set[tuple[str, str]] = set()
 
 # `factory.train` is the one trainer every training stage shares (DESIGN: objectives are modules on one
 # trainer); the pretrain stage's module lives inside it, so there the stage is that module, not the package.
-SHARED = {"factory.train"}
+# `factory.posttrain` likewise holds several stages (sft, rl, preference, data) beside the library modules
+# they share (the chat template that tokenize also writes, conversation records, rollouts, rewards).
+SHARED = {"factory.train", "factory.posttrain"}
 
 
 def stage_packages() -> list[str]:

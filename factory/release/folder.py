@@ -62,13 +62,25 @@ def write_generation_config(output: Path, tokenizer: Any, config: Config) -> Non
     """generation_config.json: the tokenizer's special ids and the configured sampling defaults."""
     from transformers import GenerationConfig
 
+    ids = _special_ids(tokenizer)
     GenerationConfig(
-        **_special_ids(tokenizer),
+        **{**ids, "eos_token_id": _stop_ids(tokenizer, ids["eos_token_id"])},
         do_sample=True,
         temperature=config.temperature,
         top_p=config.top_p,
         max_new_tokens=config.max_new_tokens,
     ).save_pretrained(output)
+
+
+def _stop_ids(tokenizer: Any, eos: int) -> int | list[int]:
+    """The ids generation stops at: EOS, and with a chat template also the end-of-turn marker the template
+    closes every assistant turn with (`<|im_end|>`), so a chat reply ends where its turn does."""
+    from factory.posttrain.chat import IM_END
+
+    end_of_turn = tokenizer.convert_tokens_to_ids(IM_END) if tokenizer.chat_template else None
+    if end_of_turn is None or end_of_turn == tokenizer.unk_token_id or end_of_turn == eos:
+        return eos
+    return [eos, end_of_turn]
 
 
 def _special_ids(tokenizer: Any) -> dict[str, int | None]:

@@ -4,7 +4,9 @@ Input "corpus" (a curate artifact): `documents/*.jsonl.gz`, one {"id", "text", "
 Optional input "synthetic" (a synth artifact, same layout; `metadata.source_id` names the corpus document
 each synthetic one was written from).
 Output:
-    tokenizer/            transformers `save_pretrained` folder (bos/eos/pad/unk set)
+    tokenizer/            transformers `save_pretrained` folder (bos/eos/pad/unk set; the chat markers reserved
+                          as special tokens and the chat template in chat_template.jinja, see
+                          factory.posttrain.chat)
     train.bin, train.idx  Megatron indexed dataset, one document per sequence, each ending with EOS
     valid.bin, valid.idx  held-out documents, chosen by a stable hash of the document id
     synthetic.bin, .idx   with a "synthetic" input: its documents, except those written from a held-out

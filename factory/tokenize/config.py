@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from factory.posttrain.chat import CHAT_TOKENS
 from factory.stage import StageConfig, no_effect
 
 __all__ = ["Config"]
@@ -20,7 +21,11 @@ class Config(StageConfig):
     eos_token: str = Field("<|endoftext|>", description="End-of-sequence token, appended to every document.")
     pad_token: str = Field("<|pad|>", description="Padding token.")
     unk_token: str = Field("<|endoftext|>", description="Unknown token (byte-level BPE never emits it).")
-    extra_special_tokens: tuple[str, ...] = Field((), description="More special tokens to reserve (e.g. chat markers).")
+    extra_special_tokens: tuple[str, ...] = Field(
+        CHAT_TOKENS, description="More special tokens to reserve; the default is the chat format's markers.")
+    chat_template: bool = Field(
+        True, description="Save the factory's chat template (factory.posttrain.chat) with the tokenizer; needs its "
+                          "markers among the special tokens.")
     max_error_fraction: float = Field(
         0.01, ge=0.0, le=1.0,
         description="Largest share of damaged corpus lines (not JSON, unreadable part) skipped and counted; past it the step fails.")
@@ -34,6 +39,10 @@ class Config(StageConfig):
         floor = _BYTE_ALPHABET + len(self.special_tokens())
         if self.vocab_size <= floor:
             raise ValueError(f"vocab_size must exceed {floor} (256 bytes + special tokens), got {self.vocab_size}")
+        missing = [t for t in CHAT_TOKENS if t not in self.special_tokens()]
+        if self.chat_template and missing:
+            raise ValueError(f"chat_template needs the chat markers {missing} in extra_special_tokens "
+                             "(or set chat_template: false)")
         return self
 
     def special_tokens(self) -> list[str]:

@@ -11,6 +11,7 @@ from tokenizers import Tokenizer
 
 from factory.artifacts import Corpus
 from factory.errors import InputError
+from factory.posttrain.chat import with_chat_template
 from factory.stage import Artifact, StepContext
 from factory.tokenize.bpe import as_transformers, encode, train_bpe
 from factory.tokenize.config import Config
@@ -46,6 +47,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     texts = (text for doc_id, text in corpus_texts(files) if doc_id in sample)
     backend = train_bpe(texts, len(sample), config)
     tokenizer = as_transformers(backend, config)
+    if config.chat_template:
+        with_chat_template(tokenizer)  # saved as tokenizer/chat_template.jinja, so the release carries it
     tokenizer.save_pretrained(output / "tokenizer")
     vocab_size = len(tokenizer)
     if vocab_size != config.vocab_size:

@@ -43,6 +43,8 @@ def records() -> list[dict]:
     docs = [{"id": f"stdlib/{name}", "text": _docstrings(name), "metadata": {"source": name}} for name in MODULES]
     # a page that quotes the end-of-text marker must not gain a document boundary
     docs.append({"id": "quote", "text": "GPT-2 separates documents with <|endoftext|> in its data.", "metadata": {}})
+    docs.append({"id": "chatml", "text": "ChatML opens a turn with <|im_start|>user and reasoning models write <think>.",
+                 "metadata": {}})
     return docs
 
 
@@ -146,8 +148,10 @@ def test_empty_corpus_names_the_folder(tmp_path):
 
 
 def test_config_rejects_a_vocab_smaller_than_the_byte_alphabet():
-    with pytest.raises(ValueError, match="vocab_size must exceed 258"):
+    with pytest.raises(ValueError, match="vocab_size must exceed 264"):  # 256 bytes, 2 named + 6 chat tokens
         tokenize.Config(vocab_size=200)
+    with pytest.raises(ValueError, match="chat_template needs the chat markers"):
+        tokenize.Config(extra_special_tokens=())
     assert "batch_size" not in CONFIG.result_fields()
 
 
@@ -195,3 +199,23 @@ def test_damaged_lines_past_the_error_budget_fail_with_one_line(tmp_path, record
     assert "\n" not in message and "tokenize: corpus" in message
     assert "bad_json 1" in message and "part-00000.jsonl.gz line" in message
     assert not (tmp_path / "out" / "train.bin").exists()  # nothing written before the corpus was surveyed
+
+
+def test_tokenizer_carries_the_chat_template(stage):
+    """The saved tokenizer renders chats with the factory's template, the markers are single special ids, and
+    the same marker strings inside web text stay plain text in the token data."""
+    from factory.posttrain.chat import CHAT_TEMPLATE, CHAT_TOKENS
+
+    out, _, _ = stage
+    assert (out / "tokenizer" / "chat_template.jinja").read_text() == CHAT_TEMPLATE
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    specials = [tok.convert_tokens_to_ids(t) for t in CHAT_TOKENS]
+    assert specials == list(range(2, 8))  # after <|endoftext|> (0) and <|pad|> (1)
+    messages = [{"role": "user", "content": "What is 2+3?"}, {"role": "assistant", "content": "<think>\nadd\n</think>\n\n5"}]
+    out_ids = tok.apply_chat_template(messages, enable_thinking=True, return_dict=True, return_assistant_tokens_mask=True)
+    ids, mask = out_ids["input_ids"], out_ids["assistant_masks"]
+    assert tok.decode(ids).startswith("<|im_start|>system\ndetailed thinking on<|im_end|>\n<|im_start|>user\n")
+    assert tok.decode([i for i, m in zip(ids, mask) if m]) == "<think>\nadd\n</think>\n\n5<|im_end|>"
+    for split in ("train", "valid"):
+        ds = IndexedDataset(str(out / split))
+        assert not any(set(ds[i].tolist()) & set(specials) for i in range(len(ds)))
