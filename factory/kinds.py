@@ -87,6 +87,8 @@ KINDS: dict[str, StageKind] = {
     "distill": StageKind("factory.distill.stage", output="checkpoint", resumable=True, registered=True,
                          inputs={"student": In("checkpoint", ("compress",)), "teacher": In("checkpoint", ("pretrain",)),
                                  "tokens": In("tokens", ("tokenize",))}),
+    "sft": StageKind("factory.posttrain.sft", output="checkpoint", resumable=True, distributed=True, registered=True,
+                     inputs={"model": In("checkpoint", ("pretrain", "distill")), "data": In("conversations", ("posttrain_data",))}),
     "rl": StageKind("factory.posttrain.rl", output="checkpoint", resumable=True, registered=True,
                     inputs={"model": In("checkpoint", ("pretrain", "distill", "sft")), "data": In("conversations", ("posttrain_data",))}),
     "quantize": StageKind("factory.quantize.stage", output="quantized",

@@ -8,7 +8,7 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from factory.logs import get_logger
 from factory.stage import StepContext
@@ -88,17 +88,18 @@ def read_metrics(path: Path) -> list[dict]:
 class LossPlotCallback(Callback):
     """At the end of training, plot loss against step from `metrics.jsonl` into `loss.png` and log it."""
 
-    def __init__(self, metrics_path: Path, plot_path: Path, ctx: StepContext) -> None:
+    def __init__(self, metrics_path: Path, plot_path: Path, ctx: StepContext, title: str = "pretraining loss") -> None:
         self.metrics_path = Path(metrics_path)
         self.plot_path = Path(plot_path)
         self.ctx = ctx
+        self.title = title
 
     def on_train_end(self, trainer: Trainer) -> None:
-        plot_loss(read_metrics(self.metrics_path), self.plot_path)
+        plot_loss(read_metrics(self.metrics_path), self.plot_path, self.title)
         self.ctx.log_artifact(self.plot_path)
 
 
-def plot_loss(records: list[dict], path: Path) -> None:
+def plot_loss(records: list[dict], path: Path, title: str = "pretraining loss") -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display in pods and CI
@@ -111,7 +112,7 @@ def plot_loss(records: list[dict], path: Path) -> None:
         ax.plot(steps, losses, linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
-    ax.set_title("pretraining loss")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -125,16 +126,19 @@ class HFExportCallback(Callback):
     (FSDP), so the export gathers the full state dict (a collective: every rank calls it), maps it to
     Hugging Face names with `adapter`, and loads it into `build_plain()`, a freshly built model with plain
     layers (on the meta device, so building costs nothing); rank 0 writes it. A half-written folder from
-    an attempt killed while saving is replaced.
+    an attempt killed while saving is replaced. With `tokenizer`, its files (chat template included) are
+    saved beside the weights, so the checkpoint is a complete Hugging Face folder that later stages (SFT, RL)
+    read their tokenizer from.
     """
 
     def __init__(self, model_dir: Path, build_plain: Callable[[], torch.nn.Module],
-                 adapter: StateDictAdapter | None = None) -> None:
+                 adapter: StateDictAdapter | None = None, tokenizer: Any | None = None) -> None:
         from factory.model.state_dict import HFAdapter
 
         self.model_dir = Path(model_dir)
         self.build_plain = build_plain
         self.adapter = adapter or HFAdapter()
+        self.tokenizer = tokenizer
 
     def on_train_end(self, trainer: Trainer) -> None:
         state = full_model_state(trainer.objective.model)  # a collective under FSDP
@@ -145,6 +149,8 @@ class HFExportCallback(Callback):
         plain = self.build_plain()
         plain.load_state_dict(self.adapter.to_hf(state), assign=True)
         plain.save_pretrained(self.model_dir)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(self.model_dir)
         log.info("hf_exported", path=str(self.model_dir))
 
 

@@ -3,7 +3,8 @@
 Input "tokens" (a tokenize artifact): `train.bin`/`train.idx` (Megatron indexed dataset) and
 `tokenizer/` (vocabulary size and special token ids come from it). Output:
 
-    model/          `NemotronHForCausalLM.save_pretrained` folder (safetensors, config, generation config)
+    model/          `NemotronHForCausalLM.save_pretrained` folder (safetensors, config, generation config) with
+                    the tokenizer's files (chat template included), so post-training reads it from here
     metrics.jsonl   one record per step: loss, lr, grad_norm, tokens, tokens_per_s, skipped_steps
     loss.png        the training-loss curve
 
@@ -130,7 +131,8 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
     # A freshly built model holds plain nn.Linear layers whatever the training precision, so `model/`
     # is a stock transformers checkpoint (same parameter names: the precision linears share them).
     callbacks.append(HFExportCallback(output / "model",
-                                      lambda: build_model(model_config, len(tokenizer), device="meta", **special)))
+                                      lambda: build_model(model_config, len(tokenizer), device="meta", **special),
+                                      tokenizer=tokenizer))
     trainer = Trainer(CausalLMObjective(model), data, config, device=device, callbacks=callbacks)
     start = time.perf_counter()
     state = trainer.fit()

@@ -1,0 +1,301 @@
+"""The SFT stage (Llama-Nemotron): supervised fine-tuning on verified conversations, loss on assistant tokens only.
+
+Inputs: "model" (a checkpoint: `model/` is a save_pretrained folder with its tokenizer, as pretrain and
+distill write it) and "data" (a conversations artifact, `factory.posttrain.records`: `train.jsonl` trains,
+`heldout.jsonl` measures the reasoning switch). Output:
+
+    model/          the fine-tuned `NemotronHForCausalLM` with the tokenizer and the chat template; its
+                    generation config stops at `<|im_end|>` as well as EOS
+    metrics.jsonl   one record per step: loss per assistant token, lr, grad_norm, tokens (assistant tokens)
+    loss.png        the training-loss curve
+    sft.json        the run's summary (the metrics below)
+
+Data. Each conversation is rendered with the factory's chat template (`factory.posttrain.chat`): its system
+turn is the reasoning switch, `detailed thinking on|off`, and the template's generation markers give the
+assistant mask. `reasoning_on_fraction` sets the share of `on` conversations (subsampling the larger mode).
+A conversation longer than `seq_len` tokens is skipped and counted (`truncated_fraction`), never cut through
+its answer. A `valid_fraction` of the prompts (by a stable hash of the user turn, so a prompt's two modes
+stay on one side) is held out for the assistant-token loss before and after training.
+
+Packing: none. One conversation per row, right-padded, padding masked out of the loss. transformers'
+NemotronH Mamba mixer takes no sequence boundaries, so packing would carry one conversation's SSM and
+convolution state into the next (leakage across documents); rows avoid that without state resets.
+
+Preflight: the step fails with one message naming the data set when it holds no conversations, when none
+fits `seq_len`, when the reasoning mix leaves nothing, or when a batch's assistant mask is empty or covers
+every token (`factory.train.chat_lm.ChatLMObjective`). It never trains on nothing.
+
+Training runs on the factory's trainer: the precision converters, DDP / FSDP2 under torchrun, resumable
+checkpoints (`checkpoints/step-NNNNNN/`, removed once `model/` is written; a restarted attempt reproduces
+the uninterrupted run), the MLflow metrics callback and the Hugging Face export.
+
+Metrics: `valid_loss_before` / `valid_loss_after` (held-out assistant tokens), `think_rate_on` /
+`think_rate_off` (share of held-out prompts whose greedy answer opens with `<think>` under each switch),
+`assistant_tokens`, `conversations`, `truncated_fraction`, `final_loss`, `steps`.
+
+    from factory.posttrain import sft
+    sft.run(sft.Config(steps=200), {"model": ckpt, "data": conversations}, out_dir, StepContext("sft"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from factory.errors import InputError
+from factory.stage import Artifact, StepContext, no_effect
+from factory.train.config import TrainConfig
+
+__all__ = ["Config", "KIND", "run"]
+
+KIND = "checkpoint"  # resumable and distributed: flags of its entry in factory.kinds.KINDS
+
+
+class Config(TrainConfig):
+    """Supervised fine-tuning on chats: the training-loop fields of `TrainConfig` with SFT defaults, plus the data
+    knobs. Under torchrun, `micro_batch_size` is per rank."""
+
+    seq_len: int = Field(256, gt=1, description="max_len: the longest conversation (tokens) trained; longer ones "
+                                                 "are skipped and counted, never cut.")
+    micro_batch_size: int = Field(8, gt=0, description="Conversations per forward/backward pass (one per row).")
+    steps: int = Field(200, gt=0, description="Optimizer steps; the data repeats in fresh seeded orders (epochs).")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    warmup_steps: int = Field(10, ge=0, description="Steps of linear warmup.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled AdamW weight decay (not on norms, biases, embeddings).")
+    reasoning_on_fraction: float | None = Field(
+        None, ge=0, le=1, description="Share of `detailed thinking on` conversations to train on (the other mode is "
+                                      "subsampled to reach it); none keeps the data's own mix.")
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts held out for the validation loss.")
+    valid_max: int = Field(64, ge=0, description="Most held-out conversations the validation loss reads.")
+    switch_prompts: int = Field(64, ge=0, description="Held-out prompts (heldout.jsonl) on which the reasoning "
+                                                      "switch is measured in both modes (0 = skip).")
+    data_parallel: Literal["ddp", "fsdp"] = no_effect("ddp", "Data parallelism under torchrun: 'ddp' or 'fsdp' (FSDP2).")
+
+    @model_validator(mode="after")
+    def _no_blend(self) -> Config:
+        if self.blend is not None:
+            raise ValueError("blend: SFT reads the conversations of its 'data' input; token blends are for pretraining")
+        return self
+
+
+def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
+    """Fine-tune the "model" input on the "data" input's conversations; write `model/`, `metrics.jsonl`,
+    `loss.png`, `sft.json` (rank 0)."""
+    from factory.train.parallel import distributed
+
+    with distributed() as (rank, world_size, device):
+        return _train(config, inputs, Path(output), ctx, rank, world_size, device)
+
+
+def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext, rank: int,
+           world_size: int, device: str) -> dict[str, float]:
+    import torch
+    from transformers import AutoTokenizer
+
+    from factory.artifacts import Checkpoint, Conversations
+    from factory.model.checkpoints import load_model
+    from factory.model.converters import apply_converters, training_converters
+    from factory.posttrain.chat import IM_END, with_chat_template
+    from factory.train.callbacks import HFExportCallback, LossPlotCallback, MetricsCallback, read_metrics
+    from factory.train.chat_lm import ChatLMObjective
+    from factory.train.checkpoint import CheckpointCallback
+    from factory.train.parallel import ParallelPlan, parallelize
+    from factory.train.trainer import Trainer
+
+    model_dir = Checkpoint.of(inputs, "model").model_dir
+    data = Conversations.of(inputs, "data")
+    where = str(data.path / "train.jsonl")
+    if not (model_dir / "tokenizer.json").is_file():
+        raise InputError(f"{model_dir}: no tokenizer.json; the 'model' checkpoint must carry its tokenizer "
+                         "(pretrain and distill save it beside the weights)")
+    tokenizer = with_chat_template(AutoTokenizer.from_pretrained(model_dir, local_files_only=True))
+
+    conversations = data.train()
+    if not conversations:
+        raise InputError(f"{where}: no conversations; SFT never trains on nothing (did every teacher solution fail "
+                         "verification? see stats.json)")
+    chosen = mix_reasoning(conversations, config.reasoning_on_fraction, config.seed, where)
+    train_set, valid_set = split_heldout(chosen, config.valid_fraction, config.seed)
+    encoded, truncated = encode_all(tokenizer, train_set, config.seq_len)
+    valid_encoded, _ = encode_all(tokenizer, valid_set[: config.valid_max], config.seq_len)
+    if not encoded:
+        raise InputError(f"{where}: all {len(train_set)} training conversations are longer than seq_len = "
+                         f"{config.seq_len} tokens; raise seq_len")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    from factory.train.chat_lm import chat_example
+
+    length = max(len(ids) for ids, _ in encoded + valid_encoded)  # one row shape for the whole run
+    rows = [chat_example(ids, mask, length, pad_id) for ids, mask in encoded]
+    valid_rows = [chat_example(ids, mask, length, pad_id) for ids, mask in valid_encoded]
+    assistant_tokens = sum(sum(mask) for _, mask in encoded)
+    n_on = sum(c.reasoning == "on" for c in train_set)
+    profile = {"conversations": len(train_set), "kept": len(rows), "truncated": truncated, "on": n_on,
+               "off": len(train_set) - n_on, "valid": len(valid_rows), "assistant_tokens": assistant_tokens,
+               "row_length": length}
+    if rank == 0:
+        ctx.log_dataset(name="conversations/train", uri=inputs["data"].uri,
+                        digest=inputs["data"].manifest.get("fingerprint", ""), context="training", profile=profile)
+    ctx.log.info("sft_data", **profile)
+
+    _seed_everything(config.seed)
+    model = load_model(model_dir)
+    if len(tokenizer) > model.config.vocab_size:
+        raise InputError(f"{model_dir}: the tokenizer has {len(tokenizer)} tokens, more than the model's vocab_size "
+                         f"{model.config.vocab_size}")
+    hf_config = model.config
+    stop = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
+    model = apply_converters(model, training_converters(config.precision, config.precision_options,
+                                                         config.activation_checkpointing))
+    model = parallelize(model, ParallelPlan(data_parallel=config.data_parallel, device=device))  # type: ignore[arg-type]
+    objective = ChatLMObjective(model, where)
+    valid_before = assistant_loss(objective, valid_rows, config.micro_batch_size, device)
+
+    def build_plain():
+        from transformers import NemotronHForCausalLM
+
+        with torch.device("meta"):
+            plain = NemotronHForCausalLM(hf_config)
+        plain.generation_config.eos_token_id = stop  # a chat reply ends with its turn
+        plain.generation_config.pad_token_id = pad_id
+        return plain
+
+    metrics_path = output / "metrics.jsonl"
+    callbacks = [CheckpointCallback(output / "checkpoints", config.checkpoint_interval, config.keep_checkpoints)]
+    if rank == 0:
+        callbacks += [MetricsCallback(metrics_path, ctx, config.log_interval),
+                      LossPlotCallback(metrics_path, output / "loss.png", ctx, title="SFT loss (assistant tokens)")]
+    callbacks.append(HFExportCallback(output / "model", build_plain, tokenizer=tokenizer))
+    state = Trainer(objective, rows, config, device=device, callbacks=callbacks).fit()
+
+    valid_after = assistant_loss(objective, valid_rows, config.micro_batch_size, device)
+    switch = think_rates(model, tokenizer, data.heldout()[: config.switch_prompts], device)
+    if rank != 0:
+        return {"steps": float(state.step)}
+    shutil.rmtree(output / "checkpoints", ignore_errors=True)
+    losses = [r["loss"] for r in read_metrics(metrics_path) if r["loss"] is not None]
+    tail = losses[-min(10, len(losses)):] if losses else [math.nan]
+    result = {
+        "final_loss": sum(tail) / len(tail),
+        "valid_loss_before": valid_before,
+        "valid_loss_after": valid_after,
+        **switch,
+        "conversations": float(len(rows)),
+        "assistant_tokens": float(assistant_tokens),
+        "truncated_fraction": truncated / len(train_set),
+        "reasoning_on_fraction": n_on / len(train_set),
+        "steps": float(state.step),
+        "tokens_seen": float(state.tokens_seen),
+    }
+    (output / "sft.json").write_text(json.dumps(result, indent=2) + "\n")
+    ctx.log_metrics({k: v for k, v in result.items() if math.isfinite(v)})
+    ctx.log.info("sft_done", **{k: round(v, 6) for k, v in result.items()})
+    return result
+
+
+def mix_reasoning(conversations: Sequence[Any], on_fraction: float | None, seed: int, where: str) -> list[Any]:
+    """The conversations with `on_fraction` of them in `detailed thinking on` (the larger mode subsampled,
+    seeded, order kept); all of them when `on_fraction` is None."""
+    if on_fraction is None:
+        return list(conversations)
+    on = [i for i, c in enumerate(conversations) if c.reasoning == "on"]
+    off = [i for i, c in enumerate(conversations) if c.reasoning == "off"]
+    wanted = [("on", on, on_fraction), ("off", off, 1 - on_fraction)]
+    missing = [mode for mode, idx, share in wanted if share > 0 and not idx]
+    if missing:
+        raise InputError(f"{where}: no conversations in reasoning mode {missing[0]!r}, but reasoning_on_fraction = "
+                         f"{on_fraction} asks for them")
+    total = min(len(idx) / share for _, idx, share in wanted if share > 0)
+    rng = random.Random(seed)
+    keep = set()
+    for _, idx, share in wanted:
+        keep |= set(rng.sample(idx, min(len(idx), round(total * share))))
+    return [c for i, c in enumerate(conversations) if i in keep]
+
+
+def split_heldout(conversations: Sequence[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """(train, valid): a conversation is held out when a stable hash of its user turns falls below `fraction`,
+    so both reasoning modes of one prompt land on the same side. Training keeps everything when the split would
+    leave it empty."""
+    def held(c) -> bool:
+        text = "\x1f".join(m.content for m in c.messages if m.role == "user")
+        digest = hashlib.sha256(f"{seed}\x1e{text}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+    valid = [c for c in conversations if held(c)]
+    train = [c for c in conversations if not held(c)]
+    return (train, valid) if train else (list(conversations), [])
+
+
+def encode_all(tokenizer, conversations: Sequence[Any], max_len: int) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """(ids, assistant mask) of each conversation that fits `max_len`, and how many did not."""
+    from factory.posttrain.chat import encode_chat
+
+    kept, truncated = [], 0
+    for c in conversations:
+        out = encode_chat(tokenizer, [m.model_dump(exclude_none=True) for m in c.messages], max_len)
+        if out is None:
+            truncated += 1
+        else:
+            kept.append(out)
+    return kept, truncated
+
+
+def assistant_loss(objective, rows: Sequence[Mapping[str, Any]], batch_size: int, device: str) -> float:
+    """Mean cross entropy per assistant token over `rows` (NaN without rows)."""
+    import torch
+
+    if not rows:
+        return math.nan
+    total, count = 0.0, 0
+    was_training = objective.training
+    objective.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start: start + batch_size]
+            batch = {k: torch.stack([r[k] for r in chunk]).to(device) for k in chunk[0]}
+            out = objective(batch)
+            total += float(out.loss_sum)
+            count += out.tokens
+    objective.train(was_training)
+    return total / max(count, 1)
+
+
+def think_rates(model, tokenizer, prompts: Sequence[Any], device: str) -> dict[str, float]:
+    """Share of `prompts` whose greedy answer opens with `<think>`, under `detailed thinking on` and `off`.
+
+    Greedy decoding's first token is the argmax after the prompt, so one forward pass per prompt decides it."""
+    import torch
+
+    from factory.posttrain.chat import THINK_OPEN, render_prompt
+
+    if not prompts:
+        return {}
+    think = tokenizer.convert_tokens_to_ids(THINK_OPEN)
+    rates = {}
+    model.eval()
+    with torch.no_grad():
+        for mode in ("on", "off"):
+            hits = 0
+            for prompt in prompts:
+                ids = torch.tensor([render_prompt(tokenizer, prompt.chat(mode))], device=device)
+                logits = model(input_ids=ids, use_cache=False).logits[0, -1]
+                hits += int(int(logits.argmax()) == think)
+            rates[f"think_rate_{mode}"] = hits / len(prompts)
+    return rates
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
