@@ -87,6 +87,8 @@ KINDS: dict[str, StageKind] = {
     "distill": StageKind("factory.distill.stage", output="checkpoint", resumable=True, registered=True,
                          inputs={"student": In("checkpoint", ("compress",)), "teacher": In("checkpoint", ("pretrain",)),
                                  "tokens": In("tokens", ("tokenize",))}),
+    "posttrain_data": StageKind("factory.posttrain.data", output="conversations",
+                                inputs={"teacher": In("checkpoint", (), optional=True)}),
     "sft": StageKind("factory.posttrain.sft", output="checkpoint", resumable=True, distributed=True, registered=True,
                      inputs={"model": In("checkpoint", ("pretrain", "distill")), "data": In("conversations", ("posttrain_data",))}),
     "rl": StageKind("factory.posttrain.rl", output="checkpoint", resumable=True, registered=True,

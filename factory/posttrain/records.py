@@ -22,7 +22,9 @@ The `answer` of a record is the reference in the form its `verifier` takes:
   `check_choice`), or `{"gold": "carbon dioxide", "options": []}` (gold may be a list of accepted answers) for an
   open-ended one (checked with `check_short_answer`): CrossThink's two templates.
 - `tool`: the ground-truth calls `[{"name": ..., "arguments": {...}}]`, checked with `check_tool_calls` on
-  `<think>...</think><tool_call>[...]</tool_call>`.
+  `<think>...</think><tool_call>[...]</tool_call>`. In train.jsonl the assistant turn's `content` holds the
+  text before the calls (the think block, or nothing with `off`) and `tool_calls` the calls, which the chat
+  template writes after the content; `Conversation.reply` joins them again.
 - `code`: a string of Python test code (asserts) run after the solution in the sandbox (`run_tests`).
 
 Writers are atomic (a temp file beside the target, then a rename); readers raise one `InputError` naming the
@@ -176,8 +178,13 @@ class Conversation(Prompt):
 
     @property
     def reply(self) -> str:
-        """The assistant turn's text."""
-        return self.messages[-1].content
+        """The assistant turn as one text, its tool calls (if any) written after the content in the evaluation
+        format `<tool_call>[...]</tool_call>` (what `factory.verify.check_tool_calls` reads)."""
+        last = self.messages[-1]
+        if not last.tool_calls:
+            return last.content
+        calls = json.dumps([c.model_dump() for c in last.tool_calls])
+        return f"{last.content}<tool_call>{calls}</tool_call>"
 
 
 class DataStats(BaseModel):
@@ -187,13 +194,15 @@ class DataStats(BaseModel):
 
     prompts: int = Field(description="Training prompts (prompts.jsonl).")
     heldout: int = Field(0, description="Held-out prompts (heldout.jsonl).")
-    generated: int = Field(description="Solutions the teachers wrote (both modes, all samples).")
+    generated: int = Field(description="Candidate solutions asked for (prompts x modes x samples): kept + sum(dropped).")
     kept: int = Field(description="Solutions the verifier accepted (train.jsonl).")
     dropped: dict[str, int] = Field(default_factory=dict, description="Dropped solutions per reason.")
     kept_by_teacher: dict[str, int] = Field(default_factory=dict, description="Kept solutions per teacher.")
     kept_by_task: dict[str, int] = Field(default_factory=dict, description="Kept solutions per task.")
     kept_by_reasoning: dict[str, int] = Field(default_factory=dict, description="Kept solutions per reasoning mode.")
     teachers: list[str] = Field(default_factory=list, description="Every teacher that wrote solutions.")
+    sets: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per prompt set: source, prompts, heldout, kept.")
+    tir: dict[str, int] = Field(default_factory=dict, description="Tool-integrated reasoning: code runs, errors, solutions using code.")
 
 
 Record = TypeVar("Record", bound=BaseModel)
@@ -260,6 +269,7 @@ def _write_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the published file is an ordinary readable one
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
