@@ -50,7 +50,7 @@ def build_base(data_dir: Path, out: Path, seed: int):
     return Artifact(out, {"fingerprint": "base", "kind": "checkpoint", "stage": "base"})
 
 
-def answer(model_dir: Path, prompts: list, reasoning: str, max_new_tokens: int, batch_size: int = 16) -> list[str]:
+def answer(model_dir: Path, prompts: list, reasoning: str, max_new_tokens: int, batch_size: int = 32) -> list[str]:
     """Greedy replies (special tokens kept, cut at the end of turn) to each prompt under the switch."""
     import torch
     from transformers import AutoTokenizer
@@ -97,13 +97,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=None, help="Folder for the artifacts (default: a temporary one).")
     parser.add_argument("--train-size", type=int, default=256, help="Training prompts (each in both reasoning modes).")
-    parser.add_argument("--heldout-size", type=int, default=64, help="Held-out prompts (a seed training never used).")
-    parser.add_argument("--sft-steps", type=int, default=300)
-    parser.add_argument("--rl-steps", type=int, default=40)
+    parser.add_argument("--heldout-size", type=int, default=48, help="Held-out prompts (a seed training never used).")
+    parser.add_argument("--sft-steps", type=int, default=150)
+    parser.add_argument("--sft-batch", type=int, default=8, help="Conversations per SFT step.")
+    parser.add_argument("--rl-steps", type=int, default=20)
     parser.add_argument("--rl-lr", type=float, default=2e-4)
     parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--prompts-per-step", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--prompts-per-step", type=int, default=2)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--no-sft-more", dest="sft_more", action="store_false",
                         help="Skip the SFT-only baseline with as many extra steps as RL takes.")
     parser.add_argument("--seed", type=int, default=0)
@@ -117,7 +118,7 @@ def main() -> None:
     from factory.posttrain.rewards import RewardConfig, VerifierRewards
     from factory.stage import StepContext
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny matmuls gain nothing from a second thread on a shared machine
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-posttrain-"))
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -141,7 +142,7 @@ def main() -> None:
     data = Artifact(data_dir, {"fingerprint": "data", "kind": "conversations"})
     base = build_base(data_dir, work / "base", args.seed)
 
-    sft_config = sft.Config(steps=args.sft_steps, micro_batch_size=16, lr=3e-3, warmup_steps=20, seq_len=128,
+    sft_config = sft.Config(steps=args.sft_steps, micro_batch_size=args.sft_batch, lr=3e-3, warmup_steps=20, seq_len=128,
                             checkpoint_interval=0, switch_prompts=0, seed=args.seed)
     sft_out = work / "sft"
     timed("sft", lambda: sft.run(sft_config, {"model": base, "data": data}, sft_out, StepContext("sft")))

@@ -20,7 +20,8 @@ Two samplers, one interface (`sample(chats, group_size, max_new_tokens, temperat
 
 1. draw prompts in a seeded order (a fresh permutation per epoch); sample G completions each at the current
    temperature and the length schedule's `max_new_tokens`;
-2. score them (`factory.posttrain.rewards`); dynamic sampling (DAPO) drops groups whose rewards are all equal
+2. score them (`factory.posttrain.rewards`; with `switch_format`, a reply that breaks the reasoning switch
+   scores 0, so RL keeps the switch SFT taught); dynamic sampling (DAPO) drops groups whose rewards are all equal
    (all right or all wrong: zero advantage, no signal) and samples more prompts until the batch is full, at
    most `max_sampling_rounds` rounds (then zero-variance groups fill it, and the count says so);
 3. advantages normalised within each group (`factory.train.grpo.group_advantages`); truncated completions
@@ -107,7 +108,9 @@ class RolloutConfig(BaseModel):
     filter_overlong: bool = Field(True, description="Truncated completions take no loss (DAPO's overlong filtering).")
     scale_advantages: bool = Field(True, description="Divide advantages by the group's std (False: Dr. GRPO's unscaled form).")
     reasoning: Literal["on", "off", "both"] = Field(
-        "on", description="System prompt of RL prompts: detailed thinking on, off, or both (alternating by prompt).")
+        "on", description="System prompt of RL prompts: detailed thinking on, off, or both (alternating draw by draw).")
+    switch_format: bool = Field(True, description="A reply that breaks the reasoning switch (no <think> block under "
+                                                  "'on', one under 'off') scores 0; tool prompts keep Tool-N1's format.")
     endpoint: EndpointConfig | None = Field(None, description="Sample on this OpenAI-compatible server; None: the local policy.")
 
     @model_validator(mode="after")
@@ -300,20 +303,19 @@ class RolloutBatches:
             self._build(index)
         return {key: value[row] for key, value in self.batch.items()}
 
-    def _next_prompts(self, n: int) -> list[int]:
+    def _next_prompts(self, n: int) -> list[tuple[int, str]]:
+        """The next `n` (prompt index, reasoning mode) draws: a fresh seeded permutation per epoch; with
+        reasoning "both" the mode alternates draw by draw, so every prompt meets both modes over epochs."""
         import torch
 
         out = []
         for _ in range(n):
             epoch, k = divmod(self.cursor, len(self.prompts))
             order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-            out.append(int(order[k]))
+            mode = self.config.reasoning if self.config.reasoning != "both" else ("on", "off")[self.cursor % 2]
+            out.append((int(order[k]), mode))
             self.cursor += 1
         return out
-
-    def _chat(self, index: int) -> list[dict]:
-        mode = self.config.reasoning if self.config.reasoning != "both" else ("on", "off")[index % 2]
-        return self.prompts[index].chat(mode)
 
     def _build(self, index: int) -> None:
         import torch
@@ -334,10 +336,18 @@ class RolloutBatches:
             if wanted == 0:
                 break
             drawn = self._next_prompts(wanted)
-            groups = self.sampler.sample([self._chat(i) for i in drawn], G, max_new, temperature, self.generator)
-            scores = self.rewards.score([self.prompts[i] for i in drawn for _ in range(G)],
+            groups = self.sampler.sample([self.prompts[i].chat(mode) for i, mode in drawn], G, max_new, temperature,
+                                         self.generator)
+            scores = self.rewards.score([self.prompts[i] for i, _ in drawn for _ in range(G)],
                                         [s.text for group in groups for s in group])
-            for j, (i, group) in enumerate(zip(drawn, groups)):
+            if cfg.switch_format:
+                for j, ((i, mode), group) in enumerate(zip(drawn, groups)):
+                    if self.prompts[i].verifier == "tool":
+                        continue
+                    for k, sample in enumerate(group):
+                        if sample.text.lstrip().startswith("<think>") != (mode == "on"):
+                            scores[j * G + k] = 0.0
+            for j, ((i, _), group) in enumerate(zip(drawn, groups)):
                 rewards = scores[j * G:(j + 1) * G]
                 entry = (i, group, rewards)
                 flat.append(entry)

@@ -82,7 +82,7 @@ def choice(i):
 
 
 def source(script, prompts, **rollout):
-    config = RolloutConfig(group_size=2, temperature=1.0, target_entropy=None, **rollout)
+    config = RolloutConfig(group_size=2, temperature=1.0, target_entropy=None, **{"reasoning": "off", **rollout})
     return RolloutBatches(prompts, tiny_policy(), ScriptedSampler(script), VerifierRewards(), config,
                           samples_per_rollout=4, steps_per_rollout=1, total_steps=4, seed=0, pad_id=0)
 
@@ -118,6 +118,20 @@ def test_when_every_group_is_uniform_the_batch_is_filled_and_says_so():
     assert batches.sampler.calls == 3 and batches.stats.groups_filled == 2
     assert all(float(r["advantages"]) == 0 for r in rows)  # no signal: the step moves nothing
     assert batches.stats.zero_variance_fraction == 1.0
+
+
+def test_a_reply_that_breaks_the_reasoning_switch_scores_zero():
+    think = "<think>\nB it is\n</think>\n\nB"
+    batches = source(lambda i: [(think, False), ("B", False)], [choice(i) for i in range(4)], reasoning="both",
+                     dynamic_sampling=False)
+    rows = [batches.sample(p) for p in range(4)]
+    # draws alternate on, off: under "on" only the think reply is right, under "off" only the bare one
+    assert sorted(round(float(r["advantages"]), 3) for r in rows) == [-0.707, -0.707, 0.707, 0.707]
+    assert batches.stats.reward == 0.5
+    lenient = source(lambda i: [(think, False), ("B", False)], [choice(i) for i in range(4)], reasoning="both",
+                     dynamic_sampling=False, switch_format=False)
+    [lenient.sample(p) for p in range(4)]
+    assert lenient.stats.reward == 1.0
 
 
 def test_temperature_controller_holds_the_entropy_target_within_bounds():
