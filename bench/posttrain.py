@@ -13,7 +13,7 @@ answers that open with a `<think>` block.
     .venv/bin/python bench/posttrain.py --sft-steps 400 --rl-steps 60 --work runs/bench/posttrain
 
 The alternative a user would pick for the RL step is more SFT at the same number of optimizer steps
-(`--sft-more`, on by default): it shows whether GRPO's gain comes from the reward or just from more steps.
+from the SFT model (on by default; `--no-sft-more` skips it): it shows whether GRPO's gain comes from the reward or just from more steps.
 """
 
 from __future__ import annotations
@@ -159,18 +159,21 @@ def main() -> None:
 
     models = {"base (random init)": base.path / "model", "sft": sft_out / "model", "sft + grpo": rl_out / "model"}
     if args.sft_more:
-        more = sft_config.model_copy(update={"steps": args.sft_steps + args.rl_steps})
-        timed("sft_more", lambda: sft.run(more, {"model": base, "data": data}, work / "sft_more", StepContext("sft_more")))
+        # the SFT model trained on for as many optimizer steps as GRPO takes, at the SFT learning rate's tail
+        more = sft_config.model_copy(update={"steps": args.rl_steps, "warmup_steps": 0, "lr": 3e-4})
+        timed("sft_more", lambda: sft.run(more, {"model": sft_ckpt, "data": data}, work / "sft_more", StepContext("sft_more")))
         models[f"sft, {args.rl_steps} more steps"] = work / "sft_more" / "model"
 
     heldout = read_prompts(data_dir / "heldout.jsonl")
+    trained = {p.question for p in read_prompts(data_dir / "prompts.jsonl")}
+    repeated = sum(p.question in trained for p in heldout)  # a small task space: a held-out seed can redraw an item
     rows = {}
     with VerifierRewards(RewardConfig(math_workers=2)) as rewards:
         for name, model_dir in models.items():
             rows[name] = timed(f"eval {name}", lambda d=model_dir: score(d, heldout, args.max_new_tokens + 16, rewards))
 
     print(f"\nheld-out one-digit sums: {len(heldout)} prompts (seed {1_000_003 + args.seed}; training seed {args.seed}), "
-          f"greedy, math-verify on the final answer")
+          f"greedy, math-verify on the final answer; {repeated} of them also drawn by the training seed")
     print(f"{'model':<26} {'acc (mean of modes)':>20} {'acc think on':>14} {'acc think off':>14} "
           f"{'<think> on':>11} {'<think> off':>12}")
     for name, r in rows.items():

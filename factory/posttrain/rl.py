@@ -216,16 +216,15 @@ class RolloutMetricsCallback:
     def on_step_end(self, trainer: Trainer, metrics: StepMetrics) -> None:
         loss_stats = self.objective.pop_stats()
         tokens = max(loss_stats.get("tokens", 0.0), 1.0)
-        record: dict[str, Any] = {"step": metrics.step, **self.source.stats.metrics(),
-                                  "loss": metrics.loss if math.isfinite(metrics.loss) else None,
-                                  "grad_norm": metrics.grad_norm if math.isfinite(metrics.grad_norm) else None,
+        record: dict[str, Any] = {"step": metrics.step, **self.source.stats.metrics(), "loss": metrics.loss,
+                                  "grad_norm": metrics.grad_norm,
                                   "clip_fraction": loss_stats.get("clipped", 0.0) / tokens,
                                   "train_entropy": loss_stats.get("entropy_sum", 0.0) / tokens,
                                   "rollout": self.source.stats.rollout, "digest": self.source.stats.digest}
+        record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}  # JSON has no NaN
         with self.path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
-        numeric = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "rollout")
-                   and v is not None and math.isfinite(v)}
+        numeric = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "rollout")}
         self.ctx.log_metrics({f"rl/{k}": v for k, v in numeric.items()}, step=metrics.step)
 
     def on_train_end(self, trainer: Trainer) -> None: ...
