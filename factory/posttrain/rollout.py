@@ -45,7 +45,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -248,8 +248,8 @@ class RolloutStats:
     """What one rollout batch looked like (logged per step)."""
 
     rollout: int
-    reward: float
-    accuracy: float
+    reward: float  # mean reward of every sampled completion (dropped groups included)
+    accuracy: float  # share the verifier accepts (before the switch-format rule)
     zero_variance_fraction: float
     truncation_rate: float
     response_length: float
@@ -260,7 +260,6 @@ class RolloutStats:
     groups_sampled: int
     groups_filled: int  # zero-variance groups used to fill a batch dynamic sampling could not
     digest: str  # sha256 of the batch's token ids: equal digests, equal rollouts
-    extra: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
         return {"reward": self.reward, "accuracy": self.accuracy, "zero_variance_fraction": self.zero_variance_fraction,
@@ -331,6 +330,7 @@ class RolloutBatches:
         kept: list[tuple[int, list[Sample], list[float]]] = []
         flat: list[tuple[int, list[Sample], list[float]]] = []
         dropped: list[tuple[int, list[Sample], list[float]]] = []
+        correct: list[float] = []
         for _ in range(cfg.max_sampling_rounds if cfg.dynamic_sampling else 1):
             wanted = self.groups_per_rollout - len(kept)
             if wanted == 0:
@@ -340,6 +340,7 @@ class RolloutBatches:
                                          self.generator)
             scores = self.rewards.score([self.prompts[i] for i, _ in drawn for _ in range(G)],
                                         [s.text for group in groups for s in group])
+            correct += scores  # the verifier's verdicts, before the switch-format rule
             if cfg.switch_format:
                 for j, ((i, mode), group) in enumerate(zip(drawn, groups)):
                     if self.prompts[i].verifier == "tool":
@@ -392,7 +393,7 @@ class RolloutBatches:
         digest = hashlib.sha256(json.dumps([[s.prompt_ids, s.completion_ids] for s in samples]).encode()).hexdigest()
         self.stats = RolloutStats(
             rollout=index, reward=sum(all_rewards) / len(all_rewards),
-            accuracy=sum(r >= 1.0 for r in all_rewards) / len(all_rewards),
+            accuracy=sum(c >= 1.0 for c in correct) / len(correct),
             zero_variance_fraction=sum(len(set(rs)) == 1 for _, _, rs in flat) / len(flat),
             truncation_rate=sum(s.truncated for s in all_samples) / len(all_samples),
             response_length=sum(len(s.completion_ids) for s in all_samples) / len(all_samples),
@@ -400,7 +401,7 @@ class RolloutBatches:
             groups_filled=filled, digest=digest)
         self.temperature = next_temperature(temperature, mean_entropy, cfg)
         log.info("rollout", **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.stats.__dict__.items()
-                               if k not in ("digest", "extra")})
+                               if k != "digest"})
 
     def _forward(self, model: torch.nn.Module, ids: torch.Tensor, temps: torch.Tensor,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

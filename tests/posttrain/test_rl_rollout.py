@@ -127,7 +127,7 @@ def test_a_reply_that_breaks_the_reasoning_switch_scores_zero():
     rows = [batches.sample(p) for p in range(4)]
     # draws alternate on, off: under "on" only the think reply is right, under "off" only the bare one
     assert sorted(round(float(r["advantages"]), 3) for r in rows) == [-0.707, -0.707, 0.707, 0.707]
-    assert batches.stats.reward == 0.5
+    assert batches.stats.reward == 0.5 and batches.stats.accuracy == 1.0  # right answers, half in the wrong format
     lenient = source(lambda i: [(think, False), ("B", False)], [choice(i) for i in range(4)], reasoning="both",
                      dynamic_sampling=False, switch_format=False)
     [lenient.sample(p) for p in range(4)]
