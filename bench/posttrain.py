@@ -77,12 +77,15 @@ def answer(model_dir: Path, prompts: list, reasoning: str, max_new_tokens: int, 
     return replies
 
 
-def score(model_dir: Path, prompts: list, max_new_tokens: int, rewards) -> dict[str, float]:
-    """Accuracy (with standard error) and think-block rate under each switch setting."""
+def score(model_dir: Path, prompts: list, max_new_tokens: int, rewards) -> tuple[dict[str, float], list[float]]:
+    """Accuracy (with standard error) and think-block rate under each switch setting; and every item's verdict
+    (both modes), for paired differences between models."""
     row: dict[str, float] = {}
+    verdicts: list[float] = []
     for mode in ("on", "off"):
         replies = answer(model_dir, prompts, mode, max_new_tokens)
         correct = rewards.score(prompts, replies)
+        verdicts += correct
         n = len(correct)
         acc = sum(correct) / n
         row[f"acc_{mode}"] = acc
@@ -90,7 +93,15 @@ def score(model_dir: Path, prompts: list, max_new_tokens: int, rewards) -> dict[
         row[f"think_{mode}"] = sum(r.lstrip().startswith("<think>") for r in replies) / n
     row["acc"] = (row["acc_on"] + row["acc_off"]) / 2
     row["se"] = math.sqrt((row["se_on"] ** 2 + row["se_off"] ** 2) / 4)
-    return row
+    return row, verdicts
+
+
+def paired(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean of b - a over the same items, and its standard error (paired: item difficulty cancels)."""
+    d = [y - x for x, y in zip(a, b)]
+    mean = sum(d) / len(d)
+    var = sum((x - mean) ** 2 for x in d) / (len(d) - 1) if len(d) > 1 else math.nan
+    return mean, math.sqrt(var / len(d))
 
 
 def main() -> None:
@@ -103,6 +114,8 @@ def main() -> None:
     parser.add_argument("--rl-steps", type=int, default=20)
     parser.add_argument("--rl-lr", type=float, default=2e-4)
     parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--target-entropy", type=float, default=0.3,
+                        help="Entropy the temperature controller holds (0: a fixed sampling temperature of 1).")
     parser.add_argument("--prompts-per-step", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--no-sft-more", dest="sft_more", action="store_false",
@@ -140,37 +153,43 @@ def main() -> None:
     from factory.stage import Artifact
 
     data = Artifact(data_dir, {"fingerprint": "data", "kind": "conversations"})
-    base = build_base(data_dir, work / "base", args.seed)
+    base = build_base(data_dir, work / "base", args.seed) if not (work / "base/model").exists() else \
+        Artifact(work / "base", {"fingerprint": "base", "kind": "checkpoint"})
 
     sft_config = sft.Config(steps=args.sft_steps, micro_batch_size=args.sft_batch, lr=3e-3, warmup_steps=20, seq_len=128,
                             checkpoint_interval=0, switch_prompts=0, seed=args.seed)
     sft_out = work / "sft"
-    timed("sft", lambda: sft.run(sft_config, {"model": base, "data": data}, sft_out, StepContext("sft")))
+    if not (sft_out / "model").exists():  # --work reuses what an earlier run of the bench trained
+        timed("sft", lambda: sft.run(sft_config, {"model": base, "data": data}, sft_out, StepContext("sft")))
     sft_ckpt = Artifact(sft_out, {"fingerprint": "sft", "kind": "checkpoint"})
 
     per_step = args.group_size * args.prompts_per_step
     rl_config = rl.Config(steps=args.rl_steps, lr=args.rl_lr, micro_batch_size=per_step, checkpoint_interval=0,
                           verifiers=["math"], seed=args.seed,
-                          rollout={"group_size": args.group_size, "reasoning": "both", "target_entropy": 0.3,
+                          rollout={"group_size": args.group_size, "reasoning": "both",
+                                   "target_entropy": args.target_entropy or None,
                                    "length_schedule": [{"until_fraction": 0.5, "max_new_tokens": args.max_new_tokens},
                                                        {"until_fraction": 1.0, "max_new_tokens": args.max_new_tokens + 16}]})
     rl_out = work / "rl"
-    rl_result = timed("rl", lambda: rl.run(rl_config, {"model": sft_ckpt, "data": data}, rl_out, StepContext("rl")))
+    if not (rl_out / "model").exists():
+        timed("rl", lambda: rl.run(rl_config, {"model": sft_ckpt, "data": data}, rl_out, StepContext("rl")))
+    rl_result = json.loads((rl_out / "rl.json").read_text())
 
     models = {"base (random init)": base.path / "model", "sft": sft_out / "model", "sft + grpo": rl_out / "model"}
     if args.sft_more:
         # the SFT model trained on for as many optimizer steps as GRPO takes, at the SFT learning rate's tail
         more = sft_config.model_copy(update={"steps": args.rl_steps, "warmup_steps": 0, "lr": 3e-4})
-        timed("sft_more", lambda: sft.run(more, {"model": sft_ckpt, "data": data}, work / "sft_more", StepContext("sft_more")))
+        if not (work / "sft_more/model").exists():
+            timed("sft_more", lambda: sft.run(more, {"model": sft_ckpt, "data": data}, work / "sft_more", StepContext("sft_more")))
         models[f"sft, {args.rl_steps} more steps"] = work / "sft_more" / "model"
 
     heldout = read_prompts(data_dir / "heldout.jsonl")
     trained = {p.question for p in read_prompts(data_dir / "prompts.jsonl")}
     repeated = sum(p.question in trained for p in heldout)  # a small task space: a held-out seed can redraw an item
-    rows = {}
+    rows, verdicts = {}, {}
     with VerifierRewards(RewardConfig(math_workers=2)) as rewards:
         for name, model_dir in models.items():
-            rows[name] = timed(f"eval {name}", lambda d=model_dir: score(d, heldout, args.max_new_tokens + 16, rewards))
+            rows[name], verdicts[name] = timed(f"eval {name}", lambda d=model_dir: score(d, heldout, args.max_new_tokens + 16, rewards))
 
     print(f"\nheld-out one-digit sums: {len(heldout)} prompts (seed {1_000_003 + args.seed}; training seed {args.seed}), "
           f"greedy, math-verify on the final answer; {repeated} of them also drawn by the training seed")
@@ -179,6 +198,10 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<26} {r['acc']:>12.3f} ± {r['se']:.3f} {r['acc_on']:>8.3f}±{r['se_on']:.2f} "
               f"{r['acc_off']:>8.3f}±{r['se_off']:.2f} {r['think_on']:>11.0%} {r['think_off']:>12.0%}")
+    print("\npaired differences on the same held-out items (both modes):")
+    for a, b in [("base (random init)", "sft"), ("sft", "sft + grpo"), *[("sft", n) for n in models if n.startswith("sft, ")]]:
+        mean, se = paired(verdicts[a], verdicts[b])
+        print(f"  {b} - {a}: {mean:+.3f} ± {se:.3f}")
     rollouts = [json.loads(line) for line in (rl_out / "rollouts.jsonl").read_text().splitlines()]
     print(f"\nGRPO rollouts: reward {rl_result['reward_first']:.3f} (first quarter) -> {rl_result['reward_last']:.3f} "
           f"(last quarter); final temperature {rollouts[-1]['temperature']:.3f}, entropy {rollouts[-1]['entropy']:.3f}, "
