@@ -76,6 +76,7 @@ def test_grpo_raises_the_verifier_reward_and_logs_every_figure(straight):
     assert "detailed thinking" in AutoTokenizer.from_pretrained(out / "model").chat_template
 
 
+@pytest.mark.slow  # two trainer processes: tens of seconds
 def test_kill_9_mid_rollout_resumes_with_the_same_rollouts_and_losses(inputs, straight, tmp_path):
     want_out, _, _ = straight
     want = read_metrics(want_out / "metrics.jsonl")
@@ -89,7 +90,7 @@ def test_kill_9_mid_rollout_resumes_with_the_same_rollouts_and_losses(inputs, st
                                     env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=fh, stderr=subprocess.STDOUT)
 
     kill_at = random.Random().choice([3, 5, 6, 7])  # odd steps end mid-rollout: the batch itself is restored
-    proc = driver("--step-sleep", "0.3")
+    proc = driver("--step-sleep", "0.15")
     deadline = time.monotonic() + 300
     while True:
         latest = latest_checkpoint(out / "checkpoints")
