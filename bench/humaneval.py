@@ -2,10 +2,16 @@
 
     python bench/humaneval.py                 # all 164 problems, bubblewrap against rlimits-only isolation
     python bench/humaneval.py --limit 20 --workers 4
+    python bench/humaneval.py --model runs/smoke/release/<fingerprint> --limit 40 --samples 10
 
 Prints pass counts and problems per second for the bubblewrap sandbox and, on the same programs in the same
 run, for `isolation: none` (rlimits and a clean environment only: what a user without the sandbox would run),
 so the cost of isolation is visible.
+
+With `--model FOLDER` (a released model, e.g. the smoke run's) it also scores that model: `--samples`
+completions per problem at temperature 0.8, each run against the problem's tests in the sandbox, and prints
+pass@1 (averaged over the samples) and pass@k with their standard errors, and how many prompts did not fit the
+model's context (scored wrong, counted).
 """
 
 from __future__ import annotations
@@ -17,10 +23,36 @@ from factory.tasks.humaneval import broken, canonical, humaneval
 from factory.verify.sandbox import SandboxConfig, run_many
 
 
+def score_model(folder: str, limit: int, samples: int, max_new_tokens: int, workers: int) -> None:
+    """pass@1 and pass@k of the model in `folder` on the first `limit` HumanEval problems."""
+    from factory.evaluate.benchmarks import BenchmarkConfig, run_benchmark
+    from factory.generate import GenerationParams, TransformersGenerator
+    from factory.verify.math_answer import MathVerifier
+
+    bench = BenchmarkConfig(name="humaneval", source="humaneval", limit=limit, samples=samples)
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.95, seed=0)
+    sandbox = SandboxConfig(isolation="bwrap", timeout_s=20, cpu_s=10, memory_mb=1024)
+    generator = TransformersGenerator(folder, batch_size=16)
+    started = time.perf_counter()
+    with MathVerifier(workers=1) as verifier:
+        result = run_benchmark(bench, generator, params, sandbox, verifier)
+    m = result.metrics
+    k = samples
+    print(f"\n{folder}: {int(m['humaneval_items'])} problems x {k} samples, {max_new_tokens} new tokens, "
+          f"{time.perf_counter() - started:.0f} s")
+    print(f"| pass@1 | pass@{k} | prompts past the context | completions that do not compile or run |\n|---|---|---|---|")
+    print(f"| {m['humaneval_pass@1']:.4f} ± {m['humaneval_pass@1_stderr']:.4f} | "
+          f"{m.get(f'humaneval_pass@{k}', float('nan')):.4f} ± {m.get(f'humaneval_pass@{k}_stderr', float('nan')):.4f} | "
+          f"{int(m['humaneval_unanswered'])} | {int(m['humaneval_malformed'])} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=164, help="problems to run (from the start)")
     parser.add_argument("--workers", type=int, default=2, help="sandboxes at a time")
+    parser.add_argument("--model", help="also score this released model folder (pass@1, pass@k)")
+    parser.add_argument("--samples", type=int, default=10, help="completions per problem for --model (k of pass@k)")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens per completion for --model")
     args = parser.parse_args()
     tasks = humaneval()[: args.limit]
     print("| isolation | canonical passed | broken failed | problems/s |\n|---|---|---|---|")
@@ -38,6 +70,8 @@ def main() -> None:
         for task, verdict in zip(tasks, bad):
             if verdict.passed:
                 print(f"  broken {task.id} passed")
+    if args.model:
+        score_model(args.model, args.limit, args.samples, args.max_new_tokens, args.workers)
 
 
 if __name__ == "__main__":

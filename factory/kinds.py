@@ -95,8 +95,10 @@ KINDS: dict[str, StageKind] = {
                     inputs={"model": In("checkpoint", ("pretrain", "distill", "sft")), "data": In("conversations", ("posttrain_data",))}),
     "quantize": StageKind("factory.quantize.stage", output="quantized",
                           inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",))}),
+    # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)
     "evaluate": StageKind("factory.evaluate", output="evaluation",
-                          inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",))}),
+                          inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",)),
+                                  "baseline": In("evaluation", optional=True)}),
     "release": StageKind("factory.release", output="release", registered=True,
                          inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",)),
                                  "evaluation": In("evaluation", ("evaluate",))}),

@@ -210,16 +210,19 @@ class Spec(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _eval_sets_into_curate(cls, data: Any) -> Any:
-        # The factory must not train on what it evaluates on: every evaluate step's task files join every
-        # curate step's decontamination sets (its built-in sets are there already, through `builtin_sets`).
+        # The factory must not train on what it evaluates on: every file an evaluate step reads (its task files,
+        # multiple-choice files and file benchmarks) joins every curate step's decontamination sets (its built-in
+        # sets, built-in task files and HumanEval are there already, through `builtin_eval_items`).
         if not isinstance(data, dict):
             return data
         task_files: list[str] = []
         for _, cfg in cls._step_configs(data, "evaluate"):
-            files = cfg.get("task_files")
-            if not isinstance(files, list):
-                continue  # absent, or the field validators report the wrong type
-            task_files += [f for f in files if isinstance(f, str) and f not in task_files]
+            files = [f for key in ("task_files", "multiple_choice_files") if isinstance(cfg.get(key), list) for f in cfg[key]]
+            benchmarks = cfg.get("benchmarks")
+            if isinstance(benchmarks, list):
+                files += [b.get("task") for b in benchmarks if isinstance(b, dict) and b.get("source") == "file"]
+            # anything not a string is left to the field validators to report
+            task_files += [f for f in files if isinstance(f, str) and f and f not in task_files]
         if not task_files:
             return data
         for path, cfg in cls._step_configs(data, "curate"):
@@ -255,8 +258,12 @@ class Spec(_Frozen):
                 feeding = [s for s in spec_in.recipe if s in on]
                 if feeding:
                     inputs[input_name] = feeding[-1]
+                elif input_name in required and not spec_in.recipe:
+                    raise ValueError(f"stages.{name}: needs input {input_name!r}, which no stage of the default recipe makes; "
+                                     f"declare named steps (`steps:`) and wire `inputs.{input_name}`")
                 elif input_name in required:
                     raise ValueError(f"stages.{name}: needs stage {spec_in.recipe[-1]!r}, which is absent from stages")
+            _check_wiring(config, inputs, f"stages.{name}")
             graph[name] = StepDef(name, name, config, inputs)
         return graph
 
@@ -285,6 +292,7 @@ class Spec(_Frozen):
             for input_name in kind.required(step.config):
                 if input_name not in step.inputs:
                     raise ValueError(f"steps.{name}.inputs: missing input {input_name!r} (a {kind.inputs[input_name].kind!r} artifact)")
+            _check_wiring(step.config, step.inputs, f"steps.{name}.config")
         order: list[str] = []
         state: dict[str, str] = {}
 
@@ -376,6 +384,13 @@ class Spec(_Frozen):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def _check_wiring(config: Any, inputs: dict[str, str], where: str) -> None:
+    try:
+        config.check_wiring(inputs)
+    except ValueError as e:
+        raise ValueError(f"{where}.{e}") from None
 
 
 def format_validation_error(err: ValidationError) -> str:

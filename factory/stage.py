@@ -63,6 +63,11 @@ class StageConfig(BaseModel):
         ensemble when quality scoring is on and no ensemble folder is given. The spec checks them."""
         return set()
 
+    def check_wiring(self, inputs: Mapping[str, str]) -> None:
+        """Raise `ValueError` when the steps wired to this step's inputs (input name -> step name) do not
+        fit this config, e.g. a gate relative to a step that is not this step's baseline. The spec calls it
+        with the wiring and prefixes the step's path."""
+
     @classmethod
     def external_fields(cls) -> list[str]:
         """Fields naming raw input files or folders (`json_schema_extra={"external_input": True}`), as

@@ -24,7 +24,7 @@ def test_every_kind_a_stage_reads_has_a_reader():
     read = {i.kind for k in KINDS.values() for i in k.inputs.values()}
     # the quality ensemble ("classifier") is read by its own loader, factory.curate.quality.QualityEnsemble
     assert read - set(READERS) == {"classifier"}
-    assert set(READERS) == {"corpus", "tokens", "checkpoint", "evaluation"}
+    assert set(READERS) == {"corpus", "tokens", "checkpoint", "evaluation", "conversations"}
 
 
 def test_tokens_windows_are_the_packed_stream(tmp_path):

@@ -89,13 +89,17 @@ def test_cluster_example_loads_and_launches_pretrain():
 def test_evaluate_task_files_join_curate_decontamination_sets(tmp_path):
     data = smoke_data()
     data["stages"]["evaluate"]["task_files"] = ["evals/qa.jsonl", "evals/cloze.jsonl"]
+    data["stages"]["evaluate"]["multiple_choice_files"] = ["evals/mc.jsonl"]
+    data["stages"]["evaluate"]["benchmarks"] = [{"name": "mine", "source": "file", "task": "evals/code.jsonl"},
+                                                {"name": "gsm", "source": "procedural", "task": "gcd"}]
     data["stages"]["curate"]["decontamination_sets"] = ["./evals/qa.jsonl", "more/"]
     spec = parse_spec(data)
-    assert spec.stages.curate.decontamination_sets == ["./evals/qa.jsonl", "more/", "evals/cloze.jsonl"]
+    assert spec.stages.curate.decontamination_sets == [
+        "./evals/qa.jsonl", "more/", "evals/cloze.jsonl", "evals/mc.jsonl", "evals/code.jsonl"]
     assert spec.stages.evaluate.task_files == ["evals/qa.jsonl", "evals/cloze.jsonl"]
     # resolved against the spec's folder like any other external input, so curate's fingerprint digests them
     (tmp_path / "evals").mkdir()
-    assert spec.resolved(tmp_path).stages.curate.decontamination_sets[-1] == str(tmp_path / "evals/cloze.jsonl")
+    assert str(tmp_path / "evals/cloze.jsonl") in spec.resolved(tmp_path).stages.curate.decontamination_sets
 
 
 def named_data() -> dict:
@@ -159,6 +163,31 @@ def test_a_wiring_mistake_names_its_path(edit, message):
     edit(data["steps"])
     with pytest.raises(SpecError, match=message):
         parse_spec(data)
+
+
+RELATIVE = "valid_perplexity <= 1.03 * eval_base.valid_perplexity"
+
+
+def test_a_relative_gate_is_wired_through_the_baseline_input():
+    data = named_data()
+    data["steps"]["eval_final"]["config"]["gates"] = [RELATIVE]
+    data["steps"]["eval_final"]["inputs"]["baseline"] = "eval_base"
+    spec = parse_spec(data)
+    assert spec.inputs_of("eval_final")["baseline"] == "eval_base"
+    assert spec.enabled().index("eval_base") < spec.enabled().index("eval_final")  # the baseline runs first
+    data["steps"]["eval_final"]["inputs"].pop("baseline")
+    with pytest.raises(SpecError, match=r"^steps\.eval_final\.inputs: missing input 'baseline' \(a 'evaluation' artifact\)"):
+        parse_spec(data)
+    data["steps"]["eval_final"]["config"]["gates"] = ["valid_perplexity <= 1.03 * eval_bf16.valid_perplexity"]
+    data["steps"]["eval_final"]["inputs"]["baseline"] = "eval_base"
+    with pytest.raises(SpecError, match=r"^steps\.eval_final\.config\.gates\[0\]: .* compares with step 'eval_bf16', but "
+                                        r"this step's baseline input is 'eval_base'; wire `inputs: \{baseline: eval_bf16\}`"):
+        parse_spec(data)
+    stages = smoke_data()
+    stages["stages"]["evaluate"]["gates"] = [RELATIVE]
+    with pytest.raises(SpecError, match=r"^stages\.evaluate: needs input 'baseline', which no stage of the default recipe "
+                                        r"makes; declare named steps"):
+        parse_spec(stages)
 
 
 def test_a_cycle_and_a_mixed_spec_are_refused():

@@ -145,7 +145,8 @@ def named_steps(tmp, eval_short: dict) -> dict:
         "tokenize": {"kind": "tokenize", "config": stages["tokenize"], "inputs": {"corpus": "curate"}},
         "pretrain": {"kind": "pretrain", "config": stages["pretrain"], "inputs": {"tokens": "tokenize"}},
         "evaluate": {"kind": "evaluate", "config": stages["evaluate"], "inputs": {"model": "pretrain", "tokens": "tokenize"}},
-        "eval_short": {"kind": "evaluate", "config": {**stages["evaluate"], **eval_short}, "inputs": {"model": "pretrain", "tokens": "tokenize"}},
+        "eval_short": {"kind": "evaluate", "config": {**stages["evaluate"], **eval_short},
+                       "inputs": {"model": "pretrain", "tokens": "tokenize", "baseline": "evaluate"}},
         "release": {"kind": "release", "config": stages["release"], "inputs": {"model": "pretrain", "tokens": "tokenize", "evaluation": "eval_short"}},
     }
     return data
@@ -153,7 +154,9 @@ def named_steps(tmp, eval_short: dict) -> dict:
 
 def test_two_steps_of_one_kind_run_side_by_side(built):
     tmp, _, executor, manifests = built
-    named = Executor(parse_spec(named_steps(tmp, {"max_new_tokens": 2, "prompts": ["The history"]})))
+    # eval_short's gate compares with the evaluate step's metric (same model, same data: the same perplexity)
+    gate = "valid_perplexity <= 1.000001 * evaluate.valid_perplexity"
+    named = Executor(parse_spec(named_steps(tmp, {"max_new_tokens": 2, "prompts": ["The history"], "gates": [gate]})))
     # Same kinds, configs and inputs as the `stages:` run: those steps are the same artifacts.
     assert {e.name: e.action for e in named.explain()} == {
         "curate": "reuse", "tokenize": "reuse", "pretrain": "reuse", "evaluate": "reuse", "eval_short": "run", "release": "run"}
@@ -163,10 +166,12 @@ def test_two_steps_of_one_kind_run_side_by_side(built):
     short = out["eval_short"]
     assert short["stage"] == "eval_short" and short["stage_kind"] == "evaluate" and short["kind"] == "evaluation"
     assert short["fingerprint"] != manifests["evaluate"]["fingerprint"]
+    assert short["inputs"]["baseline"]["stage"] == "evaluate"
+    assert short["metrics"]["valid_perplexity"] == pytest.approx(manifests["evaluate"]["metrics"]["valid_perplexity"])
     assert named.store.complete(f"eval_short/{short['fingerprint'][:16]}") is not None
     release = out["release"]
     assert release["inputs"]["evaluation"]["stage"] == "eval_short"
-    assert [e["stage"] for e in chain(release)] == ["release", "pretrain", "tokenize", "curate", "eval_short"]
+    assert [e["stage"] for e in chain(release)] == ["release", "pretrain", "tokenize", "curate", "eval_short", "evaluate"]
     client = named.lineage.client
     runs = client.search_runs([named.lineage.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{named.parent_run_id}'")
     assert {r.info.run_name for r in runs} >= {"eval_short", "release"}

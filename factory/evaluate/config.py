@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -61,8 +62,12 @@ class Config(StageConfig):
         default_factory=list, description="Contexts (tokens) at which to measure decode tokens/s and cache memory; "
         "[] for none (the numbers depend on the machine).")
     throughput_batch: int = Field(1, ge=1, description="Sequences decoded together in the throughput measurement.")
+    throughput_baseline: bool = Field(
+        False, description="Also measure a transformer of the same width and depth with attention in every Mamba "
+        "layer's place (random weights), as Nemotron-H compares; both curves go in one plot and table.")
     gates: list[str] = Field(
-        default_factory=list, description="Demands on this step's metrics, e.g. 'valid_perplexity <= 200'; "
+        default_factory=list, description="Demands on this step's metrics, e.g. 'valid_perplexity <= 200', or relative "
+        "to the evaluate step wired to the `baseline` input, e.g. 'valid_perplexity <= 1.03 * eval_bf16.valid_perplexity'; "
         "a failing gate fails the step before it publishes.")
 
     def required_tools(self) -> dict[str, str]:
@@ -74,11 +79,26 @@ class Config(StageConfig):
     @classmethod
     def _parse_gates(cls, gates: list[str]) -> list[str]:
         for i, gate in enumerate(gates):
-            if parse_gate(gate, field=f"stages.evaluate.gates[{i}]").relative_to is not None:
-                # hook: once named steps hand this step the metrics of the steps it names, check_gates takes them
-                raise SpecError(f"stages.evaluate.gates[{i}]: {gate!r} is relative to another step; relative gates "
-                                "need named steps, which this factory does not pass to evaluate yet")
+            parse_gate(gate, field=f"stages.evaluate.gates[{i}]")
         return gates
+
+    def baseline_steps(self) -> list[str]:
+        """The steps this config's relative gates name (`FACTOR * STEP.METRIC`), in gate order."""
+        steps = [g.relative_to[0] for g in map(parse_gate, self.gates) if g.relative_to is not None]
+        return list(dict.fromkeys(steps))
+
+    def required_inputs(self) -> set[str]:
+        """A relative gate needs the other step's evaluation, through the `baseline` input."""
+        return {"baseline"} if self.baseline_steps() else set()
+
+    def check_wiring(self, inputs: Mapping[str, str]) -> None:
+        baseline = inputs.get("baseline")
+        for i, gate in enumerate(self.gates):
+            relative = parse_gate(gate).relative_to
+            if relative is not None and relative[0] != baseline:
+                raise ValueError(f"gates[{i}]: {gate!r} compares with step {relative[0]!r}, but this step's baseline "
+                                 f"input is {baseline!r}; wire `inputs: {{baseline: {relative[0]}}}` (one baseline per "
+                                 "evaluate step)")
 
     @field_validator("tasks")
     @classmethod

@@ -4,9 +4,10 @@
     check_gates(gates, metrics)          # raises GateFailed("gate 'valid_perplexity <= 200' failed: 431.2 > 200")
 
 A gate is `METRIC OP BOUND` with OP one of <=, <, >=, >, ==. A gate relative to another step's metric
-(`valid_perplexity <= 1.03 * bf16.valid_perplexity`) needs the executor to hand the other step's metrics
-to this one; `relative_to` is the hook for that: until the named steps can pass them, such a gate is a
-spec error that says so.
+(`valid_perplexity <= 1.03 * eval_bf16.valid_perplexity`) multiplies that step's metric by the factor; the
+other step is an evaluate step wired to this one's `baseline` input, whose `eval.json` gives its metrics:
+
+    check_gates(gates, metrics, other_steps={"eval_bf16": {"valid_perplexity": 101.2}})
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from factory.artifacts import Checkpoint, Tokens
+from factory.artifacts import Checkpoint, Evaluation, Tokens
 from factory.errors import InputError
 from factory.evaluate.config import Config
 from factory.evaluate.gates import check_gates, parse_gate
@@ -23,6 +23,15 @@ from factory.evaluate.perplexity import bytes_per_token, heldout_nll
 from factory.evaluate.samples import generate_samples, load_model, score_sets
 from factory.stage import Artifact, StepContext
 from factory.tasks.table import format_metric, results_table, task_table
+
+
+def _baseline_metrics(inputs: Mapping[str, Artifact]) -> dict[str, dict[str, float]]:
+    """{baseline step name: its metrics} for the relative gates, or {} when no baseline is wired."""
+    if "baseline" not in inputs:
+        return {}
+    baseline = Evaluation.of(inputs, "baseline")
+    results = baseline.results()
+    return {inputs["baseline"].manifest["stage"]: results.get("all_metrics", results.get("metrics", {}))}
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
@@ -78,15 +87,24 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     curve = _throughput(model, config)
     metrics |= {k: v for c, (rate, size) in curve.items()
                 for k, v in ((f"decode_tokens_per_s@{c}", rate), (f"cache_mib@{c}", size / 2**20))}
+    curves = {"this model": curve}
+    if curve and config.throughput_baseline:
+        from factory.evaluate.throughput import matched_transformer
+
+        curves["transformer"] = baseline = _throughput(matched_transformer(model), config)
+        metrics |= {k: v for c, (rate, size) in baseline.items()
+                    for k, v in ((f"transformer_decode_tokens_per_s@{c}", rate), (f"transformer_cache_mib@{c}", size / 2**20))}
     ctx.log_metrics(metrics)
     # the gates run before anything is written: a failing gate fails the step and nothing is published
-    check_gates(gates, metrics)
+    check_gates(gates, metrics, _baseline_metrics(inputs))
 
     if curve:
-        from factory.evaluate.throughput import plot
+        from factory.evaluate.throughput import plot, table
 
-        plot(curve, output / "throughput.png")
+        plot(curves, output / "throughput.png")
         ctx.log_artifact(output / "throughput.png")
+        (output / "throughput.md").write_text(table(curves))
+        ctx.log_artifact(output / "throughput.md")
     samples = generate_samples(model, tokenizer, config, device)
     with open(output / "samples.jsonl", "w") as f:
         f.writelines(json.dumps(sample) + "\n" for sample in samples)

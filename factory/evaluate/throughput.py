@@ -6,7 +6,8 @@ Decode cost per token depends on the context only through the cache, so the cach
 length directly: a short real prefill builds it, then every attention layer's keys and values (B, H_kv, T, D)
 are replaced by random ones of length `context`; Mamba layers keep their fixed-size conv and SSM states.
 Memory is the bytes of every tensor the cache holds. `bench/throughput.py` compares the hybrid with a
-transformer of matched size; the evaluate stage reports the checkpoint's own curve and plots it.
+transformer of matched size; the evaluate stage reports the checkpoint's own curve and plots it, and with
+`throughput_baseline` the curve of `matched_transformer(model)` beside it.
 """
 
 from __future__ import annotations
@@ -67,19 +68,45 @@ def decode_at_context(model: torch.nn.Module, context: int, batch: int, steps: i
     return batch * steps / sum(timings[1:]), cache_bytes(cache)
 
 
-def plot(curve: dict[int, tuple[float, int]], path: Path) -> None:
-    """Tokens/s and cache MiB against context, one PNG."""
+def matched_transformer(model: torch.nn.Module) -> torch.nn.Module:
+    """A transformer of the same width and depth as hybrid `model`: every Mamba mixer layer becomes an attention
+    layer (MLP and MoE layers stay), with random weights, since decode speed and cache size do not depend on
+    them. Nemotron-H compares its hybrids with exactly this model."""
+    from transformers import AutoModelForCausalLM
+
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    config.layers_block_type = ["full_attention" if t == "linear_attention" else t for t in model.config.layers_block_type]
+    param = next(model.parameters())
+    return AutoModelForCausalLM.from_config(config).to(device=param.device, dtype=param.dtype).eval()
+
+
+def table(curves: dict[str, dict[int, tuple[float, int]]]) -> str:
+    """A markdown table: one row per context, decode tokens/s and cache MiB of each model."""
+    names = list(curves)
+    contexts = sorted(next(iter(curves.values())))
+    head = "| context | " + " | ".join(f"{n} tokens/s" for n in names) + " | " + " | ".join(f"{n} cache MiB" for n in names) + " |"
+    rows = [f"| {c} | " + " | ".join(f"{curves[n][c][0]:.1f}" for n in names) + " | "
+            + " | ".join(f"{curves[n][c][1] / 2**20:.3f}" for n in names) + " |" for c in contexts]
+    return "\n".join([head, "|" + "---|" * (1 + 2 * len(names)), *rows]) + "\n"
+
+
+def plot(curve: dict[int, tuple[float, int]] | dict[str, dict[int, tuple[float, int]]], path: Path) -> None:
+    """Tokens/s and cache MiB against context, one PNG; one line per model when given {name: curve}."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    contexts = sorted(curve)
+    curves = curve if all(isinstance(v, dict) for v in curve.values()) else {"model": curve}
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(contexts, [curve[c][0] for c in contexts], marker="o")
+    for name, points in curves.items():
+        contexts = sorted(points)
+        left.plot(contexts, [points[c][0] for c in contexts], marker="o", label=name)
+        right.plot(contexts, [points[c][1] / 2**20 for c in contexts], marker="o", label=name)
     left.set(xscale="log", xlabel="context (tokens)", ylabel="decode tokens/s")
-    right.plot(contexts, [curve[c][1] / 2**20 for c in contexts], marker="o")
     right.set(xscale="log", xlabel="context (tokens)", ylabel="cache MiB (KV + Mamba state)")
+    if len(curves) > 1:
+        left.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

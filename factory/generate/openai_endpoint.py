@@ -24,9 +24,15 @@ class _Cancelled(ServiceError):
     """A request not sent because another one had already failed."""
 
 
+class _Refused(ServiceError):
+    """The server answered a request with a 4xx that retrying cannot fix."""
+
+
 class OpenAIGenerator:
     """Any OpenAI-compatible HTTP server (vLLM, NIM, TGI): chat prompts to /v1/chat/completions, plain
-    prompts to /v1/completions (`batch_size` prompts per request there, since that endpoint takes a list).
+    prompts to /v1/completions (`batch_size` prompts per request there, since the OpenAI API takes a list).
+    Not every server takes a list (`transformers serve` answers 400 "prompt must be a string"): when a
+    list is refused, that request is sent again one prompt at a time, and every later request is too.
 
     Requests run on a pool of `max_concurrency` threads. A 429, a 5xx, a timeout or a dropped connection
     is retried up to `max_retries` times with exponential backoff and jitter, waiting at least what the
@@ -58,6 +64,7 @@ class OpenAIGenerator:
         self.log = get_logger("factory.generate.openai", base_url=self.base_url, model=model)
         self.attempts = 0  # HTTP requests sent, retries included
         self._lock = threading.Lock()
+        self.one_prompt_per_request = False  # set when the server refused a list of prompts
 
     def close(self) -> None:
         self._client.close()
@@ -69,9 +76,11 @@ class OpenAIGenerator:
         for i, p in enumerate(prompts):
             if not isinstance(p, str):
                 jobs.append(("/v1/chat/completions", {"messages": p, **self._sampling(params)}, [i]))
-        for start in range(0, len(plain), self.batch_size):
-            rows = plain[start : start + self.batch_size]
-            jobs.append(("/v1/completions", {"prompt": [prompts[i] for i in rows], **self._sampling(params)}, rows))
+        per_request = 1 if self.one_prompt_per_request else self.batch_size
+        for start in range(0, len(plain), per_request):
+            rows = plain[start : start + per_request]
+            prompt: str | list[str] = prompts[rows[0]] if len(rows) == 1 else [prompts[i] for i in rows]
+            jobs.append(("/v1/completions", {"prompt": prompt, **self._sampling(params)}, rows))
 
         out: list[str | None] = [None] * len(prompts)
         stop = threading.Event()  # set on the first failure so queued jobs give up instead of retrying
@@ -100,7 +109,16 @@ class OpenAIGenerator:
     def _post(self, path: str, body: dict[str, Any], n: int, stop: threading.Event) -> list[str]:
         """POST one request, retrying transient failures; the completions' texts in prompt order."""
         try:
-            return self._post_with_retries(self.base_url + path, body, n, stop)
+            try:
+                return self._post_with_retries(self.base_url + path, body, n, stop)
+            except _Refused:
+                if not isinstance(body.get("prompt"), list):
+                    raise
+            if not self.one_prompt_per_request:
+                self.one_prompt_per_request = True
+                self.log.warning("prompt_lists_refused", url=self.base_url + path,
+                                 action="sending one prompt per request from now on")
+            return [self._post_with_retries(self.base_url + path, {**body, "prompt": p}, 1, stop)[0] for p in body["prompt"]]
         except _Cancelled:
             raise
         except Exception:
@@ -126,7 +144,7 @@ class OpenAIGenerator:
                     return self._texts(url, response, n)
                 last = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code < 500 and response.status_code not in _RETRY_STATUS:
-                    raise ServiceError(f"{url}: the server refused the request ({last}); check the model name, "
+                    raise _Refused(f"{url}: the server refused the request ({last}); check the model name, "
                                        "API key and request parameters")
                 retry_after = _retry_after_s(response.headers.get("retry-after"))
             if attempt == self.max_retries:

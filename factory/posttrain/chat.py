@@ -31,7 +31,10 @@ Tool calls (an assistant message's `tool_calls`, either `{"name", "arguments"}` 
 `tool` turns; tool definitions passed as `tools=` are listed in the system turn.
 
 The markers are special tokens the tokenize stage reserves (`CHAT_TOKENS`), so web text can never forge
-them and each is one id.
+them and each is one id. Because they are special, a plain `decode(..., skip_special_tokens=True)` drops
+them; `RESPONSE_TEMPLATE` (transformers' declarative response parsing, saved with the tokenizer) splits a
+reply into `reasoning_content`, `tool_calls` and `content` instead, which is what `transformers serve` and
+`tokenizer.parse_response` use.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "IM_END", "THINK_OPEN", "encode_chat", "render_prompt",
-           "with_chat_template"]
+__all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "IM_END", "RESPONSE_TEMPLATE", "THINK_OPEN", "encode_chat",
+           "render_prompt", "with_chat_template"]
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -97,8 +100,24 @@ CHAT_TEMPLATE = (
 )
 
 
+# How a generated reply reads back as a message: the think block is `reasoning_content`, the tool-call list
+# becomes OpenAI-style `tool_calls` (one entry per call, arguments kept as JSON values), the rest up to the
+# end-of-turn marker is `content`.
+RESPONSE_TEMPLATE: dict[str, Any] = {
+    "defaults": {"role": "assistant"},
+    "start_anchor": "<|im_start|>assistant\n",
+    "fields": {
+        "reasoning_content": {"open": THINK_OPEN, "close": THINK_CLOSE, "content": "text"},
+        "tool_calls": {"open_pattern": r"\s*<tool_call>", "close": TOOL_CALL_CLOSE, "content": "json",
+                       "transform": {"type": "function", "function": {"name": "{name}", "arguments": "{arguments}"}},
+                       "transform_each": True},
+        "content": {"close_pattern": r"\s*(?:<\|im_end\|>|<\|endoftext\|>)", "content": "text"},
+    },
+}
+
+
 def with_chat_template(tokenizer):
-    """`tokenizer` with the factory's chat template set (in place, and returned).
+    """`tokenizer` with the factory's chat template and response template set (in place, and returned).
 
     The chat markers must already be single special tokens of its vocabulary (the tokenize stage reserves
     them); a tokenizer built without them fails here, naming the missing ones, rather than training on
@@ -111,6 +130,7 @@ def with_chat_template(tokenizer):
         raise ValueError(f"tokenizer lacks the chat special tokens {missing}: retrain it with the tokenize "
                          f"stage's default extra_special_tokens (which include {list(CHAT_TOKENS)})")
     tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.response_template = RESPONSE_TEMPLATE
     return tokenizer
 
 

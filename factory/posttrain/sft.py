@@ -156,7 +156,6 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
                                                          config.activation_checkpointing))
     model = parallelize(model, ParallelPlan(data_parallel=config.data_parallel, device=device))  # type: ignore[arg-type]
     objective = ChatLMObjective(model, where)
-    valid_before = assistant_loss(objective, valid_rows, config.micro_batch_size, device)
 
     def build_plain():
         from transformers import NemotronHForCausalLM
@@ -173,7 +172,11 @@ def _train(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: St
         callbacks += [MetricsCallback(metrics_path, ctx, config.log_interval),
                       LossPlotCallback(metrics_path, output / "loss.png", ctx, title="SFT loss (assistant tokens)")]
     callbacks.append(HFExportCallback(output / "model", build_plain, tokenizer=tokenizer))
-    state = Trainer(objective, rows, config, device=device, callbacks=callbacks).fit()
+    trainer = Trainer(objective, rows, config, device=device, callbacks=callbacks)
+    # after the trainer has built its optimizer: an FSDP2 forward before that breaks the optimizer's state dict;
+    # before fit, so a resumed attempt measures the same starting model (fit restores the checkpoint)
+    valid_before = assistant_loss(objective, valid_rows, config.micro_batch_size, device)
+    state = trainer.fit()
 
     valid_after = assistant_loss(objective, valid_rows, config.micro_batch_size, device)
     switch = think_rates(model, tokenizer, data.heldout()[: config.switch_prompts], device)

@@ -22,8 +22,10 @@ def model_card(
     eval_art: Artifact,
     evaluation: Mapping[str, Any],
     model_config: Mapping[str, Any],
+    chat: bool = False,
 ) -> str:
-    """README.md: YAML front matter (Hub metadata) and a body that describes the lineage."""
+    """README.md: YAML front matter (Hub metadata) and a body that describes the lineage; with `chat` (the
+    tokenizer carries the factory's chat template) also the chat format and its reasoning switch."""
     chain = lineage_chain([eval_art, model_art, tokens_art])
     corpora = [a for a in chain if a["kind"] == "corpus"]
     sources = sorted({s["uri"] for a in chain for s in a.get("sources") or [] if s.get("uri")})
@@ -43,32 +45,34 @@ def model_card(
     }
     if bases:
         meta["base_model"] = bases[0]["uri"]
+    all_metrics = {k: float(v) for k, v in (evaluation.get("all_metrics") or metrics).items()}
     if metrics:
-        meta["model-index"] = [
+        meta["model-index"] = [{"name": config.model_name, "results": [
             {
-                "name": config.model_name,
-                "results": [
-                    {
-                        "task": {"type": "text-generation", "name": "Language modeling"},
-                        "dataset": {"type": tokens_art.uri, "name": "held-out validation split", "split": "valid"},
-                        "metrics": [
-                            {"type": _metric_type(k), "name": k, "value": v}
-                            for k, v in metrics.items()
-                            if k != "valid_tokens"
-                        ],
-                    },
-                    *[
-                        {
-                            "task": {"type": "text-generation", "name": "Last-word cloze"},
-                            "dataset": {"type": name, "name": name},
-                            "metrics": [{"type": "accuracy", "name": "accuracy", "value": float(t["accuracy"])},
-                                        {"type": "target_logprob", "name": "target_logprob", "value": float(t["target_logprob"])}],
-                        }
-                        for name, t in tasks.items()
-                    ],
-                ],
-            }
-        ]
+                "task": {"type": "text-generation", "name": "Language modeling"},
+                "dataset": {"type": tokens_art.uri, "name": "held-out validation split", "split": "valid"},
+                "metrics": _with_stderr([(_metric_type(k), k, v) for k, v in metrics.items() if k != "valid_tokens"], all_metrics),
+            },
+            *[
+                {
+                    "task": {"type": "text-generation", "name": "Last-word cloze"},
+                    "dataset": {"type": name, "name": name},
+                    "metrics": _with_stderr([("accuracy", "accuracy", float(t["accuracy"])),
+                                             ("target_logprob", "target_logprob", float(t["target_logprob"]))],
+                                            all_metrics, prefix=f"{name}_"),
+                }
+                for name, t in tasks.items()
+            ],
+            *[
+                {
+                    "task": {"type": "text-generation", "name": f"{bench.get('source', '?')} benchmark"},
+                    "dataset": {"type": f"{bench.get('source', '?')}:{bench.get('task') or bench['name']}", "name": bench["name"]},
+                    "metrics": _with_stderr(scores, all_metrics, prefix=f"{bench['name']}_"),
+                }
+                for bench in (evaluation.get("config") or {}).get("benchmarks") or []
+                if (scores := _benchmark_scores(bench["name"], all_metrics))
+            ],
+        ]}]
 
     pattern = "".join({"linear_attention": "M", "full_attention": "*", "mlp": "-", "moe": "E"}.get(t, "?") for t in model_config.get("layers_block_type") or [])
     body = [f"# {config.model_name}", ""]
@@ -82,9 +86,11 @@ def model_card(
         "",
         "## Evaluation",
         "",
-        "| metric | value |",
-        "|---|---|",
-        *[f"| {k} | {format_metric(v)} |" for k, v in metrics.items()],
+        "| metric | value | standard error |",
+        "|---|---|---|",
+        *[f"| {k} | {format_metric(v)} | "
+          f"{format_metric(all_metrics[k + '_stderr']) if k + '_stderr' in all_metrics else '-'} |"
+          for k, v in all_metrics.items() if not k.endswith("_stderr")],
         "",
         *([*task_table(tasks), ""] if tasks else []),
         "## Training data",
@@ -103,6 +109,7 @@ def model_card(
             for a in chain
         ],
         "",
+        *(_chat_section(config) if chat else []),
         "## Usage",
         "",
         "```python",
@@ -118,6 +125,30 @@ def model_card(
     return f"---\n{front}---\n\n" + "\n".join(body)
 
 
+def _chat_section(config: Config) -> list[str]:
+    """How to chat with the release: the template's reasoning switch, in `apply_chat_template` and `transformers serve`."""
+    repo = config.repo_id or "PATH_TO_THIS_FOLDER"
+    return [
+        "## Chat format and reasoning switch",
+        "",
+        "The tokenizer carries a ChatML chat template (`<|im_start|>role ... <|im_end|>`). The system prompt "
+        "`detailed thinking on` asks for an answer that opens with a `<think>...</think>` block; "
+        "`detailed thinking off` (the default when no system prompt is given) for an answer without one. "
+        "`enable_thinking=True|False` in `apply_chat_template`, or `transformers serve --reasoning on|off`, sets it. "
+        "Tool calls are written as `<tool_call>[{\"name\": ..., \"arguments\": {...}}]</tool_call>`; generation "
+        "stops at `<|im_end|>`.",
+        "",
+        "```python",
+        'messages = [{"role": "user", "content": "What is 2 + 3?"}]',
+        "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, enable_thinking=True, return_tensors=\"pt\")",
+        "print(tokenizer.decode(model.generate(ids, max_new_tokens=128)[0]))",
+        "```",
+        "",
+        f"Serve it: `transformers serve {repo} --reasoning on`.",
+        "",
+    ]
+
+
 def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:
     """Each artifact, then all its ancestors (from the manifests' `lineage`), nearest first, once each:
     `factory.lineage.walk`, with an artifact's local folder as its uri when its manifest names none."""
@@ -125,6 +156,31 @@ def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:
 
     return walk([{"stage": "?", "kind": "?", **a.manifest, "uri": a.manifest.get("uri", str(a.path)),
                   "fingerprint": a.manifest.get("fingerprint", "")} for a in artifacts], direct_first=True)
+
+
+_COUNTS = ("items", "skipped", "malformed", "unanswered")
+
+
+def _benchmark_scores(name: str, all_metrics: Mapping[str, float]) -> list[tuple[str, str, float]]:
+    """(type, name, value) of a generation benchmark's scores (pass@k, maj@k, GenSelect), not its counts."""
+    out = []
+    for key, value in all_metrics.items():
+        metric = key.removeprefix(f"{name}_")
+        if key.startswith(f"{name}_") and not key.endswith("_stderr") and metric not in _COUNTS:
+            out.append((metric, metric, value))
+    return out
+
+
+def _with_stderr(entries: list[tuple[str, str, float]], all_metrics: Mapping[str, float], prefix: str = "") -> list[dict[str, Any]]:
+    """model-index metric entries; each one's standard error (from the evaluation's `<metric>_stderr`) follows it as
+    an entry of type `<type>_stderr`, since the Hub's metric schema has no field for an error bar."""
+    out: list[dict[str, Any]] = []
+    for kind, name, value in entries:
+        out.append({"type": kind, "name": name, "value": value})
+        stderr = all_metrics.get(f"{prefix}{name}_stderr")
+        if stderr is not None:
+            out.append({"type": f"{kind}_stderr", "name": f"{name} standard error", "value": float(stderr)})
+    return out
 
 
 def _metric_type(name: str) -> str:

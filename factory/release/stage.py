@@ -29,7 +29,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     model_config = write_model_config(model_dir, output, tokenizer)
     write_generation_config(output, tokenizer, config)
 
-    card = model_card(config, model_art, tokens_art, eval_art, evaluation, model_config)
+    card = model_card(config, model_art, tokens_art, eval_art, evaluation, model_config,
+                      chat=bool(getattr(tokenizer, "chat_template", None)))
     (output / "README.md").write_text(card)
     ctx.log_artifact(output / "README.md")
     ctx.log.info("release_written", files=sorted(p.name for p in output.iterdir()), weight_bytes=n_bytes)

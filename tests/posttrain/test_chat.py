@@ -104,7 +104,28 @@ def test_too_long_conversation_is_skipped_not_cut(tok):
 
 
 def test_tokenizer_without_chat_tokens_is_refused():
-    config = Config(vocab_size=300, extra_special_tokens=())
+    config = Config(vocab_size=300, extra_special_tokens=(), chat_template=False)
     bare = as_transformers(train_bpe(iter(TEXTS), len(TEXTS), config), config)
     with pytest.raises(ValueError, match="lacks the chat special tokens"):
         with_chat_template(bare)
+
+
+def test_replies_parse_back_into_reasoning_tool_calls_and_content(tok, tmp_path):
+    """The response template (what `transformers serve` parses replies with) survives save and load."""
+    tok.save_pretrained(tmp_path)
+    from transformers import AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    prompt = render_prompt(loaded, ON[:2])
+
+    def parse(reply: str) -> dict:
+        ids = loaded(reply + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        return loaded.parse_response(ids, prefix=prompt)
+
+    assert parse("<think>\n2 plus 3 is 5.\n</think>\n\n5") == {
+        "role": "assistant", "reasoning_content": "2 plus 3 is 5.", "content": "5"}
+    assert parse("5") == {"role": "assistant", "content": "5"}
+    calls = parse('<think>\nweather\n</think>\n\n<tool_call>[{"name": "weather", "arguments": {"city": "Oslo", "days": 2}}, '
+                  '{"name": "time", "arguments": {}}]</tool_call>')
+    assert calls["tool_calls"] == [{"type": "function", "function": {"name": "weather", "arguments": {"city": "Oslo", "days": 2}}},
+                                   {"type": "function", "function": {"name": "time", "arguments": {}}}]

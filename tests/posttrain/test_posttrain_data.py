@@ -101,15 +101,15 @@ def test_tiny_random_model_teacher_keeps_nothing_and_fails_cleanly(tmp_path):
     checkpoint = tmp_path / "teacher"
     save_nemotron_h(checkpoint / "model")  # a factory/model preset, randomly initialised
     config = Config(procedural=[{"generator": "basic_arithmetic", "size": 3, "params": {"max_digits": 1}}],
-                    teacher={"kind": "transformers", "name": "tiny-random"}, generation={"max_new_tokens": 6})
+                    teacher={"kind": "transformers"}, generation={"max_new_tokens": 6})
     assert config.required_inputs() == {"teacher"}
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(InputError) as e:
-        run(config, {"teacher": Artifact(checkpoint, {"fingerprint": "f"})}, out, ctx())
+        run(config, {"teacher": Artifact(checkpoint, {"fingerprint": "f", "uri": "store/pretrain/0123abcd"})}, out, ctx())
     message = str(e.value)
     assert "prompt set 'basic_arithmetic'" in message and "0 verified solutions of 3 prompts x 2 modes" in message
-    assert "teacher tiny-random" in message and "nothing was published" in message
+    assert "teacher pretrain/0123abcd" in message and "nothing was published" in message  # named by its artifact
     assert list(out.iterdir()) == []  # nothing half-written
 
 
@@ -164,7 +164,7 @@ def test_tool_integrated_reasoning_runs_code_in_the_sandbox(tmp_path):
 
     teacher = ScriptedTeacher(script)
     config = Config(procedural=[], prompts=[str(prompts)], teacher={"kind": "openai", "base_url": "http://unused", "model": "m"},
-                    tir={"max_rounds": 2, "sandbox": {"timeout_s": 20}}, min_kept_per_set=1)
+                    tir={"max_rounds": 2, "sandbox": {"timeout_s": 20}}, request_batch=2)  # two chunks of prompts
     run(config, {}, tmp_path / "out", ctx(), generator=teacher)
     train = read_conversations(tmp_path / "out" / "train.jsonl")
     stats = read_stats(tmp_path / "out" / "stats.json")
@@ -233,6 +233,24 @@ def test_user_jsonl_prompt_set_with_every_verifier(tmp_path):
     assert tool.reply.endswith('<tool_call>[{"name": "get_weather", "arguments": {"city": "Oslo"}}]</tool_call>')
 
 
+def test_openai_endpoint_teacher_over_http(tmp_path):
+    from tests.synth.fake_openai import FakeOpenAI  # a real HTTP server speaking the OpenAI API, stand-in replies
+
+    prompts = write_jsonl(tmp_path / "quiz.jsonl", [
+        {"id": "p1", "prompt": "Which is a prime?", "options": ["4", "6", "7"], "answer": "C", "verifier": "choice"},
+        {"id": "p2", "prompt": "Which is even?", "options": ["3", "5", "8"], "answer": "C", "verifier": "choice"},
+    ])
+    # a stand-in teacher that never opens a think block (its `on` replies are dropped) and knows only the prime
+    with FakeOpenAI(reply=lambda text: "\\boxed{C}" if "prime" in text else "\\boxed{A}") as server:
+        config = Config(procedural=[], prompts=[str(prompts)], teacher={"kind": "openai", "base_url": server.url, "model": "teacher-m"})
+        run(config, {}, tmp_path / "out", ctx())
+    systems = sorted({body["messages"][0]["content"] for _, body in server.requests})
+    assert systems == ["detailed thinking off", "detailed thinking on"] and len(server.requests) == 4
+    train = read_conversations(tmp_path / "out" / "train.jsonl")
+    assert [(c.id, c.teacher) for c in train] == [("p1-off-0", "teacher-m")]
+    assert read_stats(tmp_path / "out" / "stats.json").dropped == {"no_think_block": 2, "wrong_answer": 1}
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 def test_prompt_set_without_answers_fails_naming_the_set(tmp_path):
@@ -274,3 +292,11 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="needs generation.temperature > 0"):
         Config(teacher={"kind": "openai", "base_url": "http://x", "model": "m"}, samples=4)
     assert Config().required_tools() == {}  # the procedural default needs no sandbox (README's first command)
+
+
+def test_a_set_entirely_held_out_fails_naming_it(tmp_path):
+    mine = write_jsonl(tmp_path / "mine.jsonl", [{"prompt": "What is 1 + 1?", "answer": "2"}])
+    held = write_jsonl(tmp_path / "held.jsonl", [{"prompt": "What is 1 + 1?", "answer": "2"}])
+    with pytest.raises(InputError, match=r"prompt set 'mine' .*: 0 verified solutions of 0 prompts x 2 modes "
+                                         r"\(1 prompts removed as held-out duplicates\)"):
+        run(Config(procedural=[], prompts=[str(mine)], heldout_prompts=[str(held)]), {}, tmp_path / "out", ctx())

@@ -27,7 +27,10 @@ def upstream(tmp_path_factory):
     model = tiny_artifacts.model_artifact(root, tokens)
     folder = root / "evaluation_art"
     folder.mkdir()
-    config = evaluate.Config(seq_len=32, max_batches=2, max_new_tokens=4)
+    config = evaluate.Config(seq_len=32, max_batches=2, max_new_tokens=4,
+                             benchmarks=[evaluate.BenchmarkConfig(name="arith", source="procedural", task="basic_arithmetic",
+                                                                  size=4, samples=2)],
+                             generator=evaluate.GeneratorChoice(max_new_tokens=8, temperature=0.7))
     metrics = evaluate.run(config, {"model": model, "tokens": tokens}, folder, StepContext("evaluate"))
     m = tiny_artifacts.manifest(
         "evaluate", "evaluation", tiny_artifacts.fingerprint("evaluation"), {"model": model, "tokens": tokens}, metrics=metrics

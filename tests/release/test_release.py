@@ -11,6 +11,7 @@ import yaml
 from factory import release
 from factory.release import Config, run
 from factory.stage import StepContext
+from factory.tasks.table import format_metric
 
 import tiny_artifacts  # registered by this folder's conftest.py
 
@@ -107,19 +108,32 @@ def test_model_card_front_matter(released, upstream):
     evaluation = report["metrics"]
     (entry,) = meta["model-index"]
     assert entry["name"] == "tiny-nemotron-h"
-    result, *benchmarks = entry["results"]
-    # one result per built-in benchmark set, with the numbers eval.json holds
-    assert [b["dataset"]["name"] for b in benchmarks] == list(report["tasks"]) and report["tasks"]
-    for b in benchmarks:
-        task = report["tasks"][b["dataset"]["name"]]
-        assert {m["type"]: m["value"] for m in b["metrics"]} == {"accuracy": task["accuracy"], "target_logprob": task["target_logprob"]}
+    result, *sets, arith = entry["results"]
+    everything = report["all_metrics"]
+    # one result per built-in cloze set, with the numbers eval.json holds and their error bars
+    assert [b["dataset"]["name"] for b in sets] == list(report["tasks"]) and report["tasks"]
+    for b in sets:
+        name = b["dataset"]["name"]
+        task = report["tasks"][name]
+        assert {m["type"]: m["value"] for m in b["metrics"]} == {
+            "accuracy": task["accuracy"], "accuracy_stderr": everything[f"{name}_accuracy_stderr"],
+            "target_logprob": task["target_logprob"]}
     assert result["dataset"] == {"type": upstream["tokens"].uri, "name": "held-out validation split", "split": "valid"}
     by_type = {m["type"]: m["value"] for m in result["metrics"]}
     assert by_type == {
-        "loss": evaluation["valid_loss"],
-        "perplexity": evaluation["valid_perplexity"],
-        "bits_per_byte": evaluation["valid_bits_per_byte"],
+        "loss": evaluation["valid_loss"], "loss_stderr": everything["valid_loss_stderr"],
+        "perplexity": evaluation["valid_perplexity"], "perplexity_stderr": everything["valid_perplexity_stderr"],
+        "bits_per_byte": evaluation["valid_bits_per_byte"], "bits_per_byte_stderr": everything["valid_bits_per_byte_stderr"],
     }
+    # a generation benchmark: its scores with error bars, not its counts
+    assert arith["dataset"] == {"type": "procedural:basic_arithmetic", "name": "arith"}
+    scores = {m["type"]: m["value"] for m in arith["metrics"]}
+    assert set(scores) == {"pass@1", "pass@1_stderr", "pass@2", "pass@2_stderr", "maj@2", "maj@2_stderr"}
+    assert scores["pass@2"] == everything["arith_pass@2"] and scores["maj@2_stderr"] == everything["arith_maj@2_stderr"]
+    # the body's table gives every figure with its standard error
+    body = readme.split("\n---\n", 1)[1]
+    assert f"| arith_pass@1 | {format_metric(everything['arith_pass@1'])} | {format_metric(everything['arith_pass@1_stderr'])} |" in body
+    assert "| arith_items | 4 | - |" in body
 
 
 def test_model_card_body_lists_the_lineage(released, upstream):

@@ -42,3 +42,6 @@ def test_release_carries_the_chat_template(upstream, tmp_path):
     assert im_end == 1 + CHAT_TOKENS.index("<|im_end|>") + 1  # <|endoftext|>=0, <|pad|>=1, <|im_start|>=2
     assert gen["eos_token_id"] == [tok.eos_token_id, im_end]
     assert json.loads((out / "config.json").read_text())["eos_token_id"] == tok.eos_token_id
+    card = (out / "README.md").read_text()
+    assert "## Chat format and reasoning switch" in card and "`detailed thinking on`" in card
+    assert "transformers serve" in card and "--reasoning on" in card

@@ -79,8 +79,17 @@ def test_builtin_task_files_read_whole_and_join_decontamination():
     for item in tools.items:
         reply = "<think>ok</think><tool_call>" + json.dumps([c.model_dump() for c in item.calls]) + "</tool_call>"
         assert check_tool_calls(reply, [c.model_dump() for c in item.calls]).reward == 1
-    texts = {text for _, text in builtin_eval_items()}
+    items = builtin_eval_items()
+    texts = {text for _, text in items}
     assert tools.items[0].prompt in texts and mc.items[0].question in texts
+    # HumanEval's problems are evaluated, so curate matches them too: a page quoting one is dropped
+    from factory.curate.decontaminate import NgramIndex
+    from factory.tasks import humaneval
+
+    assert sum(name == "humaneval" for name, _ in items) == 164
+    index = NgramIndex(items, n_gram=13, min_item_words=8)
+    assert index.match("A blog post.\n" + humaneval()[0].prompt + "\nMy answer follows.") == "humaneval"
+    assert index.match("def add(a, b):\n    return a + b  # a small helper for the tutorial on numbers") is None
     with pytest.raises(SpecError, match="built-in task file 'nope' does not exist"):
         builtin_task_path("nope")
 

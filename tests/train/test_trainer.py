@@ -156,3 +156,18 @@ def test_bfloat16_autocast_trains(data, tmp_path):
     losses = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl")]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
     assert all(p.dtype == torch.float32 for p in trainer.params)  # master weights stay float32
+
+
+def test_fused_adamw_follows_the_multi_tensor_one(data, tmp_path):
+    # the CPU default stays multi-tensor (the runs' pinned results); the fused kernel is the GPU default
+    plain, _ = make_trainer(data, tmp_path / "plain", CONFIG.model_copy(update={"checkpoint_interval": 0}))
+    assert not plain.optimizer.defaults["fused"]
+    fused, _ = make_trainer(data, tmp_path / "fused", CONFIG.model_copy(update={"checkpoint_interval": 0, "fused_optimizer": True}))
+    assert fused.optimizer.defaults["fused"]
+    plain.fit()
+    fused.fit()
+    a = [r["loss"] for r in read_metrics(tmp_path / "plain" / "metrics.jsonl")]
+    b = [r["loss"] for r in read_metrics(tmp_path / "fused" / "metrics.jsonl")]
+    assert len(a) == CONFIG.steps and b == pytest.approx(a, rel=1e-4)
+    for p, q in zip(plain.params, fused.params):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

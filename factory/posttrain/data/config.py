@@ -130,6 +130,8 @@ class Config(StageConfig):
     min_kept_per_set: int = Field(1, ge=1, description="A prompt set with fewer verified solutions fails the step.")
     code_sandbox: SandboxConfig = Field(default_factory=lambda: SandboxConfig(timeout_s=10.0),
                                         description="Limits of the sandbox that runs code solutions against their tests.")
+    request_batch: int = Field(256, ge=1, description="Prompts handed to the teacher at once, then judged (bounds memory, "
+                                                      "shows progress; a sampling teacher's seeds follow its batches).")
     verify_workers: int = no_effect(2, "Processes checking math answers (and sandboxes at once).")
     verify_timeout_s: float = Field(10.0, gt=0, description="Seconds one math check may take before it is scored wrong.")
 

@@ -47,6 +47,7 @@ class PromptSet:
     train: list[Prompt]
     heldout: list[Prompt] = field(default_factory=list)
     overlap: int = 0  # training prompts removed because a held-out prompt has the same text
+    trains: bool = True  # False for your held-out files, which give held-out prompts only
 
 
 def options_block(options: list[str]) -> str:
@@ -260,7 +261,8 @@ def prompt_sets(config: Config) -> list[PromptSet]:
             kept = [p for p in s.train if p.question not in held]
             s.overlap += len(s.train) - len(kept)
             s.train = kept
-        sets.append(PromptSet(name="heldout_prompts", source=",".join(map(str, config.heldout_prompts)), train=[], heldout=heldout))
+        sets.append(PromptSet(name="heldout_prompts", source=",".join(map(str, config.heldout_prompts)), train=[], heldout=heldout,
+                              trains=False))
     names = [s.name for s in sets]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

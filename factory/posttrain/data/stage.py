@@ -89,36 +89,40 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     generated = 0
     try:
         with Judge(workers=config.verify_workers, timeout_s=config.verify_timeout_s, sandbox=config.code_sandbox) as judge:
-            for mode in config.reasoning:
-                for sample in progress(range(samples), total=samples, desc=f"posttrain_data {mode}"):
-                    attempts = teacher.solve(train_prompts, mode, sample)
-                    generated += len(attempts)
-                    solved = [(p, a) for p, a in zip(train_prompts, attempts) if isinstance(a, Attempt)]
-                    dropped.update(a for a in attempts if isinstance(a, str))
-                    reasons = judge.check([(p, mode, a.reply) for p, a in solved])
-                    for (prompt, attempt), reason in zip(solved, reasons):
-                        key = (prompt.id, mode)
-                        if reason:
-                            dropped[reason] += 1
-                        elif (prompt.id, mode, attempt.reply) in seen:
-                            dropped["duplicate"] += 1
-                        elif kept_per[key] >= config.keep_per_prompt:
-                            dropped["over_keep_per_prompt"] += 1
-                        else:
-                            kept.append(_conversation(prompt, mode, teacher.name, attempt, kept_per[key], sample))
-                            seen.add((prompt.id, mode, attempt.reply))
-                            kept_per[key] += 1
-                            by_set[set_of[prompt.id]] += 1
+            # rounds of (mode, sample, a chunk of prompts): each chunk is solved, then judged, with progress
+            chunks = [train_prompts[i:i + config.request_batch] for i in range(0, len(train_prompts), config.request_batch)]
+            rounds = [(mode, sample, chunk) for mode in config.reasoning for sample in range(samples) for chunk in chunks]
+            for mode, sample, chunk in progress(rounds, total=len(rounds), desc="posttrain_data"):
+                attempts = teacher.solve(chunk, mode, sample)
+                generated += len(attempts)
+                solved = [(p, a) for p, a in zip(chunk, attempts) if isinstance(a, Attempt)]
+                dropped.update(a for a in attempts if isinstance(a, str))
+                reasons = judge.check([(p, mode, a.reply) for p, a in solved])
+                for (prompt, attempt), reason in zip(solved, reasons):
+                    key = (prompt.id, mode)
+                    if reason:
+                        dropped[reason] += 1
+                    elif (prompt.id, mode, attempt.reply) in seen:
+                        dropped["duplicate"] += 1
+                    elif kept_per[key] >= config.keep_per_prompt:
+                        dropped["over_keep_per_prompt"] += 1
+                    else:
+                        kept.append(_conversation(prompt, mode, teacher.name, attempt, kept_per[key], sample))
+                        seen.add((prompt.id, mode, attempt.reply))
+                        kept_per[key] += 1
+                        by_set[set_of[prompt.id]] += 1
     finally:
         if opened is not None and hasattr(opened, "close"):
             opened.close()
 
-    short = [s for s in sets if s.train and by_set[s.name] < config.min_kept_per_set]
+    # a set whose every prompt was also held out has nothing to train on: it fails like a set left unverified
+    short = [s for s in sets if s.trains and by_set[s.name] < config.min_kept_per_set]
     if short:
         why = ", ".join(f"{k} {v}" for k, v in dropped.most_common()) or "nothing generated"
         raise InputError(
             "; ".join(f"prompt set {s.name!r} ({s.source}): {by_set[s.name]} verified solutions of {len(s.train)} "
-                      f"prompts x {len(config.reasoning)} modes" for s in short)
+                      f"prompts x {len(config.reasoning)} modes"
+                      + (f" ({s.overlap} prompts removed as held-out duplicates)" if s.overlap else "") for s in short)
             + f", fewer than min_kept_per_set {config.min_kept_per_set} (teacher {teacher.name}; dropped: {why}); "
               "nothing was published: use a stronger teacher, more samples, or drop the set")
 

@@ -147,15 +147,18 @@ def make_teacher(config: Config, inputs: Mapping[str, Any], counts: Counter,
         else:
             from factory.generate import TransformersGenerator
 
+            name = settings.name
             if settings.model_dir is not None:
                 model_dir = settings.model_dir
             elif inputs.get("teacher") is not None:
                 from factory.artifacts import Checkpoint
 
                 model_dir = Checkpoint.of(inputs, "teacher").model_dir
+                # named by its place in the store (STEP/FINGERPRINT), which the lineage and the model card can follow
+                name = name or "/".join(str(inputs["teacher"].uri).rstrip("/").split("/")[-2:])
             else:
                 raise SpecError("posttrain_data.teacher.model_dir: set it to a model folder, or give the step a "
                                 "'teacher' input (a checkpoint)")
             generator = opened = TransformersGenerator(model_dir, device=settings.device, batch_size=settings.batch_size,
-                                                       dtype=settings.dtype, model_id=settings.name)
+                                                       dtype=settings.dtype, model_id=name)
     return ModelTeacher(generator, config.generation, config.tir, counts, name=settings.name), opened

@@ -1,0 +1,114 @@
+"""The endpoint path against a real OpenAI-compatible server: `transformers serve` (extra
+`transformers[serving]`) serving the factory's own tiny release on 127.0.0.1, on CPU.
+
+No stand-in here: the stand-in server (tests/synth/fake_openai.py) accepted what `transformers serve`
+refuses (a list of prompts per /v1/completions request), so the client is checked against the real one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from factory import evaluate, release
+from factory.evaluate import BenchmarkConfig
+from factory.generate import GenerationParams, OpenAIGenerator, TransformersGenerator
+from factory.stage import NullTracker, StepContext
+from tests.spine import free_port, wait_healthy
+
+if "tiny_artifacts" in sys.modules:
+    tiny_artifacts = sys.modules["tiny_artifacts"]
+else:
+    _spec = importlib.util.spec_from_file_location("tiny_artifacts", Path(__file__).parents[1] / "evaluate" / "tiny_artifacts.py")
+    tiny_artifacts = sys.modules["tiny_artifacts"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(tiny_artifacts)
+
+PROMPTS = ["The river", "A small village near the", "Students walk", "The old bridge", "Water"]
+GREEDY = GenerationParams(max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve_upstream")
+    corpus = tiny_artifacts.corpus_artifact(root)
+    tokens = tiny_artifacts.tokens_artifact(root, corpus)
+    model = tiny_artifacts.model_artifact(root, tokens)
+    folder = root / "evaluation_art"
+    folder.mkdir()
+    metrics = evaluate.run(evaluate.Config(seq_len=32, max_batches=1, tasks=[], prompts=[]),
+                           {"model": model, "tokens": tokens}, folder, StepContext("evaluate", tracker=NullTracker()))
+    m = tiny_artifacts.manifest("evaluate", "evaluation", tiny_artifacts.fingerprint("serve-eval"),
+                                {"model": model, "tokens": tokens}, metrics=metrics)
+    evaluation = tiny_artifacts.write_manifest(folder, m)
+    out = root / "release"
+    out.mkdir()
+    release.run(release.Config(model_name="tiny-served"), {"model": model, "tokens": tokens, "evaluation": evaluation},
+                out, StepContext("release", tracker=NullTracker()))
+    return {"model": model, "tokens": tokens, "release": out}
+
+
+@pytest.fixture(scope="module")
+def server(upstream, tmp_path_factory):
+    """`transformers serve RELEASE` on a free loopback port; its log goes to a file the failure message names."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    cli = Path(sys.executable).parent / "transformers"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with open(log, "w") as f:
+        proc = subprocess.Popen([str(cli), "serve", str(upstream["release"]), "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=f, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert wait_healthy(url, proc, timeout_s=180), f"transformers serve did not come up: {log.read_text()[-2000:]}"
+        yield url, str(upstream["release"])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_plain_prompts_give_the_in_process_model_s_greedy_completions(server, upstream):
+    url, model = server
+    gen = OpenAIGenerator(url, model, batch_size=4, max_concurrency=2, max_retries=0)
+    try:
+        served = gen.generate(PROMPTS, GREEDY)
+    finally:
+        gen.close()
+    # transformers serve answers 400 "prompt must be a string" to a list: the client went one prompt per request
+    assert gen.one_prompt_per_request
+    local = TransformersGenerator(upstream["release"], batch_size=1).generate(PROMPTS, GREEDY)
+    assert served == local
+    assert sum(bool(text) for text in served) >= 3, served  # not an empty comparison: most prompts got text
+
+
+def test_evaluate_scores_benchmarks_through_the_server_as_it_does_in_process(server, upstream, tmp_path):
+    url, model = server
+    # plain prompts that fit the tiny model's context (the local generator refuses longer ones and counts them
+    # as unanswered, while the server takes them: the two paths differ there by design)
+    benchmarks = [BenchmarkConfig(name="arith", source="procedural", task="basic_arithmetic", size=4, seed=1, samples=2)]
+    quick = dict(seq_len=16, batch_size=4, max_batches=1, tasks=[], prompts=[], benchmarks=benchmarks)
+    results = {}
+    for kind in ("openai", "local"):
+        out = tmp_path / kind
+        out.mkdir()
+        generator = evaluate.config.GeneratorChoice(kind=kind, base_url=url if kind == "openai" else "",
+                                                    model=model if kind == "openai" else "", max_new_tokens=12, batch_size=1,
+                                                    temperature=0.0)
+        metrics = evaluate.run(evaluate.Config(**quick, generator=generator),
+                               {"model": upstream["model"], "tokens": upstream["tokens"]}, out,
+                               StepContext("evaluate", tracker=NullTracker()))
+        records = (out / "benchmarks.jsonl").read_text().splitlines()
+        results[kind] = (metrics, records)
+    served, local = results["openai"], results["local"]
+    assert len(served[1]) == 4
+    arith = {k: v for k, v in served[0].items() if k.startswith("arith")}
+    assert arith["arith_items"] == 4 and arith["arith_unanswered"] == 0
+    assert arith == {k: v for k, v in local[0].items() if k.startswith("arith")}
+    assert served[1] == local[1]  # the same completions, verdicts and reasons, item by item
