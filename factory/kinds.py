@@ -70,6 +70,10 @@ class StageKind:
         return [k for k, i in self.inputs.items() if not i.optional or k in extra]
 
 
+# The steps whose checkpoint quantize, evaluate and release take, earliest first: the last enabled one is the
+# recipe's final model (pretrain → [compress → distill] → [sft → rl → preference]).
+POST_TRAINED = ("pretrain", "distill", "sft", "rl", "preference")
+
 # The default recipe, in dependency order: a spec that lists only stage names runs its stages in this order.
 KINDS: dict[str, StageKind] = {
     "quality": StageKind("factory.curate.quality.stage", output="classifier", registered=True),
@@ -95,20 +99,22 @@ KINDS: dict[str, StageKind] = {
                                 inputs={"teacher": In("checkpoint", (), optional=True)}),
     "sft": StageKind("factory.posttrain.sft", output="checkpoint", resumable=True, distributed=True, registered=True,
                      inputs={"model": In("checkpoint", ("pretrain", "distill")), "data": In("conversations", ("posttrain_data",))}),
+    "rl": StageKind("factory.posttrain.rl", output="checkpoint", resumable=True, registered=True,
+                    inputs={"model": In("checkpoint", ("pretrain", "distill", "sft")), "data": In("conversations", ("posttrain_data",))}),
     # The reward model comes before preference in dependency order: preference's optional "reward_model" input.
     "reward_model": StageKind("factory.posttrain.reward_model", output="checkpoint", resumable=True, registered=True,
                               inputs={"model": In("checkpoint", ("pretrain", "distill", "sft"))}),
     "preference": StageKind("factory.posttrain.preference", output="checkpoint", resumable=True, registered=True,
-                            inputs={"model": In("checkpoint", ("pretrain", "distill", "sft")), "data": In("conversations", ("posttrain_data",)),
+                            inputs={"model": In("checkpoint", ("pretrain", "distill", "sft", "rl")), "data": In("conversations", ("posttrain_data",)),
                                     "reward_model": In("checkpoint", ("reward_model",), optional=True)}),
     "quantize": StageKind("factory.quantize.stage", output="quantized",
-                          inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",))}),
+                          inputs={"model": In("checkpoint", POST_TRAINED), "tokens": In("tokens", ("tokenize",))}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)
     "evaluate": StageKind("factory.evaluate", output="evaluation",
-                          inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",)),
+                          inputs={"model": In("checkpoint", POST_TRAINED), "tokens": In("tokens", ("tokenize",)),
                                   "baseline": In("evaluation", optional=True)}),
     "release": StageKind("factory.release", output="release", registered=True,
-                         inputs={"model": In("checkpoint", ("pretrain", "distill")), "tokens": In("tokens", ("tokenize",)),
+                         inputs={"model": In("checkpoint", POST_TRAINED), "tokens": In("tokens", ("tokenize",)),
                                  "evaluation": In("evaluation", ("evaluate",)),
                                  "quantized": In("quantized", ("quantize",), optional=True)}),
 }

@@ -7,7 +7,8 @@ only when complete, so a folder named `step-*` is always whole; a run killed mid
     step-000100/
         model.pt       full objective state dict (parameter names as in one process)
         optimizer.pt   full AdamW state, keyed by parameter name
-        trainer.pt     progress (step, data position, tokens, skip counters) and each rank's RNG states
+        trainer.pt     progress (step, data position, tokens, skip counters), each rank's RNG states and the
+                       sample source's own state, if any (RL: rollout generator, temperature, current rollout)
         meta.json      {"step": 100, "position": 800, ...} for people and tools
 
 Distributed runs (DDP or FSDP2) write the same files: the trainer gathers full state dicts to rank 0
@@ -69,7 +70,7 @@ def save_checkpoint(root: Path, state: dict[str, Any], step: int, keep: int) -> 
     tmp.mkdir()
     torch.save(state["model"], tmp / "model.pt")
     torch.save(state["optimizer"], tmp / "optimizer.pt")
-    torch.save({"trainer": state["trainer"], "rng": state["rng"]}, tmp / "trainer.pt")
+    torch.save({"trainer": state["trainer"], "rng": state["rng"], "data": state.get("data")}, tmp / "trainer.pt")
     (tmp / "meta.json").write_text(json.dumps(state["trainer"], indent=2) + "\n")
     for f in tmp.iterdir():  # the data must be on disk before the rename makes it visible
         with open(f, "rb") as fh:
@@ -91,6 +92,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         "optimizer": torch.load(path / "optimizer.pt", map_location=map_location, weights_only=True),
         "trainer": extra["trainer"],
         "rng": extra["rng"],
+        "data": extra.get("data"),  # the sample source's state (RL rollouts), None for plain data
     }
 
 

@@ -189,9 +189,10 @@ class Trainer:
 
     # --- resumable state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Full (unsharded) model and optimizer states keyed by parameter name, progress, and every rank's
-        RNG states; loadable with `torch.load(weights_only=True)`. A collective: call it on every rank
-        (FSDP gathers the shards); the tensors are complete on rank 0 only."""
+        """Full (unsharded) model and optimizer states keyed by parameter name, progress, every rank's RNG
+        states, and the sample source's own state when it has one ("data"); loadable with
+        `torch.load(weights_only=True)`. A collective: call it on every rank (FSDP gathers the shards); the
+        tensors are complete on rank 0 only."""
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             get_model_state_dict,
@@ -205,12 +206,15 @@ class Trainer:
             torch.distributed.all_gather_object(gathered, rng)
         else:
             gathered = [rng]
-        return {
+        state = {
             "model": get_model_state_dict(self.objective, options=options),
             "optimizer": get_optimizer_state_dict(self.objective, self.optimizer, options=options),
             "trainer": {k: v for k, v in asdict(self.state).items() if k != "last_checkpoint"},
             "rng": gathered,  # one entry per rank: ranks draw different data, so their streams differ
         }
+        if hasattr(self.samples, "state_dict"):  # a sample source with state of its own (RL rollouts)
+            state["data"] = self.samples.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any], checkpoint: Path | None = None) -> None:
         """Restore a `state_dict()` on every rank (each passes the full state it read from disk)."""
@@ -224,6 +228,8 @@ class Trainer:
         set_model_state_dict(self.objective, state["model"], options=options)
         set_optimizer_state_dict(self.objective, self.optimizer, state["optimizer"], options=options)
         self.state = TrainState(**state["trainer"], last_checkpoint=str(checkpoint) if checkpoint else None)
+        if state.get("data") is not None and hasattr(self.samples, "load_state_dict"):
+            self.samples.load_state_dict(state["data"])
         rngs = state["rng"]
         _set_rng_state(self.objective, rngs[self.rank] if self.rank < len(rngs) else rngs[0])
 
