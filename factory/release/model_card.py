@@ -110,7 +110,7 @@ def model_card(
             for a in chain
         ],
         "",
-        *(_chat_section(config) if chat else []),
+        *(_chat_section(config, post_trained=any(a["kind"] == "conversations" for a in chain)) if chat else []),
         "## Usage",
         "",
         "```python",
@@ -156,7 +156,7 @@ def _posttrain_section(chain: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def _chat_section(config: Config) -> list[str]:
+def _chat_section(config: Config, post_trained: bool) -> list[str]:
     """How to chat with the release: the template's reasoning switch, in `apply_chat_template` and `transformers serve`."""
     repo = config.repo_id or "PATH_TO_THIS_FOLDER"
     return [
@@ -177,6 +177,9 @@ def _chat_section(config: Config) -> list[str]:
         "",
         f"Serve it: `transformers serve {repo} --reasoning on`.",
         "",
+        *([] if post_trained else [
+            "This model was not post-trained: its tokenizer carries the template, but nothing taught the model to "
+            "follow the switch (post-training steps do: see `examples/posttrain.yaml`).", ""]),
     ]
 
 

@@ -45,3 +45,4 @@ def test_release_carries_the_chat_template(upstream, tmp_path):
     card = (out / "README.md").read_text()
     assert "## Chat format and reasoning switch" in card and "`detailed thinking on`" in card
     assert "transformers serve" in card and "--reasoning on" in card
+    assert "This model was not post-trained" in card  # a pretrained model has the template, not the behaviour

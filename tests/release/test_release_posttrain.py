@@ -33,3 +33,4 @@ def test_model_card_lists_post_training_data_teacher_and_steps(upstream, tmp_pat
     assert f"Post-training steps, from the base model to this release: sft (`{sft.uri}`) → rl_math (`{rl.uri}`)." in section
     front = card.split("---\n", 2)[1]
     assert data.uri in front  # the post-training data is one of the release's datasets
+    assert "This model was not post-trained" not in card
