@@ -15,6 +15,7 @@ The text depends only on the running Python's standard library and the seed.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import random
@@ -43,17 +44,23 @@ def _chunks(text: str, chars: int) -> list[str]:
     return [p for p in out if p]
 
 
+def _docstrings(name: str) -> list[str]:
+    """The docstrings of module `name`'s source: the module's, then its top-level classes' and functions' by name.
+
+    Read from the source, not the live module, whose attributes depend on what else the process imported (other
+    libraries patch and extend stdlib modules), so the corpus is the same in every process."""
+    tree = ast.parse(inspect.getsource(importlib.import_module(name)))
+    nodes = sorted((n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                    and not n.name.startswith("_")), key=lambda n: n.name)
+    docs = [ast.get_docstring(tree)] + [ast.get_docstring(n) for n in nodes]
+    return [d for d in docs if d]
+
+
 def domain_texts(domain: str, n: int, chars: int, seed: int) -> list[str]:
     """`n` documents of `domain`, distinct while the domain has that many (then cycled)."""
     rng = random.Random(f"{seed}-{domain}")
     if domain == "docs":
-        pool = []
-        for name in MODULES:
-            module = importlib.import_module(name)
-            docs = [inspect.getdoc(module) or ""] + [inspect.getdoc(m) or "" for _, m in sorted(vars(module).items())
-                                                     if (inspect.isclass(m) or inspect.isfunction(m))
-                                                     and getattr(m, "__module__", None) == name]
-            pool += _chunks("\n".join(d for d in docs if d), chars)
+        pool = [c for name in MODULES for c in _chunks("\n".join(_docstrings(name)), chars)]
     elif domain == "code":
         pool = [c for name in MODULES for c in _chunks(inspect.getsource(importlib.import_module(name)), chars)]
     elif domain == "foreign":
