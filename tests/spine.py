@@ -85,3 +85,16 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
         if proc.poll() is not None or time.monotonic() > deadline:
             return False
         time.sleep(0.5)
+
+
+def tiny_artifacts():
+    """tests/evaluate/tiny_artifacts.py, the builders of tiny real upstream artifacts, loaded by path (its folder is
+    not a package) under the name the evaluate tests import it by, so a full run holds one copy."""
+    import importlib.util
+    import sys
+
+    if "tiny_artifacts" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("tiny_artifacts", Path(__file__).parent / "evaluate" / "tiny_artifacts.py")
+        module = sys.modules["tiny_artifacts"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["tiny_artifacts"]

@@ -62,6 +62,18 @@ def _entry(m: dict[str, Any]) -> dict[str, Any]:
     return lineage_entry(m)
 
 
+def evaluation_artifact(root: Path, model: Artifact, tokens: Artifact, config) -> Artifact:
+    """The evaluate stage run for real on `model` and `tokens` with `config`, published with a manifest."""
+    from factory import evaluate
+    from factory.stage import NullTracker, StepContext
+
+    folder = root / "evaluation_art"
+    folder.mkdir()
+    metrics = evaluate.run(config, {"model": model, "tokens": tokens}, folder, StepContext("evaluate", tracker=NullTracker()))
+    m = manifest("evaluate", "evaluation", fingerprint("evaluation"), {"model": model, "tokens": tokens}, metrics=metrics)
+    return write_manifest(folder, m)
+
+
 def write_manifest(folder: Path, m: dict[str, Any]) -> Artifact:
     (folder / "manifest.json").write_text(json.dumps(m, indent=2))
     return Artifact(path=folder, manifest=m)

@@ -7,7 +7,6 @@ refuses (a list of prompts per /v1/completions request), so the client is checke
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,13 +19,9 @@ from factory.evaluate import BenchmarkConfig
 from factory.generate import GenerationParams, OpenAIGenerator, TransformersGenerator
 from factory.stage import NullTracker, StepContext
 from tests.spine import free_port, wait_healthy
+from tests.spine import tiny_artifacts as load_tiny_artifacts
 
-if "tiny_artifacts" in sys.modules:
-    tiny_artifacts = sys.modules["tiny_artifacts"]
-else:
-    _spec = importlib.util.spec_from_file_location("tiny_artifacts", Path(__file__).parents[1] / "evaluate" / "tiny_artifacts.py")
-    tiny_artifacts = sys.modules["tiny_artifacts"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(tiny_artifacts)
+tiny_artifacts = load_tiny_artifacts()
 
 PROMPTS = ["The river", "A small village near the", "Students walk", "The old bridge", "Water"]
 GREEDY = GenerationParams(max_new_tokens=8)
@@ -38,13 +33,8 @@ def upstream(tmp_path_factory):
     corpus = tiny_artifacts.corpus_artifact(root)
     tokens = tiny_artifacts.tokens_artifact(root, corpus)
     model = tiny_artifacts.model_artifact(root, tokens)
-    folder = root / "evaluation_art"
-    folder.mkdir()
-    metrics = evaluate.run(evaluate.Config(seq_len=32, max_batches=1, tasks=[], prompts=[]),
-                           {"model": model, "tokens": tokens}, folder, StepContext("evaluate", tracker=NullTracker()))
-    m = tiny_artifacts.manifest("evaluate", "evaluation", tiny_artifacts.fingerprint("serve-eval"),
-                                {"model": model, "tokens": tokens}, metrics=metrics)
-    evaluation = tiny_artifacts.write_manifest(folder, m)
+    evaluation = tiny_artifacts.evaluation_artifact(root, model, tokens,
+                                                    evaluate.Config(seq_len=32, max_batches=1, tasks=[], prompts=[]))
     out = root / "release"
     out.mkdir()
     release.run(release.Config(model_name="tiny-served"), {"model": model, "tokens": tokens, "evaluation": evaluation},
