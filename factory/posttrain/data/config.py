@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from factory.generate import GenerationParams
+from factory.generate.settings import GeneratorSettings
 from factory.posttrain.records import PROCEDURAL_TEACHER, Reasoning
 from factory.stage import StageConfig, no_effect
 from factory.verify.sandbox import SandboxConfig
@@ -57,30 +58,18 @@ class TaskSet(StageConfig):
         return self.name or self.file
 
 
-class TeacherSettings(StageConfig):
+class TeacherSettings(GeneratorSettings):
     """Who writes the solutions: the procedural solver, a local model, or an OpenAI-compatible server."""
 
-    kind: Literal["procedural", "transformers", "openai"] = Field(
+    ROLE: ClassVar[str] = "teacher"
+
+    kind: Literal["procedural", "transformers", "openai"] = Field(  # type: ignore[assignment]
         "procedural", description="procedural: step-by-step traces computed for procedural tasks (no model); "
         "transformers: a local model folder (model_dir, or the step's 'teacher' input); openai: vLLM, NIM, transformers serve.")
     name: str | None = Field(None, description="The teacher's name in records and stats; default procedural-solver or the model's id.")
     model_dir: str | None = Field(None, json_schema_extra={"external_input": True},
                                   description="transformers: save_pretrained folder; unset: the 'teacher' input checkpoint.")
-    dtype: str | None = Field(None, description="transformers: torch dtype to load the weights in (e.g. 'bfloat16').")
-    device: str = no_effect("cpu", "transformers: torch device to run on.")
-    batch_size: int = no_effect(8, "Prompts per forward pass (transformers) or per request batch (openai).")
-    base_url: str | None = Field(None, description="openai: server address, e.g. http://vllm:8000 (with or without /v1).")
-    model: str | None = Field(None, description="openai: model name the server serves.")
-    api_key_env: str = no_effect("OPENAI_API_KEY", "openai: environment variable holding the API key, if any.")
-    max_concurrency: int = no_effect(8, "openai: most requests in flight at once.")
-    max_retries: int = no_effect(5, "openai: retries of a request after a 429, 5xx or connection error.")
     timeout_s: float = no_effect(300.0, "openai: seconds to wait for one answer.")
-
-    @model_validator(mode="after")
-    def _complete(self) -> TeacherSettings:
-        if self.kind == "openai" and not (self.base_url and self.model):
-            raise ValueError("teacher kind 'openai' needs base_url and model")
-        return self
 
     @property
     def is_model(self) -> bool:
