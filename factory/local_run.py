@@ -129,9 +129,9 @@ def run_pipeline_locally(spec, work_dir: Path, plan_json: str = "", published: M
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work_dir / "kfp"), raise_on_error=True)
         try:
             if published is None:
-                build_pipeline(spec)(plan_json=plan_json)
+                build_pipeline(spec, local=True)(plan_json=plan_json)
             else:
-                build_pipeline(spec, published)(job_id=job_id, plan_json=plan_json)
+                build_pipeline(spec, published, local=True)(job_id=job_id, plan_json=plan_json)
         except RuntimeError as e:
             error = e
     if error is None:

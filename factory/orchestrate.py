@@ -17,7 +17,7 @@ Every component calls `run_component(step, spec_text, job_id, upstream, output, 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -59,9 +59,10 @@ def pipeline_run_name(spec_name: str, started: datetime | None = None) -> str:
 
 
 def run_component(step: str, spec_text: str, job_id: str, upstream: Mapping[str, KfpArtifact], output: KfpArtifact,
-                  plan_text: str = "") -> dict[str, Any]:
+                  plan_text: str = "", run: Callable[..., Any] | None = None) -> dict[str, Any]:
     """One KFP step. `plan_text` is the pipeline's plan (`Executor.plan_json()`); when the pipeline was
-    started without one (empty), the step plans the spec itself, which reads its raw inputs."""
+    started without one (empty), the step plans the spec itself, which reads its raw inputs. `run`, when
+    given, takes the place of the step kind's `run` (`Executor.run_step`)."""
     spec = with_cluster_defaults(parse_spec(yaml.safe_load(spec_text)))  # the chart's ConfigMap fills unset endpoints
     executor = Executor(spec, plan_json=plan_text or None)
     executor.parent_run_id = parent_run(executor.lineage, job_id, spec.name, spec_text)
@@ -75,7 +76,7 @@ def run_component(step: str, spec_text: str, job_id: str, upstream: Mapping[str,
     if spec.needs_launcher(step):
         manifest = launch_step(executor, step, spec_text)
     else:
-        manifest = executor.run_step(step)
+        manifest = executor.run_step(step, run=run)
     output.metadata.update({"uri": manifest["uri"], "fingerprint": manifest["fingerprint"], "kind": manifest["kind"], "stage": step})
     with open(output.path, "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)

@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,8 +225,9 @@ class Executor:
             self.lineage.record_reuse(self.parent_run_id, step.name, existing)
         return existing
 
-    def run_step(self, name: str) -> dict[str, Any]:
-        """Run one step whose inputs are published (or reuse its published artifact)."""
+    def run_step(self, name: str, run: Callable[..., Mapping[str, float] | None] | None = None) -> dict[str, Any]:
+        """Run one step whose inputs are published (or reuse its published artifact). `run` takes the place of its
+        kind's `run(config, inputs, output, ctx)`: the last task of a step that ran as several (the mix step's)."""
         plan = self.plan()
         if name not in plan:
             raise UserError(f"no step {name!r} in this spec (steps are {', '.join(plan)})")
@@ -260,7 +261,7 @@ class Executor:
                 ctx = StepContext(name, tracker=tracker, scratch=scratch)
                 for input_name, art in inputs.items():
                     tracker.log_dataset(f"{input_name}:{art.manifest.get('stage')}", art.uri, art.fingerprint, context="input")
-                metrics = kind.run(step.config, inputs, staging, ctx) or {}
+                metrics = (run or kind.run)(step.config, inputs, staging, ctx) or {}
                 # a dataset's diversity (G-Vendi) is measured on what is about to be published, when the spec asks
                 metrics = {**metrics, **measure_output(kind.output, staging, inputs, self.spec.gvendi)}
                 manifest = build_manifest(step.name, kind.output, step.kind, step.fingerprint, step.recipe,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from factory.embedding import EmbeddingConfig
@@ -69,7 +71,17 @@ class Config(StageConfig):
                                "by mixture weight x exp(sharpness x (tier - mean tier)).")
     min_weight: float = Field(0.005, ge=0, lt=1, description="Weights below this are dropped from a phase (a blend weight must be > 0).")
     seed: int = Field(0, description="Seed of k-means, the Dirichlet samples, the target split and the proxy runs.")
-    workers: int = no_effect(2, "Processes that train proxies at once (each on one thread; results do not depend on it).")
+    workers: int = no_effect(2, "Processes that train proxies at once in the process pool (each on one thread; results do "
+                                "not depend on it).")
+    proxy_runner: Literal["auto", "pool", "parallel_for"] = no_effect(
+        "auto", "Where proxies train. pool: inside the one mix step, in a process pool of `workers`. parallel_for: as "
+                "pipeline tasks, a KFP ParallelFor per round with each proxy its own pod (resources.<step>), planned "
+                "and collected by tasks of their own. auto: parallel_for in a compiled pipeline (`factory compile`, "
+                "`submit`), pool under `factory run` and `factory step`. Results are identical either way.")
+    proxy_pods: int | None = Field(
+        None, ge=1, json_schema_extra={"affects_result": False},
+        description="With the parallel_for runner: most proxy pods of a round running at once (the ParallelFor's "
+                    "parallelism); None runs the whole round at once.")
     max_error_fraction: float = Field(
         0.01, ge=0.0, le=1.0, description="Largest share of damaged corpus lines skipped and counted; past it the step fails.")
 

@@ -9,18 +9,23 @@ fitted before it.
 
     result = search(prior, lambda weights, round: pool.run(...), config)
     result.weights                      # (n_datasets,) the searched mixture
+
+The rounds can also run apart, as pipeline tasks (`factory.mix.fanout`): `plan_round(prior, config, done)` gives
+round r's candidates from the measured rounds before it, the very ones `search` trains, and `conclude(config,
+done)` the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from factory.mix.config import Config
 
-__all__ = ["SearchResult", "capped", "dirichlet", "fit_predictor", "out_of_fold", "search", "spearman"]
+__all__ = ["Round", "SearchResult", "capped", "conclude", "dirichlet", "fit_predictor", "out_of_fold", "plan_round", "search",
+           "spearman"]
 
 
 @dataclass
@@ -95,35 +100,59 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+@dataclass
+class Round:
+    """One search round: the mixtures it trains, the loss the predictor expected of each, what they measured."""
+
+    candidates: np.ndarray  # (k, D) mixture weights
+    predicted: np.ndarray | None  # (k,) the predictor's loss for each; None in round 1, which has no predictor
+    losses: np.ndarray | None = None  # (k,) measured target loss, once the proxies ran
+
+
+def plan_round(prior: np.ndarray, config: Config, done: Sequence[Round]) -> Round:
+    """Round `len(done) + 1`'s candidates, from the rounds before it (each with its losses).
+
+    A pure function of its arguments: the random draws of round r are those of a generator seeded with
+    `config.seed` after the draws of rounds 1..r-1 (which do not depend on any loss), and the predictor is
+    fitted on every earlier proxy with a fixed seed. So a pipeline task that plans round r from the losses
+    in the store picks the very mixtures the in-process `search` picks.
+    """
+    r = len(done) + 1
+    if any(d.losses is None for d in done):
+        raise ValueError(f"round {r}: an earlier round has no measured losses")
+    k = config.proxies_per_round
+    pool_size = max(config.candidates_per_round, k)
+    rng = np.random.default_rng([config.seed, 1])
+    for earlier in range(1, r):  # replay the earlier rounds' draws, so round r draws what it drew in one process
+        dirichlet(rng, prior, config.concentration, k - 1 if earlier == 1 else pool_size, config.max_upsample)
+    if r == 1:  # the prior itself, and draws around it
+        return Round(np.vstack([prior[None, :], dirichlet(rng, prior, config.concentration, k - 1, config.max_upsample)]), None)
+    predictor = fit_predictor(np.vstack([d.candidates for d in done]), np.concatenate([d.losses for d in done]), config)
+    pool = dirichlet(rng, prior, config.concentration, pool_size, config.max_upsample)
+    candidates = pool[np.argsort(predictor.predict(pool), kind="stable")[:k]]
+    return Round(candidates, predictor.predict(candidates))
+
+
+def conclude(config: Config, done: Sequence[Round]) -> SearchResult:
+    """What the rounds found: the best proxy, and the predictor's held-out and next-round Spearman correlations."""
+    x = np.vstack([d.candidates for d in done])
+    y = np.concatenate([d.losses for d in done]).astype(np.float64)
+    rounds = np.concatenate([np.full(len(d.losses), i + 1) for i, d in enumerate(done)])
+    oof = out_of_fold(x, y, config)
+    best = int(np.argmin(y))
+    return SearchResult(weights=x[best], proxies=x, rounds=rounds, losses=y, predicted=oof, spearman=spearman(oof, y),
+                        next_round_spearman=[spearman(d.predicted, d.losses) for d in done if d.predicted is not None],
+                        best=best)
+
+
 def search(prior: np.ndarray, train: Callable[[np.ndarray, int], list[float]], config: Config,
            on_round: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> SearchResult:
     """Run `config.rounds` rounds; `train(weights (n, D), round)` returns each mixture's measured target loss."""
-    rng = np.random.default_rng([config.seed, 1])
-    xs: list[np.ndarray] = []
-    ys: list[float] = []
-    rounds: list[int] = []
-    next_round: list[float] = []
-    k = config.proxies_per_round
+    done: list[Round] = []
     for r in range(1, config.rounds + 1):
-        if r == 1:  # the prior itself, and draws around it
-            candidates = np.vstack([prior[None, :], dirichlet(rng, prior, config.concentration, k - 1, config.max_upsample)])
-            predicted = None
-        else:
-            predictor = fit_predictor(np.array(xs), np.array(ys), config)
-            pool = dirichlet(rng, prior, config.concentration, max(config.candidates_per_round, k), config.max_upsample)
-            scores = predictor.predict(pool)
-            candidates = pool[np.argsort(scores, kind="stable")[:k]]
-            predicted = predictor.predict(candidates)
-        losses = np.asarray(train(candidates, r), dtype=np.float64)
-        if predicted is not None:
-            next_round.append(spearman(predicted, losses))
-        xs += list(candidates)
-        ys += losses.tolist()
-        rounds += [r] * len(losses)
+        planned = plan_round(prior, config, done)
+        planned.losses = np.asarray(train(planned.candidates, r), dtype=np.float64)
+        done.append(planned)
         if on_round is not None:
-            on_round(r, candidates, losses)
-    x, y = np.array(xs), np.array(ys)
-    oof = out_of_fold(x, y, config)
-    best = int(np.argmin(y))
-    return SearchResult(weights=x[best], proxies=x, rounds=np.array(rounds), losses=y, predicted=oof,
-                        spearman=spearman(oof, y), next_round_spearman=next_round, best=best)
+            on_round(r, planned.candidates, planned.losses)
+    return conclude(config, done)
