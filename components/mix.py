@@ -2,35 +2,35 @@
 finish. Thin adapters; KFP serialises each function's source into the pipeline, so imports go inside."""
 
 import dataclasses
-from typing import Optional
+from typing import Dict, List, Optional
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
 from kfp.dsl.python_component import PythonComponent
 
 
-def mix_prepare(spec: str, step: str, plan: str, corpus: Input[Artifact], synthetic: Optional[Input[Artifact]] = None) -> list:
+def mix_prepare(spec: str, step: str, plan: str, corpus: Input[Artifact], synthetic: Optional[Input[Artifact]] = None) -> List[Dict]:
     """Target set, embeddings, clusters, byte streams and prior into the store; round 1's proxy jobs."""
     from factory.mix.fanout import prepare_task
 
     return prepare_task(spec, step, plan)
 
 
-def mix_round(spec: str, step: str, plan: str, number: int, proxies: list) -> list:
+def mix_round(spec: str, step: str, plan: str, number: int, proxies: List[Dict]) -> List[Dict]:
     """Round `number`'s proxy jobs, planned from the losses of the rounds before it (`proxies`: the last one's)."""
     from factory.mix.fanout import round_task
 
     return round_task(spec, step, plan, number)
 
 
-def mix_proxy(spec: str, step: str, plan: str, job: dict) -> dict:
+def mix_proxy(spec: str, step: str, plan: str, job: Dict) -> Dict:
     """One proxy run (a ParallelFor iteration); its loss is kept in the store, so a retry does not train it again."""
     from factory.mix.fanout import proxy_task
 
     return proxy_task(spec, step, plan, job)
 
 
-def mix_finish(spec: str, step: str, plan: str, job_id: str, corpus: Input[Artifact], proxies: list,
+def mix_finish(spec: str, step: str, plan: str, job_id: str, corpus: Input[Artifact], proxies: List[Dict],
                artifact: Output[Artifact], synthetic: Optional[Input[Artifact]] = None):
     """The mix step through the executor: the search replayed on the measured losses, its artifact published."""
     from factory.mix.fanout import finish_task

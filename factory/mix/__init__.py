@@ -5,8 +5,10 @@ The `mix` stage (`factory.mix.stage`, one entry in `factory.kinds.KINDS`, betwee
 - `clusters`: embed every document with the packaged MiniLM (`factory.embedding`), k-means (faiss) into K
   clusters, prune the clusters whose documents sit in low quality tiers, merge the rest into super-clusters;
 - `proxy` and `search`: iterative mixture search: each round samples mixture weights from a Dirichlet around
-  the token-count prior, trains tiny proxy models on them in a process pool, scores them on the target
-  validation set and fits a LightGBM predictor that picks the next round's candidates;
+  the token-count prior, trains tiny proxy models on them (in a process pool, or as a KFP ParallelFor of pods:
+  `fanout`), scores them on the target validation set and fits a LightGBM predictor that picks the next
+  round's candidates;
+- `prepare`: the target set, clusters and byte streams the search trains on, saved so another process can load them;
 - `phases`: the searched mixture split into two blend phases (diverse, then high quality), which tokenize
   carries to pretrain as its `blend`;
 - `plots`: weights per round and the predictor's predicted against actual loss.

@@ -74,10 +74,11 @@ class Config(StageConfig):
     workers: int = no_effect(2, "Processes that train proxies at once in the process pool (each on one thread; results do "
                                 "not depend on it).")
     proxy_runner: Literal["auto", "pool", "parallel_for"] = no_effect(
-        "auto", "Where proxies train. pool: inside the one mix step, in a process pool of `workers`. parallel_for: as "
-                "pipeline tasks, a KFP ParallelFor per round with each proxy its own pod (resources.<step>), planned "
-                "and collected by tasks of their own. auto: parallel_for in a compiled pipeline (`factory compile`, "
-                "`submit`), pool under `factory run` and `factory step`. Results are identical either way.")
+        "auto", "Where proxies train in a pipeline. pool: inside the one mix task, in a process pool of `workers`. "
+                "parallel_for: as pipeline tasks, a KFP ParallelFor per round with each proxy its own pod "
+                "(resources.<step>), planned and collected by tasks of their own (factory.mix.fanout). auto: "
+                "parallel_for in a compiled pipeline (`factory compile`, `submit`), pool under `factory run`. "
+                "`factory step` always uses the pool. Results are identical either way.")
     proxy_pods: int | None = Field(
         None, ge=1, json_schema_extra={"affects_result": False},
         description="With the parallel_for runner: most proxy pods of a round running at once (the ParallelFor's "

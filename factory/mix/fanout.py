@@ -189,8 +189,12 @@ def proxy_task(spec_text: str, step: str, plan_text: str, job: Mapping[str, Any]
         return {"round": r, "index": i, "loss": done["loss"]}
     folder = work.prepared()
     proxy = proxy_jobs(folder, Prepared.load(folder), config, work.plan(r).candidates, r)[i]
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the process pool, so the loss is the same number
-    loss = train_proxy(proxy)
+    try:
+        loss = train_proxy(proxy)
+    finally:
+        torch.set_num_threads(threads)
     work.put(f"proxy-{r}-{i}", {"kind": "mix-proxy", "round": r, "index": i, "loss": loss, "seed": proxy.seed,
                                 "weights": list(proxy.weights)})
     log.info("mix.proxy_done", round=r, index=i, loss=loss)

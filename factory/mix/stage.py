@@ -1,5 +1,9 @@
 """The mix stage's `run`: cluster the corpus, search the mixture with proxy models, derive two blend phases.
 
+`run` does it all in one process, its proxies in a process pool; `finish` is its second half (search, then write),
+which the last of a fanned-out step's pipeline tasks calls with the losses its proxy pods measured
+(`factory.mix.fanout`).
+
 Input "corpus" (a curate artifact, `metadata.quality_tier` on its documents); optional input "synthetic" (a
 synth artifact), which joins the search as one more dataset, "synthetic" (tokenize writes it from its own
 synthetic input). Output, a corpus artifact that tokenize reads:

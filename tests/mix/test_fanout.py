@@ -146,6 +146,9 @@ def test_the_compiled_pipeline_runs_a_parallel_for_per_round(tmp_path):
     feeds = {n: t["dependentTasks"] for n, t in loops.items()}
     assert feeds == {"for-loop-2": ["mix-prepare"], "for-loop-3": ["mix-round-2"], "for-loop-4": ["mix-round-3"]}
     assert all(t["iteratorPolicy"] == {"parallelismLimit": 4} for t in loops.values())
+    for n, t in loops.items():  # each iteration gets one job, a struct, from the list its planning task returned
+        item = t["parameterIterator"]["itemInput"]
+        assert ir["components"][t["componentRef"]["name"]]["inputDefinitions"]["parameters"][item]["parameterType"] == "STRUCT"
     inside = {n: list(ir["components"][t["componentRef"]["name"]]["dag"]["tasks"]) for n, t in loops.items()}
     assert inside == {"for-loop-2": ["mix-proxy-1"], "for-loop-3": ["mix-proxy-2"], "for-loop-4": ["mix-proxy-3"]}
     # rounds chain through the collected proxy outputs; the task named for the step publishes, tokenize reads it
