@@ -115,6 +115,7 @@ class RoundStore:
         """Remove the pieces once the artifact is published (a local store; an object store keeps them)."""
         if isinstance(self.store, LocalStore):
             shutil.rmtree(self.store.folder(self.root), ignore_errors=True)
+            shutil.rmtree(self.store.staging_dir(self.root, self.work_dir), ignore_errors=True)
 
 
 def _open(spec_text: str, step: str, plan_text: str) -> tuple[Executor, PlannedStep, Config, RoundStore]:

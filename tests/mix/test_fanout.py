@@ -94,7 +94,8 @@ def test_the_fanned_out_step_publishes_what_the_process_pool_writes(fanned):
     assert fanned["output"].metadata["fingerprint"] == manifest["fingerprint"]
     assert json.loads(Path(fanned["output"].path).read_text())["uri"] == manifest["uri"]
     assert manifest["metrics"]["proxies"] == 6.0
-    assert not (fanned["tmp"] / "store" / f"{fanned['executor'].plan()['mix'].key}.work").exists()
+    work = f"{fanned['executor'].plan()['mix'].key}.work"
+    assert not (fanned["tmp"] / "store" / work).exists() and not (fanned["tmp"] / "store" / ".staging" / work).exists()
 
 
 def test_a_retried_proxy_whose_loss_is_stored_is_not_trained_again(tmp_path, monkeypatch):

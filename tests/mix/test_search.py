@@ -10,7 +10,7 @@ from factory.mix.clusters import cluster_tiers, kmeans, merge
 from factory.mix.config import Config, ProxyConfig
 from factory.mix.phases import entropy, phase_weights, two_phase
 from factory.mix.proxy import ProxyJob, ProxyPool, train_proxy, write_streams
-from factory.mix.search import dirichlet, search
+from factory.mix.search import Round, conclude, dirichlet, plan_round, search
 from factory.model import ModelSpec
 
 PRIOR = np.array([0.4, 0.3, 0.2, 0.1])
@@ -36,6 +36,25 @@ def test_later_rounds_pick_better_mixtures_and_the_predictor_ranks_held_out_prox
     assert len(result.next_round_spearman) == 2
     searched = ((result.weights - BEST) ** 2).sum()
     assert searched == true.min() and searched < 0.25 * ((PRIOR - BEST) ** 2).sum()
+
+
+def test_each_round_replays_from_the_losses_before_it():
+    """A pipeline task plans round r alone, from the measured rounds before it: the mixtures `search` trains."""
+    config = Config(rounds=3, proxies_per_round=6, candidates_per_round=500, predictor_trees=30, predictor_folds=3)
+    trained: list[np.ndarray] = []
+    result = search(PRIOR, lambda w, r: trained.append(w) or _surface(w, r), config)
+    done = []
+    for r in range(1, config.rounds + 1):
+        planned = plan_round(PRIOR, config, done)  # a fresh call: no state kept between rounds
+        assert np.array_equal(planned.candidates, trained[r - 1])
+        assert (planned.predicted is None) == (r == 1)
+        planned.losses = np.array(_surface(planned.candidates, r))
+        done.append(planned)
+    replayed = conclude(config, done)
+    assert np.array_equal(replayed.proxies, result.proxies) and np.array_equal(replayed.predicted, result.predicted)
+    assert replayed.best == result.best and replayed.spearman == result.spearman
+    with pytest.raises(ValueError, match="no measured losses"):
+        plan_round(PRIOR, config, [Round(trained[0], None)])
 
 
 def test_dirichlet_draws_stay_on_the_simplex_around_the_prior():
