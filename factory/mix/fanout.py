@@ -69,11 +69,17 @@ class RoundStore:
         extra = fill(staging) if fill is not None else {}
         return self.store.publish(staging, key, {**manifest, **extra})
 
-    def prepared(self) -> Path:
-        """A local folder holding the prepared streams and `prepared.json`."""
-        if self.get("prepared") is None:
+    def prepared_manifest(self) -> dict[str, Any]:
+        """The prepared piece's manifest: the dataset names and the prior, without fetching the streams."""
+        manifest = self.get("prepared")
+        if manifest is None:
             raise UserError(f"{self.store.uri(self.key('prepared'))}: the mix step's prepare task has not published "
                             "its datasets; rerun the pipeline")
+        return manifest
+
+    def prepared(self) -> Path:
+        """A local folder holding the prepared streams and `prepared.json`."""
+        self.prepared_manifest()
         return self.store.materialize(self.key("prepared"))
 
     def plan(self, r: int) -> Round:
@@ -139,7 +145,7 @@ def _jobs(r: int, config: Config, names: list[str] | None = None, planned: Round
 
 def _plan(work: RoundStore, r: int, config: Config) -> list[dict[str, Any]]:
     """Plan round r (or read the plan a killed attempt published) and return its jobs."""
-    meta = work.get("prepared")
+    meta = work.prepared_manifest()
     if work.get(f"plan-{r}") is None:
         planned = plan_round(np.array(meta["prior"]), config, work.done(r, config.proxies_per_round))
         work.put(f"plan-{r}", {"kind": "mix-plan", "round": r, "candidates": planned.candidates.tolist(),
@@ -182,6 +188,9 @@ def proxy_task(spec_text: str, step: str, plan_text: str, job: Mapping[str, Any]
 
     r, i = int(job["round"]), int(job["index"])  # kfp.local hands numbers in a dict over as floats
     executor, planned, config, work = _open(spec_text, step, plan_text)
+    if not (1 <= r <= config.rounds and 0 <= i < config.proxies_per_round):
+        raise UserError(f"step {step}: no proxy {i} in round {r} ({config.rounds} rounds of {config.proxies_per_round}); "
+                        "recompile the pipeline")
     if executor.store.complete(planned.key) is not None:
         return {"round": r, "index": i, "loss": None}
     done = work.get(f"proxy-{r}-{i}")

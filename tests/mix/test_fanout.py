@@ -106,6 +106,10 @@ def test_a_retried_proxy_whose_loss_is_stored_is_not_trained_again(tmp_path, mon
     write_parts(domain_corpus(12, chars=300), staging / "documents", per_part=20)
     executor.store.publish(staging, curate.key, {"kind": "corpus", "stage": "curate", "fingerprint": curate.fingerprint})
     spec_text, plan_text = json.dumps(data), executor.plan_json()
+    with pytest.raises(UserError, match="prepare task has not published its datasets"):
+        fanout.round_task(spec_text, "mix", plan_text, 2)
+    with pytest.raises(UserError, match="no proxy 0 in round 3 .2 rounds of 3."):
+        fanout.proxy_task(spec_text, "mix", plan_text, {"round": 3, "index": 0})
     # the first attempt: round 1 planned, two of its three proxies trained, then the pod was killed
     jobs = fanout.prepare_task(spec_text, "mix", plan_text)
     first = [fanout.proxy_task(spec_text, "mix", plan_text, job) for job in jobs[:2]]
