@@ -116,6 +116,9 @@ def test_a_retried_proxy_whose_loss_is_stored_is_not_trained_again(tmp_path, mon
     work = fanout.RoundStore(executor.store, executor.plan()["mix"].key, executor.work_dir)
     with pytest.raises(UserError, match="proxy 2 of round 1 has no loss"):
         work.losses(1, 3)
+    # the pieces are not an artifact: the step is still unbuilt, and the store lists no artifact of it
+    assert executor.explain_step(executor.plan()["mix"]).reasons == ["never built"]
+    assert executor.store.keys("mix") == []
 
     def never(job):
         raise AssertionError(f"proxy with seed {job.seed} trained")
