@@ -90,4 +90,9 @@ class Config(StageConfig):
     def _fits(self) -> Config:
         if self.super_clusters > self.clusters:
             raise ValueError(f"super_clusters ({self.super_clusters}) must not exceed clusters ({self.clusters})")
+        n = self.rounds * self.proxies_per_round
+        folds = min(self.predictor_folds, n)
+        if n - -(-n // folds) < 2:  # the smallest training fold of the held-out predictions, n - ceil(n / folds)
+            raise ValueError(f"{n} proxies ({self.rounds} rounds x {self.proxies_per_round}) in {folds} folds leave a "
+                             "predictor fold fewer than 2 proxies to fit on; raise rounds or proxies_per_round")
         return self

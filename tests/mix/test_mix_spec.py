@@ -39,6 +39,9 @@ def test_bad_mix_settings_name_the_field():
     data["stages"]["mix"] = {"clusters": 4, "super_clusters": 6}
     with pytest.raises(SpecError, match="stages.mix"):
         parse_spec(data)
+    data["stages"]["mix"] = {"rounds": 1, "proxies_per_round": 3, "predictor_folds": 2}  # a fold of 1 proxy to fit on
+    with pytest.raises(SpecError, match="stages.mix.*3 proxies .1 rounds x 3. in 2 folds"):
+        parse_spec(data)
     data["stages"]["mix"] = {"proxy": {"model": {"preset": "huge"}}}
     with pytest.raises(SpecError, match="model.preset: unknown preset 'huge'"):
         parse_spec(data)
