@@ -68,9 +68,9 @@ class MathChain(PipelineStep):
         if self._rules is None:
             self._rules = self._build()
         if self._identifier is None:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+            from factory.curate.language import language_identifier
 
-            self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            self._identifier = language_identifier()  # the prose path's model, read once per process
         view = prose_view(doc.text)
         language, score = self._identifier.classify(view or doc.text)
         doc.metadata["language"] = language
