@@ -72,10 +72,24 @@ class LanguageIdentifier(_LanguageIdentifier):
         features = features[features >= 0]
         if not len(features):
             return super()._raw_score(b"")  # py3langid's score of a featureless text
-        found, first, counts = np.unique(features, return_index=True, return_counts=True)
-        order = np.argsort(first, kind="stable")  # py3langid's Counter lists features by first occurrence
-        visits = dict(zip(found[order].tolist(), counts[order].tolist()))
-        return self._sparse_score(visits, self.nb_ptc)
+        found, counts = counts_in_first_occurrence_order(features)
+        return self._sparse_score(dict(zip(found.tolist(), counts.tolist())), self.nb_ptc)
+
+
+def counts_in_first_occurrence_order(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values, how often each occurs), in order of first occurrence, as `collections.Counter` lists them
+    (py3langid sums the features' scores in that order; another order would change the floats' last bits).
+
+    One sort of value * n + position (every key distinct, so any sort gives the same order): each value's run
+    starts at its first position."""
+    n = len(values)
+    keys = values.astype(np.int64) * n + np.arange(n)
+    keys.sort()
+    found = keys // n
+    starts = np.flatnonzero(np.concatenate(([True], found[1:] != found[:-1])))
+    counts = np.diff(np.append(starts, n))
+    order = np.argsort(keys[starts] % n)
+    return found[starts][order], counts[order]
 
 
 def reference_counts(identifier: _LanguageIdentifier, data: bytes):

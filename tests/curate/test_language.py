@@ -6,13 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from py3langid.langid import MODEL_FILE
 from py3langid.langid import LanguageIdentifier as Py3LangId
 
 from factory.curate.filters import extract_main_text
-from factory.curate.language import MIN_VECTOR_BYTES, WINDOW, language_identifier, reference_counts
+from factory.curate.language import (
+    MIN_VECTOR_BYTES,
+    WINDOW,
+    counts_in_first_occurrence_order,
+    language_identifier,
+    reference_counts,
+)
 
 SMOKE = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
 
@@ -64,9 +69,8 @@ def test_states_and_feature_counts_equal_the_byte_walk(texts, reference):
         if counts is None:
             assert len(features) == 0
             continue
-        found, first, n = np.unique(features, return_index=True, return_counts=True)
-        order = np.argsort(first, kind="stable")
-        assert list(zip(found[order].tolist(), n[order].tolist())) == list(counts.items())  # same order too
+        found, n = counts_in_first_occurrence_order(features)
+        assert list(zip(found.tolist(), n.tolist())) == list(counts.items())  # same order too
 
 
 def test_a_walk_that_does_not_check_out_falls_back_to_py3langid(reference, monkeypatch):
