@@ -26,6 +26,27 @@ on that WARC: this stage's reader (own record framing, per-record isolation, siz
     .venv/bin/python bench/curate.py --real /usr/share/doc --max-real 400 --repeat 2
 
 The stock pipeline's WarcReader needs the bench extra: `pip install -e '.[bench]'` (not needed by the stage).
+
+CPU seconds count every process of a run: this one, its children that ended, and the workers datatrove's executor
+forks from a forkserver (the stock MinHash bucket stage: 14 tasks, 14 processes, each importing datatrove), which
+`getrusage` sees only once the forkserver is stopped and reaped (`stop_forkservers`). Before that was done, the
+stock side's CPU was under-counted by about 5.7 s, which is why its wall time (15.8 s) exceeded its CPU time (11.9 s)
+on a machine with a core to spare. Both pipelines run warm (imports and models loaded by a first untimed run).
+
+Measured with `.venv/bin/python bench/curate.py --rounds 2`, twice, on 2 cores shared with two other people's work
+(best round of each pipeline per run; the two runs):
+
+| whole run, 679 pages | this stage | datatrove stock | ratio |
+|---|---|---|---|
+| wall s | 2.91 / 3.38 | 15.93 / 20.19 | 5.5x / 6.0x |
+| CPU s, all processes | 3.34 / 3.30 | 18.86 / 20.05 | 5.6x / 6.1x |
+
+Per step, this stage, first run (s, datatrove's per-step timers): read 0.15, extraction 0.88 (resiliparse_rules
+in the sandbox subprocess), math_filters 0.04, language 0.35, gopher_repetition 0.77, gopher_quality 0.13,
+exact_dedup 0.02, fuzzy_dedup 0.25, decontamination 0.13; stock: read 0.09, extraction (trafilatura) 8.34,
+gopher_repetition 2.93, gopher_quality 0.15, fuzzy_dedup 4.17. Documents out: this stage 243, stock 247 (it has no
+language id, exact dedup or decontamination). Extractors on the real pages: resiliparse_rules keeps 1.000 of the
+prose and leaks 0.000 of the boilerplate found nowhere else on the page; trafilatura 0.990 and 0.003.
 """
 
 from __future__ import annotations
