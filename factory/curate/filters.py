@@ -6,9 +6,10 @@ as the stage uses them (`GopherRepetitionFilter`, ... below), turns an exception
 drop of that document under `error_<ExceptionType>` (`Isolated`), so one bad page never stops the run.
 
 Where the time went (bench/curate.py): trafilatura, spaCy building a `Doc` per page for the Gopher filters'
-words, and a Python string per Gopher n-gram. The default extractor is `resiliparse_rules`; the Gopher filters
-split words with `factory.curate.words.CachedSpacyWords` and count n-grams with `factory.curate.repetition`,
-both with datatrove's results (tests/curate/test_words.py, test_repetition.py).
+words, a Python string per Gopher n-gram, and py3langid's Python loop over every byte. The default extractor is
+`resiliparse_rules`; the Gopher filters split words with `factory.curate.words.CachedSpacyWords` and count n-grams
+with `factory.curate.repetition`, language id walks the bytes with numpy (`factory.curate.language`), all with the
+libraries' own results (tests/curate/test_words.py, test_repetition.py, test_language.py).
 """
 
 from __future__ import annotations
