@@ -6,14 +6,14 @@ as the stage uses them (`GopherRepetitionFilter`, ... below), turns an exception
 drop of that document under `error_<ExceptionType>` (`Isolated`), so one bad page never stops the run.
 
 Where the time went (bench/curate.py): trafilatura, spaCy building a `Doc` per page for the Gopher filters'
-words, and a Python string per Gopher n-gram. The default extractor is `resiliparse_rules`; the Gopher filters
-split words with `factory.curate.words.CachedSpacyWords` and count n-grams with `factory.curate.repetition`,
-both with datatrove's results (tests/curate/test_words.py, test_repetition.py).
+words, a Python string per Gopher n-gram, and py3langid's Python loop over every byte. The default extractor is
+`resiliparse_rules`; the Gopher filters split words with `factory.curate.words.CachedSpacyWords` and count n-grams
+with `factory.curate.repetition`, language id walks the bytes with numpy (`factory.curate.language`), all with the
+libraries' own results (tests/curate/test_words.py, test_repetition.py, test_language.py).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import unicodedata
@@ -99,19 +99,12 @@ class FineWebQualityFilter(Isolated, _FineWebQualityFilter):
     """datatrove's FineWeb quality filter, one bad document dropped and counted, not raised."""
 
 
-@functools.cache
-def _language_identifier():
-    """py3langid's model, read once per process (unpacking it costs about as much as classifying 300 pages)."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-
-
 class LanguageIdFilter(Isolated, BaseFilter):
     """Keep documents whose py3langid language is in `languages` with probability >= `min_score`.
 
     py3langid ships its model inside the package, so nothing is downloaded (datatrove's own LanguageFilter
-    fetches a fastText model). Every document gets `metadata["language"]` and `["language_score"]`.
+    fetches a fastText model); `factory.curate.language` runs it with py3langid's results, its byte walk in
+    numpy. Every document gets `metadata["language"]` and `["language_score"]`.
     """
 
     name = "🌍 Language id (py3langid)"
@@ -124,7 +117,9 @@ class LanguageIdFilter(Isolated, BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self._identifier is None:  # loaded lazily: the step is pickled into worker processes
-            self._identifier = _language_identifier()
+            from factory.curate.language import language_identifier
+
+            self._identifier = language_identifier()
         language, score = self._identifier.classify(doc.text)
         doc.metadata["language"] = language
         doc.metadata["language_score"] = round(float(score), 4)

@@ -16,9 +16,26 @@ language compare equal, so the repetition and quality filters share datatrove's 
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer
+
+
+@functools.cache
+def _blank_pipeline(language: str):
+    """spaCy's blank pipeline for `language`, built once per process (building one costs as much as splitting a
+    few hundred pages) and shared by every `CachedSpacyWords`: the Gopher filters' and MinHash's.
+
+    A pipeline of its own, not datatrove's, whose vocabulary computes no lexical attributes (shape, like_num, ...)
+    for the strings it meets: tokenizing reads none of them, and they were most of the cost of a new string.
+    Tokenizing inside `memory_zone` leaves it as it was, so sharing it changes no words.
+    """
+    import spacy
+
+    nlp = spacy.blank(language)
+    nlp.vocab.lex_attr_getters = {}
+    return nlp
 
 
 class CachedSpacyWords(SpaCyTokenizer):
@@ -62,12 +79,7 @@ class CachedSpacyWords(SpaCyTokenizer):
         """Tokenize the new chunks in one spaCy call, joined by single spaces: a token followed by a space ends
         its chunk (a chunk holds no whitespace, so no token inside one is followed by a space)."""
         if self._words is None:
-            # a pipeline of its own, whose vocabulary computes no lexical attributes (shape, like_num, ...) for
-            # the strings it meets: tokenizing reads none of them, and they were most of the cost of a new string
-            import spacy
-
-            self._words = spacy.blank(self.language)
-            self._words.vocab.lex_attr_getters = {}
+            self._words = _blank_pipeline(self.language)
         with self._words.memory_zone():  # as datatrove does: new strings are not kept in spaCy's vocab
             doc = self._words.tokenizer(" ".join(chunks))
             found, index, tokens = {}, 0, []

@@ -53,3 +53,54 @@ def test_exact_copies_removed_whatever_their_ids(planted):
     result = fuzzy_dedup(records, FuzzyDedupConfig())
     assert [d.text for d in result.kept] == [texts[0], texts[1]]
     assert result.removed == 2
+
+
+def _datatrove_executor_dedup(texts: list[str], config: FuzzyDedupConfig, work) -> tuple[list[int], dict[int, int]]:
+    """datatrove's MinHash pipeline as its examples run it, four `LocalPipelineExecutor`s (the stage's way until
+    it ran the same steps in-process): (positions kept, {position: cluster id})."""
+    import json
+
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.writers import JsonlWriter
+
+    from factory.curate.words import word_splitter
+
+    mh = config.minhash_config()
+
+    def docs(_data, rank: int = 0, world_size: int = 1):
+        yield from (Document(text=t, id=str(i)) for i, t in enumerate(texts))
+
+    def positions(_data, rank: int = 0, world_size: int = 1):
+        yield from (Document(text="", id=str(i)) for i in range(len(texts)))
+
+    for pipeline, tasks in (
+        ([docs, MinhashDedupSignature(str(work / "sigs"), config=mh, language=word_splitter(config.language))], 1),
+        ([MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=mh)], mh.num_buckets),
+        ([MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=mh, save_cluster_id=True)], 1),
+        ([positions, MinhashDedupFilter(str(work / "remove"), load_cluster_ids=True,
+                                        exclusion_writer=JsonlWriter(str(work / "removed"), compression=None)),
+          JsonlWriter(str(work / "kept"), compression=None)], 1),
+    ):
+        LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs{len(pipeline)}{tasks}")).run()
+    rows = {name: [json.loads(line) for p in sorted((work / name).glob("*.jsonl")) for line in p.open()]
+            for name in ("kept", "removed")}
+    clusters = {int(r["id"]): r["metadata"]["minhash_cluster_id"] for r in rows["kept"] + rows["removed"]
+                if r["metadata"]["minhash_cluster_id"] >= 0}
+    return sorted(int(r["id"]) for r in rows["kept"]), clusters
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_same_result_as_datatrove_executors(planted, tmp_path, workers):
+    texts, _ = planted
+    texts = texts[:300]
+    config = FuzzyDedupConfig(workers=workers)
+    kept, clusters = _datatrove_executor_dedup(texts, config, tmp_path / "reference")
+    result = fuzzy_dedup([(str(i), t) for i, t in enumerate(texts)], config, scratch=tmp_path / "minhash")
+    assert [int(d.id) for d in result.kept] == kept
+    assert {int(k): v for k, v in result.clusters.items()} == clusters and len(clusters) >= 10

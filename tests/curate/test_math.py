@@ -149,3 +149,21 @@ def test_missing_lynx_names_the_package(monkeypatch):
     monkeypatch.setattr("factory.curate.math.render.shutil.which", lambda name: None)
     with pytest.raises(InputError, match="Debian package 'lynx'"):
         extract_math_page(ARTICLE, MathConfig(renderer="lynx"))
+
+
+def test_has_math_prefilter_decides_as_the_regex():
+    """`has_math` rules pages out by a lower-cased substring search before its case-insensitive regex; it must
+    never say no where the regex says yes, including the letters `re` matches case-insensitively that
+    `str.lower` does not map (dotted and dotless i, long s)."""
+    from pathlib import Path
+
+    from factory.curate.math.equations import _HAS_MATH
+
+    smoke = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
+    pages = [p.read_text(encoding="utf-8") for p in sorted(smoke.glob("*.htm*"))]
+    odd = ["<mjx-contaİner>", "<mjx-contaıner>", "a \\BEGİN{equation}", "<p class='formulaDſp'>x</p>",
+           "<span CLASS='KATEX'>", "<MATH>", "x \\( y \\) z", "a \\[ b \\] c", "$$x$$", "type=Math/TeX",
+           "plain text at $5 and $10", "no equations here: mathematics is a word", "<p class='mathematics'>x</p>", ""]
+    got = [has_math(p) for p in pages + odd]
+    assert got == [bool(_HAS_MATH.search(p)) for p in pages + odd]
+    assert sum(got[:len(pages)]) >= 3 and got[len(pages):len(pages) + 10] == [True] * 10

@@ -190,3 +190,32 @@ def test_prose_is_curated_exactly_as_without_math_pages(quality_artifact, tmp_pa
     assert mixed["math_cleanup"] == {"pages": 3, "chunks": 3, "rewritten": 3, "kept_lost_equations": 0, "kept_empty": 0}
     assert mixed["metrics"]["path.math.kept"] == len(math_rows) and mixed["metrics"]["math_cleanup.rewritten"] == 3
     assert mixed["tiers"] == {str(t): sum(r["metadata"]["quality_tier"] == t for r in mixed_rows) for t in range(5)}
+
+
+def test_math_rules_decide_as_datatrove_stock_filters():
+    """The chain's Gopher rules (cached spaCy words, numpy n-grams) give datatrove's own filters' verdicts, with the
+    math thresholds, on math prose views and on prose pages."""
+    from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
+
+    from factory.curate.filters import extract_main_text
+
+    chain = MathChain(MathChainConfig(), ["en"], 0.65, None)
+    q, r = chain.chain.quality, chain.chain.repetition
+    stock = [
+        GopherQualityFilter(
+            min_doc_words=q.min_doc_words, max_doc_words=q.max_doc_words, min_avg_word_length=q.min_avg_word_length,
+            max_avg_word_length=q.max_avg_word_length, max_symbol_word_ratio=q.max_symbol_word_ratio,
+            max_bullet_lines_ratio=q.max_bullet_lines_ratio, max_ellipsis_lines_ratio=q.max_ellipsis_lines_ratio,
+            max_non_alpha_words_ratio=q.max_non_alpha_words_ratio, min_stop_words=q.min_stop_words),
+        GopherRepetitionFilter(
+            dup_line_frac=r.dup_line_frac, dup_para_frac=r.dup_para_frac, dup_line_char_frac=r.dup_line_char_frac,
+            dup_para_char_frac=r.dup_para_char_frac, top_n_grams=tuple(map(tuple, r.top_n_grams)),
+            dup_n_grams=tuple(map(tuple, r.dup_n_grams))),
+    ]
+    pages = [extract_main_text(p.read_text(encoding="utf-8"), "resiliparse_rules") for p in sorted(SMOKE.glob("*.htm*"))[:40]]
+    texts = [MATH_TEXT, MATH_TEXT * 3] + formula_soup(6, [MATH_TEXT], seed=2) + generated_worked_examples(6, seed=3) + pages
+    views = [Document(text=prose_view(t), id=str(i)) for i, t in enumerate(texts)]
+    ours = chain._build()
+    got = [[rule.filter(v) for rule in ours] for v in views]
+    assert got == [[rule.filter(v) for rule in stock] for v in views]
+    assert {str(v) for row in got for v in row} >= {"True"} and any(v is not True for row in got for v in row)

@@ -1,6 +1,7 @@
 """Fuzzy deduplication: MinHash LSH through datatrove's four-stage MinHash pipeline.
 
-The stages are datatrove's own, run with `LocalPipelineExecutor` into a scratch folder:
+The stages are datatrove's own steps, run in this process one task after another as datatrove's executor runs
+them (the per-bucket stage through `LocalPipelineExecutor` when `workers` > 1), into a scratch folder:
 
 1. `MinhashDedupSignature`: word n-gram shingles of normalised text -> `num_buckets x hashes_per_bucket`
    minhashes per document, one sorted signature file per bucket.
@@ -21,9 +22,8 @@ A pair with shingle-set Jaccard similarity `s` becomes a candidate with probabil
 from __future__ import annotations
 
 import contextlib
-import gzip
-import json
 import tempfile
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +106,41 @@ def fuzzy_dedup(records: Iterable[Record], config: FuzzyDedupConfig, scratch: Pa
 
 
 def _run(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> FuzzyDedupResult:
+    from datatrove.utils.logging import logger, setup_default_logger
+
+    # datatrove logs every step to stderr (loguru); keep that in the scratch folder instead, so the stage's own
+    # log stays one structured event per line (one sink for the whole run: datatrove's executor adds two per task)
+    with open(work / "datatrove.log", "a") as sink, contextlib.redirect_stderr(sink):
+        logger.remove()
+        logger.add(sink, level="INFO", colorize=False)
+        try:
+            kept_pos, positions = _steps(docs, config, work)
+        finally:
+            logger.remove()
+    setup_default_logger()  # datatrove's own stderr sink back, as its executor leaves it
+
+    kept = set(kept_pos)
+    removed_pos = [i for i in range(len(docs)) if i not in kept]
+    clusters = {
+        docs[i].id: int(d.metadata["minhash_cluster_id"])
+        for i, d in enumerate(positions)
+        if d.metadata.get("minhash_cluster_id", -1) >= 0
+    }
+    result = FuzzyDedupResult(kept=[docs[i] for i in kept_pos], removed_ids=[docs[i].id for i in removed_pos], clusters=clusters)
+    log.info("fuzzy_dedup", documents=len(docs), removed=result.removed, clusters=len(set(clusters.values())))
+    return result
+
+
+def _steps(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> tuple[list[int], list[Document]]:
+    """datatrove's four MinHash steps over `docs`: (positions kept, in order; one document per position, with
+    its `minhash_cluster_id`).
+
+    The steps run here, in this process, as datatrove's executor runs them one task at a time (the same step,
+    rank and world size, so the same files and decisions), not through `LocalPipelineExecutor`, whose manager
+    process and per-task log sinks cost more than the steps on a corpus of a few thousand pages; the per-bucket
+    step goes through it when `workers` > 1. Documents carry their position as id, so the result maps back to
+    the input whatever the caller's ids are (they need not be unique).
+    """
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (
         MinhashDedupBuckets,
@@ -113,80 +148,31 @@ def _run(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> FuzzyDed
         MinhashDedupFilter,
         MinhashDedupSignature,
     )
-    from datatrove.pipeline.writers import JsonlWriter
 
     from factory.curate.words import word_splitter  # same words as datatrove's spaCy split, cached per chunk
 
     minhash = config.minhash_config()
+    signatures = MinhashDedupSignature(output_folder=str(work / "signatures"), config=minhash,
+                                       language=word_splitter(config.language))
+    _drain(signatures(Document(text=doc.text, id=str(i)) for i, doc in enumerate(docs)))
 
-    # Stage 1 reads the texts through a closure, not a list in the pipeline: the executor deep-copies its
-    # pipeline per task, and a closure is copied by reference. Documents carry their position as id so
-    # stage 4's output maps back to the input whatever the caller's ids are (they need not be unique).
-    def texts(_data, rank: int = 0, world_size: int = 1):
-        for i, doc in enumerate(docs):
-            yield Document(text=doc.text, id=str(i))
+    def buckets() -> MinhashDedupBuckets:
+        return MinhashDedupBuckets(input_folder=str(work / "signatures"), output_folder=str(work / "buckets"), config=minhash)
 
-    def positions(_data, rank: int = 0, world_size: int = 1):
-        for i in range(len(docs)):
-            yield Document(text="", id=str(i))  # stage 4 needs only the order, not the text
-
-    stages = [
-        LocalPipelineExecutor(
-            [texts, MinhashDedupSignature(output_folder=str(work / "signatures"), config=minhash, language=word_splitter(config.language))],
-            tasks=1,
-            logging_dir=str(work / "logs/signatures"),
-        ),
-        LocalPipelineExecutor(
-            [MinhashDedupBuckets(input_folder=str(work / "signatures"), output_folder=str(work / "buckets"), config=minhash)],
-            tasks=config.num_buckets,  # datatrove wants a multiple of num_buckets: one task per band
-            workers=config.workers,
-            logging_dir=str(work / "logs/buckets"),
-        ),
-        LocalPipelineExecutor(
-            [MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove"), config=minhash, save_cluster_id=True)],
-            tasks=1,
-            logging_dir=str(work / "logs/clusters"),
-        ),
-        LocalPipelineExecutor(
-            [
-                positions,
-                MinhashDedupFilter(
-                    input_folder=str(work / "remove"),
-                    exclusion_writer=JsonlWriter(str(work / "removed"), compression=None),
-                    load_cluster_ids=True,
-                ),
-                JsonlWriter(str(work / "kept"), compression=None),
-            ],
-            tasks=1,
-            logging_dir=str(work / "logs/filter"),
-        ),
-    ]
-    # datatrove logs every task and its stats to stderr (loguru); keep that in the scratch folder instead,
-    # next to its per-task logs, so the stage's own log stays one structured event per line
-    with open(work / "datatrove.log", "a") as sink, contextlib.redirect_stderr(sink):
-        for stage in stages:
-            stage.run()
-
-    kept_rows, removed_rows = _read_rows(work / "kept"), _read_rows(work / "removed")
-    kept_pos = sorted(int(r["id"]) for r in kept_rows)
-    removed_pos = sorted(int(r["id"]) for r in removed_rows)
-    if len(kept_pos) + len(removed_pos) != len(docs):
-        raise RuntimeError(f"MinHash filter returned {len(kept_pos)} + {len(removed_pos)} documents for {len(docs)} inputs")
-    clusters = {
-        docs[int(r["id"])].id: int(r["metadata"]["minhash_cluster_id"])
-        for r in kept_rows + removed_rows
-        if r.get("metadata", {}).get("minhash_cluster_id", -1) >= 0
-    }
-    result = FuzzyDedupResult(kept=[docs[i] for i in kept_pos], removed_ids=[docs[i].id for i in removed_pos], clusters=clusters)
-    log.info("fuzzy_dedup", documents=len(docs), removed=result.removed, clusters=len(set(clusters.values())))
-    return result
+    if config.workers > 1:
+        LocalPipelineExecutor([buckets()], tasks=config.num_buckets, workers=config.workers,
+                              logging_dir=str(work / "logs/buckets")).run()
+    else:
+        for bucket in range(config.num_buckets):  # one task per band, as datatrove wants
+            _drain(buckets()(None, bucket, config.num_buckets))
+    _drain(MinhashDedupCluster(input_folder=str(work / "buckets"), output_folder=str(work / "remove"), config=minhash,
+                               save_cluster_id=True)())
+    positions = [Document(text="", id=str(i)) for i in range(len(docs))]  # the filter needs only the order
+    kept = MinhashDedupFilter(input_folder=str(work / "remove"), load_cluster_ids=True)(iter(positions))
+    return [int(d.id) for d in kept], positions
 
 
-def _read_rows(folder: Path) -> list[dict]:
-    rows: list[dict] = []
-    for path in sorted(folder.glob("*.jsonl*")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            rows.extend(json.loads(line) for line in f if line.strip())
-    return rows
-
+def _drain(steps_output) -> None:
+    """Run a datatrove step's generator to its end (what the executor does with a pipeline's output)."""
+    if steps_output is not None:
+        deque(steps_output, maxlen=0)

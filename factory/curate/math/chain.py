@@ -45,9 +45,15 @@ class MathChain(PipelineStep):
         self._identifier = None
 
     def _build(self) -> list:
-        """datatrove's Gopher filters with the math thresholds (built lazily: the step is pickled into workers)."""
-        from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
+        """datatrove's Gopher filters with the math thresholds (built lazily: the step is pickled into workers), with
+        the prose path's faster parts and datatrove's decisions: spaCy words cached per chunk (`CachedSpacyWords`)
+        and n-grams counted with numpy (`FastGopherRepetition`)."""
+        from datatrove.pipeline.filters import GopherQualityFilter
 
+        from factory.curate.repetition import FastGopherRepetition
+        from factory.curate.words import word_splitter
+
+        words = word_splitter("en")  # datatrove's default language for both filters
         rules = []
         q, r = self.chain.quality, self.chain.repetition
         if q.enabled:
@@ -55,12 +61,12 @@ class MathChain(PipelineStep):
                 min_doc_words=q.min_doc_words, max_doc_words=q.max_doc_words, min_avg_word_length=q.min_avg_word_length,
                 max_avg_word_length=q.max_avg_word_length, max_symbol_word_ratio=q.max_symbol_word_ratio,
                 max_bullet_lines_ratio=q.max_bullet_lines_ratio, max_ellipsis_lines_ratio=q.max_ellipsis_lines_ratio,
-                max_non_alpha_words_ratio=q.max_non_alpha_words_ratio, min_stop_words=q.min_stop_words))
+                max_non_alpha_words_ratio=q.max_non_alpha_words_ratio, min_stop_words=q.min_stop_words, language=words))
         if r.enabled:
-            rules.append(GopherRepetitionFilter(
+            rules.append(FastGopherRepetition(
                 dup_line_frac=r.dup_line_frac, dup_para_frac=r.dup_para_frac, dup_line_char_frac=r.dup_line_char_frac,
                 dup_para_char_frac=r.dup_para_char_frac, top_n_grams=tuple(map(tuple, r.top_n_grams)),
-                dup_n_grams=tuple(map(tuple, r.dup_n_grams))))
+                dup_n_grams=tuple(map(tuple, r.dup_n_grams)), language=words))
         return rules
 
     def check(self, doc: Document) -> str | None:
@@ -68,9 +74,9 @@ class MathChain(PipelineStep):
         if self._rules is None:
             self._rules = self._build()
         if self._identifier is None:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+            from factory.curate.language import language_identifier
 
-            self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            self._identifier = language_identifier()  # the prose path's model, read once per process
         view = prose_view(doc.text)
         language, score = self._identifier.classify(view or doc.text)
         doc.metadata["language"] = language

@@ -41,8 +41,23 @@ _MATH_IMG_SRC = re.compile(r"latex|mathtex|codecogs|/math/|tex2img|mimetex", re.
 # A placeholder is one plain word, so no renderer splits, wraps or changes it; the whitespace around it is
 
 
+# Every match of _HAS_MATH contains one of these, ignoring case: a page without any cannot match, and most pages
+# are ruled out by a lower-cased substring search (C loops) instead of the case-insensitive regex (Python's
+# `re` tries each alternative at each position). Under IGNORECASE `re` also matches "i" with U+0130 and U+0131
+# and "s" with U+017F, which `str.lower` does not map to them: they are mapped first.
+_MATH_ANCHORS = ("math", "katex", "formulainl", "formuladsp", "<mjx-container", "\\(", "\\[", "$$", "\\begin{")
+_RE_IGNORECASE_EXTRA = (("\u0130", "i"), ("\u0131", "i"), ("\u017f", "s"))
+
+
 def has_math(html: str) -> bool:
     """Whether the page carries equations in any recognised form (a cheap check on the raw HTML)."""
+    lowered = html
+    if not html.isascii():
+        for char, letter in _RE_IGNORECASE_EXTRA:
+            lowered = lowered.replace(char, letter)
+    lowered = lowered.lower()
+    if not any(anchor in lowered for anchor in _MATH_ANCHORS):
+        return False
     return bool(_HAS_MATH.search(html))
 
 
