@@ -3,33 +3,48 @@ reasoning switch obeyed.
 
 One run, on the same data: the posttrain_data stage writes procedural one-digit sums (reasoning-gym
 `basic_arithmetic`) with the procedural solver as teacher, in both reasoning modes, plus held-out prompts from
-a seed training never used; a tiny NemotronH (random init: the "base", with a byte-level BPE tokenizer that
-reserves the chat markers) is fine-tuned by the sft stage, then trained by the rl stage (GRPO, math verifier,
-both reasoning modes). Each model answers every held-out prompt greedily under `detailed thinking on` and
-`off`; the table gives accuracy (math-verify on the final answer) with its standard error, and the share of
-answers that open with a `<think>` block.
+a seed training never used (the stage drops every held-out item from training); a tiny NemotronH (random init:
+the "base", with a byte-level BPE tokenizer that reserves the chat markers) is fine-tuned by the sft stage, then
+trained by the rl stage (GRPO, math verifier, both reasoning modes), once per `--rl-seeds` seed from the same SFT
+model. Each model answers every held-out prompt under `detailed thinking on` and `off`, greedily and with
+`--samples` replies at `--temperature` (pass@1 as reasoning models are scored); the table gives accuracy
+(math-verify on the final answer) with standard errors, and the share of answers that open with a `<think>`
+block. The alternative a user would pick for the RL step, SFT trained on for as many optimizer steps
+(`--no-sft-more` skips it), shows whether GRPO's gain comes from the reward or from more steps.
 
-    .venv/bin/python bench/posttrain.py                                   # a few minutes on 2 CPU cores
-    .venv/bin/python bench/posttrain.py --sft-steps 400 --rl-steps 60 --work runs/bench/posttrain
+    .venv/bin/python bench/posttrain.py                  # about 15 min on 2 CPU cores (4 GRPO runs of 300 steps)
+    .venv/bin/python bench/posttrain.py --rl-seeds 0 --rl-steps 150 --work runs/bench/posttrain
 
-Measured on a 2-core CPU, 48 held-out prompts x 2 modes, SFT `--sft-steps 500 --sft-batch 16` (the same SFT model
-in every row: base 0.042 +- 0.020, SFT 0.292 +- 0.046), then GRPO with `--prompts-per-step 4`; paired differences
-SFT + GRPO - SFT on the same items:
+Measured on 2 CPU cores with the defaults (SFT 500 steps of 16 conversations; GRPO 300 steps of 4 prompts x 8
+samples, lr 1e-4, fixed temperature 1, no KL, seeds 0-3). 48 held-out sums x 2 modes (one-digit sums have 100
+items, and the held-out ones are items training never saw); pass@1 over 8 samples at temperature 0.6; standard
+errors over items, paired between models:
 
-    --rl-steps 60  --rl-lr 5e-4, temperature controller (target 0.3)   +0.042 +- 0.051
-    --rl-steps 60  --rl-lr 5e-4, fixed temperature (--target-entropy 0) +0.052 +- 0.043
-    --rl-steps 150 --rl-lr 5e-4, temperature controller                 -0.031 +- 0.050
-    --rl-steps 150 --rl-lr 5e-4, fixed temperature                      -0.115 +- 0.051
-    --rl-steps 150 --rl-lr 1e-4, temperature controller                 +0.010 +- 0.038
-    --rl-steps 150 --rl-lr 1e-4, fixed temperature                      +0.083 +- 0.046  (SFT + GRPO 0.375 +- 0.049)
+    model                    greedy            pass@1            <think> on / off
+    base (random init)       0.042 +- 0.020    0.036 +- 0.006      0% / 0%
+    sft                      0.292 +- 0.046    0.290 +- 0.033    100% / 0%
+    sft + grpo, seed 0       0.385 +- 0.050    0.336 +- 0.038    100% / 0%
+    sft + grpo, seed 1       0.323 +- 0.048    0.323 +- 0.038    100% / 0%
+    sft + grpo, seed 2       0.365 +- 0.049    0.341 +- 0.038    100% / 0%
+    sft + grpo, seed 3       0.354 +- 0.049    0.335 +- 0.038    100% / 0%
+    sft, 300 more steps      0.240 +- 0.044    0.238 +- 0.038    100% / 0%
 
-The training reward rises in every run; held-out greedy accuracy follows it only at the lower learning rate and a
-fixed temperature (the controller holds the entropy at 0.3 by raising the temperature to about 1.45). SFT with as
-many more steps: -0.010 +- 0.038 (60) and -0.021 +- 0.042 (150). The think block: 100% of answers under `on`, 0%
-under `off`, for SFT and SFT + GRPO alike.
+    paired differences                              greedy            pass@1
+    sft - base                                      +0.250 +- 0.049   +0.254 +- 0.035
+    sft + grpo (mean of 4 seeds) - sft              +0.065 +- 0.045   +0.043 +- 0.023   every seed > 0
+    sft + grpo (mean of 4 seeds) - sft, 300 more    +0.117 +- 0.044   +0.095 +- 0.032
 
-The alternative a user would pick for the RL step is more SFT at the same number of optimizer steps
-from the SFT model (on by default; `--no-sft-more` skips it): it shows whether GRPO's gain comes from the reward or just from more steps.
+With `--rl-steps 150` the same four seeds give +0.057 +- 0.039 (greedy) and +0.033 +- 0.019 (pass@1) over SFT,
+every seed > 0, and +0.078 +- 0.032 / +0.060 +- 0.017 over SFT with 150 more steps. The training reward rises in
+every run (about 0.69 -> 0.74 over 300 steps). The gain over SFT is small next to the item standard error because
+only 48 unseen one-digit sums exist; GRPO's gain over more SFT, the alternative, is clear.
+
+Settings that do not gain, measured with seed 0 (greedy, GRPO - SFT): lr 5e-4 over 150 steps -0.115 +- 0.051
+(fixed temperature) and -0.031 +- 0.050 (the temperature controller at the stage's default target 0.3, which heats
+this model to about 1.45); lr 5e-4 with the k3 KL at 0.1 recovers (+0.062 +- 0.044, seed 1). Other tasks
+(`--terms 3`, `--operators + -`): SFT reaches 0.43 and 0.23; GRPO at lr 1e-4 gains +0.005 +- 0.030 (3 terms,
+150 steps, seed 0) and +0.021 +- 0.018 (+ and -, 300 steps, mean of seeds 0-2, every seed > 0); at lr 5e-4
+the 3-term policy collapses (-0.391).
 """
 
 from __future__ import annotations
@@ -66,8 +81,10 @@ def build_base(data_dir: Path, out: Path, seed: int):
     return Artifact(out, {"fingerprint": "base", "kind": "checkpoint", "stage": "base"})
 
 
-def answer(model_dir: Path, prompts: list, reasoning: str, max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    """Greedy replies (special tokens kept, cut at the end of turn) to each prompt under the switch."""
+def answer(model_dir: Path, prompts: list, reasoning: str, max_new_tokens: int, batch_size: int = 32,
+           samples: int = 0, temperature: float = 1.0, seed: int = 0) -> list[str]:
+    """Replies (special tokens kept, cut at the end of turn) to each prompt under the switch: one greedy reply per
+    prompt, or with `samples` > 0 that many sampled at `temperature` (prompt-major: prompt 0's samples first)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -78,6 +95,9 @@ def answer(model_dir: Path, prompts: list, reasoning: str, max_new_tokens: int, 
     model = load_model(model_dir)
     stops = [i for i in (tok.convert_tokens_to_ids(IM_END), tok.eos_token_id) if i is not None]
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
+    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=samples) \
+        if samples else dict(do_sample=False)
+    torch.manual_seed(seed)
     replies = []
     for start in range(0, len(prompts), batch_size):
         rendered = [render_prompt(tok, p.chat(reasoning)) for p in prompts[start : start + batch_size]]
@@ -85,39 +105,51 @@ def answer(model_dir: Path, prompts: list, reasoning: str, max_new_tokens: int, 
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rendered])  # left padding: the prompts end together
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rendered])
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
-                                 eos_token_id=stops, pad_token_id=pad)
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 eos_token_id=stops, pad_token_id=pad, **sampling)
         for row in out[:, width:].tolist():
             end = next((k for k, t in enumerate(row) if t in stops), len(row))
             replies.append(tok.decode(row[:end], skip_special_tokens=False))
     return replies
 
 
-def score(model_dir: Path, prompts: list, max_new_tokens: int, rewards) -> tuple[dict[str, float], list[float]]:
-    """Accuracy (with standard error) and think-block rate under each switch setting; and every item's verdict
-    (both modes), for paired differences between models."""
+def score(model_dir: Path, prompts: list, max_new_tokens: int, rewards, samples: int, temperature: float
+          ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Greedy accuracy (with standard error) and think-block rate under each switch setting, and pass@1 over
+    `samples` sampled replies at `temperature` (how reasoning models are scored); every item's verdict per
+    measure (both modes), for paired differences between models."""
     row: dict[str, float] = {}
-    verdicts: list[float] = []
+    verdicts: dict[str, list[float]] = {"greedy": [], "sampled": []}
     for mode in ("on", "off"):
         replies = answer(model_dir, prompts, mode, max_new_tokens)
         correct = rewards.score(prompts, replies)
-        verdicts += correct
+        verdicts["greedy"] += correct
         n = len(correct)
         acc = sum(correct) / n
         row[f"acc_{mode}"] = acc
         row[f"se_{mode}"] = math.sqrt(acc * (1 - acc) / n) if n > 1 else math.nan
         row[f"think_{mode}"] = sum(r.lstrip().startswith("<think>") for r in replies) / n
+        if samples:
+            sampled = answer(model_dir, prompts, mode, max_new_tokens, samples=samples, temperature=temperature)
+            ok = rewards.score([p for p in prompts for _ in range(samples)], sampled)
+            verdicts["sampled"] += [sum(ok[i * samples:(i + 1) * samples]) / samples for i in range(len(prompts))]
     row["acc"] = (row["acc_on"] + row["acc_off"]) / 2
     row["se"] = math.sqrt((row["se_on"] ** 2 + row["se_off"] ** 2) / 4)
+    if samples:
+        row["pass1"], row["pass1_se"] = mean_se(verdicts["sampled"])
     return row, verdicts
+
+
+def mean_se(x: list[float]) -> tuple[float, float]:
+    """Mean and its standard error over items."""
+    mean = sum(x) / len(x)
+    var = sum((v - mean) ** 2 for v in x) / (len(x) - 1) if len(x) > 1 else math.nan
+    return mean, math.sqrt(var / len(x))
 
 
 def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     """Mean of b - a over the same items, and its standard error (paired: item difficulty cancels)."""
-    d = [y - x for x, y in zip(a, b)]
-    mean = sum(d) / len(d)
-    var = sum((x - mean) ** 2 for x in d) / (len(d) - 1) if len(d) > 1 else math.nan
-    return mean, math.sqrt(var / len(d))
+    return mean_se([y - x for x, y in zip(a, b)])
 
 
 def main() -> None:
@@ -125,18 +157,26 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="Folder for the artifacts (default: a temporary one).")
     parser.add_argument("--train-size", type=int, default=256, help="Training prompts (each in both reasoning modes).")
     parser.add_argument("--heldout-size", type=int, default=48, help="Held-out prompts (a seed training never used).")
-    parser.add_argument("--sft-steps", type=int, default=150)
-    parser.add_argument("--sft-batch", type=int, default=8, help="Conversations per SFT step.")
-    parser.add_argument("--rl-steps", type=int, default=20)
-    parser.add_argument("--rl-lr", type=float, default=2e-4)
+    parser.add_argument("--sft-steps", type=int, default=500)
+    parser.add_argument("--sft-batch", type=int, default=16, help="Conversations per SFT step.")
+    parser.add_argument("--rl-steps", type=int, default=300)
+    parser.add_argument("--rl-lr", type=float, default=1e-4)
     parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--target-entropy", type=float, default=0.3,
-                        help="Entropy the temperature controller holds (0: a fixed sampling temperature of 1).")
-    parser.add_argument("--prompts-per-step", type=int, default=2)
+    parser.add_argument("--target-entropy", type=float, default=0.0,
+                        help="Entropy the temperature controller holds (0, the default here: a fixed sampling temperature "
+                             "of 1; the stage's default 0.3 heats this tiny model to about 1.45 and gains nothing).")
+    parser.add_argument("--prompts-per-step", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--no-sft-more", dest="sft_more", action="store_false",
                         help="Skip the SFT-only baseline with as many extra steps as RL takes.")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the data, the base model and SFT.")
+    parser.add_argument("--rl-seeds", type=int, nargs="+", default=[0, 1, 2, 3],
+                        help="One GRPO run from the SFT model per seed (the seed of its rollouts and data order).")
+    parser.add_argument("--kl-coef", type=float, default=0.0, help="Weight of GRPO's k3 KL to the SFT model.")
+    parser.add_argument("--terms", type=int, default=2, help="Terms per expression (one-digit numbers).")
+    parser.add_argument("--operators", nargs="+", default=["+"], help="Operators of the expressions (reasoning-gym's).")
+    parser.add_argument("--samples", type=int, default=8, help="Sampled replies per held-out prompt for pass@1 (0: greedy only).")
+    parser.add_argument("--temperature", type=float, default=0.6, help="Sampling temperature of pass@1.")
     args = parser.parse_args()
 
     import torch
@@ -158,7 +198,7 @@ def main() -> None:
         timings[name] = time.perf_counter() - start
         return result
 
-    sums = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+"],
+    sums = {"min_terms": args.terms, "max_terms": args.terms, "min_digits": 1, "max_digits": 1, "operators": args.operators,
             "allow_parentheses": False, "allow_negation": False}
     data_config = posttrain_data.Config(procedural=[{"generator": "basic_arithmetic", "size": args.train_size,
                                                      "seed": args.seed, "params": sums,
@@ -180,18 +220,21 @@ def main() -> None:
     sft_ckpt = Artifact(sft_out, {"fingerprint": "sft", "kind": "checkpoint"})
 
     per_step = args.group_size * args.prompts_per_step
-    rl_config = rl.Config(steps=args.rl_steps, lr=args.rl_lr, micro_batch_size=per_step, checkpoint_interval=0,
-                          verifiers=["math"], seed=args.seed,
-                          rollout={"group_size": args.group_size, "reasoning": "both",
-                                   "target_entropy": args.target_entropy or None,
-                                   "length_schedule": [{"until_fraction": 0.5, "max_new_tokens": args.max_new_tokens},
-                                                       {"until_fraction": 1.0, "max_new_tokens": args.max_new_tokens + 16}]})
-    rl_out = work / "rl"
-    if not (rl_out / "model").exists():
-        timed("rl", lambda: rl.run(rl_config, {"model": sft_ckpt, "data": data}, rl_out, StepContext("rl")))
-    rl_result = json.loads((rl_out / "rl.json").read_text())
+    grpo: dict[str, Path] = {}
+    for rl_seed in args.rl_seeds:  # GRPO from the same SFT model, one run per seed (its rollouts' RNG)
+        rl_config = rl.Config(steps=args.rl_steps, lr=args.rl_lr, micro_batch_size=per_step, checkpoint_interval=0,
+                              verifiers=["math"], seed=rl_seed, kl_coef=args.kl_coef,
+                              rollout={"group_size": args.group_size, "reasoning": "both",
+                                       "target_entropy": args.target_entropy or None,
+                                       "length_schedule": [{"until_fraction": 0.5, "max_new_tokens": args.max_new_tokens},
+                                                           {"until_fraction": 1.0, "max_new_tokens": args.max_new_tokens + 16}]})
+        rl_out = work / (f"rl-seed{rl_seed}" if rl_seed != args.seed else "rl")
+        if not (rl_out / "model").exists():
+            timed(f"rl seed {rl_seed}", lambda c=rl_config, o=rl_out: rl.run(c, {"model": sft_ckpt, "data": data}, o, StepContext("rl")))
+        grpo[f"sft + grpo (seed {rl_seed})"] = rl_out
 
-    models = {"base (random init)": base.path / "model", "sft": sft_out / "model", "sft + grpo": rl_out / "model"}
+    models = {"base (random init)": base.path / "model", "sft": sft_out / "model",
+              **{name: out / "model" for name, out in grpo.items()}}
     if args.sft_more:
         # the SFT model trained on for as many optimizer steps as GRPO takes, at the SFT learning rate's tail
         more = sft_config.model_copy(update={"steps": args.rl_steps, "warmup_steps": 0, "lr": 3e-4})
@@ -201,29 +244,51 @@ def main() -> None:
 
     heldout = read_prompts(data_dir / "heldout.jsonl")
     trained = {p.question for p in read_prompts(data_dir / "prompts.jsonl")}
-    repeated = sum(p.question in trained for p in heldout)  # a small task space: a held-out seed can redraw an item
+    repeated = sum(p.question in trained for p in heldout)  # the data stage drops held-out items from training: 0
     rows, verdicts = {}, {}
     with VerifierRewards(RewardConfig(math_workers=2)) as rewards:
         for name, model_dir in models.items():
-            rows[name], verdicts[name] = timed(f"eval {name}", lambda d=model_dir: score(d, heldout, args.max_new_tokens + 16, rewards))
+            rows[name], verdicts[name] = timed(f"eval {name}", lambda d=model_dir: score(
+                d, heldout, args.max_new_tokens + 16, rewards, args.samples, args.temperature))
 
-    print(f"\nheld-out one-digit sums: {len(heldout)} prompts (seed {1_000_003 + args.seed}; training seed {args.seed}), "
-          f"greedy, math-verify on the final answer; {repeated} of them also drawn by the training seed")
-    print(f"{'model':<26} {'acc (mean of modes)':>20} {'acc think on':>14} {'acc think off':>14} "
+    what = f"{args.terms}-term one-digit expressions ({' '.join(args.operators)})"
+    print(f"\nheld-out {what}: {len(heldout)} prompts x 2 modes (seed {1_000_003 + args.seed}; training seed {args.seed}; "
+          f"{repeated} of them also in training); math-verify on the final answer")
+    print(f"greedy: one reply per prompt; pass@1: mean of {args.samples} samples per prompt at temperature {args.temperature}")
+    print(f"{'model':<26} {'greedy (both modes)':>20} {'pass@1 (both modes)':>20} {'greedy on':>10} {'greedy off':>11} "
           f"{'<think> on':>11} {'<think> off':>12}")
     for name, r in rows.items():
-        print(f"{name:<26} {r['acc']:>12.3f} ± {r['se']:.3f} {r['acc_on']:>8.3f}±{r['se_on']:.2f} "
-              f"{r['acc_off']:>8.3f}±{r['se_off']:.2f} {r['think_on']:>11.0%} {r['think_off']:>12.0%}")
-    print("\npaired differences on the same held-out items (both modes):")
-    for a, b in [("base (random init)", "sft"), ("sft", "sft + grpo"), *[("sft", n) for n in models if n.startswith("sft, ")]]:
-        mean, se = paired(verdicts[a], verdicts[b])
-        print(f"  {b} - {a}: {mean:+.3f} ± {se:.3f}")
-    rollouts = [json.loads(line) for line in (rl_out / "rollouts.jsonl").read_text().splitlines()]
-    print(f"\nGRPO rollouts: reward {rl_result['reward_first']:.3f} (first quarter) -> {rl_result['reward_last']:.3f} "
-          f"(last quarter); final temperature {rollouts[-1]['temperature']:.3f}, entropy {rollouts[-1]['entropy']:.3f}, "
-          f"zero-variance groups {sum(r['zero_variance_fraction'] for r in rollouts) / len(rollouts):.2f} (mean)")
+        pass1 = f"{r['pass1']:>12.3f} ± {r['pass1_se']:.3f}" if args.samples else f"{'-':>20}"
+        print(f"{name:<26} {r['acc']:>12.3f} ± {r['se']:.3f} {pass1} {r['acc_on']:>10.3f} {r['acc_off']:>11.3f} "
+              f"{r['think_on']:>11.0%} {r['think_off']:>12.0%}")
+    measures = ["greedy", "sampled"] if args.samples else ["greedy"]
+    print("\npaired differences on the same held-out items (both modes), greedy | pass@1:")
+    pairs = [("base (random init)", "sft"), *[("sft", n) for n in grpo], *[("sft", n) for n in models if n.startswith("sft, ")]]
+    for a, b in pairs:
+        cells = [f"{m:+.3f} ± {se:.3f}" for m, se in (paired(verdicts[a][k], verdicts[b][k]) for k in measures)]
+        print(f"  {b} - {a}: " + " | ".join(cells))
+    if len(grpo) > 1:  # every seed's paired difference per item, averaged over seeds: the gain of GRPO as a recipe
+        for k in measures:
+            per_item = [sum(verdicts[n][k][i] for n in grpo) / len(grpo) - verdicts["sft"][k][i]
+                        for i in range(len(verdicts["sft"][k]))]
+            gains = [paired(verdicts["sft"][k], verdicts[n][k])[0] for n in grpo]
+            m, se = mean_se(per_item)
+            print(f"  sft + grpo (mean of {len(grpo)} seeds) - sft, {k}: {m:+.3f} ± {se:.3f} (item standard error; "
+                  f"per seed {', '.join(f'{g:+.3f}' for g in gains)})")
+            for more in [n for n in models if n.startswith("sft, ")]:  # against the alternative: as many more SFT steps
+                m, se = mean_se([sum(verdicts[n][k][i] for n in grpo) / len(grpo) - verdicts[more][k][i]
+                                 for i in range(len(verdicts[more][k]))])
+                print(f"  sft + grpo (mean of {len(grpo)} seeds) - {more}, {k}: {m:+.3f} ± {se:.3f}")
+    summary = {}
+    for name, out in grpo.items():
+        result = json.loads((out / "rl.json").read_text())
+        rollouts = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+        summary[name] = result
+        print(f"\n{name} rollouts: reward {result['reward_first']:.3f} (first quarter) -> {result['reward_last']:.3f} "
+              f"(last quarter); final temperature {rollouts[-1]['temperature']:.3f}, entropy {rollouts[-1]['entropy']:.3f}, "
+              f"zero-variance groups {sum(r['zero_variance_fraction'] for r in rollouts) / len(rollouts):.2f} (mean)")
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
-    (work / "bench.json").write_text(json.dumps({"rows": rows, "rl": rl_result, "seconds": timings}, indent=2))
+    (work / "bench.json").write_text(json.dumps({"rows": rows, "rl": summary, "seconds": timings}, indent=2))
     print(f"artifacts and rl.png under {work}")
 
 
