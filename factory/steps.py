@@ -194,7 +194,7 @@ class Executor:
         results[name] = self.run_step(name)
         return results[name]
 
-    def _inputs(self, step: PlannedStep) -> dict[str, Artifact]:
+    def inputs(self, step: PlannedStep) -> dict[str, Artifact]:
         """The step's upstream artifacts, published and materialised as local folders, checked against its
         kind's inputs in the registry (every required input present, each of the artifact kind it takes)."""
         kind = KINDS[step.kind]
@@ -240,7 +240,7 @@ class Executor:
         if existing is not None:
             return existing
 
-        inputs = self._inputs(step)
+        inputs = self.inputs(step)
 
         kind = KINDS[step.kind]
         resumable = kind.resumable
@@ -296,7 +296,7 @@ class Executor:
                     raise UserError(f"step {step.name}: rank {rank} waited {timeout_s:.0f}s for rank 0 to publish it")
                 time.sleep(poll_s)
             return existing
-        inputs = self._inputs(step)
+        inputs = self.inputs(step)
         staging = self.store.staging_dir(step.key, self.work_dir)
         staging.mkdir(parents=True, exist_ok=True)
         scratch = self.work_dir / "scratch" / step.key / f"rank{rank}"

@@ -161,7 +161,7 @@ def prepare_task(spec_text: str, step: str, plan_text: str = "") -> list[dict[st
         log.info("mix.published", step=step, key=planned.key)
         return _jobs(1, config)
     if work.get("prepared") is None:
-        inputs = executor._inputs(planned)  # the upstream artifacts, checked and materialised as for any step
+        inputs = executor.inputs(planned)  # the upstream artifacts, checked and materialised as for any step
 
         def fill(folder: Path) -> dict[str, Any]:
             prepared = prepare(config, inputs, folder, log.bind(step=step))
