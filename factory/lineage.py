@@ -146,6 +146,22 @@ class Lineage:
     def end_pipeline(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
+    def kill_children(self, parent_run_id: str) -> list[str]:
+        """Mark the step runs under `parent_run_id` still RUNNING as KILLED; returns their ids.
+
+        A KFP pipeline's exit handler calls it (`factory.orchestrate.finish_pipeline`): it runs once every step task
+        has ended, so a step run still RUNNING is one whose pod died (OOM, eviction, a lost node) before it could
+        close the run. KILLED, as `mark_killed` marks them locally, so the next attempt's run links to it.
+        """
+        stale = self.client.search_runs([self.experiment_id], max_results=1000, filter_string=(
+            f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'"))
+        killed = [run.info.run_id for run in stale if TAG_STAGE in run.data.tags]
+        for run_id in killed:
+            self.client.set_terminated(run_id, status="KILLED")
+        if killed:
+            log.info("lineage.killed_runs", runs=killed, parent=parent_run_id)
+        return killed
+
     def mark_killed(self) -> list[str]:
         """Mark the factory's runs still RUNNING in this experiment as KILLED; returns their ids.
 

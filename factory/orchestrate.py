@@ -84,10 +84,12 @@ def run_component(step: str, spec_text: str, job_id: str, upstream: Mapping[str,
 
 
 def finish_pipeline(spec_text: str, job_id: str, state: str) -> str:
-    """Close the parent run of KFP job `job_id` with the pipeline's final state; returns its run id."""
+    """Close the parent run of KFP job `job_id` with the pipeline's final state, after marking its step runs
+    that are still RUNNING (their pods died) KILLED; returns its run id."""
     spec = with_cluster_defaults(parse_spec(yaml.safe_load(spec_text)))  # the chart's ConfigMap fills unset endpoints
     lineage = Lineage(spec.tracking_uri(), spec.experiment())
     run_id = parent_run(lineage, job_id, spec.name, spec_text)
+    lineage.kill_children(run_id)  # every step task has ended: a step run still RUNNING lost its pod (a retry may have won)
     status = "FINISHED" if state == "SUCCEEDED" else "FAILED"
     lineage.end_pipeline(run_id, status)
     log.info("pipeline.done", mlflow_run_id=run_id, state=state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,29 @@ def test_failure_line_names_the_step_and_its_own_error(tmp_path):
     error = RuntimeError("Pipeline 'factory-spine' finished with status FAILURE. Inner task failed: \x1b[96m'tokenize'\x1b[0m inside 'exit-handler-1'.")
     line = failure_line(error, log, tmp_path / "run.log")
     assert line == f"step tokenize failed: corpus/documents: no documents (full log: {tmp_path / 'run.log'})"
+
+
+def test_the_exit_handler_kills_step_runs_whose_pod_died(uri, tmp_path):
+    """finish_pipeline (the KFP exit handler) against a real tracking store: a step run left RUNNING under the
+    pipeline's parent run (its pod died) ends KILLED, a closed one keeps its status, another pipeline's is untouched."""
+    import yaml
+
+    from factory.lineage import TAG_STAGE
+    from factory.orchestrate import finish_pipeline
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "examples" / "smoke.yaml").read_text())
+    raw.update(name="exit", work_dir=str(tmp_path), tracking={"uri": uri, "experiment": "exit"})
+    spec_text = yaml.safe_dump(raw)
+    lineage = Lineage(uri, "exit")
+    parent = parent_run(lineage, "job-9", "exit", spec_text)
+    other = parent_run(lineage, "job-10", "exit", spec_text)
+
+    def step(parent_id, name):
+        return lineage.client.create_run(lineage.experiment_id, run_name=name,
+                                         tags={TAG_STAGE: name, "mlflow.parentRunId": parent_id}).info.run_id
+
+    dead, done, elsewhere = step(parent, "pretrain"), step(parent, "tokenize"), step(other, "pretrain")
+    lineage.client.set_terminated(done, "FINISHED")
+    assert finish_pipeline(spec_text, "job-9", "FAILED") == parent
+    status = {r: lineage.client.get_run(r).info.status for r in (dead, done, elsewhere, parent)}
+    assert status == {dead: "KILLED", done: "FINISHED", elsewhere: "RUNNING", parent: "FAILED"}
