@@ -252,13 +252,16 @@ def fetch_input(uri: str, dest: Path, endpoint_url: str | None = None, region: s
     return local
 
 
-def local_sources(sources: list[str], scratch: Path | None) -> list[str]:
+def local_sources(sources: list[str], scratch: Path | None, endpoint_url: str | None = None,
+                  region: str | None = None) -> list[str]:
     """`sources` with every remote input (`s3://`, fsspec URLs) replaced by a local copy under `scratch`.
 
-    The S3 endpoint and region come from boto3's own configuration (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`).
+    `s3://` inputs are read through `endpoint_url` and `region` (the spec's storage settings, as planning listed
+    them), or where those are None, boto3's own configuration (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`).
     """
     if not any(is_remote(s) for s in sources):
         return list(sources)
     base = Path(scratch if scratch is not None else tempfile.mkdtemp(prefix="factory-sources-")) / "sources"
     # one folder per source, so two prefixes ending in the same name do not mix
-    return [str(fetch_input(s, base / hashlib.sha256(s.encode()).hexdigest()[:12])) if is_remote(s) else s for s in sources]
+    return [str(fetch_input(s, base / hashlib.sha256(s.encode()).hexdigest()[:12], endpoint_url, region)) if is_remote(s) else s
+            for s in sources]

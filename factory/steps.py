@@ -117,6 +117,10 @@ class Executor:
         self.parent_run_id = parent_run_id
         self._plan: dict[str, PlannedStep] | None = self._read_plan(plan_json) if plan_json else None
 
+    def _s3(self) -> dict[str, str | None]:
+        """The spec's S3 endpoint and region, for the `s3://` inputs a stage reads (`StepContext`)."""
+        return {"s3_endpoint_url": self.spec.storage.endpoint_url, "s3_region": self.spec.storage.region}
+
     @property
     def lineage(self) -> Lineage:
         if self._lineage is None:
@@ -258,7 +262,7 @@ class Executor:
             slog.info("step.run", reasons=self.explain_step(step).reasons, resumable=resumable, staging=str(staging))
             start = time.monotonic()
             with self.lineage.step_run(self.parent_run_id, name, step.config.model_dump(mode="json"), step.fingerprint) as tracker:
-                ctx = StepContext(name, tracker=tracker, scratch=scratch)
+                ctx = StepContext(name, tracker=tracker, scratch=scratch, **self._s3())
                 for input_name, art in inputs.items():
                     tracker.log_dataset(f"{input_name}:{art.manifest.get('stage')}", art.uri, art.fingerprint, context="input")
                 metrics = (run or kind.run)(step.config, inputs, staging, ctx) or {}
@@ -302,7 +306,7 @@ class Executor:
         scratch = self.work_dir / "scratch" / step.key / f"rank{rank}"
         scratch.mkdir(parents=True, exist_ok=True)
         log.info("step.run", step=step.name, rank=rank, role="follower")
-        kind.run(step.config, inputs, staging, StepContext(step.name, scratch=scratch))
+        kind.run(step.config, inputs, staging, StepContext(step.name, scratch=scratch, **self._s3()))
         return {"stage": step.name, "fingerprint": step.fingerprint, "rank": rank, "published_by": 0}
 
 

@@ -93,7 +93,7 @@ def test_curate_reads_an_s3_prefix(s3_endpoint, s3_bucket, tmp_path, monkeypatch
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     for f in sorted(pages.iterdir()):
         client.upload_file(str(f), s3_bucket, f"web/html/{f.name}")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # how curate's reader reaches the endpoint (boto3's own setting)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # curate reads through the spec's endpoint, as planning lists
     data = small_spec_data(tmp_path, curate={"sources": [f"s3://{s3_bucket}/web/html"]})
     data["storage"]["endpoint_url"] = s3_endpoint
     data["storage"]["region"] = "us-east-1"
@@ -107,7 +107,7 @@ def test_curate_reads_an_s3_prefix(s3_endpoint, s3_bucket, tmp_path, monkeypatch
     records = corpus_records(executor.store.folder(step.key))
     assert manifest["metrics"]["docs_out"] == len(records) > 0
     # the same pages, copied locally under the prefix's last name, are what curate read
-    local = local_sources([f"s3://{s3_bucket}/web/html"], tmp_path / "scratch")
+    local = local_sources([f"s3://{s3_bucket}/web/html"], tmp_path / "scratch", s3_endpoint, "us-east-1")
     assert sorted(p.name for p in (tmp_path / "scratch").rglob("*.htm*")) == sorted(p.name for p in pages.iterdir() if p.suffix.startswith(".htm"))
     assert local[0].endswith("/html")
 

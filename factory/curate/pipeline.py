@@ -397,7 +397,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     from factory.sources import local_sources
 
     start = time.perf_counter()
-    files = list_sources(local_sources(config.sources, ctx.scratch))  # raises InputError naming a missing source
+    # raises InputError naming a missing source; s3:// through the spec's storage endpoint, as planning listed it
+    files = list_sources(local_sources(config.sources, ctx.scratch, ctx.s3_endpoint_url, ctx.s3_region))
     if config.math.enabled and config.math.renderer == "lynx" and shutil.which("lynx") is None:
         # checked here: inside the extraction sandbox it would only drop every math page as an error
         raise InputError("math.renderer 'lynx' is not installed: apt-get install -y lynx, "
