@@ -94,6 +94,10 @@ class Store(ABC):
     def keys(self, stage: str) -> list[str]:
         """Keys under `stage/` that hold a manifest."""
 
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove everything under `key` (manifests first, so a reader never sees a published artifact lose files)."""
+
     def staging_dir(self, key: str, work_dir: Path) -> Path:
         """Deterministic local staging folder for `key`, so a resumable stage finds its partial work."""
         return work_dir / ".staging" / key
@@ -168,6 +172,13 @@ class LocalStore(Store):
         if not folder.is_dir():
             return []
         return sorted(f"{stage}/{p.name}" for p in folder.iterdir() if (p / MANIFEST).is_file())
+
+
+    def delete(self, key: str) -> None:
+        folder = self.folder(key)
+        for manifest in folder.rglob(MANIFEST):
+            manifest.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class S3Store(Store):
@@ -283,6 +294,15 @@ class S3Store(Store):
             if file == MANIFEST:
                 found.add(f"{stage}/{name}")
         return sorted(found)
+
+
+    def delete(self, key: str) -> None:
+        objects = [o["Key"] for o in self._objects(self._key(key) + "/")]
+        objects.sort(key=lambda k: not k.endswith("/" + MANIFEST))  # the manifests first
+        for start in range(0, len(objects), 1000):  # DeleteObjects takes at most 1000 keys per call
+            batch = [{"Key": k} for k in objects[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        shutil.rmtree(self.cache_dir / key, ignore_errors=True)
 
 
 def open_store(root: str, endpoint_url: str | None = None, region: str | None = None, work_dir: Path | None = None) -> Store:

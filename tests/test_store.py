@@ -106,3 +106,19 @@ def test_local_manifest_is_written_last(tmp_path):
     manifest = json.loads((folder / MANIFEST).read_text())
     assert {f["path"] for f in manifest["files"]} == {"a.txt", "sub/b.bin"}
     assert not staging.exists()
+
+
+def test_delete_removes_a_key_and_nothing_beside_it(store, tmp_path):
+    for key in ("mix/abc.work/prepared", "mix/abc.work/proxy-1-0", "mix/abc"):
+        staging = store.staging_dir(key, tmp_path / "work")
+        _stage_files(staging)
+        store.publish(staging, key, {"kind": "piece", "fingerprint": "2" * 64})
+    store.delete("mix/abc.work")
+    assert store.complete("mix/abc.work/prepared") is None and store.complete("mix/abc.work/proxy-1-0") is None
+    assert store.read_manifest("mix/abc.work/prepared") is None
+    assert store.complete("mix/abc") is not None  # a key that only starts with the same letters stays
+    if isinstance(store, LocalStore):
+        assert not store.folder("mix/abc.work").exists()
+    else:
+        assert not list(store._objects(store._key("mix/abc.work") + "/"))
+    store.delete("mix/never-there")  # nothing to remove is not an error

@@ -36,7 +36,7 @@ from factory.mix.prepare import Prepared, prepare
 from factory.mix.search import Round, plan_round
 from factory.spec import parse_spec
 from factory.steps import Executor, PlannedStep
-from factory.store import LocalStore, Store
+from factory.store import Store
 
 __all__ = ["RoundStore", "finish_task", "prepare_task", "proxy_task", "round_task"]
 
@@ -118,10 +118,9 @@ class RoundStore:
         return self.losses(r, len(weights))
 
     def discard(self) -> None:
-        """Remove the pieces once the artifact is published (a local store; an object store keeps them)."""
-        if isinstance(self.store, LocalStore):
-            shutil.rmtree(self.store.folder(self.root), ignore_errors=True)
-            shutil.rmtree(self.store.staging_dir(self.root, self.work_dir), ignore_errors=True)
+        """Remove the pieces once the artifact is published, from the store and from this pod's staging folders."""
+        self.store.delete(self.root)
+        shutil.rmtree(self.store.staging_dir(self.root, self.work_dir), ignore_errors=True)
 
 
 def _open(spec_text: str, step: str, plan_text: str) -> tuple[Executor, PlannedStep, Config, RoundStore]:
