@@ -7,24 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
 from factory.posttrain import sft
 from factory.stage import Artifact, StepContext
-from factory.train import Callback
-
-
-class Sleep(Callback):
-    """Slows each step down, so that a test can kill the process mid-run reliably."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def on_step_end(self, trainer, metrics) -> None:
-        time.sleep(self.seconds)
+from tests.kill9 import slow_steps
 
 
 def main() -> None:
@@ -36,15 +25,7 @@ def main() -> None:
     parser.add_argument("--step-sleep", type=float, default=0.0)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the in-process run: same kernels, bitwise-comparable losses
-    if args.step_sleep:
-        from factory.train.trainer import Trainer
-
-        original = Trainer.__init__
-
-        def init(self, *a, callbacks=(), **kw):
-            original(self, *a, callbacks=[*callbacks, Sleep(args.step_sleep)], **kw)
-
-        Trainer.__init__ = init  # type: ignore[method-assign]
+    slow_steps(args.step_sleep)
     args.out.mkdir(parents=True, exist_ok=True)
     inputs = {"model": Artifact(args.model, {"fingerprint": "b" * 64}), "data": Artifact(args.data, {"fingerprint": "c" * 64})}
     print(json.dumps(sft.run(sft.Config(**json.loads(args.config)), inputs, args.out, StepContext("sft"))))

@@ -8,12 +8,9 @@ The policy is a tiny NemotronH SFT-trained here to answer a toy multiple-choice 
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ from factory.errors import InputError
 from factory.posttrain import rl
 from factory.stage import NullTracker, StepContext
 from factory.train.callbacks import read_metrics
-from factory.train.checkpoint import latest_checkpoint
+from tests.kill9 import driver_env, kill_after_checkpoint
 from tests.posttrain.rl_fixtures import choice_prompt, conversations_artifact, letter_policy_artifact
 
 DRIVER = Path(__file__).with_name("rl_driver.py")
@@ -87,20 +84,11 @@ def test_kill_9_mid_rollout_resumes_with_the_same_rollouts_and_losses(inputs, st
         with open(log, "a") as fh:
             return subprocess.Popen([sys.executable, str(DRIVER), str(inputs["model"].path), str(inputs["data"].path),
                                      str(out), json.dumps(CONFIG), *extra],
-                                    env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=fh, stderr=subprocess.STDOUT)
+                                    env=driver_env(), stdout=fh, stderr=subprocess.STDOUT)
 
     kill_at = random.Random().choice([3, 5, 6, 7])  # odd steps end mid-rollout: the batch itself is restored
     proc = driver("--step-sleep", "0.15")
-    deadline = time.monotonic() + 300
-    while True:
-        latest = latest_checkpoint(out / "checkpoints")
-        if latest is not None and int(latest.name.split("-")[1]) >= kill_at:
-            break
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    saved = int(latest_checkpoint(out / "checkpoints").name.split("-")[1])
+    saved = kill_after_checkpoint(proc, out / "checkpoints", kill_at, log, timeout=300)
     assert saved < CONFIG["steps"] and not (out / "model").exists()
 
     resumed = driver()

@@ -6,12 +6,9 @@ bit for bit."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +22,8 @@ from factory.posttrain.chat import encode_chat
 from factory.stage import Artifact, StepContext
 from factory.train import read_metrics
 from factory.train.chat_lm import ChatLMObjective, chat_example
-from factory.train.checkpoint import latest_checkpoint
 from factory.train.objective import IGNORE_INDEX
+from tests.kill9 import driver_env, kill_after_checkpoint
 from tests.posttrain.sft_fixtures import conversations, write_checkpoint, write_data
 
 DRIVER = Path(__file__).with_name("sft_driver.py")
@@ -206,17 +203,11 @@ KILL = dict(steps=8, micro_batch_size=4, lr=3e-3, seq_len=128, warmup_steps=2, c
             keep_checkpoints=2, log_interval=4, switch_prompts=0, valid_max=4)
 
 
-def _env() -> dict[str, str]:
-    """One thread, and this checkout's `factory` first on the path of the driver processes."""
-    path = os.pathsep.join(p for p in (str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-
-
 def _driver(inputs, out: Path, log: Path, *extra: str) -> subprocess.Popen:
     with open(log, "a") as fh:  # a file, never an unread pipe: a full pipe would stall the trainer
         return subprocess.Popen(
             [sys.executable, str(DRIVER), str(inputs["model"].path), str(inputs["data"].path), str(out), json.dumps(KILL), *extra],
-            env=_env(),
+            env=driver_env(),
             stdout=fh, stderr=subprocess.STDOUT)
 
 
@@ -229,16 +220,7 @@ def test_kill_9_and_resume_reproduces_the_uninterrupted_losses(inputs, tmp_path)
     kill_at = random.Random().randrange(2, 7)  # any step: the claim holds for all of them
     out, log = tmp_path / "killed", tmp_path / "log.txt"
     proc = _driver(inputs, out, log, "--step-sleep", "0.15")
-    deadline = time.monotonic() + 120
-    while True:
-        latest = latest_checkpoint(out / "checkpoints")
-        if latest is not None and int(latest.name.split("-")[1]) >= kill_at:
-            break
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    saved = int(latest_checkpoint(out / "checkpoints").name.split("-")[1])
+    saved = kill_after_checkpoint(proc, out / "checkpoints", kill_at, log)
     assert saved < KILL["steps"] and not (out / "model").exists()  # killed mid-run
 
     resumed = _driver(inputs, out, log)
@@ -261,7 +243,7 @@ def test_two_fsdp_ranks_match_one_process(inputs, tmp_path):
            str(inputs["model"].path), str(inputs["data"].path), str(out),
            json.dumps({**base, "micro_batch_size": 2, "data_parallel": "fsdp"})]
     with open(tmp_path / "log.txt", "w") as log:
-        done = subprocess.run(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, timeout=300)
+        done = subprocess.run(cmd, env=driver_env(), stdout=log, stderr=subprocess.STDOUT, timeout=300)
     assert done.returncode == 0, (tmp_path / "log.txt").read_text()[-3000:]
     want = [r["loss"] for r in read_metrics(single / "metrics.jsonl")]
     assert [r["loss"] for r in read_metrics(out / "metrics.jsonl")] == pytest.approx(want, rel=1e-5)
@@ -287,7 +269,7 @@ def test_transformers_serve_obeys_the_reasoning_switch(trained, tmp_path):
     with open(log, "w") as fh:
         proc = subprocess.Popen([str(cli), "serve", model, "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
                                  "--reasoning", "on"], stdout=fh, stderr=subprocess.STDOUT,
-                                env={**_env(), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+                                env={**driver_env(), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     try:
         assert wait_healthy(url, proc, timeout_s=180), log.read_text()[-2000:]
 

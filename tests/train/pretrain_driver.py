@@ -12,23 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
 
 from factory.stage import Artifact, StepContext
-from factory.train import Callback, pretrain
-
-
-class Sleep(Callback):
-    """Slows each step down, so that a test can kill the process mid-run reliably."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def on_step_end(self, trainer, metrics) -> None:
-        time.sleep(self.seconds)
+from factory.train import pretrain
+from tests.kill9 import slow_steps
 
 
 def main() -> None:
@@ -38,15 +28,7 @@ def main() -> None:
     parser.add_argument("--step-sleep", type=float, default=0.0)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the in-process tests: same kernels, bitwise-comparable losses
-    if args.step_sleep:
-        from factory.train.trainer import Trainer
-
-        original = Trainer.__init__
-
-        def init(self, *a, callbacks=(), **kw):
-            original(self, *a, callbacks=[*callbacks, Sleep(args.step_sleep)], **kw)
-
-        Trainer.__init__ = init  # type: ignore[method-assign]
+    slow_steps(args.step_sleep)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one group for all runs (re-joining env:// would hang)
         torch.distributed.init_process_group("gloo")
     for out, config in zip(args.runs[::2], args.runs[1::2]):

@@ -4,19 +4,16 @@ the uninterrupted run's loss at every later step."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from factory.stage import StepContext
 from factory.train import pretrain, read_metrics
-from factory.train.checkpoint import latest_checkpoint
+from tests.kill9 import driver_env, kill_after_checkpoint
 
 DRIVER = Path(__file__).with_name("pretrain_driver.py")
 CONFIG = dict(seq_len=32, micro_batch_size=4, steps=20, lr=3e-3, warmup_steps=2, decay_fraction=0.25,
@@ -27,7 +24,7 @@ def driver(tokens: Path, out: Path, log: Path, *extra: str) -> subprocess.Popen:
     # output to a file, never an unread pipe: a full pipe would stall the trainer
     with open(log, "a") as fh:
         return subprocess.Popen([sys.executable, str(DRIVER), str(tokens), str(out), json.dumps(CONFIG), *extra],
-                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=fh, stderr=subprocess.STDOUT)
+                                env=driver_env(), stdout=fh, stderr=subprocess.STDOUT)
 
 
 def test_kill_9_and_resume_reproduces_the_uninterrupted_losses(tokens_artifact, tmp_path):
@@ -40,16 +37,7 @@ def test_kill_9_and_resume_reproduces_the_uninterrupted_losses(tokens_artifact, 
     out = tmp_path / "killed"
     log = tmp_path / "log.txt"
     proc = driver(tokens_artifact.path, out, log, "--step-sleep", "0.1")
-    deadline = time.monotonic() + 120
-    while True:
-        latest = latest_checkpoint(out / "checkpoints")
-        if latest is not None and int(latest.name.split("-")[1]) >= kill_at:
-            break
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    saved = int(latest_checkpoint(out / "checkpoints").name.split("-")[1])
+    saved = kill_after_checkpoint(proc, out / "checkpoints", kill_at, log)
     assert saved < CONFIG["steps"] and not (out / "model").exists()  # killed mid-run, before the end
 
     resumed = driver(tokens_artifact.path, out, log)

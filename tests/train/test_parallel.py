@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import torch
 
 from factory.stage import StepContext
 from factory.train import pretrain, read_metrics
+from tests.kill9 import driver_env
 
 DRIVER = Path(__file__).with_name("pretrain_driver.py")
 BASE = dict(seq_len=32, grad_accum=1, steps=6, lr=3e-3, warmup_steps=2, decay_fraction=0.25, checkpoint_interval=3,
@@ -28,7 +28,7 @@ def two_ranks(tokens_artifact, tmp_path_factory) -> Path:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            str(DRIVER), str(tokens_artifact.path), *runs]
     with open(root / "log.txt", "w") as log:
-        done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT, timeout=200)
+        done = subprocess.run(cmd, env=driver_env(), stdout=log, stderr=subprocess.STDOUT, timeout=200)
     assert done.returncode == 0, (root / "log.txt").read_text()[-3000:]
     return root
 
