@@ -37,7 +37,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -215,14 +215,14 @@ def _where(e: ValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def read_records(path: str | Path, model: type[Record]) -> list[Record]:
-    """Every line of JSONL file `path` as a `model`; an `InputError` naming file and line for a bad one."""
+def json_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of JSONL file `path`; an `InputError` naming file and line
+    for a line that is not a JSON object."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not readable ({e})") from None
-    records = []
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -232,6 +232,14 @@ def read_records(path: str | Path, model: type[Record]) -> list[Record]:
             raise InputError(f"{path}:{lineno}: not JSON ({e.msg})") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}:{lineno}: a record is a JSON object, got {type(data).__name__}")
+        yield lineno, data
+
+
+def read_records(path: str | Path, model: type[Record]) -> list[Record]:
+    """Every line of JSONL file `path` as a `model`; an `InputError` naming file and line for a bad one."""
+    path = Path(path)
+    records = []
+    for lineno, data in json_objects(path):
         try:
             records.append(model.model_validate(data))
         except ValidationError as e:

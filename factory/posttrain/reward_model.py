@@ -64,20 +64,13 @@ class Config(TrainConfig):
 def read_scored(path: Path, attributes: list[str]) -> list[dict]:
     """The records of a scored-responses JSONL; an `InputError` naming file and line for a bad one."""
     from factory.errors import InputError
+    from factory.posttrain.records import json_objects
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file (config field `data` of the reward_model step)")
     records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{lineno}: not JSON ({e.msg})") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}:{lineno}: a record is a JSON object")
+    for lineno, record in json_objects(path):
         prompt, response = record.get("prompt"), record.get("response")
         if not (isinstance(prompt, (str, list)) and prompt) or not isinstance(response, str):
             raise InputError(f"{path}:{lineno}: needs a non-empty `prompt` (text or chat messages) and a `response` (text)")
