@@ -23,15 +23,6 @@ CONFIG = dict(steps=40, lr=2e-3, beta=0.1, seq_len=48, max_new_tokens=5, samples
 PAIR_FILES = ("pairs.jsonl", "heldout_pairs.jsonl", "pair_counts.json")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny matmuls gain nothing from two, and a busy machine makes OpenMP spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     before = torch.get_num_threads()

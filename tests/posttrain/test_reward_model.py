@@ -20,14 +20,6 @@ CONFIG = dict(steps=40, lr=3e-3, micro_batch_size=8, warmup_steps=2, decay_fract
               checkpoint_interval=0, valid_fraction=0.2, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _base(root: Path) -> Artifact:
     """A freshly initialised tiny NemotronH with the chat tokenizer (the reward model's backbone)."""
     from factory.model import PRESETS

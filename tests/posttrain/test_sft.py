@@ -31,16 +31,6 @@ DRIVER = Path(__file__).with_name("sft_driver.py")
 LEARN = dict(steps=60, micro_batch_size=8, lr=3e-3, seq_len=128, checkpoint_interval=0, log_interval=10)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny matmuls gain nothing from more, and the kill/resume comparison needs the
-    same kernels in the test process and in the driver."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("sft_inputs")

@@ -1,21 +1,12 @@
 """Fidelity at tiny scale: FP8 and NVFP4 training track the high-precision run on the same data and seed."""
 
-import pytest
 import torch
 from transformers import NemotronHConfig, NemotronHForCausalLM
 
 from factory.precision import PrecisionConfig, convert_model
+from tests.train.conftest import one_thread  # noqa: F401  (autouse: one intra-op thread, as the trainer tests)
 
 STEPS = 30
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny GEMMs gain nothing from threads, and on a shared 2-core machine thread contention costs 10x
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def batches(steps: int, vocab: int = 64, batch: int = 8, length: int = 32) -> list[torch.Tensor]:
