@@ -1,5 +1,6 @@
 """Shared test helpers: a small but complete spec for spine tests (every real stage, sized to run in
-seconds on CPU), the records of a corpus artifact, a free loopback port, and waiting for a server."""
+seconds on CPU), the records of a corpus artifact, a free loopback port, waiting for a server, and a real
+`transformers serve` process."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +88,30 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
         if proc.poll() is not None or time.monotonic() > deadline:
             return False
         time.sleep(0.5)
+
+
+@contextmanager
+def transformers_serve(model_dir: str | Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`transformers serve MODEL_DIR *extra` (offline) on a free loopback port until the block ends; yields its URL.
+    Its output goes to `log`, which the failure message quotes when it does not come up."""
+    import os
+    import sys
+
+    url = f"http://127.0.0.1:{free_port()}"
+    cli = Path(sys.executable).parent / "transformers"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([str(cli), "serve", str(model_dir), "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
+                                 *extra], stdout=fh, stderr=subprocess.STDOUT,
+                                env={**(env or os.environ), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    try:
+        assert wait_healthy(url, proc, timeout_s=180), f"transformers serve did not come up: {log.read_text()[-2000:]}"
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def tiny_artifacts():

@@ -7,10 +7,6 @@ refuses (a list of prompts per /v1/completions request), so the client is checke
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +14,7 @@ from factory import evaluate, release
 from factory.evaluate import BenchmarkConfig
 from factory.generate import GenerationParams, OpenAIGenerator, TransformersGenerator
 from factory.stage import NullTracker, StepContext
-from tests.spine import free_port, wait_healthy
+from tests.spine import transformers_serve
 from tests.spine import tiny_artifacts as load_tiny_artifacts
 
 tiny_artifacts = load_tiny_artifacts()
@@ -45,23 +41,8 @@ def upstream(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(upstream, tmp_path_factory):
     """`transformers serve RELEASE` on a free loopback port; its log goes to a file the failure message names."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cli = Path(sys.executable).parent / "transformers"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with open(log, "w") as f:
-        proc = subprocess.Popen([str(cli), "serve", str(upstream["release"]), "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=f, stderr=subprocess.STDOUT, env=env)
-    try:
-        assert wait_healthy(url, proc, timeout_s=180), f"transformers serve did not come up: {log.read_text()[-2000:]}"
+    with transformers_serve(upstream["release"], tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url, str(upstream["release"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_plain_prompts_give_the_in_process_model_s_greedy_completions(server, upstream):

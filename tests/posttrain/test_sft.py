@@ -249,19 +249,11 @@ def test_transformers_serve_obeys_the_reasoning_switch(trained, tmp_path):
     gets an answer without one; both stop at the end of the turn."""
     import urllib.request
 
-    from tests.spine import free_port, wait_healthy
+    from tests.spine import transformers_serve
 
     out, _, _ = trained
     model = str(out / "model")
-    url = f"http://127.0.0.1:{free_port()}"
-    log = tmp_path / "serve.log"
-    cli = Path(sys.executable).parent / "transformers"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([str(cli), "serve", model, "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
-                                 "--reasoning", "on"], stdout=fh, stderr=subprocess.STDOUT,
-                                env={**driver_env(), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    try:
-        assert wait_healthy(url, proc, timeout_s=180), log.read_text()[-2000:]
+    with transformers_serve(model, tmp_path / "serve.log", "--reasoning", "on", env=driver_env()) as url:
 
         def chat(**extra) -> dict:
             body = {"model": model, "messages": [{"role": "user", "content": "What is 61 + 77?"}], "max_tokens": 40,
@@ -272,12 +264,6 @@ def test_transformers_serve_obeys_the_reasoning_switch(trained, tmp_path):
                 return json.loads(r.read())["choices"][0]
 
         on, off = chat(), chat(chat_template_kwargs={"enable_thinking": False})
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     assert on["message"]["reasoning_content"] and on["message"]["content"].startswith("The sum is"), on
     assert not off["message"].get("reasoning_content") and off["message"]["content"].startswith("The sum is"), off
     assert on["finish_reason"] == off["finish_reason"] == "stop"
