@@ -82,18 +82,14 @@ def build_base(data_dir: Path, out: Path, seed: int):
     return Artifact(out, {"fingerprint": "base", "kind": "checkpoint", "stage": "base"})
 
 
-def answer(model_dir: Path, prompts: list, reasoning: str, max_new_tokens: int, batch_size: int = 32,
+def answer(model, tok, prompts: list, reasoning: str, max_new_tokens: int, batch_size: int = 32,
            samples: int = 0, temperature: float = 1.0, seed: int = 0) -> list[str]:
-    """Replies (special tokens kept, cut at the end of turn) to each prompt under the switch: one greedy reply per
-    prompt, or with `samples` > 0 that many sampled at `temperature` (prompt-major: prompt 0's samples first)."""
+    """Replies of `model` (special tokens kept, cut at the end of turn) to each prompt under the switch: one greedy
+    reply per prompt, or with `samples` > 0 that many sampled at `temperature` (prompt-major: prompt 0's first)."""
     import torch
-    from transformers import AutoTokenizer
 
-    from factory.model.checkpoints import load_model
     from factory.posttrain.chat import IM_END, render_prompt
 
-    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = load_model(model_dir)
     stops = [i for i in (tok.convert_tokens_to_ids(IM_END), tok.eos_token_id) if i is not None]
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
     sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=samples) \
@@ -119,10 +115,16 @@ def score(model_dir: Path, prompts: list, max_new_tokens: int, rewards, samples:
     """Greedy accuracy (with standard error) and think-block rate under each switch setting, and pass@1 over
     `samples` sampled replies at `temperature` (how reasoning models are scored); every item's verdict per
     measure (both modes), for paired differences between models."""
+    from transformers import AutoTokenizer
+
+    from factory.model.checkpoints import load_model
+
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = load_model(model_dir)
     row: dict[str, float] = {}
     verdicts: dict[str, list[float]] = {"greedy": [], "sampled": []}
     for mode in ("on", "off"):
-        replies = answer(model_dir, prompts, mode, max_new_tokens)
+        replies = answer(model, tok, prompts, mode, max_new_tokens)
         correct = rewards.score(prompts, replies)
         verdicts["greedy"] += correct
         n = len(correct)
@@ -131,7 +133,7 @@ def score(model_dir: Path, prompts: list, max_new_tokens: int, rewards, samples:
         row[f"se_{mode}"] = math.sqrt(acc * (1 - acc) / n) if n > 1 else math.nan
         row[f"think_{mode}"] = sum(r.lstrip().startswith("<think>") for r in replies) / n
         if samples:
-            sampled = answer(model_dir, prompts, mode, max_new_tokens, samples=samples, temperature=temperature)
+            sampled = answer(model, tok, prompts, mode, max_new_tokens, samples=samples, temperature=temperature)
             ok = rewards.score([p for p in prompts for _ in range(samples)], sampled)
             verdicts["sampled"] += [sum(ok[i * samples:(i + 1) * samples]) / samples for i in range(len(prompts))]
     row["acc"] = (row["acc_on"] + row["acc_off"]) / 2
