@@ -12,7 +12,7 @@ Part 2 (shapes only): Nemotron Nano 2 12B and the 9B Minitron made from it: para
     .venv/bin/python bench/compress.py                     # ~5-10 min on 2 busy cores
     .venv/bin/python bench/compress.py --teacher-steps 300 --steps 100
 
-The tiny corpus and teacher come from tests/compress/tiny_models.py (the same inputs the tests use).
+The tiny corpus and teacher come from tests/stages/compress/tiny_models.py (the same inputs the tests use).
 """
 
 from __future__ import annotations
@@ -34,19 +34,19 @@ def main() -> None:
 
     import torch
 
-    from factory.compress import PruneTarget
-    from factory.compress import stage as compress
+    from factory.stages.compress.config import PruneTarget
+    from factory.stages.compress import stage as compress
     from factory.artifacts import Tokens
     from factory.model.checkpoints import lm_loss, load_model
     from factory.cost import parameter_counts, serving_memory
     from factory.cost.published import nemotron_nano_9b_v2
-    from factory.distill import stage as distill
+    from factory.stages.distill import stage as distill
     from factory.model import PRESETS
     from factory.stage import Artifact, StepContext
     from factory.train.config import TrainConfig
-    from factory.train.objective import CausalLMObjective
+    from factory.train.objectives.causal_lm import CausalLMObjective
     from factory.train.trainer import Trainer
-    from tests.compress.tiny_models import teacher_artifact, tokens_artifact
+    from tests.stages.compress.tiny_models import teacher_artifact, tokens_artifact
 
     root = Path(tempfile.mkdtemp(prefix="bench-compress-"))
     tokens = tokens_artifact(root)

@@ -190,7 +190,7 @@ def write_warc(pages: list[tuple[str, str]], path: Path) -> None:
 def quality_model(work: Path) -> Path:
     """The `quality` stage's ensemble (ngram + features), trained once and not timed: a fixed cost per
     ensemble version, not per corpus document."""
-    from factory.curate.quality import stage as quality
+    from factory.stages import quality as quality
     from factory.stage import StepContext
 
     folder = work / "quality-model"
@@ -201,7 +201,7 @@ def quality_model(work: Path) -> Path:
 
 
 def run_ours(warc: Path, work: Path, quality: Path | None) -> tuple[float, dict[str, float], int]:
-    from factory.curate import Config, run
+    from factory.stages.curate import Config, run
     from factory.stage import StepContext
 
     out = work / "ours"

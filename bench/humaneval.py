@@ -25,7 +25,7 @@ from factory.verify.sandbox import SandboxConfig, run_many
 
 def score_model(folder: str, limit: int, samples: int, max_new_tokens: int, workers: int) -> None:
     """pass@1 and pass@k of the model in `folder` on the first `limit` HumanEval problems."""
-    from factory.evaluate.benchmarks import BenchmarkConfig, run_benchmark
+    from factory.stages.evaluate.benchmarks import BenchmarkConfig, run_benchmark
     from factory.generate import GenerationParams, TransformersGenerator
     from factory.verify.math_answer import MathVerifier
 

@@ -54,13 +54,13 @@ def main() -> None:
     from factory.data.domains import DOMAIN_TIERS, domain_corpus, domain_texts
     from factory.documents import document_files, read_records, write_parts
     from factory.embedding import EmbeddingConfig
-    from factory.mix import stage as mix
-    from factory.mix.config import Config, ProxyConfig
+    from factory.stages.mix import stage as mix
+    from factory.stages.mix.config import Config, ProxyConfig
     from factory.model.checkpoints import lm_loss, load_model
     from factory.stage import Artifact, NullTracker, StepContext
     from factory.tokens import PackedSequences, write_indexed
-    import factory.tokenize as tokenize
-    from factory.train import pretrain
+    from factory.stages import tokenize
+    from factory.stages import pretrain
     from factory.train.config import BlendPhase
 
     def artifact(path: Path) -> Artifact:

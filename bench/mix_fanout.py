@@ -44,8 +44,8 @@ def main() -> None:
     from factory.documents import document_files, read_records, write_parts
     from factory.embedding import EmbeddingConfig
     from factory.local_run import run_pipeline_locally
-    from factory.mix import stage as mix
-    from factory.mix.config import Config, ProxyConfig
+    from factory.stages.mix import stage as mix
+    from factory.stages.mix.config import Config, ProxyConfig
     from factory.model import ModelSpec
     from factory.spec import parse_spec
     from factory.stage import Artifact, NullTracker, StepContext

@@ -49,7 +49,6 @@ def _make_local(root: Path, n: int, size: int) -> None:
 def _moto():
     import logging
 
-    import boto3
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise

@@ -64,11 +64,11 @@ def build_base(data_dir: Path, out: Path, seed: int):
 
     from factory.model.build import build_model
     from factory.model.presets import tiny
-    from factory.posttrain.chat import CHAT_TOKENS, with_chat_template
-    from factory.posttrain.records import read_conversations, read_prompts
+    from factory.chat.template import CHAT_TOKENS, with_chat_template
+    from factory.chat.records import read_conversations, read_prompts
     from factory.stage import Artifact
-    from factory.tokenize.bpe import as_transformers, train_bpe
-    from factory.tokenize.config import Config as TokenizeConfig
+    from factory.stages.tokenize.bpe import as_transformers, train_bpe
+    from factory.stages.tokenize.config import Config as TokenizeConfig
 
     texts = [m.content for c in read_conversations(data_dir / "train.jsonl") for m in c.messages]
     texts += [p.question for p in read_prompts(data_dir / "prompts.jsonl")]
@@ -88,7 +88,7 @@ def answer(model, tok, prompts: list, reasoning: str, max_new_tokens: int, batch
     reply per prompt, or with `samples` > 0 that many sampled at `temperature` (prompt-major: prompt 0's first)."""
     import torch
 
-    from factory.posttrain.chat import IM_END, render_prompt
+    from factory.chat.template import IM_END, render_prompt
 
     stops = [i for i in (tok.convert_tokens_to_ids(IM_END), tok.eos_token_id) if i is not None]
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
@@ -184,10 +184,10 @@ def main() -> None:
 
     import torch
 
-    from factory.posttrain import rl, sft
-    from factory.posttrain.data import stage as posttrain_data
-    from factory.posttrain.records import read_prompts
-    from factory.posttrain.rewards import RewardConfig, VerifierRewards
+    from factory.stages import rl, sft
+    from factory.stages import posttrain_data
+    from factory.chat.records import read_prompts
+    from factory.stages.rl.rewards import RewardConfig, VerifierRewards
     from factory.stage import StepContext
 
     torch.set_num_threads(1)  # tiny matmuls gain nothing from a second thread on a shared machine

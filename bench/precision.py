@@ -21,7 +21,8 @@ import torch
 
 from factory.precision import PrecisionConfig
 from factory.stage import Artifact, StepContext
-from factory.train import pretrain, read_metrics
+from factory.stages import pretrain
+from factory.train import read_metrics
 
 RECIPES = ("bf16", "fp8", "nvfp4")
 TARGET = {"fp8": 0.01, "nvfp4": 0.03}
@@ -31,7 +32,7 @@ def smoke_tokens(cache: Path) -> Artifact:
     """The smoke corpus (examples/data/smoke-html) curated and tokenized (2048-token BPE), cached in `cache`."""
     corpus, tokens = cache / "corpus", cache / "tokens"
     if not (tokens / "train.idx").exists():
-        from factory import curate, tokenize
+        from factory.stages import curate, tokenize
 
         repo = Path(__file__).resolve().parent.parent
         for folder in (corpus, tokens):

@@ -4,14 +4,14 @@ against BF16, their sizes, and Model Optimizer side by side on the same model an
 Prints, per variant (ModelOpt exports and their compressed-tensors twins, each read back from disk): perplexity,
 relative increase over BF16 and its gate, greedy cloze accuracy (standard error) and its paired drop against
 BF16, effective bits per quantized weight, size of model.safetensors. Then, with nvidia-modelopt installed: (a) NVFP4 weight packing time of
-`factory.quantize.ptq.quantize_weight` against `NVFP4QTensor.quantize` on the same weights, with the number of
+`factory.stages.quantize.ptq.quantize_weight` against `NVFP4QTensor.quantize` on the same weights, with the number of
 differing bytes; (b) perplexity of Model Optimizer's own FP8 fake quantization (`mtq.FP8_DEFAULT_CFG`, CPU)
 next to this stage's FP8 export.
 
     .venv/bin/python bench/quantize.py                      # ~3-6 min on 2 busy cores
     .venv/bin/python bench/quantize.py --teacher-steps 300
 
-The tiny corpus and model come from tests/compress/tiny_models.py (the same inputs the tests use).
+The tiny corpus and model come from tests/stages/compress/tiny_models.py (the same inputs the tests use).
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ def main() -> None:
     from factory.artifacts import Tokens
 
     from factory.model.checkpoints import lm_loss, load_model
-    from factory.quantize import stage
-    from factory.quantize.ptq import quantize_weight
+    from factory.stages.quantize import stage
+    from factory.stages.quantize.ptq import quantize_weight
     from factory.stage import StepContext
-    from tests.compress.tiny_models import teacher_artifact, tokens_artifact
+    from tests.stages.compress.tiny_models import teacher_artifact, tokens_artifact
 
     import json
 
-    from tests.compress.tiny_models import sentences
+    from tests.stages.compress.tiny_models import sentences
 
     root = Path(tempfile.mkdtemp(prefix="bench-quantize-"))
     tokens = tokens_artifact(root)

@@ -20,7 +20,7 @@ import warnings
 
 import torch
 
-from factory.evaluate.throughput import decode_at_context
+from factory.stages.evaluate.throughput import decode_at_context
 
 
 def build(pattern: str, max_context: int, device: str):

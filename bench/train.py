@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from precision import smoke_tokens  # noqa: E402  (bench/precision.py: the cached smoke tokens artifact)
 
 from factory.stage import StepContext  # noqa: E402
-from factory.train import pretrain, read_metrics  # noqa: E402
+from factory.stages import pretrain
+from factory.train import read_metrics  # noqa: E402
 
 
 # GPU only: Nemotron-H 8B's layer widths (hidden 4096, MLP 21504) in 4 layers, so the GEMMs are the

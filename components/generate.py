@@ -29,7 +29,7 @@ def source(kind: str) -> str:
     entry = KINDS[kind]
     required = "".join(f"{name}: Input[Artifact], " for name, i in entry.inputs.items() if not i.optional)
     optional = "".join(f", {name}: Optional[Input[Artifact]] = None" for name, i in entry.inputs.items() if i.optional)
-    doc = f"One step of stage kind {kind} ({entry.module}.run), through factory.orchestrate."
+    doc = f"One step of stage kind {kind} ({entry.run_module}.run), through factory.orchestrate."
     upstream = ", ".join(f"{name!r}: {name}" for name in entry.inputs)
     return TEMPLATE.format(kind=kind, required=required, optional=optional, doc=doc, upstream=upstream)
 

@@ -130,7 +130,7 @@ class Evaluation(TypedArtifact):
 
 @dataclass(frozen=True)
 class Quantized(TypedArtifact):
-    """Quantized variants of a checkpoint (`factory.quantize`): one loadable folder per variant and their report,
+    """Quantized variants of a checkpoint (`factory.stages.quantize`): one loadable folder per variant and their report,
     `quantize.json` ({"bf16_perplexity", "bf16_tasks", "variants": {folder name: {...}}})."""
 
     KIND: ClassVar[str] = "quantized"
@@ -154,33 +154,33 @@ class Quantized(TypedArtifact):
 
 @dataclass(frozen=True)
 class Conversations(TypedArtifact):
-    """Post-training data (`factory.posttrain.records`): verified conversations `train.jsonl`, training prompts
+    """Post-training data (`factory.chat.records`): verified conversations `train.jsonl`, training prompts
     with references `prompts.jsonl`, held-out prompts `heldout.jsonl`, counts `stats.json`."""
 
     KIND: ClassVar[str] = "conversations"
     REQUIRED: ClassVar[tuple[str, ...]] = ("train.jsonl", "prompts.jsonl", "heldout.jsonl", "stats.json")
 
     def train(self):
-        """The verified conversations (`factory.posttrain.records.Conversation`s)."""
-        from factory.posttrain.records import read_conversations
+        """The verified conversations (`factory.chat.records.Conversation`s)."""
+        from factory.chat.records import read_conversations
 
         return read_conversations(self.path / "train.jsonl")
 
     def prompts(self):
-        """Every training prompt with its reference (`factory.posttrain.records.Prompt`s)."""
-        from factory.posttrain.records import read_prompts
+        """Every training prompt with its reference (`factory.chat.records.Prompt`s)."""
+        from factory.chat.records import read_prompts
 
         return read_prompts(self.path / "prompts.jsonl")
 
     def heldout(self):
         """The held-out prompts: seeds and parameters the training files never hold."""
-        from factory.posttrain.records import read_prompts
+        from factory.chat.records import read_prompts
 
         return read_prompts(self.path / "heldout.jsonl")
 
     def stats(self):
-        """The counts (`factory.posttrain.records.DataStats`)."""
-        from factory.posttrain.records import read_stats
+        """The counts (`factory.chat.records.DataStats`)."""
+        from factory.chat.records import read_stats
 
         return read_stats(self.path / "stats.json")
 

@@ -1,7 +1,7 @@
 """A stage kind's code version: the hash of the `factory` modules its module imports, found statically.
 
-    code_version("factory.train.pretrain")     # '3f1c...' (16 hex digits)
-    import_closure("factory.train.pretrain")   # {'factory', 'factory.train', 'factory.train.pretrain', ...}
+    code_version("factory.stages.pretrain.stage")     # '3f1c...' (16 hex digits)
+    import_closure("factory.stages.pretrain.stage")   # {'factory', 'factory.train', 'factory.stages.pretrain.stage', ...}
 
 The closure starts at the kind's module and follows every `import` and `from ... import` of a `factory`
 module anywhere in the source (inside functions too, where the heavy imports are deferred), plus strings

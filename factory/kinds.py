@@ -1,41 +1,43 @@
-"""The one registry of stage kinds: what each kind takes, makes, and how it runs.
+"""The one registry of stage kinds: what each kind takes, makes, and how it runs; and the default recipe.
 
-A stage kind is a module exporting `Config` and `run(config, inputs, output, ctx)` (see `factory.stage`)
-plus one entry in `KINDS` below. Everything else reads this registry: the spec (which configs exist, how
-the default recipe is wired), the executor (input checks, resumable and distributed runs, which outputs
-are registered as MLflow model versions), the orchestrator (which launcher runs a multi-node step), the
-code version (the kind module's import closure) and the test that checks the KFP components.
+A stage kind is a package of one shape (`factory.stages`): `config.py` with `Config` (a `factory.stage.StageConfig`)
+and `stage.py` with `run(config, inputs, output, ctx)`, plus one entry in `KINDS` below. Everything else reads this
+registry: the spec (which configs exist, the kinds' spec-load hooks, how the default recipe is wired), the executor
+(input checks, resumable and distributed runs, which outputs are registered as MLflow model versions), the
+orchestrator (which launcher runs a multi-node step, which kind fans out), `factory plan` (each kind's cost), the
+code version (the run module's import closure) and the KFP components.
 
-Adding a stage kind is one module and one entry, e.g.
+Adding a stage kind is one package and one entry, e.g.
 
-    "shout": StageKind("factory.shout", inputs={"corpus": In("corpus", recipe=("curate",))}, output="corpus"),
+    "shout": StageKind("factory.stages.shout", inputs={"corpus": In("corpus")}, output="corpus"),
 
-The module is imported only when its `Config` or `run` is first asked for, so reading this registry
-costs nothing.
+and, to take part in the default recipe, one line in `RECIPE`. The package is imported only when its `Config`,
+`run` or a hook is first asked for, so reading this registry costs nothing.
+
+Per-kind hooks, each named "module:function" inside the kind's package (None: the kind has none):
+
+- `cost(step, plan) -> factory.cost.StepCost`: what `factory plan` prints for a step of this kind.
+- `spec_defaults(config, spec) -> config`: fills a step's raw config from the rest of the raw spec before it is
+  validated (pretrain takes the spec's top-level `model`; curate decontaminates against every evaluated file).
+- `evaluated_files(config) -> [path]`: the files a step of this kind evaluates on (raw config), which every curate
+  step must decontaminate against.
+- `fanout`: the kind's tasks when one step runs as several KFP tasks (mix's proxies as a ParallelFor).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Literal
 
 
 @dataclass(frozen=True)
 class In:
-    """One named input of a stage kind.
-
-    `kind` is the artifact kind it accepts. `recipe` names the steps of the default recipe that can feed
-    it, earliest first: a spec that lists only stage names wires it to the last of them that is enabled
-    (so `evaluate.model` comes from `pretrain`, or from a later post-training step once one exists).
-    An optional input is wired only when such a step is enabled (its config's `required_inputs()` may
-    still ask for it).
-    """
+    """One named input of a stage kind: the artifact kind it accepts; an optional input may be left unwired
+    (its config's `required_inputs()` may still ask for it)."""
 
     kind: str
-    recipe: tuple[str, ...] = ()
     optional: bool = False
 
 
@@ -43,26 +45,40 @@ class In:
 class StageKind:
     """A typed record of one stage kind."""
 
-    module: str  # dotted path of the module with `Config` and `run`
+    package: str  # dotted path of the kind's package: `config.Config` and `stage.run`
     output: str  # the artifact kind it publishes ("corpus", "checkpoint", ...)
     inputs: Mapping[str, In] = field(default_factory=dict)
     resumable: bool = False  # the executor keeps its staging folder between attempts
     distributed: bool = False  # under torchrun, `run` is called on every rank with the same staging folder
     launcher: Literal["ray", "torchrun"] = "torchrun"  # the cluster job a multi-node or multi-GPU step becomes
     registered: bool = False  # its output is registered as an MLflow model version
+    cost: str | None = None  # "module:function" in the package: the step's cost for `factory plan`
+    spec_defaults: str | None = None  # "module:function": fills the raw config from the raw spec
+    evaluated_files: str | None = None  # "module:function": files a step evaluates on (raw config)
+    fanout: str | None = None  # module in the package whose tasks run one step as several KFP tasks
 
-    def load(self) -> ModuleType:
-        return importlib.import_module(self.module)
+    @property
+    def run_module(self) -> str:
+        """The module whose import closure is the kind's code version."""
+        return f"{self.package}.stage"
 
     @property
     def config(self) -> Any:
-        """The kind's `Config` class (imports the module on first use)."""
-        return self.load().Config
+        """The kind's `Config` class (imports `config.py` on first use)."""
+        return importlib.import_module(f"{self.package}.config").Config
 
     @property
     def run(self) -> Any:
-        """The kind's `run(config, inputs, output, ctx)` (imports the module on first use)."""
-        return self.load().run
+        """The kind's `run(config, inputs, output, ctx)` (imports `stage.py` on first use)."""
+        return importlib.import_module(self.run_module).run
+
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        """The hook `name` ("cost", "spec_defaults", "evaluated_files") as a function, or None."""
+        where = getattr(self, name)
+        if where is None:
+            return None
+        module, _, function = where.partition(":")
+        return getattr(importlib.import_module(f"{self.package}.{module}"), function)
 
     def required(self, config: Any) -> list[str]:
         """Input names this config cannot run without, in declaration order."""
@@ -70,54 +86,81 @@ class StageKind:
         return [k for k, i in self.inputs.items() if not i.optional or k in extra]
 
 
-# The steps whose checkpoint quantize, evaluate and release take, earliest first: the last enabled one is the
-# recipe's final model (pretrain → [compress → distill] → [sft → rl → preference]).
-POST_TRAINED = ("pretrain", "distill", "sft", "rl", "preference")
+def _trainer(package: str, inputs: Mapping[str, In], **flags: Any) -> StageKind:
+    """A kind that trains through the training-stage shell (`factory.train.shell`): resumable, registered, costed
+    by the shell's estimate."""
+    return StageKind(package, output="checkpoint", inputs=inputs, resumable=True, registered=True,
+                     cost="config:cost", **flags)
 
-# The default recipe, in dependency order: a spec that lists only stage names runs its stages in this order.
+
+CHECKPOINT, TOKENS, CONVERSATIONS = In("checkpoint"), In("tokens"), In("conversations")
+
 KINDS: dict[str, StageKind] = {
-    "quality": StageKind("factory.curate.quality.stage", output="classifier", registered=True),
-    "curate": StageKind("factory.curate", output="corpus", launcher="ray",
-                        inputs={"quality": In("classifier", ("quality",), optional=True)}),
-    "synth": StageKind("factory.synth", output="corpus", inputs={"corpus": In("corpus", ("curate",))}),
+    "quality": StageKind("factory.stages.quality", output="classifier", registered=True, cost="config:cost"),
+    "curate": StageKind("factory.stages.curate", output="corpus", launcher="ray", cost="config:cost",
+                        spec_defaults="config:spec_defaults", inputs={"quality": In("classifier", optional=True)}),
+    "synth": StageKind("factory.stages.synth", output="corpus", cost="config:cost", inputs={"corpus": In("corpus")}),
     # CLIMB: cluster the corpus, search the mixture with proxy models, derive two blend phases (diverse, then high
     # quality); its corpus carries the clusters and the blend, from which tokenize writes one dataset per super-cluster.
-    "mix": StageKind("factory.mix.stage", output="corpus",
-                     inputs={"corpus": In("corpus", ("curate",)), "synthetic": In("corpus", ("synth",), optional=True)}),
-    "tokenize": StageKind("factory.tokenize", output="tokens",
-                          inputs={"corpus": In("corpus", ("curate", "mix")), "synthetic": In("corpus", ("synth",), optional=True)}),
-    "pretrain": StageKind("factory.train.pretrain", output="checkpoint", resumable=True, distributed=True, registered=True,
-                          inputs={"tokens": In("tokens", ("tokenize",))}),
+    "mix": StageKind("factory.stages.mix", output="corpus", cost="config:cost", fanout="fanout",
+                     inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True)}),
+    "tokenize": StageKind("factory.stages.tokenize", output="tokens", cost="config:cost",
+                          inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True)}),
+    "pretrain": _trainer("factory.stages.pretrain", {"tokens": TOKENS}, distributed=True,
+                         spec_defaults="config:spec_defaults"),
     # Minitron: prune the pretrained model (activation importance, width/depth surgery, budget search), then
     # distil it from the unpruned teacher; the distilled student is what later steps of the recipe take.
-    "compress": StageKind("factory.compress.stage", output="checkpoint",
-                          inputs={"model": In("checkpoint", ("pretrain",)), "tokens": In("tokens", ("tokenize",))}),
-    "distill": StageKind("factory.distill.stage", output="checkpoint", resumable=True, registered=True,
-                         inputs={"student": In("checkpoint", ("compress",)), "teacher": In("checkpoint", ("pretrain",)),
-                                 "tokens": In("tokens", ("tokenize",))}),
-    "posttrain_data": StageKind("factory.posttrain.data", output="conversations",
-                                inputs={"teacher": In("checkpoint", (), optional=True)}),
-    "sft": StageKind("factory.posttrain.sft", output="checkpoint", resumable=True, distributed=True, registered=True,
-                     inputs={"model": In("checkpoint", ("pretrain", "distill")), "data": In("conversations", ("posttrain_data",))}),
-    "rl": StageKind("factory.posttrain.rl", output="checkpoint", resumable=True, registered=True,
-                    inputs={"model": In("checkpoint", ("pretrain", "distill", "sft")), "data": In("conversations", ("posttrain_data",))}),
-    # The reward model comes before preference in dependency order: preference's optional "reward_model" input.
-    "reward_model": StageKind("factory.posttrain.reward_model", output="checkpoint", resumable=True, registered=True,
-                              inputs={"model": In("checkpoint", ("pretrain", "distill", "sft"))}),
-    "preference": StageKind("factory.posttrain.preference", output="checkpoint", resumable=True, registered=True,
-                            inputs={"model": In("checkpoint", ("pretrain", "distill", "sft", "rl")), "data": In("conversations", ("posttrain_data",)),
-                                    "reward_model": In("checkpoint", ("reward_model",), optional=True)}),
-    "quantize": StageKind("factory.quantize.stage", output="quantized",
-                          inputs={"model": In("checkpoint", POST_TRAINED), "tokens": In("tokens", ("tokenize",))}),
+    "compress": StageKind("factory.stages.compress", output="checkpoint", cost="config:cost",
+                          inputs={"model": CHECKPOINT, "tokens": TOKENS}),
+    "distill": _trainer("factory.stages.distill", {"student": CHECKPOINT, "teacher": CHECKPOINT, "tokens": TOKENS},
+                        distributed=True),
+    "posttrain_data": StageKind("factory.stages.posttrain_data", output="conversations", cost="config:cost",
+                                inputs={"teacher": In("checkpoint", optional=True)}),
+    "sft": _trainer("factory.stages.sft", {"model": CHECKPOINT, "data": CONVERSATIONS}, distributed=True),
+    # rl runs in one process: its rollouts come from the one policy copy it trains (or from a server)
+    "rl": _trainer("factory.stages.rl", {"model": CHECKPOINT, "data": CONVERSATIONS}),
+    "reward_model": _trainer("factory.stages.reward_model", {"model": CHECKPOINT}, distributed=True),
+    "preference": _trainer("factory.stages.preference", {"model": CHECKPOINT, "data": CONVERSATIONS,
+                                                         "reward_model": In("checkpoint", optional=True)},
+                           distributed=True),
+    "quantize": StageKind("factory.stages.quantize", output="quantized", cost="config:cost",
+                          inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)
-    "evaluate": StageKind("factory.evaluate", output="evaluation",
-                          inputs={"model": In("checkpoint", POST_TRAINED), "tokens": In("tokens", ("tokenize",)),
-                                  "baseline": In("evaluation", optional=True)}),
-    "release": StageKind("factory.release", output="release", registered=True,
-                         inputs={"model": In("checkpoint", POST_TRAINED), "tokens": In("tokens", ("tokenize",)),
-                                 "evaluation": In("evaluation", ("evaluate",)),
-                                 "quantized": In("quantized", ("quantize",), optional=True)}),
+    "evaluate": StageKind("factory.stages.evaluate", output="evaluation", cost="config:cost",
+                          evaluated_files="config:evaluated_files",
+                          inputs={"model": CHECKPOINT, "tokens": TOKENS, "baseline": In("evaluation", optional=True)}),
+    "release": StageKind("factory.stages.release", output="release", registered=True, cost="config:cost",
+                         inputs={"model": CHECKPOINT, "tokens": TOKENS, "evaluation": In("evaluation"),
+                                 "quantized": In("quantized", optional=True)}),
 }
+
+# The steps whose checkpoint is the recipe's final model so far, earliest first: quantize, evaluate and release
+# take the last enabled one (pretrain → [compress → distill] → [sft → rl → preference]).
+FINAL_MODEL = ("pretrain", "distill", "sft", "rl", "preference")
+
+# The default recipe, in order: a spec that lists only stage names (`stages:`) runs these, and each input of a
+# step comes from the last enabled step of the kinds listed for it, earliest first.
+RECIPE: tuple[tuple[str, dict[str, tuple[str, ...]]], ...] = (
+    ("quality", {}),
+    ("curate", {"quality": ("quality",)}),
+    ("synth", {"corpus": ("curate",)}),
+    ("mix", {"corpus": ("curate",), "synthetic": ("synth",)}),
+    ("tokenize", {"corpus": ("curate", "mix"), "synthetic": ("synth",)}),
+    ("pretrain", {"tokens": ("tokenize",)}),
+    ("compress", {"model": ("pretrain",), "tokens": ("tokenize",)}),
+    ("distill", {"student": ("compress",), "teacher": ("pretrain",), "tokens": ("tokenize",)}),
+    ("posttrain_data", {}),
+    ("sft", {"model": ("pretrain", "distill"), "data": ("posttrain_data",)}),
+    ("rl", {"model": ("pretrain", "distill", "sft"), "data": ("posttrain_data",)}),
+    # the reward model comes before preference: preference's optional "reward_model" input
+    ("reward_model", {"model": ("pretrain", "distill", "sft")}),
+    ("preference", {"model": ("pretrain", "distill", "sft", "rl"), "data": ("posttrain_data",),
+                    "reward_model": ("reward_model",)}),
+    ("quantize", {"model": FINAL_MODEL, "tokens": ("tokenize",)}),
+    ("evaluate", {"model": FINAL_MODEL, "tokens": ("tokenize",)}),
+    ("release", {"model": FINAL_MODEL, "tokens": ("tokenize",), "evaluation": ("evaluate",),
+                 "quantized": ("quantize",)}),
+)
 
 
 def kind(name: str) -> StageKind:

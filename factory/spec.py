@@ -23,19 +23,26 @@ A wiring mistake names its path (`steps.eval_final.inputs.model: no step 'x'`).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from factory.cost.layout import ParallelLayout
 from factory.errors import InputError, SpecError
 from factory.gvendi import GVendiSettings
-from factory.kinds import KINDS
+from factory.kinds import KINDS, RECIPE
 from factory.model import ModelSpec
 from factory.system_tools import check_system_tools
 
@@ -147,6 +154,15 @@ RESERVED_STEP_NAMES = ("finish",)  # the pipeline's exit handler task
 
 
 @dataclass(frozen=True)
+class SpecDefaults:
+    """What a kind's `spec_defaults` hook reads besides its own raw config: the raw spec, and every file the spec's
+    evaluating steps read (their kinds' `evaluated_files` hooks)."""
+
+    data: dict[str, Any]
+    evaluated_files: list[str]
+
+
+@dataclass(frozen=True)
 class StepDef:
     """A step of a spec, wired: its name, kind, config and inputs (input name -> upstream step name)."""
 
@@ -202,41 +218,22 @@ class Spec(_Frozen):
 
     @model_validator(mode="before")
     @classmethod
-    def _model_into_pretrain(cls, data: Any) -> Any:
-        # The top-level model preset is each pretrain step's model unless that step names its own.
-        if not isinstance(data, dict) or "model" not in data:
-            return data
-        for path, cfg in cls._step_configs(data, "pretrain"):
-            if "model" not in cfg:
-                data = cls._replace(data, path, {**cfg, "model": data["model"]})
-        return data
-
-    @model_validator(mode="before")
-    @classmethod
-    def _eval_sets_into_curate(cls, data: Any) -> Any:
-        # The factory must not train on what it evaluates on: every file an evaluate step reads (its task files,
-        # multiple-choice files and file benchmarks) joins every curate step's decontamination sets (its built-in
-        # sets, built-in task files and HumanEval are there already, through `builtin_eval_items`).
+    def _kind_defaults(cls, data: Any) -> Any:
+        # Each kind's `spec_defaults` hook fills its steps' raw configs from the rest of the spec (pretrain takes the
+        # top-level model preset; curate decontaminates against every file an evaluating step reads), before any
+        # config is validated.
         if not isinstance(data, dict):
             return data
-        task_files: list[str] = []
-        for _, cfg in cls._step_configs(data, "evaluate"):
-            files = [f for key in ("task_files", "multiple_choice_files") if isinstance(cfg.get(key), list) for f in cfg[key]]
-            benchmarks = cfg.get("benchmarks")
-            if isinstance(benchmarks, list):
-                files += [b.get("task") for b in benchmarks if isinstance(b, dict) and b.get("source") == "file"]
-            # anything not a string is left to the field validators to report
-            task_files += [f for f in files if isinstance(f, str) and f and f not in task_files]
-        if not task_files:
-            return data
-        for path, cfg in cls._step_configs(data, "curate"):
-            sets = cfg.get("decontamination_sets", [])
-            if not isinstance(sets, list):
-                continue
-            listed = {os.path.normpath(s) for s in sets if isinstance(s, str)}
-            missing = [f for f in task_files if os.path.normpath(f) not in listed]
-            if missing:
-                data = cls._replace(data, path, {**cfg, "decontamination_sets": [*sets, *missing]})
+        steps = [(kind, path, cfg) for kind in KINDS for path, cfg in cls._step_configs(data, kind)]
+        evaluated: list[str] = []
+        for kind, _, cfg in steps:
+            files = KINDS[kind].hook("evaluated_files")
+            evaluated += [f for f in (files(cfg) if files else []) if f not in evaluated]
+        context = SpecDefaults(data, evaluated)
+        for kind, path, cfg in steps:
+            fill = KINDS[kind].hook("spec_defaults")
+            if fill is not None:
+                data = cls._replace(data, path, fill(cfg, context))
         return data
 
     @model_validator(mode="after")
@@ -251,22 +248,25 @@ class Spec(_Frozen):
         return self
 
     def _wire_stages(self) -> dict[str, StepDef]:
-        """The default recipe: each input from the last enabled step its kind lists (`In.recipe`)."""
-        on = [n for n in KINDS if getattr(self.stages, n) is not None]
+        """The default recipe (`factory.kinds.RECIPE`): each input from the last enabled step of the kinds it lists."""
+        on = [n for n, _ in RECIPE if getattr(self.stages, n) is not None]
         graph: dict[str, StepDef] = {}
-        for name in on:
+        for name, feeds in RECIPE:
+            if name not in on:
+                continue
             kind, config = KINDS[name], getattr(self.stages, name)
             required = kind.required(config)
             inputs: dict[str, str] = {}
-            for input_name, spec_in in kind.inputs.items():
-                feeding = [s for s in spec_in.recipe if s in on]
+            for input_name in kind.inputs:
+                candidates = feeds.get(input_name, ())
+                feeding = [s for s in candidates if s in on]
                 if feeding:
                     inputs[input_name] = feeding[-1]
-                elif input_name in required and not spec_in.recipe:
+                elif input_name in required and not candidates:
                     raise ValueError(f"stages.{name}: needs input {input_name!r}, which no stage of the default recipe makes; "
                                      f"declare named steps (`steps:`) and wire `inputs.{input_name}`")
                 elif input_name in required:
-                    raise ValueError(f"stages.{name}: needs stage {spec_in.recipe[-1]!r}, which is absent from stages")
+                    raise ValueError(f"stages.{name}: needs stage {candidates[-1]!r}, which is absent from stages")
             _check_wiring(config, inputs, f"stages.{name}")
             graph[name] = StepDef(name, name, config, inputs)
         return graph

@@ -144,15 +144,17 @@ class NullTracker:
 
 @dataclass
 class StepContext:
-    """Runtime handles for one step: a tracker, a logger bound to the step, a scratch folder, and the spec's S3
+    """Runtime handles for one step: a tracker, a logger bound to the step, a scratch folder, the spec's S3
     endpoint and region (`storage.endpoint_url`, `storage.region`) for the `s3://` inputs a stage reads, the same
-    ones planning listed them with (None: boto3's own configuration)."""
+    ones planning listed them with (None: boto3's own configuration), and the trainer callbacks a caller adds to a
+    training stage (`factory.train.shell` runs them after the stage's own, before the export)."""
 
     name: str
     tracker: Tracker = field(default_factory=NullTracker)
     scratch: Path | None = None
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    callbacks: list[Any] = field(default_factory=list)  # trainer callbacks a caller adds to a training stage's run
 
     def __post_init__(self) -> None:
         self.log = get_logger("factory.stage", step=self.name)

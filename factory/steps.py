@@ -54,7 +54,7 @@ PLAN_FORMAT = 1
 
 def code_version(kind: str) -> str:
     """The code version of stage kind `kind`: the hash of its module's import closure (`factory.code_version`)."""
-    return _code.code_version(KINDS[kind].module)
+    return _code.code_version(KINDS[kind].run_module)
 
 
 def fingerprint_of(recipe: Mapping[str, Any]) -> str:

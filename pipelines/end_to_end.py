@@ -21,7 +21,7 @@ parent MLflow run `factory run` opened (and already logged the reused steps unde
 
 A mix step whose proxies fan out (`proxy_runner: parallel_for`, or `auto` in a compiled pipeline; `factory run`
 builds with `local=True`, where auto means the step's own process pool) becomes several tasks
-(`factory.mix.fanout`): `<step>-prepare`, then per search round a `dsl.ParallelFor` of `<step>-proxy-<r>` tasks,
+(`factory.stages.mix.fanout`): `<step>-prepare`, then per search round a `dsl.ParallelFor` of `<step>-proxy-<r>` tasks,
 one pod per proxy, each later round planned by `<step>-round-<r>` from the `dsl.Collected` outputs of the round
 before, and last the task named for the step, which publishes its artifact. Every one of its pods gets
 `resources.<step>`; `proxy_pods` limits how many proxies of a round run at once.

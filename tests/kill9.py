@@ -32,6 +32,18 @@ class Sleep(Callback):
         time.sleep(self.seconds)
 
 
+class KillAt(Callback):
+    """Stops a run in-process at the end of step `step` (after the stage's own records, before a checkpoint of that
+    step), as a kill would; added through the run context (`StepContext.callbacks`)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer, metrics) -> None:
+        if metrics.step == self.step:
+            raise KeyboardInterrupt(f"killed at step {self.step}")
+
+
 def slow_steps(seconds: float) -> None:
     """Give every Trainer made in this process a `Sleep(seconds)` callback (nothing when seconds is 0)."""
     if not seconds:

@@ -115,13 +115,13 @@ def transformers_serve(model_dir: str | Path, log: Path, *extra: str, env: dict[
 
 
 def tiny_artifacts():
-    """tests/evaluate/tiny_artifacts.py, the builders of tiny real upstream artifacts, loaded by path (its folder is
+    """tests/stages/evaluate/tiny_artifacts.py, the builders of tiny real upstream artifacts, loaded by path (its folder is
     not a package) under the name the evaluate tests import it by, so a full run holds one copy."""
     import importlib.util
     import sys
 
     if "tiny_artifacts" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("tiny_artifacts", Path(__file__).parent / "evaluate" / "tiny_artifacts.py")
+        spec = importlib.util.spec_from_file_location("tiny_artifacts", Path(__file__).parent / "stages" / "evaluate" / "tiny_artifacts.py")
         module = sys.modules["tiny_artifacts"] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     return sys.modules["tiny_artifacts"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from factory.code_version import _imports, code_version, import_closure, package_root
 from factory.kinds import KINDS
 
-KIND_MODULES = {name: k.module for name, k in KINDS.items()}
+KIND_MODULES = {name: k.run_module for name, k in KINDS.items()}
 
 
 def _copy(tmp: Path) -> Path:

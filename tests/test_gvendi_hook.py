@@ -2,8 +2,8 @@
 conversations folders, with a fresh or a checkpoint proxy, and end to end through the executor, where the
 score is the step's MLflow metric `gvendi`, a manifest metric and the artifact's gvendi.json.
 
-This module is also a toy stage kind ("textset": writes its config's texts as a corpus), registered in a
-subprocess the way tests/test_kinds.py registers its toy kind.
+The dataset step is a toy stage kind ("textset", tests/textset_kind/: writes its config's texts as a corpus),
+registered in a subprocess the way tests/test_kinds.py registers its toy kind.
 """
 
 from __future__ import annotations
@@ -11,27 +11,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field
 
-from factory.documents import write_parts
 from factory.gvendi import GVendiSettings, measure_output
-from factory.stage import Artifact, StageConfig, StepContext
+from factory.stage import StepContext
 from tests.spine import ROOT
+from tests.textset_kind.config import Config
+from tests.textset_kind.stage import run
 
 # sample: more than the records, so every one is read; short windows and projections keep it cheap
 SMALL = GVendiSettings(sample=8, seq_len=64, dim=256)
-
-
-class Config(StageConfig):
-    texts: list[str] = Field(..., description="Documents to publish as a corpus")
-
-
-def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
-    write_parts(({"id": str(i), "text": t} for i, t in enumerate(config.texts)), output / "documents", per_part=100)
-    return {"documents": float(len(config.texts))}
 
 
 TEXTS = ["The river runs under the old stone bridge near the market square.",
@@ -72,7 +62,7 @@ def test_hook_measures_corpus_and_conversations_and_nothing_else(tmp_path):
 
 
 def test_a_checkpoint_input_with_a_tokenizer_is_the_proxy(tmp_path):
-    from tests.evaluate.tiny_artifacts import corpus_artifact, model_artifact, tokens_artifact
+    from tests.stages.evaluate.tiny_artifacts import corpus_artifact, model_artifact, tokens_artifact
 
     tokens = tokens_artifact(tmp_path, corpus_artifact(tmp_path))
     model = model_artifact(tmp_path, tokens)
@@ -88,7 +78,7 @@ EXECUTOR = """
 import json, sys
 from factory.kinds import KINDS, StageKind
 
-KINDS["textset"] = StageKind("tests.test_gvendi_hook", output="corpus")
+KINDS["textset"] = StageKind("tests.textset_kind", output="corpus")
 
 from factory.spec import parse_spec
 from factory.steps import Executor

@@ -12,11 +12,11 @@ import json
 import sysconfig
 from pathlib import Path
 
-import factory.synth as synth
+from factory.stages import synth
 from factory.documents import write_parts
 from factory.stage import Artifact, StepContext
 from tests.spine import corpus_records
-from tests.synth.fake_openai import FakeOpenAI
+from tests.stages.synth.fake_openai import FakeOpenAI
 
 SOURCE_DOCS = 12
 

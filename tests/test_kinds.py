@@ -12,14 +12,13 @@ import typing
 import yaml
 
 from components.generate import body
-from factory.kinds import KINDS
+from factory.kinds import KINDS, RECIPE
 from tests.spine import ROOT
 
 
 def test_every_kind_loads_and_its_component_takes_exactly_its_inputs():
     for name, kind in KINDS.items():
         assert callable(kind.run) and issubclass(kind.config, __import__("factory.stage").stage.StageConfig)
-        assert getattr(kind.load(), "KIND", kind.output) == kind.output  # a module that still names its output agrees
         params = inspect.signature(body(name)).parameters
         assert list(params)[:4] == ["spec", "step", "plan", "job_id"] and "artifact" in params
         inputs = {p: v for p, v in params.items() if p not in ("spec", "step", "plan", "job_id", "artifact")}
@@ -27,10 +26,13 @@ def test_every_kind_loads_and_its_component_takes_exactly_its_inputs():
         for input_name, spec_in in kind.inputs.items():
             optional = inputs[input_name].default is None and type(None) in typing.get_args(inputs[input_name].annotation)
             assert optional == spec_in.optional, f"{name}.{input_name}"
-    for name, kind in KINDS.items():
-        for input_name, spec_in in kind.inputs.items():
-            # the default recipe feeds each input from steps that make what it takes
-            assert all(KINDS[up].output == spec_in.kind for up in spec_in.recipe), f"{name}.{input_name}"
+    assert [name for name, _ in RECIPE] == list(KINDS)  # the recipe runs every kind, in the registry's order
+    for name, feeds in RECIPE:
+        assert set(feeds) <= set(KINDS[name].inputs), name
+        for input_name, ups in feeds.items():
+            # the default recipe feeds each input from earlier steps that make what it takes
+            assert all(KINDS[up].output == KINDS[name].inputs[input_name].kind for up in ups), f"{name}.{input_name}"
+            assert all(list(KINDS).index(up) < list(KINDS).index(name) for up in ups), f"{name}.{input_name}"
 
 
 TOY = """
@@ -38,7 +40,7 @@ import json, sys
 from pathlib import Path
 from factory.kinds import KINDS, In, StageKind
 
-# The one registry entry of the toy kind (its module is tests/toy_kind.py).
+# The one registry entry of the toy kind (its package is tests/toy_kind/).
 KINDS["wordcount"] = StageKind("tests.toy_kind", output="counts", inputs={"previous": In("counts", optional=True)})
 
 from factory.cli import compile_pipeline
@@ -58,7 +60,7 @@ print(json.dumps({"manifests": out, "chain": [e["stage"] for e in chain(out["mor
 """
 
 
-def test_a_toy_kind_is_one_module_and_one_registry_entry(tmp_path):
+def test_a_toy_kind_is_one_package_and_one_registry_entry(tmp_path):
     (tmp_path / "a.txt").write_text("the cat and the hat")
     (tmp_path / "b.txt").write_text("a dog and the log")
     spec = {

@@ -15,7 +15,7 @@ from factory.spec import load_spec, parse_spec
 from factory.steps import Executor
 from tests.spine import small_spec_data, write_spec
 from tests.traced import assert_ran_inside_closures, run_traced
-from tests.synth.tiny_models import save_gpt2
+from tests.stages.synth.tiny_models import save_gpt2
 
 TINY_QUALITY = {"classifiers": ["ngram", "features"], "ngram": {"n_features": 2**16, "epochs": 5}, "features": {"max_iter": 30}}
 

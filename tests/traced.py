@@ -67,5 +67,5 @@ def assert_ran_inside_closures(spec, ran: dict[str, set[str]]) -> None:
     for name, modules in ran.items():
         kind = KINDS[spec.kind_of(name)]
         assert kind.run.__module__ in modules and len(modules) > 3  # the tracer saw the stage and what it calls
-        outside = sorted(modules - import_closure(kind.module) - RUNTIME_HANDLES)
+        outside = sorted(modules - import_closure(kind.run_module) - RUNTIME_HANDLES)
         assert not outside, f"step {name} ran modules outside its kind's import closure: {outside}"

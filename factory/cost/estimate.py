@@ -262,7 +262,7 @@ def _pretrain(spec, name, cfg, vocab, device, gpus, budget, mfu, price) -> StepC
     # the distributed optimizer are Megatron-Core's, so such a layout is costed as a Megatron run
     megatron = layout.sharding == "optimizer" or max(layout.tensor, layout.pipeline, layout.context) > 1
     engine = "megatron" if megatron else "factory"
-    tokens = cfg.steps * cfg.tokens_per_step(layout.data)
+    tokens = cfg.steps * cfg.seq_len * cfg.micro_batch_size * cfg.grad_accum * layout.data
     flops = flops_per_token(cfg.model, cfg.seq_len, vocab_size=vocab).training * tokens
     mem = training_memory(cfg.model, seq_len=cfg.seq_len, micro_batch=cfg.micro_batch_size, layout=layout,
                           precision=cfg.precision, engine=engine, vocab_size=vocab)

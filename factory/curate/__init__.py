@@ -1,5 +1,3 @@
-"""Curate stage: raw HTML / WARC pages in, a clean text corpus out (see `factory.curate.pipeline`)."""
-
-from factory.curate.pipeline import KIND, Config, run
-
-__all__ = ["KIND", "Config", "run"]
+"""The curation library under the quality and curate stages (`factory.stages.quality`, `factory.stages.curate`):
+readers for HTML and WARC, text extraction, language id, the Gopher heuristics, exact, fuzzy and semantic dedup,
+decontamination, the math-aware chain (`math`) and the quality classifiers (`quality`)."""

@@ -1,7 +1,8 @@
-"""Model converters: rewrites of a built model applied before training, in one checked order (STYLE rule 8).
+"""The order of model converters, rewrites of a built model applied before training (STYLE rule 8).
 
 A converter (torchtitan's idea) has a `name` and a `convert(model) -> model`, and records itself on the
-model with `record_converter`, which refuses one that runs out of `CONVERTER_ORDER` or twice:
+model with `record_converter`, which refuses one that runs out of `CONVERTER_ORDER` or twice. The order lives
+here, below every package that converts a model (precision, train, the compress stage):
 
     prune                     compression changes shapes, so it runs before anything sees the layers
     precision                 FP8 / NVFP4 training linears (`factory.precision.convert_model`), with the layers
@@ -10,7 +11,7 @@ model with `record_converter`, which refuses one that runs out of `CONVERTER_ORD
     compile, shard            torch.compile and data parallelism (`factory.train.parallel.parallelize`) wrap
                               modules and parameters, so they come last
 
-    model = apply_converters(model, training_converters("fp8", PrecisionConfig(), activation_checkpointing=True))
+The training stages' converters are `factory.train.converters`.
 """
 
 from __future__ import annotations
@@ -23,13 +24,11 @@ from factory.errors import SpecError
 if TYPE_CHECKING:
     from torch import nn
 
-    from factory.precision.config import PrecisionConfig
-
 CONVERTER_ORDER: tuple[str, ...] = ("prune", "precision", "activation_checkpointing", "compile", "shard")
 _APPLIED_ATTR = "_factory_converters"
 
-__all__ = ["CONVERTER_ORDER", "ActivationCheckpointing", "ConverterOrderError", "LowPrecisionLinears", "ModelConverter",
-           "applied_converters", "apply_converters", "check_order", "record_converter", "training_converters"]
+__all__ = ["CONVERTER_ORDER", "ConverterOrderError", "ModelConverter", "applied_converters", "apply_converters", "check_order",
+           "record_converter"]
 
 
 class ConverterOrderError(RuntimeError):
@@ -77,45 +76,3 @@ def apply_converters(model: nn.Module, converters: Sequence[ModelConverter]) -> 
     for converter in converters:
         model = converter.convert(model)
     return model
-
-
-class LowPrecisionLinears:
-    """Swap linears for FP8 (`recipe="fp8"`) or NVFP4 (`recipe="nvfp4"`) training linears
-    (`factory.precision.convert_model`), except those `options.high_precision_layers` names. Parameters
-    are shared, so the state dict is unchanged."""
-
-    name = "precision"
-
-    def __init__(self, recipe: str, options: PrecisionConfig | None = None) -> None:
-        if recipe not in ("fp8", "nvfp4"):
-            raise ValueError(f"recipe must be 'fp8' or 'nvfp4', got {recipe!r}")
-        self.recipe, self.options = recipe, options
-
-    def convert(self, model: nn.Module) -> nn.Module:
-        from factory.precision import convert_model
-
-        return convert_model(model, self.recipe, self.options)  # type: ignore[arg-type]
-
-
-class ActivationCheckpointing:
-    """Recompute each block's activations in the backward pass (transformers' gradient checkpointing): less
-    activation memory for one more forward per block; the numbers are the same."""
-
-    name = "activation_checkpointing"
-
-    def convert(self, model: nn.Module) -> nn.Module:
-        record_converter(model, self.name)
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return model
-
-
-def training_converters(precision: str, options: PrecisionConfig | None = None,
-                        activation_checkpointing: bool = False) -> list[ModelConverter]:
-    """The converters of a training run: its `precision` ("fp32", "bf16", "fp8", "nvfp4"; fp32 and bf16 change
-    no module, bf16 is autocast in the trainer), then activation checkpointing when asked."""
-    converters: list[ModelConverter] = []
-    if precision in ("fp8", "nvfp4"):
-        converters.append(LowPrecisionLinears(precision, options))
-    if activation_checkpointing:
-        converters.append(ActivationCheckpointing())
-    return converters

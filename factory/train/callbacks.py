@@ -1,64 +1,62 @@
-"""Training side concerns as callbacks: metrics (tracker + `metrics.jsonl`), the loss-curve plot, and the
-Hugging Face export of the trained model."""
+"""Training side concerns as callbacks: metrics (tracker + `metrics.jsonl`) and the loss-curve plot. The
+checkpoints are `factory.train.checkpoint`, the Hugging Face export `factory.train.shell`."""
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+
+import matplotlib
+import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from factory.logs import get_logger
 from factory.stage import StepContext
 from factory.train.trainer import Callback, StepMetrics, Trainer
 
-if TYPE_CHECKING:
-    import torch
-
-    from factory.model.state_dict import StateDictAdapter
+matplotlib.use("Agg")  # no display in pods and CI
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
 log = get_logger("factory.train")
 
 
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
+class StepLog(Callback):
+    """A JSONL file of one record per step. On (re)start, records past the restored step are dropped, so a resumed
+    run holds each step once; `append` writes one record (non-finite floats as null: JSON has no NaN)."""
 
-
-class MetricsCallback(Callback):
-    """Every step to `metrics.jsonl` (one JSON object per line); every `log_interval` steps to the tracker.
-
-    The tracker gets the mean loss over the interval, the current lr and grad norm, tokens/s and the
-    running count of skipped steps. On resume, lines past the restored step are dropped, so the file
-    holds each step once.
-    """
-
-    def __init__(self, path: Path, ctx: StepContext, log_interval: int) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.ctx = ctx
-        self.log_interval = max(1, log_interval)
-        self._window: list[StepMetrics] = []
 
     def on_train_start(self, trainer: Trainer) -> None:
         kept = [r for r in read_metrics(self.path) if r["step"] <= trainer.state.step]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
-    def on_step_end(self, trainer: Trainer, metrics: StepMetrics) -> None:
-        record = {
-            "step": metrics.step,
-            "loss": _finite_or_none(metrics.loss),
-            "lr": metrics.lr,
-            "grad_norm": _finite_or_none(metrics.grad_norm),
-            "tokens": metrics.tokens,
-            "tokens_seen": trainer.state.tokens_seen,
-            "tokens_per_s": metrics.tokens_per_s,
-            "skipped": metrics.skipped,
-            "skipped_steps": metrics.skipped_steps,
-        }
+    def append(self, record: dict) -> None:
+        record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
         with self.path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
+
+
+class MetricsCallback(StepLog):
+    """Every step to `metrics.jsonl` (one JSON object per line); every `log_interval` steps to the tracker.
+
+    The tracker gets the mean loss over the interval, the current lr and grad norm, tokens/s and the
+    running count of skipped steps.
+    """
+
+    def __init__(self, path: Path, ctx: StepContext, log_interval: int) -> None:
+        super().__init__(path)
+        self.ctx = ctx
+        self.log_interval = max(1, log_interval)
+        self._window: list[StepMetrics] = []
+
+    def on_step_end(self, trainer: Trainer, metrics: StepMetrics) -> None:
+        self.append({"step": metrics.step, "loss": metrics.loss, "lr": metrics.lr, "grad_norm": metrics.grad_norm,
+                     "tokens": metrics.tokens, "tokens_seen": trainer.state.tokens_seen,
+                     "tokens_per_s": metrics.tokens_per_s, "skipped": metrics.skipped,
+                     "skipped_steps": metrics.skipped_steps})
         self._window.append(metrics)
         if metrics.step % self.log_interval == 0 or metrics.step == trainer.config.steps:
             losses = [m.loss for m in self._window if not m.skipped]
@@ -100,11 +98,6 @@ class LossPlotCallback(Callback):
 
 
 def plot_loss(records: list[dict], path: Path, title: str = "pretraining loss") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display in pods and CI
-    import matplotlib.pyplot as plt
-
     points = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     if points:
@@ -119,44 +112,7 @@ def plot_loss(records: list[dict], path: Path, title: str = "pretraining loss") 
     plt.close(fig)
 
 
-class HFExportCallback(Callback):
-    """At the end of training, write the model as a stock transformers folder (`save_pretrained`) in `model_dir`.
-
-    The trained model may hold training-only modules (FP8 / NVFP4 linears), wrappers (DDP) or shards
-    (FSDP), so the export gathers the full state dict (a collective: every rank calls it), maps it to
-    Hugging Face names with `adapter`, and loads it into `build_plain()`, a freshly built model with plain
-    layers (on the meta device, so building costs nothing); rank 0 writes it. A half-written folder from
-    an attempt killed while saving is replaced. With `tokenizer`, its files (chat template included) are
-    saved beside the weights, so the checkpoint is a complete Hugging Face folder that later stages (SFT, RL)
-    read their tokenizer from.
-    """
-
-    def __init__(self, model_dir: Path, build_plain: Callable[[], torch.nn.Module],
-                 adapter: StateDictAdapter | None = None, tokenizer: Any | None = None) -> None:
-        from factory.model.state_dict import HFAdapter
-
-        self.model_dir = Path(model_dir)
-        self.build_plain = build_plain
-        self.adapter = adapter or HFAdapter()
-        self.tokenizer = tokenizer
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        state = full_model_state(trainer.objective.model)  # a collective under FSDP
-        if trainer.rank != 0:
-            return
-        if self.model_dir.exists():
-            shutil.rmtree(self.model_dir)
-        plain = self.build_plain()
-        plain.load_state_dict(self.adapter.to_hf(state), assign=True)
-        plain.save_pretrained(self.model_dir)
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(self.model_dir)
-        log.info("hf_exported", path=str(self.model_dir))
-
-
 def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The unsharded, unwrapped model state dict on CPU (complete on rank 0)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from factory.model.converters import record_converter
 
 
 @dataclass(frozen=True)
@@ -63,18 +65,19 @@ def distributed() -> Iterator[tuple[int, int, str]]:
             dist.destroy_process_group()
 
 
-def parallelize(model: nn.Module, plan: ParallelPlan = ParallelPlan()) -> nn.Module:
+def parallelize(model: nn.Module, plan: ParallelPlan = ParallelPlan(), blocks: Sequence[nn.Module] | None = None) -> nn.Module:
     """Lay `model` out per `plan` on the current process group; returns the model to train.
 
-    DDP returns a wrapper (the transformers model is `.module`); FSDP2 shards in place (parameters become
-    DTensors). Use `torch.distributed.checkpoint.state_dict` to read a full state dict of either.
+    `blocks` are the repeated layers compiled and sharded one by one (default `model.model.layers`, a transformers
+    causal LM's decoder blocks; a module that wraps one, such as a reward model, names its backbone's). DDP returns a
+    wrapper (the transformers model is `.module`); FSDP2 shards in place (parameters become DTensors). Use
+    `torch.distributed.checkpoint.state_dict` to read a full state dict of either.
     """
-    from factory.model.converters import record_converter
-
     model = model.to(plan.device)
+    blocks = model.model.layers if blocks is None else blocks
     if plan.compile:
         record_converter(model, "compile")
-        for block in model.model.layers:  # per block, as torchtitan does: small graphs, shared compile
+        for block in blocks:  # per block, as torchtitan does: small graphs, shared compile
             block.compile()
     _, size = world()
     if size == 1:
@@ -89,7 +92,7 @@ def parallelize(model: nn.Module, plan: ParallelPlan = ParallelPlan()) -> nn.Mod
     from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(torch.device(plan.device).type, (size,))
-    for block in model.model.layers:  # one all-gather per block in forward, freed after it
+    for block in blocks:  # one all-gather per block in forward, freed after it
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)  # the rest: embeddings, final norm, LM head
     return model

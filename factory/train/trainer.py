@@ -30,9 +30,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from factory.errors import UserError
-from factory.train.config import TrainConfig
 from factory.train.optim import build_optimizer
 from factory.train.parallel import world
 from factory.train.sampler import ShuffledSamples
@@ -93,7 +99,7 @@ class Trainer:
     `labels` for SFT). Build the trainer after `parallelize`.
     """
 
-    def __init__(self, objective: nn.Module, data: Sequence[torch.Tensor] | Any, config: TrainConfig,
+    def __init__(self, objective: nn.Module, data: Sequence[torch.Tensor] | Any, config: Any,
                  callbacks: Sequence[Callback] = (), device: str | torch.device = "cpu") -> None:
         self.objective = objective
         self.data = data
@@ -193,12 +199,6 @@ class Trainer:
         states, and the sample source's own state when it has one ("data"); loadable with
         `torch.load(weights_only=True)`. A collective: call it on every rank (FSDP gathers the shards); the
         tensors are complete on rank 0 only."""
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_model_state_dict,
-            get_optimizer_state_dict,
-        )
-
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         rng = _rng_state(self.objective)
         if self.world_size > 1:
@@ -218,12 +218,6 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any], checkpoint: Path | None = None) -> None:
         """Restore a `state_dict()` on every rank (each passes the full state it read from disk)."""
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            set_model_state_dict,
-            set_optimizer_state_dict,
-        )
-
         options = StateDictOptions(full_state_dict=True)
         set_model_state_dict(self.objective, state["model"], options=options)
         set_optimizer_state_dict(self.objective, self.optimizer, state["optimizer"], options=options)

@@ -26,7 +26,8 @@ def rss() -> int:
 
 def steps(preset: str, vocab: int, batch: int, seq_len: int, n: int = 2) -> None:
     from factory.model import PRESETS, build_model
-    from factory.train import CausalLMObjective, Trainer, TrainConfig
+    from factory.train import Trainer, TrainConfig
+    from factory.train.objectives.causal_lm import CausalLMObjective
 
     torch.manual_seed(0)
     model = build_model(PRESETS[preset](), vocab)

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from factory.curate.quality import stage as quality_stage
+from factory.stages import quality as quality_stage
 from factory.stage import NullTracker, StepContext
 
 TINY_QUALITY = {"classifiers": ["ngram", "features"], "ngram": {"n_features": 2**16, "epochs": 5}, "features": {"max_iter": 30}}

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from factory.curate import Config, run
+from factory.stages.curate import Config, run
 from factory.curate.decontaminate import NgramIndex, eval_items, read_eval_file
 from factory.curate.quality.reference import stdlib_docstrings
 from factory.tasks.sets import builtin_path, read_set

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.curate import Config, run
+from factory.stages.curate import Config, run
 from factory.errors import InputError
 from factory.stage import NullTracker, StepContext
 from tests.curate.malformed import PAGE, REGRESSION, bomb_warc

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from factory.curate import Config, run
+from factory.stages.curate import Config, run
 from factory.curate.readers import LOST_BYTES, SourceFile, WebSourceReader, list_sources
 from factory.stage import NullTracker, StepContext
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from datatrove.data import Document
 
-from factory.curate import Config, run
+from factory.stages.curate import Config, run
 from factory.curate.math.chain import MathChain
 from factory.curate.math.classifier import (
     MathClassifier,
@@ -30,8 +30,8 @@ from factory.errors import InputError
 from factory.generate import OpenAIGenerator, TransformersGenerator
 from factory.stage import Artifact, NullTracker, StepContext
 from tests.curate import math_quality
-from tests.synth.fake_openai import FakeOpenAI
-from tests.synth.tiny_models import save_gpt2
+from tests.stages.synth.fake_openai import FakeOpenAI
+from tests.stages.synth.tiny_models import save_gpt2
 
 SMOKE = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
 FILES = json.loads((SMOKE / "planted.json").read_text())["files"]
@@ -153,7 +153,7 @@ def _rows(out: Path) -> list[dict]:
 def test_prose_is_curated_exactly_as_without_math_pages(quality_artifact, tmp_path, monkeypatch):
     """Math pages added to a prose corpus (and cleaned, and scored by the math classifier) change nothing for
     the prose pages: the same documents, texts and quality tiers, with tiers calibrated on the corpus."""
-    from factory.curate import pipeline
+    from factory.stages.curate import stage as pipeline
 
     monkeypatch.setattr(pipeline, "MIN_CALIBRATION_DOCS", 5)
     prose, maths = tmp_path / "prose", tmp_path / "math"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.curate import Config, run
+from factory.stages.curate import Config, run
 from factory.curate.math import has_math, stage_preservation
 from factory.stage import NullTracker, StepContext
 
@@ -144,7 +144,7 @@ def test_math_classifier_on_the_stage_output(pages, default_run):
 
 
 def test_the_chain_can_be_switched_off():
-    from factory.curate.pipeline import pipeline_steps
+    from factory.stages.curate.stage import pipeline_steps
 
     on = pipeline_steps(Config(sources=["x"]), [])[1]
     off = pipeline_steps(Config(sources=["x"], math={"chain": {"enabled": False}}), [])[1]

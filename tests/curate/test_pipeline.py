@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.curate import KIND, Config, run
+from factory.stages.curate import Config, run
 from factory.curate.dedup.planted import jaccard_pairs
 from factory.curate.filters import normalised_text_hash
 from factory.curate.quality.reference import stdlib_docstrings
@@ -124,7 +124,6 @@ def _sources(rows: list[dict]) -> set[str]:
 
 def test_output_layout_and_records(curated):
     rows, out = curated["rows"], curated["out"]
-    assert KIND == "corpus"
     parts = sorted(p.name for p in (out / "documents").iterdir())
     assert parts == [f"part-{i:05d}.jsonl.gz" for i in range(len(parts))] and len(parts) == -(-len(rows) // 40)
     assert sorted(p.name for p in out.iterdir()) == ["documents", "stats.json"]  # no datatrove logs in output

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.curate import Config, run
+from factory.stages.curate import Config, run
 from factory.errors import InputError
 from factory.stage import StepContext
 from tests.spine import corpus_records, free_port

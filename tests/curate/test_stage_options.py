@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from factory.curate import Config, run
+from factory.stages.curate import Config, run
 from factory.curate.filters import EXTRACTORS, extract_main_text
-from factory.curate.quality import stage as quality_stage
+from factory.stages import quality as quality_stage
 from factory.errors import InputError
 from factory.stage import Artifact, NullTracker, StepContext
 from tests.spine import corpus_records
@@ -202,7 +202,7 @@ def test_math_pages_take_the_math_path(tmp_path):
 
 
 def test_math_with_lynx_missing_names_the_fix(tmp_path, monkeypatch):
-    import factory.curate.pipeline as pipeline
+    import factory.stages.curate.stage as pipeline
 
     monkeypatch.setattr(pipeline.shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="apt-get install -y lynx"):

@@ -7,7 +7,7 @@ import pytest
 from factory.errors import ServiceError
 from factory.generate import GenerationParams, OpenAIGenerator
 from tests.spine import free_port
-from tests.synth.fake_openai import FakeOpenAI
+from tests.stages.synth.fake_openai import FakeOpenAI
 
 PARAMS = GenerationParams(max_new_tokens=16)
 

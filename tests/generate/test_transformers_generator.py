@@ -7,7 +7,7 @@ import pytest
 
 from factory.errors import InputError
 from factory.generate import GenerationParams, TransformersGenerator, flatten_chat
-from tests.synth.tiny_models import CHAT_TEMPLATE, save_gpt2, save_nemotron_h
+from tests.stages.synth.tiny_models import CHAT_TEMPLATE, save_gpt2, save_nemotron_h
 
 GREEDY = GenerationParams(max_new_tokens=12, temperature=0.0)
 PROMPTS = [

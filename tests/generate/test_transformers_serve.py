@@ -1,7 +1,7 @@
 """The endpoint path against a real OpenAI-compatible server: `transformers serve` (extra
 `transformers[serving]`) serving the factory's own tiny release on 127.0.0.1, on CPU.
 
-No stand-in here: the stand-in server (tests/synth/fake_openai.py) accepted what `transformers serve`
+No stand-in here: the stand-in server (tests/stages/synth/fake_openai.py) accepted what `transformers serve`
 refuses (a list of prompts per /v1/completions request), so the client is checked against the real one.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from factory import evaluate, release
-from factory.evaluate import BenchmarkConfig
+from factory.stages import evaluate, release
+from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.generate import GenerationParams, OpenAIGenerator, TransformersGenerator
 from factory.stage import NullTracker, StepContext
 from tests.spine import transformers_serve

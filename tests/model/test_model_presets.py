@@ -7,7 +7,8 @@ import torch
 
 from factory.errors import SpecError
 from factory.model import PRESETS, PUBLISHED, ModelConfig, ModelSpec, build_model, count_parameters
-from factory.model.converters import CONVERTER_ORDER, applied_converters, apply_converters, check_order, training_converters
+from factory.model.converters import CONVERTER_ORDER, applied_converters, apply_converters, check_order
+from factory.train.converters import training_converters
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))

@@ -1,5 +1,5 @@
 """Tiny real inputs for the preference and reward-model tests: a conversations artifact of a copy task ("Repeat
-47." -> "47", checked by the math verifier; the schema of `factory.posttrain.records`) and a policy checkpoint: a
+47." -> "47", checked by the math verifier; the schema of `factory.chat.records`) and a policy checkpoint: a
 tiny NemotronH with the factory's chat tokenizer, fine-tuned on the task with the trainer just long enough to
 answer some prompts right and some wrong when it samples. Copying generalises to numbers never trained on,
 which is what lets preference training move the margin on held-out prompts."""
@@ -37,7 +37,7 @@ def manifest(stage: str, kind: str) -> dict:
 
 def conversations_artifact(root: Path, prompts: list[dict] | None = None, heldout: list[dict] | None = None) -> Artifact:
     """train.jsonl (answered, reasoning off), prompts.jsonl, heldout.jsonl (other numbers), stats.json."""
-    from factory.posttrain.records import Conversation, DataStats, Prompt, write_records, write_stats
+    from factory.chat.records import Conversation, DataStats, Prompt, write_records, write_stats
 
     train_pairs, heldout_pairs = _split()
     folder = root / "conversations"
@@ -60,9 +60,9 @@ def conversations_artifact(root: Path, prompts: list[dict] | None = None, heldou
 
 def chat_tokenizer():
     """A byte-level BPE with the chat markers reserved (the tokenize stage's code) and the chat template set."""
-    from factory.posttrain.chat import CHAT_TOKENS, with_chat_template
-    from factory.tokenize.bpe import as_transformers, train_bpe
-    from factory.tokenize.config import Config
+    from factory.chat.template import CHAT_TOKENS, with_chat_template
+    from factory.stages.tokenize.bpe import as_transformers, train_bpe
+    from factory.stages.tokenize.config import Config
 
     # No digits in the tokenizer's corpus: every digit stays its own byte token, so the answer's digits are the
     # very tokens of the prompt and copying them is a rule the model can apply to numbers it never saw.
@@ -78,10 +78,10 @@ def policy_checkpoint(root: Path, conversations: Artifact, steps: int = 150, see
 
     from factory.model import PRESETS
     from factory.model.build import build_model
-    from factory.posttrain.chat import encode_chat
-    from factory.posttrain.records import read_conversations
+    from factory.chat.template import encode_chat
+    from factory.chat.records import read_conversations
     from factory.train.config import TrainConfig
-    from factory.train.objective import IGNORE_INDEX, CausalLMObjective
+    from factory.train.objectives.causal_lm import IGNORE_INDEX, CausalLMObjective
     from factory.train.trainer import Trainer
 
     tokenizer = chat_tokenizer()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from factory.posttrain import rl
+from factory.stages import rl
 from factory.stage import Artifact, StepContext
 from tests.kill9 import slow_steps
 

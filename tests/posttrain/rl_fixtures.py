@@ -1,5 +1,5 @@
 """Tiny real inputs for the RL tests: a NemotronH policy whose tokenizer carries the chat template, and a
-conversations artifact written with the records schema (`factory.posttrain.records`)."""
+conversations artifact written with the records schema (`factory.chat.records`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from factory.posttrain.chat import CHAT_TOKENS, with_chat_template
-from factory.posttrain.records import DataStats, Message, Prompt, write_records, write_stats
+from factory.chat.template import CHAT_TOKENS, with_chat_template
+from factory.chat.records import DataStats, Message, Prompt, write_records, write_stats
 from factory.stage import Artifact
 
 TEXTS = ["What is 2+3? Two plus three is five, so the answer is 5. Pick A, B, C or D.",
@@ -17,8 +17,8 @@ TEXTS = ["What is 2+3? Two plus three is five, so the answer is 5. Pick A, B, C 
 
 
 def tokenizer():
-    from factory.tokenize.bpe import as_transformers, train_bpe
-    from factory.tokenize.config import Config
+    from factory.stages.tokenize.bpe import as_transformers, train_bpe
+    from factory.stages.tokenize.config import Config
 
     config = Config(vocab_size=300, extra_special_tokens=CHAT_TOKENS)
     return with_chat_template(as_transformers(train_bpe(iter(TEXTS), len(TEXTS), config), config))
@@ -45,9 +45,9 @@ def letter_policy_artifact(folder: Path, steps: int = 30, seed: int = 0) -> Arti
     import random
 
     from factory.model.checkpoints import load_model, save_model
-    from factory.posttrain.chat import encode_chat
+    from factory.chat.template import encode_chat
     from factory.train.config import TrainConfig
-    from factory.train.objective import IGNORE_INDEX, CausalLMObjective
+    from factory.train.objectives.causal_lm import IGNORE_INDEX, CausalLMObjective
     from factory.train.trainer import Trainer
 
     base = policy_artifact(folder / "base", seed)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from factory.posttrain import sft
+from factory.stages import sft
 from factory.stage import Artifact, StepContext
 from tests.kill9 import slow_steps
 

@@ -1,5 +1,5 @@
 """Real, tiny inputs for the SFT tests: procedural arithmetic conversations in both reasoning modes (a
-conversations artifact written with `factory.posttrain.records`), and a tiny-preset checkpoint (random init)
+conversations artifact written with `factory.chat.records`), and a tiny-preset checkpoint (random init)
 whose tokenizer the tokenize stage's code trains, chat markers and template included."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from factory.posttrain.records import (
+from factory.chat.records import (
     HELDOUT, PROMPTS, STATS, TRAIN, Conversation, DataStats, Message, Prompt, assistant_content, system_prompt,
     write_records, write_stats,
 )
@@ -65,9 +65,9 @@ def write_checkpoint(folder: Path, seed: int = 0) -> Artifact:
 
     from factory.model import build_model
     from factory.model.presets import tiny
-    from factory.posttrain.chat import with_chat_template
-    from factory.tokenize.bpe import as_transformers, train_bpe
-    from factory.tokenize.config import Config
+    from factory.chat.template import with_chat_template
+    from factory.stages.tokenize.bpe import as_transformers, train_bpe
+    from factory.stages.tokenize.config import Config
 
     texts = ["\n".join(["system", m.content]) if m.role == "system" else f"{m.role}\n{m.content}"
              for c in conversations(300, seed=99) for m in c.messages]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from factory.posttrain.chat import CHAT_TOKENS, encode_chat, render_prompt, with_chat_template
-from factory.tokenize.bpe import as_transformers, train_bpe
-from factory.tokenize.config import Config
+from factory.chat.template import CHAT_TOKENS, encode_chat, render_prompt, with_chat_template
+from factory.stages.tokenize.bpe import as_transformers, train_bpe
+from factory.stages.tokenize.config import Config
 from factory.verify.tool_calls import check_tool_calls
 
 TEXTS = ["What is 2+3? Two plus three is five, so the answer is 5.",

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from factory.train.grpo import GRPOObjective, clipped_surrogate_sum, group_advantages, k3_kl, token_logprobs
+from factory.train.objectives.grpo import GRPOObjective, clipped_surrogate_sum, group_advantages, k3_kl, token_logprobs
 
 trl_grpo = pytest.importorskip("trl.trainer.grpo_trainer", reason="trl (test extra) compares the GRPO loss")
 

@@ -17,8 +17,8 @@ import pytest
 from factory.artifacts import Conversations, check_layout
 from factory.errors import InputError, SpecError
 from factory.generate.params import cut_at_stop
-from factory.posttrain.data import Config, run
-from factory.posttrain.records import PROCEDURAL_TEACHER, read_conversations, read_prompts, read_stats, split_thinking
+from factory.stages.posttrain_data import Config, run
+from factory.chat.records import PROCEDURAL_TEACHER, read_conversations, read_prompts, read_stats, split_thinking
 from factory.stage import Artifact, NullTracker, StepContext
 from factory.verify.math_answer import MathVerifier
 
@@ -96,7 +96,7 @@ def test_procedural_solver_end_to_end(tmp_path):
 # ------------------------------------------------------------------------------ a real in-process model
 
 def test_tiny_random_model_teacher_keeps_nothing_and_fails_cleanly(tmp_path):
-    from tests.synth.tiny_models import save_nemotron_h
+    from tests.stages.synth.tiny_models import save_nemotron_h
 
     checkpoint = tmp_path / "teacher"
     save_nemotron_h(checkpoint / "model")  # a factory/model preset, randomly initialised
@@ -234,7 +234,7 @@ def test_user_jsonl_prompt_set_with_every_verifier(tmp_path):
 
 
 def test_openai_endpoint_teacher_over_http(tmp_path):
-    from tests.synth.fake_openai import FakeOpenAI  # a real HTTP server speaking the OpenAI API, stand-in replies
+    from tests.stages.synth.fake_openai import FakeOpenAI  # a real HTTP server speaking the OpenAI API, stand-in replies
 
     prompts = write_jsonl(tmp_path / "quiz.jsonl", [
         {"id": "p1", "prompt": "Which is a prime?", "options": ["4", "6", "7"], "answer": "C", "verifier": "choice"},
@@ -281,7 +281,7 @@ def test_empty_verified_set_names_the_set(tmp_path):
 
 
 def test_config_errors_name_the_field():
-    from factory.posttrain.data.prompts import prompt_sets
+    from factory.stages.posttrain_data.prompts import prompt_sets
 
     with pytest.raises(SpecError, match=r"procedural\[0\]\.generator: reasoning-gym has no generator 'gdc'"):
         prompt_sets(Config(procedural=[{"generator": "gdc"}]))

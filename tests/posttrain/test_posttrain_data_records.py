@@ -9,7 +9,7 @@ import pytest
 
 from factory.artifacts import Conversations, check_layout
 from factory.errors import InputError
-from factory.posttrain.records import (
+from factory.chat.records import (
     Conversation,
     DataStats,
     Prompt,

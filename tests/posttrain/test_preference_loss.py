@@ -1,4 +1,4 @@
-"""DPO and RPO losses (`factory.train.preference`): parity with TRL's DPOTrainer on the same model and batch, and
+"""DPO and RPO losses (`factory.train.objectives.dpo`): parity with TRL's DPOTrainer on the same model and batch, and
 with NeMo-Aligner's RPO formulas written out independently here."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 
 from factory.model import PRESETS
 from factory.model.build import build_model
-from factory.train.preference import PreferenceObjective, preference_loss, reference_logps, sequence_logps
+from factory.train.objectives.dpo import PreferenceObjective, preference_loss, reference_logps, sequence_logps
 
 WORDS = "<pad> </s> what is two plus three five six seven yes no the answer".split()
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from factory.errors import InputError
-from factory.posttrain import preference
+from factory.stages import preference
+from tests.kill9 import KillAt
 from factory.stage import StepContext
 from tests.posttrain.preference_inputs import conversations_artifact, policy_checkpoint
 
@@ -84,7 +85,7 @@ def test_raises_the_preference_margin_on_heldout_pairs(runs, loss):
     assert not (folder / "checkpoints").exists()
 
 
-def test_a_killed_attempt_resumes_exactly(inputs, runs, tmp_path, monkeypatch):
+def test_a_killed_attempt_resumes_exactly(inputs, runs, tmp_path):
     _, full = runs["dpo"]
     out = tmp_path / "out"
     out.mkdir()
@@ -92,20 +93,9 @@ def test_a_killed_attempt_resumes_exactly(inputs, runs, tmp_path, monkeypatch):
     for name in PAIR_FILES:
         shutil.copy(full / name, out / name)
 
-    from factory.train.preference import PreferenceMetricsCallback
-
-    original = PreferenceMetricsCallback.on_step_end
-
-    def killed_at_step_10(self, trainer, metrics):
-        original(self, trainer, metrics)
-        if metrics.step == 10:
-            raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(PreferenceMetricsCallback, "on_step_end", killed_at_step_10)
     with pytest.raises(KeyboardInterrupt):
-        preference.run(preference.Config(loss="dpo", **CONFIG), inputs, out, StepContext("dpo"))
+        preference.run(preference.Config(loss="dpo", **CONFIG), inputs, out, StepContext("dpo", callbacks=[KillAt(10)]))
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000004", "step-000008"]
-    monkeypatch.setattr(PreferenceMetricsCallback, "on_step_end", original)
     preference.run(preference.Config(loss="dpo", **CONFIG), inputs, out, StepContext("dpo"))
 
     losses = lambda folder: [json.loads(line)["loss"] for line in (folder / "metrics.jsonl").read_text().splitlines()]

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from factory.errors import InputError
-from factory.posttrain import preference, reward_model
+from factory.stages import preference, reward_model
+from factory.stages.reward_model.stage import read_scored
 from factory.stage import Artifact, StepContext
-from factory.train.reward_model import HEAD_WEIGHTS, encode_exchange, load_reward_model
+from factory.model.reward_head import HEAD_WEIGHTS, encode_exchange, load_reward_model
 from tests.posttrain.preference_inputs import chat_tokenizer, conversations_artifact, manifest
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reward_model" / "scored_responses.jsonl"
@@ -108,6 +109,6 @@ def test_bad_records_name_file_and_line(tmp_path):
                    '"complexity": 1, "verbosity": 1}\n{"prompt": "a", "response": "b", "helpfulness": 1}\n')
     with pytest.raises(InputError, match=r"scored\.jsonl:2: attributes \['correctness', 'coherence', 'complexity', "
                                          r"'verbosity'\] missing"):
-        reward_model.read_scored(bad, ["helpfulness", "correctness", "coherence", "complexity", "verbosity"])
+        read_scored(bad, ["helpfulness", "correctness", "coherence", "complexity", "verbosity"])
     with pytest.raises(InputError, match="no such file"):
-        reward_model.read_scored(tmp_path / "absent.jsonl", ["helpfulness"])
+        read_scored(tmp_path / "absent.jsonl", ["helpfulness"])

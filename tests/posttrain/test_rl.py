@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from factory.errors import InputError
-from factory.posttrain import rl
+from factory.stages import rl
 from factory.stage import NullTracker, StepContext
 from factory.train.callbacks import read_metrics
 from tests.kill9 import driver_env, kill_after_checkpoint

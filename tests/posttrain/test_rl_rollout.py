@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from factory.errors import ServiceError
-from factory.posttrain.records import Message, Prompt
-from factory.posttrain.rewards import RewardConfig, VerifierRewards, code_of, final_answer
-from factory.posttrain.rollout import (
+from factory.chat.records import Message, Prompt
+from factory.stages.rl.rewards import RewardConfig, VerifierRewards, code_of, final_answer
+from factory.stages.rl.rollout import (
     EndpointConfig,
     EndpointSampler,
     PolicyPublisher,
@@ -22,7 +22,7 @@ from factory.posttrain.rollout import (
 )
 from factory.verify import SandboxConfig
 from tests.posttrain.rl_fixtures import choice_prompt, policy_artifact, tokenizer
-from tests.synth.fake_openai import FakeOpenAI
+from tests.stages.synth.fake_openai import FakeOpenAI
 
 
 def prompt(verifier: str, answer, i: int = 0) -> Prompt:

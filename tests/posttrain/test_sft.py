@@ -17,12 +17,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from factory.errors import InputError
 from factory.kinds import KINDS
-from factory.posttrain import sft
-from factory.posttrain.chat import encode_chat
+from factory.stages import sft
+from factory.stages.sft import stage as sft_stage
+from factory.chat.template import encode_chat
 from factory.stage import Artifact, StepContext
 from factory.train import read_metrics
-from factory.train.chat_lm import ChatLMObjective, chat_example
-from factory.train.objective import IGNORE_INDEX
+from factory.train.objectives.chat_lm import ChatLMObjective, chat_example
+from factory.train.objectives.causal_lm import IGNORE_INDEX
 from tests.kill9 import driver_env, kill_after_checkpoint
 from tests.posttrain.sft_fixtures import conversations, write_checkpoint, write_data
 
@@ -49,8 +50,8 @@ def trained(inputs, tmp_path_factory):
 
 def test_registry_entry():
     kind = KINDS["sft"]
-    assert (kind.module, kind.output, kind.resumable, kind.distributed, kind.registered) == (
-        "factory.posttrain.sft", "checkpoint", True, True, True)
+    assert (kind.package, kind.output, kind.resumable, kind.distributed, kind.registered) == (
+        "factory.stages.sft", "checkpoint", True, True, True)
     assert (kind.inputs["model"].kind, kind.inputs["data"].kind) == ("checkpoint", "conversations")
 
 
@@ -177,13 +178,13 @@ def test_overlong_conversations_are_skipped_and_counted(inputs, tmp_path):
 
 def test_reasoning_mix_subsamples_the_larger_mode():
     convs = conversations(100)  # 100 on, 100 off
-    mixed = sft.mix_reasoning(convs, 0.25, seed=0, where="x")
+    mixed = sft_stage.mix_reasoning(convs, 0.25, seed=0, where="x")
     on = sum(c.reasoning == "on" for c in mixed)
     assert (on, len(mixed) - on) == (33, 100)
     assert [c.id for c in mixed] == [c.id for c in convs if c in mixed]  # order kept
-    assert sft.mix_reasoning(convs, 0.25, seed=0, where="x") == mixed  # seeded
-    assert sft.mix_reasoning(convs, None, seed=0, where="x") == convs
-    train, valid = sft.split_heldout(convs, 0.2, seed=0)
+    assert sft_stage.mix_reasoning(convs, 0.25, seed=0, where="x") == mixed  # seeded
+    assert sft_stage.mix_reasoning(convs, None, seed=0, where="x") == convs
+    train, valid = sft_stage.split_heldout(convs, 0.2, seed=0)
     assert 20 <= len(valid) <= 60 and len(train) + len(valid) == 200
     held = {c.messages[1].content for c in valid}
     assert not held & {c.messages[1].content for c in train}  # a prompt's two modes stay on one side

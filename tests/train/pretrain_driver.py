@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from factory.stage import Artifact, StepContext
-from factory.train import pretrain
+from factory.stages import pretrain
 from tests.kill9 import slow_steps
 
 

@@ -10,8 +10,9 @@ import torch
 from factory.errors import SpecError
 from factory.stage import Artifact, StepContext
 from factory.tokens import write_indexed
-from factory.train import pretrain, read_metrics
-from factory.train.config import BlendPhase, TrainConfig
+from factory.stages import pretrain
+from factory.train import read_metrics
+from factory.train.config import Blend, BlendPhase
 from factory.train.sampler import BlendedSamples
 
 from .conftest import VOCAB, learnable_docs
@@ -50,9 +51,9 @@ def test_draws_are_a_pure_function_of_position_and_walk_each_dataset_in_epochs()
 
 def test_bad_blends_are_spec_errors():
     with pytest.raises((SpecError, ValueError), match="end at 1.0"):
-        TrainConfig(blend=[{"until_fraction": 0.5, "weights": {"a": 1}}])
+        Blend(blend=[{"until_fraction": 0.5, "weights": {"a": 1}}])
     with pytest.raises((SpecError, ValueError), match="must be > 0"):
-        TrainConfig(blend=[{"until_fraction": 1.0, "weights": {"a": 0}}])
+        Blend(blend=[{"until_fraction": 1.0, "weights": {"a": 0}}])
 
 
 def test_pretrain_trains_on_a_blend_of_two_prefixes(tokens_artifact, tmp_path):

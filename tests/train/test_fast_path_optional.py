@@ -20,7 +20,8 @@ SCRIPT = textwrap.dedent("""
     import torch
     from transformers.models.nemotron_h import modeling_nemotron_h as nh
     from factory.stage import Artifact, StepContext
-    from factory.train import pretrain, read_metrics
+    from factory.stages import pretrain
+    from factory.train import read_metrics
     from pathlib import Path
 
     torch.set_num_threads(1)

@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from factory.model import PRESETS, build_model
-from factory.train import CausalLMObjective, TrainConfig, Trainer
-from factory.train.objective import IGNORE_INDEX
+from factory.train import TrainConfig, Trainer
+from factory.train.objectives.causal_lm import CausalLMObjective
+from factory.train.objectives.causal_lm import IGNORE_INDEX
 
 from .conftest import VOCAB
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from factory.stage import StepContext
-from factory.train import pretrain, read_metrics
+from factory.stages import pretrain
+from factory.train import read_metrics
 from tests.kill9 import driver_env
 
 DRIVER = Path(__file__).with_name("pretrain_driver.py")

@@ -9,11 +9,13 @@ import torch
 
 from factory.errors import SpecError
 from factory.model import PRESETS, build_model
-from factory.model.converters import apply_converters, training_converters
+from factory.train.converters import apply_converters, training_converters
 from factory.precision import Float8Linear, NVFP4Linear
 from factory.stage import StepContext
 from factory.tokens import PackedSequences
-from factory.train import CausalLMObjective, CheckpointCallback, MetricsCallback, TrainConfig, Trainer, pretrain, read_metrics
+from factory.stages import pretrain
+from factory.train import CheckpointCallback, MetricsCallback, TrainConfig, Trainer, read_metrics
+from factory.train.objectives.causal_lm import CausalLMObjective
 
 from .conftest import VOCAB
 from .test_trainer import Kill, KillAt

@@ -9,7 +9,8 @@ import torch
 
 from factory.errors import InputError, SpecError
 from factory.stage import Artifact, StepContext
-from factory.train import pretrain, read_metrics
+from factory.stages import pretrain
+from factory.train import read_metrics
 from factory.train.checkpoint import CheckpointCallback, latest_checkpoint
 
 from .conftest import learnable_docs
@@ -93,7 +94,7 @@ def test_a_killed_attempt_resumes_in_the_same_folder(kill_step, tokens_artifact,
 
 
 def test_missing_or_too_short_token_data_is_an_input_error(tokens_artifact, tmp_path):
-    with pytest.raises(InputError, match="train.bin: missing"):
+    with pytest.raises(InputError, match="must be a tokens artifact"):
         pretrain.run(pretrain.Config(), {"tokens": Artifact(tmp_path, {})}, tmp_path / "out", StepContext("x"))
     with pytest.raises(InputError, match="fewer than one window"):
         pretrain.run(pretrain.Config(seq_len=100_000), {"tokens": tokens_artifact}, tmp_path / "out", StepContext("x"))
@@ -108,7 +109,7 @@ def test_config_errors_name_the_field():
         pretrain.Config(model={"preset": "huge"})
     from factory.kinds import KINDS
 
-    assert pretrain.KIND == "checkpoint" and KINDS["pretrain"].resumable is True
+    assert KINDS["pretrain"].output == "checkpoint" and KINDS["pretrain"].resumable is True
     fields = pretrain.Config().result_fields()
     assert "log_interval" not in fields and fields["model"] == {"preset": "tiny", "overrides": {}}
     assert all(info.description for info in pretrain.Config.model_fields.values())

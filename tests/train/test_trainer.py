@@ -12,9 +12,7 @@ from factory.stage import StepContext
 from factory.tokens import PackedSequences
 from factory.train import (
     Callback,
-    CausalLMObjective,
     CheckpointCallback,
-    LossOutput,
     MetricsCallback,
     NonFiniteLossError,
     TrainConfig,
@@ -22,6 +20,7 @@ from factory.train import (
     latest_checkpoint,
     read_metrics,
 )
+from factory.train.objectives.causal_lm import CausalLMObjective, LossOutput
 from factory.train.optim import param_groups
 
 from .conftest import VOCAB

@@ -10,7 +10,7 @@ folder, then score documents into 20 buckets and 5 tiers:
     metrics = train_ensemble(QualityConfig(), positives, synthesize_junk(len(positives), positives), out_dir)
     QualityEnsemble.load(out_dir).score(docs)
 
-In a pipeline this is the `quality` stage (`factory.curate.quality.stage`, artifact KIND "classifier"), whose
+In a pipeline this is the `quality` stage (`factory.stages.quality.stage`, artifact KIND "classifier"), whose
 artifact curate takes as its optional input "quality".
 """
 

@@ -1,0 +1,112 @@
+"""A reward model as a regression head on a causal LM (SteerLM / HelpSteer, as Nemotron-4 340B's reward model):
+the final hidden state of the last token of `prompt + response` is mapped by one linear layer to attribute
+scores (HelpSteer's helpfulness, correctness, coherence, complexity, verbosity, each 0-4).
+
+    rm = RewardModel(backbone, ATTRIBUTES)                     # backbone: a transformers *ForCausalLM
+    (trained with `factory.train.objectives.reward_regression.RewardRegressionObjective`)
+    save_reward_model(rm, folder, tokenizer_from=base_dir)
+    rm = load_reward_model(folder); scores = rm.score(ids_list)  # (N, A)
+
+Saved layout (loads with stock transformers plus safetensors):
+
+    config.json, model.safetensors, tokenizer files   the backbone, a plain `save_pretrained` folder
+    reward_head.safetensors                           {"weight": (A, H), "bias": (A,)} float32
+    reward_head.json                                  {"attributes": [...], "hidden_size": H, "pooling": "last_token"}
+
+so `AutoModelForCausalLM.from_pretrained(folder, output_hidden_states=True)` gives the hidden states and
+`hidden_states[-1][:, last] @ weight.T + bias` the scores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from factory.errors import InputError
+
+ATTRIBUTES: tuple[str, ...] = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+HEAD_WEIGHTS, HEAD_CONFIG = "reward_head.safetensors", "reward_head.json"
+
+
+class RewardModel(nn.Module):
+    """`backbone` (a causal LM) with a linear head on the last token's final hidden state."""
+
+    def __init__(self, backbone: nn.Module, attributes: Sequence[str] = ATTRIBUTES) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.attributes = tuple(attributes)
+        self.head = nn.Linear(backbone.config.hidden_size, len(self.attributes))
+
+    def forward(self, input_ids: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """(B, A) attribute scores of right-padded sequences (B, T) with `length` (B,) real tokens each."""
+        hidden = self.backbone(input_ids=input_ids, output_hidden_states=True, use_cache=False).hidden_states[-1]  # (B, T, H)
+        last = hidden[torch.arange(hidden.shape[0]), length - 1]  # (B, H)
+        return self.head(last.float())
+
+    @torch.no_grad()
+    def score(self, sequences: Sequence[Sequence[int]], batch_size: int = 8) -> torch.Tensor:
+        """(N, A) scores of token sequences, in eval mode."""
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(sequences), batch_size):
+            chunk = [torch.as_tensor(list(s), dtype=torch.long) for s in sequences[start : start + batch_size]]
+            width = max(int(t.shape[0]) for t in chunk)
+            ids = torch.stack([F.pad(t, (0, width - t.shape[0])) for t in chunk])
+            out.append(self(ids, torch.tensor([t.shape[0] for t in chunk])))
+        self.train(was_training)
+        return torch.cat(out) if out else torch.zeros((0, len(self.attributes)))
+
+
+def encode_exchange(tokenizer, prompt: Sequence[dict] | str, response: str) -> list[int]:
+    """Token ids of a prompt (chat messages, or a string as one user turn) and its response, as the reward model
+    reads them: through the tokenizer's chat template when it has one, else as plain text."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    messages = [*messages, {"role": "assistant", "content": response}]
+    if getattr(tokenizer, "chat_template", None):
+        return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+    text = "\n\n".join(m["content"] for m in messages)
+    return list(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def save_reward_model(model: RewardModel, folder: Path, tokenizer_from: Path | None = None) -> None:
+    """The backbone as a `save_pretrained` folder plus the head's two files, written into a hidden temporary
+    folder and renamed into place, so `folder` is always whole."""
+    from safetensors.torch import save_file
+
+    from factory.model.checkpoints import save_model
+
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.rm-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model.backbone, tmp, tokenizer_from=tokenizer_from)
+    save_file({"weight": model.head.weight.detach().float().contiguous(),
+               "bias": model.head.bias.detach().float().contiguous()}, tmp / HEAD_WEIGHTS)
+    (tmp / HEAD_CONFIG).write_text(json.dumps({"attributes": list(model.attributes),
+                                               "hidden_size": model.head.in_features, "pooling": "last_token"}, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def load_reward_model(folder: Path) -> RewardModel:
+    """A `RewardModel` from a folder `save_reward_model` wrote, in fp32 and eval mode."""
+    from safetensors.torch import load_file
+
+    from factory.model.checkpoints import load_model
+
+    folder = Path(folder)
+    for part in (HEAD_WEIGHTS, HEAD_CONFIG, "config.json"):
+        if not (folder / part).is_file():
+            raise InputError(f"{folder / part}: missing; a reward model folder holds the backbone (config.json, "
+                             f"weights) and {HEAD_WEIGHTS} + {HEAD_CONFIG} (the reward_model stage writes them)")
+    meta = json.loads((folder / HEAD_CONFIG).read_text())
+    model = RewardModel(load_model(folder), meta["attributes"])
+    head = load_file(folder / HEAD_WEIGHTS)
+    model.head.load_state_dict(head)
+    return model.eval()

@@ -1,0 +1,82 @@
+"""The compress stage's knobs as plain pydantic models, importable without torch (loading a spec imports them)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from factory.stage import StageConfig
+
+
+class PruneTarget(BaseModel):
+    """The shape to prune to; None keeps a dimension as it is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hidden_size: int | None = Field(None, gt=0, description="Residual-stream width after pruning.")
+    intermediate_size: int | None = Field(None, gt=0, description="MLP neurons per MLP layer after pruning.")
+    num_attention_heads: int | None = Field(None, gt=0, description="Query heads per attention layer (a multiple of the KV heads).")
+    mamba_num_heads: int | None = Field(None, gt=0, description="Mamba heads per layer (a multiple of the Mamba groups).")
+    mamba_head_dim: int | None = Field(None, gt=0, description="Width of one Mamba head after pruning.")
+    drop_layers: int = Field(0, ge=0, description="Blocks to remove, least important first.")
+    layer_metric: Literal["loss_increase", "block_influence"] = Field(
+        "loss_increase", description="Layer ranking for depth pruning: LM-loss increase when dropped, or 1 - cos."
+    )
+
+
+class Budget(BaseModel):
+    """What the pruned model must fit: a parameter count, or serving memory at a context length."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_params: int | None = Field(None, gt=0, description="Most parameters the pruned model may have.")
+    max_memory_gib: float | None = Field(None, gt=0, description="Most serving memory (GiB) at `context_len` and `batch`.")
+    context_len: int = Field(131072, gt=0, description="Serving context (tokens per sequence) for the memory budget.")
+    batch: int = Field(1, gt=0, description="Concurrent sequences for the memory budget.")
+    weights_format: Literal["bf16", "fp8", "nvfp4", "fp32"] = Field("bf16", description="Number format of the served weights.")
+    kv_cache_format: Literal["bf16", "fp8", "fp32"] = Field("bf16", description="Number format of the KV cache.")
+
+    @model_validator(mode="after")
+    def _one(self) -> Budget:
+        if (self.max_params is None) == (self.max_memory_gib is None):
+            raise ValueError("set exactly one of max_params and max_memory_gib")
+        return self
+
+
+class SearchSpace(BaseModel):
+    """Width and depth caps whose products are the candidates."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hidden_fractions: list[float] = Field([1.0, 0.875, 0.75], min_length=1, description="Residual widths, as fractions of the teacher's.")
+    mlp_fractions: list[float] = Field([1.0, 0.75, 0.5], min_length=1, description="MLP widths, as fractions of the teacher's.")
+    mamba_head_fractions: list[float] = Field([1.0, 0.75], min_length=1, description="Mamba heads, as fractions (rounded to whole groups).")
+    drop_layers: list[int] = Field([0], min_length=1, description="Numbers of layers to drop.")
+    multiple_of: int = Field(8, gt=0, description="Widths are rounded down to a multiple of this.")
+    max_candidates: int = Field(3, gt=0, description="How many of the largest candidates within budget get a short distillation.")
+
+
+class Config(StageConfig):
+    """Minitron pruning: a fixed `target` shape, or a `budget` searched over `search`."""
+
+    target: PruneTarget | None = Field(None, description="Shape to prune to (exclusive with budget).")
+    budget: Budget | None = Field(None, description="Parameter or serving-memory budget to search under (exclusive with target).")
+    search: SearchSpace = Field(default_factory=SearchSpace, description="Width/depth caps whose products are the candidates.")
+    layer_metric: Literal["loss_increase", "block_influence"] = Field("loss_increase",
+                              description="Layer ranking for depth pruning in the search: loss_increase or block_influence.")
+    calibration_split: str = Field("train", description="Prefix of the tokens input's indexed dataset used for calibration.")
+    validation_split: str = Field("valid", description="Prefix of the tokens input's indexed dataset that ranks candidates.")
+    calibration_samples: int = Field(32, gt=0, description="Calibration windows to use; fewer available is an error.")
+    validation_samples: int = Field(16, gt=0, description="Validation windows that rank the candidates (at most).")
+    seq_len: int = Field(64, gt=0, description="Tokens per calibration window.")
+    batch_size: int = Field(8, gt=0, description="Windows per calibration forward pass.")
+    candidate_steps: int = Field(20, gt=0, description="Distillation steps given to each candidate in the search.")
+    candidate_lr: float = Field(1e-3, gt=0, description="Peak learning rate of the candidates' short distillation.")
+    seed: int = Field(0, description="Seed of the candidates' distillation.")
+
+    @model_validator(mode="after")
+    def _one(self) -> Config:
+        if (self.target is None) == (self.budget is None):
+            raise ValueError("set exactly one of target and budget")
+        return self

@@ -1,0 +1,123 @@
+"""The compress stage: Minitron pruning of a NemotronH checkpoint, to a fixed shape or under a budget.
+
+Inputs: "model" (an artifact with `model/`, e.g. pretrain's) and "tokens" (a tokens artifact: the
+calibration windows come from `calibration_split`, the search's validation windows from `validation_split`).
+Output:
+
+    model/          the pruned `NemotronHForCausalLM` folder (stock transformers loads and generates with it)
+    compress.json   chosen shape, pattern, kept layers, parameters before/after, layer scores, and with a
+                    budget every candidate with its memory breakdown and its loss after a short distillation
+
+With `target`, the model is pruned to that shape. With `budget`, `factory.stages.compress.search` lists the
+candidates within it; the largest `search.max_candidates` are pruned and each distilled for
+`candidate_steps` steps from the unpruned teacher; the lowest validation loss wins. The chosen model is
+written only once everything succeeded, through a temporary folder: no half-pruned model is published.
+
+    from factory.stages.compress import stage
+    stage.run(stage.Config(target=PruneTarget(hidden_size=48)), {"model": ckpt, "tokens": toks}, out, StepContext("compress"))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from factory.stage import Artifact, StepContext
+from factory.stages.compress.config import Config
+
+
+def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
+    """Prune the "model" input; write `model/` and `compress.json` into `output`."""
+    import torch
+
+    from factory.artifacts import Checkpoint, Tokens
+    from factory.cost import parameter_counts, serving_memory
+    from factory.model.checkpoints import (
+        check_calibration,
+        lm_loss,
+        load_model,
+        save_model,
+    )
+    from factory.stages.compress.importance import measure_importance
+    from factory.stages.compress.surgery import check_target, pattern_of, prune_model
+
+    output = Path(output)
+    source = Checkpoint.of(inputs, "model").model_dir
+    calib = Tokens.of(inputs, "tokens").windows(config.calibration_split, config.seq_len, config.calibration_samples)
+    check_calibration(calib, config.calibration_samples, f"tokens/{config.calibration_split}")
+    teacher = load_model(source)
+    if config.target is not None:
+        check_target(teacher.config, config.target, "target")
+    torch.manual_seed(config.seed)
+    importance = measure_importance(teacher, calib, config.batch_size, layer_loss=True)
+    ctx.log.info("importance_measured", windows=int(calib.shape[0]), base_loss=round(importance.base_loss, 4))
+
+    report: dict = {
+        "teacher": {"pattern": pattern_of(teacher.config), "params": parameter_counts(teacher.config).total},
+        "layer_scores": {
+            "loss_increase": [round(float(x), 6) for x in importance.loss_increase],
+            "block_influence": [round(float(x), 6) for x in importance.block_influence],
+        },
+        "calibration": {"split": config.calibration_split, "windows": int(calib.shape[0]), "seq_len": config.seq_len},
+    }
+    if config.target is not None:
+        student = prune_model(teacher, importance, config.target)
+        chosen = config.target
+    else:
+        student, chosen, report["candidates"] = _search(config, inputs, teacher, importance, calib, ctx)
+
+    params = parameter_counts(student.config).total
+    report["student"] = {"pattern": pattern_of(student.config), "params": params, "target": chosen.model_dump()}
+    if config.budget is not None:
+        report["student"]["memory"] = serving_memory(student.config, config.budget.context_len, config.budget.batch).terms()
+    after_loss = lm_loss(student, calib, config.batch_size)
+    save_model(student, output / "model", tokenizer_from=source)
+    (output / "compress.json").write_text(json.dumps(report, indent=2))
+    metrics = {
+        "params_before": float(report["teacher"]["params"]),
+        "params_after": float(params),
+        "calibration_loss_before": importance.base_loss,
+        "calibration_loss_after": after_loss,
+        "layers_after": float(len(student.config.layers_block_type)),
+    }
+    ctx.log_metrics(metrics)
+    return metrics
+
+
+def _search(config: Config, inputs, teacher, importance, calib, ctx: StepContext):
+    """Prune and briefly distil the largest candidates within the budget; return (model, target, report)."""
+    import torch
+
+    from factory.artifacts import Tokens
+    from factory.model.checkpoints import lm_loss
+    from factory.stages.compress.search import candidates
+    from factory.stages.compress.surgery import pattern_of, prune_model
+    from factory.train.config import TrainConfig
+    from factory.train.objectives.logit_distill import DistillationObjective
+    from factory.train.trainer import Trainer
+
+    assert config.budget is not None
+    fits = candidates(teacher.config, importance, config.search, config.budget, config.layer_metric)
+    valid = Tokens.of(inputs, "tokens").windows(config.validation_split, config.seq_len, config.validation_samples)
+    if valid.shape[0] == 0:
+        valid = calib
+    train = TrainConfig(seq_len=config.seq_len, micro_batch_size=config.batch_size, steps=config.candidate_steps,
+                        lr=config.candidate_lr, warmup_steps=0, decay_fraction=0.0, checkpoint_interval=0, seed=config.seed)
+    report, best = [], None
+    for cand in fits[: config.search.max_candidates]:
+        torch.manual_seed(config.seed)
+        student = prune_model(teacher, importance, cand.target)
+        pruned_loss = lm_loss(student, valid, config.batch_size)
+        Trainer(DistillationObjective(student, teacher), list(calib), train).fit()
+        student.eval()
+        loss = lm_loss(student, valid, config.batch_size)
+        entry = {"target": cand.target.model_dump(), "pattern": pattern_of(student.config), "params": cand.params,
+                 "memory_bytes": cand.memory, "memory_gib": round(cand.memory_total / 1024**3, 6),
+                 "valid_loss_pruned": round(pruned_loss, 6), "valid_loss_distilled": round(loss, 6)}
+        report.append(entry)
+        ctx.log.info("candidate", **{k: v for k, v in entry.items() if k not in ("target", "memory_bytes")})
+        if best is None or loss < best[0]:
+            best = (loss, student, cand.target)
+    assert best is not None
+    return best[1], best[2], report

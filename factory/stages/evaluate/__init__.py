@@ -1,0 +1,23 @@
+"""Evaluate a checkpoint: held-out perplexity and bits per byte, likelihood scoring on evaluation sets (the
+built-in `stdlib_cloze` last-word cloze, JSONL set files, multiple choice with acc/acc_norm), generation
+benchmarks scored by `factory.verify` (HumanEval, seeded reasoning-gym tasks, task files: pass@k, maj@k,
+GenSelect), greedy samples, and gates on the metrics.
+
+    from factory.stages.evaluate import Config, run
+    run(Config(seq_len=256, gates=["valid_perplexity <= 200"]), {"model": checkpoint, "tokens": tokens},
+        out_dir, StepContext("evaluate"))
+
+Inputs: "model" (a pretrain artifact: `model/` is a `save_pretrained` folder) and "tokens" (a tokenize
+artifact: `valid.bin` + `valid.idx`, `tokenizer/`, `stats.json`). Output: `eval.json` (held-out metrics,
+per-set scores under "tasks", every metric under "all_metrics", the config), `samples.jsonl` (one greedy
+completion per prompt), `benchmarks.jsonl` (each benchmark item's completions and verdicts), `eval_table.md`.
+Every figure has a `<metric>_stderr` beside it. Importing this package loads no torch.
+"""
+
+from factory.lazy import lazy_exports
+from factory.stages.evaluate.config import Config
+
+# `run` imports the stage's heavy libraries; loading a spec reads only `Config`.
+__getattr__ = lazy_exports(__name__, {"run": "factory.stages.evaluate.stage"})
+
+__all__ = ["Config", "run"]

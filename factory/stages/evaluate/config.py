@@ -1,0 +1,134 @@
+"""The evaluate stage's config: what to score, how, and the gates its metrics must pass."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from factory.errors import SpecError
+from factory.stage import StageConfig, no_effect
+from factory.stages.evaluate.benchmarks import BenchmarkConfig
+from factory.stages.evaluate.gates import parse_gate
+from factory.tasks.builtin import DEFAULT_PROMPTS
+from factory.tasks.sets import builtin_sets
+
+
+class GeneratorChoice(BaseModel):
+    """Which generator answers the benchmarks: the checkpoint in-process, or an OpenAI-compatible endpoint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["local", "openai"] = Field("local", description="local: the model input in-process; openai: an endpoint.")
+    base_url: str = Field("", description="Endpoint root, e.g. http://127.0.0.1:8000 (kind openai).")
+    model: str = Field("", description="Model name the endpoint serves (kind openai).")
+    batch_size: int = Field(8, ge=1, description="Prompts per local generation batch.")
+    max_new_tokens: int = Field(256, ge=1, description="Most tokens generated per answer.")
+    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature (set above 0 when samples > 1).")
+
+
+class Config(StageConfig):
+    """Held-out perplexity, evaluation-set scores and greedy generation samples for one checkpoint."""
+
+    seq_len: int = Field(256, ge=1, description="Tokens per evaluation window (each window reads seq_len + 1 tokens); "
+        "evaluation-set items longer than seq_len tokens lose the start of their context.")
+    batch_size: int = Field(8, ge=1, description="Windows (or evaluation-set items) per forward pass.")
+    max_batches: int | None = Field(
+        None, ge=1, description="Evaluate at most this many batches, taken from the start of the split; None for all."
+    )
+    tasks: list[str] = Field(
+        default_factory=builtin_sets, description="Built-in evaluation sets to score (factory/tasks/sets); [] for none.")
+    task_files: list[str] = Field(
+        default_factory=list,
+        description="Further evaluation sets: JSONL files of {id, context, target} items, each named after its file stem.",
+        json_schema_extra={"external_input": True},
+    )
+    prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_PROMPTS), description="Prompts to complete greedily.")
+    max_new_tokens: int = Field(32, ge=1, description="Tokens generated per prompt.")
+    seed: int = Field(0, description="Torch seed set before evaluation (greedy decoding does not depend on it).")
+    log_every: int = no_effect(10, "Log a running loss every this many batches.")
+    benchmarks: list[BenchmarkConfig] = Field(
+        default_factory=list, description="Generation benchmarks scored by the verifiers (humaneval, procedural, task files).")
+    multiple_choice_files: list[str] = Field(
+        default_factory=list, description="multiple_choice task files scored by likelihood (acc, acc_norm).",
+        json_schema_extra={"external_input": True})
+    generator: GeneratorChoice = Field(default_factory=GeneratorChoice, description="Who answers the benchmarks.")
+    sandbox_isolation: Literal["bwrap", "none"] = Field(
+        "bwrap", description="Code benchmarks run under bubblewrap; 'none' only for trusted code.")
+    throughput_contexts: list[int] = Field(
+        default_factory=list, description="Contexts (tokens) at which to measure decode tokens/s and cache memory; "
+        "[] for none (the numbers depend on the machine).")
+    throughput_batch: int = Field(1, ge=1, description="Sequences decoded together in the throughput measurement.")
+    throughput_baseline: bool = Field(
+        False, description="Also measure a transformer of the same width and depth with attention in every Mamba "
+        "layer's place (random weights), as Nemotron-H compares; both curves go in one plot and table.")
+    gates: list[str] = Field(
+        default_factory=list, description="Demands on this step's metrics, e.g. 'valid_perplexity <= 200', or relative "
+        "to the evaluate step wired to the `baseline` input, e.g. 'valid_perplexity <= 1.03 * eval_bf16.valid_perplexity'; "
+        "a failing gate fails the step before it publishes.")
+
+    def required_tools(self) -> dict[str, str]:
+        """Code benchmarks run their programs under bubblewrap (`factory.system_tools` checks it at load)."""
+        code = any(b.source == "humaneval" for b in self.benchmarks)
+        return {"sandbox_isolation": "bwrap"} if code and self.sandbox_isolation == "bwrap" else {}
+
+    @field_validator("gates")
+    @classmethod
+    def _parse_gates(cls, gates: list[str]) -> list[str]:
+        for i, gate in enumerate(gates):
+            parse_gate(gate, field=f"stages.evaluate.gates[{i}]")
+        return gates
+
+    def baseline_steps(self) -> list[str]:
+        """The steps this config's relative gates name (`FACTOR * STEP.METRIC`), in gate order."""
+        steps = [g.relative_to[0] for g in map(parse_gate, self.gates) if g.relative_to is not None]
+        return list(dict.fromkeys(steps))
+
+    def required_inputs(self) -> set[str]:
+        """A relative gate needs the other step's evaluation, through the `baseline` input."""
+        return {"baseline"} if self.baseline_steps() else set()
+
+    def check_wiring(self, inputs: Mapping[str, str]) -> None:
+        baseline = inputs.get("baseline")
+        for i, gate in enumerate(self.gates):
+            relative = parse_gate(gate).relative_to
+            if relative is not None and relative[0] != baseline:
+                raise ValueError(f"gates[{i}]: {gate!r} compares with step {relative[0]!r}, but this step's baseline "
+                                 f"input is {baseline!r}; wire `inputs: {{baseline: {relative[0]}}}` (one baseline per "
+                                 "evaluate step)")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        known = builtin_sets()
+        for name in tasks:
+            if name not in known:
+                raise SpecError(f"stages.evaluate.tasks: unknown evaluation set {name!r}; built-in sets: {known}")
+        return tasks
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> Config:
+        # a set's name keys its metrics (`<name>_accuracy`), so no two sets may share one
+        if len(set(self.tasks)) < len(self.tasks):
+            raise SpecError(f"stages.evaluate.tasks: an evaluation set is listed twice in {self.tasks}")
+        seen = set(self.tasks)
+        for file in self.task_files:
+            name = Path(file).stem
+            if name in seen:
+                raise SpecError(f"stages.evaluate.task_files: {file} is named {name!r} (its file stem), "
+                                "like another evaluation set; rename the file")
+            seen.add(name)
+        return self
+
+
+
+
+def evaluated_files(config: dict[str, Any]) -> list[str]:
+    """The files a raw evaluate config reads items from (task files, multiple-choice files, file benchmarks), which
+    every curate step decontaminates against; anything not a string is left to the field validators to report."""
+    files = [f for key in ("task_files", "multiple_choice_files") if isinstance(config.get(key), list) for f in config[key]]
+    benchmarks = config.get("benchmarks")
+    if isinstance(benchmarks, list):
+        files += [b.get("task") for b in benchmarks if isinstance(b, dict) and b.get("source") == "file"]
+    return list(dict.fromkeys(f for f in files if isinstance(f, str) and f))

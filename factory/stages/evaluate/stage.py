@@ -1,0 +1,224 @@
+"""The evaluate stage: held-out perplexity, cloze sets, likelihood multiple choice, generation benchmarks
+scored by the verifiers, greedy samples, then the gates.
+
+    from factory.stages.evaluate import Config, run
+    run(Config(seq_len=256), {"model": checkpoint, "tokens": tokens}, out_dir, StepContext("evaluate"))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from factory.artifacts import Checkpoint, Evaluation, Tokens
+from factory.errors import InputError
+from factory.stage import Artifact, StepContext
+from factory.stages.evaluate.config import Config
+from factory.stages.evaluate.gates import check_gates, parse_gate
+from factory.stages.evaluate.metrics import mean_estimate, perplexity
+from factory.stages.evaluate.perplexity import bytes_per_token, heldout_nll
+from factory.stages.evaluate.samples import generate_samples, load_model, score_sets
+from factory.tasks.table import format_metric, results_table, task_table
+
+
+def _baseline_metrics(inputs: Mapping[str, Artifact]) -> dict[str, dict[str, float]]:
+    """{baseline step name: its metrics} for the relative gates, or {} when no baseline is wired."""
+    if "baseline" not in inputs:
+        return {}
+    baseline = Evaluation.of(inputs, "baseline")
+    results = baseline.results()
+    return {inputs["baseline"].manifest["stage"]: results.get("all_metrics", results.get("metrics", {}))}
+
+
+def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
+    """Evaluate `inputs["model"]` on `inputs["tokens"]`'s valid split, the evaluation sets and the benchmarks;
+    check the gates; write eval.json, samples.jsonl, benchmarks.jsonl and eval_table.md."""
+    import torch
+
+    model_dir = Checkpoint.of(inputs, "model").model_dir  # checks the layouts: one line naming what is missing
+    valid = Tokens.of(inputs, "tokens").split("valid")
+    model_art, tokens_art = inputs["model"], inputs["tokens"]
+    gates = [parse_gate(g, field=f"stages.evaluate.gates[{i}]") for i, g in enumerate(config.gates)]
+    torch.manual_seed(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(model_dir).to(device)
+
+    loss_sum, n_tokens, n_windows, per_window = heldout_nll(model, valid, config, device, ctx)
+    per_byte = bytes_per_token(tokens_art.path / "stats.json")
+    figures = perplexity(per_window, [config.seq_len] * len(per_window),
+                         n_bytes=n_tokens * per_byte if per_byte else None)
+    heldout: dict[str, float] = {
+        "valid_loss": loss_sum / n_tokens,
+        "valid_perplexity": math.exp(loss_sum / n_tokens),
+        "valid_tokens": float(n_tokens),
+    }
+    if per_byte:
+        # nats per token -> bits per token -> bits per byte of the original text
+        heldout["valid_bits_per_byte"] = heldout["valid_loss"] / math.log(2) / per_byte
+    errors = {f"valid_{k}": float(v) for k, v in figures.items() if k.endswith("_stderr")}
+    ctx.log_dataset(
+        name="valid",
+        uri=f"{tokens_art.uri}/valid",
+        digest=tokens_art.manifest.get("fingerprint", ""),
+        context="evaluation",
+        profile={"windows": n_windows, "tokens": n_tokens, "seq_len": config.seq_len},
+    )
+    ctx.log.info("heldout", windows=n_windows, **{k: round(v, 4) for k, v in heldout.items()})
+
+    from factory.tokens import (
+        load_tokenizer,  # imports torch, which loading a spec must not
+    )
+
+    tokenizer = load_tokenizer(tokens_art.path)
+    tasks = score_sets(model, tokenizer, config, device, ctx)
+    metrics = dict(heldout) | errors
+    for name, score in tasks.items():
+        metrics[f"{name}_accuracy"] = score["accuracy"]
+        correct = round(score["accuracy"] * score["items"])
+        metrics[f"{name}_accuracy_stderr"] = mean_estimate([1.0] * correct + [0.0] * (score["items"] - correct)).stderr
+        metrics[f"{name}_target_logprob"] = score["target_logprob"]
+    metrics |= _multiple_choice(model, tokenizer, config, ctx)
+    records: list[dict[str, Any]] = []
+    if config.benchmarks:
+        bench_metrics, records = _benchmarks(model_art, tokens_art, config, ctx)
+        metrics |= bench_metrics
+    curve = _throughput(model, config)
+    metrics |= {k: v for c, (rate, size) in curve.items()
+                for k, v in ((f"decode_tokens_per_s@{c}", rate), (f"cache_mib@{c}", size / 2**20))}
+    curves = {"this model": curve}
+    if curve and config.throughput_baseline:
+        from factory.stages.evaluate.throughput import matched_transformer
+
+        curves["transformer"] = baseline = _throughput(matched_transformer(model), config)
+        metrics |= {k: v for c, (rate, size) in baseline.items()
+                    for k, v in ((f"transformer_decode_tokens_per_s@{c}", rate), (f"transformer_cache_mib@{c}", size / 2**20))}
+    ctx.log_metrics(metrics)
+    # the gates run before anything is written: a failing gate fails the step and nothing is published
+    check_gates(gates, metrics, _baseline_metrics(inputs))
+
+    if curve:
+        from factory.stages.evaluate.throughput import plot, table
+
+        plot(curves, output / "throughput.png")
+        ctx.log_artifact(output / "throughput.png")
+        (output / "throughput.md").write_text(table(curves))
+        ctx.log_artifact(output / "throughput.md")
+    samples = generate_samples(model, tokenizer, config, device)
+    with open(output / "samples.jsonl", "w") as f:
+        f.writelines(json.dumps(sample) + "\n" for sample in samples)
+    if records:
+        with open(output / "benchmarks.jsonl", "w") as f:
+            f.writelines(json.dumps(record) + "\n" for record in records)
+    report = {
+        "metrics": heldout,  # held-out split only; the sets' scores are under "tasks", errors under "all_metrics"
+        "windows": n_windows,
+        "config": config.model_dump(mode="json"),
+        "model": {"uri": model_art.uri, "fingerprint": model_art.manifest.get("fingerprint")},
+        "tokens": {"uri": tokens_art.uri, "fingerprint": tokens_art.manifest.get("fingerprint")},
+        "tasks": tasks,
+        "all_metrics": metrics,
+        "gates": config.gates,
+    }
+    (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = output / "eval_table.md"
+    table.write_text(_table(heldout, tasks, samples, _with_errors(model_art.uri, metrics)))
+    ctx.log_artifact(table)
+    return metrics
+
+
+def _throughput(model, config: Config) -> dict[int, tuple[float, int]]:
+    """{context: (decode tokens/s, cache bytes)} at each configured context."""
+    from factory.stages.evaluate.throughput import decode_at_context
+
+    return {c: decode_at_context(model, c, config.throughput_batch, steps=4) for c in config.throughput_contexts}
+
+
+def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict[str, float]:
+    """acc and acc_norm of each multiple-choice file, by log-likelihood."""
+    from factory.stages.evaluate.likelihood import score_multiple_choice
+    from factory.tasks.files import read_task_file
+
+    metrics: dict[str, float] = {}
+    for file in config.multiple_choice_files:
+        read = read_task_file(Path(file))
+        if read.task_type != "multiple_choice":
+            raise InputError(f"{file}: stages.evaluate.multiple_choice_files takes multiple_choice task files, "
+                             f"this one declares {read.task_type!r}")
+        acc, acc_norm, _ = score_multiple_choice(model, tokenizer, read.items, max_len=config.seq_len)
+        metrics |= acc.as_dict(f"{read.name}_acc") | acc_norm.as_dict(f"{read.name}_acc_norm")
+        ctx.log_dataset(name=read.name, uri=read.path, digest=read.digest, context="evaluation",
+                        profile={"items": len(read.items), "skipped": read.skipped, "version": read.version})
+    return metrics
+
+
+def _benchmarks(model_art: Artifact, tokens_art: Artifact, config: Config, ctx: StepContext):
+    """Generate for and verify every configured benchmark; (metrics, per-item records)."""
+    from factory.generate import GenerationParams
+    from factory.stages.evaluate.benchmarks import run_benchmark
+    from factory.verify.math_answer import MathVerifier
+    from factory.verify.sandbox import SandboxConfig
+
+    choice = config.generator
+    metrics: dict[str, float] = {}
+    records: list[dict[str, Any]] = []
+    sandbox = SandboxConfig(isolation=config.sandbox_isolation, timeout_s=10, cpu_s=10, memory_mb=1024)
+    with tempfile.TemporaryDirectory(prefix="factory-evaluate-") as tmp, MathVerifier(workers=2, timeout_s=10) as verifier:
+        generator = _generator(model_art, tokens_art, config, Path(tmp))
+        for bench in config.benchmarks:
+            params = GenerationParams(max_new_tokens=choice.max_new_tokens, temperature=choice.temperature,
+                                      seed=bench.seed)
+            result = run_benchmark(bench, generator, params, sandbox, verifier, log=ctx.log)
+            metrics |= result.metrics
+            records += [{"benchmark": bench.name, **r} for r in result.records]
+            ctx.log_dataset(name=bench.name, uri=result.dataset["uri"], digest=result.dataset["digest"],
+                            context="evaluation", profile={k: v for k, v in result.dataset.items()
+                                                           if k in ("items", "skipped", "version")})
+    return metrics, records
+
+
+def _generator(model_art: Artifact, tokens_art: Artifact, config: Config, scratch: Path):
+    """The generator the config chooses; the local one reads the checkpoint with the tokens' tokenizer."""
+    choice = config.generator
+    if choice.kind == "openai":
+        from factory.generate import OpenAIGenerator
+
+        if not choice.base_url or not choice.model:
+            raise InputError("stages.evaluate.generator: kind openai needs base_url and model")
+        return OpenAIGenerator(choice.base_url, choice.model)
+    from factory.generate import TransformersGenerator
+
+    # the checkpoint folder holds no tokenizer: link both folders' files into one model folder
+    folder = scratch / "model"
+    folder.mkdir()
+    for source in (model_art.path / "model", tokens_art.path / "tokenizer"):
+        for file in source.iterdir():
+            if not (folder / file.name).exists():
+                (folder / file.name).symlink_to(file.resolve())
+    return TransformersGenerator(folder, batch_size=choice.batch_size, model_id=model_art.uri)
+
+
+
+def _with_errors(model: str, metrics: Mapping[str, float]) -> dict[str, dict[str, tuple[float, float]]]:
+    """{model: {metric: (value, standard error)}} of every metric that has a standard error."""
+    return {model: {k: (v, metrics[f"{k}_stderr"]) for k, v in metrics.items() if f"{k}_stderr" in metrics}}
+
+
+def _table(metrics: Mapping[str, float], tasks: Mapping[str, Mapping[str, float]], samples: list[dict[str, Any]],
+           results: Mapping[str, Mapping[str, tuple[float, float]]] | None = None) -> str:
+    lines = ["| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {format_metric(v)} |" for k, v in metrics.items()]
+    if tasks:
+        lines += ["", *task_table(tasks)]
+    if results:
+        lines += ["", *results_table(results)]
+    lines += ["", "| prompt | greedy completion |", "|---|---|"]
+    lines += [f"| {_cell(s['prompt'])} | {_cell(s['completion'])} |" for s in samples]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,50 @@
+"""The preference stage's config (light: loading a spec imports it; the run imports the rest)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from factory.train.config import Loop, Parallelism, Precision, Sequences, with_defaults
+
+
+class Config(with_defaults(Loop, micro_batch_size=4, steps=100, lr=1e-5, warmup_steps=5, weight_decay=0.0,
+                           checkpoint_interval=20), Precision, Parallelism, with_defaults(Sequences, seq_len=512)):
+    """Preference optimisation on the training-stage shell's parts: how pairs are made, and the loss. `seq_len` is the
+    most tokens of prompt + completion (longer prompts are skipped and counted); `micro_batch_size` is pairs per
+    pass (per rank under torchrun)."""
+
+    loss: Literal["dpo", "rpo"] = Field("dpo", description="dpo: sigmoid DPO; rpo: reward-aware preference optimisation.")
+    beta: float = Field(0.1, gt=0, description="Scale of the implicit reward beta * log(pi / pi_ref).")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="DPO only: share of pairs assumed flipped (cDPO).")
+    rpo_distance: Literal["sq", "bwd_kl", "fwd_kl"] = Field(
+        "bwd_kl", description="RPO only: distance between the policy's margin and eta times the reward gap "
+        "(bwd_kl: Nemotron-4's KL(target || policy); NeMo-Aligner's rpo_sq, rpo_bwd_kl, rpo_fwd_kl).")
+    eta: float = Field(1.0, gt=0, description="RPO only: scale of the pair's reward gap (NeMo-Aligner's gt_reward_scale).")
+
+    judge: Literal["verifier", "reward_model"] = Field(
+        "verifier", description="Who ranks the samples: the prompts' verifiers, or the reward_model input.")
+    reward_weights: dict[str, float] = Field(
+        default_factory=lambda: {"helpfulness": 1.0},
+        description="judge reward_model: the reward is this weighted sum of the reward model's attributes.")
+    min_reward_gap: float = Field(0.0, ge=0, description="judge reward_model: least reward gap of a pair.")
+    samples_per_prompt: int = Field(4, ge=2, description="Completions the policy samples per prompt.")
+    pairs_per_prompt: int = Field(1, ge=1, description="Most pairs taken from one prompt's samples.")
+    max_prompts: int | None = Field(None, gt=0, description="Use at most this many training prompts (the first ones).")
+    heldout_prompts: int = Field(32, ge=0, description="Held-out prompts whose pairs measure the margin (0 = none).")
+    reasoning: Literal["on", "off"] = Field("off", description="The reasoning switch the prompts are rendered with.")
+    max_new_tokens: int = Field(256, gt=0, description="Most tokens per sampled completion.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
+    generation_batch: int = Field(16, gt=0, description="Prompts (of one token length) sampled together.")
+
+    @model_validator(mode="after")
+    def _fits(self) -> Config:
+        if self.max_new_tokens >= self.seq_len:
+            raise ValueError(f"max_new_tokens ({self.max_new_tokens}) must be below seq_len ({self.seq_len}), "
+                             "which also holds the prompt")
+        return self
+
+    def required_inputs(self) -> set[str]:
+        return {"reward_model"} if self.judge == "reward_model" else set()

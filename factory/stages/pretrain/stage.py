@@ -1,0 +1,117 @@
+"""The pretrain stage: train a hybrid Mamba-2 / attention model from scratch on packed token windows.
+
+Input "tokens" (a tokenize artifact): `train.bin`/`train.idx` (Megatron indexed dataset) and
+`tokenizer/` (vocabulary size and special token ids come from it). Output:
+
+    model/          `NemotronHForCausalLM.save_pretrained` folder (safetensors, config, generation config) with
+                    the tokenizer's files (chat template included), so post-training reads it from here
+    metrics.jsonl   one record per step: loss, lr, grad_norm, tokens, tokens_per_s, skipped_steps
+    loss.png        the training-loss curve
+
+Training runs through the training-stage shell (`factory.train.shell`): precision converters (fp32, bf16 autocast,
+fp8 or nvfp4 linears; master weights stay fp32), DDP / FSDP2 under torchrun, checkpoints and resume, metrics, the
+loss plot and the export; the saved `model/` is always a plain transformers model with nn.Linear layers.
+
+Data: without `blend`, the blend the tokens artifact carries (`blend.json`: tokenize writes it when a mix step
+is in the spec, one dataset per super-cluster, phase 1 diverse, phase 2 high quality), else the "train"
+windows in a seeded order. With `blend`, phases of dataset weights (`BlendedSamples`): a dataset is a
+`PREFIX.bin/.idx` pair of the "tokens" input ("train", "hq", ...) or "INPUT/PREFIX" in another input; the
+phase switches at its `until_fraction` of the run's tokens.
+
+Distributed: under `torchrun` (WORLD_SIZE > 1) the stage joins the env:// process group itself (gloo
+on CPU, NCCL on GPU), trains with DDP or FSDP2 (`data_parallel`), writes files on rank 0 only, and
+barriers before returning; every rank resumes from the same checkpoint.
+
+    torchrun --standalone --nproc-per-node 2 $(which factory) step pretrain examples/smoke.yaml
+
+Resumable: while it runs, `checkpoints/step-NNNNNN/` in the staging folder hold everything needed to
+continue (model, optimizer, schedule position, data position, RNG states); a restarted attempt
+continues from the latest complete one and reproduces the uninterrupted run. They are removed once
+`model/` is written, so the published artifact holds only the files above.
+
+Run alone:
+
+    from factory.stage import Artifact, StepContext
+    from factory.stages import pretrain
+    pretrain.run(pretrain.Config(steps=300), {"tokens": Artifact(tokens_dir, {})}, out_dir, StepContext("pretrain"))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from factory.artifacts import Tokens
+from factory.errors import InputError
+from factory.model import build_model, count_parameters
+from factory.stage import Artifact, StepContext
+from factory.stages.pretrain.config import Config
+from factory.tokens import PackedSequences
+from factory.train.config import BlendPhase, check_phases
+from factory.train.objectives.causal_lm import CausalLMObjective
+from factory.train.sampler import BlendedSamples
+from factory.train.shell import TrainingShell
+
+
+def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
+    """Train `config.model` on the tokens inputs; write `model/`, `metrics.jsonl`, `loss.png` (rank 0 only)."""
+    tokens = Tokens.of(inputs, "tokens")
+    blend = config.blend if config.blend is not None else tokens_blend(tokens.path)
+    names = ["train"] if blend is None else list(dict.fromkeys(n for phase in blend for n in phase.weights))
+    datasets = {name: _read_dataset(inputs, name, config.seq_len) for name in names}
+    tokenizer = tokens.tokenizer()
+    with TrainingShell(config, output, ctx, plot_title="pretraining loss") as shell:
+        if blend is None:
+            data = datasets["train"]
+        else:
+            total = config.steps * config.micro_batch_size * config.grad_accum * shell.world_size
+            data = BlendedSamples(datasets, blend, total, config.seed)
+            if shell.rank == 0:
+                ctx.log.info("blend", source="config" if config.blend is not None else "tokens/blend.json (mix step)",
+                             phases=[{"until_fraction": p.until_fraction, "weights": dict(p.weights)} for p in blend])
+        if shell.rank == 0:
+            for name, ds in datasets.items():
+                ctx.log_dataset(name=f"tokens/{name}", uri=inputs["tokens"].uri, digest=inputs["tokens"].manifest.get("fingerprint", ""),
+                                context="training", profile={"samples": len(ds), "tokens": ds.num_tokens,
+                                                             "documents": ds.num_documents, "seq_len": config.seq_len})
+        model_config = config.model.resolve()
+        special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                   "pad_token_id": tokenizer.pad_token_id}
+        model = shell.prepare(build_model(model_config, len(tokenizer), **special))
+        params = count_parameters(build_model(model_config, len(tokenizer), device="meta"))
+        ctx.log.info("model_built", preset=config.model.preset, pattern=model_config.pattern, params=params,
+                     precision=config.precision, vocab_size=len(tokenizer), datasets=list(datasets), device=shell.device,
+                     rank=shell.rank, world_size=shell.world_size)
+        result = shell.fit(shell.trainer(CausalLMObjective(model), data, tokenizer=tokenizer))
+    return {**result.summary, "params": float(params)} if shell.rank == 0 else result.summary
+
+
+def tokens_blend(folder: Path) -> list[BlendPhase] | None:
+    """The blend phases a tokens artifact carries (`blend.json`, written from a mix step's corpus), or None."""
+    path = Path(folder) / "blend.json"
+    if not path.is_file():
+        return None
+    try:
+        phases = [BlendPhase.model_validate(p) for p in json.loads(path.read_text())]
+        check_phases(phases)
+    except (OSError, ValueError, TypeError, ValidationError) as e:
+        raise InputError(f"{path}: not a list of blend phases ({e}); rerun the tokenize step") from None
+    return phases
+
+
+def _read_dataset(inputs: Mapping[str, Artifact], name: str, seq_len: int) -> PackedSequences:
+    """Packed windows of dataset `name`: "PREFIX" is `PREFIX.bin/.idx` in the "tokens" input, "INPUT/PREFIX" the same
+    in input INPUT (a stage may receive several token artifacts)."""
+    input_name, _, prefix = name.rpartition("/")
+    input_name = input_name or "tokens"
+    if input_name not in inputs:
+        raise InputError(f"blend: dataset {name!r} names input {input_name!r}, not among the inputs {sorted(inputs)}")
+    data = Tokens.of(inputs, input_name).packed(prefix, seq_len)
+    if len(data) == 0:
+        raise InputError(
+            f"{inputs[input_name].path / (prefix + '.bin')}: {data.num_tokens} tokens, fewer than one window of "
+            f"seq_len + 1 = {seq_len + 1}; lower seq_len or add data")
+    return data

@@ -1,0 +1,221 @@
+"""The release's README.md: Hub metadata (datasets, base model, `model-index` metrics) in YAML front matter,
+and a body that describes the model, its evaluation, its training data and every artifact in its lineage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from factory.stage import Artifact
+from factory.stages.release.config import Config
+from factory.tasks.table import format_metric, task_table
+
+__all__ = ["lineage_chain", "model_card"]
+
+
+def model_card(
+    config: Config,
+    model_art: Artifact,
+    tokens_art: Artifact,
+    eval_art: Artifact,
+    evaluation: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+    chat: bool = False,
+) -> str:
+    """README.md: YAML front matter (Hub metadata) and a body that describes the lineage; with `chat` (the
+    tokenizer carries the factory's chat template) also the chat format and its reasoning switch."""
+    chain = lineage_chain([eval_art, model_art, tokens_art])
+    corpora = [a for a in chain if a["kind"] == "corpus"]
+    sources = sorted({s["uri"] for a in chain for s in a.get("sources") or [] if s.get("uri")})
+    # The nearest checkpoint strictly above the released one is its base model (none when trained from scratch).
+    model_fp = model_art.manifest.get("fingerprint")
+    bases = [a for a in lineage_chain([model_art]) if a["kind"] == "checkpoint" and a["fingerprint"] != model_fp]
+    metrics = {k: float(v) for k, v in (evaluation.get("metrics") or {}).items()}
+    tasks = evaluation.get("tasks") or {}  # benchmark sets: {name: {items, accuracy, target_logprob, ...}}
+
+    meta: dict[str, Any] = {
+        "language": list(config.language),
+        "license": config.license,
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": list(config.tags),
+        "datasets": [a["uri"] for a in corpora] + [a["uri"] for a in chain if a["kind"] == "conversations"] + sources,
+    }
+    if bases:
+        meta["base_model"] = bases[0]["uri"]
+    all_metrics = {k: float(v) for k, v in (evaluation.get("all_metrics") or metrics).items()}
+    if metrics:
+        meta["model-index"] = [{"name": config.model_name, "results": [
+            {
+                "task": {"type": "text-generation", "name": "Language modeling"},
+                "dataset": {"type": tokens_art.uri, "name": "held-out validation split", "split": "valid"},
+                "metrics": _with_stderr([(_metric_type(k), k, v) for k, v in metrics.items() if k != "valid_tokens"], all_metrics),
+            },
+            *[
+                {
+                    "task": {"type": "text-generation", "name": "Last-word cloze"},
+                    "dataset": {"type": name, "name": name},
+                    "metrics": _with_stderr([("accuracy", "accuracy", float(t["accuracy"])),
+                                             ("target_logprob", "target_logprob", float(t["target_logprob"]))],
+                                            all_metrics, prefix=f"{name}_"),
+                }
+                for name, t in tasks.items()
+            ],
+            *[
+                {
+                    "task": {"type": "text-generation", "name": f"{bench.get('source', '?')} benchmark"},
+                    "dataset": {"type": f"{bench.get('source', '?')}:{bench.get('task') or bench['name']}", "name": bench["name"]},
+                    "metrics": _with_stderr(scores, all_metrics, prefix=f"{bench['name']}_"),
+                }
+                for bench in (evaluation.get("config") or {}).get("benchmarks") or []
+                if (scores := _benchmark_scores(bench["name"], all_metrics))
+            ],
+        ]}]
+
+    pattern = "".join({"linear_attention": "M", "full_attention": "*", "mlp": "-", "moe": "E"}.get(t, "?") for t in model_config.get("layers_block_type") or [])
+    body = [f"# {config.model_name}", ""]
+    if config.description:
+        body += [config.description, ""]
+    body += [
+        f"A `{model_config.get('architectures', ['?'])[0]}` model "
+        f"(hidden size {model_config.get('hidden_size')}, layer pattern `{pattern or '?'}`: "
+        "M = Mamba-2, * = attention, - = MLP, E = MoE), trained by the model factory "
+        + (f"starting from `{bases[0]['uri']}`." if bases else "from scratch."),
+        "",
+        "## Evaluation",
+        "",
+        "| metric | value | standard error |",
+        "|---|---|---|",
+        *[f"| {k} | {format_metric(v)} | "
+          f"{format_metric(all_metrics[k + '_stderr']) if k + '_stderr' in all_metrics else '-'} |"
+          for k, v in all_metrics.items() if not k.endswith("_stderr")],
+        "",
+        *([*task_table(tasks), ""] if tasks else []),
+        "## Training data",
+        "",
+        *[f"- corpus `{a['uri']}` (fingerprint `{a['fingerprint']}`)" for a in corpora],
+        *[f"- raw source `{s}`" for s in sources],
+        "",
+        *_posttrain_section(chain),
+        "## Lineage",
+        "",
+        "Every artifact this release was built from, nearest first:",
+        "",
+        "| stage | kind | fingerprint | MLflow run | uri |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {a['stage']} | {a['kind']} | `{a['fingerprint'][:16]}` | {a.get('mlflow_run_id') or '-'} | `{a['uri']}` |"
+            for a in chain
+        ],
+        "",
+        *(_chat_section(config, post_trained=any(a["kind"] == "conversations" for a in chain)) if chat else []),
+        "## Usage",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        f'tokenizer = AutoTokenizer.from_pretrained("{config.repo_id or "PATH_TO_THIS_FOLDER"}")',
+        f'model = AutoModelForCausalLM.from_pretrained("{config.repo_id or "PATH_TO_THIS_FOLDER"}")',
+        'ids = tokenizer("The history of the city", return_tensors="pt").input_ids',
+        "print(tokenizer.decode(model.generate(ids, max_new_tokens=32)[0]))",
+        "```",
+        "",
+    ]
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+    return f"---\n{front}---\n\n" + "\n".join(body)
+
+
+PROCEDURAL_TEACHER = "procedural-solver"
+
+
+def _posttrain_section(chain: list[dict[str, Any]]) -> list[str]:
+    """The post-training data (its teachers and reasoning modes, from the conversations artifact's metrics) and the
+    post-training steps (checkpoints made from that data), base first; nothing when the model was not post-trained."""
+    data = [a for a in chain if a["kind"] == "conversations"]
+    if not data:
+        return []
+    fingerprints = {a["fingerprint"] for a in data}
+    steps = [a for a in reversed(chain) if a["kind"] == "checkpoint" and fingerprints & set((a.get("inputs") or {}).values())]
+    lines = ["## Post-training", ""]
+    for a in data:
+        m = a.get("metrics") or {}
+        teachers = [k.removeprefix("kept_by_teacher.") for k in m if k.startswith("kept_by_teacher.")]
+        lines.append(f"- data `{a['uri']}` (step {a['stage']}, fingerprint `{a['fingerprint'][:16]}`): "
+                     f"{int(m.get('kept', 0))} verified conversations kept of {int(m.get('generated', 0))} generated "
+                     f"for {int(m.get('prompts', 0))} prompts; {int(m.get('kept_on', 0))} with `detailed thinking on`, "
+                     f"{int(m.get('kept_off', 0))} with `detailed thinking off`; teacher: "
+                     + (", ".join(f"`{t}`" for t in teachers) or "not recorded") + ".")
+        if PROCEDURAL_TEACHER in teachers:
+            lines.append(f"  `{PROCEDURAL_TEACHER}` is not a language model: a program that solves the procedural tasks "
+                         "and writes its steps as the reasoning trace (the offline teacher). Every kept solution passed the "
+                         "task's verifier.")
+    if steps:
+        lines += ["", "Post-training steps, from the base model to this release: "
+                  + " → ".join(f"{a['stage']} (`{a['uri']}`)" for a in steps) + "."]
+    return [*lines, ""]
+
+
+def _chat_section(config: Config, post_trained: bool) -> list[str]:
+    """How to chat with the release: the template's reasoning switch, in `apply_chat_template` and `transformers serve`."""
+    repo = config.repo_id or "PATH_TO_THIS_FOLDER"
+    return [
+        "## Chat format and reasoning switch",
+        "",
+        "The tokenizer carries a ChatML chat template (`<|im_start|>role ... <|im_end|>`). The system prompt "
+        "`detailed thinking on` asks for an answer that opens with a `<think>...</think>` block; "
+        "`detailed thinking off` (the default when no system prompt is given) for an answer without one. "
+        "`enable_thinking=True|False` in `apply_chat_template`, or `transformers serve --reasoning on|off`, sets it. "
+        "Tool calls are written as `<tool_call>[{\"name\": ..., \"arguments\": {...}}]</tool_call>`; generation "
+        "stops at `<|im_end|>`.",
+        "",
+        "```python",
+        'messages = [{"role": "user", "content": "What is 2 + 3?"}]',
+        "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, enable_thinking=True, return_tensors=\"pt\")",
+        "print(tokenizer.decode(model.generate(ids, max_new_tokens=128)[0]))",
+        "```",
+        "",
+        f"Serve it: `transformers serve {repo} --reasoning on`.",
+        "",
+        *([] if post_trained else [
+            "This model was not post-trained: its tokenizer carries the template, but nothing taught the model to "
+            "follow the switch (post-training steps do: see `examples/posttrain.yaml`).", ""]),
+    ]
+
+
+def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:
+    """Each artifact, then all its ancestors (from the manifests' `lineage`), nearest first, once each:
+    `factory.lineage.walk`, with an artifact's local folder as its uri when its manifest names none."""
+    from factory.lineage import walk
+
+    return walk([{"stage": "?", "kind": "?", **a.manifest, "uri": a.manifest.get("uri", str(a.path)),
+                  "fingerprint": a.manifest.get("fingerprint", "")} for a in artifacts], direct_first=True)
+
+
+_COUNTS = ("items", "skipped", "malformed", "unanswered")
+
+
+def _benchmark_scores(name: str, all_metrics: Mapping[str, float]) -> list[tuple[str, str, float]]:
+    """(type, name, value) of a generation benchmark's scores (pass@k, maj@k, GenSelect), not its counts."""
+    out = []
+    for key, value in all_metrics.items():
+        metric = key.removeprefix(f"{name}_")
+        if key.startswith(f"{name}_") and not key.endswith("_stderr") and metric not in _COUNTS:
+            out.append((metric, metric, value))
+    return out
+
+
+def _with_stderr(entries: list[tuple[str, str, float]], all_metrics: Mapping[str, float], prefix: str = "") -> list[dict[str, Any]]:
+    """model-index metric entries; each one's standard error (from the evaluation's `<metric>_stderr`) follows it as
+    an entry of type `<type>_stderr`, since the Hub's metric schema has no field for an error bar."""
+    out: list[dict[str, Any]] = []
+    for kind, name, value in entries:
+        out.append({"type": kind, "name": name, "value": value})
+        stderr = all_metrics.get(f"{prefix}{name}_stderr")
+        if stderr is not None:
+            out.append({"type": f"{kind}_stderr", "name": f"{name} standard error", "value": float(stderr)})
+    return out
+
+
+def _metric_type(name: str) -> str:
+    return name.removeprefix("valid_")

@@ -1,0 +1,174 @@
+"""The rl stage: GRPO with verifiable rewards (AceReason 1.0/1.1, DAPO, NeMo-RL), on the training-stage shell.
+
+Inputs: "model" (a checkpoint whose tokenizer carries the chat template, e.g. the sft step's output) and
+"data" (a conversations artifact: `prompts.jsonl` holds every prompt with its reference and its `verifier`).
+Output:
+
+    model/          the trained policy (a plain transformers folder, its tokenizer with the chat template)
+    metrics.jsonl   one record per optimizer step: loss, lr, grad_norm, tokens, ...
+    loss.png        the GRPO loss against step
+    rollouts.jsonl  one record per step: reward, accuracy, zero-variance fraction, truncation rate, entropy,
+                    temperature, response length, KL, grad norm, clip fraction, the rollout's digest
+    rl.png          reward and accuracy against step
+    rl.json         summary: reward and accuracy of the first and last rollouts, steps
+
+Every step: a rollout batch (`factory.stages.rl.rollout.RolloutBatches`: G samples per prompt from the local
+policy or an OpenAI-compatible server, verifier rewards, dynamic sampling, overlong filtering, temperature
+control), then `steps_per_rollout` optimizer steps of `factory.train.objectives.grpo.GRPOObjective` on it. With
+`steps_per_rollout: 1` (the default) training is strictly on-policy: the ratio is exactly 1.
+
+AceReason's curriculum is configuration, two steps of this kind in one spec:
+
+    steps:
+      rl_math: {kind: rl, config: {verifiers: [math], rollout: {length_schedule: [{until_fraction: 0.5, max_new_tokens: 64},
+                                                                                  {until_fraction: 1.0, max_new_tokens: 96}]}},
+                inputs: {model: sft, data: posttrain_data}}
+      rl_code: {kind: rl, config: {verifiers: [code], ...}, inputs: {model: rl_math, data: posttrain_data}}
+
+The shell (`factory.train.shell`) applies the precision converters to the policy, which both samples the rollouts
+and trains; the reference model stays in full precision. Resumable: `checkpoints/step-NNNNNN/` hold model, optimizer, RNG states and the rollout source's state
+(its generator, prompt cursor, temperature and current rollout batch), so a run killed at any step resumes
+with the same rollouts and bit-identical losses. They are removed once `model/` is written.
+
+    from factory.stages import rl
+    rl.run(rl.Config(steps=20), {"model": sft_checkpoint, "data": conversations}, out, StepContext("rl"))
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoTokenizer
+
+from factory.artifacts import Checkpoint, Conversations
+from factory.chat.template import with_chat_template
+from factory.errors import InputError
+from factory.model.checkpoints import load_model
+from factory.stage import Artifact, StepContext
+from factory.stages.rl.config import Config
+from factory.stages.rl.rewards import VerifierRewards
+from factory.stages.rl.rollout import EndpointSampler, LocalSampler, PolicyPublisher, RolloutBatches
+from factory.train.callbacks import StepLog, plt, read_metrics
+from factory.train.objectives.grpo import GRPOObjective
+from factory.train.shell import TrainingShell, write_summary
+from factory.train.trainer import StepMetrics, Trainer
+
+
+def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
+    """Train the "model" input with GRPO on the "data" input's prompts; write `model/` and the logs above."""
+    output = Path(output)
+    model_dir = Checkpoint.of(inputs, "model").model_dir
+    data = Conversations.of(inputs, "data")
+    prompts = _training_prompts(data, config)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    if not tokenizer.chat_template:
+        try:
+            with_chat_template(tokenizer)
+        except ValueError as e:
+            raise InputError(f"{model_dir}: {e}") from None
+    ctx.log_dataset(name="prompts", uri=inputs["data"].uri,
+                    digest=inputs["data"].manifest.get("fingerprint", ""), context="training",
+                    profile={"prompts": len(prompts), "verifiers": sorted({p.verifier for p in prompts})})
+
+    with TrainingShell(config, output, ctx, plot_title="GRPO loss") as shell:
+        policy = shell.prepare(load_model(model_dir).train())
+        reference = load_model(model_dir) if (config.kl_coef > 0 or config.log_reference_kl) else None
+        if reference is not None:
+            reference.requires_grad_(False)
+        objective = GRPOObjective(policy, config.eps_low, config.eps_high, config.kl_coef)
+        publisher = None
+        if config.rollout.endpoint is not None:
+            endpoint = config.rollout.endpoint
+            sampler: Any = EndpointSampler(endpoint, tokenizer)
+            publisher = PolicyPublisher(Path(endpoint.publish_dir) if endpoint.publish_dir else output / "policy",
+                                        model_dir, endpoint.reload_url, endpoint.timeout_s)
+        else:
+            sampler = LocalSampler(policy, tokenizer)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        rollouts_path = output / "rollouts.jsonl"
+        with VerifierRewards(config.rewards) as rewards:
+            source = RolloutBatches(prompts, policy, sampler, rewards, config.rollout, config.samples_per_rollout,
+                                    config.steps_per_rollout, config.steps, config.seed, pad_id, reference=reference,
+                                    old_logprobs=config.steps_per_rollout > 1, publisher=publisher,
+                                    forward_batch=config.micro_batch_size)
+            result = shell.fit(shell.trainer(objective, source, tokenizer=tokenizer,
+                                             callbacks=[RolloutMetricsCallback(rollouts_path, ctx, source, objective)]))
+    if publisher is not None and config.rollout.endpoint.publish_dir is None:
+        shutil.rmtree(output / "policy", ignore_errors=True)
+    records = read_metrics(rollouts_path)
+    plot_rewards(records, output / "rl.png")
+    ctx.log_artifact(output / "rl.png")
+    head, tail = records[: max(1, len(records) // 4)], records[-max(1, len(records) // 4):]
+    summary = {**result.summary, "prompts": float(len(prompts)),
+               "reward_first": _mean(r["reward"] for r in head), "reward_last": _mean(r["reward"] for r in tail),
+               "accuracy_first": _mean(r["accuracy"] for r in head), "accuracy_last": _mean(r["accuracy"] for r in tail)}
+    write_summary(output / "rl.json", summary)
+    return summary
+
+
+def _training_prompts(data: Any, config: Config) -> list:
+    """The prompts RL trains on: prompts.jsonl, filtered by `verifiers`; one clear error when none are left.
+    A record without its answer fails in the reader, which names file and line."""
+    path = data.path / "prompts.jsonl"
+    prompts = data.prompts()
+    if not prompts:
+        raise InputError(f"{path}: no prompts; RL needs prompts with references (run the posttrain_data step)")
+    if config.verifiers is not None:
+        prompts = [p for p in prompts if p.verifier in config.verifiers]
+        if not prompts:
+            raise InputError(f"{path}: no prompt has a verifier in verifiers={config.verifiers}; the set holds "
+                             f"{sorted({p.verifier for p in data.prompts()})}")
+    if config.max_prompts is not None:
+        prompts = prompts[: config.max_prompts]
+    if len(prompts) < config.samples_per_rollout // config.rollout.group_size:
+        raise InputError(f"{path}: {len(prompts)} prompts, fewer than the {config.samples_per_rollout // config.rollout.group_size} "
+                         "a rollout batch needs; add prompts or lower micro_batch_size")
+    return prompts
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else math.nan
+
+
+class RolloutMetricsCallback(StepLog):
+    """Per step: the rollout's statistics and the loss's (clip fraction, entropy) to `rollouts.jsonl` and the
+    tracker."""
+
+    def __init__(self, path: Path, ctx: StepContext, source: Any, objective: Any) -> None:
+        super().__init__(path)
+        self.ctx, self.source, self.objective = ctx, source, objective
+
+    def on_step_end(self, trainer: Trainer, metrics: StepMetrics) -> None:
+        loss_stats = self.objective.pop_stats()
+        tokens = max(loss_stats.get("tokens", 0.0), 1.0)
+        record: dict[str, Any] = {"step": metrics.step, **self.source.stats.metrics(), "loss": metrics.loss,
+                                  "grad_norm": metrics.grad_norm,
+                                  "clip_fraction": loss_stats.get("clipped", 0.0) / tokens,
+                                  "train_entropy": loss_stats.get("entropy_sum", 0.0) / tokens,
+                                  "rollout": self.source.stats.rollout, "digest": self.source.stats.digest}
+        self.append(record)
+        numeric = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "rollout")
+                   and math.isfinite(v)}
+        self.ctx.log_metrics({f"rl/{k}": v for k, v in numeric.items()}, step=metrics.step)
+
+
+def plot_rewards(records: list[dict], path: Path) -> None:
+    """Reward and accuracy against step."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for key in ("reward", "accuracy"):
+        points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), label=key, linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("rollout mean")
+    ax.set_title("GRPO: verifiable reward")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

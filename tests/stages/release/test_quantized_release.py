@@ -1,0 +1,159 @@
+"""A release with quantized variants: a real quantize artifact of the tiny model -> release -> every variant folder
+loads (the compressed-tensors ones in stock transformers on CPU, and generate), and each has its model-card
+section with the quantize artifact's numbers."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from factory.errors import InputError
+from factory.stages.release import Config, run
+from factory.stage import StepContext
+from factory.tasks.table import format_metric
+
+import tiny_artifacts  # registered by this folder's conftest.py
+
+# Stock transformers + compressed-tensors only, as a laptop user has them: load a subfolder, score and generate.
+LOAD_VARIANTS = """
+import json, sys
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+results = {}
+for folder in sys.argv[1:]:
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = tokenizer("The river city walks", return_tensors="pt").input_ids
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False)
+    results[folder] = {"new_tokens": out[0, ids.shape[1]:].tolist(), "quantizer": type(model.config.quantization_config).__name__,
+                       "finite": bool(torch.isfinite(model(ids).logits).all())}
+results["factory_imported"] = any(name.split(".")[0] == "factory" for name in sys.modules)
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def quantized(upstream, tmp_path_factory):
+    from factory.stages.quantize import stage
+
+    root = tmp_path_factory.mktemp("release-quantized")
+    cloze = root / "tiny_cloze.jsonl"
+    cloze.write_text("".join(json.dumps({"id": f"c{i}", "context": " ".join(s.split()[:-1]), "target": " " + s.split()[-1]}) + "\n"
+                             for i, s in enumerate(tiny_artifacts.sentences(24, seed=7))))
+    out = root / "quantized_art"
+    out.mkdir()
+    # a random tiny model: the gates are loose, the numbers are what the card must repeat
+    cfg = stage.Config(variants=["fp8", "nvfp4"], calibration_split="valid", calibration_samples=4, eval_samples=8, seq_len=32,
+                       tasks=[], task_files=[str(cloze)], task_seq_len=32, max_ppl_increase={"fp8": 0.5, "nvfp4": 0.5})
+    metrics = stage.run(cfg, {"model": upstream["model"], "tokens": upstream["tokens"]}, out, StepContext("quantize"))
+    m = tiny_artifacts.manifest("quantize", "quantized", tiny_artifacts.fingerprint("quantized"),
+                                {"model": upstream["model"], "tokens": upstream["tokens"]}, metrics=metrics)
+    return tiny_artifacts.write_manifest(out, m)
+
+
+@pytest.fixture(scope="module")
+def released(upstream, quantized, tmp_path_factory):
+    out = tmp_path_factory.mktemp("release-with-variants") / "out"
+    out.mkdir()
+    inputs = {"model": upstream["model"], "tokens": upstream["tokens"], "evaluation": upstream["evaluation"], "quantized": quantized}
+    metrics = run(Config(model_name="tiny-nemotron-h", repo_id="me/tiny"), inputs, out, StepContext("release"))
+    return out, metrics
+
+
+VARIANTS = ["fp8", "nvfp4", "fp8-compressed-tensors", "nvfp4-compressed-tensors"]
+
+
+def test_each_variant_is_a_loadable_subfolder(released, upstream):
+    out, metrics = released
+    root_tokenizer = (out / "tokenizer.json").read_bytes()
+    for name in VARIANTS:
+        folder = out / name
+        assert (folder / "tokenizer.json").read_bytes() == root_tokenizer
+        cfg = json.loads((folder / "config.json").read_text())
+        assert (cfg["bos_token_id"], cfg["eos_token_id"], cfg["pad_token_id"]) == (1, 2, 0)
+        assert cfg["quantization_config"]["quant_method"] == ("modelopt" if "-" not in name else "compressed-tensors")
+        assert json.loads((folder / "generation_config.json").read_text())["eos_token_id"] == 2
+        assert (folder / "hf_quant_config.json").is_file() == ("-" not in name)
+        assert metrics[f"{name.replace('-', '_')}_weight_bytes"] == (folder / "model.safetensors").stat().st_size
+    # 4-bit weights are smaller than 8-bit ones, which are smaller than BF16 (the tiny model is mostly embeddings)
+    assert metrics["nvfp4_weight_bytes"] < metrics["fp8_weight_bytes"] < metrics["weight_bytes"]
+
+
+def test_compressed_tensors_variants_load_and_generate_in_stock_transformers(released):
+    out, _ = released
+    folders = [str(out / name) for name in ("fp8-compressed-tensors", "nvfp4-compressed-tensors")]
+    proc = subprocess.run([sys.executable, "-c", LOAD_VARIANTS, *folders], capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results.pop("factory_imported") is False  # the subfolders need no factory code
+    for folder in folders:
+        r = results[folder]
+        assert r["quantizer"] == "CompressedTensorsConfig" and r["finite"]
+        assert len(r["new_tokens"]) == 4 and all(0 <= t < 2048 for t in r["new_tokens"])
+
+
+@pytest.mark.parametrize("name", ["fp8", "nvfp4"])
+def test_modelopt_variant_reads_back_as_the_quantize_stage_measured_it(released, quantized, upstream, name):
+    import math
+
+    from factory.artifacts import Tokens
+    from factory.model.checkpoints import lm_loss
+    from factory.stages.quantize.modelopt_format import load_modelopt
+
+    out, _ = released
+    report = json.loads((quantized.path / "quantize.json").read_text())
+    windows = Tokens.of({"tokens": upstream["tokens"]}, "tokens").windows("valid", 32, 8)
+    assert math.exp(lm_loss(load_modelopt(out / name), windows)) == pytest.approx(report["variants"][name]["perplexity"], rel=1e-6)
+
+
+def test_model_card_has_a_section_per_variant_with_the_quantize_numbers(released, quantized):
+    out, metrics = released
+    body = (out / "README.md").read_text().split("\n---\n", 1)[1]
+    report = json.loads((quantized.path / "quantize.json").read_text())
+    assert "## Quantized variants" in body and "## Lineage" in body  # the BF16 card is still whole
+    sections = body.split("\n### ")[1:]
+    assert [s.split("`")[1] for s in sections] == [f"{n}/" for n in report["variants"]] and len(sections) == 4
+    base_acc = report["bf16_tasks"]["tiny_cloze"]
+    for section, (name, v) in zip(sections, report["variants"].items()):
+        assert f"| perplexity | {format_metric(report['bf16_perplexity'])} | {format_metric(v['perplexity'])} | {100 * v['relative_increase']:+.2f}% |" in section
+        t = v["tasks"]["tiny_cloze"]
+        assert (f"| tiny_cloze accuracy | {format_metric(base_acc['accuracy'])} ± {format_metric(base_acc['accuracy_stderr'])} | "
+                f"{format_metric(t['accuracy'])} ± {format_metric(t['accuracy_stderr'])} | "
+                f"{format_metric(0.0 - t['accuracy_drop'])} ± {format_metric(t['accuracy_drop_stderr'])} |") in section
+        assert f"Size on disk: {metrics[name.replace('-', '_') + '_weight_bytes'] / 2**20:.2f} MiB" in section
+        assert f"perplexity at most {100 * v['gate']:.2f}% above BF16's" in section and ": passed." in section
+        assert "`lm_head`" in section  # the linears kept in BF16 are named
+        if v["export"] == "compressed-tensors":
+            assert f'from_pretrained("me/tiny", subfolder="{name}")' in section
+        else:
+            assert f"vllm serve ./{name}" in section and f'--include "{name}/*"' in section
+
+
+def test_variants_of_another_model_are_refused(upstream, quantized, tmp_path):
+    other = tiny_artifacts.model_artifact(tmp_path, upstream["tokens"], name="other_art")
+    out = tmp_path / "out"
+    out.mkdir()
+    inputs = {"model": other, "tokens": upstream["tokens"], "evaluation": upstream["evaluation"], "quantized": quantized}
+    with pytest.raises(InputError, match="was quantized from model .* not the released model"):
+        run(Config(), inputs, out, StepContext("release"))
+    assert list(out.iterdir()) == []
+
+
+def test_a_quantized_input_without_its_variant_folders_is_refused(upstream, tmp_path):
+    folder = tmp_path / "quantized_art"
+    folder.mkdir()
+    (folder / "quantize.json").write_text(json.dumps({"bf16_perplexity": 10.0, "variants": {"fp8": {}}}))
+    art = tiny_artifacts.write_manifest(folder, tiny_artifacts.manifest("quantize", "quantized", tiny_artifacts.fingerprint("q2"),
+                                                                        {"model": upstream["model"]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    inputs = {"model": upstream["model"], "tokens": upstream["tokens"], "evaluation": upstream["evaluation"], "quantized": art}
+    with pytest.raises(InputError, match=r"fp8: variant 'fp8' of quantize.json needs config.json and \*.safetensors"):
+        run(Config(), inputs, out, StepContext("release"))
+    (folder / "quantize.json").write_text("{")
+    with pytest.raises(InputError, match="quantize.json: not readable as JSON"):
+        run(Config(), inputs, out, StepContext("release"))
+    assert list(out.iterdir()) == []
