@@ -3,10 +3,16 @@
 Layout (NVIDIA's NVFP4): the tensor is viewed as a matrix [rows, cols] (leading dims flattened, blocks run
 along the last dim, which is the GEMM's reduction dim). With amax the tensor's max |x|:
 
-    global_scale   = amax / (6 * 448)                          fp32 scalar
-    block_scale[b] = e4m3(block_amax[b] / 6 / global_scale)     one per (1 x 16) or (16 x 16) block
+    global_scale   = amax / (6 * 448)                                     fp32 scalar
+    block_scale[b] = e4m3(clamp(block_amax[b] / (6 * global_scale),        one per (1 x 16) or (16 x 16) block
+                                2^-9, 448))
     code[i]        = e2m1(x[i] / (block_scale[b] * global_scale))
     x[i]          ~= value(code[i]) * (block_scale[b] * global_scale)
+
+Block scales follow NVIDIA Model Optimizer's arithmetic (`NVFP4QTensor.quantize`) bit for bit, so training and
+the PTQ export quantize a weight to the same bytes: the division is by 6 * global_scale in one step, an
+all-zero block gets scale 1, and a scale below E4M3's smallest value (2^-9) is clamped up to it, not flushed to
+zero, so a block far below the tensor's max keeps coarse values instead of becoming all zeros.
 
 E2M1 codes are 4 bits (sign, 2 exponent bits, 1 mantissa bit) for the values 0, 0.5, 1, 1.5, 2, 3, 4, 6
 and their negatives; two codes are packed per byte, low nibble first (the even column in the low nibble,
@@ -15,10 +21,11 @@ Rounding is to nearest, ties to even code; stochastic rounding (unbiased) is an 
 2D 16x16 blocks are for weights: W and W^T then quantize to the same values, so the forward GEMM and the
 backward (dgrad) GEMM see one and the same quantized weight.
 
-Special values: the last dim is zero-padded to a multiple of 16 (and rows to 16 for 2D blocks); +-inf
-saturate to +-amax of the finite values; a NaN makes its block's E4M3 scale NaN, so the whole block
-dequantizes to NaN (E2M1 has no NaN code) and divergence stays visible; an all-zero tensor has global
-scale 1 and all-zero codes; -0.0 is stored as +0 (code 0).
+Special values (where Model Optimizer has no rule): the last dim is zero-padded to a multiple of 16 (and rows
+to 16 for 2D blocks); +-inf saturate to +-amax of the finite values; a NaN makes its block's E4M3 scale NaN, so
+the whole block dequantizes to NaN (E2M1 has no NaN code) and divergence stays visible; an all-zero tensor has
+global scale 1 (Model Optimizer's would be 0, and its block scales NaN) and all-zero codes; -0.0 is stored as
++0 (code 0), a tiny negative that rounds to zero as -0 (code 8), as Model Optimizer packs them.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from factory.precision.fp8 import FP8_MAX, finite_amax
 
 E2M1_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the value of codes 0..7; code | 8 is the negative
 E2M1_MAX = 6.0
-BLOCK = 16
+BLOCK = 16  # values per block scale (NVFP4's group size in Model Optimizer's checkpoint format)
+E4M3_MIN_SCALE = 2.0**-9  # E4M3's smallest positive value: block scales are clamped up to it
 _GLOBAL_DIVISOR = E2M1_MAX * FP8_MAX["e4m3"]  # 6 * 448 = 2688
 
 
@@ -124,28 +132,34 @@ def nvfp4_quantize(
     block_2d: bool = False,
     stochastic: bool = False,
     generator: torch.Generator | None = None,
+    global_scale: torch.Tensor | None = None,
 ) -> NVFP4Tensor:
     """Quantize `x` [..., cols] to NVFP4 (1x16 blocks along the last dim, or 16x16 blocks if `block_2d`).
 
     `stochastic` rounds each value up or down at random in proportion to its distance to the two grid
     neighbours (for gradients: unbiased); the draws come from `generator` (seeded, on x's device), one
-    U[0, 1) per element of the padded matrix, in row-major order.
+    U[0, 1) per element of the padded matrix, in row-major order. `global_scale` (fp32 scalar) replaces
+    amax / (6 * 448), e.g. a serving engine's static input scale from calibration; blocks above what it
+    allows saturate to +-6 x 448 x global_scale.
     """
     block = (BLOCK, BLOCK) if block_2d else (1, BLOCK)
     xm = _as_padded_matrix(x, block)  # [R, C]
     uniform = torch.rand(xm.shape, generator=generator, device=xm.device) if stochastic else None
     amax = finite_amax(xm)
-    global_scale = nvfp4_global_scale(amax)
+    global_scale = nvfp4_global_scale(amax) if global_scale is None else global_scale.float().reshape(())
     xm = torch.where(torch.isinf(xm), torch.sign(xm) * amax, xm)
 
     R, C = xm.shape
     bh, bw = block
     blocks = xm.reshape(R // bh, bh, C // bw, bw)  # a view: block (i, j) is blocks[i, :, j, :]
     block_amax = blocks.abs().amax(dim=(1, 3))  # [R/bh, C/bw]; NaN if the block holds a NaN
-    block_scales = (block_amax / E2M1_MAX / global_scale).clamp(max=FP8_MAX["e4m3"]).to(torch.float8_e4m3fn)
+    raw = block_amax / (E2M1_MAX * global_scale)  # one division, as Model Optimizer computes it
+    raw = torch.where(raw == 0, 1.0, raw)  # an all-zero block: scale 1 (its codes are 0 whatever the scale)
+    block_scales = raw.clamp(min=E4M3_MIN_SCALE, max=FP8_MAX["e4m3"]).to(torch.float8_e4m3fn)  # NaN stays NaN
 
     denom = (block_scales.float() * global_scale)[:, None, :, None]  # broadcasts over each block
-    # A block whose scale rounds to 0 (or is NaN) holds only zeros (or is marked NaN by its scale).
+    # A NaN scale (its codes are then 0; the scale marks the block) or a product that underflows fp32 (a global
+    # scale near fp32's smallest) fails `denom > 0`.
     scaled = torch.where(denom > 0, blocks / torch.where(denom > 0, denom, 1.0), 0.0).reshape(R, C)
     mag = scaled.abs()
     index = e2m1_round_stochastic(mag, uniform) if stochastic else e2m1_round(mag)

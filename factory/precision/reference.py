@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from factory.precision.fp8 import FP8_DTYPES, FP8_MAX
-from factory.precision.nvfp4 import BLOCK, E2M1_GRID, E2M1_MAX, NVFP4Tensor
+from factory.precision.nvfp4 import BLOCK, E2M1_GRID, E2M1_MAX, E4M3_MIN_SCALE, NVFP4Tensor
 
 _FP32_MAX = float(np.finfo(np.float32).max)
 
@@ -76,7 +76,7 @@ def fp8_quantize_reference(x: torch.Tensor, fmt: str = "e4m3") -> tuple[torch.Te
 
 
 def nvfp4_quantize_reference(
-    x: torch.Tensor, block_2d: bool = False, uniform: torch.Tensor | None = None
+    x: torch.Tensor, block_2d: bool = False, uniform: torch.Tensor | None = None, global_scale: float | None = None
 ) -> NVFP4Tensor:
     """Same contract as `nvfp4_quantize`, one block and one element at a time.
 
@@ -91,7 +91,8 @@ def nvfp4_quantize_reference(
     m = [[flat[r][c] if r < rows and c < cols else 0.0 for c in range(cols_p)] for r in range(rows_p)]
 
     amax = max([abs(v) for row in m for v in row if math.isfinite(v)], default=0.0)
-    global_scale = _f32(amax / (E2M1_MAX * FP8_MAX["e4m3"])) or 1.0  # 1 when it is 0 (or underflows to 0)
+    if global_scale is None:
+        global_scale = _f32(amax / (E2M1_MAX * FP8_MAX["e4m3"])) or 1.0  # 1 when it is 0 (or underflows to 0)
     m = [[math.copysign(amax, v) if math.isinf(v) else v for v in row] for row in m]
 
     e4m3 = fp8_grid("e4m3")
@@ -105,12 +106,13 @@ def nvfp4_quantize_reference(
                 scales[br][bc] = math.nan  # the NaN block scale marks the whole block
                 continue
             block_amax = max(abs(v) for v in block_values)
-            raw = min(_f32(_f32(block_amax / E2M1_MAX) / global_scale), FP8_MAX["e4m3"])
+            raw = _f32(block_amax / _f32(E2M1_MAX * global_scale)) or 1.0  # an all-zero block: scale 1
+            raw = min(max(raw, E4M3_MIN_SCALE), FP8_MAX["e4m3"])  # clamped into E4M3's range, never flushed to 0
             scale = round_to_grid(raw, e4m3)[0]
             scales[br][bc] = scale
             denom = _f32(scale * global_scale)
             for r, c in cells:
-                v = _f32(m[r][c] / denom) if denom > 0 else 0.0
+                v = _f32(m[r][c] / denom) if denom > 0 else 0.0  # 0 only when scale x global underflows fp32
                 mag = min(abs(v), E2M1_MAX) if uniform is not None else abs(v)
                 if uniform is None:
                     index = round_to_grid(mag, E2M1_GRID)[1]

@@ -62,8 +62,8 @@ def test_layout_shapes_and_global_scale():
 
 
 def test_zeros_infinities_and_nan():
-    zeros = nvfp4_quantize(torch.zeros(2, 16))
-    assert zeros.global_scale.item() == 1.0 and not zeros.codes.any() and not zeros.block_scales.float().any()
+    zeros = nvfp4_quantize(torch.zeros(2, 16))  # an all-zero block gets scale 1, as Model Optimizer sets it
+    assert zeros.global_scale.item() == 1.0 and not zeros.codes.any() and (zeros.block_scales.float() == 1).all()
     assert not nvfp4_dequantize(zeros).any()
 
     x = torch.zeros(3, 16)
@@ -143,6 +143,15 @@ def test_fast_path_matches_reference(shape_and_values, block_2d, stochastic, see
     torch.testing.assert_close(nvfp4_dequantize(q), nvfp4_dequantize(ref), rtol=0, atol=0, equal_nan=True)
 
 
+def _underflowing_blocks() -> torch.Tensor:
+    """[128, 128]: one value of 100 sets the global scale (100 / 2688); every other block's amax (~6e-5) over 6 x
+    that is ~3e-4, below 2^-10 (half E4M3's smallest value 2^-9), so each of those scales underflows E4M3.
+    Flushing them to zero made 430 of the 9,216 bytes (codes and scales) equal Model Optimizer's."""
+    w = torch.randn(128, 128, generator=torch.Generator().manual_seed(0)) * 3e-5
+    w[0, 0] = 100.0
+    return w
+
+
 def test_matches_model_optimizer_weight_packing():
     """NVIDIA Model Optimizer's NVFP4QTensor as an outside reference (skipped when not installed)."""
     pytest.importorskip("modelopt.torch.quantization.qtensor")
@@ -157,3 +166,35 @@ def test_matches_model_optimizer_weight_packing():
     assert torch.equal(packed._quantized_data, ours.codes)
     assert torch.equal(block_scales.view(torch.uint8), ours.block_scales.view(torch.uint8))
     torch.testing.assert_close(global_scale.float(), ours.global_scale, rtol=1e-6, atol=0)
+
+
+def test_underflowing_block_scales_clamp_as_model_optimizer_and_the_reference():
+    """Block scales below E4M3's range are clamped to 2^-9, not flushed to zero: every byte (codes and scales)
+    equals Model Optimizer's and the pure-Python reference's, and those blocks keep values instead of zeros."""
+    w = _underflowing_blocks()
+    ours = nvfp4_quantize(w)
+    assert (ours.block_scales.float().flatten()[1:] == 2.0**-9).all()
+    assert nvfp4_dequantize(ours)[1:].count_nonzero() > 127 * 128 // 2  # flushed, these rows would be all 0
+    ref = nvfp4_quantize_reference(w)
+    assert torch.equal(ours.codes, ref.codes)
+    assert torch.equal(ours.block_scales.view(torch.uint8), ref.block_scales.view(torch.uint8))
+    assert torch.equal(ours.global_scale, ref.global_scale)
+    pytest.importorskip("modelopt.torch.quantization.qtensor")
+    from modelopt.torch.quantization.qtensor import NVFP4QTensor
+
+    packed, block_scales, global_scale = NVFP4QTensor.quantize(w.clone(), 16)
+    ours_bytes = torch.cat([ours.codes.flatten(), ours.block_scales.view(torch.uint8).flatten()])
+    theirs_bytes = torch.cat([packed._quantized_data.flatten(), block_scales.view(torch.uint8).flatten()])
+    assert ours_bytes.numel() == 9216 and torch.equal(ours_bytes, theirs_bytes)
+    assert torch.equal(ours.global_scale, global_scale.float().reshape(()))
+
+
+def test_given_global_scale_matches_the_reference():
+    """A static global scale (a serving engine's calibrated input scale): values above what it allows saturate."""
+    x = torch.randn(6, 40, generator=torch.Generator().manual_seed(4)) * torch.logspace(-7, 1, 40)
+    scale = torch.tensor(0.5 / 2688)  # amax 0.5 "calibrated", below x's largest values
+    ours = nvfp4_quantize(x, global_scale=scale)
+    ref = nvfp4_quantize_reference(x, global_scale=float(scale))
+    assert torch.equal(ours.codes, ref.codes) and torch.equal(ours.global_scale, scale)
+    assert torch.equal(ours.block_scales.view(torch.uint8), ref.block_scales.view(torch.uint8))
+    assert nvfp4_dequantize(ours).abs().max().item() == pytest.approx(0.5 * 448 / 448, rel=1e-6)

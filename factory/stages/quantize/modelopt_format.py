@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from factory.precision.fp8 import fp8_quantize
+from factory.precision.nvfp4 import BLOCK
 
 ALGO = {"fp8": "FP8", "nvfp4": "NVFP4"}
 PRODUCER = {"name": "modelopt", "version": "0.47.0"}  # the Model Optimizer release whose format this follows
-GROUP_SIZE = 16
 
 
 def checkpoint_name(name: str) -> str:
@@ -50,10 +50,10 @@ def quant_config(formats: dict[str, str], all_linears: list[str], kv_fp8: bool) 
     section: dict = {"quant_algo": ALGO[used[0]] if len(used) == 1 else "MIXED_PRECISION",
                      "kv_cache_quant_algo": "FP8" if kv_fp8 else None, "exclude_modules": excluded}
     if "nvfp4" in used:
-        section["group_size"] = GROUP_SIZE
+        section["group_size"] = BLOCK
     if len(used) > 1:
         section["quantized_layers"] = {
-            checkpoint_name(n): ({"quant_algo": "NVFP4", "group_size": GROUP_SIZE} if f == "nvfp4" else {"quant_algo": "FP8"})
+            checkpoint_name(n): ({"quant_algo": "NVFP4", "group_size": BLOCK} if f == "nvfp4" else {"quant_algo": "FP8"})
             for n, f in sorted(formats.items()) if f != "bf16"
         }
     return section

@@ -28,18 +28,11 @@ import torch
 from torch import nn
 
 from factory.precision.fp8 import FP8_MAX, finite_amax, fp8_quantize
-from factory.precision.nvfp4 import (
-    BLOCK,
-    E2M1_GRID,
-    E2M1_MAX,
-    e2m1_round,
-    nvfp4_dequantize,
-    pack_e2m1,
-)
+from factory.precision.nvfp4 import BLOCK, E2M1_MAX, NVFP4Tensor, nvfp4_dequantize, nvfp4_quantize
 
 FORMATS = ("bf16", "fp8", "nvfp4")
-# Bits per weight, scales included: NVFP4 = 4 + 8 / 16 (one E4M3 scale per 16 values).
-BITS = {"bf16": 16.0, "fp8": 8.0, "nvfp4": 4.5}
+# Bits per weight, scales included: NVFP4 = 4 + 8 / 16 (one E4M3 scale per block of 16 values).
+BITS = {"bf16": 16.0, "fp8": 8.0, "nvfp4": 4.0 + 8.0 / BLOCK}
 ALWAYS_BF16 = ("lm_head", "*.mixer.gate", "*.mixer.gate.*", "*conv1d*", "*embeddings*")
 
 
@@ -98,9 +91,8 @@ def quantize_weight(weight: torch.Tensor, fmt: str) -> dict[str, torch.Tensor]:
     """The exported tensors of one linear's weight [out, in] in `fmt` (see the module docstring).
 
     Scales follow Model Optimizer's export arithmetic exactly (so the packed bytes match it bit for bit):
-    FP8 divides by amax / 448; NVFP4 divides each block's amax by 6 * weight_scale_2, sets an all-zero
-    block's scale to 1 and clamps scales to [2^-9, 448] before the E4M3 cast, so a block far below the
-    tensor's largest value keeps the smallest E4M3 scale instead of flushing to zero.
+    FP8 divides by amax / 448; NVFP4 is `factory.precision.nvfp4_quantize` in 1 x 16 blocks, the quantizer
+    training uses too.
     """
     w = weight.detach().float()
     if fmt == "fp8":
@@ -112,14 +104,8 @@ def quantize_weight(weight: torch.Tensor, fmt: str) -> dict[str, torch.Tensor]:
         raise ValueError(f"format must be fp8 or nvfp4, got {fmt!r}")
     if w.ndim != 2 or w.shape[-1] % BLOCK:
         raise ValueError(f"NVFP4 needs a [out, in] weight with in divisible by {BLOCK}, got {tuple(w.shape)}")
-    scale_2 = finite_amax(w) / (E2M1_MAX * FP8_MAX["e4m3"])  # fp32 scalar
-    blocks = w.reshape(w.shape[0], -1, BLOCK)  # [out, in / 16, 16]
-    block_scale = blocks.abs().amax(-1) / (E2M1_MAX * scale_2)
-    block_scale = torch.where(block_scale == 0, 1.0, block_scale)
-    block_scale = block_scale.clamp(min=2.0**-9, max=FP8_MAX["e4m3"]).to(torch.float8_e4m3fn)  # [out, in / 16]
-    scaled = (blocks / (block_scale.float() * scale_2).unsqueeze(-1)).reshape(w.shape)
-    codes = torch.where(scaled < 0, e2m1_round(scaled.abs()) | 8, e2m1_round(scaled.abs()))
-    return {"weight": pack_e2m1(codes), "weight_scale": block_scale, "weight_scale_2": scale_2.reshape(())}
+    q = nvfp4_quantize(w)
+    return {"weight": q.codes, "weight_scale": q.block_scales, "weight_scale_2": q.global_scale.reshape(())}
 
 
 def input_scale(amax: float, fmt: str) -> torch.Tensor:
@@ -130,8 +116,6 @@ def input_scale(amax: float, fmt: str) -> torch.Tensor:
 
 def dequantize_weight(tensors: dict[str, torch.Tensor], fmt: str, shape: torch.Size) -> torch.Tensor:
     """fp32 weight [out, in] back from its exported tensors."""
-    from factory.precision.nvfp4 import NVFP4Tensor
-
     if fmt == "fp8":
         return tensors["weight"].float() * tensors["weight_scale"].float()
     q = NVFP4Tensor(tensors["weight"], tensors["weight_scale"], tensors["weight_scale_2"].float(), torch.Size(shape), (1, BLOCK))
@@ -159,16 +143,8 @@ class FakeQuantInput(nn.Module):
 
 
 def _nvfp4_static(x: torch.Tensor, global_scale: torch.Tensor) -> torch.Tensor:
-    """NVFP4 fake quantization of activations with a fixed global scale (vLLM's static `input_scale`)."""
-    shape = x.shape
-    blocks = x.reshape(-1, shape[-1] // BLOCK, BLOCK)
-    block_amax = blocks.abs().amax(-1, keepdim=True)
-    scales = (block_amax / E2M1_MAX / global_scale).clamp(max=FP8_MAX["e4m3"]).to(torch.float8_e4m3fn).float()
-    denom = scales * global_scale
-    scaled = torch.where(denom > 0, blocks / torch.where(denom > 0, denom, 1.0), 0.0)
-    grid = torch.tensor(E2M1_GRID)
-    mag = grid[e2m1_round(scaled.abs()).long()]
-    return (torch.sign(scaled) * mag * denom).reshape(shape)
+    """NVFP4 fake quantization of activations [..., in] with a fixed global scale (vLLM's static `input_scale`)."""
+    return nvfp4_dequantize(nvfp4_quantize(x, global_scale=global_scale))
 
 
 def apply_fake_quant(model: nn.Module, formats: dict[str, str], exported: dict[str, dict[str, torch.Tensor]]) -> nn.Module:

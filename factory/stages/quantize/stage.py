@@ -64,6 +64,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
     from factory.artifacts import Checkpoint, Tokens
     from factory.model.checkpoints import check_calibration, lm_loss, load_model
+    from factory.precision.nvfp4 import BLOCK
     from factory.stages.quantize import ptq
     from factory.stages.quantize.compressed_tensors_format import (
         write_compressed_tensors,
@@ -88,8 +89,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     if not linears:
         raise UserError("quantize: every linear is excluded (exclude / preset); nothing to quantize")
     for name, module in linears.items():
-        if module.in_features % 16:
-            raise UserError(f"quantize: {name} has in_features {module.in_features}, not a multiple of 16 (NVFP4 blocks); add it to exclude")
+        if module.in_features % BLOCK:
+            raise UserError(f"quantize: {name} has in_features {module.in_features}, not a multiple of {BLOCK} (NVFP4 blocks); add it to exclude")
     all_linears = sorted(n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear))
     cal = ptq.calibrate(model, calib)
     base_ppl = math.exp(lm_loss(model, evalw))
