@@ -37,7 +37,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from factory.errors import InputError
 from factory.jsonl import json_objects
+from factory.verify.tool_calls import ToolCall
 
 TRAIN = "train.jsonl"
 PROMPTS = "prompts.jsonl"
@@ -79,15 +80,6 @@ def split_thinking(content: str) -> tuple[str | None, str]:
     if match is None:
         return None, content.strip()
     return match.group(1).strip(), match.group(2).strip()
-
-
-class ToolCall(BaseModel):
-    """One call in the evaluation issue's format (`factory/verify/tool_calls.py`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1, description="The tool's name.")
-    arguments: dict[str, Any] = Field(description="The call's arguments as a JSON object.")
 
 
 class Message(BaseModel):

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from factory.errors import InputError
+from factory.verify.tool_calls import ToolCall
 
 _ITEM = ConfigDict(frozen=True, extra="ignore")
 
@@ -97,12 +98,6 @@ class ShortAnswerItem(BaseModel):
     id: str
     question: str = Field(min_length=1)
     answer: str | list[str]
-
-
-class ToolCall(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    name: str = Field(min_length=1)
-    arguments: dict[str, Any]
 
 
 class ToolCallItem(BaseModel):

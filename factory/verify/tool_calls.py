@@ -24,6 +24,16 @@ from pydantic import BaseModel, ConfigDict, Field
 _FORMAT = re.compile(r"^\s*<think>(.*?)</think>\s*<tool_call>(.*?)</tool_call>\s*$", re.DOTALL)
 
 
+class ToolCall(BaseModel):
+    """One call in the format `check_tool_calls` reads: a tool's name and its arguments (task files' expected
+    calls, conversation records' assistant calls)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, description="The tool's name.")
+    arguments: dict[str, Any] = Field(description="The call's arguments as a JSON object.")
+
+
 class ToolCallVerdict(BaseModel):
     """The reward of one reply and why."""
 
