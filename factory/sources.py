@@ -204,7 +204,8 @@ def input_identity(uri: str, content: bool = False, endpoint_url: str | None = N
             "files": len(files), "bytes": sum(f.size for f in files)}
 
 
-def _normalised(uri: str) -> str:
+def normalised_uri(uri: str) -> str:
+    """A raw input as its identity names it: a remote URL without its trailing slash, a local path resolved."""
     return uri.rstrip("/") if is_remote(uri) else str(_local_path(uri).resolve())
 
 
@@ -217,7 +218,7 @@ def source_digests(stage: str, config, storage=None) -> dict[str, list[dict[str,
     """
     endpoint = getattr(storage, "endpoint_url", None)
     region = getattr(storage, "region", None)
-    by_content = {_normalised(p) for p in getattr(config, "content_hash", None) or ()}
+    by_content = {normalised_uri(p) for p in getattr(config, "content_hash", None) or ()}
     out: dict[str, list[dict[str, Any]]] = {}
     for name in type(config).external_fields():
         value = config.field_value(name)
@@ -227,7 +228,7 @@ def source_digests(stage: str, config, storage=None) -> dict[str, list[dict[str,
         entries = []
         for p in paths:
             try:
-                entries.append(input_identity(str(p), _normalised(str(p)) in by_content, endpoint, region))
+                entries.append(input_identity(str(p), normalised_uri(str(p)) in by_content, endpoint, region))
             except InputError as e:
                 raise InputError(f"stages.{stage}.{name}: {e}") from None
         out[name] = entries

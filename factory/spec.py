@@ -377,6 +377,8 @@ class Spec(_Frozen):
                 data["gvendi"][field] = absolute(data["gvendi"][field])
         for name in self.enabled():
             node_of_step = data["stages"][name] if self.stages is not None else data["steps"][name]["config"]
+            if node_of_step.get("content_hash"):  # named as the raw inputs it opts in are, so resolved the same way
+                node_of_step["content_hash"] = [absolute(v) for v in node_of_step["content_hash"]]
             for path in type(self.stage_config(name)).external_fields():
                 *parents, field = path.split(".")
                 node = node_of_step

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory.logs import get_logger
+from factory.sources import normalised_uri
 
 
 class StageConfig(BaseModel):
@@ -41,6 +42,24 @@ class StageConfig(BaseModel):
         None, json_schema_extra={"affects_result": False},
         description="Raw inputs (as written in this config's input fields) identified by a sha256 of every byte "
                     "instead of their listing (relative path, size, ETag or mtime); for files rewritten in place.")
+
+    @model_validator(mode="after")
+    def _content_hash_names_raw_inputs(self) -> StageConfig:
+        """`content_hash` is honoured or refused: each entry must be one of the raw inputs this config names."""
+        if not self.content_hash:
+            return self
+        named = {normalised_uri(str(v)) for name in self.external_fields() for v in _values(self._value_or_none(name))}
+        stray = [p for p in self.content_hash if normalised_uri(p) not in named]
+        if stray:
+            raise ValueError(f"content_hash: {stray} {'is' if len(stray) == 1 else 'are'} not a raw input of this step "
+                             f"({', '.join(sorted(named)) or 'it reads none'}); list inputs as written in its fields")
+        return self
+
+    def _value_or_none(self, path: str) -> Any:
+        value: Any = self
+        for part in path.split("."):
+            value = getattr(value, part, None)
+        return value
 
     def result_fields(self) -> dict[str, Any]:
         """The fields that can change the stage's result, as JSON-able values.
@@ -87,6 +106,10 @@ class StageConfig(BaseModel):
         for part in path.split("."):
             value = getattr(value, part)
         return value
+
+
+def _values(value: Any) -> list[Any]:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def no_effect(default: Any, description: str) -> Any:
