@@ -43,13 +43,13 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
+from factory.curate.estimators import load_estimator, package_version, save_estimator
 from factory.curate.quality.classifiers import NgramClassifierConfig, build, raw_scores
 from factory.errors import InputError
 from factory.logs import get_logger
@@ -61,7 +61,6 @@ FORMAT = 1
 FOLDER = "math"
 MANIFEST = "classifier.json"
 MODELS = ("ngram", "features")
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
 class MathClassifierConfig(StageConfig):
@@ -299,16 +298,8 @@ def _inputs(name: str, texts: Sequence[str]):
 
 # ------------------------------------------------------------------------------------------------ model
 
-def _version(package: str) -> str | None:
-    try:
-        return package_metadata.version(package)
-    except package_metadata.PackageNotFoundError:
-        return None
-
-
 def train_math_classifier(config: MathClassifierConfig, out_dir: Path) -> dict[str, float]:
     """Fit the classifier on `training_texts`, save it into `out_dir`; held-out metrics (`math_` prefixed)."""
-    import skops.io
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
@@ -328,9 +319,9 @@ def train_math_classifier(config: MathClassifierConfig, out_dir: Path) -> dict[s
                 "math_positives": float(len(positives)), "math_negatives": float(len(negatives))}
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in MODELS:
-        skops.io.dump(models[name], out_dir / f"{name}.skops")
+        save_estimator(models[name], out_dir / f"{name}.skops")
     manifest = {"format": FORMAT, "config": config.model_dump(mode="json"), "training": counts,
-                "metrics": metrics, "versions": {p: _version(p) for p in ("scikit-learn", "skops", "sympy")}}
+                "metrics": metrics, "versions": {p: package_version(p) for p in ("scikit-learn", "skops", "sympy")}}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     log.info("math_classifier_trained", out_dir=str(out_dir), **counts, auc=round(metrics["math_auc"], 4))
     return metrics
@@ -354,8 +345,6 @@ class MathClassifier:
     @classmethod
     def load(cls, artifact: Path) -> MathClassifier | None:
         """The classifier in a quality artifact folder (its `math/` subfolder); None when it has none."""
-        import skops.io
-
         folder = Path(artifact) / FOLDER
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
@@ -363,16 +352,7 @@ class MathClassifier:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != FORMAT:
             raise InputError(f"{manifest_path}: format {manifest.get('format')!r}, this factory reads {FORMAT}")
-        models = {}
-        for name in MODELS:
-            file = folder / f"{name}.skops"
-            if not file.is_file():
-                raise InputError(f"{file} not found: the math classifier in {folder} is incomplete")
-            untrusted = skops.io.get_untrusted_types(file=file)
-            foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
-            if foreign:
-                raise InputError(f"{file} holds types that are not scikit-learn's: {foreign}")
-            models[name] = skops.io.load(file, trusted=untrusted)
+        models = {name: load_estimator(folder / f"{name}.skops", f"the math classifier in {folder}") for name in MODELS}
         return cls(models=models, manifest=manifest)
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from datatrove.data import Document
 from pydantic import Field, field_validator
 
 from factory.curate.dedup import Record, as_documents
+from factory.curate.estimators import load_estimator, package_version, save_estimator
 from factory.curate.quality.classifiers import (
     ClassifierName,
     EmbeddingClassifierConfig,
@@ -58,7 +58,6 @@ N_BUCKETS = 20
 PERCENTILES = np.linspace(0.0, 100.0, 101)  # the reference quantiles kept per classifier
 MANIFEST = "ensemble.json"
 # what a saved classifier may contain: scikit-learn estimators and the numpy/scipy values inside them
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
 class QualityConfig(StageConfig):
@@ -177,11 +176,9 @@ class QualityEnsemble:
 
     def save(self, out_dir: Path, extra: dict[str, Any] | None = None) -> None:
         """Write the artifact folder: one `<classifier>.skops` per classifier and `ensemble.json`."""
-        import skops.io
-
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in self.config.classifiers:
-            skops.io.dump(self.estimators[name], out_dir / f"{name}.skops")
+            save_estimator(self.estimators[name], out_dir / f"{name}.skops")
         manifest = {
             "format": FORMAT,
             "classifiers": list(self.config.classifiers),
@@ -191,7 +188,7 @@ class QualityEnsemble:
                 TIER_NAMES[t]: [lo, hi - 1]
                 for t, (lo, hi) in enumerate(zip((0, *self.config.tier_bounds), (*self.config.tier_bounds, N_BUCKETS)))
             },
-            "versions": {pkg: _version(pkg) for pkg in ("scikit-learn", "skops", self.config.embedding.encoder.model)},
+            "versions": {pkg: package_version(pkg) for pkg in ("scikit-learn", "skops", self.config.embedding.encoder.model)},
             **(extra or {}),
         }
         (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -199,8 +196,6 @@ class QualityEnsemble:
     @classmethod
     def load(cls, path: Path) -> QualityEnsemble:
         """Load an artifact folder written by `save` / `train_ensemble`."""
-        import skops.io
-
         path = Path(path)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
@@ -211,28 +206,14 @@ class QualityEnsemble:
         # ensembles saved before the `enabled` switch left QualityConfig (it never did anything) still load
         config = QualityConfig.model_validate({k: v for k, v in manifest["config"].items() if k != "enabled"})
         encoder = config.embedding.encoder.model
-        if "embedding" in config.classifiers and manifest.get("versions", {}).get(encoder) != _version(encoder):
+        if "embedding" in config.classifiers and manifest.get("versions", {}).get(encoder) != package_version(encoder):
             # the embedding head only makes sense on the encoder it was trained with
-            log.warning("quality_encoder_changed", model=encoder, trained_with=manifest.get("versions", {}).get(encoder), installed=_version(encoder))
-        estimators = {}
-        for name in config.classifiers:
-            file = path / f"{name}.skops"
-            if not file.is_file():
-                raise InputError(f"{file} not found: the quality-ensemble folder {path} is incomplete")
-            untrusted = skops.io.get_untrusted_types(file=file)
-            foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
-            if foreign:
-                raise InputError(f"{file} holds types that are not scikit-learn's: {foreign}")
-            estimators[name] = skops.io.load(file, trusted=untrusted)
+            log.warning("quality_encoder_changed", model=encoder, trained_with=manifest.get("versions", {}).get(encoder), installed=package_version(encoder))
+        estimators = {name: load_estimator(path / f"{name}.skops", f"the quality-ensemble folder {path}")
+                      for name in config.classifiers}
         grids = {name: np.asarray(manifest["percentiles"][name], dtype=np.float64) for name in config.classifiers}
         return cls(config=config, estimators=estimators, grids=grids)
 
-
-def _version(package: str) -> str | None:
-    try:
-        return package_metadata.version(package)
-    except package_metadata.PackageNotFoundError:
-        return None  # a model folder rather than a package
 
 
 def train_ensemble(
