@@ -201,17 +201,8 @@ def test_math_rules_decide_as_datatrove_stock_filters():
 
     chain = MathChain(MathChainConfig(), ["en"], 0.65, None)
     q, r = chain.chain.quality, chain.chain.repetition
-    stock = [
-        GopherQualityFilter(
-            min_doc_words=q.min_doc_words, max_doc_words=q.max_doc_words, min_avg_word_length=q.min_avg_word_length,
-            max_avg_word_length=q.max_avg_word_length, max_symbol_word_ratio=q.max_symbol_word_ratio,
-            max_bullet_lines_ratio=q.max_bullet_lines_ratio, max_ellipsis_lines_ratio=q.max_ellipsis_lines_ratio,
-            max_non_alpha_words_ratio=q.max_non_alpha_words_ratio, min_stop_words=q.min_stop_words),
-        GopherRepetitionFilter(
-            dup_line_frac=r.dup_line_frac, dup_para_frac=r.dup_para_frac, dup_line_char_frac=r.dup_line_char_frac,
-            dup_para_char_frac=r.dup_para_char_frac, top_n_grams=tuple(map(tuple, r.top_n_grams)),
-            dup_n_grams=tuple(map(tuple, r.dup_n_grams))),
-    ]
+    stock = [GopherQualityFilter(**q.thresholds()), GopherRepetitionFilter(**r.thresholds())]
+    assert q.max_non_alpha_words_ratio == 0.7 and r.dup_line_frac == 0.6  # the math thresholds, not the prose ones
     pages = [extract_main_text(p.read_text(encoding="utf-8"), "resiliparse_rules") for p in sorted(SMOKE.glob("*.htm*"))[:40]]
     texts = [MATH_TEXT, MATH_TEXT * 3] + formula_soup(6, [MATH_TEXT], seed=2) + generated_worked_examples(6, seed=3) + pages
     views = [Document(text=prose_view(t), id=str(i)) for i, t in enumerate(texts)]

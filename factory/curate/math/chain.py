@@ -55,18 +55,10 @@ class MathChain(PipelineStep):
 
         words = word_splitter("en")  # datatrove's default language for both filters
         rules = []
-        q, r = self.chain.quality, self.chain.repetition
-        if q.enabled:
-            rules.append(GopherQualityFilter(
-                min_doc_words=q.min_doc_words, max_doc_words=q.max_doc_words, min_avg_word_length=q.min_avg_word_length,
-                max_avg_word_length=q.max_avg_word_length, max_symbol_word_ratio=q.max_symbol_word_ratio,
-                max_bullet_lines_ratio=q.max_bullet_lines_ratio, max_ellipsis_lines_ratio=q.max_ellipsis_lines_ratio,
-                max_non_alpha_words_ratio=q.max_non_alpha_words_ratio, min_stop_words=q.min_stop_words, language=words))
-        if r.enabled:
-            rules.append(FastGopherRepetition(
-                dup_line_frac=r.dup_line_frac, dup_para_frac=r.dup_para_frac, dup_line_char_frac=r.dup_line_char_frac,
-                dup_para_char_frac=r.dup_para_char_frac, top_n_grams=tuple(map(tuple, r.top_n_grams)),
-                dup_n_grams=tuple(map(tuple, r.dup_n_grams)), language=words))
+        if self.chain.quality.enabled:
+            rules.append(GopherQualityFilter(**self.chain.quality.thresholds(), language=words))
+        if self.chain.repetition.enabled:
+            rules.append(FastGopherRepetition(**self.chain.repetition.thresholds(), language=words))
         return rules
 
     def check(self, doc: Document) -> str | None:

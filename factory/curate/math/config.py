@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from factory.curate.gopher import GopherQuality, GopherRepetition
 from factory.stage import StageConfig, no_effect
 
 
@@ -29,37 +30,15 @@ class MathConfig(StageConfig):
         return {"renderer": "lynx"} if self.renderer == "lynx" else {}
 
 
-class MathQualityRules(StageConfig):
-    """Gopher's quality rules measured on a math page's prose (`mask.prose_view`: LaTeX and code masked), with
-    thresholds for math: pages that explain formulas in words are short of prose and long on symbols."""
-
-    enabled: bool = Field(True, description="Apply the quality rules to math pages' prose.")
-    min_doc_words: int = Field(50, ge=0, description="Fewest words of prose (inline formulas count as one word each).")
-    max_doc_words: int = Field(100_000, ge=1, description="Most words of prose.")
-    min_avg_word_length: float = Field(3, ge=0, description="Smallest mean word length of the prose, in characters.")
-    max_avg_word_length: float = Field(10, ge=0, description="Largest mean word length of the prose, in characters.")
-    max_symbol_word_ratio: float = Field(0.1, ge=0, description="Most '#' and '...' symbols per prose word.")
-    max_bullet_lines_ratio: float = Field(0.9, ge=0, le=1, description="Largest share of prose lines that start with a bullet.")
-    max_ellipsis_lines_ratio: float = Field(0.3, ge=0, le=1, description="Largest share of prose lines ending with an ellipsis.")
-    max_non_alpha_words_ratio: float = Field(
-        0.7, ge=0, le=1, description="Smallest share of prose words with a letter (datatrove's name; prose pages use 0.8).")
-    min_stop_words: int = Field(2, ge=0, description="Fewest English stop words in the prose.")
-
-
-class MathRepetitionRules(StageConfig):
-    """Gopher's repetition rules on a math page's prose, at twice the prose thresholds: reference pages of
-    functions repeat their phrasing ("The function is defined as ...") from entry to entry."""
-
-    enabled: bool = Field(True, description="Apply the repetition rules to math pages' prose.")
-    dup_line_frac: float = Field(0.6, ge=0, le=1, description="Largest share of lines that repeat an earlier line.")
-    dup_para_frac: float = Field(0.6, ge=0, le=1, description="Largest share of paragraphs that repeat an earlier one.")
-    dup_line_char_frac: float = Field(0.4, ge=0, le=1, description="Largest share of characters in repeated lines.")
-    dup_para_char_frac: float = Field(0.4, ge=0, le=1, description="Largest share of characters in repeated paragraphs.")
-    top_n_grams: list[tuple[int, float]] = Field(
-        [(2, 0.4), (3, 0.36), (4, 0.32)], description="(n, max share of characters) covered by the most frequent n-gram.")
-    dup_n_grams: list[tuple[int, float]] = Field(
-        [(5, 0.3), (6, 0.28), (7, 0.26), (8, 0.24), (9, 0.22), (10, 0.2)],
-        description="(n, max share of characters) covered by repeated n-grams.")
+# Gopher's rules on a math page's prose (`mask.prose_view`) with thresholds for math, measured on the 35 math pages
+# of python-mpmath-doc and libdune-geometry-doc that the math path extracts: pages that explain formulas in words
+# are short of prose and long on symbols (datatrove's max_non_alpha_words_ratio 0.8 drops 11 of them, 0.7 drops 6),
+# and reference pages of functions repeat their phrasing ("The function is defined as ...") from entry to entry
+# (datatrove's repetition thresholds drop 11, twice them 4).
+MATH_QUALITY = GopherQuality(max_non_alpha_words_ratio=0.7)
+MATH_REPETITION = GopherRepetition(
+    dup_line_frac=0.6, dup_para_frac=0.6, dup_line_char_frac=0.4, dup_para_char_frac=0.4,
+    top_n_grams=[(2, 0.4), (3, 0.36), (4, 0.32)], dup_n_grams=[(5, 0.3), (6, 0.28), (7, 0.26), (8, 0.24), (9, 0.22), (10, 0.2)])
 
 
 class MathCleanup(StageConfig):
@@ -99,8 +78,10 @@ class MathChainConfig(StageConfig):
 
     enabled: bool = Field(
         True, description="Send math pages through this chain; false sends them through the prose filters as before.")
-    quality: MathQualityRules = Field(MathQualityRules(), description="Quality rules on the prose of math pages.")
-    repetition: MathRepetitionRules = Field(MathRepetitionRules(), description="Repetition rules on the prose of math pages.")
+    quality: GopherQuality = Field(
+        MATH_QUALITY, description="Gopher's quality rules on the prose of math pages (LaTeX and code masked, inline "
+        "formulas one word each).")
+    repetition: GopherRepetition = Field(MATH_REPETITION, description="Gopher's repetition rules on the prose of math pages.")
     min_math_score: float = Field(
         0.5, ge=0, le=1, description="With quality scoring on: math pages the math classifier rates below this probability are dropped.")
     cleanup: MathCleanup = Field(MathCleanup(), description="Optional LLM cleanup of math pages.")

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from factory.curate.decontaminate import DecontaminationConfig
 from factory.curate.dedup.fuzzy import FuzzyDedupConfig
 from factory.curate.dedup.semantic import SemanticDedupConfig
+from factory.curate.gopher import GopherQuality, GopherRepetition
 from factory.curate.math import MathConfig
 from factory.curate.math.config import MathChainConfig
 from factory.curate.quality.ensemble import N_TIERS
@@ -22,37 +23,6 @@ from factory.stage import StageConfig, no_effect
 
 MIN_CALIBRATION_DOCS = 100  # documents a crawl needs before its own tier grids replace the ensemble's
 
-
-
-class GopherQuality(StageConfig):
-    """Gopher quality rules (Rae et al. 2021), as datatrove's `GopherQualityFilter` applies them."""
-
-    enabled: bool = Field(True, description="Apply the Gopher quality rules.")
-    min_doc_words: int = Field(50, ge=0, description="Fewest words (non-symbol tokens) a document may have.")
-    max_doc_words: int = Field(100_000, ge=1, description="Most words a document may have.")
-    min_avg_word_length: float = Field(3, ge=0, description="Smallest mean word length, in characters.")
-    max_avg_word_length: float = Field(10, ge=0, description="Largest mean word length, in characters.")
-    max_symbol_word_ratio: float = Field(0.1, ge=0, description="Most '#' and '...' symbols per word.")
-    max_bullet_lines_ratio: float = Field(0.9, ge=0, le=1, description="Largest share of lines that start with a bullet.")
-    max_ellipsis_lines_ratio: float = Field(0.3, ge=0, le=1, description="Largest share of lines that end with an ellipsis.")
-    max_non_alpha_words_ratio: float = Field(0.8, ge=0, le=1, description="Smallest share of words with a letter (datatrove's name).")
-    min_stop_words: int = Field(2, ge=0, description="Fewest English stop words (the, be, to, of, and, that, have, with).")
-
-
-class GopherRepetition(StageConfig):
-    """Gopher repetition rules: duplicated lines, paragraphs and n-grams, as datatrove's filter applies them."""
-
-    enabled: bool = Field(True, description="Apply the Gopher repetition rules.")
-    dup_line_frac: float = Field(0.3, ge=0, le=1, description="Largest share of lines that repeat an earlier line.")
-    dup_para_frac: float = Field(0.3, ge=0, le=1, description="Largest share of paragraphs that repeat an earlier one.")
-    dup_line_char_frac: float = Field(0.2, ge=0, le=1, description="Largest share of characters in repeated lines.")
-    dup_para_char_frac: float = Field(0.2, ge=0, le=1, description="Largest share of characters in repeated paragraphs.")
-    top_n_grams: list[tuple[int, float]] = Field(
-        [(2, 0.2), (3, 0.18), (4, 0.16)],
-        description="(n, max share of characters) covered by the most frequent n-gram.")
-    dup_n_grams: list[tuple[int, float]] = Field(
-        [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
-        description="(n, max share of characters) covered by repeated n-grams.")
 
 
 class MathExtraction(MathConfig):
