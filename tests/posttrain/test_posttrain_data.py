@@ -261,9 +261,9 @@ def test_prompt_set_without_answers_fails_naming_the_set(tmp_path):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("{oops", r"no_json.jsonl, line 2: not JSON"),
-    (json.dumps({"prompt": "Pick", "options": ["a", "b"], "answer": "carbon", "verifier": "choice"}), r"line 2: answer: .*option letter"),
-    (json.dumps({"question": "typo?", "answer": "1"}), r"line 2: prompt: Field required"),
+    ("{oops", r"no_json.jsonl:2: not JSON"),
+    (json.dumps({"prompt": "Pick", "options": ["a", "b"], "answer": "carbon", "verifier": "choice"}), r"no_json.jsonl:2: answer: .*option letter"),
+    (json.dumps({"question": "typo?", "answer": "1"}), r"no_json.jsonl:2: prompt: Field required"),
 ])
 def test_malformed_prompt_line_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "no_json.jsonl"

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from factory.chat.records import Message, Prompt, VerifierName
 from factory.errors import InputError, SpecError
+from factory.jsonl import json_models
 from factory.stages.posttrain_data.config import Config, ProceduralSet, TaskSet
 from factory.stages.posttrain_data.templates import render
 from factory.tasks.procedural import NUMERIC
@@ -185,23 +186,7 @@ def _missing(answer: Any) -> bool:
 def read_user_prompts(path: str | Path, split: Literal["train", "heldout"]) -> list[Prompt]:
     """A JSONL prompt file as Prompts; one `InputError` naming the file and line of the first bad prompt."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"prompt set {path}: not readable ({e})") from None
-    rows: list[tuple[int, UserPrompt]] = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            rows.append((lineno, UserPrompt.model_validate(data)))
-        except json.JSONDecodeError as e:
-            raise InputError(f"prompt set {path}, line {lineno}: not JSON ({e.msg})") from None
-        except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"]) or "line"
-            raise InputError(f"prompt set {path}, line {lineno}: {loc}: {first['msg']}") from None
+    rows = list(json_models(path, UserPrompt))
     if not rows:
         raise InputError(f"prompt set {path}: no prompts")
     lacking = [n for n, row in rows if _missing(row.answer)]
@@ -230,7 +215,7 @@ def read_user_prompts(path: str | Path, split: Literal["train", "heldout"]) -> l
                                   messages=_user(render("math", question=row.prompt.strip())), meta=meta))
         except ValidationError as e:
             msg = e.errors()[0]["msg"].removeprefix("Value error, ")
-            raise InputError(f"prompt set {path}, line {lineno}: answer: {msg}") from None
+            raise InputError(f"{path}:{lineno}: answer: {msg}") from None
     dup = _first_repeat(p.id for p in out)
     if dup is not None:
         raise InputError(f"prompt set {path}: id {dup!r} occurs more than once")

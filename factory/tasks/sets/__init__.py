@@ -13,11 +13,11 @@ decontamination can read the sets cheaply.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from factory.errors import InputError
+from factory.jsonl import json_objects
 
 SETS_DIR = Path(__file__).resolve().parent
 
@@ -43,19 +43,9 @@ def builtin_path(name: str) -> Path:
 
 def read_set(path: Path) -> list[TaskItem]:
     """The items of one set file; a malformed line raises `InputError` naming the file and the line."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"evaluation set {path} cannot be read: {e}") from None
     items: list[TaskItem] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise InputError(f"evaluation set {path}, line {number}: not valid JSON") from None
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k] for k in ("context", "target")):
+    for number, row in json_objects(path):
+        if not all(isinstance(row.get(k), str) and row[k] for k in ("context", "target")):
             raise InputError(
                 f"evaluation set {path}, line {number}: expected an object with non-empty string fields "
                 '"context" and "target"')

@@ -178,7 +178,7 @@ def test_malformed_task_file_line_is_an_input_error(upstream, tmp_path):
     with pytest.raises(InputError, match=r"bad\.jsonl, line 2"):
         read_set(bad)
     bad.write_text('{"context": "a b c", "target": " d"}\nnot json\n')
-    with pytest.raises(InputError, match=r"bad\.jsonl, line 2: not valid JSON"):
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: not JSON"):
         _run(Config(seq_len=16, max_batches=1, prompts=[], tasks=[], task_files=[str(bad)]), upstream, tmp_path / "out")
     with pytest.raises(InputError, match="missing.jsonl"):
         _run(Config(seq_len=16, max_batches=1, prompts=[], tasks=[], task_files=[str(tmp_path / "missing.jsonl")]),
