@@ -1,9 +1,6 @@
-"""Kill -9 and resume, shared by the trainer tests (pretrain, sft, rl): the driver processes' slowed-down steps,
-their environment, and the test side's wait for a checkpoint, then SIGKILL.
+"""Kill -9 and resume, shared by the tests that run a stage in a real process (tests/train/kind_driver.py): the driver
+processes' environment, and the test side's wait for a checkpoint, then SIGKILL.
 
-    # in a driver script
-    slow_steps(args.step_sleep)
-    # in a test
     proc = subprocess.Popen([...driver..., "--step-sleep", "0.1"], env=driver_env(), stdout=log_file, ...)
     saved = kill_after_checkpoint(proc, out / "checkpoints", kill_at, log)
 """
@@ -17,43 +14,8 @@ import time
 from pathlib import Path
 
 from factory.train.checkpoint import latest_checkpoint
-from factory.train.trainer import Callback, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Sleep(Callback):
-    """Slows each step down, so that a test can kill the process mid-run reliably."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def on_step_end(self, trainer, metrics) -> None:
-        time.sleep(self.seconds)
-
-
-class KillAt(Callback):
-    """Stops a run in-process at the end of step `step` (after the stage's own records, before a checkpoint of that
-    step), as a kill would; added through the run context (`StepContext.callbacks`)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer, metrics) -> None:
-        if metrics.step == self.step:
-            raise KeyboardInterrupt(f"killed at step {self.step}")
-
-
-def slow_steps(seconds: float) -> None:
-    """Give every Trainer made in this process a `Sleep(seconds)` callback (nothing when seconds is 0)."""
-    if not seconds:
-        return
-    original = Trainer.__init__
-
-    def init(self, *a, callbacks=(), **kw):
-        original(self, *a, callbacks=[*callbacks, Sleep(seconds)], **kw)
-
-    Trainer.__init__ = init  # type: ignore[method-assign]
 
 
 def driver_env() -> dict[str, str]:

@@ -42,6 +42,11 @@ class RewardModel(nn.Module):
         self.backbone = backbone
         self.attributes = tuple(attributes)
         self.head = nn.Linear(backbone.config.hidden_size, len(self.attributes))
+        # The scores come from the final hidden state, never from the LM head: an untied LM head is frozen, so it
+        # takes no gradient and no optimizer state (a resumed run restores exactly what the optimizer holds).
+        lm_head, embeddings = backbone.get_output_embeddings(), backbone.get_input_embeddings()
+        if lm_head is not None and lm_head.weight is not embeddings.weight:
+            lm_head.requires_grad_(False)
 
     def forward(self, input_ids: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         """(B, A) attribute scores of right-padded sequences (B, T) with `length` (B,) real tokens each."""

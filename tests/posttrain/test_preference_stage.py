@@ -12,7 +12,6 @@ import torch
 
 from factory.errors import InputError
 from factory.stages import preference
-from tests.kill9 import KillAt
 from factory.stage import StepContext
 from tests.posttrain.preference_inputs import conversations_artifact, policy_checkpoint
 
@@ -83,27 +82,6 @@ def test_raises_the_preference_margin_on_heldout_pairs(runs, loss):
     assert (folder / "preference.png").stat().st_size > 1000
     assert (folder / "model" / "config.json").is_file() and (folder / "model" / "tokenizer.json").is_file()
     assert not (folder / "checkpoints").exists()
-
-
-def test_a_killed_attempt_resumes_exactly(inputs, runs, tmp_path):
-    _, full = runs["dpo"]
-    out = tmp_path / "out"
-    out.mkdir()
-    # The killed attempt had written its pairs (as the first attempt does before training).
-    for name in PAIR_FILES:
-        shutil.copy(full / name, out / name)
-
-    with pytest.raises(KeyboardInterrupt):
-        preference.run(preference.Config(loss="dpo", **CONFIG), inputs, out, StepContext("dpo", callbacks=[KillAt(10)]))
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000004", "step-000008"]
-    preference.run(preference.Config(loss="dpo", **CONFIG), inputs, out, StepContext("dpo"))
-
-    losses = lambda folder: [json.loads(line)["loss"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    assert losses(out) == losses(full)  # bit-identical, steps 9 and 10 run again from the step-8 checkpoint
-    from safetensors.torch import load_file
-
-    resumed, uninterrupted = load_file(out / "model" / "model.safetensors"), load_file(full / "model" / "model.safetensors")
-    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
 
 
 def test_no_pair_fails_naming_the_prompt_set(inputs, tmp_path):

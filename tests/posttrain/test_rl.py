@@ -7,10 +7,6 @@ The policy is a tiny NemotronH SFT-trained here to answer a toy multiple-choice 
 
 from __future__ import annotations
 
-import json
-import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,10 +16,8 @@ from factory.errors import InputError
 from factory.stages import rl
 from factory.stage import NullTracker, StepContext
 from factory.train.callbacks import read_metrics
-from tests.kill9 import driver_env, kill_after_checkpoint
 from tests.posttrain.rl_fixtures import choice_prompt, conversations_artifact, letter_policy_artifact
 
-DRIVER = Path(__file__).with_name("rl_driver.py")
 # 2 optimizer steps per rollout (PPO-style minibatches: the second one is off-policy, with old log-probs) and a
 # checkpoint every step, so a kill can land in the middle of a rollout batch.
 CONFIG = dict(steps=10, lr=1e-3, micro_batch_size=16, steps_per_rollout=2, checkpoint_interval=1, keep_checkpoints=2,
@@ -71,36 +65,6 @@ def test_grpo_raises_the_verifier_reward_and_logs_every_figure(straight):
     assert not (out / "checkpoints").exists()
     from transformers import AutoTokenizer
     assert "detailed thinking" in AutoTokenizer.from_pretrained(out / "model").chat_template
-
-
-@pytest.mark.slow  # two trainer processes: tens of seconds
-def test_kill_9_mid_rollout_resumes_with_the_same_rollouts_and_losses(inputs, straight, tmp_path):
-    want_out, _, _ = straight
-    want = read_metrics(want_out / "metrics.jsonl")
-    want_rollouts = read_metrics(want_out / "rollouts.jsonl")
-    out, log = tmp_path / "killed", tmp_path / "log.txt"
-
-    def driver(*extra: str) -> subprocess.Popen:
-        with open(log, "a") as fh:
-            return subprocess.Popen([sys.executable, str(DRIVER), str(inputs["model"].path), str(inputs["data"].path),
-                                     str(out), json.dumps(CONFIG), *extra],
-                                    env=driver_env(), stdout=fh, stderr=subprocess.STDOUT)
-
-    kill_at = random.Random().choice([3, 5, 6, 7])  # odd steps end mid-rollout: the batch itself is restored
-    proc = driver("--step-sleep", "0.15")
-    saved = kill_after_checkpoint(proc, out / "checkpoints", kill_at, log, timeout=300)
-    assert saved < CONFIG["steps"] and not (out / "model").exists()
-
-    resumed = driver()
-    assert resumed.wait(timeout=300) == 0, log.read_text()[-3000:]
-    got = read_metrics(out / "metrics.jsonl")
-    assert [r["step"] for r in got] == list(range(1, 11))
-    assert [r["loss"] for r in got] == [r["loss"] for r in want]  # bitwise
-    assert [r["grad_norm"] for r in got] == [r["grad_norm"] for r in want]
-    got_rollouts = read_metrics(out / "rollouts.jsonl")
-    assert [r["digest"] for r in got_rollouts] == [r["digest"] for r in want_rollouts]  # the same rollouts
-    assert [r["temperature"] for r in got_rollouts] == [r["temperature"] for r in want_rollouts]
-    assert (out / "model/model.safetensors").read_bytes() == (want_out / "model/model.safetensors").read_bytes()
 
 
 def _model_only(folder: Path):

@@ -6,10 +6,6 @@ bit for bit."""
 from __future__ import annotations
 
 import json
-import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,10 +20,9 @@ from factory.stage import Artifact, StepContext
 from factory.train import read_metrics
 from factory.train.objectives.chat_lm import ChatLMObjective, chat_example
 from factory.train.objectives.causal_lm import IGNORE_INDEX
-from tests.kill9 import driver_env, kill_after_checkpoint
+from tests.kill9 import driver_env
 from tests.posttrain.sft_fixtures import conversations, write_checkpoint, write_data
 
-DRIVER = Path(__file__).with_name("sft_driver.py")
 # 60 steps of 8 conversations (~1.8 epochs of 270): seconds on one core, enough to learn the switch
 LEARN = dict(steps=60, micro_batch_size=8, lr=3e-3, seq_len=128, checkpoint_interval=0, log_interval=10)
 
@@ -189,59 +184,6 @@ def test_reasoning_mix_subsamples_the_larger_mode():
     held = {c.messages[1].content for c in valid}
     assert not held & {c.messages[1].content for c in train}  # a prompt's two modes stay on one side
 
-
-KILL = dict(steps=8, micro_batch_size=4, lr=3e-3, seq_len=128, warmup_steps=2, checkpoint_interval=2,
-            keep_checkpoints=2, log_interval=4, switch_prompts=0, valid_max=4)
-
-
-def _driver(inputs, out: Path, log: Path, *extra: str) -> subprocess.Popen:
-    with open(log, "a") as fh:  # a file, never an unread pipe: a full pipe would stall the trainer
-        return subprocess.Popen(
-            [sys.executable, str(DRIVER), str(inputs["model"].path), str(inputs["data"].path), str(out), json.dumps(KILL), *extra],
-            env=driver_env(),
-            stdout=fh, stderr=subprocess.STDOUT)
-
-
-def test_kill_9_and_resume_reproduces_the_uninterrupted_losses(inputs, tmp_path):
-    straight = tmp_path / "straight"
-    straight.mkdir()
-    sft.run(sft.Config(**KILL), inputs, straight, StepContext("straight"))
-    want = [r["loss"] for r in read_metrics(straight / "metrics.jsonl")]
-
-    kill_at = random.Random().randrange(2, 7)  # any step: the claim holds for all of them
-    out, log = tmp_path / "killed", tmp_path / "log.txt"
-    proc = _driver(inputs, out, log, "--step-sleep", "0.15")
-    saved = kill_after_checkpoint(proc, out / "checkpoints", kill_at, log)
-    assert saved < KILL["steps"] and not (out / "model").exists()  # killed mid-run
-
-    resumed = _driver(inputs, out, log)
-    assert resumed.wait(timeout=120) == 0, log.read_text()[-2000:]
-    records = read_metrics(out / "metrics.jsonl")
-    assert [r["step"] for r in records] == list(range(1, KILL["steps"] + 1))
-    assert [r["loss"] for r in records] == want  # bitwise, before and after the kill
-    assert (out / "model/model.safetensors").read_bytes() == (straight / "model/model.safetensors").read_bytes()
-
-
-def test_two_fsdp_ranks_match_one_process(inputs, tmp_path):
-    """torchrun, 2 ranks (gloo) with FSDP2, 2 conversations each: the single process's 4 per step, same losses,
-    through a checkpoint and the held-out measurements (FSDP forwards outside the train loop)."""
-    base = dict(steps=4, lr=3e-3, seq_len=128, warmup_steps=0, checkpoint_interval=3, switch_prompts=2, valid_max=4)
-    single = tmp_path / "single"
-    single.mkdir()
-    sft.run(sft.Config(micro_batch_size=4, **base), inputs, single, StepContext("one"))
-    out = tmp_path / "fsdp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(DRIVER),
-           str(inputs["model"].path), str(inputs["data"].path), str(out),
-           json.dumps({**base, "micro_batch_size": 2, "data_parallel": "fsdp"})]
-    with open(tmp_path / "log.txt", "w") as log:
-        done = subprocess.run(cmd, env=driver_env(), stdout=log, stderr=subprocess.STDOUT, timeout=300)
-    assert done.returncode == 0, (tmp_path / "log.txt").read_text()[-3000:]
-    want = [r["loss"] for r in read_metrics(single / "metrics.jsonl")]
-    assert [r["loss"] for r in read_metrics(out / "metrics.jsonl")] == pytest.approx(want, rel=1e-5)
-    assert want[-1] < want[0] - 0.3  # it learns, so matching means something
-    got = json.loads((out / "sft.json").read_text())
-    assert got["valid_loss_after"] == pytest.approx(json.loads((single / "sft.json").read_text())["valid_loss_after"], rel=1e-5)
-    assert (out / "model" / "chat_template.jinja").exists()
 
 
 def test_transformers_serve_obeys_the_reasoning_switch(trained, tmp_path):

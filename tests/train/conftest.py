@@ -56,3 +56,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def trainer_inputs(tmp_path_factory):
+    """Every trainer kind's tiny inputs (tests/train/trainer_kinds.py), built once for the session."""
+    from tests.train.trainer_kinds import kind_inputs
+
+    return kind_inputs(tmp_path_factory.mktemp("trainer_inputs"))

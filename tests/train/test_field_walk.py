@@ -22,7 +22,7 @@ import pytest
 from factory.kinds import KINDS
 from factory.train.config import Loop, Parallelism, Precision
 from tests.spine import ROOT
-from tests.train.trainer_kinds import BASE, SCORED, TRAINERS, kind_inputs, run_kind
+from tests.train.trainer_kinds import BASE, SCORED, TRAINERS, run_kind
 
 SHELL_FIELDS = (set(Loop.model_fields) | set(Precision.model_fields) | set(Parallelism.model_fields)) - {"content_hash"}
 
@@ -103,9 +103,9 @@ KIND_PROVEN_BY = {
 
 
 @pytest.fixture(scope="module")
-def walk(tmp_path_factory):
+def walk(trainer_inputs, tmp_path_factory):
     root = tmp_path_factory.mktemp("walk")
-    inputs = kind_inputs(root / "inputs")
+    inputs = trainer_inputs
     fewer = root / "scored-fewer.jsonl"
     fewer.write_text("".join(SCORED.read_text().splitlines(keepends=True)[:-20]))
     cache: dict[str, dict[str, Any]] = {}

@@ -1,5 +1,6 @@
-"""A real trainer process killed with SIGKILL at a random step resumes in the same folder and reproduces
-the uninterrupted run's loss at every later step."""
+"""Every resumable kind, killed with SIGKILL at a seeded step in a real process, resumes in the same folder and
+reproduces the uninterrupted run: the same loss at every step, the same records of its own (rl's rollouts, which a
+kill in the middle of a rollout batch must restore; preference's pairs) and the same exported weights, bit for bit."""
 
 from __future__ import annotations
 
@@ -9,43 +10,51 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
+import pytest
 
-from factory.stage import StepContext
-from factory.stages import pretrain
+from factory.kinds import KINDS
 from factory.train import read_metrics
 from tests.kill9 import driver_env, kill_after_checkpoint
+from tests.train.trainer_kinds import BASE, TRAINERS, records_digest, run_kind
 
-DRIVER = Path(__file__).with_name("pretrain_driver.py")
-CONFIG = dict(seq_len=32, micro_batch_size=4, steps=20, lr=3e-3, warmup_steps=2, decay_fraction=0.25,
-              checkpoint_interval=2, keep_checkpoints=2, log_interval=4)
-
-
-def driver(tokens: Path, out: Path, log: Path, *extra: str) -> subprocess.Popen:
-    # output to a file, never an unread pipe: a full pipe would stall the trainer
-    with open(log, "a") as fh:
-        return subprocess.Popen([sys.executable, str(DRIVER), str(tokens), str(out), json.dumps(CONFIG), *extra],
-                                env=driver_env(), stdout=fh, stderr=subprocess.STDOUT)
+DRIVER = Path(__file__).with_name("kind_driver.py")
+# long enough to be killed in the middle; rl takes two optimizer steps per rollout and checkpoints every step, so a
+# kill can land in the middle of a rollout batch
+KILL = {kind: {**BASE[kind], "steps": 10, "checkpoint_interval": 2, "keep_checkpoints": 2} for kind in TRAINERS}
+KILL["rl"] = {**BASE["rl"], "steps": 6, "steps_per_rollout": 2, "checkpoint_interval": 1, "keep_checkpoints": 2}
 
 
-def test_kill_9_and_resume_reproduces_the_uninterrupted_losses(tokens_artifact, tmp_path):
-    torch.set_num_threads(1)
-    straight = tmp_path / "straight"
-    pretrain.run(pretrain.Config(**CONFIG), {"tokens": tokens_artifact}, straight, StepContext("straight"))
-    want = [r["loss"] for r in read_metrics(straight / "metrics.jsonl")]
+@pytest.fixture(scope="module")
+def inputs(trainer_inputs):
+    return trainer_inputs
 
-    kill_at = random.Random().randrange(4, 14)  # any step: the claim holds for all of them
-    out = tmp_path / "killed"
-    log = tmp_path / "log.txt"
-    proc = driver(tokens_artifact.path, out, log, "--step-sleep", "0.1")
-    saved = kill_after_checkpoint(proc, out / "checkpoints", kill_at, log)
-    assert saved < CONFIG["steps"] and not (out / "model").exists()  # killed mid-run, before the end
 
-    resumed = driver(tokens_artifact.path, out, log)
-    assert resumed.wait(timeout=120) == 0, log.read_text()[-2000:]
+def test_every_resumable_kind_is_covered():
+    assert {k for k, entry in KINDS.items() if entry.resumable} <= set(KILL)
+
+
+@pytest.mark.parametrize("kind", TRAINERS)
+def test_kill_9_and_resume_reproduces_the_uninterrupted_run(inputs, kind, tmp_path):
+    config = KILL[kind]
+    straight = run_kind(kind, config, inputs, tmp_path / "straight")
+    assert "error" not in straight, straight.get("error")
+    want = [r["loss"] for r in read_metrics(tmp_path / "straight" / "metrics.jsonl")]
+
+    kill_at = random.Random(kind).randrange(2, config["steps"] - 2)  # seeded per kind: any step, the claim holds
+    out, log = tmp_path / "killed", tmp_path / "log.txt"
+    folders = json.dumps({kind: {name: str(a.path) for name, a in inputs[kind].items()}})
+
+    def driver(*extra: str) -> subprocess.Popen:
+        with open(log, "a") as fh:  # a file, never an unread pipe: a full pipe would stall the trainer
+            return subprocess.Popen([sys.executable, str(DRIVER), folders, kind, str(out), json.dumps(config), *extra],
+                                    env=driver_env(), stdout=fh, stderr=subprocess.STDOUT)
+
+    saved = kill_after_checkpoint(driver("--step-sleep", "0.2"), out / "checkpoints", kill_at, log, timeout=300)
+    assert saved < config["steps"] and not (out / "model").exists()  # killed mid-run, before the end
+    assert driver().wait(timeout=300) == 0, log.read_text()[-3000:]
     records = read_metrics(out / "metrics.jsonl")
-    assert [r["step"] for r in records] == list(range(1, CONFIG["steps"] + 1))
-    got = [r["loss"] for r in records]
-    assert got[saved:] == want[saved:]  # bitwise, every step after the checkpoint (and the ones before it)
-    assert got == want
-    assert (out / "model/model.safetensors").read_bytes() == (straight / "model/model.safetensors").read_bytes()
+    assert [r["step"] for r in records] == list(range(1, config["steps"] + 1))
+    assert [r["loss"] for r in records] == want  # bitwise, before and after the kill
+    assert records_digest(out) == straight["records"]  # the stage's own records too: rollouts, pairs, summaries
+    assert (out / "model" / "model.safetensors").read_bytes() == \
+        (tmp_path / "straight" / "model" / "model.safetensors").read_bytes()

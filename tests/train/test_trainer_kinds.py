@@ -9,15 +9,15 @@ from transformers import AutoModelForCausalLM
 
 from factory.kinds import KINDS
 from factory.train.config import Loop, Parallelism, Precision
-from tests.train.trainer_kinds import TRAINERS, kind_inputs, run_kind
+from tests.train.trainer_kinds import TRAINERS, run_kind
 
 # pretrain's parity on the tiny preset (tests/precision/test_precision_training.py): FP8 within 2 %, NVFP4 within 8 %
 BOUND = {"fp8": 0.02, "nvfp4": 0.08}
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return kind_inputs(tmp_path_factory.mktemp("kind_inputs"))
+def inputs(trainer_inputs):
+    return trainer_inputs
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,7 @@ def run_kind(kind: str, overrides: dict[str, Any], inputs: dict[str, dict[str, A
     return {
         **probe.record,
         "shell_config_is_the_stage_config": probe.trainer_config is config,
-        "records": _records_digest(out),
+        "records": records_digest(out),
         "summary": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()
                     if "seconds" not in k},
         "tracked_steps": sorted({step for _, step in ctx.tracker.metrics if step is not None}),
@@ -162,7 +162,7 @@ def run_kind(kind: str, overrides: dict[str, Any], inputs: dict[str, dict[str, A
     }
 
 
-def _records_digest(out: Path) -> str:
+def records_digest(out: Path) -> str:
     """A digest of the stage's own JSON and JSONL records (rollouts, pairs, summaries), timings left out."""
     h = hashlib.sha256()
     for path in sorted([*out.glob("*.json"), *out.glob("*.jsonl")]):
