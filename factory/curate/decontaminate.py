@@ -4,10 +4,11 @@ GPT-3 (Brown et al., 2020, appendix C) and the Nemotron recipes remove any train
 13-gram with a benchmark item. Text is lower-cased and cut into words (`\\w+`); an item shorter than
 `n_gram` words is matched on all its words (GPT-3's rule for short items), and one shorter than
 `min_item_words` is ignored, since a few common words are no evidence of leakage. Besides the files the
-user names, the evaluate stage's built-in sets and prompts (`factory.tasks.builtin_eval_items`) are
-matched too unless `builtin_sets` is off, so the factory does not train on what it evaluates on.
+user names, the curate stage matches the evaluate stage's built-in sets and prompts
+(`factory.tasks.builtin_eval_items`) unless `builtin_sets` is off, so the factory does not train on what it
+evaluates on; it hands them in, so this library knows nothing of the task sets.
 
-    items = eval_items(["evals/"], builtin_sets=True)               # [(set name, text), ...]
+    items = eval_items(["evals/"], builtin_eval_items())            # [(set name, text), ...]
     index = NgramIndex(items, n_gram=13, min_item_words=8)
     index.match(doc_text)                                            # the set name it leaks, or None
 """
@@ -86,9 +87,9 @@ def read_eval_file(path: Path) -> list[str]:
         raise InputError(f"evaluation set {path}: not valid JSON") from None
 
 
-def eval_items(paths: Iterable[str], builtin_sets: bool = True) -> list[tuple[str, str]]:
-    """(set name, item text) from evaluation files and folders (.txt/.jsonl/.json), plus the evaluate
-    stage's built-in sets and prompts when `builtin_sets`."""
+def eval_items(paths: Iterable[str], builtin: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """(set name, item text) from evaluation files and folders (.txt/.jsonl/.json), then the `builtin` items
+    (the evaluate stage's built-in sets and prompts, when the curate stage asks for them)."""
     items: list[tuple[str, str]] = []
     for entry in paths:
         root = Path(entry).expanduser()
@@ -97,12 +98,7 @@ def eval_items(paths: Iterable[str], builtin_sets: bool = True) -> list[tuple[st
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EVAL_SUFFIXES) if root.is_dir() else [root]
         for file in files:
             items += [(file.stem, text) for text in read_eval_file(file)]
-    if builtin_sets:
-        # importing factory.tasks loads no torch: the sets are JSONL files in the package
-        from factory.tasks.builtin import builtin_eval_items
-
-        items += builtin_eval_items()
-    return items
+    return items + list(builtin)
 
 
 class NgramIndex:

@@ -9,11 +9,12 @@ import sys
 
 import pytest
 
-from factory.stages.curate import Config, run
 from factory.curate.decontaminate import NgramIndex, eval_items, read_eval_file
 from factory.curate.quality.reference import stdlib_docstrings
-from factory.tasks.sets import builtin_path, read_set
 from factory.stage import NullTracker, StepContext
+from factory.stages.curate import Config, run
+from factory.tasks.builtin import builtin_eval_items
+from factory.tasks.sets import builtin_path, read_set
 from tests.spine import corpus_records
 
 ITEM = read_set(builtin_path("stdlib_cloze"))[7]
@@ -25,7 +26,7 @@ def _clean_prose() -> str:
     from datatrove.data import Document
     from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilter
 
-    index = NgramIndex(eval_items([]))
+    index = NgramIndex(eval_items([], builtin_eval_items()))
     rules = (GopherQualityFilter(), GopherRepetitionFilter())
     return next(t for t in stdlib_docstrings(n_docs=50, min_words=150)
                 if index.match(t) is None and all(rule.filter(Document(text=t, id="x")) is True for rule in rules))
@@ -35,21 +36,21 @@ CLEAN = _clean_prose()
 
 
 def test_builtin_items_are_whole_passages_named_by_set():
-    items = eval_items([])
+    items = eval_items([], builtin_eval_items())
     cloze = [text for name, text in items if name == "stdlib_cloze"]
     assert len(cloze) == len(read_set(builtin_path("stdlib_cloze"))) >= 100
     assert ITEM.context + ITEM.target in cloze
     assert ("evaluate_prompts", "The history of the city") in items
-    assert eval_items([], builtin_sets=False) == []
+    assert eval_items([]) == []
 
 
 def test_a_document_quoting_a_builtin_passage_is_matched():
-    index = NgramIndex(eval_items([]), n_gram=13, min_item_words=8)
+    index = NgramIndex(eval_items([], builtin_eval_items()), n_gram=13, min_item_words=8)
     assert index.match(f"{CLEAN}\n\nAs the manual puts it: {PASSAGE.upper()} That is all.") == "stdlib_cloze"
     assert index.match(CLEAN) is None
     # 12 words of the passage are not a 13-gram
     assert index.match(" ".join(ITEM.context.split()[:12])) is None
-    assert NgramIndex(eval_items([], builtin_sets=False)).match(PASSAGE) is None
+    assert NgramIndex(eval_items([])).match(PASSAGE) is None
 
 
 def test_jsonl_reader_joins_context_and_target(tmp_path):
@@ -59,7 +60,8 @@ def test_jsonl_reader_joins_context_and_target(tmp_path):
 
 
 def test_reading_the_builtin_sets_loads_no_torch():
-    code = ("import sys; from factory.curate.decontaminate import eval_items; eval_items([]); "
+    code = ("import sys; from factory.curate.decontaminate import eval_items; "
+            "from factory.tasks.builtin import builtin_eval_items; eval_items([], builtin_eval_items()); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

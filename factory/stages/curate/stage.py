@@ -51,6 +51,7 @@ from factory.documents import check_error_budget, write_parts
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
 from factory.stages.curate.config import MIN_CALIBRATION_DOCS, Config
+from factory.tasks.builtin import builtin_eval_items
 
 # Step names as they appear in stats.json and metrics (`removed.<name>`), in pipeline order.
 FILTERS = ("extraction", "math_filters", "language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
@@ -382,7 +383,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
         t = time.perf_counter()
         dc = config.decontamination
-        index = NgramIndex(eval_items(config.decontamination_sets, dc.builtin_sets), dc.n_gram, dc.min_item_words)
+        builtin = builtin_eval_items() if dc.builtin_sets else []
+        index = NgramIndex(eval_items(config.decontamination_sets, builtin), dc.n_gram, dc.min_item_words)
         kept, leaks = [], {}
         for doc in docs:
             try:
