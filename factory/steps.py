@@ -10,7 +10,8 @@ whole plan is known before the first step starts. It is computed once per pipeli
 the pipeline as JSON (`Executor.plan_json()`, `Executor(spec, plan_json=...)`): a KFP step reads it and
 never reads raw inputs again. The stage kinds (inputs, output kind, flags) come from `factory.kinds`.
 A published artifact is reused when its manifest and every file it lists exist. Otherwise the stage runs
-into a staging folder (kept between attempts for resumable stages) and is published atomically.
+into a staging folder (kept between attempts for resumable stages) and is published atomically. Before it is
+published, the executor's output hooks measure it (`OUTPUT_HOOKS`: G-Vendi of every dataset, when the spec asks).
 
     executor = Executor(spec.resolved())
     executor.run()                 # every step, in dependency order
@@ -25,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 from factory import code_version as _code
 from factory.artifacts import check_layout
 from factory.errors import UserError
-from factory.gvendi import measure_output
+from factory.gvendi.hook import measure_output
 from factory.kinds import KINDS
 from factory.lineage import Lineage, flat_keys
 from factory.logs import get_logger
@@ -105,12 +106,30 @@ def diff_recipes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 # --- executor -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OutputHook:
+    """A measurement of every step's output, run on its staging folder after the stage and before publishing.
+
+    `measure(output kind, staging folder, inputs, settings)` may write files into the folder (they are published
+    with it) and returns metrics, which go into the manifest and the step's MLflow run. `settings` is the value of
+    the spec's field `spec_field`; a hook does nothing when it is None (the spec did not ask for it).
+    """
+
+    spec_field: str
+    measure: Callable[[str, Path, Mapping[str, Artifact], Any], Mapping[str, float]]
+
+
+# A dataset's diversity (G-Vendi, `factory.gvendi`) when the spec sets `gvendi:`.
+OUTPUT_HOOKS: tuple[OutputHook, ...] = (OutputHook("gvendi", measure_output),)
+
+
 class Executor:
     """Runs a spec's steps against a store, with lineage in MLflow."""
 
     def __init__(self, spec: Spec, store: Store | None = None, lineage: Lineage | None = None, parent_run_id: str | None = None,
-                 plan_json: str | None = None):
+                 plan_json: str | None = None, output_hooks: Sequence[OutputHook] = OUTPUT_HOOKS):
         self.spec = spec
+        self.output_hooks = tuple(output_hooks)
         self.work_dir = Path(spec.work_dir)
         self.store = store or open_store(spec.storage.root, spec.storage.endpoint_url, spec.storage.region, self.work_dir)
         self._lineage = lineage
@@ -265,9 +284,9 @@ class Executor:
                 ctx = StepContext(name, tracker=tracker, scratch=scratch, **self._s3())
                 for input_name, art in inputs.items():
                     tracker.log_dataset(f"{input_name}:{art.manifest.get('stage')}", art.uri, art.fingerprint, context="input")
-                metrics = (run or kind.run)(step.config, inputs, staging, ctx) or {}
-                # a dataset's diversity (G-Vendi) is measured on what is about to be published, when the spec asks
-                metrics = {**metrics, **measure_output(kind.output, staging, inputs, self.spec.gvendi)}
+                metrics = dict((run or kind.run)(step.config, inputs, staging, ctx) or {})
+                for hook in self.output_hooks:  # measured on what is about to be published
+                    metrics.update(hook.measure(kind.output, staging, inputs, getattr(self.spec, hook.spec_field)))
                 manifest = build_manifest(step.name, kind.output, step.kind, step.fingerprint, step.recipe,
                                           step.config.model_dump(mode="json"), inputs, metrics, tracker.run_id, self.lineage.tracking_uri)
                 manifest = self.store.publish(staging, step.key, manifest.model_dump(mode="json"))

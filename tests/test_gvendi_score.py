@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from factory.gvendi import (
     Example,
     ProxySettings,
-    byte_encode,
     conversation_example,
     gvendi_score,
     load_proxy,
@@ -19,6 +18,7 @@ from factory.gvendi import (
     rademacher_project,
     text_example,
 )
+from factory.model.byte_level import byte_ids
 
 
 def reference_score(x: np.ndarray) -> float:
@@ -78,28 +78,28 @@ def test_rademacher_projection_is_seeded_blockwise_and_keeps_geometry():
 
 
 def test_text_and_conversation_windows():
-    assert text_example("héllo", byte_encode, seq_len=8) == Example(tuple("héllo".encode()), (1,) * 6)
-    assert text_example("x" * 50, byte_encode, seq_len=8).ids == (120,) * 9  # the first seq_len + 1 tokens
-    assert text_example("x", byte_encode, seq_len=8) is None
+    assert text_example("héllo", byte_ids, seq_len=8) == Example(tuple("héllo".encode()), (1,) * 6)
+    assert text_example("x" * 50, byte_ids, seq_len=8).ids == (120,) * 9  # the first seq_len + 1 tokens
+    assert text_example("x", byte_ids, seq_len=8) is None
     messages = [{"role": "system", "content": "detailed thinking off"}, {"role": "user", "content": "2+2?"},
                 {"role": "assistant", "content": "4"}]
-    ex = conversation_example(messages, byte_encode, seq_len=512)
+    ex = conversation_example(messages, byte_ids, seq_len=512)
     rendered = bytes(ex.ids).decode()
     completion = "".join(chr(i) for i, m in zip(ex.ids, ex.mask) if m)
     assert rendered.endswith("<|im_start|>assistant\n4<|im_end|>\n") and completion == "4<|im_end|>\n"
-    assert conversation_example(messages[:2], byte_encode, seq_len=512) is None  # no completion, nothing to measure
+    assert conversation_example(messages[:2], byte_ids, seq_len=512) is None  # no completion, nothing to measure
     # a long prompt is cut so that the completion is inside the window
     long = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "the answer"}]
-    ex = conversation_example(long, byte_encode, seq_len=64)
+    ex = conversation_example(long, byte_ids, seq_len=64)
     assert len(ex.ids) == 65 and "the answer" in "".join(chr(i) for i, m in zip(ex.ids, ex.mask) if m)
 
 
 def test_per_example_gradients_are_the_completion_loss_gradients():
     proxy = load_proxy(ProxySettings(seq_len=32))
     model = proxy.model
-    prompt, answer = byte_encode("Question: what is two plus two? "), byte_encode("Four.")
+    prompt, answer = byte_ids("Question: what is two plus two? "), byte_ids("Four.")
     examples = [Example(tuple(prompt + answer), (0,) * len(prompt) + (1,) * len(answer)),
-                text_example("A different, plain document of some length.", byte_encode, 32)]
+                text_example("A different, plain document of some length.", byte_ids, 32)]
     grads = per_example_gradients(model, examples, batch_size=2)  # both in one vmap'd, padded batch
     params = [p for p in model.parameters() if p.requires_grad]
     assert grads.shape == (2, sum(p.numel() for p in params))

@@ -1,8 +1,8 @@
 """Proxy runs: short training runs of a small model on a candidate mixture, scored on the target set.
 
-Proxies read UTF-8 bytes, so the search needs no tokenizer: each dataset is one stream of bytes with an
-end-of-document symbol (256) after every document, saved as `NAME.npy` (uint16) in a scratch folder that
-the workers memory-map. A run is a pure function of its `ProxyJob` (seeded, one thread), so the results
+Proxies are models over UTF-8 bytes (`factory.model.byte_level`), so the search needs no tokenizer: each dataset
+is one stream of bytes with the end-of-document symbol after every document (`byte_stream`, vocabulary 257),
+saved as `NAME.npy` (uint16) in a scratch folder that the workers memory-map. A run is a pure function of its `ProxyJob` (seeded, one thread), so the results
 do not depend on how many processes train them.
 
     datasets = write_streams({"cluster-00": texts0, "cluster-01": texts1, "target": target}, folder)
@@ -18,22 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from factory.model.byte_level import byte_model, byte_stream
+from factory.model.checkpoints import lm_loss
 from factory.stages.mix.config import ProxyConfig
+from factory.train.config import BlendPhase, TrainConfig
+from factory.train.objectives.causal_lm import CausalLMObjective
+from factory.train.sampler import BlendedSamples
+from factory.train.trainer import Trainer
 
-__all__ = ["BYTE_VOCAB", "EOD", "ByteWindows", "ProxyJob", "ProxyPool", "run_proxies", "train_proxy", "write_streams"]
-
-EOD = 256  # end-of-document symbol after the 256 byte values
-BYTE_VOCAB = 257
-
-
-def encode(texts: Iterable[str]) -> np.ndarray:
-    """The UTF-8 bytes of every text, each followed by EOD: (n_bytes + n_texts,) uint16."""
-    pieces = []
-    for text in texts:
-        pieces.append(np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.uint16))
-        pieces.append(np.array([EOD], dtype=np.uint16))
-    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)
+__all__ = ["ByteWindows", "ProxyJob", "ProxyPool", "run_proxies", "train_proxy", "write_streams"]
 
 
 def write_streams(streams: Mapping[str, Iterable[str]], folder: Path) -> dict[str, int]:
@@ -41,7 +36,7 @@ def write_streams(streams: Mapping[str, Iterable[str]], folder: Path) -> dict[st
     folder.mkdir(parents=True, exist_ok=True)
     sizes = {}
     for name, texts in streams.items():
-        data = encode(texts)
+        data = byte_stream(texts)
         np.save(folder / f"{name}.npy", data)
         sizes[name] = int(data.size)
     return sizes
@@ -57,9 +52,7 @@ class ByteWindows:
     def __len__(self) -> int:
         return max(int(self.data.size) - 1, 0) // self.seq_len
 
-    def __getitem__(self, index: int):
-        import torch
-
+    def __getitem__(self, index: int) -> torch.Tensor:
         if not 0 <= index < len(self):
             raise IndexError(f"window {index} out of range for {len(self)} windows")
         start = index * self.seq_len
@@ -79,15 +72,6 @@ class ProxyJob:
 
 def train_proxy(job: ProxyJob) -> float:
     """Train the proxy model on the job's mixture; its mean next-byte loss (nats) on the target windows."""
-    import torch
-
-    from factory.model import build_model
-    from factory.model.checkpoints import lm_loss
-    from factory.train.config import BlendPhase, TrainConfig
-    from factory.train.objectives.causal_lm import CausalLMObjective
-    from factory.train.sampler import BlendedSamples
-    from factory.train.trainer import Trainer
-
     cfg = job.config
     torch.manual_seed(job.seed)
     datasets = {name: ByteWindows(job.folder / f"{name}.npy", cfg.seq_len) for name in job.names}
@@ -97,7 +81,7 @@ def train_proxy(job: ProxyJob) -> float:
                         seed=job.seed, checkpoint_interval=0)
     data = BlendedSamples({n: datasets[n] for n in weights}, [BlendPhase(until_fraction=1.0, weights=weights)],
                           cfg.steps * cfg.micro_batch_size, job.seed)
-    model = build_model(cfg.model.resolve(), BYTE_VOCAB, bos_token_id=EOD, eos_token_id=EOD, pad_token_id=EOD)
+    model = byte_model(cfg.model.resolve(), eod=True)
     Trainer(CausalLMObjective(model), data, train).fit()
     target = ByteWindows(job.folder / "target.npy", cfg.seq_len)
     n = min(len(target), cfg.eval_windows)
@@ -107,13 +91,11 @@ def train_proxy(job: ProxyJob) -> float:
 
 
 def _one_thread() -> None:
-    import torch
-
     torch.set_num_threads(1)
 
 
 # What the fork server imports once, so that every worker forked from it starts with torch and the trainer loaded.
-PRELOAD = ["torch", "transformers.models.nemotron_h.modeling_nemotron_h", "factory.model.build", "factory.model.checkpoints",
+PRELOAD = ["torch", "transformers.models.nemotron_h.modeling_nemotron_h", "factory.model.byte_level", "factory.model.checkpoints",
            "factory.train.trainer", "factory.train.sampler", "factory.train.objectives.causal_lm", "factory.stages.mix.proxy"]
 
 
@@ -147,8 +129,6 @@ class ProxyPool:
     def run(self, jobs: Sequence[ProxyJob]) -> list[float]:
         """The target loss of each job, in order."""
         if self._pool is None:  # in this process, on one thread too, so the numbers match the pool's
-            import torch
-
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:

@@ -11,7 +11,7 @@ from factory.artifacts import Corpus
 from factory.documents import read_records, write_parts
 from factory.errors import InputError
 from factory.generate import Generator
-from factory.gvendi import targeted_filter
+from factory.gvendi.targeted import targeted_filter
 from factory.logs import progress
 from factory.stage import Artifact, StepContext
 from factory.stages.synth.rephrase import Config, make_generator, rephrase
