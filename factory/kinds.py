@@ -21,7 +21,11 @@ Per-kind hooks, each named "module:function" inside the kind's package (None: th
   validated (pretrain takes the spec's top-level `model`; curate decontaminates against every evaluated file).
 - `evaluated_files(config) -> [path]`: the files a step of this kind evaluates on (raw config), which every curate
   step must decontaminate against.
-- `fanout`: the kind's tasks when one step runs as several KFP tasks (mix's proxies as a ParallelFor).
+
+A kind whose step can run as several KFP tasks (mix: its proxies, one pod each) has a `fanout` (`FanOut`): the
+module of its task bodies in `factory.fanout` and the name of its parallel tasks. The pipeline asks the registry
+whether a kind fans out, and a step's config whether that step does (`config.fan_out(local)`: rounds and
+parallelism, or None for one task); the components for the tasks are generated from this entry.
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ class In:
 
 
 @dataclass(frozen=True)
+class FanOut:
+    """How a step of a kind runs as several KFP tasks (`factory.fanout`): a prepare task, then per round a ParallelFor
+    of `work` tasks planned by the round before, then the task that publishes the step."""
+
+    tasks: str  # dotted module of the task bodies: prepare_task, round_task, work_task, finish_task (no kfp)
+    work: str  # what one parallel task does, in its task name: `<step>-<work>-<round>`
+
+
+@dataclass(frozen=True)
 class StageKind:
     """A typed record of one stage kind."""
 
@@ -55,7 +68,7 @@ class StageKind:
     cost: str | None = None  # "module:function" in the package: the step's cost for `factory plan`
     spec_defaults: str | None = None  # "module:function": fills the raw config from the raw spec
     evaluated_files: str | None = None  # "module:function": files a step evaluates on (raw config)
-    fanout: str | None = None  # module in the package whose tasks run one step as several KFP tasks
+    fanout: FanOut | None = None  # one step as several KFP tasks, when its config asks (`config.fan_out(local)`)
 
     @property
     def run_module(self) -> str:
@@ -102,7 +115,7 @@ KINDS: dict[str, StageKind] = {
     "synth": StageKind("factory.stages.synth", output="corpus", cost="config:cost", inputs={"corpus": In("corpus")}),
     # CLIMB: cluster the corpus, search the mixture with proxy models, derive two blend phases (diverse, then high
     # quality); its corpus carries the clusters and the blend, from which tokenize writes one dataset per super-cluster.
-    "mix": StageKind("factory.stages.mix", output="corpus", cost="config:cost", fanout="fanout",
+    "mix": StageKind("factory.stages.mix", output="corpus", cost="config:cost", fanout=FanOut("factory.fanout.mix", "proxy"),
                      inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True)}),
     "tokenize": StageKind("factory.stages.tokenize", output="tokens", cost="config:cost",
                           inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True)}),

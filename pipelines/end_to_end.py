@@ -19,12 +19,13 @@ only the missing steps start a subprocess. That pipeline takes a third parameter
 parent MLflow run `factory run` opened (and already logged the reused steps under). `factory compile` and
 `submit` always build the full DAG.
 
-A mix step whose proxies fan out (`proxy_runner: parallel_for`, or `auto` in a compiled pipeline; `factory run`
-builds with `local=True`, where auto means the step's own process pool) becomes several tasks
-(`factory.stages.mix.fanout`): `<step>-prepare`, then per search round a `dsl.ParallelFor` of `<step>-proxy-<r>` tasks,
-one pod per proxy, each later round planned by `<step>-round-<r>` from the `dsl.Collected` outputs of the round
-before, and last the task named for the step, which publishes its artifact. Every one of its pods gets
-`resources.<step>`; `proxy_pods` limits how many proxies of a round run at once.
+A step that fans out (its kind has a `fanout` in the registry, and its config's `fan_out(local)` says so: a mix
+step with `proxy_runner: parallel_for`, or `auto` in a compiled pipeline; `factory run` builds with `local=True`,
+where auto means the step's own process pool) becomes several tasks (`factory.fanout`): `<step>-prepare`, then per
+round a `dsl.ParallelFor` of `<step>-<work>-<r>` tasks (mix: `<step>-proxy-<r>`, one pod per proxy), each later
+round planned by `<step>-round-<r>` from the `dsl.Collected` outputs of the round before, and last the task named
+for the step, which publishes its artifact. Every one of its pods gets `resources.<step>`; the config's
+parallelism (mix: `proxy_pods`) limits how many tasks of a round run at once.
 """
 # No `from __future__ import annotations` here: KFP reads the pipeline function's annotations as types.
 
@@ -35,8 +36,8 @@ from typing import Any, Optional
 from kfp import dsl, kubernetes
 
 from components import build
-from components.mix import mix_finish, mix_prepare, mix_proxy, mix_round, named
 from factory.endpoints import ENV_S3_ENDPOINT_URL, ENV_S3_REGION, ENV_STORE_ROOT, ENV_TRACKING_URI
+from factory.kinds import KINDS
 from factory.spec import Resources, Spec
 
 ENDPOINT_KEYS = (ENV_STORE_ROOT, ENV_S3_ENDPOINT_URL, ENV_S3_REGION, ENV_TRACKING_URI)
@@ -81,40 +82,41 @@ def apply_resources(task: dsl.PipelineTask, res: Resources, work_dir: str, launc
         kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=mapping)
 
 
-def fans_out(spec: Spec, name: str, local: bool) -> bool:
-    """Whether step `name` is a mix step whose proxies run as a ParallelFor of pods (see the module docstring)."""
-    if spec.kind_of(name) != "mix" or spec.needs_launcher(name):
-        return False
-    runner = spec.stage_config(name).proxy_runner
-    return runner == "parallel_for" or (runner == "auto" and not local)
+def fan_out(spec: Spec, name: str, local: bool) -> tuple[int, int | None] | None:
+    """(rounds, tasks of a round at once) when step `name` runs as several tasks, else None: its kind fans out
+    (the registry) and its config asks for it (see the module docstring)."""
+    if KINDS[spec.kind_of(name)].fanout is None or spec.needs_launcher(name):
+        return None
+    return spec.stage_config(name).fan_out(local)
 
 
-def add_mix_tasks(spec: Spec, name: str, spec_json: str, plan_json: str, job_id: str, upstream: Mapping[str, Any]):
-    """The tasks of a fanned-out mix step; returns its last task, named for the step, which outputs its artifact."""
-    config = spec.stage_config(name)
+def add_fanout_tasks(spec: Spec, name: str, spec_json: str, plan_json: str, job_id: str, upstream: Mapping[str, Any],
+                     rounds: int, parallelism: int | None):
+    """The tasks of a fanned-out step; returns its last task, named for the step, which outputs its artifact."""
+    kind = spec.kind_of(name)
     image = spec.image_for(name)
 
-    def task(func, task_name: str, **kwargs):
-        t = named(func, image, task_name)(spec=spec_json, step=name, plan=plan_json, **kwargs)
+    def task(part: str, task_name: str, **kwargs):
+        t = build(kind, image, step=task_name, part=part)(spec=spec_json, step=name, plan=plan_json, **kwargs)
         t.set_display_name(task_name).set_caching_options(False)
         apply_resources(t, spec.resources_for(name), spec.work_dir, launcher=False)
         cluster_settings(t, spec)
         return t
 
-    jobs = task(mix_prepare, f"{name}-prepare", **upstream).output
-    proxy = None
-    for r in range(1, config.rounds + 1):
-        if proxy is not None:
-            jobs = task(mix_round, f"{name}-round-{r}", number=r, proxies=dsl.Collected(proxy.output)).output
-        with dsl.ParallelFor(jobs, parallelism=config.proxy_pods) as job:
-            proxy = task(mix_proxy, f"{name}-proxy-{r}", job=job)
-    return task(mix_finish, name, job_id=job_id, proxies=dsl.Collected(proxy.output), **upstream)
+    jobs = task("prepare", f"{name}-prepare", **upstream).output
+    work = None
+    for r in range(1, rounds + 1):
+        if work is not None:
+            jobs = task("round", f"{name}-round-{r}", number=r, results=dsl.Collected(work.output)).output
+        with dsl.ParallelFor(jobs, parallelism=parallelism) as job:
+            work = task("work", f"{name}-{KINDS[kind].fanout.work}-{r}", job=job)
+    return task("finish", name, job_id=job_id, results=dsl.Collected(work.output), **upstream)
 
 
 def build_pipeline(spec: Spec, published: Optional[Mapping[str, Mapping[str, Any]]] = None, local: bool = False):
     """A KFP pipeline function for `spec`; `spec_json` defaults to the spec itself, `plan_json` to ''.
-    `local`: built for `factory run` (kfp.local), where a mix step's proxies run in its process pool unless its
-    config asks for parallel_for.
+    `local`: built for `factory run` (kfp.local), where a step fans out only if its config asks for it there too
+    (a mix step's proxies run in its process pool unless its config asks for parallel_for).
 
     The spec travels as one-line JSON: KFP copies parameter defaults into a YAML comment at the top of
     the compiled file, and a multi-line default would break out of that comment.
@@ -146,8 +148,10 @@ def build_pipeline(spec: Spec, published: Optional[Mapping[str, Mapping[str, Any
                 if published and name in published:
                     continue
                 upstream = {inp: output_of(up) for inp, up in spec.inputs_of(name).items()}
-                if fans_out(spec, name, local):
-                    outputs[name] = add_mix_tasks(spec, name, spec_json, plan_json, job_id, upstream).outputs["artifact"]
+                fanned = fan_out(spec, name, local)
+                if fanned is not None:
+                    outputs[name] = add_fanout_tasks(spec, name, spec_json, plan_json, job_id, upstream,
+                                                     *fanned).outputs["artifact"]
                     continue
                 launcher = spec.needs_launcher(name)
                 component = build(spec.kind_of(name), spec.images.cpu if launcher else spec.image_for(name), step=name)

@@ -6,7 +6,7 @@ The `mix` stage (`factory.stages.mix.stage`, one entry in `factory.kinds.KINDS`,
   clusters, prune the clusters whose documents sit in low quality tiers, merge the rest into super-clusters;
 - `proxy` and `search`: iterative mixture search: each round samples mixture weights from a Dirichlet around
   the token-count prior, trains tiny proxy models on them (in a process pool, or as a KFP ParallelFor of pods:
-  `fanout`), scores them on the target validation set and fits a LightGBM predictor that picks the next
+  `factory.fanout.mix`), scores them on the target validation set and fits a LightGBM predictor that picks the next
   round's candidates;
 - `prepare`: the target set, clusters and byte streams the search trains on, saved so another process can load them;
 - `phases`: the searched mixture split into two blend phases (diverse, then high quality), which tokenize

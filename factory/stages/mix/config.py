@@ -76,7 +76,7 @@ class Config(StageConfig):
     proxy_runner: Literal["auto", "pool", "parallel_for"] = no_effect(
         "auto", "Where proxies train in a pipeline. pool: inside the one mix task, in a process pool of `workers`. "
                 "parallel_for: as pipeline tasks, a KFP ParallelFor per round with each proxy its own pod "
-                "(resources.<step>), planned and collected by tasks of their own (factory.stages.mix.fanout). auto: "
+                "(resources.<step>), planned and collected by tasks of their own (factory.fanout.mix). auto: "
                 "parallel_for in a compiled pipeline (`factory compile`, `submit`), pool under `factory run`. "
                 "`factory step` always uses the pool. Results are identical either way.")
     proxy_pods: int | None = Field(
@@ -85,6 +85,14 @@ class Config(StageConfig):
                     "parallelism); None runs the whole round at once.")
     max_error_fraction: float = Field(
         0.01, ge=0.0, le=1.0, description="Largest share of damaged corpus lines skipped and counted; past it the step fails.")
+
+    def fan_out(self, local: bool) -> tuple[int, int | None] | None:
+        """(rounds, proxy pods at once) when this step runs as pipeline tasks (`factory.fanout.mix`): its proxies a
+        KFP ParallelFor per round. None when it runs as one task, its proxies in the process pool. `local`: the
+        pipeline is built for `factory run` (kfp.local), where auto means the pool."""
+        if self.proxy_runner == "parallel_for" or (self.proxy_runner == "auto" and not local):
+            return self.rounds, self.proxy_pods
+        return None
 
     @model_validator(mode="after")
     def _fits(self) -> Config:

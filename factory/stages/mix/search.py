@@ -10,7 +10,7 @@ fitted before it.
     result = search(prior, lambda weights, round: pool.run(...), config)
     result.weights                      # (n_datasets,) the searched mixture
 
-The rounds can also run apart, as pipeline tasks (`factory.stages.mix.fanout`): `plan_round(prior, config, done)` gives
+The rounds can also run apart, as pipeline tasks (`factory.fanout.mix`): `plan_round(prior, config, done)` gives
 round r's candidates from the measured rounds before it, the very ones `search` trains, and `conclude(config,
 done)` the result.
 """

@@ -2,7 +2,7 @@
 
 `run` does it all in one process, its proxies in a process pool; `finish` is its second half (search, then write),
 which the last of a fanned-out step's pipeline tasks calls with the losses its proxy pods measured
-(`factory.stages.mix.fanout`).
+(`factory.fanout.mix`).
 
 Input "corpus" (a curate artifact, `metadata.quality_tier` on its documents); optional input "synthetic" (a
 synth artifact), which joins the search as one more dataset, "synthetic" (tokenize writes it from its own
@@ -49,7 +49,7 @@ Train = Callable[[np.ndarray, int], Sequence[float]]
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Cluster, prune and merge the corpus; search the mixture, its proxies in a process pool; write the annotated
-    corpus and its blend. (On a cluster the same work runs as pipeline tasks, `factory.stages.mix.fanout`, ending in `finish`.)"""
+    corpus and its blend. (On a cluster the same work runs as pipeline tasks, `factory.fanout.mix`, ending in `finish`.)"""
     scratch = Path(tempfile.mkdtemp(prefix="mix-", dir=ctx.scratch))
     try:
         prepared = prepare(config, inputs, scratch, ctx.log)

@@ -1,4 +1,4 @@
-"""The mix step fanned out (`factory.stages.mix.fanout`): prepare, a ParallelFor of proxy tasks per round, planning tasks,
+"""The mix step fanned out (`factory.fanout.mix`): prepare, a ParallelFor of proxy tasks per round, planning tasks,
 and the finishing task, called in the order the compiled pipeline runs them, against a real local store and
 MLflow. It publishes what the one-process form (`stage.run`, its proxies in a process pool) writes, and a retried
 proxy whose loss is in the store is not trained again. The compiled pipeline holds the ParallelFor per round."""
@@ -18,11 +18,11 @@ from factory.cli import compile_pipeline
 from factory.data.domains import domain_corpus
 from factory.documents import document_files, read_records, write_parts
 from factory.errors import UserError
-from factory.stages.mix import fanout
-from factory.stages.mix import stage as mix
-from factory.stages.mix.config import Config
+from factory.fanout import mix as fanout
 from factory.spec import parse_spec
 from factory.stage import Artifact, NullTracker, StepContext
+from factory.stages.mix import stage as mix
+from factory.stages.mix.config import Config
 from factory.steps import Executor
 from tests.stages.mix.test_mix_stage import CONFIG
 
@@ -63,7 +63,7 @@ def fanned(tmp_path_factory):
     jobs, rounds = fanout.prepare_task(spec_text, "mix", plan_text), []
     for r in range(1, SMALL.rounds + 1):
         assert [(j["round"], j["index"]) for j in jobs] == [(r, i) for i in range(SMALL.proxies_per_round)]
-        rounds.append([fanout.proxy_task(spec_text, "mix", plan_text, job) for job in jobs])  # a ParallelFor
+        rounds.append([fanout.work_task(spec_text, "mix", plan_text, job) for job in jobs])  # a ParallelFor
         if r < SMALL.rounds:
             jobs = fanout.round_task(spec_text, "mix", plan_text, r + 1)
     output = KfpArtifact(str(tmp / "artifact.json"))
@@ -109,10 +109,10 @@ def test_a_retried_proxy_whose_loss_is_stored_is_not_trained_again(tmp_path, mon
     with pytest.raises(UserError, match="prepare task has not published its datasets"):
         fanout.round_task(spec_text, "mix", plan_text, 2)
     with pytest.raises(UserError, match="no proxy 0 in round 3 .2 rounds of 3."):
-        fanout.proxy_task(spec_text, "mix", plan_text, {"round": 3, "index": 0})
+        fanout.work_task(spec_text, "mix", plan_text, {"round": 3, "index": 0})
     # the first attempt: round 1 planned, two of its three proxies trained, then the pod was killed
     jobs = fanout.prepare_task(spec_text, "mix", plan_text)
-    first = [fanout.proxy_task(spec_text, "mix", plan_text, job) for job in jobs[:2]]
+    first = [fanout.work_task(spec_text, "mix", plan_text, job) for job in jobs[:2]]
     work = fanout.RoundStore(executor.store, executor.plan()["mix"].key, executor.work_dir)
     with pytest.raises(UserError, match="proxy 2 of round 1 has no loss"):
         work.losses(1, 3)
@@ -127,16 +127,16 @@ def test_a_retried_proxy_whose_loss_is_stored_is_not_trained_again(tmp_path, mon
     # the retry: the planning task reads its plan back, the measured proxies return their stored loss
     assert fanout.prepare_task(spec_text, "mix", plan_text) == jobs
     for job, done in zip(jobs[:2], first):
-        assert fanout.proxy_task(spec_text, "mix", plan_text, {**job, "round": 1.0, "index": float(job["index"])}) == done
+        assert fanout.work_task(spec_text, "mix", plan_text, {**job, "round": 1.0, "index": float(job["index"])}) == done
     with pytest.raises(AssertionError, match="trained"):  # the third was never measured: it trains
-        fanout.proxy_task(spec_text, "mix", plan_text, jobs[2])
+        fanout.work_task(spec_text, "mix", plan_text, jobs[2])
 
 
 def test_a_published_step_runs_no_proxy(fanned):
     spec_text, plan_text = fanned["spec_text"], fanned["plan_text"]
     jobs = fanout.prepare_task(spec_text, "mix", plan_text)
     assert jobs == [{"round": 1, "index": i} for i in range(3)]
-    assert fanout.proxy_task(spec_text, "mix", plan_text, jobs[0]) == {"round": 1, "index": 0, "loss": None}
+    assert fanout.work_task(spec_text, "mix", plan_text, jobs[0]) == {"round": 1, "index": 0, "loss": None}
 
 
 def _mix_spec(tmp_path: Path, **mix: Any) -> dict:
@@ -170,8 +170,9 @@ def test_the_compiled_pipeline_runs_a_parallel_for_per_round(tmp_path):
 
 
 def test_the_runner_changes_neither_fingerprints_nor_the_local_dag(tmp_path):
-    from pipelines.end_to_end import build_pipeline
     from kfp import compiler
+
+    from pipelines.end_to_end import build_pipeline
 
     plans = []
     for runner in ("auto", "pool", "parallel_for"):

@@ -1,21 +1,22 @@
 """The mix step fanned out over pipeline tasks: each proxy its own pod, a KFP ParallelFor per search round.
 
-`factory compile` / `submit` turn a mix step (`proxy_runner` parallel_for, or auto) into these tasks, which
-`pipelines/end_to_end.py` wires and `components/mix.py` wraps:
+`factory compile` / `submit` turn a mix step (`proxy_runner` parallel_for, or auto) into these tasks (`factory.fanout`):
 
     prepare_task        target set, embeddings, clusters, byte streams, prior; plans round 1  -> round 1's jobs
-    proxy_task(job)     trains one proxy (a ParallelFor iteration)                            -> {"round", "index", "loss"}
+    work_task(job)      trains one proxy (a ParallelFor iteration)                            -> {"round", "index", "loss"}
     round_task(r)       after round r-1's proxies (dsl.Collected): fits the predictor, plans r -> round r's jobs
     finish_task         the step itself through the executor (`Executor.run_step`): replays the search on the
                         measured losses (`factory.stages.mix.stage.finish`) and publishes the artifact as every step does
 
-The tasks share their work through the store, beside the step's artifact, under `<step key>.work/` (a key the
-executor never reads as an artifact): `prepared` (the streams and `prepared.json`), `plan-R` (round R's
-mixtures and predicted losses) and `proxy-R-I` (one measured loss). Each piece is published like an artifact,
-files first and manifest last, so a killed task leaves nothing that counts; a retried task reuses every piece
-already there, so a proxy whose loss is in the store is not trained again. Every plan is the one the in-process
-search makes (`factory.stages.mix.search.plan_round`), and every proxy job the one its process pool runs, so both forms
-publish the same corpus, blend and mixture. When the step is already published, every task returns at once.
+What the mix stage computes (preparing, planning a round, training a proxy, finishing) is the stage's own
+(`factory.stages.mix`); this module runs it as tasks. The tasks share their work through the store, beside the
+step's artifact, under `<step key>.work/` (a key the executor never reads as an artifact): `prepared` (the streams
+and `prepared.json`), `plan-R` (round R's mixtures and predicted losses) and `proxy-R-I` (one measured loss). Each
+piece is published like an artifact, files first and manifest last, so a killed task leaves nothing that counts; a
+retried task reuses every piece already there, so a proxy whose loss is in the store is not trained again. Every
+plan is the one the in-process search makes (`factory.stages.mix.search.plan_round`), and every proxy job the one
+its process pool runs, so both forms publish the same corpus, blend and mixture. When the step is already
+published, every task returns at once.
 """
 
 from __future__ import annotations
@@ -31,16 +32,20 @@ import yaml
 from factory.endpoints import with_cluster_defaults
 from factory.errors import UserError
 from factory.logs import get_logger
+from factory.orchestrate import KfpArtifact, run_component
 from factory.spec import parse_spec
+from factory.stage import Artifact, StepContext
 from factory.stages.mix.config import Config
 from factory.stages.mix.prepare import Prepared, prepare
+from factory.stages.mix.proxy import ProxyPool
 from factory.stages.mix.search import Round, plan_round
+from factory.stages.mix.stage import finish, proxy_jobs
 from factory.steps import Executor, PlannedStep
 from factory.store import Store
 
-__all__ = ["RoundStore", "finish_task", "prepare_task", "proxy_task", "round_task"]
+__all__ = ["RoundStore", "finish_task", "prepare_task", "round_task", "work_task"]
 
-log = get_logger("factory.stages.mix.fanout")
+log = get_logger("factory.fanout.mix")
 
 
 class RoundStore:
@@ -178,13 +183,8 @@ def round_task(spec_text: str, step: str, plan_text: str, r: int) -> list[dict[s
     return _plan(work, r, config)
 
 
-def proxy_task(spec_text: str, step: str, plan_text: str, job: Mapping[str, Any]) -> dict[str, Any]:
+def work_task(spec_text: str, step: str, plan_text: str, job: Mapping[str, Any]) -> dict[str, Any]:
     """Train one proxy of a round (unless its loss is in the store already) and record its loss there."""
-    import torch
-
-    from factory.stages.mix.proxy import train_proxy
-    from factory.stages.mix.stage import proxy_jobs
-
     r, i = int(job["round"]), int(job["index"])  # kfp.local hands numbers in a dict over as floats
     executor, planned, config, work = _open(spec_text, step, plan_text)
     if not (1 <= r <= config.rounds and 0 <= i < config.proxies_per_round):
@@ -198,30 +198,23 @@ def proxy_task(spec_text: str, step: str, plan_text: str, job: Mapping[str, Any]
         return {"round": r, "index": i, "loss": done["loss"]}
     folder = work.prepared()
     proxy = proxy_jobs(folder, Prepared.load(folder), config, work.plan(r).candidates, r)[i]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the process pool, so the loss is the same number
-    try:
-        loss = train_proxy(proxy)
-    finally:
-        torch.set_num_threads(threads)
+    with ProxyPool(1) as pool:  # in this process on one thread, as in the process pool, so the loss is the same number
+        loss = pool.run([proxy])[0]
     work.put(f"proxy-{r}-{i}", {"kind": "mix-proxy", "round": r, "index": i, "loss": loss, "seed": proxy.seed,
                                 "weights": list(proxy.weights)})
     log.info("mix.proxy_done", round=r, index=i, loss=loss)
     return {"round": r, "index": i, "loss": loss}
 
 
-def finish_task(step: str, spec_text: str, job_id: str, upstream: Mapping[str, Any], output: Any,
+def finish_task(step: str, spec_text: str, job_id: str, upstream: Mapping[str, KfpArtifact | None], output: KfpArtifact,
                 plan_text: str = "") -> dict[str, Any]:
     """The step itself, through the executor like any step: replay the search on the measured losses, write and
     publish the artifact (`factory.stages.mix.stage.finish`), then drop the pieces."""
-    from factory.orchestrate import run_component
-    from factory.stages.mix import stage
-
     _, _, _, work = _open(spec_text, step, plan_text)
 
-    def run(config: Config, inputs, out: Path, ctx) -> dict[str, float]:
+    def run(config: Config, inputs: Mapping[str, Artifact], out: Path, ctx: StepContext) -> dict[str, float]:
         folder = work.prepared()
-        return stage.finish(config, inputs, out, ctx, Prepared.load(folder), work.measured)
+        return finish(config, inputs, out, ctx, Prepared.load(folder), work.measured)
 
     manifest = run_component(step, spec_text, job_id, upstream, output, plan_text, run=run)
     work.discard()
