@@ -332,7 +332,7 @@ def bench_throughput(pages: list[tuple[str, str]], repeat: int, full: bool, roun
         write_warc([(f"{i}/{name}", html) for i, (name, html) in enumerate(pages)], warc)
         (work / "warm").mkdir()
         write_warc(pages[:20], work / "warm" / "warm.warc.gz")
-        from factory.local_run import output_to
+        from cli.local_run import output_to
 
         ours_runs, stock_runs = [], []
         with output_to(work / "run.log"):  # datatrove's per-task logs and stats tables go to a file

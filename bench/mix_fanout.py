@@ -43,7 +43,7 @@ def main() -> None:
     from factory.data.domains import domain_corpus
     from factory.documents import document_files, read_records, write_parts
     from factory.embedding import EmbeddingConfig
-    from factory.local_run import run_pipeline_locally
+    from cli.local_run import run_pipeline_locally
     from factory.stages.mix import stage as mix
     from factory.stages.mix.config import Config, ProxyConfig
     from factory.model import ModelSpec

@@ -31,7 +31,7 @@ _KFP_RERUN = """
 import sys
 from pathlib import Path
 from factory.spec import load_spec
-from factory.local_run import run_pipeline_locally
+from cli.local_run import run_pipeline_locally
 spec = load_spec(sys.argv[1]).resolved()
 result = run_pipeline_locally(spec, Path(spec.work_dir))
 sys.exit(1 if result.failure else 0)
@@ -77,7 +77,7 @@ def main() -> None:
         data = yaml.safe_load(args.spec.read_text())
         # a fresh work folder and store, so the first run builds everything
         spec = _spec_in(base, data)
-        factory = [sys.executable, "-m", "factory.cli", "run"]
+        factory = [sys.executable, "-m", "cli", "run"]
         first = _timed([*factory, str(spec)])
         rerun = _timed([*factory, str(spec)])
         kfp_rerun = _timed([sys.executable, "-c", _KFP_RERUN, str(spec)])

@@ -134,7 +134,7 @@ def launch_step(executor: Executor, stage: str, spec_text: str, api_client=None,
     )
     parent = ["--parent-run-id", executor.parent_run_id] if executor.parent_run_id else []
     if KINDS[spec.kind_of(stage)].launcher == "ray":
-        entrypoint = " ".join(["python", "-m", "factory.cli", "step", stage, SPEC_PATH, *parent])
+        entrypoint = " ".join(["python", "-m", "cli", "step", stage, SPEC_PATH, *parent])
         manifest = rayjob_manifest(workers=res.nodes, stage=stage, entrypoint=entrypoint, **common)
     else:
         command = [*torchrun_command(stage, res.nodes, max(res.gpus, 1)), *parent]

@@ -15,7 +15,7 @@ from tests.spine import ROOT, small_spec_data
 
 def factory(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300)
 
 
 def test_bad_spec_field_exits_2_naming_the_path(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from factory.cli import compile_pipeline
+from cli.main import compile_pipeline
 from factory.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""`torchrun -m factory.cli step pretrain SPEC`, as the launchers run it, with 2 real processes (gloo, CPU)."""
+"""`torchrun -m cli step pretrain SPEC`, as the launchers run it, with 2 real processes (gloo, CPU)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_two_ranks_train_and_rank0_publishes_once(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     r = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "factory.cli", "step", "pretrain", str(spec_path), "--parent-run-id", "none"],
+         "-m", "cli", "step", "pretrain", str(spec_path), "--parent-run-id", "none"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert r.returncode == 0, r.stderr[-4000:]

@@ -43,7 +43,7 @@ from factory.kinds import KINDS, In, StageKind
 # The one registry entry of the toy kind (its package is tests/toy_kind/).
 KINDS["wordcount"] = StageKind("tests.toy_kind", output="counts", inputs={"previous": In("counts", optional=True)})
 
-from factory.cli import compile_pipeline
+from cli.main import compile_pipeline
 from factory.lineage import chain
 from factory.spec import parse_spec
 from factory.steps import Executor

@@ -39,7 +39,7 @@ def _events(log: str) -> list[dict]:
 
 def _factory(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "factory.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
 
 
@@ -142,7 +142,7 @@ def test_kill_resume_reuse_lineage_release(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
 
     # `factory lineage` prints the chain from the release back to the raw HTML.
-    r = subprocess.run([sys.executable, "-m", "factory.cli", "lineage", str(release)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "cli", "lineage", str(release)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     stages = [line.split()[0] for line in r.stdout.splitlines() if not line.startswith("    source")]
     assert stages == ["release", "pretrain", "tokenize", "curate", "evaluate"]

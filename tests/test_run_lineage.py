@@ -11,7 +11,7 @@ import pytest
 
 from factory.errors import UserError
 from factory.lineage import EXPERIMENT_KIND, TAG_EXPERIMENT_KIND, TAG_RESUMED, Lineage
-from factory.local_run import failure_line, run_lock
+from cli.local_run import failure_line, run_lock
 from factory.orchestrate import parent_run, pipeline_run_name
 
 

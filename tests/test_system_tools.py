@@ -58,7 +58,7 @@ def test_factory_run_stops_before_any_step(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(_spec(tmp_path, renderer="lynx")))
     env = {**os.environ, "PATH": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "factory.cli", "run", str(path)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "cli", "run", str(path)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: stages.curate.math.renderer: needs the system program 'lynx'")
     assert not (tmp_path / "work").exists()  # nothing started: no work folder, no MLflow database

@@ -30,7 +30,7 @@ def torchrun_command(stage: str, nodes: int, nproc_per_node: int, spec_path: str
     defaults of its flags.
     """
     return ["torchrun", "--nnodes", str(nodes), "--nproc-per-node", str(nproc_per_node),
-            "-m", "factory.cli", "step", stage, spec_path]
+            "-m", "cli", "step", stage, spec_path]
 
 
 def configmap_manifest(name: str, namespace: str, data: Mapping[str, str], labels: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -256,7 +256,7 @@ def rayjob_manifest(
         "kind": "RayJob",
         "metadata": {"name": name, "namespace": namespace, "labels": job_labels},
         "spec": {
-            "entrypoint": entrypoint or f"python -m factory.cli step {stage} {SPEC_PATH}",
+            "entrypoint": entrypoint or f"python -m cli step {stage} {SPEC_PATH}",
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": ttl_seconds_after_finished,
             "backoffLimit": 0,

@@ -73,7 +73,7 @@ def test_training_budgets_at_megatron_bridge_h100_fp8_throughput():
 def test_cli_prints_a_table_json_and_records_an_mlflow_run(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from factory.cli import app
+    from cli.main import app
     from factory.cost.tracking import TAG_KIND, TAG_SPEC_DIGEST, plan_run_for, spec_digest
     from factory.lineage import Lineage
     from factory.spec import load_spec
@@ -104,7 +104,7 @@ def test_cli_prints_a_table_json_and_records_an_mlflow_run(tmp_path, monkeypatch
 
 
 def test_submit_stops_before_launch_when_a_step_does_not_fit(tmp_path):
-    from factory.cli import app
+    from cli.main import app
 
     spec = tmp_path / "big.yaml"
     spec.write_text(yaml.safe_dump(_cluster()))
@@ -114,5 +114,5 @@ def test_submit_stops_before_launch_when_a_step_does_not_fit(tmp_path):
     assert "DOES NOT FIT (largest: activations)" in result.output and "pass --force" in result.output
     # --force gets past the plan to the (unreachable) host
     forced = CliRunner().invoke(app, ["submit", str(spec), "--host", "http://127.0.0.1:9", "--force"])
-    # (factory.cli.main turns this UserError into one line and exit 2; CliRunner shows the exception itself)
+    # (cli.main.main turns this UserError into one line and exit 2; CliRunner shows the exception itself)
     assert "cannot submit to KFP at http://127.0.0.1:9" in str(forced.exception)

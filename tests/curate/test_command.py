@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.commands.curate import curate_files
+from cli.curate import curate_files
 from factory.errors import InputError
 from factory.store import sha256_file
 

@@ -63,7 +63,7 @@ def test_what_the_spec_writes_wins(tmp_path):
 def factory(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FACTORY_")}
     run_env = {**clean, **env, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, env=run_env, timeout=120, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=run_env, timeout=120, cwd=REPO)
 
 
 @pytest.fixture

@@ -233,7 +233,7 @@ def test_server_accepts_both_host_forms_on_any_service_port(chart, mlflow_server
 
 def factory(*args: str, env: dict[str, str], cwd: Path, log: Path) -> subprocess.CompletedProcess:
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "factory.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     with open(log, "a") as f:
         f.write(f"$ factory {' '.join(args)}   # exit {result.returncode} after {time.monotonic() - start:.1f} s\n{result.stdout}\n{result.stderr}\n")
     return result

@@ -83,7 +83,7 @@ def test_trainjob_fields():
     trainer = job["spec"]["trainer"]
     assert job["spec"]["runtimeRef"] == {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime", "name": "torch-distributed"}
     assert trainer["numNodes"] == 2 and trainer["numProcPerNode"] == 8
-    assert trainer["command"] == ["torchrun", "--nnodes", "2", "--nproc-per-node", "8", "-m", "factory.cli", "step", "pretrain", SPEC_PATH]
+    assert trainer["command"] == ["torchrun", "--nnodes", "2", "--nproc-per-node", "8", "-m", "cli", "step", "pretrain", SPEC_PATH]
     assert trainer["resourcesPerNode"]["limits"] == {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "8"}
     assert {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "factory-s3", "key": "access-key"}}} in trainer["env"]
     (override,) = job["spec"]["podTemplateOverrides"]
@@ -114,7 +114,7 @@ def test_flavor_selects_builder():
 def test_rayjob_fields():
     job = rayjob_manifest("cur-1", workers=4, **COMMON)
     cluster = job["spec"]["rayClusterSpec"]
-    assert job["spec"]["entrypoint"] == f"python -m factory.cli step curate {SPEC_PATH}"
+    assert job["spec"]["entrypoint"] == f"python -m cli step curate {SPEC_PATH}"
     assert cluster["workerGroupSpecs"][0]["replicas"] == 4
     assert cluster["headGroupSpec"]["rayStartParams"] == {"num-cpus": "0"}
     worker = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-FACTORY = [sys.executable, "-m", "factory.cli"]
+FACTORY = [sys.executable, "-m", "cli"]
 
 
 def factory(*args: str) -> tuple[int, dict | str]:

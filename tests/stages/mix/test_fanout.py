@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from factory.cli import compile_pipeline
+from cli.main import compile_pipeline
 from factory.data.domains import domain_corpus
 from factory.documents import document_files, read_records, write_parts
 from factory.errors import UserError

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory.cli import compile_pipeline
+from cli.main import compile_pipeline
 from factory.errors import SpecError
 from factory.spec import parse_spec
 

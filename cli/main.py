@@ -11,7 +11,7 @@
     factory lineage runs/smoke/store/release/<fingerprint>
 
 Every mistake a user can make (bad spec field, missing input, unreachable service) prints one message
-and exits with code 2.
+and exits with code 2. Cluster jobs run it as `python -m cli step ...` (`factory.launch`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Optional
 
 import typer
 
-from factory.commands.verify import sandbox_app, verify_app
+from cli.verify import sandbox_app, verify_app
 from factory.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nemotron-style model factory: raw web pages in, a Hugging Face model out.")
@@ -53,7 +53,7 @@ def curate(
     spec_path: Optional[Path] = typer.Option(None, "--spec", help="Take the curate settings from this spec"),
 ) -> None:
     """Run the curate stage alone on files or folders (the same code as the pipeline's curate step)."""
-    from factory.commands.curate import curate_files
+    from cli.curate import curate_files
 
     manifest = curate_files(inputs, out, spec_path)
     metrics = manifest.get("metrics", {})
@@ -157,7 +157,7 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
     """
     from factory.cost.tracking import TAG_PLAN_RUN, log_plan
     from factory.lineage import Lineage
-    from factory.local_run import run_lock, run_pipeline_locally
+    from cli.local_run import run_lock, run_pipeline_locally
     from factory.orchestrate import TAG_JOB, pipeline_run_name
     from factory.steps import Executor
 
@@ -335,6 +335,3 @@ def main() -> None:
             sys.exit(2)
         raise
 
-
-if __name__ == "__main__":
-    main()

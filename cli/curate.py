@@ -1,12 +1,12 @@
 """`factory curate INPUT... --out DIR [--spec SPEC]`: the curate stage alone, on files or folders.
 
-It runs the pipeline's own stage code (`factory.curate.run`) with the spec's curate settings (or the
+It runs the pipeline's own stage code (`factory.stages.curate`) with the spec's curate settings (or the
 defaults) and the given inputs as `sources` (a spec whose curate scores quality with the `quality` stage
 gets that ensemble from the spec's store, built there first if it is not published yet), and writes the
 same layout the pipeline publishes, plus a `manifest.json` (fingerprint, config, raw-source digests,
 producer, metrics, every file's size and sha256):
 
-    from factory.commands.curate import curate_files
+    from cli.curate import curate_files
     manifest = curate_files(["crawl/", "pages.jsonl"], Path("corpus"), spec_path=None)
 
 `out` must be absent, empty, or a previous curate output (which is replaced); anything else is refused, so
@@ -28,7 +28,7 @@ from factory.manifest import build_manifest
 from factory.stage import Artifact, StepContext
 from factory.store import MANIFEST, LocalStore, write_json_atomic
 
-log = get_logger("factory.commands.curate")
+log = get_logger("cli.curate")
 CURATE = KINDS["curate"]
 
 

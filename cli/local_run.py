@@ -25,7 +25,7 @@ from typing import Any
 from factory.errors import UserError
 from factory.logs import get_logger
 
-log = get_logger("factory.local_run")
+log = get_logger("cli.local_run")
 
 LOCK_NAME = ".factory-run.lock"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kfp.local colours task names
