@@ -1,0 +1,148 @@
+"""Layers by structure: every import between the factory's units points down one declared order of floors.
+
+A unit is a top-level module or package of `factory` (`factory.spec`, `factory.curate`), one stage kind's package
+(`factory.stages.<kind>`), or one of the packages above the library (`components`, `pipelines`, `cli`). `FLOORS`
+lists them top to bottom; a unit may import only units on lower floors (and itself), so units on one floor never
+import each other: the stage kinds share one floor, which is STYLE rule 18 (stages never import each other).
+
+Every import statement counts, wherever it is: at module level, inside a function, under `if TYPE_CHECKING:`.
+Module names in strings (the registry's `"factory.stages.mix"`, `lazy_exports`) are not imports and do not count.
+A new package or top-level module must be placed on a floor before this test passes.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPS = ("cli", "pipelines", "components", "factory")  # the project's import packages
+
+# Top to bottom.
+FLOORS: list[tuple[str, set[str]]] = [
+    ("the command line (`factory ...`): drives pipelines, runs and everything below", {"cli"}),
+    ("KFP pipelines built from a spec", {"pipelines"}),
+    ("KFP components: thin adapters over the orchestration layer", {"components"}),
+    ("KFP task bodies of a step that runs as several tasks (mix's proxies)", {"factory.fanout"}),
+    ("one step as a KFP task or cluster job", {"factory.orchestrate"}),
+    ("the executor; the spec's endpoints from the cluster", {"factory.steps", "factory.endpoints"}),
+    ("the spec", {"factory.spec"}),
+    ("the spine below the spec: registry, store, manifests, code versions, cluster jobs",
+     {"factory.kinds", "factory.store", "factory.manifest", "factory.code_version", "factory.launch"}),
+    ("the stage kinds, one package each", {"factory.stages"} | {f"factory.stages.{p.name}" for p in (
+        ROOT / "factory" / "stages").iterdir() if (p / "__init__.py").is_file()}),
+    ("libraries several stages share, built on the ones below", {
+        "factory.train", "factory.engines", "factory.tasks", "factory.gvendi", "factory.artifacts"}),
+    ("libraries several stages share", {"factory.curate", "factory.precision", "factory.cost", "factory.chat"}),
+    ("models, generators, verifiers, embeddings, tracking", {
+        "factory.model", "factory.generate", "factory.verify", "factory.embedding", "factory.lineage"}),
+    ("the stage contract: configs, artifacts, the run context", {"factory.stage"}),
+    ("data formats and readers; raw inputs; system tools", {
+        "factory.jsonl", "factory.documents", "factory.tokens", "factory.tiers", "factory.data", "factory.sources",
+        "factory.system_tools"}),
+    ("errors, logs, lazy exports, the package itself", {"factory", "factory.errors", "factory.logs", "factory.lazy"}),
+]
+
+
+@cache
+def modules() -> dict[str, Path]:
+    """Every module of the project's packages: dotted name -> source file."""
+    found = {}
+    for top in TOPS:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                parts = path.relative_to(ROOT).with_suffix("").parts
+                found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def unit(module: str) -> str:
+    """The unit a module belongs to: `factory.stages.mix.proxy` -> `factory.stages.mix`, `factory.spec` -> itself."""
+    parts = module.split(".")
+    if parts[0] != "factory":
+        return parts[0]
+    return ".".join(parts[:3] if parts[1:2] == ["stages"] and len(parts) > 2 else parts[:2])
+
+
+def imports(module: str) -> list[tuple[str, int]]:
+    """(imported project module, line) for every import statement of `module`, in any scope."""
+    path = modules()[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            # `from pkg import submodule` imports the submodule; `from module import name` the module
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules() else base for a in node.names]
+        else:
+            continue
+        found += [(name, node.lineno) for name in dict.fromkeys(names) if name.split(".")[0] in TOPS]
+    return found
+
+
+def floor_of() -> dict[str, int]:
+    return {u: i for i, (_, units) in enumerate(FLOORS) for u in units}
+
+
+def unit_edges() -> dict[tuple[str, str], list[str]]:
+    """(importing unit, imported unit) -> "module imports module, line N" for every import between two units."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for module in modules():
+        for imported, line in imports(module):
+            a, b = unit(module), unit(imported)
+            if a != b:
+                edges.setdefault((a, b), []).append(f"{module} imports {imported} (line {line})")
+    return edges
+
+
+def test_every_unit_is_placed_once():
+    units = {unit(m) for m in modules()}
+    declared = [u for _, floor in FLOORS for u in floor]
+    assert len(declared) == len(set(declared)), f"placed twice: {sorted({u for u in declared if declared.count(u) > 1})}"
+    assert not units - set(declared), f"place these units on a floor of tests/test_layers.py: {sorted(units - set(declared))}"
+    assert not set(declared) - units, f"no such units (remove them from FLOORS): {sorted(set(declared) - units)}"
+    assert all(floor for _, floor in FLOORS)
+
+
+def test_every_import_points_down():
+    floor = floor_of()
+    wrong = []
+    for module in modules():
+        for imported, line in imports(module):
+            a, b = unit(module), unit(imported)
+            if a != b and floor.get(a, -1) >= floor.get(b, -1) and {a, b} <= floor.keys():
+                wrong.append(f"{module} imports {imported} (floor {floor[a]} -> floor {floor[b]}), line {line}")
+    assert not wrong, "imports that do not point down (move the code, not the floors):\n" + "\n".join(sorted(wrong))
+
+
+def test_no_cycle_between_units():
+    graph: dict[str, set[str]] = {}
+    for a, b in unit_edges():
+        graph.setdefault(a, set()).add(b)
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(node):] + [node]))
+        if node not in done:
+            for nxt in sorted(graph.get(node, ())):
+                visit(nxt, path + [node])
+            done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+
+
+def test_the_reader_sees_every_kind_of_import():
+    # function-local and TYPE_CHECKING imports count; module names in strings do not
+    assert ("factory.stages.mix.stage", "factory.stages.mix") == ("factory.stages.mix.stage", unit("factory.stages.mix.stage"))
+    assert unit("factory.spec") == "factory.spec" and unit("factory") == "factory" and unit("cli.main") == "cli"
+    kinds = {name for name, _ in imports("factory.kinds")}
+    assert not any(name.startswith("factory.stages") for name in kinds)  # its stage packages are strings
