@@ -92,7 +92,7 @@ def test_cleanup_keeps_equations_or_keeps_the_page(tmp_path):
     def lossy(prompt: str) -> str:  # drops the display equation
         return re.sub(r"\$\$.+?\$\$", "", tidy(prompt), flags=re.DOTALL)
 
-    config = MathCleanup(enabled=True, kind="openai", base_url="http://unused", model="m", max_chars=4000)
+    config = MathCleanup(enabled=True, generator={"kind": "openai", "base_url": "http://unused", "model": "m"}, max_chars=4000)
     for reply, expected in ((tidy, MATH_TEXT), (lossy, page)):
         docs = [Document(text=page, id="m", metadata={"extraction": "math"}),
                 Document(text=furniture, id="p", metadata={"extraction": "trafilatura"})]
@@ -106,7 +106,7 @@ def test_cleanup_keeps_equations_or_keeps_the_page(tmp_path):
     model = save_gpt2(tmp_path / "gpt2")
     short = "We have $a^2 + b^2 = c^2$ for the sides."
     docs = [Document(text=short, id="m", metadata={"extraction": "math"})]
-    local = MathCleanup(enabled=True, model_dir=str(model), max_new_tokens=8)
+    local = MathCleanup(enabled=True, generator={"model_dir": str(model)}, max_new_tokens=8)
     out, counts = cleanup_math_documents(docs, local, TransformersGenerator(str(model)))
     assert out[0].text == short and counts["kept_lost_equations"] + counts["kept_empty"] == 1
 
@@ -115,9 +115,13 @@ def test_cleanup_keeps_equations_or_keeps_the_page(tmp_path):
     bad = tmp_path / "prompt.txt"
     bad.write_text("no slot")
     with pytest.raises(InputError, match="prompt_file: .* must contain \\{document\\} exactly once"):
-        cleanup_math_documents(docs, MathCleanup(enabled=True, model_dir="m", prompt_file=str(bad)))
+        cleanup_math_documents(docs, MathCleanup(enabled=True, generator={"model_dir": "m"}, prompt_file=str(bad)))
     with pytest.raises(ValueError, match="needs base_url and model"):
-        MathCleanup(enabled=True, kind="openai")
+        MathCleanup(enabled=True, generator={"kind": "openai"})
+    with pytest.raises(ValueError, match=r"needs generator.model_dir"):
+        MathCleanup(enabled=True)
+    with pytest.raises(ValueError, match=r"kind, base_url: the cleanup's model is set in cleanup.generator now"):
+        MathCleanup(enabled=True, kind="openai", base_url="http://unused")
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +179,7 @@ def test_prose_is_curated_exactly_as_without_math_pages(quality_artifact, tmp_pa
 
     alone, alone_rows = curate([prose], "alone")
     with FakeOpenAI(reply=lambda p: p.split("Text:\n", 1)[1].strip()) as server:
-        cleanup = {"enabled": True, "kind": "openai", "base_url": server.url, "model": "m"}
+        cleanup = {"enabled": True, "generator": {"kind": "openai", "base_url": server.url, "model": "m"}}
         mixed, mixed_rows = curate([prose, maths], "mixed", math={"chain": {"cleanup": cleanup}})
     math_rows = [r for r in mixed_rows if r["metadata"]["extraction"] == "math"]
     assert [r for r in mixed_rows if r["metadata"]["extraction"] != "math"] == alone_rows

@@ -13,6 +13,7 @@ import pytest
 from factory.stages import evaluate, release
 from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.generate import GenerationParams, OpenAIGenerator, TransformersGenerator
+from factory.generate.settings import GeneratorSettings
 from factory.stage import NullTracker, StepContext
 from tests.spine import transformers_serve
 from tests.spine import tiny_artifacts as load_tiny_artifacts
@@ -66,18 +67,17 @@ def test_evaluate_scores_benchmarks_through_the_server_as_it_does_in_process(ser
     benchmarks = [BenchmarkConfig(name="arith", source="procedural", task="basic_arithmetic", size=4, seed=1, samples=2)]
     quick = dict(seq_len=16, batch_size=4, max_batches=1, tasks=[], prompts=[], benchmarks=benchmarks)
     results = {}
-    for kind in ("openai", "local"):
+    for kind in ("openai", "transformers"):
         out = tmp_path / kind
         out.mkdir()
-        generator = evaluate.config.GeneratorChoice(kind=kind, base_url=url if kind == "openai" else "",
-                                                    model=model if kind == "openai" else "", max_new_tokens=12, batch_size=1,
-                                                    temperature=0.0)
-        metrics = evaluate.run(evaluate.Config(**quick, generator=generator),
+        where = {"base_url": url, "model": model} if kind == "openai" else {}
+        generator = GeneratorSettings(kind=kind, batch_size=1, **where)
+        metrics = evaluate.run(evaluate.Config(**quick, generator=generator, generation={"max_new_tokens": 12}),
                                {"model": upstream["model"], "tokens": upstream["tokens"]}, out,
                                StepContext("evaluate", tracker=NullTracker()))
         records = (out / "benchmarks.jsonl").read_text().splitlines()
         results[kind] = (metrics, records)
-    served, local = results["openai"], results["local"]
+    served, local = results["openai"], results["transformers"]
     assert len(served[1]) == 4
     arith = {k: v for k, v in served[0].items() if k.startswith("arith")}
     assert arith["arith_items"] == 4 and arith["arith_unanswered"] == 0

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from factory.errors import ServiceError
+from factory.generate.settings import GeneratorSettings
 from factory.chat.records import Message, Prompt
 from factory.stages.rl.rewards import RewardConfig, VerifierRewards, code_of, final_answer
 from factory.stages.rl.rollout import (
-    EndpointConfig,
     EndpointSampler,
     PolicyPublisher,
     RolloutBatches,
@@ -180,8 +180,8 @@ def test_endpoint_rollouts_come_from_the_policy_each_step_publishes(tmp_path):
     model_dir = policy_artifact(tmp_path / "base").path / "model"
     policy = load_model(model_dir)
     with PolicyServer() as server:
-        endpoint = EndpointConfig(base_url=server.url, model="policy", reload_url=f"{server.url}/reload", max_concurrency=1)
-        publisher = PolicyPublisher(tmp_path / "policy", model_dir, endpoint.reload_url)
+        endpoint = GeneratorSettings(kind="openai", base_url=server.url, model="policy", max_concurrency=1)
+        publisher = PolicyPublisher(tmp_path / "policy", model_dir, f"{server.url}/reload")
         publisher.publish(policy, 0)
         assert server.reloads == [{"model_dir": str(tmp_path / "policy"), "step": 0}]
         assert "detailed thinking" in TransformersGenerator(tmp_path / "policy").tokenizer.chat_template
@@ -198,7 +198,8 @@ def test_endpoint_rollouts_come_from_the_policy_each_step_publishes(tmp_path):
         assert all(s.prompt_ids == groups[0][0].prompt_ids and s.truncated == (len(s.completion_ids) >= 5) for s in groups[0])
 
         # in training, every rollout batch first publishes the policy as it is then
-        config = RolloutConfig(group_size=2, target_entropy=None, endpoint=endpoint, dynamic_sampling=False,
+        config = RolloutConfig(group_size=2, target_entropy=None, generator=endpoint, reload_url=f"{server.url}/reload",
+                               dynamic_sampling=False,
                                length_schedule=[{"until_fraction": 1.0, "max_new_tokens": 5}])
         batches = RolloutBatches([choice(i) for i in range(4)], policy, sampler, VerifierRewards(), config,
                                  samples_per_rollout=4, steps_per_rollout=1, total_steps=2, seed=0, pad_id=0,

@@ -14,7 +14,6 @@ formula costs the page its cleanup, never its math.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,16 +39,6 @@ def load_prompt(config: MathCleanup) -> str:
         raise InputError(f"stages.curate.math.chain.cleanup.prompt_file: {path} must contain {PLACEHOLDER} exactly once, "
                          f"where the page's text goes (found {template.count(PLACEHOLDER)})")
     return template
-
-
-def make_generator(config: MathCleanup) -> Generator:
-    """The generator `config` describes."""
-    from factory.generate import OpenAIGenerator, TransformersGenerator
-
-    if config.kind == "openai":
-        return OpenAIGenerator(config.base_url, config.model, api_key=os.environ.get(config.api_key_env),
-                               batch_size=config.batch_size)
-    return TransformersGenerator(config.model_dir, batch_size=config.batch_size)
 
 
 def chunks(text: str, max_chars: int) -> list[str]:
@@ -92,7 +81,7 @@ def cleanup_math_documents(docs: Sequence, config: MathCleanup, generator: Gener
     if not math_docs:
         return list(docs), counts
     owned = generator is None
-    generator = generator or make_generator(config)
+    generator = generator or config.generator.open()
     try:
         pieces = [chunks(d.text, config.max_chars) for d in math_docs]
         flat = [c for cs in pieces for c in cs]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from factory.curate.gopher import GopherQuality, GopherRepetition
+from factory.generate.settings import GeneratorSettings
 from factory.stage import StageConfig, no_effect
 
 
@@ -46,29 +47,33 @@ class MathCleanup(StageConfig):
     clean text with LaTeX, through the generator interface; a rewrite that loses an equation is not used."""
 
     enabled: bool = Field(False, description="Rewrite math pages with an LLM before dedup (off: no model needed).")
-    kind: Literal["transformers", "openai"] = Field(
-        "transformers", description="'transformers': a local model folder; 'openai': an OpenAI-compatible server.")
-    model_dir: str | None = Field(
-        None, json_schema_extra={"external_input": True}, description="transformers: save_pretrained folder of the model.")
-    base_url: str | None = Field(None, description="openai: server address, e.g. http://vllm:8000.")
-    model: str | None = Field(None, description="openai: model name the server serves.")
-    api_key_env: str = no_effect("OPENAI_API_KEY", "openai: environment variable holding the API key, if any.")
+    generator: GeneratorSettings = Field(
+        default_factory=GeneratorSettings, description="Which model rewrites the pages (model_dir, or an OpenAI-compatible server).")
     prompt_file: str | None = Field(
         None, json_schema_extra={"external_input": True},
-        description="Prompt template with a {text} slot; default: the packaged factory/curate/math/prompts/cleanup.txt.")
+        description="Prompt template with one {document} slot; default: the packaged factory/curate/math/prompts/cleanup.txt.")
     max_chars: int = Field(6000, ge=100, description="Pages longer than this are cut at paragraph ends into chunks.")
     max_new_tokens: int = Field(2048, ge=1, description="Most tokens generated per chunk (greedy decoding).")
     keep_equations: float = Field(
         1.0, ge=0, le=1, description="Smallest share of a chunk's equations its rewrite must keep; else the chunk stays as extracted.")
-    batch_size: int = no_effect(8, "Prompts per forward pass (transformers) or per request batch (openai).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _generator_fields_moved(cls, data: Any) -> Any:
+        moved = [k for k in _GENERATOR_FIELDS if isinstance(data, dict) and k in data]
+        if moved:
+            raise ValueError(f"{', '.join(moved)}: the cleanup's model is set in cleanup.generator now "
+                             f"(generator: {{{', '.join(f'{k}: ...' for k in moved)}}})")
+        return data
 
     @model_validator(mode="after")
     def _reachable(self) -> MathCleanup:
-        if self.enabled and self.kind == "transformers" and not self.model_dir:
-            raise ValueError("cleanup with kind 'transformers' needs model_dir (a save_pretrained folder)")
-        if self.enabled and self.kind == "openai" and not (self.base_url and self.model):
-            raise ValueError("cleanup with kind 'openai' needs base_url and model")
+        if self.enabled and self.generator.kind == "transformers" and not self.generator.model_dir:
+            raise ValueError("cleanup with generator kind 'transformers' needs generator.model_dir (a save_pretrained folder)")
         return self
+
+
+_GENERATOR_FIELDS = ("kind", "model_dir", "base_url", "model", "api_key_env", "batch_size")
 
 
 class MathChainConfig(StageConfig):

@@ -6,26 +6,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from factory.errors import SpecError
+from factory.generate import GenerationParams
+from factory.generate.settings import GeneratorSettings
 from factory.stage import StageConfig, no_effect
 from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.stages.evaluate.gates import parse_gate
 from factory.tasks.builtin import DEFAULT_PROMPTS
 from factory.tasks.sets import builtin_sets
-
-
-class GeneratorChoice(BaseModel):
-    """Which generator answers the benchmarks: the checkpoint in-process, or an OpenAI-compatible endpoint."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["local", "openai"] = Field("local", description="local: the model input in-process; openai: an endpoint.")
-    base_url: str = Field("", description="Endpoint root, e.g. http://127.0.0.1:8000 (kind openai).")
-    model: str = Field("", description="Model name the endpoint serves (kind openai).")
-    batch_size: int = Field(8, ge=1, description="Prompts per local generation batch.")
-    max_new_tokens: int = Field(256, ge=1, description="Most tokens generated per answer.")
-    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature (set above 0 when samples > 1).")
 
 
 class Config(StageConfig):
@@ -53,7 +43,13 @@ class Config(StageConfig):
     multiple_choice_files: list[str] = Field(
         default_factory=list, description="multiple_choice task files scored by likelihood (acc, acc_norm).",
         json_schema_extra={"external_input": True})
-    generator: GeneratorChoice = Field(default_factory=GeneratorChoice, description="Who answers the benchmarks.")
+    generator: GeneratorSettings = Field(
+        default_factory=GeneratorSettings, description="Who answers the benchmarks: kind 'transformers' without model_dir "
+        "is the checkpoint evaluated, in-process; 'openai' an endpoint (e.g. serving that checkpoint).")
+    generation: GenerationParams = Field(
+        default_factory=lambda: GenerationParams(max_new_tokens=256),
+        description="Sampling of the benchmarks' answers (temperature above 0 when samples > 1); its seed is added to "
+                    "each benchmark's own seed.")
     sandbox_isolation: Literal["bwrap", "none"] = Field(
         "bwrap", description="Code benchmarks run under bubblewrap; 'none' only for trusted code.")
     throughput_contexts: list[int] = Field(
@@ -67,6 +63,19 @@ class Config(StageConfig):
         default_factory=list, description="Demands on this step's metrics, e.g. 'valid_perplexity <= 200', or relative "
         "to the evaluate step wired to the `baseline` input, e.g. 'valid_perplexity <= 1.03 * eval_bf16.valid_perplexity'; "
         "a failing gate fails the step before it publishes.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _generator_fields_moved(cls, data: Any) -> Any:
+        generator = data.get("generator") if isinstance(data, dict) else None
+        if isinstance(generator, dict):
+            if generator.get("kind") == "local":
+                raise ValueError("generator.kind: 'local' is now 'transformers' (without model_dir: the checkpoint evaluated)")
+            moved = [k for k in ("max_new_tokens", "temperature") if k in generator]
+            if moved:
+                raise ValueError(f"generator.{moved[0]}: sampling is set in `generation` now "
+                                 f"({', '.join(f'generation.{k}' for k in moved)})")
+        return data
 
     def required_tools(self) -> dict[str, str]:
         """Code benchmarks run their programs under bubblewrap (`factory.system_tools` checks it at load)."""

@@ -157,20 +157,17 @@ def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict
 
 def _benchmarks(model_art: Artifact, tokens_art: Artifact, config: Config, ctx: StepContext):
     """Generate for and verify every configured benchmark; (metrics, per-item records)."""
-    from factory.generate import GenerationParams
     from factory.stages.evaluate.benchmarks import run_benchmark
     from factory.verify.math_answer import MathVerifier
     from factory.verify.sandbox import SandboxConfig
 
-    choice = config.generator
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
     sandbox = SandboxConfig(isolation=config.sandbox_isolation, timeout_s=10, cpu_s=10, memory_mb=1024)
     with tempfile.TemporaryDirectory(prefix="factory-evaluate-") as tmp, MathVerifier(workers=2, timeout_s=10) as verifier:
         generator = _generator(model_art, tokens_art, config, Path(tmp))
         for bench in config.benchmarks:
-            params = GenerationParams(max_new_tokens=choice.max_new_tokens, temperature=choice.temperature,
-                                      seed=bench.seed)
+            params = config.generation.model_copy(update={"seed": config.generation.seed + bench.seed})
             result = run_benchmark(bench, generator, params, sandbox, verifier, log=ctx.log)
             metrics |= result.metrics
             records += [{"benchmark": bench.name, **r} for r in result.records]
@@ -181,16 +178,11 @@ def _benchmarks(model_art: Artifact, tokens_art: Artifact, config: Config, ctx: 
 
 
 def _generator(model_art: Artifact, tokens_art: Artifact, config: Config, scratch: Path):
-    """The generator the config chooses; the local one reads the checkpoint with the tokens' tokenizer."""
-    choice = config.generator
-    if choice.kind == "openai":
-        from factory.generate import OpenAIGenerator
-
-        if not choice.base_url or not choice.model:
-            raise InputError("stages.evaluate.generator: kind openai needs base_url and model")
-        return OpenAIGenerator(choice.base_url, choice.model)
-    from factory.generate import TransformersGenerator
-
+    """The generator the config chooses; without a model_dir, the local one is the checkpoint with the tokens'
+    tokenizer."""
+    settings = config.generator
+    if settings.kind == "openai" or settings.model_dir:
+        return settings.open()
     # the checkpoint folder holds no tokenizer: link both folders' files into one model folder
     folder = scratch / "model"
     folder.mkdir()
@@ -198,8 +190,7 @@ def _generator(model_art: Artifact, tokens_art: Artifact, config: Config, scratc
         for file in source.iterdir():
             if not (folder / file.name).exists():
                 (folder / file.name).symlink_to(file.resolve())
-    return TransformersGenerator(folder, batch_size=choice.batch_size, model_id=model_art.uri)
-
+    return settings.open(folder, model_id=model_art.uri)
 
 
 def _with_errors(model: str, metrics: Mapping[str, float]) -> dict[str, dict[str, tuple[float, float]]]:

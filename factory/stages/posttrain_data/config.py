@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from factory.chat.records import PROCEDURAL_TEACHER, Reasoning
+from factory.chat.records import Reasoning
 from factory.generate import GenerationParams
 from factory.generate.settings import GeneratorSettings
 from factory.stage import StageConfig, no_effect
@@ -67,16 +67,11 @@ class TeacherSettings(GeneratorSettings):
         "procedural", description="procedural: step-by-step traces computed for procedural tasks (no model); "
         "transformers: a local model folder (model_dir, or the step's 'teacher' input); openai: vLLM, NIM, transformers serve.")
     name: str | None = Field(None, description="The teacher's name in records and stats; default procedural-solver or the model's id.")
-    model_dir: str | None = Field(None, json_schema_extra={"external_input": True},
-                                  description="transformers: save_pretrained folder; unset: the 'teacher' input checkpoint.")
-    timeout_s: float = no_effect(300.0, "openai: seconds to wait for one answer.")
+    timeout_s: float = no_effect(300.0, "openai: seconds to wait for one answer (a teacher writes long solutions).")
 
     @property
     def is_model(self) -> bool:
         return self.kind != "procedural"
-
-    def default_name(self) -> str:
-        return self.name or (PROCEDURAL_TEACHER if self.kind == "procedural" else self.model or "")
 
 
 class ToolIntegratedReasoning(StageConfig):

@@ -13,7 +13,6 @@ solution recorded is the whole trajectory as one assistant turn: text, code, out
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -52,7 +51,8 @@ class Teacher(Protocol):
 class ProceduralTeacher:
     """The procedural solver as a teacher: traces for the reasoning-gym tasks it knows (`solver.SOLVERS`)."""
 
-    name = PROCEDURAL_TEACHER
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or PROCEDURAL_TEACHER
 
     def solve(self, prompts: Sequence[Prompt], reasoning: Reasoning, sample: int) -> list[Attempt | str]:
         out: list[Attempt | str] = []
@@ -134,31 +134,18 @@ def make_teacher(config: Config, inputs: Mapping[str, Any], counts: Counter,
     """The teacher `config.teacher` names (a given `generator` wins), and the generator it opened, if any."""
     settings = config.teacher
     if settings.kind == "procedural" and generator is None:
-        return ProceduralTeacher(), None
+        return ProceduralTeacher(settings.name), None
     opened = None
     if generator is None:
-        if settings.kind == "openai":
-            from factory.generate import OpenAIGenerator
-
-            generator = opened = OpenAIGenerator(
-                settings.base_url, settings.model, api_key=os.environ.get(settings.api_key_env),
-                max_concurrency=settings.max_concurrency, max_retries=settings.max_retries,
-                timeout_s=settings.timeout_s, batch_size=settings.batch_size)
-        else:
-            from factory.generate import TransformersGenerator
-
-            name = settings.name
-            if settings.model_dir is not None:
-                model_dir = settings.model_dir
-            elif inputs.get("teacher") is not None:
-                from factory.artifacts import Checkpoint
-
-                model_dir = Checkpoint.of(inputs, "teacher").model_dir
-                # named by its place in the store (STEP/FINGERPRINT), which the lineage and the model card can follow
-                name = name or "/".join(str(inputs["teacher"].uri).rstrip("/").split("/")[-2:])
-            else:
+        model_dir, name = None, settings.name
+        if settings.kind == "transformers" and settings.model_dir is None:
+            if inputs.get("teacher") is None:
                 raise SpecError("posttrain_data.teacher.model_dir: set it to a model folder, or give the step a "
                                 "'teacher' input (a checkpoint)")
-            generator = opened = TransformersGenerator(model_dir, device=settings.device, batch_size=settings.batch_size,
-                                                       dtype=settings.dtype, model_id=name)
+            from factory.artifacts import Checkpoint
+
+            model_dir = Checkpoint.of(inputs, "teacher").model_dir
+            # named by its place in the store (STEP/FINGERPRINT), which the lineage and the model card can follow
+            name = name or "/".join(str(inputs["teacher"].uri).rstrip("/").split("/")[-2:])
+        generator = opened = settings.open(model_dir, model_id=name)
     return ModelTeacher(generator, config.generation, config.tir, counts, name=settings.name), opened

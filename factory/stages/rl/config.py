@@ -15,7 +15,7 @@ class Config(with_defaults(Loop, steps=20, lr=1e-4, warmup_steps=0, decay_fracti
     """GRPO on the training-stage shell's loop and precision parts (no sequence length: rollouts set their own
     lengths; `micro_batch_size` x `grad_accum` completions per optimizer step), plus the loss, rollout and reward
     knobs. Defaults: a constant learning rate, as RL runs use. One process: the rollouts come from the one policy copy
-    it trains, or from a server (`rollout.endpoint`)."""
+    it trains, or from a server (`rollout.generator` of kind openai)."""
 
     steps_per_rollout: int = Field(1, ge=1, description="Optimizer steps per rollout batch; 1 is strictly on-policy "
                                                         "(ratio exactly 1), more reuse the batch as PPO minibatches.")

@@ -54,12 +54,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from factory.chat.records import Prompt
 from factory.chat.template import IM_END, render_prompt
 from factory.errors import ServiceError
+from factory.generate.settings import GeneratorSettings
 from factory.logs import get_logger
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["EndpointConfig", "EndpointSampler", "LengthStage", "LocalSampler", "PolicyPublisher", "RolloutBatches",
+__all__ = ["EndpointSampler", "LengthStage", "LocalSampler", "PolicyPublisher", "RolloutBatches",
            "RolloutConfig", "RolloutStats", "Sample", "next_temperature"]
 
 log = get_logger("factory.stages.rl.rollout")
@@ -72,21 +73,6 @@ class LengthStage(BaseModel):
 
     until_fraction: float = Field(gt=0, le=1, description="This stage ends after this fraction of the run's steps.")
     max_new_tokens: int = Field(gt=0, description="Most tokens a completion may have during this stage.")
-
-
-class EndpointConfig(BaseModel):
-    """An OpenAI-compatible server that samples rollouts and reloads the published policy."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    base_url: str = Field(description="Server address, e.g. http://vllm:8000.")
-    model: str = Field(description="Model name the server knows the policy by.")
-    reload_url: str | None = Field(None, description="POSTed {model_dir, step} after each publish; None: no reload "
-                                                     "(the server must then see the policy folder some other way).")
-    publish_dir: str | None = Field(None, description="Where the policy folder is written (a path the server can read); "
-                                                      "None: `policy/` in the step's output folder.")
-    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout, reload included.")
 
 
 class RolloutConfig(BaseModel):
@@ -111,10 +97,30 @@ class RolloutConfig(BaseModel):
         "on", description="System prompt of RL prompts: detailed thinking on, off, or both (alternating draw by draw).")
     switch_format: bool = Field(True, description="A reply that breaks the reasoning switch (no <think> block under "
                                                   "'on', one under 'off') scores 0; tool prompts keep Tool-N1's format.")
-    endpoint: EndpointConfig | None = Field(None, description="Sample on this OpenAI-compatible server; None: the local policy.")
+    generator: GeneratorSettings = Field(
+        default_factory=GeneratorSettings, description="Who samples: 'transformers', the policy being trained, in this "
+        "process; 'openai': an OpenAI-compatible server (base_url, model) that loads each published policy.")
+    reload_url: str | None = Field(None, description="openai: POSTed {model_dir, step} after each publish; None: no reload "
+                                                     "(the server must then see the policy folder some other way).")
+    publish_dir: str | None = Field(None, description="openai: where the policy folder is written (a path the server can "
+                                                      "read); None: `policy/` in the step's output folder.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "endpoint" in data:
+            raise ValueError("endpoint: rollouts from a server are set in rollout.generator now ({kind: openai, base_url, "
+                             "model, max_concurrency, timeout_s}), with rollout.reload_url and rollout.publish_dir")
+        return data
 
     @model_validator(mode="after")
     def _checked(self) -> RolloutConfig:
+        if self.generator.kind == "transformers":
+            stray = sorted({"model_dir", "dtype", "device", "batch_size"} & self.generator.changed())
+            stray = [f"generator.{f}" for f in stray] + [f for f in ("reload_url", "publish_dir") if getattr(self, f)]
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: the local sampler is the policy being trained, one group per "
+                                 "batch; these apply to generator kind 'openai' only (or not at all)")
         ends = [s.until_fraction for s in self.length_schedule]
         if not ends or ends != sorted(set(ends)) or ends[-1] != 1.0:
             raise ValueError(f"length_schedule: until_fraction must increase strictly and end at 1.0, got {ends}")
@@ -185,11 +191,8 @@ class LocalSampler:
 class EndpointSampler:
     """Samples groups on an OpenAI-compatible server (see the module docstring)."""
 
-    def __init__(self, config: EndpointConfig, tokenizer) -> None:
-        from factory.generate import OpenAIGenerator
-
-        self.client = OpenAIGenerator(config.base_url, config.model, max_concurrency=config.max_concurrency,
-                                      timeout_s=config.timeout_s)
+    def __init__(self, settings: GeneratorSettings, tokenizer) -> None:
+        self.client = settings.open()
         self.tokenizer = tokenizer
         self.stop = _stop_ids(tokenizer)[0]
 
@@ -236,7 +239,7 @@ class PolicyPublisher:
             response = httpx.post(self.reload_url, json={"model_dir": str(self.folder), "step": step}, timeout=self.timeout_s)
         except httpx.HTTPError as e:
             raise ServiceError(f"{self.reload_url}: policy reload failed ({type(e).__name__}: {e}); check that the "
-                               "rollout server is up and rollout.endpoint.reload_url is right") from None
+                               "rollout server is up and rollout.reload_url is right") from None
         if response.status_code >= 300:
             raise ServiceError(f"{self.reload_url}: policy reload refused (HTTP {response.status_code}: "
                                f"{response.text[:200]}); the server must load the folder it is sent")

@@ -81,11 +81,11 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             reference.requires_grad_(False)
         objective = GRPOObjective(policy, config.eps_low, config.eps_high, config.kl_coef)
         publisher = None
-        if config.rollout.endpoint is not None:
-            endpoint = config.rollout.endpoint
-            sampler: Any = EndpointSampler(endpoint, tokenizer)
-            publisher = PolicyPublisher(Path(endpoint.publish_dir) if endpoint.publish_dir else output / "policy",
-                                        model_dir, endpoint.reload_url, endpoint.timeout_s)
+        rollout = config.rollout
+        if rollout.generator.kind == "openai":
+            sampler: Any = EndpointSampler(rollout.generator, tokenizer)
+            publisher = PolicyPublisher(Path(rollout.publish_dir) if rollout.publish_dir else output / "policy",
+                                        model_dir, rollout.reload_url, rollout.generator.timeout_s)
         else:
             sampler = LocalSampler(policy, tokenizer)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -97,7 +97,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                                     forward_batch=config.micro_batch_size)
             result = shell.fit(shell.trainer(objective, source, tokenizer=tokenizer,
                                              callbacks=[RolloutMetricsCallback(rollouts_path, ctx, source, objective)]))
-    if publisher is not None and config.rollout.endpoint.publish_dir is None:
+    if publisher is not None and config.rollout.publish_dir is None:
         shutil.rmtree(output / "policy", ignore_errors=True)
     records = read_metrics(rollouts_path)
     plot_rewards(records, output / "rl.png")

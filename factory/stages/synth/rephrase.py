@@ -6,16 +6,15 @@ question-answer pairs, a distilled version, extracted knowledge and a knowledge 
 views of the best content. Long documents are cut into chunks within a budget, each chunk is rewritten,
 and a document's rewritten chunks are joined again.
 
-    from factory.stages.synth.rephrase import Config, make_generator, rephrase
+    from factory.stages.synth.rephrase import Config, rephrase
     config = Config(generator={"kind": "openai", "base_url": "http://vllm:8000", "model": "nvidia/model"})
-    for doc in rephrase(docs, config, make_generator(config.generator)):
+    for doc in rephrase(docs, config, config.generator.open()):
         ...   # {"id", "text", "metadata": {"source_id", "task", "quality_tier", "generator", "prompt", ...}}
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -23,30 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factory.errors import SpecError
-from factory.generate import (
-    GenerationParams,
-    Generator,
-    OpenAIGenerator,
-    TransformersGenerator,
-    flatten_chat,
-)
-from factory.generate.settings import GeneratorSettings
+from factory.generate import GenerationParams, Generator, flatten_chat
 from factory.stages.synth.config import Config
 from factory.stages.synth.prompts import PromptTemplate, load_prompt
 from factory.tiers import TIERS
-
-
-def make_generator(settings: GeneratorSettings) -> Generator:
-    """Build the generator `settings` describe."""
-    if settings.kind == "openai":
-        return OpenAIGenerator(settings.base_url, settings.model, api_key=os.environ.get(settings.api_key_env),
-                               max_concurrency=settings.max_concurrency, max_retries=settings.max_retries,
-                               timeout_s=settings.timeout_s, batch_size=settings.batch_size)
-    if settings.model_dir is None:
-        raise SpecError("synth.generator.model_dir: set it to a model folder (a save_pretrained folder)")
-    return TransformersGenerator(settings.model_dir, device=settings.device, batch_size=settings.batch_size,
-                                 dtype=settings.dtype)
-
 
 # ---------------------------------------------------------------------------------------------- chunking
 

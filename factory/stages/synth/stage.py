@@ -14,7 +14,7 @@ from factory.generate import Generator
 from factory.gvendi.targeted import targeted_filter
 from factory.logs import progress
 from factory.stage import Artifact, StepContext
-from factory.stages.synth.rephrase import Config, make_generator, rephrase
+from factory.stages.synth.rephrase import Config, rephrase
 
 __all__ = ["KIND", "run"]
 
@@ -41,7 +41,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                     profile={"files": len(files)})
     owned = generator is None
     if generator is None:
-        generator = make_generator(config.generator)
+        generator = config.generator.open()
 
     stats: Counter = Counter()
     try:

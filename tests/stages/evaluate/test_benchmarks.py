@@ -78,7 +78,7 @@ def test_benchmarks_on_the_tiny_model(upstream, tmp_path: Path):
     tools = tmp_path / "tools.jsonl"
     write_task_file(tools, "tool_call", [{"prompt": "Weather in Oslo?", "tools": [{"name": "weather"}],
                                           "calls": [{"name": "weather", "arguments": {"city": "Oslo"}}]}])
-    config = Config(**QUICK, multiple_choice_files=[str(mc)], generator={"max_new_tokens": 6, "temperature": 0.8},
+    config = Config(**QUICK, multiple_choice_files=[str(mc)], generation={"max_new_tokens": 6, "temperature": 0.8},
                     benchmarks=[
                         BenchmarkConfig(name="arith", source="procedural", task="basic_arithmetic", size=2, samples=2,
                                         genselect=True),

@@ -4,7 +4,7 @@ import pytest
 
 from factory.stages import evaluate
 from factory.stages.evaluate.benchmarks import BenchmarkConfig
-from factory.stages.evaluate.config import GeneratorChoice
+from factory.generate import GenerationParams
 from tests.spine import tiny_artifacts as load_tiny_artifacts
 
 tiny_artifacts = load_tiny_artifacts()
@@ -19,6 +19,6 @@ def upstream(tmp_path_factory):
     config = evaluate.Config(seq_len=32, max_batches=2, max_new_tokens=4,
                              benchmarks=[BenchmarkConfig(name="arith", source="procedural", task="basic_arithmetic",
                                                                   size=4, samples=2)],
-                             generator=GeneratorChoice(max_new_tokens=8, temperature=0.7))
+                             generation=GenerationParams(max_new_tokens=8, temperature=0.7))
     evaluation = tiny_artifacts.evaluation_artifact(root, model, tokens, config)
     return {"root": root, "corpus": corpus, "tokens": tokens, "model": model, "evaluation": evaluation}

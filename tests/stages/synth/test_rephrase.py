@@ -248,6 +248,9 @@ def test_tiny_preset_is_a_valid_config():
 def test_result_fields_leave_out_runtime_knobs():
     fields = Config().result_fields()
     assert "request_batch" not in fields and "docs_per_part" not in fields
-    assert "max_concurrency" not in fields["generator"] and fields["generator"]["kind"] == "transformers"
-    fast = Config(request_batch=8, generator={"max_concurrency": 64, "batch_size": 32})
-    assert fast.result_fields() == fields
+    assert "device" not in fields["generator"] and fields["generator"]["kind"] == "transformers"
+    assert Config(request_batch=8, generator={"device": "cuda"}).result_fields() == fields
+    served = {"kind": "openai", "base_url": "http://vllm:8000", "model": "m"}
+    assert Config(generator={**served, "max_concurrency": 64}).result_fields() == Config(generator=served).result_fields()
+    # a local model seeds its sampling per batch (tests/generate/test_settings.py): the batch size is part of the result
+    assert Config(generator={"batch_size": 32}).result_fields() != fields
