@@ -7,7 +7,8 @@ GenSelect), greedy samples, and gates on the metrics.
     run(Config(seq_len=256, gates=["valid_perplexity <= 200"]), {"model": checkpoint, "tokens": tokens},
         out_dir, StepContext("evaluate"))
 
-Inputs: "model" (a pretrain artifact: `model/` is a `save_pretrained` folder) and "tokens" (a tokenize
+Inputs: "model" (a checkpoint of pretrain, compress, distill, sft, rl or preference: `model/` is a
+`save_pretrained` folder) and "tokens" (a tokenize
 artifact: `valid.bin` + `valid.idx`, `tokenizer/`, `stats.json`). Output: `eval.json` (held-out metrics,
 per-set scores under "tasks", every metric under "all_metrics", the config), `samples.jsonl` (one greedy
 completion per prompt), `benchmarks.jsonl` (each benchmark item's completions and verdicts), `eval_table.md`.

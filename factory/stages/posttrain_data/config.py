@@ -43,7 +43,7 @@ class ProceduralSet(StageConfig):
 
 
 class TaskSet(StageConfig):
-    """A built-in task file of the evaluation issue (factory/tasks/data) as a prompt set."""
+    """A built-in task file (factory/tasks/data: multiple choice, tool calls) as a prompt set."""
 
     file: str = Field(description="Built-in task file name: multiple_choice, tool_calls, ...")
     name: str | None = Field(None, description="The set's name in records and stats; default the file's.")

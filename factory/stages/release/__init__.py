@@ -3,7 +3,8 @@
     from factory.stages.release import Config, run
     run(Config(model_name="tiny-nemotron-h"), {"model": ckpt, "tokens": tokens, "evaluation": ev}, out, ctx)
 
-Inputs: "model" (pretrain artifact, `model/` holds safetensors + config.json), "tokens" (tokenize artifact,
+Inputs: "model" (a checkpoint of pretrain, compress, distill, sft, rl or preference: `model/` holds
+safetensors + config.json), "tokens" (tokenize artifact,
 `tokenizer/`), "evaluation" (evaluate artifact, `eval.json`). Output: one folder that stock transformers
 loads with `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained`: weights as
 safetensors, config.json, tokenizer files, generation_config.json, README.md (YAML front matter with

@@ -1,4 +1,5 @@
-"""Verifiable rewards for RL: each prompt's `verifier` field picks the evaluation issue's verifier.
+"""Verifiable rewards for RL: each prompt's `verifier` field picks one of `factory.verify`'s verifiers, the ones
+evaluate scores with.
 
     with VerifierRewards(RewardConfig()) as rewards:
         scores = rewards.score(prompts, replies)     # one float in {0, 1} per (prompt, reply) pair

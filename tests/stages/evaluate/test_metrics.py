@@ -48,6 +48,18 @@ def test_maj_at_k_groups_equivalent_answers():
     assert estimate.value == pytest.approx(2 / 3)
 
 
+def test_maj_at_k_groups_math_answers_with_the_verifiers_same_answer():
+    """The benchmark's maj@k groups math answers that are written apart but equal (`MathVerifier.same_answer`)."""
+    from factory.stages.evaluate.benchmarks import _sameness
+    from factory.tasks.files import MathItem
+    from factory.verify.math_answer import MathVerifier
+
+    with MathVerifier(workers=1, timeout_s=10) as verifier:
+        assert verifier.same_answer([("\\sqrt{4}", "2"), ("x+1", "2")]) == [True, False]
+        same = _sameness([MathItem(id="q", problem="?", answer="2")], [["\\sqrt{4}", "2", "x+1"]], verifier)
+    assert same("\\sqrt{4}", "2") and same("2", "2") and not same("x+1", "2")
+
+
 def test_genselect_prompt_and_judgment():
     prompt = genselect_prompt("What is 2+2?", ["It is 5.", "It is \\boxed{4}."])
     assert "Solution 1:\nIt is \\boxed{4}." in prompt and "Judgment: [IDX]" in prompt
