@@ -42,13 +42,14 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from factory.curate.math.paths import PathTally, is_math
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityEnsemble
 from factory.documents import check_error_budget, write_parts
 from factory.errors import InputError
+from factory.jsonl import read_objects
 from factory.stage import Artifact, StepContext
 from factory.stages.curate.config import MIN_CALIBRATION_DOCS, Config
 from factory.tasks.builtin import builtin_eval_items
@@ -114,20 +115,11 @@ def pipeline_steps(config: Config, files: list, out_folder: Path | None = None) 
         steps.insert(2, MathChain(config.math.chain, config.languages, config.min_language_score,
                                   None if out_folder is None else Path(out_folder).parent / "filtered-math"))
         names.insert(1, "math_filters")
-    rep, qual = config.gopher_repetition, config.gopher_quality
-    if rep.enabled:
-        steps.append(GopherRepetitionFilter(
-            dup_line_frac=rep.dup_line_frac, dup_para_frac=rep.dup_para_frac,
-            dup_line_char_frac=rep.dup_line_char_frac, dup_para_char_frac=rep.dup_para_char_frac,
-            top_n_grams=tuple(map(tuple, rep.top_n_grams)), dup_n_grams=tuple(map(tuple, rep.dup_n_grams))))
+    if config.gopher_repetition.enabled:
+        steps.append(GopherRepetitionFilter(**config.gopher_repetition.thresholds()))
         names.append("gopher_repetition")
-    if qual.enabled:
-        steps.append(GopherQualityFilter(
-            min_doc_words=qual.min_doc_words, max_doc_words=qual.max_doc_words,
-            min_avg_word_length=qual.min_avg_word_length, max_avg_word_length=qual.max_avg_word_length,
-            max_symbol_word_ratio=qual.max_symbol_word_ratio, max_bullet_lines_ratio=qual.max_bullet_lines_ratio,
-            max_ellipsis_lines_ratio=qual.max_ellipsis_lines_ratio,
-            max_non_alpha_words_ratio=qual.max_non_alpha_words_ratio, min_stop_words=qual.min_stop_words))
+    if config.gopher_quality.enabled:
+        steps.append(GopherQualityFilter(**config.gopher_quality.thresholds()))
         names.append("gopher_quality")
     if config.c4_quality:
         steps.append(C4QualityFilter(filter_no_terminal_punct=True))
@@ -204,14 +196,6 @@ def _check_damage(config: Config, skipped: dict[str, int], docs_in: int, reasons
     check_error_budget("curate", damaged, docs_in, config.max_error_fraction,
                        None if sample is None else f"{sample['file']} offset {sample['offset']}", field="max_error_fraction")
     return damaged, damage_samples
-
-
-def _read_jsonl_gz(paths: Iterable[Path]) -> list[dict]:
-    rows = []
-    for path in paths:
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            rows += [json.loads(line) for line in f if line.strip()]
-    return rows
 
 
 OUTPUT_METADATA = ("source", "url", "language", "language_score", "extraction")
@@ -314,8 +298,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         _executor(config, steps, tmp_dir / "datatrove-logs").run()
         # both executors merge every task's step stats into one file
         stats_per_step = PipelineStats.from_json(json.loads((tmp_dir / "datatrove-logs" / "stats.json").read_text())).stats
-        rows = _read_jsonl_gz(sorted((tmp_dir / "filtered").glob("*.jsonl.gz"))
-                              + sorted((tmp_dir / "filtered-math").glob("*.jsonl.gz")))  # the math chain's pages
+        parts = sorted((tmp_dir / "filtered").glob("*.jsonl.gz")) + sorted((tmp_dir / "filtered-math").glob("*.jsonl.gz"))
+        rows = [row for part in parts for row in read_objects(part)]  # the prose filters' pages, then the math chain's
         samples: dict[str, dict] = {}  # skip reason -> first file and offset, over all tasks in input order
         for path in sorted((tmp_dir / "skip-samples").glob("*.json")):
             for reason, sample in json.loads(path.read_text()).items():
