@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from factory.chat.records import read_conversations, read_prompts, read_stats
+from factory.documents import document_files
 from factory.errors import InputError
 
 
@@ -58,8 +60,6 @@ class Corpus(TypedArtifact):
     REQUIRED: ClassVar[tuple[str, ...]] = ("documents",)
 
     def files(self) -> list[Path]:
-        from factory.documents import document_files
-
         return document_files(self.path)
 
 
@@ -71,6 +71,7 @@ class Tokens(TypedArtifact):
     REQUIRED: ClassVar[tuple[str, ...]] = ("tokenizer/tokenizer.json",)
 
     def tokenizer(self):
+        # factory.tokens loads torch, transformers and megatron-core; the executor imports this module for every step
         from factory.tokens import load_tokenizer
 
         return load_tokenizer(self.path)
@@ -86,13 +87,13 @@ class Tokens(TypedArtifact):
 
     def packed(self, split: str, seq_len: int):
         """`split` as packed windows of seq_len + 1 tokens (`factory.tokens.PackedSequences`)."""
-        from factory.tokens import PackedSequences
+        from factory.tokens import PackedSequences  # torch: see tokenizer()
 
         return PackedSequences(self.split(split), seq_len)
 
     def windows(self, split: str, seq_len: int, limit: int | None = None):
         """The first `limit` (default all) windows of `split`, stacked: (N, seq_len + 1) int64."""
-        import torch
+        import torch  # see tokenizer()
 
         data = self.packed(split, seq_len)
         n = len(data) if limit is None else min(len(data), limit)
@@ -162,26 +163,18 @@ class Conversations(TypedArtifact):
 
     def train(self):
         """The verified conversations (`factory.chat.records.Conversation`s)."""
-        from factory.chat.records import read_conversations
-
         return read_conversations(self.path / "train.jsonl")
 
     def prompts(self):
         """Every training prompt with its reference (`factory.chat.records.Prompt`s)."""
-        from factory.chat.records import read_prompts
-
         return read_prompts(self.path / "prompts.jsonl")
 
     def heldout(self):
         """The held-out prompts: seeds and parameters the training files never hold."""
-        from factory.chat.records import read_prompts
-
         return read_prompts(self.path / "heldout.jsonl")
 
     def stats(self):
         """The counts (`factory.chat.records.DataStats`)."""
-        from factory.chat.records import read_stats
-
         return read_stats(self.path / "stats.json")
 
 

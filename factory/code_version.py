@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 from functools import cache
 from pathlib import Path
 
@@ -55,7 +56,6 @@ def _source(name: str, root: Path) -> Path:
     modules = _modules(root)
     if name in modules:
         return modules[name]
-    import importlib.util
 
     found = importlib.util.find_spec(name)
     if found is None or not found.origin or not found.origin.endswith(".py"):

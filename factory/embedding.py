@@ -51,6 +51,7 @@ def model_path(model: str) -> Path:
 @functools.cache
 def load_model(path: Path):
     """Tokenizer and model from a local folder, loaded once per process (tests and stages share it)."""
+    # loading a spec imports this module (mix and curate embed `EmbeddingConfig`): transformers and torch only here
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -60,7 +61,7 @@ def load_model(path: Path):
 
 def embed(texts: Sequence[str], config: EmbeddingConfig) -> np.ndarray:
     """Unit-length embeddings of `texts`: (len(texts), hidden) float32."""
-    import torch
+    import torch  # see load_model
 
     tokenizer, model = load_model(model_path(config.model))
     out = []

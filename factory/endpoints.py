@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from factory.errors import InputError, ServiceError
-
-if TYPE_CHECKING:
-    from factory.spec import Spec
-    from factory.store import S3Store
+from factory.spec import Spec
+from factory.store import S3Store
 
 ENV_STORE_ROOT = "FACTORY_STORE_ROOT"
 ENV_S3_ENDPOINT_URL = "FACTORY_S3_ENDPOINT_URL"
@@ -92,8 +89,6 @@ def store_for_uri(uri: str, spec: Spec | None = None, environ: Mapping[str, str]
 
     The endpoint and region are the spec's storage settings when a spec is given, else the environment's.
     """
-    from factory.store import S3Store
-
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise InputError(f"{uri}: not an s3://bucket/key URI")

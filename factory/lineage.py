@@ -15,6 +15,8 @@ import json
 import os
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,8 +62,6 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
     scheme = urlparse(uri).scheme
     if scheme not in ("http", "https"):
         return
-    import urllib.error
-    import urllib.request
 
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:
@@ -83,7 +83,7 @@ class StepTracker:
         self.run_id = run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # mlflow: see Lineage.__init__
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
@@ -94,7 +94,7 @@ class StepTracker:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_dataset(self, name: str, uri: str, digest: str, context: str, profile: Mapping[str, Any] | None = None) -> None:
-        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.entities import Dataset, DatasetInput, InputTag  # mlflow: see Lineage.__init__
 
         entity = Dataset(
             name=name,
@@ -120,6 +120,8 @@ class Lineage:
         check_tracking_uri(tracking_uri)
         # Quiet MLflow's alembic migration chatter on a fresh SQLite database.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        # mlflow takes 2-3 s to import; the executor and the manifests import this module, and `factory explain`
+        # and `factory curate` never track, so only a Lineage pays for it
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
@@ -195,7 +197,7 @@ class Lineage:
         run = self.client.create_run(self.experiment_id, run_name=stage, tags=tags)
         run_id = run.info.run_id
         params = flatten_params(config)
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # mlflow: see Lineage.__init__
 
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
@@ -229,7 +231,7 @@ class Lineage:
 
     def register(self, name: str, source_uri: str, run_id: str, fingerprint: str) -> str:
         """Register an artifact as a new version of model `name`; returns the version number."""
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # mlflow: see Lineage.__init__
 
         try:
             self.client.get_registered_model(name)

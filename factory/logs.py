@@ -56,7 +56,7 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "working"
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     if interactive():
-        from rich.progress import Progress
+        from rich.progress import Progress  # only on a terminal; every module imports this one
 
         with Progress(transient=True) as bar:
             task = bar.add_task(desc, total=total)

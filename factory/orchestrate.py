@@ -104,6 +104,7 @@ def launch_step(executor: Executor, stage: str, spec_text: str, api_client=None,
     run. Failure, timeout and cancellation come from `factory.launch.Launcher`, which deletes what it
     created when the step is cancelled.
     """
+    # the kubernetes client (about 1 s) only for a launcher step: every KFP step imports this module
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 

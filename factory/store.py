@@ -185,6 +185,7 @@ class S3Store(Store):
     """Artifacts under `s3://bucket/prefix`, on any S3-compatible endpoint."""
 
     def __init__(self, root: str, endpoint_url: str | None = None, region: str | None = None, cache_dir: Path | None = None):
+        # boto3 only for S3: a local store, the default, spares every step process its import
         import boto3
         from botocore.config import Config as BotoConfig
 
@@ -212,7 +213,7 @@ class S3Store(Store):
 
     def check(self) -> None:
         """Fail with one clear message if the bucket cannot be reached."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # boto3: see __init__
 
         try:
             self.client.head_bucket(Bucket=self.bucket)
@@ -221,7 +222,7 @@ class S3Store(Store):
             raise ServiceError(f"storage.root: cannot reach bucket {self.bucket!r} at {where}: {e}") from e
 
     def read_manifest(self, key: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # boto3: see __init__
 
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key, MANIFEST))["Body"].read()

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer
 
 from factory.errors import InputError
 
@@ -34,8 +35,6 @@ __all__ = ["PackedSequences", "load_tokenizer", "write_indexed"]
 
 def load_tokenizer(tokens_dir: str | Path) -> Any:
     """The tokenizer of a tokens artifact: its `tokenizer/` folder (transformers `save_pretrained`), never downloaded."""
-    from transformers import AutoTokenizer
-
     folder = Path(tokens_dir) / "tokenizer"
     if not (folder / "tokenizer.json").is_file():
         raise InputError(f"{folder}: no tokenizer.json; the tokens artifact must hold the tokenizer/ folder that "
@@ -50,6 +49,7 @@ def write_indexed(prefix: str | Path, docs: Iterable[Sequence[int]], vocab_size:
     int32 above). Both files are written under temporary names and renamed into place, the index
     last, so a reader never sees a half-written pair. An id outside [0, vocab_size) raises ValueError.
     """
+    # megatron-core takes seconds to import: release (the tokenizer only) does not pay for it
     from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder, get_bin_path, get_idx_path
 
     prefix = str(prefix)

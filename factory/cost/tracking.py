@@ -8,6 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from factory.lineage import Lineage
 from factory.logs import get_logger
 
 log = get_logger("factory.cost")
@@ -26,8 +27,6 @@ def log_plan(spec, report, lineage=None) -> str:
     """Record `report` (a `PlanReport`) as a finished MLflow run: params (MFU, price, context), metrics per
     step, `plan.json` and the spec as artifacts. Returns the run id."""
     if lineage is None:
-        from factory.lineage import Lineage
-
         lineage = Lineage(spec.tracking_uri(), spec.experiment())
     client = lineage.client
     run = client.create_run(lineage.experiment_id, run_name=f"{spec.name}-plan",

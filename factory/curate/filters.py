@@ -18,14 +18,19 @@ import hashlib
 import re
 import unicodedata
 
+import justext
 from datatrove.data import Document
-from datatrove.pipeline.extractors.base import BaseExtractor
+from datatrove.pipeline.extractors.base import BaseExtractor, ExtractorSandbox
 from datatrove.pipeline.filters import C4QualityFilter as _C4QualityFilter
 from datatrove.pipeline.filters import FineWebQualityFilter as _FineWebQualityFilter
 from datatrove.pipeline.filters import GopherQualityFilter as _GopherQualityFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.word_tokenizers import load_word_tokenizer
+from resiliparse.extract.html2text import extract_plain_text
+from resiliparse.parse.html import HTMLTree
 
+from factory.curate.language import language_identifier
+from factory.curate.math import extract_math_page, has_math
 from factory.curate.repetition import FastGopherRepetition
 from factory.curate.words import CachedSpacyWords
 from factory.logs import get_logger
@@ -117,8 +122,6 @@ class LanguageIdFilter(Isolated, BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self._identifier is None:  # loaded lazily: the step is pickled into worker processes
-            from factory.curate.language import language_identifier
-
             self._identifier = language_identifier()
         language, score = self._identifier.classify(doc.text)
         doc.metadata["language"] = language
@@ -202,24 +205,16 @@ def extract_main_text(html: str, extractor: str) -> str:
     and no main-content guessing, 10-20x faster than trafilatura (bench/curate.py measures both).
     """
     if extractor == "resiliparse_rules":
-        from resiliparse.extract.html2text import extract_plain_text
-        from resiliparse.parse.html import HTMLTree
-
         return extract_plain_text(HTMLTree.parse(html), main_content=False, alt_texts=False, links=False,
                                   skip_elements=BOILERPLATE_SELECTORS)
     if extractor == "trafilatura":
-        import trafilatura
+        import trafilatura  # about 1 s in every worker process, and only this alternative extractor needs it
 
         # datatrove's Trafilatura step settings, with favour_precision as Nemotron-CC-style pipelines use
         return trafilatura.extract(html, favor_precision=True, include_comments=False, deduplicate=True) or ""
     if extractor == "resiliparse":
-        from resiliparse.extract.html2text import extract_plain_text
-        from resiliparse.parse.html import HTMLTree
-
         return extract_plain_text(HTMLTree.parse(html), main_content=True, alt_texts=False, links=False)
     if extractor == "justext":
-        import justext
-
         if not html.strip():
             return ""
         paragraphs = justext.justext(html, justext.get_stoplist("English"))
@@ -247,15 +242,11 @@ class Extract(BaseExtractor):
 
     def extract(self, html: str) -> tuple[str, str]:
         if self.math is not None:
-            from factory.curate.math import extract_math_page, has_math
-
             if has_math(html):
                 return extract_math_page(html, self.math) or "", "math"
         return extract_main_text(html, self.extractor), self.extractor
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        from datatrove.pipeline.extractors.base import ExtractorSandbox
-
         with ExtractorSandbox(timeout=self.timeout, warmup_text="") as sandbox:
             for doc in data:
                 self.stat_update("total")

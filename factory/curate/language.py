@@ -20,8 +20,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from py3langid.langid import MODEL_FILE, visit_counts
 from py3langid.langid import LanguageIdentifier as _LanguageIdentifier
-from py3langid.langid import visit_counts
 
 # bytes each state is walked over: the longest n-gram prefix of py3langid's model (0.4) is 6 bytes
 WINDOW = 6
@@ -101,6 +101,4 @@ def reference_counts(identifier: _LanguageIdentifier, data: bytes):
 def language_identifier() -> LanguageIdentifier:
     """py3langid's bundled model with normalised probabilities, read once per process (reading it costs about
     as much as classifying 300 pages); the prose and the math paths share it."""
-    from py3langid.langid import MODEL_FILE
-
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)

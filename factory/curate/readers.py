@@ -48,7 +48,9 @@ from typing import BinaryIO
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseReader
+from warcio.archiveiterator import ArchiveIterator
 
+from factory.curate.limits import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_PAGE_BYTES
 from factory.errors import InputError
 from factory.logs import get_logger, progress
 
@@ -65,9 +67,6 @@ DAMAGE_REASONS = ("undecodable", "truncated", "unreadable", "invalid_json", "cor
                   "header_too_large", "bad_length")
 ERROR_PREFIX = "error_"
 LOST_BYTES = "lost_bytes"  # reader stat `skipped_lost_bytes`: bytes passed over while resynchronising
-DEFAULT_MAX_PAGE_BYTES = 5_000_000
-DEFAULT_MAX_HEADER_BYTES = 65_536
-DEFAULT_MAX_MEMBER_BYTES = 64 * 1024 * 1024
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 _CONTROL_BYTES = bytes([*range(9), *range(14, 32)])  # control characters other than tab, newlines, form feed
@@ -452,8 +451,6 @@ class WebSourceReader(BaseReader):
                 return
 
     def _warc_document(self, unit: _Unit, index: int, number: int, source: SourceFile) -> Document | None:
-        from warcio.archiveiterator import ArchiveIterator
-
         record = next(iter(ArchiveIterator(io.BytesIO(unit.data), check_digests=False)), None)
         if record is None:
             self._skip("bad_warc_header", source, unit.offset)

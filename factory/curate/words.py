@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import weakref
 
+import spacy
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer
 
 
@@ -31,8 +32,6 @@ def _blank_pipeline(language: str):
     for the strings it meets: tokenizing reads none of them, and they were most of the cost of a new string.
     Tokenizing inside `memory_zone` leaves it as it was, so sharing it changes no words.
     """
-    import spacy
-
     nlp = spacy.blank(language)
     nlp.vocab.lex_attr_getters = {}
     return nlp

@@ -33,6 +33,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
 from factory.data.foreign_text import LANGUAGES
 
 SEED = 20240611
@@ -341,9 +344,6 @@ def build(out_dir: Path, seed: int = SEED) -> dict:
 
 def _write_warc(path: Path, articles: list[tuple[str, list[str]]], originals: list, rng: random.Random) -> list[dict]:
     """Write a gzipped WARC of request/response pairs; return what each response record is, in order."""
-    from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
-
     def record_id() -> str:
         return f"<urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}>"
 

@@ -11,14 +11,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import NemotronHForCausalLM
 
 from factory.errors import InputError
 
 
 def load_model(folder: Path) -> torch.nn.Module:
     """A NemotronHForCausalLM from `folder`, in fp32 and eval mode."""
-    from transformers import NemotronHForCausalLM
-
     return NemotronHForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
 

@@ -84,7 +84,7 @@ class ModelConfig(BaseModel):
 
         `special_token_ids` are `bos_token_id`, `eos_token_id`, `pad_token_id` (as the tokenizer has them).
         """
-        from transformers import NemotronHConfig
+        from transformers import NemotronHConfig  # loading a spec imports this module; transformers only here
 
         unknown = set(special_token_ids) - {"bos_token_id", "eos_token_id", "pad_token_id"}
         if unknown:

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from factory.errors import InputError
+from factory.model.checkpoints import load_model, save_model
 
 ATTRIBUTES: tuple[str, ...] = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 HEAD_WEIGHTS, HEAD_CONFIG = "reward_head.safetensors", "reward_head.json"
@@ -83,10 +85,6 @@ def encode_exchange(tokenizer, prompt: Sequence[dict] | str, response: str) -> l
 def save_reward_model(model: RewardModel, folder: Path, tokenizer_from: Path | None = None) -> None:
     """The backbone as a `save_pretrained` folder plus the head's two files, written into a hidden temporary
     folder and renamed into place, so `folder` is always whole."""
-    from safetensors.torch import save_file
-
-    from factory.model.checkpoints import save_model
-
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.rm-tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -101,10 +99,6 @@ def save_reward_model(model: RewardModel, folder: Path, tokenizer_from: Path | N
 
 def load_reward_model(folder: Path) -> RewardModel:
     """A `RewardModel` from a folder `save_reward_model` wrote, in fp32 and eval mode."""
-    from safetensors.torch import load_file
-
-    from factory.model.checkpoints import load_model
-
     folder = Path(folder)
     for part in (HEAD_WEIGHTS, HEAD_CONFIG, "config.json"):
         if not (folder / part).is_file():

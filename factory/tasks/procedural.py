@@ -23,7 +23,7 @@ INSTRUCTION = "\n\nGive the final answer in \\boxed{}."
 
 def procedural(name: str, size: int, seed: int) -> list[MathItem]:
     """`size` items of reasoning-gym generator `name`, reproducible from `seed`."""
-    import reasoning_gym
+    import reasoning_gym  # about 2 s; loading a spec imports this module (the evaluate and post-training configs)
 
     try:
         dataset = reasoning_gym.create_dataset(name, size=size, seed=seed)

@@ -22,6 +22,9 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.nn.parallel import DistributedDataParallel
 
 from factory.model.converters import record_converter
 
@@ -84,12 +87,8 @@ def parallelize(model: nn.Module, plan: ParallelPlan = ParallelPlan(), blocks: S
         return model
     record_converter(model, "shard")
     if plan.data_parallel == "ddp":
-        from torch.nn.parallel import DistributedDataParallel
-
         device_ids = [torch.device(plan.device).index] if plan.device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=device_ids)
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(torch.device(plan.device).type, (size,))
     for block in blocks:  # one all-gather per block in forward, freed after it

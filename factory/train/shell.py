@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from factory.stage import StepContext
@@ -183,7 +184,6 @@ class HFExportCallback(Callback):
         extra = {name: full_model_state(module) for name, module in self.extra.items()}
         if trainer.rank != 0:
             return
-        from safetensors.torch import save_file
 
         cls, config, generation_config = self.plain
         with torch.device("meta"):

@@ -39,6 +39,7 @@ def _as_gold(gold: str) -> str:
 
 def check(gold: str, answer: str, timeout_s: int = 5) -> MathVerdict:
     """Check one answer in this process (its main thread: math-verify's alarms need it)."""
+    # math-verify (sympy, its LaTeX parser) loads only where answers are checked: loading a spec imports this module
     from math_verify import parse, verify
 
     try:
@@ -59,7 +60,7 @@ def check(gold: str, answer: str, timeout_s: int = 5) -> MathVerdict:
 
 def extract(answer: str, timeout_s: int = 5) -> str | None:
     """The answer math-verify reads from `answer`, as written (for grouping votes), or None."""
-    from math_verify import parse
+    from math_verify import parse  # see check
 
     try:
         parsed = parse(answer, parsing_timeout=timeout_s)
@@ -81,7 +82,7 @@ class MathVerifier:
         self._pool = None
 
     def __enter__(self) -> MathVerifier:
-        from pebble import ProcessPool
+        from pebble import ProcessPool  # see check
 
         # forkserver: workers start from a clean process, not a fork of one holding torch's threads
         self._pool = ProcessPool(max_workers=self.workers, initializer=_warm,

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -257,7 +258,5 @@ def run_tests(solution: str, tests: str, config: SandboxConfig | None = None) ->
 
 def run_many(programs: list[str], config: SandboxConfig | None = None, workers: int = 2) -> list[Verdict]:
     """Verdicts of several programs, in order, `workers` sandboxes at a time (threads only wait on them)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda source: run_program(source, config), programs))

@@ -106,7 +106,7 @@ def fuzzy_dedup(records: Iterable[Record], config: FuzzyDedupConfig, scratch: Pa
 
 
 def _run(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> FuzzyDedupResult:
-    from datatrove.utils.logging import logger, setup_default_logger
+    from datatrove.utils.logging import logger, setup_default_logger  # datatrove: see minhash_config
 
     # datatrove logs every step to stderr (loguru); keep that in the scratch folder instead, so the stage's own
     # log stays one structured event per line (one sink for the whole run: datatrove's executor adds two per task)
@@ -141,7 +141,7 @@ def _steps(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> tuple[
     step goes through it when `workers` > 1. Documents carry their position as id, so the result maps back to
     the input whatever the caller's ids are (they need not be unique).
     """
-    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.executor import LocalPipelineExecutor  # datatrove: see minhash_config
     from datatrove.pipeline.dedup.minhash import (
         MinhashDedupBuckets,
         MinhashDedupCluster,
@@ -149,7 +149,8 @@ def _steps(docs: list[Document], config: FuzzyDedupConfig, work: Path) -> tuple[
         MinhashDedupSignature,
     )
 
-    from factory.curate.words import word_splitter  # same words as datatrove's spaCy split, cached per chunk
+    # same words as datatrove's spaCy split, cached per chunk; spaCy takes seconds to import (see minhash_config)
+    from factory.curate.words import word_splitter
 
     minhash = config.minhash_config()
     signatures = MinhashDedupSignature(output_folder=str(work / "signatures"), config=minhash,

@@ -64,7 +64,7 @@ def semantic_dedup(
     records: Iterable[Record], config: SemanticDedupConfig, embeddings: np.ndarray | None = None
 ) -> SemanticDedupResult:
     """Drop documents that mean the same as a kept one; `embeddings` (n, d) unit rows, when already computed."""
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans  # seconds to import; loading a spec imports this module (the curate config)
 
     docs = as_documents(records)
     if not config.enabled or len(docs) < 2:

@@ -22,10 +22,14 @@ from pathlib import Path
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters import GopherQualityFilter
 
+from factory.curate.language import language_identifier
 from factory.curate.math.config import MathChainConfig
 from factory.curate.math.mask import prose_view
 from factory.curate.math.paths import is_math
+from factory.curate.repetition import FastGopherRepetition
+from factory.curate.words import word_splitter
 
 
 class MathChain(PipelineStep):
@@ -48,11 +52,6 @@ class MathChain(PipelineStep):
         """datatrove's Gopher filters with the math thresholds (built lazily: the step is pickled into workers), with
         the prose path's faster parts and datatrove's decisions: spaCy words cached per chunk (`CachedSpacyWords`)
         and n-grams counted with numpy (`FastGopherRepetition`)."""
-        from datatrove.pipeline.filters import GopherQualityFilter
-
-        from factory.curate.repetition import FastGopherRepetition
-        from factory.curate.words import word_splitter
-
         words = word_splitter("en")  # datatrove's default language for both filters
         rules = []
         if self.chain.quality.enabled:
@@ -66,8 +65,6 @@ class MathChain(PipelineStep):
         if self._rules is None:
             self._rules = self._build()
         if self._identifier is None:
-            from factory.curate.language import language_identifier
-
             self._identifier = language_identifier()  # the prose path's model, read once per process
         view = prose_view(doc.text)
         language, score = self._identifier.classify(view or doc.text)

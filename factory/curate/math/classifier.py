@@ -50,7 +50,11 @@ import numpy as np
 from pydantic import Field
 
 from factory.curate.estimators import load_estimator, package_version, save_estimator
+from factory.curate.math.mask import CODE_FENCE, latex_spans, prose_view
 from factory.curate.quality.classifiers import NgramClassifierConfig, build, raw_scores
+from factory.curate.quality.ensemble import bucket_of, tier_of
+from factory.curate.quality.features import document_features
+from factory.curate.quality.junk import synthesize_junk
 from factory.errors import InputError
 from factory.logs import get_logger
 from factory.stage import StageConfig
@@ -145,6 +149,8 @@ _CLOSES = ("This completes the computation.", "The same steps work for any polyn
 
 def generated_worked_examples(n: int, seed: int = 0) -> list[str]:
     """`n` short worked examples in words and LaTeX, with SymPy doing the algebra (deterministic for a seed)."""
+    # loading a spec imports this module (the quality stage's config): SymPy, scikit-learn, SciPy and the reference
+    # texts' trafilatura load only when the classifier is trained or scores
     import sympy as sp
 
     x = sp.Symbol("x")
@@ -227,8 +233,7 @@ def formula_soup(n: int, math_texts: Sequence[str], seed: int = 0) -> list[str]:
 
 def training_texts(config: MathClassifierConfig) -> tuple[list[str], list[str], dict[str, int]]:
     """(positives, negatives, how many of each source) for the math classifier."""
-    from factory.curate.quality.junk import synthesize_junk
-    from factory.curate.quality.reference import stdlib_docstrings
+    from factory.curate.quality.reference import stdlib_docstrings  # see generated_worked_examples
 
     docs = list(sympy_math_docstrings(config.sympy_docs))
     generated = generated_worked_examples(config.generated_docs, config.seed)
@@ -254,9 +259,6 @@ MATH_FEATURE_NAMES = ("latex_char_fraction", "latex_spans_per_word", "display_fr
 
 def math_features(text: str) -> list[float]:
     """The quality ensemble's hand features of the prose, then `MATH_FEATURE_NAMES`, for one text."""
-    from factory.curate.math.mask import CODE_FENCE, latex_spans, prose_view
-    from factory.curate.quality.features import document_features
-
     prose = prose_view(text)
     spans = latex_spans(text)
     n_chars = max(1, len(text))
@@ -285,7 +287,7 @@ def _build(name: str, config: MathClassifierConfig):
     (smooth in its inputs, where boosted trees on these few easy features jump from 0 to 1)."""
     if name == "ngram":
         return build("ngram", config.ngram, config.seed)
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # see generated_worked_examples
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -300,7 +302,7 @@ def _inputs(name: str, texts: Sequence[str]):
 
 def train_math_classifier(config: MathClassifierConfig, out_dir: Path) -> dict[str, float]:
     """Fit the classifier on `training_texts`, save it into `out_dir`; held-out metrics (`math_` prefixed)."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # see generated_worked_examples
     from sklearn.model_selection import train_test_split
 
     positives, negatives, counts = training_texts(config)
@@ -338,7 +340,7 @@ class MathClassifier:
         """(len(texts),) float64 in [0, 1]."""
         if not texts:
             return np.zeros(0)
-        from scipy.special import expit
+        from scipy.special import expit  # see generated_worked_examples
 
         return np.max([expit(raw_scores(self.models[name], _inputs(name, texts))) for name in MODELS], axis=0)
 
@@ -365,8 +367,6 @@ def score_math_documents(docs: Sequence, classifier: MathClassifier | None, min_
     so tiers mean the same share of the scale on both paths. `source` names the artifact in the error raised
     when it has no math classifier.
     """
-    from factory.curate.quality.ensemble import bucket_of, tier_of
-
     if not docs:
         return [], 0
     if classifier is None:

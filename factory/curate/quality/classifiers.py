@@ -53,6 +53,7 @@ class FeaturesClassifierConfig(StageConfig):
 def build(name: ClassifierName, config: Any, seed: int):
     """An unfitted estimator for classifier `name` with its sub-config."""
     if name == "ngram":
+        # scikit-learn takes seconds to import, and loading a spec imports this module (the quality configs)
         from sklearn.feature_extraction.text import HashingVectorizer
         from sklearn.linear_model import SGDClassifier
         from sklearn.pipeline import make_pipeline, make_union
@@ -65,11 +66,11 @@ def build(name: ClassifierName, config: Any, seed: int):
             SGDClassifier(loss="log_loss", alpha=config.alpha, max_iter=config.epochs, tol=None, random_state=seed),
         )
     if name == "embedding":
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression  # see "ngram"
 
         return LogisticRegression(C=config.C, max_iter=1000)
     if name == "features":
-        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.ensemble import HistGradientBoostingClassifier  # see "ngram"
 
         return HistGradientBoostingClassifier(
             max_iter=config.max_iter, learning_rate=config.learning_rate, max_leaf_nodes=config.max_leaf_nodes, random_state=seed

@@ -253,6 +253,7 @@ def fit_ensemble(
     per-classifier AUC and accuracy, the ensemble's AUC, the mean bucket and tier of each class, and how many
     held-out positives and negatives land in each tier.
     """
+    # scikit-learn takes seconds to import, and loading a spec imports this module (the curate and quality configs)
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 

@@ -17,6 +17,8 @@ import sysconfig
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import trafilatura
+
 from factory.errors import InputError
 
 TEXT_SUFFIXES = {".txt", ".md", ".rst"}
@@ -48,8 +50,6 @@ def read_reference_texts(paths: Iterable[str | Path], min_words: int = 50, max_w
 
 
 def _html_text(html: str) -> str:
-    import trafilatura
-
     return trafilatura.extract(html, include_comments=False, include_tables=False) or ""
 
 

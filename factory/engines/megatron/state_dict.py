@@ -24,13 +24,10 @@ Megatron's job. Megatron pads the vocabulary rows of the embedding and the LM he
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+import torch
 
 from factory.errors import InputError
 from factory.model.config import ModelConfig
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["MegatronAdapter"]
 
@@ -97,8 +94,6 @@ class MegatronAdapter:
 
     def to_hf(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Megatron names -> Hugging Face names (q/k/v split out, experts stacked, vocabulary padding dropped)."""
-        import torch
-
         _check_names(state, self.megatron_names, "Megatron")
         out = {hf: state[meg] for meg, hf in self._renames}
         for i in self._attention:
@@ -118,8 +113,6 @@ class MegatronAdapter:
 
     def from_hf(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Hugging Face names -> Megatron names (q/k/v fused per KV group, experts unstacked, vocabulary padded)."""
-        import torch
-
         _check_names(state, self.hf_names, "Hugging Face")
         out = {meg: state[hf] for meg, hf in self._renames}
         for i in self._attention:
@@ -149,8 +142,6 @@ class MegatronAdapter:
         return tuple(t.reshape(-1, *qkv.shape[1:]).contiguous() for t in (q, k, v))
 
     def _fuse_qkv(self, prefix: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        import torch
-
         c = self.config
         groups, d = c.num_key_value_heads, c.head_dim
         _check_rows(prefix + "q_proj.weight", q, c.num_attention_heads * d)

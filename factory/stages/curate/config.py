@@ -14,11 +14,7 @@ from factory.curate.gopher import GopherQuality, GopherRepetition
 from factory.curate.math import MathConfig
 from factory.curate.math.config import MathChainConfig
 from factory.curate.quality.ensemble import N_TIERS
-from factory.curate.readers import (
-    DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_MEMBER_BYTES,
-    DEFAULT_MAX_PAGE_BYTES,
-)
+from factory.curate.limits import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_PAGE_BYTES
 from factory.stage import StageConfig, no_effect
 
 MIN_CALIBRATION_DOCS = 100  # documents a crawl needs before its own tier grids replace the ensemble's

@@ -24,6 +24,9 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
+from factory.curate.decontaminate import NgramIndex, words
+from factory.data.smoke_corpus import stdlib_blocks
+
 SETS_DIR = Path(__file__).resolve().parent
 MIN_WORDS, MAX_WORDS = 21, 80  # whole passage, so the context keeps at least 20 words
 
@@ -114,9 +117,6 @@ def passages(sentences: list[str]) -> Iterator[tuple[str, str]]:
 
 def build_stdlib_cloze(stdlib: Path | None = None) -> list[dict[str, str]]:
     """The stdlib_cloze items: {"id", "source", "context", "target"}, in a fixed order."""
-    from factory.curate.decontaminate import NgramIndex, words
-    from factory.data.smoke_corpus import stdlib_blocks
-
     root = stdlib or Path(sysconfig.get_paths()["stdlib"])
     smoke = NgramIndex((("smoke", block) for blocks in stdlib_blocks().values() for block in blocks), 13, 1)
     seen: set[str] = set()  # 13-grams of the passages taken so far
