@@ -101,33 +101,33 @@ class StageKind:
 
 def _trainer(package: str, inputs: Mapping[str, In], **flags: Any) -> StageKind:
     """A kind that trains through the training-stage shell (`factory.train.shell`): resumable, registered, costed
-    by the shell's estimate."""
+    by its `cost` module on the shared training estimate (`factory.cost.workload.trainer_cost`)."""
     return StageKind(package, output="checkpoint", inputs=inputs, resumable=True, registered=True,
-                     cost="config:cost", **flags)
+                     cost="cost:cost", **flags)
 
 
 CHECKPOINT, TOKENS, CONVERSATIONS = In("checkpoint"), In("tokens"), In("conversations")
 
 KINDS: dict[str, StageKind] = {
-    "quality": StageKind("factory.stages.quality", output="classifier", registered=True, cost="config:cost"),
-    "curate": StageKind("factory.stages.curate", output="corpus", launcher="ray", cost="config:cost",
+    "quality": StageKind("factory.stages.quality", output="classifier", registered=True, cost="cost:cost"),
+    "curate": StageKind("factory.stages.curate", output="corpus", launcher="ray", cost="cost:cost",
                         spec_defaults="config:spec_defaults", inputs={"quality": In("classifier", optional=True)}),
-    "synth": StageKind("factory.stages.synth", output="corpus", cost="config:cost", inputs={"corpus": In("corpus")}),
+    "synth": StageKind("factory.stages.synth", output="corpus", cost="cost:cost", inputs={"corpus": In("corpus")}),
     # CLIMB: cluster the corpus, search the mixture with proxy models, derive two blend phases (diverse, then high
     # quality); its corpus carries the clusters and the blend, from which tokenize writes one dataset per super-cluster.
-    "mix": StageKind("factory.stages.mix", output="corpus", cost="config:cost", fanout=FanOut("factory.fanout.mix", "proxy"),
+    "mix": StageKind("factory.stages.mix", output="corpus", cost="cost:cost", fanout=FanOut("factory.fanout.mix", "proxy"),
                      inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True)}),
-    "tokenize": StageKind("factory.stages.tokenize", output="tokens", cost="config:cost",
+    "tokenize": StageKind("factory.stages.tokenize", output="tokens", cost="cost:cost",
                           inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True)}),
     "pretrain": _trainer("factory.stages.pretrain", {"tokens": TOKENS}, distributed=True,
                          spec_defaults="config:spec_defaults"),
     # Minitron: prune the pretrained model (activation importance, width/depth surgery, budget search), then
     # distil it from the unpruned teacher; the distilled student is what later steps of the recipe take.
-    "compress": StageKind("factory.stages.compress", output="checkpoint", cost="config:cost",
+    "compress": StageKind("factory.stages.compress", output="checkpoint", cost="cost:cost",
                           inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     "distill": _trainer("factory.stages.distill", {"student": CHECKPOINT, "teacher": CHECKPOINT, "tokens": TOKENS},
                         distributed=True),
-    "posttrain_data": StageKind("factory.stages.posttrain_data", output="conversations", cost="config:cost",
+    "posttrain_data": StageKind("factory.stages.posttrain_data", output="conversations", cost="cost:cost",
                                 inputs={"teacher": In("checkpoint", optional=True)}),
     "sft": _trainer("factory.stages.sft", {"model": CHECKPOINT, "data": CONVERSATIONS}, distributed=True),
     # rl runs in one process: its rollouts come from the one policy copy it trains (or from a server)
@@ -136,13 +136,13 @@ KINDS: dict[str, StageKind] = {
     "preference": _trainer("factory.stages.preference", {"model": CHECKPOINT, "data": CONVERSATIONS,
                                                          "reward_model": In("checkpoint", optional=True)},
                            distributed=True),
-    "quantize": StageKind("factory.stages.quantize", output="quantized", cost="config:cost",
+    "quantize": StageKind("factory.stages.quantize", output="quantized", cost="cost:cost",
                           inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)
-    "evaluate": StageKind("factory.stages.evaluate", output="evaluation", cost="config:cost",
+    "evaluate": StageKind("factory.stages.evaluate", output="evaluation", cost="cost:cost",
                           evaluated_files="config:evaluated_files",
                           inputs={"model": CHECKPOINT, "tokens": TOKENS, "baseline": In("evaluation", optional=True)}),
-    "release": StageKind("factory.stages.release", output="release", registered=True, cost="config:cost",
+    "release": StageKind("factory.stages.release", output="release", registered=True, cost="cost:cost",
                          inputs={"model": CHECKPOINT, "tokens": TOKENS, "evaluation": In("evaluation"),
                                  "quantized": In("quantized", optional=True)}),
 }

@@ -8,14 +8,15 @@ from factory.lazy import lazy_exports
 # The spec-level plan and its MLflow run load on first use, so that `factory.spec` (which imports
 # ParallelLayout from here) stays light.
 _LAZY = {
-    "PlanReport": "estimate", "StepCost": "estimate", "plan_spec": "estimate", "summary_line": "estimate",
+    "PlanContext": "estimate", "PlanReport": "estimate", "StepCost": "estimate", "plan_spec": "estimate",
+    "plan_steps": "estimate", "summary_line": "estimate",
     "TokenFlops": "flops", "flops_per_token": "flops",
     "log_plan": "tracking", "plan_run_for": "tracking",
 }
 __getattr__ = lazy_exports(__name__, {name: f"factory.cost.{module}" for name, module in _LAZY.items()})
 
 __all__ = [
-    "ParallelLayout", "ParamCounts", "PlanReport", "ServingMemory", "StepCost", "TokenFlops", "TrainingMemory",
-    "default_layout", "flops_per_token", "log_plan", "parameter_counts", "plan_run_for", "plan_spec",
-    "serving_memory", "summary_line", "training_memory",
+    "ParallelLayout", "ParamCounts", "PlanContext", "PlanReport", "ServingMemory", "StepCost", "TokenFlops",
+    "TrainingMemory", "default_layout", "flops_per_token", "log_plan", "parameter_counts", "plan_run_for", "plan_spec",
+    "plan_steps", "serving_memory", "summary_line", "training_memory",
 ]

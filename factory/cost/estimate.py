@@ -3,24 +3,32 @@
     report = plan_spec(load_spec("examples/cluster.yaml"), mfu=0.4, price_per_gpu_hour=2.5)
     print(report.table())
 
+Each step is costed by its kind's `cost` hook (`factory.kinds`), `cost(step, plan) -> StepCost`, which gets the
+step (name, config, inputs) and a `PlanContext`: the spec, the steps planned before it (so a post-training step
+finds the model it trains, and tokenize the text it reads), the step's devices and parallel layout, the MFU, the
+price and the serving context. Trainer kinds share one estimator (`factory.cost.workload.trainer_cost`).
+
 Per step: data size (documents, bytes, tokens), FLOPs, time and GPU-hours at a stated MFU, money at a stated
-price per GPU-hour, memory per GPU against the step's device (training for pretrain, serving for evaluate
-and release), and a verdict, fits or not, naming the largest memory term.
+price per GPU-hour, memory per device against the step's device, a verdict, fits or not, naming the largest
+memory term, and the basis of its figures: the spec alone, or an estimate (the note says which rule), with the
+counts a published build of the step has measured in its place (`PublishedBuilds`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from factory.cost.flops import flops_per_token
 from factory.cost.layout import ParallelLayout, default_layout
-from factory.cost.memory import GIB, serving_memory, training_memory
-from factory.cost.params import parameter_counts
+from factory.cost.memory import GIB
+from factory.cost.shape import DEFAULT_VOCAB
 from factory.errors import SpecError
+from factory.kinds import KINDS  # read by `plan_spec` alone: the registry is a layer up (see there)
 
 
 class Gpu(NamedTuple):
@@ -42,13 +50,26 @@ GPUS: dict[str, Gpu] = {
     "L40S": Gpu(48, {"fp32": 183e12, "bf16": 362e12, "fp8": 733e12, "nvfp4": 733e12}),
 }
 DEFAULT_GPU = "H100"
-DEFAULT_VOCAB = 131072
-BYTES_PER_TOKEN = 4.0  # raw text bytes per BPE token, for English web text (a rough, stated rule)
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    """The model a checkpoint step makes, as far as the plan can tell: its shape (a `ModelSpec`, `ModelConfig` or
+    `Shape`) and the vocabulary of the tokenizer it was trained with."""
+
+    config: Any
+    vocab_size: int
 
 
 @dataclass(frozen=True)
 class StepCost:
-    """One step's plan. Memory figures are bytes per device; `budget` is None when the spec states none."""
+    """One step's plan. Memory figures are bytes per device; `budget` is None when the spec states none.
+
+    `estimated`: some figure rests on a stated rule of thumb (the note names it), not on the spec alone.
+    `measured`: the data keys read from a published build instead of estimated. `model` is the checkpoint the
+    step makes (None for other artifacts) and `vocab_size` the vocabulary of the tokens it makes: what later
+    steps read through `PlanContext.model_of` and `vocab_of`.
+    """
 
     step: str
     device: str
@@ -62,6 +83,10 @@ class StepCost:
     memory_total: int = 0
     budget: int | None = None
     note: str = ""
+    estimated: bool = False
+    measured: tuple[str, ...] = ()
+    vocab_size: int | None = None
+    model: PlannedModel | None = field(default=None, compare=False, repr=False)
 
     @property
     def fits(self) -> bool:
@@ -71,12 +96,23 @@ class StepCost:
     def largest(self) -> str:
         return max(self.memory, key=self.memory.__getitem__) if self.memory else "-"
 
+    @property
+    def basis(self) -> str:
+        """How the figures were reached: "spec" (computed from the spec alone) or "estimate", and what was measured."""
+        text = "estimate" if self.estimated else "spec"
+        return text + (f"; measured {', '.join(self.measured)}" if self.measured else "")
+
     def verdict(self) -> str:
         if not self.memory:
             return "-"
         if self.budget is None:
             return f"no limit stated (largest: {self.largest})"
         return f"{'fits' if self.fits else 'DOES NOT FIT'} (largest: {self.largest})"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        return {**out, "measured": list(self.measured), "basis": self.basis, "fits": self.fits, "largest": self.largest,
+                "verdict": self.verdict()}
 
 
 @dataclass(frozen=True)
@@ -96,27 +132,28 @@ class PlanReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "spec": self.spec, "mfu": self.mfu, "price_per_gpu_hour": self.price_per_gpu_hour, "context": self.context,
-            "fits": self.fits,
-            "steps": [{**asdict(s), "fits": s.fits, "largest": s.largest, "verdict": s.verdict()} for s in self.steps],
+            "fits": self.fits, "steps": [s.to_dict() for s in self.steps],
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def table(self) -> str:
-        rows = [("step", "device", "data", "FLOPs", "time", "GPU-h", "cost", "memory/device", "verdict")]
+        rows = [("step", "device", "data", "FLOPs", "time", "GPU-h", "cost", "memory/device", "verdict", "basis")]
         for s in self.steps:
             data = ", ".join(f"{k} {_si(v)}" for k, v in s.data.items()) or "-"
             memory = f"{s.memory_total / GIB:.2f} GiB" + (f" of {s.budget / GIB:.0f}" if s.budget else "") if s.memory else "-"
             rows.append((
                 s.step, f"{s.gpus}x {s.device}" if s.gpus else s.device, data,
                 _si(s.flops) if s.flops else "-", _duration(s.hours), f"{s.gpu_hours:,.1f}" if s.gpu_hours is not None else "-",
-                f"${s.cost:,.0f}" if s.cost is not None else "-", memory, s.verdict(),
+                f"${s.cost:,.0f}" if s.cost is not None else "-", memory, s.verdict(), s.basis,
             ))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(f"at MFU {self.mfu:.0%} of the dense peak of each step's precision, ${self.price_per_gpu_hour}/GPU-hour")
+        lines.append(f"at MFU {self.mfu:.0%} of the dense peak of each step's precision, ${self.price_per_gpu_hour}/GPU-hour; "
+                     "basis: spec = from the spec alone, estimate = a stated rule (see the step's note), "
+                     "measured = counted by a published build")
         notes = [f"{s.step}: {s.note}" for s in self.steps if s.note]
         return "\n".join(lines + notes)
 
@@ -189,93 +226,158 @@ def layout_of(spec, step: str) -> ParallelLayout:
     return layout
 
 
-def _budget(spec, step: str) -> tuple[str, int, int | None]:
-    res = spec.resources_for(step)
-    if res.gpus > 0:
-        gpu = gpu_of(res)
-        return gpu, res.gpus * res.nodes, int(GPUS[gpu].memory_gib * GIB)
-    return "cpu", 0, parse_memory(res.memory, f"resources.{step}.memory")
+class Device(NamedTuple):
+    """Where a step runs: a GPU model (or "cpu"), how many GPUs in all, and the memory budget of one device."""
+
+    name: str
+    gpus: int
+    budget: int | None
 
 
-def _source_bytes(sources: list[str]) -> tuple[int, int]:
-    files = total = 0
-    for src in sources:
-        p = Path(src)
-        for f in [p] if p.is_file() else (p.rglob("*") if p.is_dir() else []):
-            if f.is_file():
-                files += 1
-                total += f.stat().st_size
-    return files, total
+class PublishedBuilds:
+    """Counts that published builds of a spec's steps have measured (their manifests' metrics), read from the
+    spec's store when it is a local folder (an object store is not read: planning stays offline).
+
+    A build counts for a step when its recipe has the step's kind and result fields, and its inputs are the builds
+    that count for the step's upstream steps: the same config on the same data. Code and raw-input versions are not
+    compared (they would need every kind's import closure and a listing of every source), so a measurement may
+    come from the step's code of an earlier commit; the plan names it measured, never exact.
+    """
+
+    def __init__(self, spec: Any, root: str | Path | None = None):
+        self.steps = spec.step_defs()
+        root = spec.storage.root if root is None else root
+        self.root = None if "://" in str(root) else Path(root).expanduser()
+        self._found: dict[str, dict[str, Any] | None] = {}
+
+    def manifest(self, name: str) -> dict[str, Any] | None:
+        """The newest complete manifest that counts for step `name`, or None."""
+        if name not in self._found:
+            self._found[name] = self._find(name)
+        return self._found[name]
+
+    def metrics(self, name: str) -> dict[str, float]:
+        found = self.manifest(name)
+        return dict(found.get("metrics") or {}) if found else {}
+
+    def _find(self, name: str) -> dict[str, Any] | None:
+        folder = self.root / name if self.root is not None else None
+        if folder is None or not folder.is_dir():
+            return None
+        step = self.steps[name]
+        want = {"kind": step.kind, "config": json.loads(json.dumps(step.config.result_fields()))}
+        inputs = {}
+        for input_name, up in step.inputs.items():
+            upstream = self.manifest(up)
+            if upstream is None:
+                return None
+            inputs[input_name] = upstream["fingerprint"]
+        found = []
+        for path in folder.glob("*/manifest.json"):
+            try:
+                manifest = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            recipe = manifest.get("recipe") or {}
+            if ({k: recipe.get(k) for k in want} == want and recipe.get("inputs") == inputs
+                    and _complete(path.parent, manifest)):
+                found.append(manifest)
+        return max(found, key=lambda m: (m.get("producer") or {}).get("created_at", ""), default=None)
 
 
-def plan_spec(spec, *, mfu: float = 0.4, price_per_gpu_hour: float = 2.5, context: int | None = None) -> PlanReport:
-    """Plan every enabled step of `spec` (a `factory.spec.Spec`)."""
+def _complete(folder: Path, manifest: Mapping[str, Any]) -> bool:
+    """Every file the manifest lists is there with its size (as `Store.complete` checks)."""
+    for entry in manifest.get("files", []):
+        f = folder / entry["path"]
+        if not f.is_file() or f.stat().st_size != entry["size"]:
+            return False
+    return True
+
+
+@dataclass
+class PlanContext:
+    """What a kind's cost hook reads besides its own step: the spec, the steps planned before it (by name, in
+    dependency order), the assumptions of the plan (MFU, price, serving context), and the measured counts of
+    published builds."""
+
+    spec: Any
+    kinds: Mapping[str, Any]  # the stage kinds by name (`factory.kinds.KINDS`): their `cost` hooks and flags
+    mfu: float = 0.4
+    price_per_gpu_hour: float = 2.5
+    context: int | None = None
+    costs: dict[str, StepCost] = field(default_factory=dict)
+    published: PublishedBuilds | None = None
+
+    def device(self, name: str) -> Device:
+        res = self.spec.resources_for(name)
+        if res.gpus > 0:
+            gpu = gpu_of(res)
+            return Device(gpu, res.gpus * res.nodes, int(GPUS[gpu].memory_gib * GIB))
+        return Device("cpu", 0, parse_memory(res.memory, f"resources.{name}.memory"))
+
+    def layout(self, step: Any) -> ParallelLayout:
+        """The layout the step trains with: its resources' layout for a kind that runs distributed, else one
+        process (`factory.kinds`: such a kind runs on one device, whatever its resources reserve)."""
+        if not self.kinds[step.kind].distributed:
+            return ParallelLayout()
+        return layout_of(self.spec, step.name)
+
+    def upstream(self, step: Any, input_name: str) -> StepCost | None:
+        """The plan of the step wired to `input_name`, or None when the input is not wired."""
+        up = step.inputs.get(input_name)
+        return self.costs.get(up) if up else None
+
+    def model_of(self, step: Any, input_name: str = "model") -> PlannedModel:
+        """The model of the checkpoint wired to `input_name`; the spec's top-level model when no planned step says
+        (an unwired input, or a checkpoint kind that does not describe its model)."""
+        up = self.upstream(step, input_name)
+        if up is not None and up.model is not None:
+            return up.model
+        return PlannedModel(self.spec.model, DEFAULT_VOCAB)
+
+    def vocab_of(self, step: Any, input_name: str = "tokens") -> int:
+        """The vocabulary of the tokens wired to `input_name` (the published checkpoints' when unknown)."""
+        up = self.upstream(step, input_name)
+        return up.vocab_size if up is not None and up.vocab_size else DEFAULT_VOCAB
+
+    def measured(self, name: str) -> dict[str, float]:
+        """The metrics a published build of step `name` measured (`PublishedBuilds`); {} when none counts."""
+        return self.published.metrics(name) if self.published is not None else {}
+
+    def timed(self, name: str, flops: float, precision: str = "bf16", devices: int | None = None) -> dict[str, float]:
+        """Hours, GPU-hours and money for `flops` on step `name`'s GPUs at the plan's MFU of `precision`'s dense peak,
+        spread over `devices` of them (default: all it reserves); {} on a CPU step (no stated CPU throughput)."""
+        device = self.device(name)
+        if not device.gpus or not flops:
+            return {}
+        hours = flops / ((devices or device.gpus) * GPUS[device.name].peak[precision] * self.mfu) / 3600
+        return {"hours": hours, "gpu_hours": hours * device.gpus, "cost": hours * device.gpus * self.price_per_gpu_hour}
+
+    def cost(self, step: Any, **fields: Any) -> StepCost:
+        """A `StepCost` of `step` on its devices, with its memory budget; `fields` as `StepCost`'s."""
+        device = self.device(step.name)
+        return StepCost(step.name, device.name, device.gpus, budget=device.budget, **fields)
+
+
+def plan_steps(spec, kinds: Mapping[str, Any], *, mfu: float = 0.4, price_per_gpu_hour: float = 2.5,
+               context: int | None = None) -> PlanReport:
+    """Plan every enabled step of `spec` (a `factory.spec.Spec`), each through its kind's `cost` hook in `kinds`
+    (kind name -> a `factory.kinds.StageKind`, or anything with its `hook(name)` and `distributed`)."""
     if not 0 < mfu <= 1:
         raise SpecError(f"--mfu: {mfu} must be in (0, 1]")
     if price_per_gpu_hour < 0:
         raise SpecError(f"--price: {price_per_gpu_hour} must not be negative")
-    steps_by_kind = list(spec.step_defs().values())
-
-    def first(kind: str):
-        return next((st.config for st in steps_by_kind if st.kind == kind), None)
-
-    tok_cfg, pre_cfg = first("tokenize"), first("pretrain")
-    vocab = tok_cfg.vocab_size if tok_cfg is not None else DEFAULT_VOCAB
-    model = pre_cfg.model if pre_cfg is not None else spec.model
-    steps: list[StepCost] = []
-    input_bytes = 0
-    for st in steps_by_kind:  # named steps: costed by their kind, reported by their name
-        name, kind, cfg = st.name, st.kind, st.config
-        device, gpus, budget = _budget(spec, name)
-        if kind == "curate":
-            files, input_bytes = _source_bytes(list(cfg.sources))
-            steps.append(StepCost(name, device, gpus, data={"files": files, "bytes": input_bytes},
-                                  note="" if files else "sources not readable here: size unknown"))
-        elif kind == "tokenize":
-            est = input_bytes / BYTES_PER_TOKEN
-            steps.append(StepCost(name, device, gpus, data={"tokens_estimate": est} if est else {},
-                                  note=f"tokens ~ raw bytes / {BYTES_PER_TOKEN:g} (upper bound: curation drops text)" if est else ""))
-        elif kind == "pretrain":
-            steps.append(_pretrain(spec, name, cfg, vocab, device, gpus, budget, mfu, price_per_gpu_hour))
-        elif kind == "evaluate":
-            ctx = context or cfg.seq_len
-            mem = serving_memory(model, ctx, cfg.batch_size, weights="fp32" if device == "cpu" else "bf16", vocab_size=vocab)
-            steps.append(StepCost(name, device, gpus, data={"context": ctx, "batch": cfg.batch_size}, memory=mem.terms(),
-                                  memory_total=mem.total, budget=budget))
-        elif kind == "release":  # loads the checkpoint (FP32, as trained) and writes it
-            mem = serving_memory(model, 1, weights="fp32", vocab_size=vocab)
-            steps.append(StepCost(name, device, gpus, memory={"weights": mem.weights}, memory_total=mem.weights, budget=budget))
-        else:
-            steps.append(StepCost(name, device, gpus))
-    # serving the model the spec produces, in BF16, at `context` (default: the longest it declares); no
-    # device is named for it, so it gets no verdict
-    serve_ctx = context or model.resolve().max_position_embeddings
-    mem = serving_memory(model, serve_ctx, 1, vocab_size=vocab)
-    steps.append(StepCost("serve", "bf16", 0, data={"context": serve_ctx, "batch": 1}, memory=mem.terms(), memory_total=mem.total,
-                          note="not a step: serving memory of the trained model (KV cache BF16, Mamba states FP32)"))
-    return PlanReport(spec.name, mfu, price_per_gpu_hour, context, steps)
+    plan = PlanContext(spec, kinds, mfu, price_per_gpu_hour, context, published=PublishedBuilds(spec))
+    for step in spec.step_defs().values():  # dependency order: a step's inputs are planned before it
+        hook = kinds[step.kind].hook("cost")
+        plan.costs[step.name] = hook(step, plan) if hook else plan.cost(step, note=f"kind {step.kind} has no cost hook")
+    return PlanReport(spec.name, mfu, price_per_gpu_hour, context, list(plan.costs.values()))
 
 
-def _pretrain(spec, name, cfg, vocab, device, gpus, budget, mfu, price) -> StepCost:
-    layout = layout_of(spec, name)
-    # the factory's trainer builds data parallelism (DDP, FSDP); tensor, pipeline and context parallelism and
-    # the distributed optimizer are Megatron-Core's, so such a layout is costed as a Megatron run
-    megatron = layout.sharding == "optimizer" or max(layout.tensor, layout.pipeline, layout.context) > 1
-    engine = "megatron" if megatron else "factory"
-    tokens = cfg.steps * cfg.seq_len * cfg.micro_batch_size * cfg.grad_accum * layout.data
-    flops = flops_per_token(cfg.model, cfg.seq_len, vocab_size=vocab).training * tokens
-    mem = training_memory(cfg.model, seq_len=cfg.seq_len, micro_batch=cfg.micro_batch_size, layout=layout,
-                          precision=cfg.precision, engine=engine, vocab_size=vocab)
-    counts = parameter_counts(cfg.model, vocab)
-    data = {"params": counts.total, "tokens": tokens}
-    note = f"engine {engine}, {cfg.precision}, layout dp={layout.data} tp={layout.tensor} pp={layout.pipeline} cp={layout.context} sharding={layout.sharding}"
-    if not gpus:
-        return StepCost(name, device, 0, data=data, flops=flops, memory=mem.terms(), memory_total=mem.total, budget=budget,
-                        note=note + "; CPU step: FLOPs and memory only (no stated CPU throughput)")
-    peak = GPUS[device].peak[cfg.precision]
-    hours = flops / (gpus * peak * mfu) / 3600
-    return StepCost(name, device, gpus, data=data, flops=flops, hours=hours, gpu_hours=hours * gpus,
-                    cost=hours * gpus * price, memory=mem.terms(), memory_total=mem.total, budget=budget, note=note)
+def plan_spec(spec, **kwargs: Any) -> PlanReport:
+    """`plan_steps` with the registered stage kinds: what `factory plan`, `run` and `submit` print. (It reads the
+    registry, a layer above this package: its place is with those commands.)"""
+    return plan_steps(spec, KINDS, **kwargs)
 
 
 def summary_line(spec, **kwargs: Any) -> tuple[str, bool]:

@@ -90,7 +90,7 @@ def test_cli_prints_a_table_json_and_records_an_mlflow_run(tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     steps = {s["step"]: s for s in report["steps"]}
-    assert report["fits"] and steps["evaluate"]["data"]["context"] == 2048 and steps["serve"]["data"]["context"] == 2048
+    assert report["fits"] and steps["evaluate"]["data"]["context"] == 2048 and steps["release"]["data"]["serve_context"] == 2048
     assert steps["curate"]["data"]["files"] > 100
     spec = load_spec("spec.yaml").resolved()
     client = MlflowClient(spec.tracking_uri())

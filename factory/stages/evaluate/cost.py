@@ -1,0 +1,65 @@
+"""What an evaluate step costs (`factory plan`): forward passes and generated tokens, an estimate, and the memory of
+serving the model at the evaluation context.
+
+Perplexity: the held-out tokens of the tokens input (a published build's count, else tokenize's estimate), at most
+`max_batches` x `batch_size` windows. Evaluation sets: every item counted at `seq_len` (an upper bound). Generation:
+every prompt at `max_new_tokens`, every benchmark item `samples` times at `generation.max_new_tokens` (upper bounds),
+on the model when the generator is the checkpoint evaluated. Throughput measurements are not counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from factory.cost.estimate import PlanContext, StepCost
+from factory.cost.memory import serving_memory
+from factory.cost.workload import count_records, forward_flops, generation_flops
+from factory.tasks.sets import builtin_path
+
+
+def _benchmark_items(bench: Any) -> int | None:
+    if bench.limit is not None:
+        return bench.limit
+    if bench.source == "procedural":
+        return bench.size
+    return count_records([bench.task]) if bench.source == "file" else None
+
+
+def cost(step: Any, plan: PlanContext) -> StepCost:
+    cfg = step.config
+    model = plan.model_of(step)
+    device = plan.device(step.name)
+    ctx = plan.context or cfg.seq_len
+    mem = serving_memory(model.config, ctx, cfg.batch_size, weights="fp32" if device.name == "cpu" else "bf16",
+                         vocab_size=model.vocab_size)
+    tokens = plan.upstream(step, "tokens")
+    valid = tokens.data.get("valid_tokens") if tokens is not None else None
+    if cfg.max_batches is not None:
+        valid = min(valid, cfg.max_batches * cfg.batch_size * cfg.seq_len) if valid is not None else (
+            cfg.max_batches * cfg.batch_size * cfg.seq_len)
+    items = count_records([str(builtin_path(t)) for t in cfg.tasks] + list(cfg.task_files + cfg.multiple_choice_files))
+    work = {"perplexity": forward_flops(model, valid or 0.0, cfg.seq_len),
+            "tasks": forward_flops(model, (items or 0) * cfg.seq_len, cfg.seq_len),
+            "prompts": generation_flops(model, len(cfg.prompts), 0, cfg.max_new_tokens)}
+    generated = len(cfg.prompts) * cfg.max_new_tokens
+    notes = []
+    unknown = [b.name for b in cfg.benchmarks if _benchmark_items(b) is None]
+    answers = sum((_benchmark_items(b) or 0) * b.samples for b in cfg.benchmarks)
+    new = cfg.generation.max_new_tokens
+    generated += answers * new
+    if cfg.generator.kind == "transformers" and cfg.generator.model_dir is None:  # the checkpoint evaluated answers
+        work["benchmarks"] = generation_flops(model, answers, 0, new)
+    elif answers:
+        notes.append("benchmark answers come from another generator: their FLOPs are not counted")
+    if unknown or items is None:
+        notes.append(f"items not counted (not readable here): {', '.join(unknown) or 'an evaluation-set file'}")
+    if valid is None:
+        notes.append("held-out tokens unknown: perplexity not counted")
+    if cfg.throughput_contexts:
+        notes.append("throughput measurements not counted")
+    flops = sum(work.values())
+    data = {"context": ctx, "batch": cfg.batch_size, **({"tokens": valid} if valid is not None else {}),
+            "generated": generated}
+    measured = ("tokens",) if tokens is not None and "valid_tokens" in tokens.measured else ()
+    return plan.cost(step, data=data, flops=flops, memory=mem.terms(), memory_total=mem.total, estimated=True,
+                     measured=measured, note="; ".join(notes), **plan.timed(step.name, flops))

@@ -1,0 +1,14 @@
+"""What a pretrain step costs (`factory plan`): the shared training estimate on its model and token windows, every
+row a full `seq_len` window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from factory.cost.estimate import PlanContext, PlannedModel, StepCost
+from factory.cost.workload import trainer_cost
+
+
+def cost(step: Any, plan: PlanContext) -> StepCost:
+    cfg = step.config
+    return trainer_cost(plan, step, PlannedModel(cfg.model, plan.vocab_of(step)), seq_len=cfg.seq_len)
