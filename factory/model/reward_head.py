@@ -3,8 +3,8 @@ the final hidden state of the last token of `prompt + response` is mapped by one
 scores (HelpSteer's helpfulness, correctness, coherence, complexity, verbosity, each 0-4).
 
     rm = RewardModel(backbone, ATTRIBUTES)                     # backbone: a transformers *ForCausalLM
-    (trained with `factory.train.objectives.reward_regression.RewardRegressionObjective`)
-    save_reward_model(rm, folder, tokenizer_from=base_dir)
+    (trained with `factory.train.objectives.reward_regression.RewardRegressionObjective`; the training shell's
+    export writes the folder below, the head's two files beside the backbone)
     rm = load_reward_model(folder); scores = rm.score(ids_list)  # (N, A)
 
 Saved layout (loads with stock transformers plus safetensors):
@@ -20,17 +20,16 @@ so `AutoModelForCausalLM.from_pretrained(folder, output_hidden_states=True)` giv
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from factory.errors import InputError
-from factory.model.checkpoints import load_model, save_model
+from factory.model.checkpoints import load_model
 
 ATTRIBUTES: tuple[str, ...] = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 HEAD_WEIGHTS, HEAD_CONFIG = "reward_head.safetensors", "reward_head.json"
@@ -82,23 +81,8 @@ def encode_exchange(tokenizer, prompt: Sequence[dict] | str, response: str) -> l
     return list(tokenizer(text, add_special_tokens=True)["input_ids"])
 
 
-def save_reward_model(model: RewardModel, folder: Path, tokenizer_from: Path | None = None) -> None:
-    """The backbone as a `save_pretrained` folder plus the head's two files, written into a hidden temporary
-    folder and renamed into place, so `folder` is always whole."""
-    folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.rm-tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model.backbone, tmp, tokenizer_from=tokenizer_from)
-    save_file({"weight": model.head.weight.detach().float().contiguous(),
-               "bias": model.head.bias.detach().float().contiguous()}, tmp / HEAD_WEIGHTS)
-    (tmp / HEAD_CONFIG).write_text(json.dumps({"attributes": list(model.attributes),
-                                               "hidden_size": model.head.in_features, "pooling": "last_token"}, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-
-
 def load_reward_model(folder: Path) -> RewardModel:
-    """A `RewardModel` from a folder `save_reward_model` wrote, in fp32 and eval mode."""
+    """A `RewardModel` from a folder the reward_model stage wrote, in fp32 and eval mode."""
     folder = Path(folder)
     for part in (HEAD_WEIGHTS, HEAD_CONFIG, "config.json"):
         if not (folder / part).is_file():
