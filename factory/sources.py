@@ -85,6 +85,7 @@ def _list_local(root: Path) -> Iterator[ListedFile]:
 @cache
 def s3_client(endpoint_url: str | None = None, region: str | None = None):
     """A boto3 S3 client, one per endpoint and region (boto3 clients are thread-safe); endpoint and region default to boto3's own configuration (AWS_ENDPOINT_URL, ...)."""
+    # loading a spec imports this module (the stage config base); boto3 and fsspec load only for such sources
     import boto3
     from botocore.config import Config as BotoConfig
 
@@ -100,7 +101,7 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 
 def _list_s3(uri: str, endpoint_url: str | None, region: str | None) -> Iterator[ListedFile]:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # see s3_client
 
     bucket, prefix = _split_s3(uri)
     client = s3_client(endpoint_url, region)
@@ -128,7 +129,7 @@ def _list_s3(uri: str, endpoint_url: str | None, region: str | None) -> Iterator
 
 
 def _fsspec(uri: str):
-    import fsspec
+    import fsspec  # see s3_client
 
     try:
         fs, path = fsspec.core.url_to_fs(uri)

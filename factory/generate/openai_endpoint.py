@@ -43,7 +43,7 @@ class OpenAIGenerator:
     def __init__(self, base_url: str, model: str, api_key: str | None = None, max_concurrency: int = 8,
                  max_retries: int = 5, timeout_s: float = 120.0, batch_size: int = 16, backoff_s: float = 1.0,
                  max_backoff_s: float = 60.0):
-        import httpx
+        import httpx  # loading a spec imports this module (GeneratorSettings.open names it); httpx only when used
 
         # Accept "http://host:8000", "http://host:8000/" and "http://host:8000/v1" alike.
         root = base_url.rstrip("/")
@@ -126,7 +126,7 @@ class OpenAIGenerator:
             raise
 
     def _post_with_retries(self, url: str, body: dict[str, Any], n: int, stop: threading.Event) -> list[str]:
-        import httpx
+        import httpx  # see __init__
 
         last = ""
         for attempt in range(self.max_retries + 1):

@@ -21,6 +21,7 @@ class TransformersGenerator:
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 8, dtype: str | None = None,
                  model_id: str | None = None):
+        # loading a spec imports this module (GeneratorSettings.open names it): torch and transformers only when used
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -57,7 +58,7 @@ class TransformersGenerator:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[str]:
-        import torch
+        import torch  # see __init__
 
         texts = [self.render(p) for p in prompts]
         # A chat template usually writes the BOS itself; adding special tokens again would double it.

@@ -12,11 +12,11 @@ from factory.errors import ServiceError
 from factory.generate.settings import GeneratorSettings
 from factory.chat.records import Message, Prompt
 from factory.stages.rl.rewards import RewardConfig, VerifierRewards, code_of, final_answer
+from factory.stages.rl.config import RolloutConfig
 from factory.stages.rl.rollout import (
     EndpointSampler,
     PolicyPublisher,
     RolloutBatches,
-    RolloutConfig,
     Sample,
     next_temperature,
 )

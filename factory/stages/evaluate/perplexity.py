@@ -9,9 +9,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+import torch.nn.functional as F
+
 from factory.errors import InputError
 from factory.logs import progress
 from factory.stage import StepContext
+from factory.tokens import PackedSequences
 
 if TYPE_CHECKING:
     import torch
@@ -28,11 +32,6 @@ def heldout_nll(
     tokens from the tokens before them, so predicted_tokens = windows * seq_len; the per-window sums give
     the standard error.
     """
-    import torch
-    import torch.nn.functional as F
-
-    from factory.tokens import PackedSequences
-
     if not Path(f"{prefix}.idx").is_file() or not Path(f"{prefix}.bin").is_file():
         raise InputError(f"{prefix}.bin/.idx: the tokens artifact has no valid split")
     windows = PackedSequences(str(prefix), config.seq_len)

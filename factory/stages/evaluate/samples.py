@@ -6,9 +6,13 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+from transformers import AutoModelForCausalLM
+
 from factory.errors import InputError
 from factory.logs import progress
 from factory.stage import StepContext
+from factory.stages.evaluate.tasks import score_set
 from factory.tasks.sets import builtin_path, read_set
 
 if TYPE_CHECKING:
@@ -19,8 +23,6 @@ if TYPE_CHECKING:
 
 def load_model(folder: Path) -> torch.nn.Module:
     """Load a `save_pretrained` causal LM folder in eval mode."""
-    from transformers import AutoModelForCausalLM
-
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder}: no config.json; the model artifact must hold a save_pretrained folder in model/")
     return AutoModelForCausalLM.from_pretrained(folder).eval()
@@ -29,8 +31,6 @@ def load_model(folder: Path) -> torch.nn.Module:
 def score_sets(model: torch.nn.Module, tokenizer, config: Config, device: torch.device, ctx: StepContext) -> dict[str, dict[str, float]]:
     """Scores of every set `config` names (built-in `tasks`, then `task_files`), by set name:
     {"items", "accuracy", "target_logprob", "target_tokens"}. Items are cut to `seq_len` tokens on the left."""
-    from factory.stages.evaluate.tasks import score_set
-
     sets = [(name, builtin_path(name)) for name in config.tasks]
     sets += [(Path(file).stem, Path(file)) for file in config.task_files]
     scores: dict[str, dict[str, float]] = {}
@@ -54,8 +54,6 @@ def score_sets(model: torch.nn.Module, tokenizer, config: Config, device: torch.
 
 def generate_samples(model: torch.nn.Module, tokenizer, config: Config, device: torch.device) -> list[dict[str, Any]]:
     """Greedy completions, one prompt at a time (no padding, so no attention-mask subtleties)."""
-    import torch
-
     samples = []
     for prompt in config.prompts:
         ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)  # (1, P)

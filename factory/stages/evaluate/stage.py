@@ -14,15 +14,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from factory.artifacts import Checkpoint, Evaluation, Tokens
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
+from factory.stages.evaluate.benchmarks import run_benchmark
 from factory.stages.evaluate.config import Config
 from factory.stages.evaluate.gates import check_gates, parse_gate
+from factory.stages.evaluate.likelihood import score_multiple_choice
 from factory.stages.evaluate.metrics import mean_estimate, perplexity
 from factory.stages.evaluate.perplexity import bytes_per_token, heldout_nll
 from factory.stages.evaluate.samples import generate_samples, load_model, score_sets
+from factory.stages.evaluate.throughput import decode_at_context, matched_transformer, plot, table
+from factory.tasks.files import read_task_file
 from factory.tasks.table import format_metric, results_table, task_table
+from factory.tokens import (
+    load_tokenizer,  # imports torch, which loading a spec must not
+)
+from factory.verify.math_answer import MathVerifier
+from factory.verify.sandbox import SandboxConfig
 
 
 def _baseline_metrics(inputs: Mapping[str, Artifact]) -> dict[str, dict[str, float]]:
@@ -37,8 +48,6 @@ def _baseline_metrics(inputs: Mapping[str, Artifact]) -> dict[str, dict[str, flo
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Evaluate `inputs["model"]` on `inputs["tokens"]`'s valid split, the evaluation sets and the benchmarks;
     check the gates; write eval.json, samples.jsonl, benchmarks.jsonl and eval_table.md."""
-    import torch
-
     model_dir = Checkpoint.of(inputs, "model").model_dir  # checks the layouts: one line naming what is missing
     valid = Tokens.of(inputs, "tokens").split("valid")
     model_art, tokens_art = inputs["model"], inputs["tokens"]
@@ -69,10 +78,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     )
     ctx.log.info("heldout", windows=n_windows, **{k: round(v, 4) for k, v in heldout.items()})
 
-    from factory.tokens import (
-        load_tokenizer,  # imports torch, which loading a spec must not
-    )
-
     tokenizer = load_tokenizer(tokens_art.path)
     tasks = score_sets(model, tokenizer, config, device, ctx)
     metrics = dict(heldout) | errors
@@ -91,8 +96,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                 for k, v in ((f"decode_tokens_per_s@{c}", rate), (f"cache_mib@{c}", size / 2**20))}
     curves = {"this model": curve}
     if curve and config.throughput_baseline:
-        from factory.stages.evaluate.throughput import matched_transformer
-
         curves["transformer"] = baseline = _throughput(matched_transformer(model), config)
         metrics |= {k: v for c, (rate, size) in baseline.items()
                     for k, v in ((f"transformer_decode_tokens_per_s@{c}", rate), (f"transformer_cache_mib@{c}", size / 2**20))}
@@ -101,8 +104,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     check_gates(gates, metrics, _baseline_metrics(inputs))
 
     if curve:
-        from factory.stages.evaluate.throughput import plot, table
-
         plot(curves, output / "throughput.png")
         ctx.log_artifact(output / "throughput.png")
         (output / "throughput.md").write_text(table(curves))
@@ -124,24 +125,19 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "gates": config.gates,
     }
     (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = output / "eval_table.md"
-    table.write_text(_table(heldout, tasks, samples, _with_errors(model_art.uri, metrics)))
-    ctx.log_artifact(table)
+    eval_table = output / "eval_table.md"
+    eval_table.write_text(_table(heldout, tasks, samples, _with_errors(model_art.uri, metrics)))
+    ctx.log_artifact(eval_table)
     return metrics
 
 
 def _throughput(model, config: Config) -> dict[int, tuple[float, int]]:
     """{context: (decode tokens/s, cache bytes)} at each configured context."""
-    from factory.stages.evaluate.throughput import decode_at_context
-
     return {c: decode_at_context(model, c, config.throughput_batch, steps=4) for c in config.throughput_contexts}
 
 
 def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict[str, float]:
     """acc and acc_norm of each multiple-choice file, by log-likelihood."""
-    from factory.stages.evaluate.likelihood import score_multiple_choice
-    from factory.tasks.files import read_task_file
-
     metrics: dict[str, float] = {}
     for file in config.multiple_choice_files:
         read = read_task_file(Path(file))
@@ -157,10 +153,6 @@ def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict
 
 def _benchmarks(model_art: Artifact, tokens_art: Artifact, config: Config, ctx: StepContext):
     """Generate for and verify every configured benchmark; (metrics, per-item records)."""
-    from factory.stages.evaluate.benchmarks import run_benchmark
-    from factory.verify.math_answer import MathVerifier
-    from factory.verify.sandbox import SandboxConfig
-
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
     sandbox = SandboxConfig(isolation=config.sandbox_isolation, timeout_s=10, cpu_s=10, memory_mb=1024)

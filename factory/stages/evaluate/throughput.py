@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
+from transformers import AutoModelForCausalLM
 
 
 def cache_bytes(cache) -> int:
@@ -72,8 +74,6 @@ def matched_transformer(model: torch.nn.Module) -> torch.nn.Module:
     """A transformer of the same width and depth as hybrid `model`: every Mamba mixer layer becomes an attention
     layer (MLP and MoE layers stay), with random weights, since decode speed and cache size do not depend on
     them. Nemotron-H compares its hybrids with exactly this model."""
-    from transformers import AutoModelForCausalLM
-
     config = model.config.__class__.from_dict(model.config.to_dict())
     config.layers_block_type = ["full_attention" if t == "linear_attention" else t for t in model.config.layers_block_type]
     param = next(model.parameters())
@@ -92,13 +92,9 @@ def table(curves: dict[str, dict[int, tuple[float, int]]]) -> str:
 
 def plot(curve: dict[int, tuple[float, int]] | dict[str, dict[int, tuple[float, int]]], path: Path) -> None:
     """Tokens/s and cache MiB against context, one PNG; one line per model when given {name: curve}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     curves = curve if all(isinstance(v, dict) for v in curve.values()) else {"model": curve}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))  # no pyplot: no global figure state, no display
+    left, right = fig.subplots(1, 2)
     for name, points in curves.items():
         contexts = sorted(points)
         left.plot(contexts, [points[c][0] for c in contexts], marker="o", label=name)
@@ -109,4 +105,3 @@ def plot(curve: dict[int, tuple[float, int]] | dict[str, dict[int, tuple[float, 
         left.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import faiss
 import numpy as np
+from sklearn.cluster import AgglomerativeClustering
 
 from factory.errors import InputError
 from factory.tiers import N_TIERS
@@ -22,8 +24,6 @@ MIDDLE_TIER = (N_TIERS - 1) / 2  # what a document without `metadata.quality_tie
 
 def kmeans(vectors: np.ndarray, k: int, iterations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Spherical k-means (faiss) of unit vectors (n, d): the cluster of each vector (n,) int64 and the centroids (k, d)."""
-    import faiss
-
     n, d = vectors.shape
     if n < k:
         raise InputError(f"mix.clusters: {k} clusters for {n} documents; lower clusters or give more documents")
@@ -53,8 +53,6 @@ def merge(centroids: np.ndarray, kept: Sequence[int], n_super: int) -> dict[int,
     if n_super >= len(kept):
         groups = np.arange(len(kept))
     else:
-        from sklearn.cluster import AgglomerativeClustering
-
         groups = AgglomerativeClustering(n_clusters=n_super, metric="cosine", linkage="average").fit_predict(
             centroids[kept])
     order = {g: i for i, g in enumerate(dict.fromkeys(groups.tolist()))}  # first appearance, i.e. by smallest member

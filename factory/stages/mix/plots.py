@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = ["plot_predicted", "plot_weights"]
 
@@ -13,14 +14,10 @@ __all__ = ["plot_predicted", "plot_weights"]
 def plot_weights(path: Path, names: Sequence[str], proxies: np.ndarray, rounds: np.ndarray, prior: np.ndarray,
                  searched: np.ndarray) -> None:
     """Each dataset's weight: the prior, every round's proxies (mean and range) and the searched mixture."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = ["prior"] + [f"round {r}" for r in sorted(set(rounds.tolist()))] + ["searched"]
     rows = [prior] + [proxies[rounds == r].mean(axis=0) for r in sorted(set(rounds.tolist()))] + [searched]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) + 2), 4))
+    fig = Figure(figsize=(max(6, 1.2 * len(names) + 2), 4))  # no pyplot: no global figure state, no display
+    ax = fig.subplots()
     width = 0.8 / len(rows)
     x = np.arange(len(names))
     for i, (label, row) in enumerate(zip(labels, rows)):
@@ -31,17 +28,12 @@ def plot_weights(path: Path, names: Sequence[str], proxies: np.ndarray, rounds: 
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_predicted(path: Path, losses: np.ndarray, predicted: np.ndarray, rounds: np.ndarray, spearman: float) -> None:
     """Out-of-fold predicted against measured target loss, one point per proxy, coloured by round."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for r in sorted(set(rounds.tolist())):
         ax.scatter(losses[rounds == r], predicted[rounds == r], label=f"round {r}", s=18)
     lo, hi = float(min(losses.min(), predicted.min())), float(max(losses.max(), predicted.max()))
@@ -52,4 +44,3 @@ def plot_predicted(path: Path, losses: np.ndarray, predicted: np.ndarray, rounds
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

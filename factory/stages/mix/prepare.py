@@ -24,6 +24,7 @@ import numpy as np
 
 from factory.artifacts import Corpus
 from factory.documents import read_records
+from factory.embedding import embed
 from factory.errors import InputError
 from factory.stage import Artifact
 from factory.stages.mix.clusters import MIDDLE_TIER, cluster_tiers, kmeans, merge
@@ -78,8 +79,6 @@ class Prepared:
 
 def prepare(config: Config, inputs: Mapping[str, Artifact], folder: Path, log) -> Prepared:
     """Cluster, prune and merge the corpus; write every dataset's byte stream and the target's into `folder`."""
-    from factory.embedding import embed
-
     corpus = Corpus.of(inputs, "corpus")
     records = corpus_records(inputs, config)
     tiers = [_tier(r) for r in records]

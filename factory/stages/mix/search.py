@@ -20,7 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import lightgbm
 import numpy as np
+from scipy.stats import spearmanr
+from sklearn.model_selection import KFold
 
 from factory.stages.mix.config import Config
 
@@ -71,8 +74,6 @@ def capped(x: np.ndarray, caps: np.ndarray, *fills: np.ndarray) -> np.ndarray:
 
 def fit_predictor(x: np.ndarray, y: np.ndarray, config: Config):
     """A LightGBM regressor of target loss (N,) from mixture weights (N, D), sized for tens of points."""
-    import lightgbm
-
     model = lightgbm.LGBMRegressor(
         n_estimators=config.predictor_trees, learning_rate=0.05, num_leaves=7, min_child_samples=2, min_data_in_bin=1,
         subsample=1.0, colsample_bytree=1.0, reg_lambda=1e-3, random_state=config.seed, n_jobs=1, verbose=-1)
@@ -81,8 +82,6 @@ def fit_predictor(x: np.ndarray, y: np.ndarray, config: Config):
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, config: Config) -> np.ndarray:
     """Each proxy's loss predicted by a predictor that did not see it (k-fold, seeded): (N,)."""
-    from sklearn.model_selection import KFold
-
     pred = np.empty_like(y)
     folds = KFold(n_splits=min(config.predictor_folds, len(y)), shuffle=True, random_state=config.seed)
     for train, held in folds.split(x):
@@ -93,8 +92,6 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, config: Config) -> np.ndarray:
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation (scipy); NaN when either side is constant (e.g. a round whose picks all fall in
     the predictor's best leaf, so it predicts one value for all of them)."""
-    from scipy.stats import spearmanr
-
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b).statistic)

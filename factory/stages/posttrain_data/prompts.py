@@ -28,13 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import reasoning_gym
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from reasoning_gym.factory import DATASETS
 
 from factory.chat.records import Message, Prompt, VerifierName
 from factory.errors import InputError, SpecError
 from factory.jsonl import json_models
 from factory.stages.posttrain_data.config import Config, ProceduralSet, TaskSet
 from factory.stages.posttrain_data.templates import render
+from factory.tasks import builtin_task_path, read_task_file
 from factory.tasks.procedural import NUMERIC
 from factory.verify.choice import LETTERS
 
@@ -80,9 +83,6 @@ def _apart(name: str, source: str, train: list[Prompt], heldout: list[Prompt]) -
 # ------------------------------------------------------------------------------------------- reasoning-gym
 
 def _draw(spec: ProceduralSet, where: str, split: str, size: int, seed: int, params: dict[str, Any]) -> list[Prompt]:
-    import reasoning_gym
-    from reasoning_gym.factory import DATASETS
-
     if spec.generator not in DATASETS:
         close = [n for n in sorted(DATASETS) if spec.generator[:3] in n][:8]
         raise SpecError(f"{where}.generator: reasoning-gym has no generator {spec.generator!r}"
@@ -120,8 +120,6 @@ def _held_out(item_id: str, fraction: float) -> bool:
 
 
 def task_set(spec: TaskSet, where: str) -> PromptSet:
-    from factory.tasks import builtin_task_path, read_task_file
-
     try:
         path = builtin_task_path(spec.file)
     except SpecError as e:

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import sympy
+from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
 from factory.chat.records import Reasoning, assistant_content
 
 
@@ -129,8 +132,6 @@ def lcm(meta: dict[str, Any]) -> Trace:
 
 def legs(meta: dict[str, Any]) -> Trace:
     """Legs per kind of animal, with a running total."""
-    from reasoning_gym.arithmetic.leg_counting import ANIMALS
-
     steps, total = [], 0
     for animal, count in meta["animals"].items():
         per = ANIMALS[animal]
@@ -143,8 +144,6 @@ def legs(meta: dict[str, Any]) -> Trace:
 
 def linear_equation(meta: dict[str, Any]) -> Trace:
     """Move every term to one side, collect a*x + b = 0, then x = -b / a."""
-    import sympy
-
     var = sympy.Symbol(meta["variable"])
     lhs, rhs = (sympy.sympify(side, locals={meta["variable"]: var}) for side in meta["equation"].split("="))
     collected = sympy.expand(lhs - rhs)

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from factory.artifacts import Checkpoint
 from factory.chat.records import PROCEDURAL_TEACHER, Prompt, Reasoning, system_prompt
 from factory.errors import SpecError
 from factory.generate import GenerationParams, Generator
@@ -142,7 +143,6 @@ def make_teacher(config: Config, inputs: Mapping[str, Any], counts: Counter,
             if inputs.get("teacher") is None:
                 raise SpecError("posttrain_data.teacher.model_dir: set it to a model folder, or give the step a "
                                 "'teacher' input (a checkpoint)")
-            from factory.artifacts import Checkpoint
 
             model_dir = Checkpoint.of(inputs, "teacher").model_dir
             # named by its place in the store (STEP/FINGERPRINT), which the lineage and the model card can follow

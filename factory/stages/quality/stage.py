@@ -25,7 +25,14 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+from matplotlib.figure import Figure
+from threadpoolctl import threadpool_limits
+
+from factory.curate.math.classifier import FOLDER, train_math_classifier
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, train_ensemble
+from factory.curate.quality.junk import synthesize_junk
+from factory.curate.quality.reference import read_reference_texts, stdlib_docstrings
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
 from factory.stages.quality.config import MIN_REFERENCE_DOCS, Config
@@ -33,8 +40,6 @@ from factory.stages.quality.config import MIN_REFERENCE_DOCS, Config
 
 def reference_texts(config: Config) -> list[str]:
     """The positive documents: `reference` files first, then stdlib docstrings, at most `max_reference_docs`."""
-    from factory.curate.quality.reference import read_reference_texts, stdlib_docstrings
-
     try:
         positives = read_reference_texts(config.reference)
     except InputError as e:
@@ -51,14 +56,9 @@ def reference_texts(config: Config) -> list[str]:
 
 def plot_heldout_tiers(metrics: Mapping[str, float], path: Path) -> None:
     """Grouped bars: held-out reference (positive) and junk (negative) documents per quality tier."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     x = np.arange(N_TIERS)
-    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    fig = Figure(figsize=(6.5, 3.5))  # no pyplot: no global figure state, no display
+    ax = fig.subplots()
     for offset, label, name, color in ((-0.2, "positives", "reference", "#4c72b0"), (0.2, "negatives", "junk", "#dd8452")):
         counts = [metrics[f"tier{t}_{label}"] for t in range(N_TIERS)]
         ax.bar(x + offset, counts, width=0.4, label=f"{name} (held out)", color=color)
@@ -68,15 +68,10 @@ def plot_heldout_tiers(metrics: Mapping[str, float], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: same counts, same bytes
-    plt.close(fig)
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Train the ensemble into `output` (ensemble.json + <classifier>.skops) and return held-out metrics."""
-    from threadpoolctl import threadpool_limits
-
-    from factory.curate.quality.junk import synthesize_junk
-
     positives = reference_texts(config)
     negatives = synthesize_junk(len(positives), positives, seed=config.train.seed)
     sources = [*config.reference, *([f"python-stdlib-docstrings:{sys.version_info.major}.{sys.version_info.minor}"]
@@ -91,8 +86,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     with threadpool_limits(limits=config.threads, user_api="openmp"):
         metrics = train_ensemble(config.train, positives, negatives, output)
         if config.math.enabled:
-            from factory.curate.math.classifier import FOLDER, train_math_classifier
-
             metrics |= train_math_classifier(config.math, output / FOLDER)
     metrics = {"reference_docs": float(len(positives)), "junk_docs": float(len(negatives)), **metrics}
     plot_heldout_tiers(metrics, output / "tiers.png")

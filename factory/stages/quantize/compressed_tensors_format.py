@@ -26,6 +26,13 @@ import shutil
 from pathlib import Path
 
 import torch
+from compressed_tensors.compressors import ModelCompressor
+from compressed_tensors.quantization import (
+    QuantizationConfig,
+    QuantizationStatus,
+    apply_quantization_config,
+    preset_name_to_scheme,
+)
 from torch import nn
 
 # The library's preset scheme and on-disk format per factory format.
@@ -36,14 +43,6 @@ def write_compressed_tensors(model: nn.Module, folder: Path, formats: dict[str, 
                              tokenizer_from: Path | None = None) -> None:
     """Write `model` with the quantized linears of `formats` (one format, fp8 or nvfp4; the rest bf16) as a
     compressed-tensors checkpoint into `folder` (new), with the scales of `exported` (ModelOpt's tensors)."""
-    from compressed_tensors.compressors import ModelCompressor
-    from compressed_tensors.quantization import (
-        QuantizationConfig,
-        QuantizationStatus,
-        apply_quantization_config,
-        preset_name_to_scheme,
-    )
-
     used = {f for f in formats.values() if f != "bf16"}
     if len(used) != 1 or not used <= set(SCHEME):
         raise ValueError(f"a compressed-tensors export holds one format (fp8 or nvfp4) besides bf16, got {sorted(used)}")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from factory.stage import StageConfig
+from factory.tasks.sets import builtin_sets
 
 Variant = Literal["fp8", "nvfp4", "mixed"]
 
@@ -41,8 +42,6 @@ class Config(StageConfig):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, tasks: list[str]) -> list[str]:
-        from factory.tasks.sets import builtin_sets
-
         unknown = [t for t in tasks if t not in builtin_sets()]
         if unknown:
             raise ValueError(f"unknown built-in sets {unknown}; built-in sets: {builtin_sets()}")

@@ -20,13 +20,17 @@ scales: what the engine computes, emulated on CPU, so gates measure the exported
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import NemotronHConfig, NemotronHForCausalLM
 
 from factory.precision.fp8 import fp8_quantize
 from factory.precision.nvfp4 import BLOCK
+from factory.stages.quantize.ptq import FakeQuantInput, dequantize_weight
 
 ALGO = {"fp8": "FP8", "nvfp4": "NVFP4"}
 PRODUCER = {"name": "modelopt", "version": "0.47.0"}  # the Model Optimizer release whose format this follows
@@ -62,10 +66,6 @@ def quant_config(formats: dict[str, str], all_linears: list[str], kv_fp8: bool) 
 def write_modelopt(model: nn.Module, folder: Path, formats: dict[str, str], exported: dict[str, dict[str, torch.Tensor]],
                    kv_scales: dict[str, torch.Tensor], tokenizer_from: Path | None = None) -> None:
     """Write `model` (fp32/bf16 NemotronH) as a ModelOpt HF checkpoint into `folder` (created; must not exist)."""
-    import shutil
-
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True)
     state = {}
@@ -102,11 +102,6 @@ def write_modelopt(model: nn.Module, folder: Path, formats: dict[str, str], expo
 
 def load_modelopt(folder: Path) -> nn.Module:
     """An fp32 NemotronHForCausalLM that computes what the ModelOpt checkpoint in `folder` computes (emulated)."""
-    from safetensors.torch import load_file
-    from transformers import NemotronHConfig, NemotronHForCausalLM
-
-    from factory.stages.quantize.ptq import FakeQuantInput, dequantize_weight
-
     folder = Path(folder)
     raw = json.loads((folder / "config.json").read_text())
     raw.pop("quantization_config", None)

@@ -20,6 +20,7 @@ is NVFP4) and picks per unit NVFP4 / FP8 / BF16 under the effective-bits budget.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from factory.model.checkpoints import lm_loss
 from factory.precision.fp8 import FP8_MAX, finite_amax, fp8_quantize
 from factory.precision.nvfp4 import BLOCK, E2M1_MAX, NVFP4Tensor, nvfp4_dequantize, nvfp4_quantize
 
@@ -165,10 +167,6 @@ def apply_fake_quant(model: nn.Module, formats: dict[str, str], exported: dict[s
 
 def sensitivities(model: nn.Module, windows: torch.Tensor, units: list[list[str]], calibration: Calibration, fmt: str = "nvfp4") -> dict[int, float]:
     """Calibration-loss increase when unit i alone is in `fmt` (weights and inputs), per unit index."""
-    import copy
-
-    from factory.model.checkpoints import lm_loss
-
     base = lm_loss(model, windows)
     out = {}
     for i, unit in enumerate(units):

@@ -33,9 +33,22 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM
+
+from factory.artifacts import Checkpoint, Tokens
 from factory.errors import UserError
+from factory.model.checkpoints import check_calibration, lm_loss, load_model
+from factory.precision.nvfp4 import BLOCK
 from factory.stage import Artifact, StepContext
+from factory.stages.quantize import ptq
+from factory.stages.quantize.compressed_tensors_format import (
+    write_compressed_tensors,
+)
 from factory.stages.quantize.config import Config
+from factory.stages.quantize.modelopt_format import load_modelopt, write_modelopt
+from factory.tasks.scoring import score_set
+from factory.tasks.sets import builtin_path, read_set
 
 
 class GateError(UserError):
@@ -60,17 +73,6 @@ def nemotron_exclusions(layer_types: list[str]) -> list[str]:
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Quantize the "model" input into each variant; write the variants and quantize.json into `output`."""
-    import torch
-
-    from factory.artifacts import Checkpoint, Tokens
-    from factory.model.checkpoints import check_calibration, lm_loss, load_model
-    from factory.precision.nvfp4 import BLOCK
-    from factory.stages.quantize import ptq
-    from factory.stages.quantize.compressed_tensors_format import (
-        write_compressed_tensors,
-    )
-    from factory.stages.quantize.modelopt_format import load_modelopt, write_modelopt
-
     output = Path(output)
     source = Checkpoint.of(inputs, "model").model_dir
     tokens = Tokens.of(inputs, "tokens")
@@ -123,8 +125,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                   "kept_bf16": [n for n in all_linears if formats.get(n, "bf16") == "bf16"]}
         loaded = {variant: ("modelopt", load_modelopt(folder))}  # read back from the exported files
         if variant in ("fp8", "nvfp4") and config.compressed_tensors:
-            from transformers import AutoModelForCausalLM
-
             ct = staging / f"{variant}-compressed-tensors"
             write_compressed_tensors(model, ct, formats, exported, tokenizer_from=source)
             # as a laptop user loads it: stock transformers, the config's dtype (BF16)
@@ -154,8 +154,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 
 def _task_sets(config: Config) -> dict[str, list]:
     """The cloze sets to score, by name: built-in `tasks`, then `task_files` (named by file stem)."""
-    from factory.tasks.sets import builtin_path, read_set
-
     sets = {name: read_set(builtin_path(name)) for name in config.tasks}
     for file in config.task_files:
         path = Path(file)
@@ -166,10 +164,6 @@ def _task_sets(config: Config) -> dict[str, list]:
 
 
 def _score_tasks(model, tokenizer, task_sets: dict[str, list], config: Config) -> dict:
-    import torch
-
-    from factory.tasks.scoring import score_set
-
     return {name: score_set(model, tokenizer, items, config.task_seq_len, 8, torch.device("cpu")) for name, items in task_sets.items()}
 
 
@@ -180,8 +174,6 @@ def _task_entry(score) -> dict[str, float]:
 def _measure(key: str, net, evalw, tokenizer, task_sets, base_ppl: float, base_tasks: dict, config: Config, variant: str,
              ctx: StepContext) -> tuple[dict, list[str]]:
     """Perplexity and task accuracy of one variant loaded from disk, against BF16; the report entry and gate failures."""
-    from factory.model.checkpoints import lm_loss
-
     ppl = math.exp(lm_loss(net, evalw))
     gap = ppl / base_ppl - 1
     gate = config.max_ppl_increase[variant]

@@ -8,8 +8,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from transformers import GenerationConfig
+
+from factory.chat.template import IM_END
 from factory.errors import InputError
 from factory.stages.release.config import Config
+from factory.tokens import (
+    load_tokenizer,  # imports torch, which loading a spec must not
+)
 
 __all__ = ["copy_tokenizer", "copy_weights", "write_generation_config", "write_model_config"]
 
@@ -30,10 +36,6 @@ def copy_weights(model_dir: Path, output: Path) -> int:
 def copy_tokenizer(tokens_dir: Path, output: Path) -> Any:
     """Copy the tokens artifact's tokenizer files to the folder's root (where AutoTokenizer looks); return the
     loaded tokenizer."""
-    from factory.tokens import (
-        load_tokenizer,  # imports torch, which loading a spec must not
-    )
-
     tokenizer = load_tokenizer(tokens_dir)
     tokenizer_dir = Path(tokens_dir) / "tokenizer"
     if tokenizer.eos_token_id is None:
@@ -62,8 +64,6 @@ def write_model_config(model_dir: Path, output: Path, tokenizer: Any) -> dict[st
 
 def write_generation_config(output: Path, tokenizer: Any, config: Config) -> None:
     """generation_config.json: the tokenizer's special ids and the configured sampling defaults."""
-    from transformers import GenerationConfig
-
     ids = _special_ids(tokenizer)
     GenerationConfig(
         **{**ids, "eos_token_id": _stop_ids(tokenizer, ids["eos_token_id"])},
@@ -77,8 +77,6 @@ def write_generation_config(output: Path, tokenizer: Any, config: Config) -> Non
 def _stop_ids(tokenizer: Any, eos: int) -> int | list[int]:
     """The ids generation stops at: EOS, and with a chat template also the end-of-turn marker the template
     closes every assistant turn with (`<|im_end|>`), so a chat reply ends where its turn does."""
-    from factory.chat.template import IM_END
-
     end_of_turn = tokenizer.convert_tokens_to_ids(IM_END) if tokenizer.chat_template else None
     if end_of_turn is None or end_of_turn == tokenizer.unk_token_id or end_of_turn == eos:
         return eos

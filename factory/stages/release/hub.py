@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from huggingface_hub import HfApi
+
 from factory.stage import StepContext
 from factory.stages.release.config import Config
 
@@ -20,7 +22,6 @@ def push_to_hub(folder: Path, config: Config, ctx: StepContext) -> bool:
     if not token:
         ctx.log.warning("push_skipped", reason="HF_TOKEN is not set", repo_id=config.repo_id)
         return False
-    from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     api.create_repo(config.repo_id, repo_type="model", private=config.private, exist_ok=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from factory.lineage import walk
 from factory.stage import Artifact
 from factory.stages.release.config import Config
 from factory.tasks.table import format_metric, task_table
@@ -186,8 +187,6 @@ def _chat_section(config: Config, post_trained: bool) -> list[str]:
 def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:
     """Each artifact, then all its ancestors (from the manifests' `lineage`), nearest first, once each:
     `factory.lineage.walk`, with an artifact's local folder as its uri when its manifest names none."""
-    from factory.lineage import walk
-
     return walk([{"stage": "?", "kind": "?", **a.manifest, "uri": a.manifest.get("uri", str(a.path)),
                   "fingerprint": a.manifest.get("fingerprint", "")} for a in artifacts], direct_first=True)
 

@@ -2,12 +2,83 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory.chat.records import VerifierName
+from factory.generate.settings import GeneratorSettings
 from factory.stages.rl.rewards import RewardConfig
-from factory.stages.rl.rollout import RolloutConfig
 from factory.train.config import Loop, Precision, with_defaults
+
+
+class LengthStage(BaseModel):
+    """One stage of the response-length schedule (AceReason grows it: 8k, 16k, 24k, 32k tokens)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    until_fraction: float = Field(gt=0, le=1, description="This stage ends after this fraction of the run's steps.")
+    max_new_tokens: int = Field(gt=0, description="Most tokens a completion may have during this stage.")
+
+
+class RolloutConfig(BaseModel):
+    """How rollouts are sampled, filtered and tempered."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group_size: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
+    length_schedule: list[LengthStage] = Field(
+        default_factory=lambda: [LengthStage(until_fraction=1.0, max_new_tokens=256)],
+        description="Growing maximum response length: stages in order, the last ending at 1.0.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the first rollout.")
+    target_entropy: float | None = Field(0.3, gt=0, description="Entropy of the tempered distribution the temperature "
+                                                                "controller holds (AceReason 1.1 uses 0.3); None: fixed temperature.")
+    temperature_rate: float = Field(0.1, ge=0, description="Controller gain: log-temperature change per unit of relative entropy error.")
+    temperature_range: tuple[float, float] = Field((0.6, 1.5), description="Bounds the controller keeps the temperature in.")
+    dynamic_sampling: bool = Field(True, description="Drop groups whose rewards are all equal and sample more prompts (DAPO).")
+    max_sampling_rounds: int = Field(4, ge=1, description="Most sampling rounds to fill one rollout batch with informative groups.")
+    filter_overlong: bool = Field(True, description="Truncated completions take no loss (DAPO's overlong filtering).")
+    scale_advantages: bool = Field(True, description="Divide advantages by the group's std (False: Dr. GRPO's unscaled form).")
+    reasoning: Literal["on", "off", "both"] = Field(
+        "on", description="System prompt of RL prompts: detailed thinking on, off, or both (alternating draw by draw).")
+    switch_format: bool = Field(True, description="A reply that breaks the reasoning switch (no <think> block under "
+                                                  "'on', one under 'off') scores 0; tool prompts keep Tool-N1's format.")
+    generator: GeneratorSettings = Field(
+        default_factory=GeneratorSettings, description="Who samples: 'transformers', the policy being trained, in this "
+        "process; 'openai': an OpenAI-compatible server (base_url, model) that loads each published policy.")
+    reload_url: str | None = Field(None, description="openai: POSTed {model_dir, step} after each publish; None: no reload "
+                                                     "(the server must then see the policy folder some other way).")
+    publish_dir: str | None = Field(None, description="openai: where the policy folder is written (a path the server can "
+                                                      "read); None: `policy/` in the step's output folder.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "endpoint" in data:
+            raise ValueError("endpoint: rollouts from a server are set in rollout.generator now ({kind: openai, base_url, "
+                             "model, max_concurrency, timeout_s}), with rollout.reload_url and rollout.publish_dir")
+        return data
+
+    @model_validator(mode="after")
+    def _checked(self) -> RolloutConfig:
+        if self.generator.kind == "transformers":
+            stray = sorted({"model_dir", "dtype", "device", "batch_size"} & self.generator.changed())
+            stray = [f"generator.{f}" for f in stray] + [f for f in ("reload_url", "publish_dir") if getattr(self, f)]
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: the local sampler is the policy being trained, one group per "
+                                 "batch; these apply to generator kind 'openai' only (or not at all)")
+        ends = [s.until_fraction for s in self.length_schedule]
+        if not ends or ends != sorted(set(ends)) or ends[-1] != 1.0:
+            raise ValueError(f"length_schedule: until_fraction must increase strictly and end at 1.0, got {ends}")
+        low, high = self.temperature_range
+        if not 0 < low <= self.temperature <= high:
+            raise ValueError(f"temperature {self.temperature} must lie in temperature_range {self.temperature_range}")
+        return self
+
+    def max_new_tokens(self, fraction: float) -> int:
+        """The length limit at `fraction` of the run's steps."""
+        return next((s.max_new_tokens for s in self.length_schedule if fraction < s.until_fraction),
+                    self.length_schedule[-1].max_new_tokens)
 
 
 class Config(with_defaults(Loop, steps=20, lr=1e-4, warmup_steps=0, decay_fraction=0.0, weight_decay=0.0,

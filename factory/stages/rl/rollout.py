@@ -34,9 +34,9 @@ Two samplers, one interface (`sample(chats, group_size, max_new_tokens, temperat
    collapsing) heats sampling up; too much cools it down. A proportional controller on log T: simple, and
    bounded, so one odd batch cannot swing sampling.
 
-Torch is imported inside the functions that use it: the rl stage's Config nests `RolloutConfig`, and
-loading a spec must stay light. All of its state (generator, prompt cursor, temperature, the current rollout batch) is in `state_dict()`,
-which the trainer checkpoints, so a resumed run draws the same rollouts.
+Its settings (`RolloutConfig`) are in the stage's config, which loading a spec imports. All of its state
+(generator, prompt cursor, temperature, the current rollout batch) is in `state_dict()`, which the trainer
+checkpoints, so a resumed run draws the same rollouts.
 """
 
 from __future__ import annotations
@@ -47,92 +47,25 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import httpx
+import torch
 
 from factory.chat.records import Prompt
 from factory.chat.template import IM_END, render_prompt
 from factory.errors import ServiceError
+from factory.generate import GenerationParams
 from factory.generate.settings import GeneratorSettings
 from factory.logs import get_logger
+from factory.model.checkpoints import save_model
+from factory.stages.rl.config import RolloutConfig
+from factory.train.objectives.grpo import group_advantages, k3_kl, token_logprobs
 
-if TYPE_CHECKING:
-    import torch
-
-__all__ = ["EndpointSampler", "LengthStage", "LocalSampler", "PolicyPublisher", "RolloutBatches",
-           "RolloutConfig", "RolloutStats", "Sample", "next_temperature"]
+__all__ = ["EndpointSampler", "LocalSampler", "PolicyPublisher", "RolloutBatches", "RolloutStats", "Sample",
+           "next_temperature"]
 
 log = get_logger("factory.stages.rl.rollout")
-
-
-class LengthStage(BaseModel):
-    """One stage of the response-length schedule (AceReason grows it: 8k, 16k, 24k, 32k tokens)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    until_fraction: float = Field(gt=0, le=1, description="This stage ends after this fraction of the run's steps.")
-    max_new_tokens: int = Field(gt=0, description="Most tokens a completion may have during this stage.")
-
-
-class RolloutConfig(BaseModel):
-    """How rollouts are sampled, filtered and tempered."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    group_size: int = Field(8, ge=2, description="Completions sampled per prompt (G).")
-    length_schedule: list[LengthStage] = Field(
-        default_factory=lambda: [LengthStage(until_fraction=1.0, max_new_tokens=256)],
-        description="Growing maximum response length: stages in order, the last ending at 1.0.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the first rollout.")
-    target_entropy: float | None = Field(0.3, gt=0, description="Entropy of the tempered distribution the temperature "
-                                                                "controller holds (AceReason 1.1 uses 0.3); None: fixed temperature.")
-    temperature_rate: float = Field(0.1, ge=0, description="Controller gain: log-temperature change per unit of relative entropy error.")
-    temperature_range: tuple[float, float] = Field((0.6, 1.5), description="Bounds the controller keeps the temperature in.")
-    dynamic_sampling: bool = Field(True, description="Drop groups whose rewards are all equal and sample more prompts (DAPO).")
-    max_sampling_rounds: int = Field(4, ge=1, description="Most sampling rounds to fill one rollout batch with informative groups.")
-    filter_overlong: bool = Field(True, description="Truncated completions take no loss (DAPO's overlong filtering).")
-    scale_advantages: bool = Field(True, description="Divide advantages by the group's std (False: Dr. GRPO's unscaled form).")
-    reasoning: Literal["on", "off", "both"] = Field(
-        "on", description="System prompt of RL prompts: detailed thinking on, off, or both (alternating draw by draw).")
-    switch_format: bool = Field(True, description="A reply that breaks the reasoning switch (no <think> block under "
-                                                  "'on', one under 'off') scores 0; tool prompts keep Tool-N1's format.")
-    generator: GeneratorSettings = Field(
-        default_factory=GeneratorSettings, description="Who samples: 'transformers', the policy being trained, in this "
-        "process; 'openai': an OpenAI-compatible server (base_url, model) that loads each published policy.")
-    reload_url: str | None = Field(None, description="openai: POSTed {model_dir, step} after each publish; None: no reload "
-                                                     "(the server must then see the policy folder some other way).")
-    publish_dir: str | None = Field(None, description="openai: where the policy folder is written (a path the server can "
-                                                      "read); None: `policy/` in the step's output folder.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _endpoint_moved(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "endpoint" in data:
-            raise ValueError("endpoint: rollouts from a server are set in rollout.generator now ({kind: openai, base_url, "
-                             "model, max_concurrency, timeout_s}), with rollout.reload_url and rollout.publish_dir")
-        return data
-
-    @model_validator(mode="after")
-    def _checked(self) -> RolloutConfig:
-        if self.generator.kind == "transformers":
-            stray = sorted({"model_dir", "dtype", "device", "batch_size"} & self.generator.changed())
-            stray = [f"generator.{f}" for f in stray] + [f for f in ("reload_url", "publish_dir") if getattr(self, f)]
-            if stray:
-                raise ValueError(f"{', '.join(stray)}: the local sampler is the policy being trained, one group per "
-                                 "batch; these apply to generator kind 'openai' only (or not at all)")
-        ends = [s.until_fraction for s in self.length_schedule]
-        if not ends or ends != sorted(set(ends)) or ends[-1] != 1.0:
-            raise ValueError(f"length_schedule: until_fraction must increase strictly and end at 1.0, got {ends}")
-        low, high = self.temperature_range
-        if not 0 < low <= self.temperature <= high:
-            raise ValueError(f"temperature {self.temperature} must lie in temperature_range {self.temperature_range}")
-        return self
-
-    def max_new_tokens(self, fraction: float) -> int:
-        """The length limit at `fraction` of the run's steps."""
-        return next((s.max_new_tokens for s in self.length_schedule if fraction < s.until_fraction),
-                    self.length_schedule[-1].max_new_tokens)
 
 
 def next_temperature(temperature: float, entropy: float, config: RolloutConfig) -> float:
@@ -165,8 +98,6 @@ class LocalSampler:
 
     def sample(self, chats: Sequence[list[dict]], group_size: int, max_new_tokens: int, temperature: float,
                generator: torch.Generator) -> list[list[Sample]]:
-        import torch
-
         groups = []
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         for chat in chats:
@@ -198,10 +129,6 @@ class EndpointSampler:
 
     def sample(self, chats: Sequence[list[dict]], group_size: int, max_new_tokens: int, temperature: float,
                generator: torch.Generator) -> list[list[Sample]]:
-        import torch
-
-        from factory.generate import GenerationParams
-
         prompts = [render_prompt(self.tokenizer, chat) for chat in chats]
         columns = []
         for _ in range(group_size):  # one request per sample, each with its own seed
@@ -227,10 +154,6 @@ class PolicyPublisher:
         self.published: list[int] = []
 
     def publish(self, model: torch.nn.Module, step: int) -> None:
-        import httpx
-
-        from factory.model.checkpoints import save_model
-
         save_model(model, self.folder, tokenizer_from=self.tokenizer_from)  # atomic: a rename into place
         self.published.append(step)
         if self.reload_url is None:
@@ -285,7 +208,6 @@ class RolloutBatches:
         self.samples_per_rollout, self.steps_per_rollout, self.total_steps = samples_per_rollout, steps_per_rollout, total_steps
         self.seed, self.pad_id, self.reference, self.old_logprobs = seed, pad_id, reference, old_logprobs
         self.publisher, self.forward_batch = publisher, forward_batch
-        import torch
 
         self.generator = torch.Generator().manual_seed(seed)
         self.cursor = 0  # prompts drawn so far, over all epochs
@@ -308,8 +230,6 @@ class RolloutBatches:
     def _next_prompts(self, n: int) -> list[tuple[int, str]]:
         """The next `n` (prompt index, reasoning mode) draws: a fresh seeded permutation per epoch; with
         reasoning "both" the mode alternates draw by draw, so every prompt meets both modes over epochs."""
-        import torch
-
         out = []
         for _ in range(n):
             epoch, k = divmod(self.cursor, len(self.prompts))
@@ -320,10 +240,6 @@ class RolloutBatches:
         return out
 
     def _build(self, index: int) -> None:
-        import torch
-
-        from factory.train.objectives.grpo import group_advantages, k3_kl
-
         cfg, G = self.config, self.config.group_size
         fraction = index * self.steps_per_rollout / self.total_steps
         max_new = cfg.max_new_tokens(fraction)
@@ -409,10 +325,6 @@ class RolloutBatches:
     def _forward(self, model: torch.nn.Module, ids: torch.Tensor, temps: torch.Tensor,
                  with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) log-probabilities and entropies of `model` on a rollout, `forward_batch` rows at a time."""
-        import torch
-
-        from factory.train.objectives.grpo import token_logprobs
-
         logps, entropies = [], []
         for start in range(0, ids.shape[0], self.forward_batch):
             with torch.no_grad():

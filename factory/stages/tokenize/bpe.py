@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
 
 from factory.logs import progress
 from factory.stages.tokenize.config import Config
@@ -56,8 +57,6 @@ def train_bpe(texts: Iterator[str], n_texts: int, config: Config) -> Tokenizer:
 
 def as_transformers(backend: Tokenizer, config: Config):
     """The backend as a transformers tokenizer with its special tokens named."""
-    from transformers import PreTrainedTokenizerFast
-
     named = {config.bos_token, config.eos_token, config.pad_token, config.unk_token}
     extra = [t for t in config.extra_special_tokens if t not in named]
     return PreTrainedTokenizerFast(

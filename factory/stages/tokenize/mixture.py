@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from factory.errors import InputError
 from factory.stages.tokenize.split import usable_records
+from factory.tokens import write_indexed
 from factory.train.config import Blend
 
 __all__ = ["BLEND_FILE", "read_blend", "write_mixture"]
@@ -44,8 +45,6 @@ def write_mixture(corpus_dir: Path, files: list[Path], is_valid: Callable[[str],
 
     `encode_texts(texts, desc)` turns texts into token-id documents (EOS appended).
     """
-    from factory.tokens import write_indexed
-
     path = Path(corpus_dir) / BLEND_FILE
     if not path.is_file():
         return None

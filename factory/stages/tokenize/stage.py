@@ -17,6 +17,9 @@ from factory.stages.tokenize.bpe import as_transformers, encode, train_bpe
 from factory.stages.tokenize.config import Config
 from factory.stages.tokenize.mixture import write_mixture
 from factory.stages.tokenize.split import corpus_texts, survey_corpus, usable_records
+from factory.tokens import (
+    write_indexed,  # megatron-core: imported only when token data is written
+)
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
@@ -50,10 +53,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     vocab_size = len(tokenizer)
     if vocab_size != config.vocab_size:
         ctx.log.warning("vocab_smaller_than_configured", configured=config.vocab_size, trained=vocab_size)
-
-    from factory.tokens import (
-        write_indexed,  # megatron-core: imported only when token data is written
-    )
 
     # Passes 3-4: encode each split. Special-token strings inside web text stay plain text, so a page
     # that contains "<|endoftext|>" cannot forge a document boundary.
@@ -109,7 +108,6 @@ def _write_synthetic(artifact: Artifact | None, is_valid, backend: Tokenizer, eo
     """Encode the synthetic documents into `synthetic.bin/.idx`, leaving out those written from held-out documents."""
     if artifact is None:
         return None
-    from factory.tokens import write_indexed
 
     files = Corpus(Path(artifact.path), "synthetic").checked().files()
     skipped: Counter = Counter()

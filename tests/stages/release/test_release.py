@@ -171,9 +171,7 @@ def test_push_skips_without_token_and_uploads_with_one(upstream, tmp_path, monke
         def upload_folder(self, folder_path, repo_id, **kwargs):
             calls.append(("upload_folder", repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
 
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr("factory.stages.release.hub.HfApi", FakeApi)
     config = Config(push=True, repo_id="me/tiny")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert _release(upstream, tmp_path / "a", config)["pushed"] == 0.0
