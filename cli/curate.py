@@ -16,6 +16,7 @@ renamed into place, so an interrupted run leaves nothing half-written.
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -25,7 +26,10 @@ from factory.errors import InputError, SpecError
 from factory.kinds import KINDS
 from factory.logs import get_logger
 from factory.manifest import build_manifest
+from factory.sources import source_digests
+from factory.spec import Spec, load_spec
 from factory.stage import Artifact, StepContext
+from factory.steps import Executor, code_version, fingerprint_of
 from factory.store import MANIFEST, LocalStore, write_json_atomic
 
 log = get_logger("cli.curate")
@@ -38,8 +42,6 @@ def _config(inputs: list[str], spec_path: Path | None) -> tuple[Any, dict[str, A
     sources = [str(Path(p).expanduser().resolve()) for p in inputs]
     if spec_path is None:
         return CURATE.config(sources=sources), {}
-    from factory.spec import Spec, load_spec
-    from factory.steps import Executor
 
     spec = load_spec(spec_path).resolved(Path(spec_path).resolve().parent)
     steps = [n for n in spec.enabled() if spec.kind_of(n) == "curate"]
@@ -72,8 +74,6 @@ def _check_out(out: Path) -> bool:
         return False
     manifest = out / MANIFEST
     if manifest.is_file():
-        import json
-
         try:
             previous = json.loads(manifest.read_text())
         except ValueError:
@@ -85,9 +85,6 @@ def _check_out(out: Path) -> bool:
 
 def curate_files(inputs: list[str], out: Path, spec_path: Path | None = None) -> dict[str, Any]:
     """Curate `inputs` (files or folders) into `out`; returns the manifest written to `out/manifest.json`."""
-    from factory.sources import source_digests
-    from factory.steps import code_version, fingerprint_of
-
     if not inputs:
         raise InputError("give at least one input file or folder to curate")
     out = Path(out).expanduser().resolve()

@@ -22,8 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kfp import local
+
 from factory.errors import UserError
 from factory.logs import get_logger
+from pipelines.end_to_end import build_pipeline
 
 log = get_logger("cli.local_run")
 
@@ -116,10 +119,6 @@ def run_pipeline_locally(spec, work_dir: Path, plan_json: str = "", published: M
 
     With `published` (manifests by step name) only the other steps run, as their own sub-DAG fed the
     published artifacts by importers (no subprocess for those), under the parent run tagged `job_id`."""
-    from kfp import local
-
-    from pipelines.end_to_end import build_pipeline
-
     logs = work_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"run-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}.log"

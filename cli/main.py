@@ -12,20 +12,26 @@
 
 Every mistake a user can make (bad spec field, missing input, unreachable service) prints one message
 and exits with code 2. Cluster jobs run it as `python -m cli step ...` (`factory.launch`).
+
+Each command imports the library it drives inside its function: the spec and the executor take about 2 s to
+import, kfp and the pipelines 3 s more, and `factory --help`, `status`, `sandbox` and `verify` need none of it.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 
 from cli.verify import sandbox_app, verify_app
 from factory.errors import UserError
+from factory.logs import configure
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nemotron-style model factory: raw web pages in, a Hugging Face model out.")
 
@@ -39,7 +45,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _load(spec_path: Path, resolve: bool = True):
-    from factory.endpoints import with_cluster_defaults
+    from factory.endpoints import with_cluster_defaults  # the spec: see the module docstring
     from factory.spec import load_spec
 
     spec = with_cluster_defaults(load_spec(spec_path))  # endpoints the spec leaves out: the chart's ConfigMap
@@ -53,7 +59,7 @@ def curate(
     spec_path: Optional[Path] = typer.Option(None, "--spec", help="Take the curate settings from this spec"),
 ) -> None:
     """Run the curate stage alone on files or folders (the same code as the pipeline's curate step)."""
-    from cli.curate import curate_files
+    from cli.curate import curate_files  # the curate stage and the executor: see the module docstring
 
     manifest = curate_files(inputs, out, spec_path)
     metrics = manifest.get("metrics", {})
@@ -63,7 +69,7 @@ def curate(
 @app.command()
 def explain(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML file")) -> None:
     """Print, per step, whether it will be reused or rerun and why."""
-    from factory.steps import Executor
+    from factory.steps import Executor  # see the module docstring
 
     executor = Executor(_load(spec_path))
     for e in executor.explain():
@@ -81,7 +87,7 @@ def plan(
     price: float = typer.Option(2.5, "--price", help="Price of one GPU-hour"),
 ) -> None:
     """What every step will cost before it runs: FLOPs, memory per GPU, time and money; logged to MLflow."""
-    from factory.cost import log_plan, plan_spec
+    from factory.cost import log_plan, plan_spec  # see the module docstring
 
     spec = _load(spec_path)
     report = plan_spec(spec, mfu=mfu, price_per_gpu_hour=price, context=context)
@@ -100,7 +106,7 @@ def step(
     parent_run_id: Optional[str] = typer.Option(None, "--parent-run-id", help="Log under this MLflow run (a pipeline's parent run)"),
 ) -> None:
     """Run one step in-process, building its missing inputs first."""
-    from factory.steps import Executor, dist_rank
+    from factory.steps import Executor, dist_rank  # see the module docstring
 
     spec = _load(spec_path)
     if name not in spec.enabled():
@@ -134,7 +140,7 @@ def compile_(
 
 
 def compile_pipeline(spec, output: Path) -> Path:
-    from kfp import compiler
+    from kfp import compiler  # kfp and the pipelines: see the module docstring
 
     from pipelines.end_to_end import build_pipeline
 
@@ -155,9 +161,9 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
     `WORK_DIR/logs/run-<time>.log`, and a failing step ends the command with one line naming the step, its
     error and that log (exit 1).
     """
-    from factory.cost.tracking import TAG_PLAN_RUN, log_plan
-    from factory.lineage import Lineage
     from cli.local_run import run_lock, run_pipeline_locally
+    from factory.cost.tracking import TAG_PLAN_RUN, log_plan  # see the module docstring
+    from factory.lineage import Lineage
     from factory.orchestrate import TAG_JOB, pipeline_run_name
     from factory.steps import Executor
 
@@ -165,7 +171,7 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
     report = _check_plan(spec, spec_path, force)
     lineage = Lineage(spec.tracking_uri(), spec.experiment())  # fails fast if the tracking store is unusable
     if spec.storage.root.startswith("s3://"):
-        from factory.store import S3Store
+        from factory.store import S3Store  # see the module docstring
 
         S3Store(spec.storage.root, spec.storage.endpoint_url, spec.storage.region).check()
     start = time.monotonic()
@@ -212,8 +218,6 @@ def submit(
     force: bool = typer.Option(False, "--force", help="Submit even when `factory plan` says a step does not fit"),
 ) -> None:
     """Compile the pipeline and submit it to a KFP server with kfp.Client."""
-    import tempfile
-
     spec = _load(spec_path, resolve=False)
     _check_plan(spec, spec_path, force)
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,7 +236,7 @@ def submit(
 def _check_plan(spec, spec_path: Path, force: bool):
     """Print `factory plan`'s summary line (to stderr: stdout stays the command's JSON) and stop before
     launch when a step cannot fit its devices, unless `--force`. Returns the plan (a `PlanReport`)."""
-    from factory.cost import plan_spec
+    from factory.cost import plan_spec  # see the module docstring
 
     report = plan_spec(spec)
     typer.echo(report.summary_line(), err=True)
@@ -242,7 +246,7 @@ def _check_plan(spec, spec_path: Path, force: bool):
 
 
 def _kfp_client(host: str, existing_token: str | None, namespace: str | None, ssl_ca_cert: Path | None):
-    import kfp
+    import kfp  # see the module docstring
 
     return kfp.Client(host=host, existing_token=existing_token, namespace=namespace, ssl_ca_cert=str(ssl_ca_cert) if ssl_ca_cert else None)
 
@@ -277,7 +281,7 @@ def lineage(
                                              "(default: FACTORY_S3_ENDPOINT_URL and FACTORY_S3_REGION, as the chart's ConfigMap sets)"),
 ) -> None:
     """Print the chain from an artifact (a release, say) back to its raw inputs."""
-    from factory.lineage import chain
+    from factory.lineage import chain  # see the module docstring
 
     manifest = _read_manifest(target, spec_path)
     for depth, entry in enumerate(chain(manifest)):
@@ -288,7 +292,7 @@ def lineage(
 
 
 def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
-    from factory.store import MANIFEST
+    from factory.store import MANIFEST  # see the module docstring
 
     if target.startswith("s3://"):
         from botocore.exceptions import BotoCoreError, ClientError
@@ -315,8 +319,6 @@ def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
 
 
 def main() -> None:
-    from factory.logs import configure
-
     configure()
     try:
         # Outside standalone mode click returns (not raises) the code of a typer.Exit.
@@ -328,7 +330,6 @@ def main() -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:  # click's usage errors
-        import click
 
         if isinstance(e, click.exceptions.ClickException):
             e.show()

@@ -29,6 +29,7 @@ def _read(path: Path) -> str:
 
 
 def _limits(timeout: float, memory: int, isolation: str):
+    # `factory` imports this module for every command: the verifiers load only for these commands
     from factory.verify.sandbox import SandboxConfig
 
     return SandboxConfig(timeout_s=timeout, cpu_s=max(1, int(timeout)), memory_mb=memory, isolation=isolation)
@@ -50,7 +51,7 @@ def sandbox_run(
     timeout: float = _TIMEOUT, memory: int = _MEMORY, isolation: str = _ISOLATION,
 ) -> None:
     """Run FILE in the sandbox and print its verdict (exit status, stdout, stderr, which limit was hit)."""
-    from factory.verify.sandbox import run_program
+    from factory.verify.sandbox import run_program  # see _limits
 
     verdict = run_program(_read(file), _limits(timeout, memory, isolation))
     _print(verdict.model_dump(), verdict.passed)
@@ -63,7 +64,7 @@ def verify_math(
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds before the check is killed and scored wrong"),
 ) -> None:
     """Check ANSWER against GOLD with math-verify (in a worker process with a hard timeout)."""
-    from factory.verify.math_answer import MathVerifier
+    from factory.verify.math_answer import MathVerifier  # see _limits
 
     with MathVerifier(workers=1, timeout_s=timeout) as verifier:
         verdict = verifier.check_many([(gold, answer)])[0]
@@ -77,7 +78,7 @@ def verify_code(
     timeout: float = _TIMEOUT, memory: int = _MEMORY, isolation: str = _ISOLATION,
 ) -> None:
     """Run SOLUTION then TESTS as one program in the sandbox; passed when it exits 0 within the limits."""
-    from factory.verify.sandbox import run_tests
+    from factory.verify.sandbox import run_tests  # see _limits
 
     verdict = run_tests(_read(solution), _read(tests), _limits(timeout, memory, isolation))
     _print(verdict.model_dump(), verdict.passed)
