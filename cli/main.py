@@ -161,8 +161,8 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
     `WORK_DIR/logs/run-<time>.log`, and a failing step ends the command with one line naming the step, its
     error and that log (exit 1).
     """
-    from cli.local_run import run_lock, run_pipeline_locally
-    from factory.cost.tracking import TAG_PLAN_RUN, log_plan  # see the module docstring
+    from cli.local_run import run_lock, run_pipeline_locally  # kfp, the pipelines, the spec: see the module docstring
+    from factory.cost.tracking import TAG_PLAN_RUN, log_plan
     from factory.lineage import Lineage
     from factory.orchestrate import TAG_JOB, pipeline_run_name
     from factory.steps import Executor
@@ -295,7 +295,7 @@ def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
     from factory.store import MANIFEST  # see the module docstring
 
     if target.startswith("s3://"):
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # boto3 and the spec only for s3://
 
         from factory.endpoints import store_for_uri, unreachable
         from factory.spec import load_spec
