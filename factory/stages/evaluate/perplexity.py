@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -15,12 +14,8 @@ import torch.nn.functional as F
 from factory.errors import InputError
 from factory.logs import progress
 from factory.stage import StepContext
+from factory.stages.evaluate.config import Config
 from factory.tokens import PackedSequences
-
-if TYPE_CHECKING:
-    import torch
-
-    from factory.stages.evaluate.config import Config
 
 
 def heldout_nll(

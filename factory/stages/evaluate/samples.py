@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM
@@ -12,13 +12,9 @@ from transformers import AutoModelForCausalLM
 from factory.errors import InputError
 from factory.logs import progress
 from factory.stage import StepContext
+from factory.stages.evaluate.config import Config
 from factory.stages.evaluate.tasks import score_set
 from factory.tasks.sets import builtin_path, read_set
-
-if TYPE_CHECKING:
-    import torch
-
-    from factory.stages.evaluate.config import Config
 
 
 def load_model(folder: Path) -> torch.nn.Module:
