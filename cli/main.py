@@ -87,7 +87,8 @@ def plan(
     price: float = typer.Option(2.5, "--price", help="Price of one GPU-hour"),
 ) -> None:
     """What every step will cost before it runs: FLOPs, memory per GPU, time and money; logged to MLflow."""
-    from factory.cost import log_plan, plan_spec  # see the module docstring
+    from factory.cost import log_plan  # see the module docstring
+    from factory.plan import plan_spec
 
     spec = _load(spec_path)
     report = plan_spec(spec, mfu=mfu, price_per_gpu_hour=price, context=context)
@@ -236,7 +237,7 @@ def submit(
 def _check_plan(spec, spec_path: Path, force: bool):
     """Print `factory plan`'s summary line (to stderr: stdout stays the command's JSON) and stop before
     launch when a step cannot fit its devices, unless `--force`. Returns the plan (a `PlanReport`)."""
-    from factory.cost import plan_spec  # see the module docstring
+    from factory.plan import plan_spec  # see the module docstring
 
     report = plan_spec(spec)
     typer.echo(report.summary_line(), err=True)

@@ -27,7 +27,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("KFP task bodies of a step that runs as several tasks (mix's proxies)", {"factory.fanout"}),
     ("one step as a KFP task or cluster job", {"factory.orchestrate"}),
     ("the executor; the spec's endpoints from the cluster", {"factory.steps", "factory.endpoints"}),
-    ("the spec", {"factory.spec"}),
+    ("the spec; the plan of its costs through the registry", {"factory.spec", "factory.plan"}),
     ("the spine below the spec: registry, store, manifests, code versions, cluster jobs",
      {"factory.kinds", "factory.store", "factory.manifest", "factory.code_version", "factory.launch"}),
     ("the stage kinds, one package each", {"factory.stages"} | {f"factory.stages.{p.name}" for p in (

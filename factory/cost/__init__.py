@@ -8,8 +8,7 @@ from factory.lazy import lazy_exports
 # The spec-level plan and its MLflow run load on first use, so that `factory.spec` (which imports
 # ParallelLayout from here) stays light.
 _LAZY = {
-    "PlanContext": "estimate", "PlanReport": "estimate", "StepCost": "estimate", "plan_spec": "estimate",
-    "plan_steps": "estimate", "summary_line": "estimate",
+    "PlanContext": "estimate", "PlanReport": "estimate", "StepCost": "estimate", "plan_steps": "estimate",
     "TokenFlops": "flops", "flops_per_token": "flops",
     "log_plan": "tracking", "plan_run_for": "tracking",
 }
@@ -17,6 +16,6 @@ __getattr__ = lazy_exports(__name__, {name: f"factory.cost.{module}" for name, m
 
 __all__ = [
     "ParallelLayout", "ParamCounts", "PlanContext", "PlanReport", "ServingMemory", "StepCost", "TokenFlops",
-    "TrainingMemory", "default_layout", "flops_per_token", "log_plan", "parameter_counts", "plan_run_for", "plan_spec",
-    "plan_steps", "serving_memory", "summary_line", "training_memory",
+    "TrainingMemory", "default_layout", "flops_per_token", "log_plan", "parameter_counts", "plan_run_for",
+    "plan_steps", "serving_memory", "training_memory",
 ]

@@ -1,6 +1,7 @@
-"""`plan_spec(spec)`: what every step of a spec will cost before it runs, from the spec alone.
+"""`plan_steps(spec, kinds)`: what every step of a spec will cost before it runs, from the spec alone
+(`factory.plan.plan_spec` passes the registered kinds: the registry sits above this package).
 
-    report = plan_spec(load_spec("examples/cluster.yaml"), mfu=0.4, price_per_gpu_hour=2.5)
+    report = plan_steps(load_spec("examples/cluster.yaml"), KINDS, mfu=0.4, price_per_gpu_hour=2.5)
     print(report.table())
 
 Each step is costed by its kind's `cost` hook (`factory.kinds`), `cost(step, plan) -> StepCost`, which gets the
@@ -28,7 +29,6 @@ from factory.cost.layout import ParallelLayout, default_layout
 from factory.cost.memory import GIB
 from factory.cost.shape import DEFAULT_VOCAB
 from factory.errors import SpecError
-from factory.kinds import KINDS  # read by `plan_spec` alone: the registry is a layer up (see there)
 
 
 class Gpu(NamedTuple):
@@ -372,18 +372,6 @@ def plan_steps(spec, kinds: Mapping[str, Any], *, mfu: float = 0.4, price_per_gp
         hook = kinds[step.kind].hook("cost")
         plan.costs[step.name] = hook(step, plan) if hook else plan.cost(step, note=f"kind {step.kind} has no cost hook")
     return PlanReport(spec.name, mfu, price_per_gpu_hour, context, list(plan.costs.values()))
-
-
-def plan_spec(spec, **kwargs: Any) -> PlanReport:
-    """`plan_steps` with the registered stage kinds: what `factory plan`, `run` and `submit` print. (It reads the
-    registry, a layer above this package: its place is with those commands.)"""
-    return plan_steps(spec, KINDS, **kwargs)
-
-
-def summary_line(spec, **kwargs: Any) -> tuple[str, bool]:
-    """One line for `factory run` / `submit` to print before launch, and whether every step fits."""
-    report = plan_spec(spec, **kwargs)
-    return report.summary_line(), report.fits
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from factory.cost.estimate import GPUS, plan_spec, summary_line, training_budget
+from factory.cost.estimate import GPUS, training_budget
 from factory.cost.flops import flops_per_token
 from factory.cost.published import SHAPES
 from factory.errors import SpecError
+from factory.plan import plan_spec, summary_line
 from factory.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]

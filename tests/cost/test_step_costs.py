@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory.cost.estimate import GPUS, plan_spec
+from factory.cost.estimate import GPUS
 from factory.cost.flops import flops_per_token
 from factory.cost.params import parameter_counts
 from factory.cost.workload import PROMPT_TOKENS, generation_flops
 from factory.kinds import KINDS
 from factory.model import PRESETS
+from factory.plan import plan_spec
 from factory.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
