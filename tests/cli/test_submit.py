@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from tests.spine import ROOT
-from tests.test_cli import factory
+from tests.cli.test_cli import factory
 
 
 class _KfpApi(http.server.BaseHTTPRequestHandler):
