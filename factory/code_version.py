@@ -14,6 +14,10 @@ The version hashes each module's source and the data files (non-Python files) of
 closure, so editing any code a stage can run reruns it, and editing a CLI module reruns nothing.
 Over-inclusion only costs a rerun; under-inclusion would reuse a stale artifact, which the test that
 traces each stage's run checks against.
+
+The libraries a kind's code calls are found the same way: `libraries(module)` is every installed distribution whose
+modules the closure imports, and `library_versions` their versions, which a step's fingerprint holds too (transformers
+5.24 and 5.25 train to different bits).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import sys
 from functools import cache
+from importlib import metadata
 from pathlib import Path
+from typing import Literal
 
 PACKAGE = "factory"
 
@@ -129,3 +136,52 @@ def code_version(module: str, root: Path | None = None) -> str:
         h.update((f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name).encode() + b"\0")
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+# --- the libraries a kind's code calls -------------------------------------------------------------------------
+
+LibraryPolicy = Literal["exact", "minor", "none"]
+
+# Libraries a stage calls that move, log, validate, track or schedule its work, never compute what it publishes: an
+# upgrade of one of them must not rerun every step. (Plots are pictures of the results; their bytes may change.)
+NO_EFFECT = frozenset({"boto3", "botocore", "fsspec", "httpx", "huggingface_hub", "matplotlib", "mlflow", "mlflow-skinny",
+                       "mlflow-tracing", "Pebble", "pydantic", "PyYAML", "ray", "rich", "structlog", "threadpoolctl"})
+
+
+@cache
+def _third_party(name: str, root: Path) -> frozenset[str]:
+    """Top-level names of the modules outside the standard library and `factory` that module `name` imports."""
+    path = _source(name, root)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return frozenset(m for m in found if m != PACKAGE and m not in sys.stdlib_module_names and m != "__future__")
+
+
+@cache
+def libraries(module: str, root: Path | None = None) -> frozenset[str]:
+    """The installed distributions (pip names) whose modules `module`'s import closure imports, but for `NO_EFFECT`:
+    the libraries whose versions can change what a kind computes (transformers, torch, datatrove, ...)."""
+    root = root or package_root()
+    by_module = metadata.packages_distributions()
+    names = {m for name in import_closure(module, root) for m in _third_party(name, root)}
+    return frozenset(d for m in names for d in by_module.get(m, ()) if d not in NO_EFFECT)
+
+
+def library_versions(module: str, policy: LibraryPolicy = "exact", root: Path | None = None) -> dict[str, str]:
+    """{distribution: version} of `libraries(module)`: every version (`exact`), major.minor only (`minor`: patch
+    releases reuse what they would reproduce), or none (`none`: library upgrades never rerun a step)."""
+    if policy == "none":
+        return {}
+    versions = {d: installed_version(d) for d in sorted(libraries(module, root))}
+    if policy == "minor":
+        versions = {d: ".".join(v.split(".")[:2]) for d, v in versions.items()}
+    return versions
+
+
+def installed_version(distribution: str) -> str:
+    """The installed version of `distribution` (one place, so a test can stand in another)."""
+    return metadata.version(distribution)

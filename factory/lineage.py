@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 import urllib.error
@@ -187,8 +188,11 @@ class Lineage:
         return runs[0].info.run_id if runs else None
 
     @contextmanager
-    def step_run(self, parent_run_id: str | None, stage: str, config: Mapping[str, Any], fingerprint: str) -> Iterator[StepTracker]:
-        tags = {TAG_STAGE: stage, TAG_FINGERPRINT: fingerprint}
+    def step_run(self, parent_run_id: str | None, stage: str, config: Mapping[str, Any], fingerprint: str,
+                 libraries: Mapping[str, str] | None = None) -> Iterator[StepTracker]:
+        """A nested run for a step that runs: its config as params, and the versions of the libraries its code calls
+        as tags (`lib.<name>`) and `environment.json`, whatever the spec lets its fingerprint hold."""
+        tags = {TAG_STAGE: stage, TAG_FINGERPRINT: fingerprint, **{f"lib.{k}": v for k, v in (libraries or {}).items()}}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         killed = self.killed_attempt(fingerprint)
@@ -202,6 +206,8 @@ class Lineage:
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i : i + 100])
+        if libraries:
+            self.client.log_dict(run_id, {"python": sys.version.split()[0], "libraries": dict(libraries)}, "environment.json")
         tracker = StepTracker(self.client, run_id)
         try:
             yield tracker

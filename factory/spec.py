@@ -39,6 +39,7 @@ from pydantic import (
     model_validator,
 )
 
+from factory.code_version import LibraryPolicy
 from factory.cost.layout import ParallelLayout
 from factory.errors import InputError, SpecError
 from factory.gvendi import GVendiSettings
@@ -65,6 +66,14 @@ class TrackingSpec(_Frozen):
     uri: str | None = Field(None, description="MLflow tracking URI; None means a SQLite database in the work folder")
     experiment: str | None = Field(None, description="MLflow experiment name; defaults to the spec's name")
     register_models: bool = Field(True, description="Register checkpoints and releases as model versions")
+
+
+class FingerprintSpec(_Frozen):
+    """What besides configs, inputs, raw inputs and code a step's fingerprint holds."""
+
+    libraries: LibraryPolicy = Field(
+        "exact", description="Versions of the libraries each step's code calls (factory.code_version.libraries): "
+        "'exact' reruns a step when one changes, 'minor' only when a major.minor changes, 'none' never.")
 
 
 class Toleration(_Frozen):
@@ -190,6 +199,8 @@ class Spec(_Frozen):
     stages: Stages | None = Field(None, description="Default recipe: stage configs; a stage that is absent does not run")  # type: ignore[valid-type]
     steps: dict[str, Step] | None = Field(None, description="Named steps: kind, config and inputs by step name")  # type: ignore[valid-type]
     resources: dict[str, Resources] = Field(default_factory=dict, description="Per-step cluster resources, by step name")
+    fingerprint: FingerprintSpec = Field(default_factory=FingerprintSpec,
+                                         description="What a step's fingerprint holds beyond its config, inputs and code")
     gvendi: GVendiSettings | None = Field(
         None, description="G-Vendi diversity (factory.gvendi) of every dataset artifact (corpus, conversations), logged as "
                           "the step's metric `gvendi` and in its manifest and gvendi.json; None: not measured")

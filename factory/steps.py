@@ -3,7 +3,8 @@
 A step's fingerprint is the sha256 of its *recipe*:
 
     {"kind": stage kind, "config": <fields that change results>, "inputs": {name: upstream fingerprint},
-     "sources": {field: identity of the raw inputs it names (factory.sources)}, "code": <hash of the kind's import closure>}
+     "sources": {field: identity of the raw inputs it names (factory.sources)}, "code": <hash of the kind's import closure>,
+     "libraries": {distribution: version} of the libraries that closure calls (spec `fingerprint.libraries`)}
 
 Fingerprints depend only on the spec, the raw inputs and the code, never on running anything, so the
 whole plan is known before the first step starts. It is computed once per pipeline run and travels with
@@ -100,6 +101,10 @@ def diff_recipes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         reasons.append("raw input files changed")
     if old.get("code") != new.get("code"):
         reasons.append("stage code changed")
+    before, after = old.get("libraries", {}), new.get("libraries", {})
+    for lib in sorted(set(before) | set(after)):
+        if before.get(lib) != after.get(lib):
+            reasons.append(f"{lib} {before.get(lib, '<not used>')} -> {after.get(lib, '<not used>')}")
     return reasons
 
 
@@ -158,6 +163,7 @@ class Executor:
                     "inputs": {k: plan[up].fingerprint for k, up in step.inputs.items()},
                     "sources": source_digests(name, step.config, self.spec.storage),
                     "code": code_version(step.kind),
+                    "libraries": _code.library_versions(KINDS[step.kind].run_module, self.spec.fingerprint.libraries),
                 }
                 plan[name] = PlannedStep(name, step.config, recipe, fingerprint_of(recipe), dict(step.inputs), step.kind)
             self._plan = plan
@@ -280,7 +286,8 @@ class Executor:
             scratch.mkdir(parents=True, exist_ok=True)
             slog.info("step.run", reasons=self.explain_step(step).reasons, resumable=resumable, staging=str(staging))
             start = time.monotonic()
-            with self.lineage.step_run(self.parent_run_id, name, step.config.model_dump(mode="json"), step.fingerprint) as tracker:
+            with self.lineage.step_run(self.parent_run_id, name, step.config.model_dump(mode="json"), step.fingerprint,
+                                       libraries=_code.library_versions(kind.run_module)) as tracker:
                 ctx = StepContext(name, tracker=tracker, scratch=scratch, **self._s3())
                 for input_name, art in inputs.items():
                     tracker.log_dataset(f"{input_name}:{art.manifest.get('stage')}", art.uri, art.fingerprint, context="input")

@@ -82,6 +82,33 @@ def test_config_change_reruns_that_stage_and_dependents_only(built):
     write_spec(tmp)
 
 
+def test_a_library_version_change_reruns_exactly_the_steps_that_call_it(built, monkeypatch):
+    """Nothing is upgraded: the version lookup answers 5.25.0 for transformers, as a fresh install would have."""
+    from factory import code_version
+
+    tmp, spec, executor, _ = built
+    real = code_version.installed_version
+    monkeypatch.setattr(code_version, "installed_version", lambda d: "5.25.0" if d == "transformers" else real(d))
+    explained = {e.name: e for e in Executor(spec).explain()}
+    uses = {name for name in explained
+            if "transformers" in code_version.libraries(KINDS[spec.kind_of(name)].run_module)}
+    assert {"pretrain", "evaluate", "release"} <= uses
+    assert {n for n, e in explained.items() if e.action == "run"} == uses  # exactly the steps that call it
+    assert f"transformers {real('transformers')} -> 5.25.0" in explained["pretrain"].reasons
+    manifest = executor.store.complete(executor.plan()["pretrain"].key)
+    assert manifest["recipe"]["libraries"]["transformers"] == real("transformers")  # the manifest says what made it
+    # a library only curation calls reruns curate and what is downstream of it, not a step that never calls it
+    monkeypatch.setattr(code_version, "installed_version", lambda d: "0.99.0" if d == "datatrove" else real(d))
+    explained = {e.name: e for e in Executor(spec).explain()}
+    assert "datatrove" not in code_version.libraries(KINDS["pretrain"].run_module)
+    assert explained["curate"].action == "run" and f"datatrove {real('datatrove')} -> 0.99.0" in explained["curate"].reasons
+    assert not any("datatrove" in r for r in explained["pretrain"].reasons)  # pretrain reruns only for its input
+    # a spec can relax it: major.minor only, or not at all
+    relaxed = parse_spec({**spec.model_dump(mode="json", exclude_none=True), "fingerprint": {"libraries": "none"}})
+    assert all(e.action == "run" for e in Executor(relaxed).explain())  # other fingerprints than the published ones
+    assert Executor(relaxed).plan()["pretrain"].recipe["libraries"] == {}
+
+
 def test_lineage_in_mlflow(built):
     _, spec, executor, manifests = built
     client = executor.lineage.client
