@@ -5,7 +5,9 @@
     factory verify code solution.py tests.py
 
 Each prints one JSON object and exits 0 when the program passed (or the answer is right), 1 when not; a
-missing file or a missing sandbox tool exits 2 with the reason.
+missing file or a missing sandbox tool exits 2 with the reason. `verify code` runs the tests under the sandbox's
+test harness: it passes only when every test statement ran to its end (`tests_passed` of `tests_total`), so a
+solution that exits early, with status 0 or not, fails.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _print(verdict: dict, passed: bool) -> None:
 
 
 _TIMEOUT = typer.Option(10.0, "--timeout", help="Wall-clock seconds (CPU seconds too)")
-_MEMORY = typer.Option(512, "--memory", help="Address-space limit in MiB")
+_MEMORY = typer.Option(512, "--memory", help="Memory limit in MiB (the sandbox's, and each process's address space)")
 _ISOLATION = typer.Option("bwrap", "--isolation", help="bwrap, or none for trusted code only")
 
 
@@ -77,7 +79,7 @@ def verify_code(
     tests: Path = typer.Argument(..., metavar="TESTS", help="Python file with asserts run after it"),
     timeout: float = _TIMEOUT, memory: int = _MEMORY, isolation: str = _ISOLATION,
 ) -> None:
-    """Run SOLUTION then TESTS as one program in the sandbox; passed when it exits 0 within the limits."""
+    """Run SOLUTION then TESTS in the sandbox; passed when every test statement ran to its end within the limits."""
     from factory.verify.sandbox import run_tests  # see _limits
 
     verdict = run_tests(_read(solution), _read(tests), _limits(timeout, memory, isolation))

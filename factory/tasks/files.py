@@ -10,7 +10,7 @@ to the file stem, version to ""). Every further line is one item of that type:
 |---|---|---|
 | cloze | context, target | likelihood: is the greedy continuation the target |
 | math | problem, answer | math-verify equivalence of the last `\\boxed{}` |
-| code | prompt, tests, entry_point | the sandbox: prompt + completion + tests + `check(entry_point)` exits 0 |
+| code | prompt, tests, entry_point | the sandbox's test harness: prompt + completion, then tests + `check(entry_point)`, every statement run to its end |
 | multiple_choice | question, options (2-26), answer (a letter) | the letter chosen |
 | short_answer | question, answer (one string or a list) | normalised exact match |
 | tool_call | prompt, tools (list), calls (list of {name, arguments}) | Tool-N1: every call equal as JSON |
@@ -66,9 +66,10 @@ class CodeItem(BaseModel):
     tests: str = Field(min_length=1)
     entry_point: str = Field(min_length=1)
 
-    def program(self, completion: str) -> str:
-        """The program the sandbox runs: prompt, the model's completion, the tests, and the check call."""
-        return f"{self.prompt}{completion}\n\n{self.tests}\n\ncheck({self.entry_point})\n"
+    def case(self, completion: str) -> tuple[str, str]:
+        """What the sandbox's `run_tests` runs: the solution (prompt and the model's completion), then the tests
+        and the check call."""
+        return f"{self.prompt}{completion}\n", f"{self.tests}\n\ncheck({self.entry_point})\n"
 
 
 class MultipleChoiceItem(BaseModel):

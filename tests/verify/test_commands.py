@@ -36,3 +36,12 @@ def test_math_verdict_and_a_missing_file(tmp_path: Path):
     assert rc == 0 and verdict["correct"] and verdict["answer"] == "\\frac{1}{2}"
     rc, message = factory("sandbox", "run", str(tmp_path / "absent.py"))
     assert rc == 2 and "absent.py: cannot be read" in message
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (tests/setup.sh installs it)")
+def test_a_solution_that_exits_before_the_asserts_fails(tmp_path: Path):
+    """`sys.exit(0)` before the tests: exit status 0, which `verify code` scored as passed before the test harness."""
+    (tmp_path / "sol.py").write_text("def double(x):\n    return x\n\nimport sys\nsys.exit(0)\n")
+    (tmp_path / "tests.py").write_text("assert double(21) == 42\n")
+    rc, verdict = factory("verify", "code", str(tmp_path / "sol.py"), str(tmp_path / "tests.py"))
+    assert rc == 1 and verdict["passed"] is False and verdict["tests_passed"] is None and verdict["tests_total"] == 1

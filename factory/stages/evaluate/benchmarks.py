@@ -52,7 +52,7 @@ from factory.verify.choice import (
     normalize_answer,
     open_ended_prompt,
 )
-from factory.verify.sandbox import run_many
+from factory.verify.sandbox import run_many_tests
 from factory.verify.tool_calls import check_tool_calls
 
 # HumanEval's stop sequences: a completion ends where the function body does
@@ -187,8 +187,8 @@ def _verify(items: Sequence[Any], rows: Sequence[Sequence[str]], sandbox, math_v
             malformed += sum(not v.parsed for v in vs)
         return correct, answers, malformed
     if isinstance(items[0], CodeItem):
-        programs = [item.program(c) for item, row in zip(items, rows) for c in row]
-        verdicts = iter(run_many(programs, sandbox, workers=2))
+        cases = [item.case(c) for item, row in zip(items, rows) for c in row]
+        verdicts = iter(run_many_tests(cases, sandbox, workers=2))
         for row in rows:
             vs = [next(verdicts) for _ in row]
             correct.append([v.passed for v in vs])

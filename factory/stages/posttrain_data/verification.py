@@ -6,7 +6,7 @@
 A reply must first obey its reasoning mode (`on`: a `<think>` block before the final answer; `off`: none),
 then its final answer (the text after the think block) must pass the prompt's verifier: math-verify for
 math, the option letter or a normalised short answer for CrossThink questions, Tool-N1's exact calls for
-tool calls, the prompt's tests in the sandbox for code. The reasons are the drop counters of stats.json.
+tool calls, the prompt's tests in the sandbox's test harness for code (every test statement run to its end). The reasons are the drop counters of stats.json.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from factory.verify.choice import (
     last_boxed,
 )
 from factory.verify.math_answer import MathVerifier
-from factory.verify.sandbox import SandboxConfig, run_many
+from factory.verify.sandbox import SandboxConfig, run_many_tests
 from factory.verify.tool_calls import check_tool_calls
 
 _CODE = re.compile(r"```(?:python|py)\n(.*?)```", re.DOTALL)
@@ -82,7 +82,7 @@ class Judge:
         """One reason per candidate, in order: "" when its verifier accepts it."""
         reasons = [mode_reason(reply, mode) for _, mode, reply in candidates]
         math: list[int] = []
-        code: list[tuple[int, str]] = []
+        code: list[tuple[int, tuple[str, str]]] = []  # (candidate, (solution, tests))
         for i, (prompt, _, reply) in enumerate(candidates):
             if reasons[i]:
                 continue
@@ -107,13 +107,13 @@ class Judge:
                 if solution is None:
                     reasons[i] = "no_code"
                 else:
-                    code.append((i, f"{solution}\n\n{prompt.answer}\n"))
+                    code.append((i, (solution, prompt.answer)))
         if math:
             verdicts = self._math([(candidates[i][0].answer, split_thinking(candidates[i][2])[1]) for i in math])
             for i, verdict in zip(math, verdicts):
                 reasons[i] = "" if verdict.correct else _math_reason(verdict.reason)
         if code:
-            verdicts = run_many([program for _, program in code], self.sandbox, workers=self.workers)
+            verdicts = run_many_tests([case for _, case in code], self.sandbox, workers=self.workers)
             for (i, _), verdict in zip(code, verdicts):
                 reasons[i] = "" if verdict.passed else ("tests_failed" if verdict.limit is None else f"limit_{verdict.limit}")
         return reasons

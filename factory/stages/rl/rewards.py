@@ -6,8 +6,10 @@ evaluate scores with.
 
 - `math`: math-verify on the reply's final answer (last `\\boxed{}` first), in worker processes with a hard
   timeout (`factory.verify.MathVerifier`).
-- `code`: the reply's last fenced Python block (or the whole final answer) followed by the prompt's test
-  code, run in the bubblewrap sandbox (`factory.verify.run_tests`); 1 when it exits 0.
+- `code`: the reply's last fenced Python block (or the whole final answer), then the prompt's test code, run in
+  the bubblewrap sandbox's test harness (`factory.verify.run_tests`); 1 only when every test statement ran to its
+  end (a program that exits early, `sys.exit(0)` included, scores 0). The sandbox's own failure on one reply
+  scores that reply 0, never the batch.
 - `tool`: Tool-N1's binary reward (`check_tool_calls`): 1 only for `<think>...</think><tool_call>[...]</tool_call>`
   whose calls equal the ground truth's.
 - `choice`: CrossThink's multiple choice (the gold letter) or open-ended (the normalised short answer).
@@ -34,7 +36,7 @@ from factory.verify import (
     check_choice,
     check_short_answer,
     check_tool_calls,
-    run_many,
+    run_many_tests,
 )
 
 __all__ = ["RewardConfig", "VerifierRewards", "code_of", "final_answer"]
@@ -103,8 +105,8 @@ class VerifierRewards:
             for i, v in zip(rows, verdicts):
                 rewards[i] = float(v.correct)
         if rows := by_kind.get("code"):
-            programs = [f"{code_of(replies[i])}\n\n{prompts[i].answer}\n" for i in rows]
-            for i, v in zip(rows, run_many(programs, self.config.sandbox, self.config.code_workers)):
+            cases = [(code_of(replies[i]), prompts[i].answer) for i in rows]
+            for i, v in zip(rows, run_many_tests(cases, self.config.sandbox, self.config.code_workers)):
                 rewards[i] = float(v.passed)
         for i in by_kind.get("tool", []):
             rewards[i] = float(check_tool_calls(replies[i], prompts[i].answer).reward)
