@@ -1,12 +1,19 @@
 """HumanEval's canonical solutions in the code sandbox: all must pass, and a broken variant of each must fail.
 
-    python bench/humaneval.py                 # all 164 problems, bubblewrap against rlimits-only isolation
+    python bench/humaneval.py                 # all 164 problems, each way of running them, side by side
     python bench/humaneval.py --limit 20 --workers 4
     python bench/humaneval.py --model runs/smoke/release/<fingerprint> --limit 40 --samples 10
 
-Prints pass counts and problems per second for the bubblewrap sandbox and, on the same programs in the same
-run, for `isolation: none` (rlimits and a clean environment only: what a user without the sandbox would run),
-so the cost of isolation is visible.
+Prints pass counts and problems per second, on the same programs in the same run, for:
+- `none, exit status`: rlimits and a clean environment only (what a user without the sandbox would run), solution
+  and tests as one program judged by its exit status;
+- `bwrap, exit status, rlimits`: the bubblewrap sandbox (tmpfs, seccomp) with per-process limits only, one program
+  judged by its exit status: how the verifier ran before the test harness and the per-sandbox cgroup;
+- `bwrap, exit status`: the same with the sandbox's cgroup (memory and processes of the whole sandbox), where one
+  can be made here (the `scopes` column says what held);
+- `bwrap, test harness`: what the verifiers run (`run_tests`): the cgroup, and every test statement reported run to
+  its end on the harness's channel.
+So the cost of each cap on the normal path is visible.
 
 With `--model FOLDER` (a released model, e.g. the smoke run's) it also scores that model: `--samples`
 completions per problem at temperature 0.8, each run against the problem's tests in the sandbox, and prints
@@ -20,7 +27,7 @@ import argparse
 import time
 
 from factory.tasks.humaneval import broken, canonical, humaneval
-from factory.verify.sandbox import SandboxConfig, run_many
+from factory.verify.sandbox import SandboxConfig, run_many, run_many_tests
 
 
 def score_model(folder: str, limit: int, samples: int, max_new_tokens: int, workers: int) -> None:
@@ -55,15 +62,28 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128, help="tokens per completion for --model")
     args = parser.parse_args()
     tasks = humaneval()[: args.limit]
-    print("| isolation | canonical passed | broken failed | problems/s |\n|---|---|---|---|")
-    for isolation in ("bwrap", "none"):
-        config = SandboxConfig(isolation=isolation, timeout_s=20, cpu_s=10, memory_mb=1024)
+    good_cases = [t.case(canonical(t)) for t in tasks]
+    bad_cases = [t.case(broken(t)) for t in tasks]
+    base = SandboxConfig(timeout_s=20, cpu_s=10, memory_mb=1024)
+    ways = [
+        ("none, exit status", base.model_copy(update={"isolation": "none", "cgroup": False}), run_many),
+        ("bwrap, exit status, rlimits", base.model_copy(update={"cgroup": False}), run_many),
+        ("bwrap, exit status", base, run_many),
+        ("bwrap, test harness", base, run_many_tests),
+    ]
+    print("| way | canonical passed | broken failed | problems/s | scopes |\n|---|---|---|---|---|")
+    for name, config, run in ways:
+        if run is run_many:  # solution and tests as one program
+            good_in, bad_in = [s + "\n" + t for s, t in good_cases], [s + "\n" + t for s, t in bad_cases]
+        else:
+            good_in, bad_in = good_cases, bad_cases
         started = time.perf_counter()
-        good = run_many([t.program(canonical(t)) for t in tasks], config, args.workers)
-        bad = run_many([t.program(broken(t)) for t in tasks], config, args.workers)
+        good = run(good_in, config, args.workers)
+        bad = run(bad_in, config, args.workers)
         rate = 2 * len(tasks) / (time.perf_counter() - started)
-        print(f"| {isolation} | {sum(v.passed for v in good)}/{len(tasks)} | "
-              f"{sum(not v.passed for v in bad)}/{len(tasks)} | {rate:.1f} |")
+        scopes = ", ".join(f"{k} {v}" for k, v in good[0].scopes.items())
+        print(f"| {name} | {sum(v.passed for v in good)}/{len(tasks)} | "
+              f"{sum(not v.passed for v in bad)}/{len(tasks)} | {rate:.1f} | {scopes} |")
         for task, verdict in zip(tasks, good):
             if not verdict.passed:
                 print(f"  canonical {task.id} failed: {verdict.limit or verdict.stderr[-200:]}")
