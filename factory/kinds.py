@@ -21,6 +21,12 @@ Per-kind hooks, each named "module:function" inside the kind's package (None: th
   validated (pretrain takes the spec's top-level `model`; curate decontaminates against every evaluated file).
 - `evaluated_files(config) -> [path]`: the files a step of this kind evaluates on (raw config), which every curate
   step must decontaminate against.
+- `preflight(config, step)`: checks a step's raw inputs when the spec is planned (`factory run`, `plan`, `explain`),
+  before any step runs; raises `InputError` with one line (import_model: the model folder it names).
+- `architecture(config) -> str`: the architecture of the model a kind makes from nothing (pretrain's NemotronH) or
+  brings in (import_model: its folder's). A kind without it passes on the architecture of its `model` (or
+  `student`) input. `architectures` lists the ones a kind takes (None: any `AutoModelForCausalLM` loads); a step
+  given another is refused when the spec is planned, naming the step, the architecture and where it came from.
 
 A kind whose step can run as several KFP tasks (mix: its proxies, one pod each) has a `fanout` (`FanOut`): the
 module of its task bodies in `factory.fanout` and the name of its parallel tasks. The pipeline asks the registry
@@ -68,6 +74,9 @@ class StageKind:
     cost: str | None = None  # "module:function" in the package: the step's cost for `factory plan`
     spec_defaults: str | None = None  # "module:function": fills the raw config from the raw spec
     evaluated_files: str | None = None  # "module:function": files a step evaluates on (raw config)
+    preflight: str | None = None  # "module:function": checks a step's raw inputs when the spec is planned
+    architecture: str | None = None  # "module:function": the architecture of the model it makes or brings in
+    architectures: tuple[str, ...] | None = None  # the model architectures it takes (None: any causal LM)
     fanout: FanOut | None = None  # one step as several KFP tasks, when its config asks (`config.fan_out(local)`)
 
     @property
@@ -86,7 +95,8 @@ class StageKind:
         return importlib.import_module(self.run_module).run
 
     def hook(self, name: str) -> Callable[..., Any] | None:
-        """The hook `name` ("cost", "spec_defaults", "evaluated_files") as a function, or None."""
+        """The hook `name` ("cost", "spec_defaults", "evaluated_files", "preflight", "architecture") as a function, or
+        None."""
         where = getattr(self, name)
         if where is None:
             return None
@@ -109,6 +119,9 @@ def _trainer(package: str, inputs: Mapping[str, In], **flags: Any) -> StageKind:
 CHECKPOINT, TOKENS, CONVERSATIONS = In("checkpoint"), In("tokens"), In("conversations")
 
 KINDS: dict[str, StageKind] = {
+    # an existing Hugging Face causal LM (local, s3:// or the local Hub cache) as a checkpoint later kinds take
+    "import_model": StageKind("factory.stages.import_model", output="checkpoint", registered=True, cost="cost:cost",
+                              preflight="config:check_source", architecture="config:source_architecture"),
     "quality": StageKind("factory.stages.quality", output="classifier", registered=True, cost="cost:cost"),
     "curate": StageKind("factory.stages.curate", output="corpus", launcher="ray", cost="cost:cost",
                         spec_defaults="config:spec_defaults", inputs={"quality": In("classifier", optional=True)}),
@@ -117,14 +130,16 @@ KINDS: dict[str, StageKind] = {
     # quality); its corpus carries the clusters and the blend, from which tokenize writes one dataset per super-cluster.
     "mix": StageKind("factory.stages.mix", output="corpus", cost="cost:cost", fanout=FanOut("factory.fanout.mix", "proxy"),
                      inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True)}),
+    # with a `model` input (an imported model), its tokenizer writes the tokens instead of a trained one
     "tokenize": StageKind("factory.stages.tokenize", output="tokens", cost="cost:cost",
-                          inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True)}),
+                          inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True),
+                                  "model": In("checkpoint", optional=True)}),
     "pretrain": _trainer("factory.stages.pretrain", {"tokens": TOKENS}, distributed=True,
-                         spec_defaults="config:spec_defaults"),
+                         spec_defaults="config:spec_defaults", architecture="config:architecture"),
     # Minitron: prune the pretrained model (activation importance, width/depth surgery, budget search), then
     # distil it from the unpruned teacher; the distilled student is what later steps of the recipe take.
     "compress": StageKind("factory.stages.compress", output="checkpoint", cost="cost:cost",
-                          inputs={"model": CHECKPOINT, "tokens": TOKENS}),
+                          architectures=("NemotronHForCausalLM",), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     "distill": _trainer("factory.stages.distill", {"student": CHECKPOINT, "teacher": CHECKPOINT, "tokens": TOKENS},
                         distributed=True),
     "posttrain_data": StageKind("factory.stages.posttrain_data", output="conversations", cost="cost:cost",
@@ -137,7 +152,7 @@ KINDS: dict[str, StageKind] = {
                                                          "reward_model": In("checkpoint", optional=True)},
                            distributed=True),
     "quantize": StageKind("factory.stages.quantize", output="quantized", cost="cost:cost",
-                          inputs={"model": CHECKPOINT, "tokens": TOKENS}),
+                          architectures=("NemotronHForCausalLM",), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)
     "evaluate": StageKind("factory.stages.evaluate", output="evaluation", cost="cost:cost",
                           evaluated_files="config:evaluated_files",
@@ -148,26 +163,27 @@ KINDS: dict[str, StageKind] = {
 }
 
 # The steps whose checkpoint is the recipe's final model so far, earliest first: quantize, evaluate and release
-# take the last enabled one (pretrain → [compress → distill] → [sft → rl → preference]).
-FINAL_MODEL = ("pretrain", "distill", "sft", "rl", "preference")
+# take the last enabled one ([import_model →] pretrain → [compress → distill] → [sft → rl → preference]).
+FINAL_MODEL = ("import_model", "pretrain", "distill", "sft", "rl", "preference")
 
 # The default recipe, in order: a spec that lists only stage names (`stages:`) runs these, and each input of a
 # step comes from the last enabled step of the kinds listed for it, earliest first.
 RECIPE: tuple[tuple[str, dict[str, tuple[str, ...]]], ...] = (
+    ("import_model", {}),
     ("quality", {}),
     ("curate", {"quality": ("quality",)}),
     ("synth", {"corpus": ("curate",)}),
     ("mix", {"corpus": ("curate",), "synthetic": ("synth",)}),
-    ("tokenize", {"corpus": ("curate", "mix"), "synthetic": ("synth",)}),
+    ("tokenize", {"corpus": ("curate", "mix"), "synthetic": ("synth",), "model": ("import_model",)}),
     ("pretrain", {"tokens": ("tokenize",)}),
-    ("compress", {"model": ("pretrain",), "tokens": ("tokenize",)}),
-    ("distill", {"student": ("compress",), "teacher": ("pretrain",), "tokens": ("tokenize",)}),
+    ("compress", {"model": ("import_model", "pretrain"), "tokens": ("tokenize",)}),
+    ("distill", {"student": ("compress",), "teacher": ("import_model", "pretrain"), "tokens": ("tokenize",)}),
     ("posttrain_data", {}),
-    ("sft", {"model": ("pretrain", "distill"), "data": ("posttrain_data",)}),
-    ("rl", {"model": ("pretrain", "distill", "sft"), "data": ("posttrain_data",)}),
+    ("sft", {"model": ("import_model", "pretrain", "distill"), "data": ("posttrain_data",)}),
+    ("rl", {"model": ("import_model", "pretrain", "distill", "sft"), "data": ("posttrain_data",)}),
     # the reward model comes before preference: preference's optional "reward_model" input
-    ("reward_model", {"model": ("pretrain", "distill", "sft")}),
-    ("preference", {"model": ("pretrain", "distill", "sft", "rl"), "data": ("posttrain_data",),
+    ("reward_model", {"model": ("import_model", "pretrain", "distill", "sft")}),
+    ("preference", {"model": ("import_model", "pretrain", "distill", "sft", "rl"), "data": ("posttrain_data",),
                     "reward_model": ("reward_model",)}),
     ("quantize", {"model": FINAL_MODEL, "tokens": ("tokenize",)}),
     ("evaluate", {"model": FINAL_MODEL, "tokens": ("tokenize",)}),

@@ -115,7 +115,14 @@ class Lineage:
         artifact_location = None
         if tracking_uri.startswith("sqlite:///"):
             db_dir = Path(tracking_uri[len("sqlite:///") :]).parent
-            db_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                db_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ServiceError(f"tracking.uri: cannot create the folder of the tracking database {db_dir} ({e.strerror})") from None
+            # MLflow retries a database it cannot open for about 100 s before it says why
+            if not os.access(db_dir, os.W_OK | os.X_OK):
+                raise ServiceError(f"tracking.uri: the folder of the tracking database {db_dir} is not writable by this user "
+                                   "(or is on a read-only file system)")
             # Without this MLflow puts run artifacts (plots, the spec) in ./mlruns of whatever folder we run from.
             artifact_location = (db_dir.resolve() / "mlartifacts").as_uri()
         check_tracking_uri(tracking_uri)
@@ -248,10 +255,13 @@ class Lineage:
 
 
 def lineage_entry(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """One artifact as a lineage entry: stage, kind, fingerprint, uri, run id, raw sources, metrics, inputs."""
+    """One artifact as a lineage entry: stage, kind, the stage kind that made it and its config, fingerprint, uri, run
+    id, raw sources, metrics, inputs."""
     return {
         "stage": manifest.get("stage"),
         "kind": manifest.get("kind"),
+        "stage_kind": manifest.get("stage_kind"),
+        "config": manifest.get("config", {}),
         "fingerprint": manifest["fingerprint"],
         "uri": manifest.get("uri"),
         "sources": manifest.get("sources", []),

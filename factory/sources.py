@@ -21,6 +21,7 @@ local files.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import tempfile
@@ -31,9 +32,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from factory.checkpoint_files import safetensors_header
 from factory.errors import InputError
+from factory.hub_cache import hub_snapshot, is_hub_ref
 
 CHUNK = 1 << 20
+# Every S3 call is bounded: a connect and a read timeout per attempt and three attempts in all (the standard retry
+# mode backs off between them), so an endpoint that accepts connections and never answers fails in about a minute,
+# naming itself, instead of after 8 attempts of 60 s.
+S3_CONNECT_TIMEOUT_S = 5
+S3_READ_TIMEOUT_S = 20
+S3_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -53,10 +62,12 @@ def display_name(name: str | bytes) -> str:
 
 
 def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
+    return "://" in uri and not uri.startswith("file://") and not is_hub_ref(uri)
 
 
 def _local_path(uri: str) -> Path:
+    if is_hub_ref(uri):  # read from its snapshot in the local cache
+        return hub_snapshot(uri)
     return Path(uri.removeprefix("file://")).expanduser()
 
 
@@ -65,9 +76,11 @@ def _list_local(root: Path) -> Iterator[ListedFile]:
         st = root.stat()
     except FileNotFoundError:
         raise InputError(f"{display_name(str(root))}: input not found (check the path in the spec)") from None
-    if not stat.S_ISDIR(st.st_mode):
+    if stat.S_ISREG(st.st_mode):
         yield ListedFile(display_name(root.name), st.st_size, str(st.st_mtime_ns), os.fsencode(root))
         return
+    if not stat.S_ISDIR(st.st_mode):  # a device (/dev/zero) or a pipe would be read forever
+        raise InputError(f"{display_name(str(root))}: not a regular file or a folder (a device, pipe or socket cannot be an input)")
     # os.walk with bytes paths: a name that is not valid UTF-8 stays its own bytes all the way
     base = os.fsencode(root)
     for folder, dirs, files in os.walk(base):
@@ -90,7 +103,8 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None):
     from botocore.config import Config as BotoConfig
 
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region,
-                        config=BotoConfig(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=10, read_timeout=60))
+                        config=BotoConfig(retries={"total_max_attempts": S3_ATTEMPTS, "mode": "standard"},
+                                          connect_timeout=S3_CONNECT_TIMEOUT_S, read_timeout=S3_READ_TIMEOUT_S))
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -123,7 +137,7 @@ def _list_s3(uri: str, endpoint_url: str | None, region: str | None) -> Iterator
             raise InputError(f"{uri}: input not found (check the URI in the spec)") from None
         raise InputError(f"{uri}: cannot list the input ({code or e})") from None
     except BotoCoreError as e:
-        raise InputError(f"{uri}: cannot reach the object store ({e})") from None
+        raise InputError(f"{uri}: cannot reach the object store at {endpoint_url or 'the default AWS S3 endpoint'} ({e})") from None
     if not found:
         raise InputError(f"{uri}: input not found or empty (check the URI in the spec)")
 
@@ -163,7 +177,10 @@ def _list_fsspec(uri: str) -> Iterator[ListedFile]:
 
 
 def list_input(uri: str, endpoint_url: str | None = None, region: str | None = None) -> list[ListedFile]:
-    """Every file of the input, sorted by relative path."""
+    """Every file of the input, sorted by relative path. A Hub reference (`hf://ORG/NAME@REV`) lists its snapshot in
+    the local Hugging Face cache (`factory.hub_cache`), never the Hub."""
+    if is_hub_ref(uri):
+        uri = str(hub_snapshot(uri))
     if uri.startswith("s3://"):
         files = list(_list_s3(uri, endpoint_url, region))
     elif is_remote(uri):
@@ -171,6 +188,11 @@ def list_input(uri: str, endpoint_url: str | None = None, region: str | None = N
     else:
         files = list(_list_local(_local_path(uri)))
     return sorted(files, key=lambda f: f.rel)
+
+
+def open_listed(uri: str, f: ListedFile, endpoint_url: str | None = None, region: str | None = None):
+    """A binary stream of file `f` of input `uri` (from `list_input`), read as far as the caller reads it."""
+    return _open(uri, f, endpoint_url, region)
 
 
 def _open(uri: str, f: ListedFile, endpoint_url: str | None, region: str | None):
@@ -188,26 +210,45 @@ def _open(uri: str, f: ListedFile, endpoint_url: str | None, region: str | None)
 def input_identity(uri: str, content: bool = False, endpoint_url: str | None = None, region: str | None = None) -> dict[str, Any]:
     """{"uri", "digest", "identity", "files", "bytes"}: the input's identity from its listing, or its content.
 
-    `digest` is `sha256:<hex>` over (relative path, size, ETag or mtime) of every file (`identity: listing`),
-    or with `content=True`, over every file's relative path and bytes (`identity: content`).
+    `digest` is `sha256:<hex>` over (relative path, size, ETag or mtime) of every file, and the header of every
+    safetensors file (`identity: listing`: a 100 GB checkpoint is identified by reading a few KB of it), or with
+    `content=True`, over every file's relative path and bytes (`identity: content`).
     """
     files = list_input(uri, endpoint_url, region)
     h = hashlib.sha256()
     for f in files:
         h.update(f.rel.encode("utf-8", errors="surrogateescape") + b"\0")
         if content:
-            with _open(uri, f, endpoint_url, region) as stream:
-                while block := stream.read(CHUNK):
-                    h.update(block)
+            _hash_content(h, uri, f, endpoint_url, region)
         else:
             h.update(f"{f.size}\0{f.version}\n".encode())
+            if f.rel.endswith(".safetensors"):  # its tensors' names, dtypes, shapes and offsets: a few KB of the file
+                with _open(uri, f, endpoint_url, region) as stream:
+                    h.update(json.dumps(safetensors_header(stream, f.rel), sort_keys=True).encode())
     return {"uri": uri, "digest": "sha256:" + h.hexdigest(), "identity": "content" if content else "listing",
             "files": len(files), "bytes": sum(f.size for f in files)}
 
 
+def _hash_content(h: Any, uri: str, f: ListedFile, endpoint_url: str | None, region: str | None) -> None:
+    if not uri.startswith("s3://"):
+        with _open(uri, f, endpoint_url, region) as stream:
+            while block := stream.read(CHUNK):
+                h.update(block)
+        return
+    from botocore.exceptions import BotoCoreError, ClientError  # see s3_client
+
+    try:
+        with _open(uri, f, endpoint_url, region) as stream:
+            while block := stream.read(CHUNK):
+                h.update(block)
+    except (BotoCoreError, ClientError) as e:
+        raise InputError(f"{uri}: cannot read {f.rel} from {endpoint_url or 'the default AWS S3 endpoint'} ({e})") from None
+
+
 def normalised_uri(uri: str) -> str:
-    """A raw input as its identity names it: a remote URL without its trailing slash, a local path resolved."""
-    return uri.rstrip("/") if is_remote(uri) else str(_local_path(uri).resolve())
+    """A raw input as its identity names it: a URL (or Hub reference) without its trailing slash, a local path
+    resolved."""
+    return uri.rstrip("/") if is_remote(uri) or is_hub_ref(uri) else str(_local_path(uri).resolve())
 
 
 def source_digests(stage: str, config, storage=None) -> dict[str, list[dict[str, Any]]]:

@@ -157,6 +157,9 @@ class Executor:
         if self._plan is None:
             plan: dict[str, PlannedStep] = {}
             for name, step in self.spec.step_defs().items():
+                preflight = KINDS[step.kind].hook("preflight")
+                if preflight is not None:  # raw inputs checked before any step runs (import_model's model folder)
+                    preflight(step.config, name)
                 recipe = {
                     "kind": step.kind,
                     "config": step.config.result_fields(),
@@ -166,6 +169,7 @@ class Executor:
                     "libraries": _code.library_versions(KINDS[step.kind].run_module, self.spec.fingerprint.libraries),
                 }
                 plan[name] = PlannedStep(name, step.config, recipe, fingerprint_of(recipe), dict(step.inputs), step.kind)
+            check_architectures(self.spec)
             self._plan = plan
         return self._plan
 
@@ -334,6 +338,27 @@ class Executor:
         log.info("step.run", step=step.name, rank=rank, role="follower")
         kind.run(step.config, inputs, staging, StepContext(step.name, scratch=scratch, **self._s3()))
         return {"stage": step.name, "fingerprint": step.fingerprint, "rank": rank, "published_by": 0}
+
+
+def check_architectures(spec: Spec) -> dict[str, str]:
+    """The architecture of every step's model (`factory.kinds`: `architecture` hooks, else passed on from the step's
+    `model` or `student` input), and one `UserError` for a step given an architecture its kind does not take, naming
+    the step, the architecture and the step it came from. Read from configs and small files, before any step runs."""
+    made: dict[str, tuple[str, str]] = {}  # step -> (architecture, the step it comes from)
+    for name, step in spec.step_defs().items():
+        kind = KINDS[step.kind]
+        source = next((step.inputs[i] for i in ("model", "student") if i in step.inputs), None)
+        given = made.get(source) if source else None
+        if given and kind.architectures is not None and given[0] not in kind.architectures:
+            raise UserError(f"step {name}: kind {step.kind} takes {', '.join(kind.architectures)}, not {given[0]} "
+                            f"(the model of step {given[1]}); a kind that does not support an architecture says so "
+                            "before any step trains")
+        hook = kind.hook("architecture")
+        if hook is not None:
+            made[name] = (hook(step.config), name)
+        elif kind.output == "checkpoint" and given:
+            made[name] = given
+    return {name: arch for name, (arch, _) in made.items()}
 
 
 def dist_rank() -> tuple[int, int]:

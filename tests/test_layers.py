@@ -42,6 +42,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("data formats and readers; raw inputs; system tools", {
         "factory.jsonl", "factory.documents", "factory.tokens", "factory.tiers", "factory.data", "factory.sources",
         "factory.system_tools"}),
+    ("model folders read without their weights; the Hugging Face cache", {"factory.checkpoint_files", "factory.hub_cache"}),
     ("errors, logs, lazy exports, the package itself", {"factory", "factory.errors", "factory.logs", "factory.lazy"}),
 ]
 

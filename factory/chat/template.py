@@ -39,11 +39,12 @@ reply into `reasoning_content`, `tool_calls` and `content` instead, which is wha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "IM_END", "RESPONSE_TEMPLATE", "THINK_OPEN", "encode_chat",
-           "render_prompt", "with_chat_template"]
+           "has_generation_markers", "render_prompt", "stop_token_ids", "with_chat_template"]
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -141,17 +142,65 @@ def render_prompt(tokenizer, messages: Sequence[dict[str, Any]], **template_kwar
     return list(out["input_ids"])
 
 
+_GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def has_generation_markers(tokenizer) -> bool:
+    """Whether the tokenizer's chat template marks assistant content with `{% generation %}` (the factory's does; most
+    published templates do not)."""
+    return bool(_GENERATION.search(tokenizer.chat_template or ""))
+
+
 def encode_chat(tokenizer, messages: Sequence[dict[str, Any]], max_len: int | None = None,
                 **template_kwargs) -> tuple[list[int], list[int]] | None:
     """(input_ids, assistant_mask) of a whole conversation, or None when it is longer than `max_len` tokens.
 
-    The mask is 1 on every token an SFT loss trains on (assistant content and its `<|im_end|>`), 0 elsewhere.
+    The mask is 1 on every token an SFT loss trains on (assistant content and its end-of-turn marker), 0 elsewhere.
+    With a template that marks assistant content (`{% generation %}`, the factory's) the template gives the mask;
+    with one that does not (an imported model's own, kept), each assistant turn's tokens are what rendering the
+    conversation up to that turn adds to rendering it up to the turn's generation prompt, which must be a prefix of
+    the whole (a template that renders earlier turns differently is refused with one error naming why).
     A conversation that does not fit is not cut: cutting would train on an answer without its end, so the
     caller skips and counts it.
     """
-    out = tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=True, **template_kwargs)
-    ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+    messages = list(messages)
+    if has_generation_markers(tokenizer):
+        out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True, **template_kwargs)
+        ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+    else:
+        ids = _render(tokenizer, messages, **template_kwargs)
+        mask = [0] * len(ids)
+        for i, message in enumerate(messages):
+            if message["role"] != "assistant":
+                continue
+            start = render_prompt(tokenizer, messages[:i], **template_kwargs)
+            end = _render(tokenizer, messages[: i + 1], **template_kwargs)
+            if end[: len(start)] != start or ids[: len(end)] != end:
+                raise ValueError("the chat template renders a conversation's earlier turns differently once later turns "
+                                 "follow, so its assistant tokens cannot be told apart; use chat_template: factory")
+            mask[len(start): len(end)] = [1] * (len(end) - len(start))
     if max_len is not None and len(ids) > max_len:
         return None
     return ids, mask
+
+
+def _render(tokenizer, messages: Sequence[dict[str, Any]], **template_kwargs) -> list[int]:
+    return list(tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True,
+                                              **template_kwargs)["input_ids"])
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """The tokens that end an assistant reply under the tokenizer's chat template (its end-of-turn marker:
+    `<|im_end|>` in the factory's and Qwen's, `<|eot_id|>` in Llama 3's), then EOS: what generation stops at."""
+    ids: list[int] = []
+    if tokenizer.chat_template:
+        probe = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+        specials = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+        before, whole = render_prompt(tokenizer, probe[:1]), _render(tokenizer, probe)
+        reply = [i for i in whole[len(before):] if tokenizer.decode([i]).strip()]  # a trailing newline is not the end
+        if reply and reply[-1] in specials:
+            ids.append(reply[-1])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids

@@ -11,14 +11,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import NemotronHForCausalLM
+from transformers import AutoModelForCausalLM
 
 from factory.errors import InputError
 
 
 def load_model(folder: Path) -> torch.nn.Module:
-    """A NemotronHForCausalLM from `folder`, in fp32 and eval mode."""
-    return NemotronHForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    """The causal LM saved in `folder` (whatever architecture `AutoModelForCausalLM` loads: the factory's NemotronH,
+    an imported Llama, Qwen, Mistral, ...), in fp32 and eval mode. Never code from the folder itself."""
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, trust_remote_code=False).eval()
 
 
 def save_model(model: torch.nn.Module, folder: Path, tokenizer_from: Path | None = None) -> None:

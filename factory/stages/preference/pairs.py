@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from factory.artifacts import Checkpoint
 from factory.chat.records import split_thinking
-from factory.chat.template import IM_END, render_prompt
+from factory.chat.template import render_prompt, stop_token_ids
 from factory.errors import InputError
 from factory.model.reward_head import encode_exchange, load_reward_model
 from factory.stage import Artifact
@@ -27,7 +27,7 @@ def build_pairs(policy, tokenizer, prompts: Sequence[Any], config: Config, score
 
     Returns the pairs (dicts of token ids, texts and rewards) and counts: prompts, samples, verified
     (judge verifier) and why prompts gave no pair."""
-    stop_ids = sorted({i for i in (tokenizer.convert_tokens_to_ids(IM_END), tokenizer.eos_token_id) if i is not None})
+    stop_ids = sorted(stop_token_ids(tokenizer))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     counts = {"prompts": len(prompts), "samples": 0, "verified": 0, "too_long": 0, "all_verified": 0,
               "none_verified": 0, "no_reward_gap": 0, "pairs": 0}
@@ -101,7 +101,7 @@ def _cut(ids: list[int], stop_ids: Sequence[int]) -> list[int]:
 def _reply_text(tokenizer, ids: Sequence[int]) -> str:
     """The reply as the verifier reads it: special tokens such as <think> kept, the end marker dropped."""
     text = tokenizer.decode(list(ids), skip_special_tokens=False)
-    for marker in (IM_END, tokenizer.eos_token or "", tokenizer.pad_token or ""):
+    for marker in (*tokenizer.convert_ids_to_tokens(stop_token_ids(tokenizer)), tokenizer.pad_token or ""):
         if marker:
             text = text.replace(marker, "")
     return text.strip()

@@ -23,3 +23,8 @@ def spec_defaults(config: dict[str, Any], spec: Any) -> dict[str, Any]:
     if "model" in spec.data and "model" not in config:
         return {**config, "model": spec.data["model"]}
     return config
+
+
+def architecture(config: Config) -> str:
+    """Pretraining builds the factory's hybrid, transformers' `NemotronHForCausalLM` (`factory.model`)."""
+    return "NemotronHForCausalLM"

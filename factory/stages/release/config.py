@@ -13,7 +13,10 @@ class Config(StageConfig):
     """What the released folder and its model card say; whether to push it to the Hub."""
 
     model_name: str = Field("nemotron-factory-model", min_length=1, description="Model name used as the card's title and in model-index.")
-    license: str = Field("apache-2.0", description="License identifier for the card's front matter (Hub license ids).")
+    license: str | None = Field(
+        None, description="License identifier for the card's front matter (Hub license ids); default: an imported base "
+                          "model's license (its import step's, or its own card's), else apache-2.0 for a model trained "
+                          "from scratch.")
     language: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639-1 codes of the training text's languages.")
     tags: list[str] = Field(default_factory=lambda: ["nemotron-h", "hybrid-mamba", "model-factory"], description="Extra Hub tags.")
     description: str = Field("", description="A paragraph placed under the card's title.")

@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import GenerationConfig
 
-from factory.chat.template import IM_END
+from factory.chat.template import stop_token_ids
 from factory.errors import InputError
 from factory.stages.release.config import Config
 from factory.tokens import (
@@ -76,11 +76,9 @@ def write_generation_config(output: Path, tokenizer: Any, config: Config) -> Non
 
 def _stop_ids(tokenizer: Any, eos: int) -> int | list[int]:
     """The ids generation stops at: EOS, and with a chat template also the end-of-turn marker the template
-    closes every assistant turn with (`<|im_end|>`), so a chat reply ends where its turn does."""
-    end_of_turn = tokenizer.convert_tokens_to_ids(IM_END) if tokenizer.chat_template else None
-    if end_of_turn is None or end_of_turn == tokenizer.unk_token_id or end_of_turn == eos:
-        return eos
-    return [eos, end_of_turn]
+    closes every assistant turn with (`<|im_end|>` in the factory's), so a chat reply ends where its turn does."""
+    ends = [i for i in stop_token_ids(tokenizer) if i not in (eos, tokenizer.unk_token_id)]
+    return [eos, *ends] if ends else eos
 
 
 def _special_ids(tokenizer: Any) -> dict[str, int | None]:

@@ -3,7 +3,9 @@ and a body that describes the model, its evaluation, its training data and every
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,22 +32,25 @@ def model_card(
     chain = lineage_chain([eval_art, model_art, tokens_art])
     corpora = [a for a in chain if a["kind"] == "corpus"]
     sources = sorted({s["uri"] for a in chain for s in a.get("sources") or [] if s.get("uri")})
-    # The nearest checkpoint strictly above the released one is its base model (none when trained from scratch).
+    # The nearest checkpoint strictly above the released one is its base model (none when trained from scratch);
+    # an imported model at the root of the chain is the base the Hub knows.
     model_fp = model_art.manifest.get("fingerprint")
     bases = [a for a in lineage_chain([model_art]) if a["kind"] == "checkpoint" and a["fingerprint"] != model_fp]
+    imported = base_model_of(lineage_chain([model_art]))
     metrics = {k: float(v) for k, v in (evaluation.get("metrics") or {}).items()}
     tasks = evaluation.get("tasks") or {}  # benchmark sets: {name: {items, accuracy, target_logprob, ...}}
 
     meta: dict[str, Any] = {
         "language": list(config.language),
-        "license": config.license,
+        "license": config.license or (imported or {}).get("license") or ("other" if imported else "apache-2.0"),
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
         "tags": list(config.tags),
         "datasets": [a["uri"] for a in corpora] + [a["uri"] for a in chain if a["kind"] == "conversations"] + sources,
     }
-    if bases:
-        meta["base_model"] = bases[0]["uri"]
+    if imported and imported.get("hub_id"):  # the Hub's form: its id, and how this model derives from it
+        meta["base_model"] = imported["hub_id"]
+        meta["base_model_relation"] = "finetune" if imported["trained"] else "quantized"
     all_metrics = {k: float(v) for k, v in (evaluation.get("all_metrics") or metrics).items()}
     if metrics:
         meta["model-index"] = [{"name": config.model_name, "results": [
@@ -83,7 +88,8 @@ def model_card(
         f"A `{model_config.get('architectures', ['?'])[0]}` model "
         f"(hidden size {model_config.get('hidden_size')}, layer pattern `{pattern or '?'}`: "
         "M = Mamba-2, * = attention, - = MLP, E = MoE), trained by the model factory "
-        + (f"starting from `{bases[0]['uri']}`." if bases else "from scratch."),
+        + (f"starting from {_base_line(imported)}." if imported else
+           f"starting from `{bases[0]['uri']}`." if bases else "from scratch."),
         "",
         "## Evaluation",
         "",
@@ -182,6 +188,33 @@ def _chat_section(config: Config, post_trained: bool) -> list[str]:
             "This model was not post-trained: its tokenizer carries the template, but nothing taught the model to "
             "follow the switch (post-training steps do: see `examples/posttrain.yaml`).", ""]),
     ]
+
+
+def base_model_of(chain: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The imported model at the root of a lineage chain (an import_model step's): its Hub id (its config's `hub_id`,
+    or its hf:// source's), source, revision, license (the config's, else what its import.json found in the model's
+    own card, when the store is a local folder) and whether a later step trained on it; None without one."""
+    chain = list(chain)
+    at = next((i for i, a in enumerate(chain) if a.get("stage_kind") == "import_model"), None)
+    if at is None:
+        return None
+    entry, config = chain[at], chain[at].get("config") or {}
+    source = str(config.get("source", ""))
+    hub_id = config.get("hub_id") or (source[len("hf://"):].split("@")[0].rstrip("/") if source.startswith("hf://") else None)
+    record: dict[str, Any] = {}
+    uri = str(entry.get("uri") or "")
+    if uri and "://" not in uri and (Path(uri) / "import.json").is_file():
+        record = json.loads((Path(uri) / "import.json").read_text())
+    trained = any(a["kind"] == "checkpoint" for a in chain[:at])  # nearest first: checkpoints made after the import
+    return {"hub_id": hub_id, "source": source, "revision": record.get("revision"),
+            "license": config.get("license") or record.get("license"), "trained": trained,
+            "architecture": record.get("architecture"), "params": record.get("params")}
+
+
+def _base_line(imported: Mapping[str, Any]) -> str:
+    name = f"`{imported['hub_id']}`" if imported.get("hub_id") else f"`{imported['source']}`"
+    revision = f" at revision `{imported['revision']}`" if imported.get("revision") else ""
+    return f"the imported model {name}{revision}"
 
 
 def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:

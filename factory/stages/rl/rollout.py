@@ -53,7 +53,7 @@ import httpx
 import torch
 
 from factory.chat.records import Prompt
-from factory.chat.template import IM_END, render_prompt
+from factory.chat.template import render_prompt, stop_token_ids
 from factory.errors import ServiceError
 from factory.generate import GenerationParams
 from factory.generate.settings import GeneratorSettings
@@ -85,8 +85,7 @@ class Sample(NamedTuple):
 
 
 def _stop_ids(tokenizer) -> list[int]:
-    ids = [tokenizer.convert_tokens_to_ids(IM_END), tokenizer.eos_token_id]
-    return list(dict.fromkeys(i for i in ids if i is not None and i != tokenizer.unk_token_id))
+    return [i for i in stop_token_ids(tokenizer) if i != tokenizer.unk_token_id]
 
 
 class LocalSampler:

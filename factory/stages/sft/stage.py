@@ -50,7 +50,7 @@ import torch
 from transformers import AutoTokenizer
 
 from factory.artifacts import Checkpoint, Conversations
-from factory.chat.template import IM_END, THINK_OPEN, encode_chat, render_prompt, with_chat_template
+from factory.chat.template import THINK_OPEN, encode_chat, render_prompt, stop_token_ids, with_chat_template
 from factory.errors import InputError
 from factory.model.checkpoints import load_model
 from factory.stage import Artifact, StepContext
@@ -68,7 +68,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     if not (model_dir / "tokenizer.json").is_file():
         raise InputError(f"{model_dir}: no tokenizer.json; the 'model' checkpoint must carry its tokenizer "
                          "(pretrain and distill save it beside the weights)")
-    tokenizer = with_chat_template(AutoTokenizer.from_pretrained(model_dir, local_files_only=True))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    if not tokenizer.chat_template:  # an imported model keeps its own template (import_model's chat_template: keep)
+        with_chat_template(tokenizer)
 
     conversations = data.train()
     if not conversations:
@@ -100,8 +102,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         if len(tokenizer) > model.config.vocab_size:
             raise InputError(f"{model_dir}: the tokenizer has {len(tokenizer)} tokens, more than the model's vocab_size "
                              f"{model.config.vocab_size}")
-        model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]  # a chat
-        model.generation_config.pad_token_id = pad_id  # reply ends with its turn
+        # a chat reply ends with its turn: EOS and the template's end-of-turn marker
+        model.generation_config.eos_token_id = [tokenizer.eos_token_id,
+                                                *[i for i in stop_token_ids(tokenizer) if i != tokenizer.eos_token_id]]
+        model.generation_config.pad_token_id = pad_id
         model = shell.prepare(model)
         objective = ChatLMObjective(model, where)
         trainer = shell.trainer(objective, rows, tokenizer=tokenizer)
@@ -189,9 +193,9 @@ def think_rates(model, tokenizer, prompts: Sequence[Any], device: str) -> dict[s
     """Share of `prompts` whose greedy answer opens with `<think>`, under `detailed thinking on` and `off`.
 
     Greedy decoding's first token is the argmax after the prompt, so one forward pass per prompt decides it."""
-    if not prompts:
-        return {}
     think = tokenizer.convert_tokens_to_ids(THINK_OPEN)
+    if not prompts or think in (None, tokenizer.unk_token_id):  # a kept template without a <think> token: not measured
+        return {}
     rates = {}
     model.eval()
     with torch.no_grad():

@@ -45,6 +45,20 @@ class Config(StageConfig):
                              "(or set chat_template: false)")
         return self
 
+    def check_wiring(self, inputs) -> None:
+        """With a `model` input the tokens are written with that model's tokenizer (continued pretraining, evaluating
+        an imported model): the fields that train a tokenizer do nothing then, so a value other than the default is
+        refused."""
+        if "model" not in inputs:
+            return
+        trained = ("vocab_size", "min_frequency", "bos_token", "eos_token", "pad_token", "unk_token",
+                   "extra_special_tokens", "chat_template", "max_docs_for_training")
+        changed = [f for f in trained if getattr(self, f) != type(self).model_fields[f].default]
+        if changed:
+            raise ValueError(f"{changed[0]}: tokenize writes with the tokenizer of its `model` input (step "
+                             f"{inputs['model']}), so the fields that train one ({', '.join(changed)}) do nothing; "
+                             "remove them")
+
     def special_tokens(self) -> list[str]:
         """Special tokens in id order (first occurrence wins): eos gets id 0, then bos, unk, pad, extras."""
         tokens = [self.eos_token, self.bos_token, self.unk_token, self.pad_token, *self.extra_special_tokens]

@@ -1,4 +1,5 @@
-"""The tokenize stage's `run`: survey the corpus, train the tokenizer, write each split's token data."""
+"""The tokenize stage's `run`: survey the corpus, train the tokenizer (or take the `model` input's), write each split's
+token data."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tokenizers import Tokenizer
+from transformers import AutoConfig, AutoTokenizer
 
-from factory.artifacts import Corpus
+from factory.artifacts import Checkpoint, Corpus
 from factory.chat.template import with_chat_template
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
@@ -42,22 +44,30 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     )
     ctx.log.info("corpus_read", files=len(files), documents=survey["documents"], skipped=dict(survey["skipped"]))
 
-    # Pass 2: train the tokenizer on the sample.
+    # Pass 2: train the tokenizer on the sample, or take the `model` input's (an imported model's own).
     sample = survey["sample"]
-    texts = (text for doc_id, text in corpus_texts(files) if doc_id in sample)
-    backend = train_bpe(texts, len(sample), config)
-    tokenizer = as_transformers(backend, config)
-    if config.chat_template:
-        with_chat_template(tokenizer)  # saved as tokenizer/chat_template.jinja, so the release carries it
+    if "model" in inputs:
+        tokenizer = AutoTokenizer.from_pretrained(Checkpoint.of(inputs, "model").model_dir, trust_remote_code=False)
+        if not tokenizer.is_fast or tokenizer.eos_token_id is None:
+            raise InputError(f"{inputs['model'].path}: tokenize writes with a fast tokenizer that has an EOS token; "
+                             "the model's has not")
+        backend, eos_id = tokenizer.backend_tokenizer, tokenizer.eos_token_id
+        vocab_size = max(len(tokenizer), AutoConfig.from_pretrained(Checkpoint.of(inputs, "model").model_dir).vocab_size)
+    else:
+        texts = (text for doc_id, text in corpus_texts(files) if doc_id in sample)
+        backend = train_bpe(texts, len(sample), config)
+        tokenizer = as_transformers(backend, config)
+        if config.chat_template:
+            with_chat_template(tokenizer)  # saved as tokenizer/chat_template.jinja, so the release carries it
+        vocab_size = len(tokenizer)
+        if vocab_size != config.vocab_size:
+            ctx.log.warning("vocab_smaller_than_configured", configured=config.vocab_size, trained=vocab_size)
+        eos_id = backend.token_to_id(config.eos_token)
     tokenizer.save_pretrained(output / "tokenizer")
-    vocab_size = len(tokenizer)
-    if vocab_size != config.vocab_size:
-        ctx.log.warning("vocab_smaller_than_configured", configured=config.vocab_size, trained=vocab_size)
 
     # Passes 3-4: encode each split. Special-token strings inside web text stay plain text, so a page
     # that contains "<|endoftext|>" cannot forge a document boundary.
     backend.encode_special_tokens = True
-    eos_id = backend.token_to_id(config.eos_token)
     tally: Counter = Counter()  # UTF-8 bytes and tokens of the text (EOS excluded), for bytes_per_token
     counts = {}
     for split in ("train", "valid"):
@@ -90,7 +100,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "tokens": {"train": metrics["tokens_train"], "valid": metrics["tokens_valid"]},
         "bytes_per_token": metrics["bytes_per_token"],
         "vocab_size": vocab_size,
-        "special_tokens": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in config.special_tokens()},
+        "special_tokens": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in
+                           (tokenizer.all_special_tokens if "model" in inputs else config.special_tokens())},
         "eos_token_id": eos_id,
     }
     if synthetic is not None:

@@ -13,7 +13,8 @@ from factory.stages.release import Config, run
 from factory.stage import StepContext
 from factory.tasks.table import format_metric
 
-import tiny_artifacts  # registered by this folder's conftest.py
+from factory.tokens import load_tokenizer
+from tests.builders import TINY_256, checkpoint
 
 
 def _release(upstream, out, config=None, model=None):
@@ -151,11 +152,14 @@ def test_model_card_body_lists_the_lineage(released, upstream):
     assert "from scratch" in body
 
 
-def test_base_model_comes_from_an_upstream_checkpoint(upstream, tmp_path):
-    tuned = tiny_artifacts.model_artifact(tmp_path, upstream["tokens"], name="tuned_art", base=upstream["model"])
+def test_a_base_model_known_only_locally_is_named_in_the_body_not_the_hub_metadata(upstream, tmp_path):
+    tuned = checkpoint(tmp_path / "tuned_art", load_tokenizer(upstream["tokens"].path), TINY_256, vocab_size=2048,
+                       inputs={"tokens": upstream["tokens"], "model": upstream["model"]})
     _release(upstream, tmp_path / "out", model=tuned)
-    meta = _front_matter((tmp_path / "out" / "README.md").read_text())
-    assert meta["base_model"] == upstream["model"].uri
+    card = (tmp_path / "out" / "README.md").read_text()
+    meta = _front_matter(card)
+    assert "base_model" not in meta  # the Hub reads base_model as a Hub id; a local path there is not usable
+    assert f"starting from `{upstream['model'].uri}`" in card
 
 
 def test_push_skips_without_token_and_uploads_with_one(upstream, tmp_path, monkeypatch):
