@@ -20,6 +20,7 @@ import, kfp and the pipelines 3 s more, and `factory --help`, `status`, `sandbox
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -50,6 +51,21 @@ def _load(spec_path: Path, resolve: bool = True):
 
     spec = with_cluster_defaults(load_spec(spec_path))  # endpoints the spec leaves out: the chart's ConfigMap
     return spec.resolved() if resolve else spec
+
+
+def _writable(spec, store: bool) -> None:
+    """Stop in one line, before any work, when a local folder the command writes cannot be written: the work folder
+    (and the default tracking database in it), and with `store` a local artifact store."""
+    folders = [("work_dir", Path(spec.work_dir))]
+    if store and not spec.storage.root.startswith("s3://"):
+        folders.append(("storage.root", Path(spec.storage.root.removeprefix("file://"))))
+    for field, folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"{field}: cannot create the folder {folder} ({e.strerror}); name a folder this user may write") from None
+        if not os.access(folder, os.W_OK | os.X_OK):  # also false on a read-only file system, even for root
+            raise UserError(f"{field}: {folder} is not writable by this user (or is on a read-only file system)")
 
 
 @app.command()
@@ -91,6 +107,7 @@ def plan(
     from factory.plan import plan_spec
 
     spec = _load(spec_path)
+    _writable(spec, store=False)  # the plan is logged to the tracking store (by default in the work folder)
     report = plan_spec(spec, mfu=mfu, price_per_gpu_hour=price, context=context)
     run_id = log_plan(spec, report)
     if as_json:
@@ -111,7 +128,8 @@ def step(
 
     spec = _load(spec_path)
     if name not in spec.enabled():
-        _fail(f"no step {name!r} in {spec_path}; steps are: {', '.join(spec.enabled())}")
+        _fail(f"no step {name[:60]!r} in {spec_path}; steps are: {', '.join(spec.enabled())}")
+    _writable(spec, store=True)
     executor = Executor(spec)
     if dist_rank()[0] != 0:  # under torchrun, rank 0 alone tracks and publishes
         executor.run([name])
@@ -169,6 +187,7 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
     from factory.steps import Executor
 
     spec = _load(spec_path)  # also fails on a system program the spec needs and this machine lacks
+    _writable(spec, store=True)
     report = _check_plan(spec, spec_path, force)
     lineage = Lineage(spec.tracking_uri(), spec.experiment())  # fails fast if the tracking store is unusable
     if spec.storage.root.startswith("s3://"):

@@ -19,11 +19,18 @@ its kind, config and inputs by step name, so one run may hold several steps of o
       ...
 
 A wiring mistake names its path (`steps.eval_final.inputs.model: no step 'x'`).
+
+The file itself is read with limits, so no spec can stall or exhaust the loader: at most `MAX_SPEC_BYTES` of a
+regular file (a device such as `/dev/zero` is refused), at most `MAX_SPEC_NODES` values once YAML aliases are
+expanded (an alias bomb is refused before anything walks it), and a key written twice in one mapping is an error
+naming both lines (YAML would silently keep the last).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -36,6 +43,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -58,6 +66,20 @@ class StorageSpec(_Frozen):
     root: str = Field("runs/store", description="Artifact store: a folder path, or s3://bucket/prefix")
     endpoint_url: str | None = Field(None, description="S3 endpoint URL for S3-compatible services (MinIO, Ceph); None for AWS")
     region: str | None = Field(None, description="S3 region name")
+
+    @field_validator("root")
+    @classmethod
+    def _a_folder_of_its_own(cls, value: str) -> str:
+        return value if "://" in value else _own_folder(value)
+
+
+def _own_folder(value: str) -> str:
+    """A local folder the factory fills (`work_dir`, a local store): written out, and not the file system's root."""
+    if not value.strip():
+        raise ValueError("empty: name a folder (an empty path would be the folder the command runs in)")
+    if os.path.normpath(value.strip()) in ("/", "//"):
+        raise ValueError("the file system's root cannot be the factory's folder; name a folder of its own")
+    return value
 
 
 class TrackingSpec(_Frozen):
@@ -159,7 +181,12 @@ Stages = _build_stages_model()
 Step = _build_step_model()
 
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+# a step's name is a folder of the store and of the work folder and part of KFP task and Kubernetes object names
+# (63 characters at most, with the spec's name and a fingerprint beside it)
+MAX_STEP_NAME = 40
 RESERVED_STEP_NAMES = ("finish",)  # the pipeline's exit handler task
+MAX_SPEC_BYTES = 1 << 20  # a spec is a few KiB of YAML
+MAX_SPEC_NODES = 1_000_000  # values in the spec once aliases are expanded
 
 
 @dataclass(frozen=True)
@@ -189,7 +216,8 @@ class Spec(_Frozen):
     a kind).
     """
 
-    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]*$", description="Run name (lowercase, digits, dashes)")
+    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=MAX_STEP_NAME,
+                      description="Run name (lowercase, digits, dashes; at most 40 characters)")
     work_dir: str = Field("runs/work", description="Local working folder: staging, caches, the default tracking database")
     model: ModelSpec = Field(default_factory=ModelSpec, description="Model preset and overrides")
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Artifact store")
@@ -247,6 +275,11 @@ class Spec(_Frozen):
                 data = cls._replace(data, path, fill(cfg, context))
         return data
 
+    @field_validator("work_dir")
+    @classmethod
+    def _a_folder_of_its_own(cls, value: str) -> str:
+        return _own_folder(value)
+
     @model_validator(mode="after")
     def _check(self) -> "Spec":
         if (self.stages is None) == (self.steps is None):
@@ -287,9 +320,9 @@ class Spec(_Frozen):
         steps: dict[str, Any] = self.steps or {}
         seen_k8s: dict[str, str] = {}
         for name, step in steps.items():
-            if not STEP_NAME.match(name) or name in RESERVED_STEP_NAMES:
-                raise ValueError(f"steps.{name}: a step name is lowercase letters, digits, '-' and '_', starting with a letter"
-                                 f" (not {', '.join(RESERVED_STEP_NAMES)})")
+            if not STEP_NAME.match(name) or name in RESERVED_STEP_NAMES or len(name) > MAX_STEP_NAME:
+                raise ValueError(f"steps.{_shown(name)}: a step name is at most {MAX_STEP_NAME} lowercase letters, digits, "
+                                 f"'-' and '_', starting with a letter (not {', '.join(RESERVED_STEP_NAMES)})")
             k8s = name.replace("_", "-")  # how KFP names the step's task
             if k8s in seen_k8s:
                 raise ValueError(f"steps.{name}: clashes with step {seen_k8s[k8s]!r} (KFP names both {k8s!r})")
@@ -443,19 +476,100 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
         raise SpecError(format_validation_error(e)) from None
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec file; every problem is a `SpecError`/`InputError` with a clear message."""
-    path = Path(path)
+def _shown(name: str, limit: int = 60) -> str:
+    """A user's name as an error shows it: cut, so a 300-character name does not make a 300-character line."""
+    return name if len(name) <= limit else f"{name[:limit]}... ({len(name)} characters)"
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key written twice in one mapping (naming both lines)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: keys written beside it override, by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base loader says so
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {_shown(str(key))!r} appears twice in one mapping (lines {first} and "
+                                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(data: Any, source: str) -> int:
+    """How many values `data` holds with every YAML alias expanded, counted without expanding (each shared value
+    once); past MAX_SPEC_NODES, or for a value that contains itself, a `SpecError`."""
+    sizes: dict[int, int] = {}
+    pending: set[int] = set()
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if key in pending:
+            raise SpecError(f"{source}: a YAML alias refers to a value that contains it; a spec cannot hold itself")
+        pending.add(key)
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        total = 1
+        for item in items:
+            total += size(item)
+            if total > MAX_SPEC_NODES:
+                raise SpecError(f"{source}: more than {MAX_SPEC_NODES:,} values once its YAML aliases are expanded "
+                                "(an alias bomb?); a spec holds settings, not data")
+        pending.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(data)
+
+
+def _read_spec_file(path: Path) -> str:
+    """The spec's text: a regular file (or a pipe) of at most MAX_SPEC_BYTES, in UTF-8."""
     try:
-        text = path.read_text()
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{path}: a folder, not a spec file")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise InputError(f"{path}: not a regular file (a device or socket cannot be a spec)")
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise InputError(f"{path}: spec file not found") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read the spec file ({e.strerror})") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise InputError(f"{path}: larger than {MAX_SPEC_BYTES >> 20} MiB; a spec is a few KiB of YAML")
     try:
-        data = yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def parse_spec_text(text: str, source: str = "<spec>") -> Spec:
+    """A spec from YAML text, through the same checks as `load_spec` (duplicate keys, alias expansion)."""
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-    return parse_spec(data, str(path))
+        raise SpecError(f"{source}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: nested too deeply to be a spec") from None
+    try:
+        _expanded_size(data, source)
+    except RecursionError:
+        raise SpecError(f"{source}: nested too deeply to be a spec") from None
+    return parse_spec(data, source)
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file; every problem is a `SpecError`/`InputError` with a clear message."""
+    path = Path(path)
+    return parse_spec_text(_read_spec_file(path), str(path))

@@ -8,7 +8,9 @@ visible: a folder without one, or whose files no longer match it, does not count
   then the folder is renamed into place, which is atomic on one filesystem.
 - `S3Store`: any S3-compatible service (AWS, MinIO, Ceph) through boto3, endpoint URL configurable. Files
   are uploaded first and the manifest last, so a killed upload leaves nothing that looks complete. boto3's
-  standard retry mode handles throttling and transient network errors.
+  standard retry mode handles throttling and transient network errors; every call has connect and read timeouts
+  and three attempts (`factory.sources.s3_client`), and a failure is one `ServiceError` naming the bucket and
+  the endpoint (a bucket that does not exist, an endpoint that never answers).
 
 Keys are `STAGE/FINGERPRINT16`. Stages always work on local folders; `materialize` brings an S3 artifact
 into a local cache (checking sizes and digests) and `publish` sends a local folder up.
@@ -24,11 +26,13 @@ import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from factory.errors import InputError, ServiceError
+from factory.sources import s3_client
 
 MANIFEST = "manifest.json"
 
@@ -185,10 +189,6 @@ class S3Store(Store):
     """Artifacts under `s3://bucket/prefix`, on any S3-compatible endpoint."""
 
     def __init__(self, root: str, endpoint_url: str | None = None, region: str | None = None, cache_dir: Path | None = None):
-        # boto3 only for S3: a local store, the default, spares every step process its import
-        import boto3
-        from botocore.config import Config as BotoConfig
-
         parsed = urlparse(root)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise InputError(f"storage.root: {root!r} is not an s3://bucket/prefix URI")
@@ -197,12 +197,23 @@ class S3Store(Store):
         self.prefix = parsed.path.strip("/")
         self.endpoint_url = endpoint_url
         self.cache_dir = (cache_dir or Path(tempfile.gettempdir()) / "factory-s3-cache").resolve()
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            config=BotoConfig(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=10, read_timeout=60),
-        )
+        self.client = s3_client(endpoint_url, region)
+
+    @contextmanager
+    def _calls(self, what: str) -> Iterator[None]:
+        """Turn botocore's errors inside into one `ServiceError` that names the bucket and the endpoint."""
+        from botocore.exceptions import BotoCoreError, ClientError  # boto3 loads with the client: see s3_client
+
+        try:
+            yield
+        except (BotoCoreError, ClientError) as e:
+            where = self.endpoint_url or "the default AWS S3 endpoint"
+            code = e.response.get("Error", {}).get("Code", "") if isinstance(e, ClientError) else ""
+            if code == "NoSuchBucket":
+                raise ServiceError(f"storage.root: bucket {self.bucket!r} does not exist at {where}; create it, "
+                                   "or fix storage.root") from None
+            detail = " ".join(str(e).split())  # botocore messages may span lines
+            raise ServiceError(f"storage.root: {what} in bucket {self.bucket!r} at {where} failed: {detail}") from None
 
     def _key(self, key: str, rel: str = "") -> str:
         parts = [p for p in (self.prefix, key, rel) if p]
@@ -213,29 +224,34 @@ class S3Store(Store):
 
     def check(self) -> None:
         """Fail with one clear message if the bucket cannot be reached."""
-        from botocore.exceptions import BotoCoreError, ClientError  # boto3: see __init__
+        from botocore.exceptions import BotoCoreError, ClientError  # see s3_client
 
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except (BotoCoreError, ClientError) as e:
             where = self.endpoint_url or "the default AWS endpoint"
-            raise ServiceError(f"storage.root: cannot reach bucket {self.bucket!r} at {where}: {e}") from e
+            if isinstance(e, ClientError) and e.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+                raise ServiceError(f"storage.root: bucket {self.bucket!r} does not exist at {where}; create it, "
+                                   "or fix storage.root") from None
+            raise ServiceError(f"storage.root: cannot reach bucket {self.bucket!r} at {where}: {' '.join(str(e).split())}") from None
 
     def read_manifest(self, key: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError  # boto3: see __init__
+        from botocore.exceptions import ClientError  # see s3_client
 
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key, MANIFEST))["Body"].read()
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
+        with self._calls("reading a manifest"):
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=self._key(key, MANIFEST))["Body"].read()
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                    return None
+                raise
         return json.loads(body)
 
     def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            yield from page.get("Contents", [])
+        with self._calls("listing"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                yield from page.get("Contents", [])
 
     def _file_sizes(self, key: str) -> dict[str, int]:
         base = self._key(key) + "/"
@@ -243,15 +259,16 @@ class S3Store(Store):
 
     def publish(self, staging: Path, key: str, manifest: dict[str, Any]) -> dict[str, Any]:
         manifest = self.finalize_manifest(staging, manifest, self.uri(key))
-        for entry in manifest["files"]:
-            self.client.upload_file(str(staging / entry["path"]), self.bucket, self._key(key, entry["path"]))
-        # The manifest goes last: until it exists, readers treat the key as absent.
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=self._key(key, MANIFEST),
-            Body=json.dumps(manifest, indent=2, sort_keys=True).encode(),
-            ContentType="application/json",
-        )
+        with self._calls("publishing"):
+            for entry in manifest["files"]:
+                self.client.upload_file(str(staging / entry["path"]), self.bucket, self._key(key, entry["path"]))
+            # The manifest goes last: until it exists, readers treat the key as absent.
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key, MANIFEST),
+                Body=json.dumps(manifest, indent=2, sort_keys=True).encode(),
+                ContentType="application/json",
+            )
         write_json_atomic(staging / MANIFEST, manifest)
         cached = self.cache_dir / key
         if not cached.exists():
@@ -274,7 +291,8 @@ class S3Store(Store):
             for entry in manifest["files"]:
                 target = tmp / entry["path"]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                self.client.download_file(self.bucket, self._key(key, entry["path"]), str(target))
+                with self._calls("downloading"):
+                    self.client.download_file(self.bucket, self._key(key, entry["path"]), str(target))
                 if sha256_file(target) != entry["sha256"]:
                     raise InputError(f"{self.uri(key)}/{entry['path']}: sha256 does not match the manifest")
             write_json_atomic(tmp / MANIFEST, manifest)
@@ -302,7 +320,8 @@ class S3Store(Store):
         objects.sort(key=lambda k: not k.endswith("/" + MANIFEST))  # the manifests first
         for start in range(0, len(objects), 1000):  # DeleteObjects takes at most 1000 keys per call
             batch = [{"Key": k} for k in objects[start : start + 1000]]
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            with self._calls("deleting"):
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         shutil.rmtree(self.cache_dir / key, ignore_errors=True)
 
 

@@ -125,3 +125,17 @@ def test_content_hash_is_opt_in_per_input(tmp_path):
     input_identity.cache_clear()
     assert [e["identity"] for e in source_digests("curate", plain.stage_config("curate"))["sources"]] == ["listing", "listing"]
     assert [e["identity"] for e in source_digests("curate", opted.stage_config("curate"))["sources"]] == ["listing", "content"]
+
+
+def test_a_device_or_a_pipe_is_not_an_input(tmp_path):
+    """`content_hash` over `/dev/zero` read forever, and a listing of it let curate do the same."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):
+        for content in (False, True):
+            with pytest.raises(InputError, match=r": not a regular file or a folder \(a device, pipe or socket cannot be an input\)"):
+                _identity(path, content=content)
+    (tmp_path / "html").mkdir()
+    (tmp_path / "html" / "a.html").write_text("<p>a</p>")
+    os.symlink("/dev/zero", tmp_path / "html" / "zero.html")  # inside a folder: skipped, as every non-regular file is
+    assert _identity(str(tmp_path / "html"), content=True)["files"] == 1

@@ -153,7 +153,7 @@ def test_named_steps_are_the_default_recipe_when_wired_like_it():
         (lambda s: s["eval_final"]["config"].update(seq_len="long"), r"^steps\.eval_final\.config\.seq_len: Input should be a valid integer"),
         (lambda s: s["eval_final"].update(kind="evaluation"), r"^steps\.eval_final\.kind: no stage kind 'evaluation' \(kinds are quality, curate"),
         (lambda s: s["eval_final"].pop("kind"), r"^steps\.eval_final\.kind: missing"),
-        (lambda s: s.update(Eval={"kind": "quality"}), r"^steps\.Eval: a step name is lowercase"),
+        (lambda s: s.update(Eval={"kind": "quality"}), r"^steps\.Eval: a step name is at most 40 lowercase"),
         (lambda s: s.update({"eval-final": {"kind": "quality"}}), r"^steps\.eval-final: clashes with step 'eval_final'"),
         (lambda s: s["curate"]["inputs"].update(quality="release"), r"^steps\.curate\.inputs\.quality: step 'release' makes a 'release'"),
     ],
@@ -202,4 +202,86 @@ def test_a_cycle_and_a_mixed_spec_are_refused():
     data = named_data()
     data["resources"] = {"eval_base": {"cpu": "1"}, "evaluate": {"cpu": "1"}}
     with pytest.raises(SpecError, match=r"^resources\.evaluate: no such step \(steps are quality, curate"):
+        parse_spec(data)
+
+
+# --- spec files that would stall, exhaust or mislead the loader -------------------------------------------------
+
+def test_a_key_written_twice_is_an_error_naming_both_lines(tmp_path):
+    """PyYAML keeps the last of two keys silently: `max_error_fraction: 0.0` then `1.0` meant 1.0."""
+    p = tmp_path / "dup.yaml"
+    p.write_text("name: smoke\nstages:\n  curate:\n    sources: [x]\n    max_error_fraction: 0.0\n"
+                 "    max_error_fraction: 1.0\n")
+    with pytest.raises(SpecError, match=r"dup.yaml: not valid YAML at line 6, column 5: key 'max_error_fraction' appears "
+                                        r"twice in one mapping \(lines 5 and 6\)"):
+        load_spec(p)
+    # a merge key's values may be overridden beside it: that is what `<<` is for
+    merged = ("name: smoke\nstages:\n  curate: &curate {sources: [x], max_error_fraction: 0.1}\n  tokenize: {vocab_size: 512}\n"
+              "resources:\n  curate: {cpu: '1'}\n  tokenize:\n    <<: {cpu: '1', memory: 1G}\n    cpu: '2'\n")
+    assert load_spec(_write(tmp_path / "merge.yaml", merged)).resources_for("tokenize").cpu == "2"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """Each level an anchor of nine aliases of the one below: 9^levels values once expanded, 4.7 GB as JSON."""
+    lines = ["    a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "name: smoke\nmodel:\n  preset: tiny\n  overrides:\n" + "\n".join(lines) + "\nstages:\n  curate: {sources: [x]}\n"
+
+
+def test_an_alias_bomb_is_refused_before_anything_walks_it(tmp_path):
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(SpecError, match=r"bomb.yaml: more than 1,000,000 values once its YAML aliases are expanded"):
+        load_spec(_write(tmp_path / "bomb.yaml", _alias_bomb()))
+    assert time.monotonic() - started < 5
+    with pytest.raises(SpecError, match=r"a YAML alias refers to a value that contains it"):
+        load_spec(_write(tmp_path / "self.yaml", "name: smoke\nmodel: &m {overrides: {x: *m}}\n"))
+    with pytest.raises(SpecError, match=r"nested too deeply to be a spec"):
+        load_spec(_write(tmp_path / "deep.yaml", "name: smoke\nx: " + "[" * 20000 + "]" * 20000 + "\n"))
+    # a few aliases, as a spec uses them, are fine
+    shared = "name: smoke\nstages:\n  curate: {sources: &src [examples/data/smoke-html]}\n  quality: {max_reference_docs: 10}\n"
+    assert load_spec(_write(tmp_path / "ok.yaml", shared)).stages.curate.sources == ["examples/data/smoke-html"]
+
+
+def test_a_device_a_folder_and_an_oversized_file_are_not_specs(tmp_path):
+    """`/dev/zero` as a spec was read whole (4.7 GB) before anything checked it."""
+    for device in ("/dev/zero", "/dev/urandom"):
+        with pytest.raises(InputError, match=rf"^{device}: not a regular file \(a device or socket cannot be a spec\)"):
+            load_spec(device)
+    with pytest.raises(InputError, match="a folder, not a spec file"):
+        load_spec(tmp_path)
+    big = tmp_path / "big.yaml"
+    big.write_text("name: smoke\n# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(InputError, match=r"big.yaml: larger than 1 MiB"):
+        load_spec(big)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(InputError, match=r"latin.yaml: not UTF-8 text \(byte 9\)"):
+        load_spec(latin)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["steps"].update({"a" * 300: {"kind": "quality"}}),
+         r"^steps\.a{60}\.\.\. \(300 characters\): a step name is at most 40 lowercase"),
+        (lambda d: d["steps"].update({"ev/../../x": {"kind": "quality"}}), r"^steps\.ev/\.\./\.\./x: a step name is at most 40"),
+        (lambda d: d.update(name="n" * 41), r"^name: String should have at most 40 characters"),
+        (lambda d: d.update(work_dir=""), r"^work_dir: empty: name a folder"),
+        (lambda d: d.update(work_dir="/"), r"^work_dir: the file system's root cannot be the factory's folder"),
+        (lambda d: d.update(storage={"root": " "}), r"^storage\.root: empty: name a folder"),
+    ],
+)
+def test_names_and_folders_are_checked_at_load(edit, message):
+    """A 300-character step name failed only when `factory step` made its folder ("File name too long"), and an empty
+    work_dir was the folder the command ran in."""
+    data = named_data()
+    edit(data)
+    with pytest.raises(SpecError, match=message):
         parse_spec(data)

@@ -85,7 +85,6 @@ def test_s3_unreachable_endpoint_is_one_clear_error(tmp_path):
     from factory.errors import ServiceError
 
     store = S3Store("s3://nobucket", endpoint_url="http://127.0.0.1:9", cache_dir=tmp_path)
-    store.client.meta.config.retries["max_attempts"] = 1
     with pytest.raises(ServiceError, match="cannot reach bucket 'nobucket' at http://127.0.0.1:9"):
         store.check()
 
@@ -122,3 +121,46 @@ def test_delete_removes_a_key_and_nothing_beside_it(store, tmp_path):
     else:
         assert not list(store._objects(store._key("mix/abc.work") + "/"))
     store.delete("mix/never-there")  # nothing to remove is not an error
+
+
+def test_s3_missing_bucket_is_one_clear_error(s3_endpoint, tmp_path):
+    from factory.errors import ServiceError
+
+    store = S3Store("s3://no-such-bucket/prefix", endpoint_url=s3_endpoint, region="us-east-1", cache_dir=tmp_path)
+    for call in (lambda: store.read_manifest("curate/0123"), lambda: store.keys("curate"), store.check):
+        with pytest.raises(ServiceError, match=rf"^storage\.root: bucket 'no-such-bucket' does not exist at {s3_endpoint}; create it"):
+            call()
+
+
+def test_s3_endpoint_that_never_answers_fails_in_bounded_time_naming_itself(tmp_path, monkeypatch):
+    """An endpoint that accepts connections and never answers: 60 s read timeout x 8 attempts (552 s) before; now
+    connect and read timeouts and three attempts, each call one ServiceError naming the endpoint."""
+    import socket
+    import threading
+    import time
+
+    from factory import sources
+    from factory.errors import ServiceError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(16)], daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setattr(sources, "S3_READ_TIMEOUT_S", 0.5)  # the defaults (5 s, 20 s) take a minute: same bound
+    sources.s3_client.cache_clear()
+    try:
+        store = S3Store("s3://bucket/prefix", endpoint_url=endpoint, region="us-east-1", cache_dir=tmp_path)
+        started = time.monotonic()
+        with pytest.raises(ServiceError, match=rf"^storage\.root: reading a manifest in bucket 'bucket' at {endpoint} failed: "
+                                               rf"Read timeout on endpoint URL"):
+            store.read_manifest("curate/0123")
+        assert time.monotonic() - started < sources.S3_ATTEMPTS * (0.5 + 1) + 3  # attempts x timeout, with backoff
+    finally:
+        sources.s3_client.cache_clear()
+        server.close()
+        for conn, _ in held:
+            conn.close()
