@@ -1,35 +1,44 @@
 """Compress benchmark: Minitron's claim in miniature, and the Nano 2 12B -> 9B memory report.
 
-Part 1 (tiny, real training on CPU): a NemotronH teacher (pattern M*-M*-, two Mamba groups) trained on a
-small synthetic corpus; the compress stage prunes it (width: hidden, MLP, Mamba heads; depth: one layer);
-then, at the same token budget, (a) the pruned model distilled from the teacher (distill stage), (b) the same
-architecture trained from scratch, (c) the pruned model without distillation. Prints validation loss of each,
-and the wall time of the compress and distill stages.
+Part 1 (tiny, real training on CPU): the smoke corpus (examples/data/smoke-html) curated and tokenized by the curate
+and tokenize stages (bench/precision.py's cached tokens); a NemotronH teacher (the tiny preset as pattern M*-M*-,
+two Mamba groups) trained on it by the pretrain stage; the compress stage prunes it (width: hidden, MLP, Mamba
+heads; depth: one layer); then, at the same token budget, (a) the pruned model distilled from the teacher (distill
+stage), (b) the same architecture trained from scratch, (c) the pruned model without distillation. Prints
+validation loss of each, and the wall time of the compress and distill stages.
 
 Part 2 (shapes only): Nemotron Nano 2 12B and the 9B Minitron made from it: parameters and serving memory at
 128k context (weights + KV cache + Mamba conv/SSM state), from `factory.cost`.
 
     .venv/bin/python bench/compress.py                     # ~5-10 min on 2 busy cores
-    .venv/bin/python bench/compress.py --teacher-steps 300 --steps 100
-
-The tiny corpus and teacher come from tests/stages/compress/tiny_models.py (the same inputs the tests use).
+    .venv/bin/python bench/compress.py --teacher-steps 300 --steps 100 --out runs/bench/compress
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# The teacher: two attention layers (so depth pruning may drop one and generation still has a KV cache), two Mamba
+# groups; the vocabulary is the smoke tokenizer's.
+TEACHER = {"preset": "tiny", "overrides": {"pattern": "M*-M*-", "intermediate_size": 128, "mamba_groups": 2,
+                                           "max_position_embeddings": 512}}
+VALID_WINDOWS = 64
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher-steps", type=int, default=150)
     parser.add_argument("--steps", type=int, default=40, help="Token budget of distillation and of training from scratch, in steps.")
+    parser.add_argument("--out", type=Path, default=None, help="working folder (default: a new temporary one); the "
+                                                                 "tokenized smoke corpus is cached in OUT/data")
     args = parser.parse_args()
 
     import torch
@@ -43,15 +52,21 @@ def main() -> None:
     from factory.stages.distill import stage as distill
     from factory.model import PRESETS
     from factory.stage import Artifact, StepContext
+    from factory.stages import pretrain
     from factory.train.config import TrainConfig
     from factory.train.objectives.causal_lm import CausalLMObjective
     from factory.train.trainer import Trainer
-    from tests.stages.compress.tiny_models import teacher_artifact, tokens_artifact
+    from precision import smoke_tokens
 
-    root = Path(tempfile.mkdtemp(prefix="bench-compress-"))
-    tokens = tokens_artifact(root)
-    teacher = teacher_artifact(root, tokens, steps=args.teacher_steps)
-    valid = Tokens.of({"tokens": tokens}, "tokens").windows("valid", 32)
+    root = args.out or Path(tempfile.mkdtemp(prefix="bench-compress-"))
+    for name in ("teacher", "pruned", "distilled"):  # a rerun in the same folder starts over (data stays cached)
+        shutil.rmtree(root / name, ignore_errors=True)
+    tokens = smoke_tokens(root / "data")
+    teach = pretrain.Config(model=TEACHER, steps=args.teacher_steps, seq_len=32, micro_batch_size=8, lr=3e-3, warmup_steps=10,
+                            checkpoint_interval=0, log_interval=max(1, args.teacher_steps // 10))
+    pretrain.run(teach, {"tokens": tokens}, root / "teacher", StepContext("pretrain"))
+    teacher = Artifact(root / "teacher", {"fingerprint": "bench-teacher"})
+    valid = Tokens.of({"tokens": tokens}, "tokens").windows("valid", 32, VALID_WINDOWS)
 
     t = time.perf_counter()
     target = PruneTarget(hidden_size=48, intermediate_size=64, mamba_num_heads=4, drop_layers=1)
