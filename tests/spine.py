@@ -113,15 +113,3 @@ def transformers_serve(model_dir: str | Path, log: Path, *extra: str, env: dict[
         except subprocess.TimeoutExpired:
             proc.kill()
 
-
-def tiny_artifacts():
-    """tests/stages/evaluate/tiny_artifacts.py, the builders of tiny real upstream artifacts, loaded by path (its folder is
-    not a package) under the name the evaluate tests import it by, so a full run holds one copy."""
-    import importlib.util
-    import sys
-
-    if "tiny_artifacts" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("tiny_artifacts", Path(__file__).parent / "stages" / "evaluate" / "tiny_artifacts.py")
-        module = sys.modules["tiny_artifacts"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["tiny_artifacts"]

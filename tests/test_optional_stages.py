@@ -15,7 +15,7 @@ from factory.spec import load_spec, parse_spec
 from factory.steps import Executor
 from tests.spine import small_spec_data, write_spec
 from tests.traced import assert_ran_inside_closures, run_traced
-from tests.stages.synth.tiny_models import save_gpt2
+from tests.builders import generator
 
 TINY_QUALITY = {"classifiers": ["ngram", "features"], "ngram": {"n_features": 2**16, "epochs": 5}, "features": {"max_iter": 30}}
 
@@ -37,9 +37,9 @@ def _spec_data(tmp, generator_dir):
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("optional")
     write_spec(tmp)  # the small HTML corpus
-    generator = save_gpt2(tmp / "generator")
+    model = generator(tmp / "generator")
     path = tmp / "spec.yaml"
-    path.write_text(yaml.safe_dump(_spec_data(tmp, generator)))
+    path.write_text(yaml.safe_dump(_spec_data(tmp, model)))
     spec = load_spec(path)
     executor = Executor(spec)
     executor.parent_run_id = executor.lineage.start_pipeline("optional", spec.to_yaml())

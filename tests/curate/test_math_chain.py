@@ -1,7 +1,7 @@
 """The math chain's parts run for real: masking, the per-page math rules, the math classifier the quality stage
 trains, the LLM cleanup through the generator interface, and prose pages untouched by all of it.
 
-The whole-stage equation figure on real pages is tests/curate/test_math_stage.py.
+The whole-stage equation figure on real pages is tests/stages/curate/test_math_stage.py.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from factory.curate.math.config import MathChainConfig, MathCleanup
 from factory.curate.math.mask import latex_spans, prose_view
 from factory.errors import InputError
 from factory.generate import OpenAIGenerator, TransformersGenerator
-from factory.stage import Artifact, NullTracker, StepContext
-from tests.curate import math_quality
+from factory.stage import NullTracker, StepContext
 from tests.stages.synth.fake_openai import FakeOpenAI
-from tests.stages.synth.tiny_models import save_gpt2
+from tests.builders import generator
 
 SMOKE = Path(__file__).resolve().parents[2] / "examples" / "data" / "smoke-html"
 FILES = json.loads((SMOKE / "planted.json").read_text())["files"]
@@ -103,7 +102,7 @@ def test_cleanup_keeps_equations_or_keeps_the_page(tmp_path):
         assert counts["rewritten" if reply is tidy else "kept_lost_equations"] == 1
 
     # a real (tiny, untrained) local model: its output loses the equations, so the page stays as extracted
-    model = save_gpt2(tmp_path / "gpt2")
+    model = generator(tmp_path / "gpt2")
     short = "We have $a^2 + b^2 = c^2$ for the sides."
     docs = [Document(text=short, id="m", metadata={"extraction": "math"})]
     local = MathCleanup(enabled=True, generator={"model_dir": str(model)}, max_new_tokens=8)
@@ -124,14 +123,8 @@ def test_cleanup_keeps_equations_or_keeps_the_page(tmp_path):
         MathCleanup(enabled=True, kind="openai", base_url="http://unused")
 
 
-@pytest.fixture(scope="module")
-def quality_artifact():
-    out, metrics = math_quality.quality_artifact()
-    return Artifact(out, {"fingerprint": "e" * 64, "uri": "store://quality/eeee"}), metrics
-
-
-def test_quality_stage_trains_the_math_classifier(quality_artifact):
-    art, metrics = quality_artifact
+def test_quality_stage_trains_the_math_classifier(classifier):
+    art, metrics = classifier, classifier.manifest["metrics"]
     manifest = json.loads((Path(art.path) / "math" / "classifier.json").read_text())
     assert manifest["training"]["sympy_docstrings"] == 120 and manifest["training"]["generated_examples"] == 80
     assert sum(manifest["training"].values()) == 400  # as many negatives as positives
@@ -154,7 +147,7 @@ def _rows(out: Path) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def test_prose_is_curated_exactly_as_without_math_pages(quality_artifact, tmp_path, monkeypatch):
+def test_prose_is_curated_exactly_as_without_math_pages(classifier, tmp_path, monkeypatch):
     """Math pages added to a prose corpus (and cleaned, and scored by the math classifier) change nothing for
     the prose pages: the same documents, texts and quality tiers, with tiers calibrated on the corpus."""
     from factory.stages.curate import stage as pipeline
@@ -167,7 +160,7 @@ def test_prose_is_curated_exactly_as_without_math_pages(quality_artifact, tmp_pa
         shutil.copy(SMOKE / name, prose / name)
     for i in range(3):
         (maths / f"math-{i}.html").write_text(_math_page(i))
-    art = quality_artifact[0]
+    art = classifier
 
     def curate(sources: list[Path], name: str, **settings) -> tuple[dict, list[dict]]:
         out = tmp_path / name

@@ -11,7 +11,7 @@ from factory.errors import SpecError
 from factory.generate import GenerationParams, OpenAIGenerator, TransformersGenerator
 from factory.generate.settings import GeneratorSettings
 from factory.stages import evaluate, posttrain_data, rl, synth
-from tests.stages.synth.tiny_models import save_gpt2
+from tests.builders import generator
 
 SERVER = {"kind": "openai", "base_url": "http://vllm:8000", "model": "m"}
 
@@ -33,7 +33,7 @@ def test_open_builds_the_generator_the_settings_name(tmp_path, monkeypatch):
     served.close()
     with pytest.raises(SpecError, match=r"generator.model_dir: set it to a model folder"):
         GeneratorSettings().open()
-    folder = save_gpt2(tmp_path / "gpt2")
+    folder = generator(tmp_path / "gpt2")
     local = GeneratorSettings(batch_size=2).open(folder, model_id="store://pretrain/abcd")  # the step's model input
     assert isinstance(local, TransformersGenerator) and local.batch_size == 2 and local.model_id == "store://pretrain/abcd"
     assert GeneratorSettings(model_dir=str(folder)).open("elsewhere").model_id == "gpt2"  # model_dir wins
@@ -42,7 +42,7 @@ def test_open_builds_the_generator_the_settings_name(tmp_path, monkeypatch):
 def test_batch_size_changes_what_a_local_model_samples(tmp_path):
     """Why batch_size is in the fingerprint (evaluate's copy had it there, synth's left it out): a local model seeds
     its sampling per batch."""
-    folder = save_gpt2(tmp_path / "gpt2")
+    folder = generator(tmp_path / "gpt2")
     prompts = ["a b c", "d e f", "g h i", "j k l"]
     params = GenerationParams(max_new_tokens=8, temperature=1.0, seed=0)
     one, four = (TransformersGenerator(folder, batch_size=n).generate(prompts, params) for n in (1, 4))

@@ -7,8 +7,12 @@ import pytest
 
 from factory.errors import InputError
 from factory.generate import GenerationParams, TransformersGenerator, flatten_chat
-from tests.stages.synth.tiny_models import CHAT_TEMPLATE, save_gpt2, save_nemotron_h
+from tests.builders import generator
 
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 GREEDY = GenerationParams(max_new_tokens=12, temperature=0.0)
 PROMPTS = [
     "The river",
@@ -21,12 +25,12 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
-    return save_gpt2(tmp_path_factory.mktemp("gpt2"))
+    return generator(tmp_path_factory.mktemp("gpt2"))
 
 
 @pytest.fixture(scope="module")
 def gpt2_chat_dir(tmp_path_factory):
-    return save_gpt2(tmp_path_factory.mktemp("gpt2-chat"), chat_template=CHAT_TEMPLATE)
+    return generator(tmp_path_factory.mktemp("gpt2-chat"), chat_template=CHAT_TEMPLATE)
 
 
 def test_greedy_is_deterministic_and_batching_does_not_change_it(gpt2_dir):
@@ -66,7 +70,7 @@ def test_sampling_is_reproducible_by_seed(gpt2_dir):
 
 
 def test_nemotron_h_checkpoint_generates_and_batches(tmp_path):
-    folder = save_nemotron_h(tmp_path / "nemotron")
+    folder = generator(tmp_path / "nemotron", "tiny")
     params = GenerationParams(max_new_tokens=6)
     batched = TransformersGenerator(folder, batch_size=3).generate(PROMPTS[:3], params)
     assert batched == TransformersGenerator(folder, batch_size=1).generate(PROMPTS[:3], params)

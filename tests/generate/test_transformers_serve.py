@@ -15,23 +15,20 @@ from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.generate import GenerationParams, OpenAIGenerator, TransformersGenerator
 from factory.generate.settings import GeneratorSettings
 from factory.stage import NullTracker, StepContext
+from tests.builders import stage_output
 from tests.spine import transformers_serve
-from tests.spine import tiny_artifacts as load_tiny_artifacts
-
-tiny_artifacts = load_tiny_artifacts()
 
 PROMPTS = ["The river", "A small village near the", "Students walk", "The old bridge", "Water"]
 GREEDY = GenerationParams(max_new_tokens=8)
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
+def upstream(upstream, tmp_path_factory):
+    """The session's tiny model and tokens (tests/conftest.py), evaluated and released."""
     root = tmp_path_factory.mktemp("serve_upstream")
-    corpus = tiny_artifacts.corpus_artifact(root)
-    tokens = tiny_artifacts.tokens_artifact(root, corpus)
-    model = tiny_artifacts.model_artifact(root, tokens)
-    evaluation = tiny_artifacts.evaluation_artifact(root, model, tokens,
-                                                    evaluate.Config(seq_len=32, max_batches=1, tasks=[], prompts=[]))
+    model, tokens = upstream["model"], upstream["tokens"]
+    evaluation = stage_output("evaluate", evaluate.Config(seq_len=32, max_batches=1, tasks=[], prompts=[]),
+                              {"model": model, "tokens": tokens}, root / "evaluation")
     out = root / "release"
     out.mkdir()
     release.run(release.Config(model_name="tiny-served"), {"model": model, "tokens": tokens, "evaluation": evaluation},

@@ -4,7 +4,6 @@ import torch
 from transformers import NemotronHConfig, NemotronHForCausalLM
 
 from factory.precision import PrecisionConfig, convert_model
-from tests.train.conftest import one_thread  # noqa: F401  (autouse: one intra-op thread, as the trainer tests)
 
 STEPS = 30
 

@@ -1,4 +1,4 @@
-"""A toy stage kind ("textset") that publishes its config's texts as a corpus: a dataset step for tests/test_gvendi_hook.py."""
+"""A toy stage kind ("textset") that publishes its config's texts as a corpus: a dataset step for tests/gvendi/test_hook.py."""
 
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ KIND_WALK: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {
 }
 KIND_PROVEN_BY = {
     # the reward settings act on math and code prompts (worker pools, timeouts, the sandbox)
-    ("rl", "rewards"): "tests/posttrain/test_rl_rollout.py::test_each_verifier_scores_right_and_wrong_replies",
+    ("rl", "rewards"): "tests/stages/rl/test_rl_rollout.py::test_each_verifier_scores_right_and_wrong_replies",
 }
 
 

@@ -12,16 +12,16 @@ from factory.train import TrainConfig, Trainer
 from factory.train.objectives.causal_lm import CausalLMObjective
 from factory.train.objectives.causal_lm import IGNORE_INDEX
 
-from .conftest import VOCAB
+from tests.builders import WORD_VOCAB
 
 
 def tiny_model():
     torch.manual_seed(0)
-    return build_model(PRESETS["tiny"](), VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+    return build_model(PRESETS["tiny"](), WORD_VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=1)
 
 
 def windows(n=2, seq_len=12, seed=1):
-    return torch.randint(2, VOCAB, (n, seq_len + 1), generator=torch.Generator().manual_seed(seed))  # (B, T + 1)
+    return torch.randint(2, WORD_VOCAB, (n, seq_len + 1), generator=torch.Generator().manual_seed(seed))  # (B, T + 1)
 
 
 def test_causal_lm_labels_are_the_next_tokens():

@@ -23,7 +23,7 @@ from factory.train import (
 from factory.train.objectives.causal_lm import CausalLMObjective, LossOutput
 from factory.train.optim import param_groups
 
-from .conftest import VOCAB
+from tests.builders import WORD_VOCAB
 
 CONFIG = TrainConfig(seq_len=32, micro_batch_size=4, grad_accum=2, steps=8, lr=3e-3, warmup_steps=2,
                      decay_fraction=0.25, checkpoint_interval=3, keep_checkpoints=2, seed=7)
@@ -46,7 +46,7 @@ class KillAt(Callback):
 
 def make_trainer(data, root, config=CONFIG, init_seed=0, extra=()):
     torch.manual_seed(init_seed)
-    model = build_model(PRESETS["tiny"](), VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+    model = build_model(PRESETS["tiny"](), WORD_VOCAB, bos_token_id=0, eos_token_id=0, pad_token_id=1)
     ctx = StepContext("test")
     callbacks = [CheckpointCallback(root / "checkpoints", config.checkpoint_interval, config.keep_checkpoints),
                  MetricsCallback(root / "metrics.jsonl", ctx, config.log_interval), *extra]
@@ -54,8 +54,8 @@ def make_trainer(data, root, config=CONFIG, init_seed=0, extra=()):
 
 
 @pytest.fixture(scope="module")
-def data(tokens_artifact):
-    return PackedSequences(tokens_artifact.path / "train", CONFIG.seq_len)
+def data(word_tokens):
+    return PackedSequences(word_tokens.path / "train", CONFIG.seq_len)
 
 
 def test_killed_and_resumed_run_matches_straight_run(data, tmp_path):
@@ -137,7 +137,7 @@ def test_too_many_nonfinite_steps_stop_with_the_last_good_checkpoint(data, tmp_p
 
 
 def test_weight_decay_skips_norms_biases_and_embeddings():
-    model = build_model(PRESETS["tiny"](), VOCAB)
+    model = build_model(PRESETS["tiny"](), WORD_VOCAB)
     decay, no_decay = param_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}

@@ -1,7 +1,7 @@
 """Tiny real inputs and configs for every kind that trains through the training-stage shell, and a probe callback
 that records what a run did (added through the run context, as any caller can).
 
-    inputs = kind_inputs(root)                     # built once: tokens, checkpoints, conversations, a reward model
+    inputs = kind_inputs(root, chat, letters)      # built once: tokens, checkpoints, conversations, a reward model
     signature = run_kind("sft", {"precision": "fp8"}, inputs, out)
 
 A signature is what a person could observe of a run: the per-step loss, lr, gradient norm and tokens; the
@@ -21,15 +21,14 @@ import torch
 
 from factory.errors import UserError
 from factory.kinds import KINDS
-from factory.model import build_model
 from factory.model.converters import applied_converters
-from factory.model.presets import tiny
 from factory.precision import Float8Linear, NVFP4Linear
 from factory.stage import Artifact, NullTracker, StepContext
 from factory.train.trainer import Callback
-from tests.posttrain import rl_fixtures, sft_fixtures
+from tests.builders import (
+    addition_heldout, additions, checkpoint, choice_prompt, conversations, learnable_docs, stage_output, tokenizer, tokens,
+)
 from tests.spine import ROOT
-from tests.train.conftest import make_tokenizer, make_tokens_artifact
 
 TRAINERS = ("pretrain", "sft", "rl", "preference", "reward_model", "distill")
 SCORED = ROOT / "examples" / "reward_model" / "scored_responses.jsonl"
@@ -52,35 +51,21 @@ BASE: dict[str, dict[str, Any]] = {
 }
 
 
-def _checkpoint(folder: Path, tokenizer, seed: int) -> Artifact:
-    torch.manual_seed(seed)
-    model = build_model(tiny(), len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model.save_pretrained(folder / "model")
-    tokenizer.save_pretrained(folder / "model")
-    return Artifact(folder, {"fingerprint": f"{seed:064d}", "kind": "checkpoint", "stage": "pretrain"})
-
-
-def kind_inputs(root: Path) -> dict[str, dict[str, Artifact]]:
+def kind_inputs(root: Path, chat: Artifact, letters: Artifact) -> dict[str, dict[str, Artifact]]:
     """Every trainer kind's inputs, by kind: word-level token data with two checkpoints of its vocabulary (pretrain,
-    distill), a chat checkpoint with arithmetic conversations (sft, preference, reward_model), a reward model trained
-    from that checkpoint (preference judges its pairs with it), and a letter-answering policy (rl)."""
-    tokens = make_tokens_artifact(root / "tokens", n_docs=120)
-    student, teacher = _checkpoint(root / "student", make_tokenizer(), 1), _checkpoint(root / "teacher", make_tokenizer(), 2)
-    chat = sft_fixtures.write_checkpoint(root / "chat")
-    data = sft_fixtures.write_data(root / "conversations", sft_fixtures.conversations(24))
-    # rl: a policy that answers a multiple-choice prompt with a random letter (right a quarter of the time), so
-    # GRPO's groups hold rewards that differ and every step has a gradient
-    letters = rl_fixtures.conversations_artifact(root / "choice", [rl_fixtures.choice_prompt(i) for i in range(16)])
-    inputs = {"pretrain": {"tokens": tokens}, "distill": {"student": student, "teacher": teacher, "tokens": tokens},
-              "sft": {"model": chat, "data": data}, "rl": {"model": rl_fixtures.letter_policy_artifact(root / "letters"),
-                                                          "data": letters},
-              "reward_model": {"model": chat}}
-    KINDS["reward_model"].run(KINDS["reward_model"].config(**BASE["reward_model"]), inputs["reward_model"],
-                              root / "reward_model", StepContext("reward_model"))
-    reward = Artifact(root / "reward_model", {"fingerprint": "r" * 64, "kind": "checkpoint", "stage": "reward_model"})
-    inputs["preference"] = {"model": chat, "data": data, "reward_model": reward}
-    return inputs
+    distill), the chat checkpoint `chat` with arithmetic conversations (sft, preference, reward_model), a reward model
+    trained from it (preference judges its pairs with it), and the letter-answering policy `letters` (rl:
+    tests/stages/rl/letter_policy.py) with multiple-choice prompts."""
+    word = tokenizer("word")
+    data = tokens(root / "tokens", word, {"train": learnable_docs(120, seed=0), "valid": learnable_docs(20, seed=1)})
+    student, teacher = checkpoint(root / "student", word, seed=1), checkpoint(root / "teacher", word, seed=2)
+    chats = conversations(root / "conversations", additions(24), heldout=addition_heldout())
+    choices = conversations(root / "choice", prompts=[choice_prompt(i) for i in range(16)])
+    reward = stage_output("reward_model", KINDS["reward_model"].config(**BASE["reward_model"]), {"model": chat},
+                          root / "reward_model")
+    return {"pretrain": {"tokens": data}, "distill": {"student": student, "teacher": teacher, "tokens": data},
+            "sft": {"model": chat, "data": chats}, "rl": {"model": letters, "data": choices},
+            "reward_model": {"model": chat}, "preference": {"model": chat, "data": chats, "reward_model": reward}}
 
 
 class StopAtStart(Exception):
@@ -139,16 +124,12 @@ def run_kind(kind: str, overrides: dict[str, Any], inputs: dict[str, dict[str, A
         return {"refused": str(e)}
     probe = Probe(out / "checkpoints", stop_at_start)
     ctx = StepContext(kind, tracker=NullTracker(), callbacks=[probe])
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
         summary = KINDS[kind].run(config, inputs[kind], out, ctx)
     except StopAtStart:
         return probe.record
     except (UserError, RuntimeError) as e:
         return {"error": f"{type(e).__name__}: {e}", **probe.record}
-    finally:
-        torch.set_num_threads(before)
     weights = sorted((out / "model").glob("*.safetensors"))
     return {
         **probe.record,

@@ -10,7 +10,7 @@ from factory.stages.compress.config import PruneTarget
 from factory.stages.compress.surgery import pattern_of, prune_model
 from factory.errors import SpecError
 from factory.model import build_model
-from tests.stages.compress.tiny_models import teacher_config
+from tests.builders import TEACHER
 
 VOCAB = 97
 
@@ -18,7 +18,7 @@ VOCAB = 97
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = build_model(teacher_config(), VOCAB).eval()
+    m = build_model(TEACHER, VOCAB).eval()
     with torch.no_grad():  # make the Mamba state matter: the default init leaves dt tiny
         for p in m.parameters():
             p.add_(0.02 * torch.randn_like(p))
@@ -52,7 +52,7 @@ def _logits(model, windows):
 def test_importance_sees_silenced_units(model, windows):
     """A neuron whose up_proj row is zero has relu2(0) = 0 at down_proj's input; a Mamba head whose x rows of
     in_proj are zero has a zero x slice: both score exactly 0, the rest do not."""
-    m = build_model(teacher_config(), VOCAB).eval()
+    m = build_model(TEACHER, VOCAB).eval()
     m.load_state_dict(model.state_dict())
     c = m.config
     with torch.no_grad():
@@ -78,7 +78,7 @@ def test_no_op_target_keeps_logits(model, windows):
 def test_dropping_silent_neurons_and_heads_is_exact(model, windows):
     """MLP neurons with zero down_proj columns and query heads (one per KV group) with zero o_proj columns,
     ranked lowest, are removed without changing the logits; surgery keeps the rest in order."""
-    m = build_model(teacher_config(), VOCAB).eval()
+    m = build_model(TEACHER, VOCAB).eval()
     m.load_state_dict(model.state_dict())
     imp = _uniform(m)
     silent_neurons = torch.arange(0, 128, 2)  # half the neurons

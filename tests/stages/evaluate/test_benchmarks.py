@@ -18,6 +18,7 @@ from factory.stage import Artifact, NullTracker, StepContext
 from factory.tasks.files import write_task_file
 from factory.verify.math_answer import MathVerifier
 from factory.verify.sandbox import SandboxConfig
+from tests.builders import publish
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (tests/setup.sh installs it)")
 QUICK = dict(seq_len=16, batch_size=4, max_batches=1, tasks=[], prompts=[])
@@ -43,7 +44,7 @@ def _baseline(tmp_path: Path, step: str, metrics: dict[str, float]) -> Artifact:
     folder = tmp_path / f"{step}-{len(list(tmp_path.iterdir()))}"
     folder.mkdir()
     (folder / "eval.json").write_text(json.dumps({"metrics": {}, "all_metrics": metrics}))
-    return Artifact(folder, {"stage": step, "kind": "evaluation", "fingerprint": "f" * 64})
+    return publish(folder, step, "evaluation", metrics=metrics, stage_kind="evaluate")
 
 
 def test_a_gate_relative_to_the_baseline_step_multiplies_its_metric(upstream, tmp_path: Path):

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import torch
-from tiny_artifacts import sentences
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from factory.curate.decontaminate import NgramIndex
@@ -16,6 +15,7 @@ from factory.tasks.builtin import builtin_eval_items
 from factory.tasks.sets import TaskItem, builtin_path, builtin_sets, read_set
 from factory.stages.evaluate.tasks import encode_item, score_set
 from factory.stage import NullTracker, StepContext
+from tests.builders import random_sentences
 
 CPU = torch.device("cpu")
 
@@ -102,7 +102,7 @@ def test_a_target_the_model_predicts_is_counted_right(lm):
     model, tok = lm
     # a random model's argmax is often an id the tiny tokenizer never learned: take the first context whose
     # argmax is a real token that encodes back to itself
-    for context in sentences(30, seed=5):
+    for context in random_sentences(30, seed=5):
         ids = [tok.eos_token_id] + tok(context).input_ids
         ranked = _next_token_ranking(model, ids)
         right = _single_token_target(tok, ranked[0])

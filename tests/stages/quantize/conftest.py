@@ -1,15 +1,10 @@
-"""Session fixtures: the tiny tokens artifact and trained teacher of tests/stages/compress/tiny_models.py."""
+"""Session fixture: the quantize tests' model, the teacher of tests/stages/conftest.py trained for 30 steps."""
 
 import pytest
 
-from tests.stages.compress.tiny_models import teacher_artifact, tokens_artifact
+from tests.builders import teacher
 
 
 @pytest.fixture(scope="session")
-def q_tokens(tmp_path_factory):
-    return tokens_artifact(tmp_path_factory.mktemp("quantize-data"))
-
-
-@pytest.fixture(scope="session")
-def q_model(tmp_path_factory, q_tokens):
-    return teacher_artifact(tmp_path_factory.mktemp("quantize-model"), q_tokens, steps=30)
+def q_model(tmp_path_factory, tokens):
+    return teacher(tmp_path_factory.mktemp("quantize-model"), tokens, steps=30)

@@ -12,6 +12,7 @@ import torch
 from factory.errors import InputError
 from factory.stages.quantize.modelopt_format import checkpoint_name, module_name
 from factory.stage import StepContext
+from tests.builders import grammar_sentences
 
 # What vLLM's ModelOpt loaders read (vllm/model_executor/layers/quantization/modelopt.py):
 # - the config comes from hf_quant_config.json {"quantization": {"quant_algo", "kv_cache_quant_algo",
@@ -32,10 +33,8 @@ NVFP4_LINEAR = {"weight": ("U8", lambda o, i: [o, i // 2]), "weight_scale": ("F8
 def _cloze(folder):
     """Cloze items from the tiny corpus' grammar: after "The <adj> <noun> <verb>" comes " a" (learnable), after
     "... <verb> a" some noun (near chance)."""
-    from tests.stages.compress.tiny_models import sentences
-
     rows = []
-    for i, s in enumerate(sentences(40, seed=11)):
+    for i, s in enumerate(grammar_sentences(40, seed=11)):
         words = s.split()
         cut = 4 if i % 2 == 0 else 5
         rows.append({"id": f"c{i}", "context": " ".join(words[:cut]), "target": " " + words[cut]})
@@ -45,14 +44,14 @@ def _cloze(folder):
 
 
 @pytest.fixture(scope="module")
-def quantized(tmp_path_factory, q_model, q_tokens):
+def quantized(tmp_path_factory, q_model, tokens):
     from factory.stages.quantize import stage
 
     out = tmp_path_factory.mktemp("quantized")
     cloze = _cloze(tmp_path_factory.mktemp("cloze"))
     cfg = stage.Config(variants=["fp8", "nvfp4", "mixed"], calibration_samples=16, eval_samples=16, seq_len=32, bits_budget=6.0,
                        tasks=[], task_files=[str(cloze)], task_seq_len=32)
-    metrics = stage.run(cfg, {"model": q_model, "tokens": q_tokens}, out, StepContext("quantize"))
+    metrics = stage.run(cfg, {"model": q_model, "tokens": tokens}, out, StepContext("quantize"))
     return out, metrics
 
 
@@ -122,7 +121,7 @@ def test_export_has_every_name_dtype_and_shape_vllm_reads(quantized, q_model, va
     assert {k.rsplit(".", 1)[0] for k in bf16.state_dict()} <= names
 
 
-def test_gates_pass_and_are_measured_on_the_exported_files(quantized, q_tokens):
+def test_gates_pass_and_are_measured_on_the_exported_files(quantized, tokens):
     from factory.artifacts import Tokens
     from factory.model.checkpoints import lm_loss
     from factory.stages.quantize.modelopt_format import load_modelopt
@@ -132,7 +131,7 @@ def test_gates_pass_and_are_measured_on_the_exported_files(quantized, q_tokens):
     assert 0 <= metrics["fp8_ppl_increase"] <= 0.01 and metrics["nvfp4_ppl_increase"] <= 0.03
     assert metrics["fp8_effective_bits"] == 8 and metrics["nvfp4_effective_bits"] == 4.5
     assert 4.5 <= metrics["mixed_effective_bits"] <= 6.0
-    windows = Tokens.of({"tokens": q_tokens}, "tokens").windows("valid", 32, 16)
+    windows = Tokens.of({"tokens": tokens}, "tokens").windows("valid", 32, 16)
     for variant in ("fp8", "nvfp4"):
         ppl = math.exp(lm_loss(load_modelopt(out / variant), windows))
         assert ppl == pytest.approx(report["variants"][variant]["perplexity"], rel=1e-6)
@@ -140,27 +139,27 @@ def test_gates_pass_and_are_measured_on_the_exported_files(quantized, q_tokens):
     assert metrics["nvfp4_ppl_increase"] > metrics["fp8_ppl_increase"]
 
 
-def test_a_failed_gate_publishes_nothing(tmp_path, q_model, q_tokens):
+def test_a_failed_gate_publishes_nothing(tmp_path, q_model, tokens):
     from factory.stages.quantize import stage
 
     cfg = stage.Config(variants=["fp8", "nvfp4"], calibration_samples=8, eval_samples=8, seq_len=32, tasks=[],
                        max_ppl_increase={"fp8": 0.5, "nvfp4": 0.0})
     with pytest.raises(stage.GateError, match="nvfp4: perplexity .* over its gate of 0.00%"):
-        stage.run(cfg, {"model": q_model, "tokens": q_tokens}, tmp_path, StepContext("quantize"))
+        stage.run(cfg, {"model": q_model, "tokens": tokens}, tmp_path, StepContext("quantize"))
     assert list(tmp_path.iterdir()) == []
 
 
-def test_empty_or_short_calibration_fails_cleanly(tmp_path, q_model, q_tokens):
+def test_empty_or_short_calibration_fails_cleanly(tmp_path, q_model, tokens):
     from factory.stages.quantize import stage
 
     with pytest.raises(InputError, match="fewer than calibration_samples = 5000"):
-        stage.run(stage.Config(calibration_samples=5000), {"model": q_model, "tokens": q_tokens}, tmp_path, StepContext("quantize"))
+        stage.run(stage.Config(calibration_samples=5000), {"model": q_model, "tokens": tokens}, tmp_path, StepContext("quantize"))
     with pytest.raises(InputError, match="missing from input 'tokens'"):
-        stage.run(stage.Config(calibration_split="nope"), {"model": q_model, "tokens": q_tokens}, tmp_path, StepContext("quantize"))
+        stage.run(stage.Config(calibration_split="nope"), {"model": q_model, "tokens": tokens}, tmp_path, StepContext("quantize"))
     assert list(tmp_path.iterdir()) == []
 
 
-def test_compressed_tensors_variant_loads_in_stock_transformers_on_cpu(quantized, q_tokens):
+def test_compressed_tensors_variant_loads_in_stock_transformers_on_cpu(quantized, tokens):
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
@@ -175,7 +174,7 @@ def test_compressed_tensors_variant_loads_in_stock_transformers_on_cpu(quantized
         dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
     assert dtypes["backbone.layers.2.mixer.up_proj.weight"] == "F8_E4M3"
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    windows = Tokens.of({"tokens": q_tokens}, "tokens").windows("valid", 32, 16)
+    windows = Tokens.of({"tokens": tokens}, "tokens").windows("valid", 32, 16)
     ppl = math.exp(lm_loss(model, windows))
     # the same calibrated scales as the ModelOpt FP8 export: the same perplexity up to BF16 rounding of activations
     assert ppl == pytest.approx(metrics["fp8_perplexity"], rel=0.01)
@@ -183,7 +182,7 @@ def test_compressed_tensors_variant_loads_in_stock_transformers_on_cpu(quantized
     assert model.generate(ids, max_new_tokens=4, do_sample=False).shape == (1, 10)
 
 
-def test_task_accuracy_of_each_variant_is_measured_on_the_exported_files(quantized, q_tokens):
+def test_task_accuracy_of_each_variant_is_measured_on_the_exported_files(quantized, tokens):
     from factory.artifacts import Tokens
     from factory.stages.quantize.modelopt_format import load_modelopt
     from factory.tasks.scoring import score_set
@@ -202,13 +201,13 @@ def test_task_accuracy_of_each_variant_is_measured_on_the_exported_files(quantiz
         assert 0 <= t["accuracy_drop_stderr"] <= 0.5 and v["accuracy_gate"] is None and v["passed"]
         assert metrics[f"{key.replace('-', '_')}_tiny_cloze_accuracy"] == t["accuracy"]
     assert metrics["bf16_tiny_cloze_accuracy_stderr"] == base["accuracy_stderr"]
-    tokenizer = Tokens.of({"tokens": q_tokens}, "tokens").tokenizer()
+    tokenizer = Tokens.of({"tokens": tokens}, "tokens").tokenizer()
     items = read_set(next(p for p in out.parent.glob("cloze*/tiny_cloze.jsonl")))
     again = score_set(load_modelopt(out / "nvfp4"), tokenizer, items, 32, 8, torch.device("cpu"))
     assert again.accuracy == report["variants"]["nvfp4"]["tasks"]["tiny_cloze"]["accuracy"]
 
 
-def test_an_accuracy_gate_fails_the_step(tmp_path, q_model, q_tokens):
+def test_an_accuracy_gate_fails_the_step(tmp_path, q_model, tokens):
     from factory.stages.quantize import stage
 
     cloze = _cloze(tmp_path)
@@ -217,7 +216,7 @@ def test_an_accuracy_gate_fails_the_step(tmp_path, q_model, q_tokens):
                        task_seq_len=32, compressed_tensors=False, max_accuracy_drop={"fp8": -1.0})
     out = tmp_path / "out"
     with pytest.raises(stage.GateError, match="fp8: tiny_cloze accuracy .* over its gate of -1.0000"):
-        stage.run(cfg, {"model": q_model, "tokens": q_tokens}, out, StepContext("quantize"))
+        stage.run(cfg, {"model": q_model, "tokens": tokens}, out, StepContext("quantize"))
     assert list(out.iterdir()) == []
     with pytest.raises(ValueError, match="unknown variants"):
         stage.Config(max_accuracy_drop={"fp4": 0.1})
@@ -225,7 +224,7 @@ def test_an_accuracy_gate_fails_the_step(tmp_path, q_model, q_tokens):
         stage.Config(tasks=["nope"])
 
 
-def test_nvfp4_compressed_tensors_holds_the_modelopt_bytes_and_loads_in_stock_transformers(quantized, q_tokens):
+def test_nvfp4_compressed_tensors_holds_the_modelopt_bytes_and_loads_in_stock_transformers(quantized, tokens):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
@@ -243,7 +242,7 @@ def test_nvfp4_compressed_tensors_holds_the_modelopt_bytes_and_loads_in_stock_tr
     assert float(ct[f"{name}.weight_global_scale"]) == pytest.approx(1 / float(mo[f"{name}.weight_scale_2"]), rel=1e-6)
     assert float(ct[f"{name}.input_global_scale"]) == pytest.approx(1 / float(mo[f"{name}.input_scale"]), rel=1e-6)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()  # BF16, the config's dtype (float32 fails, see the module)
-    windows = Tokens.of({"tokens": q_tokens}, "tokens").windows("valid", 32, 16)
+    windows = Tokens.of({"tokens": tokens}, "tokens").windows("valid", 32, 16)
     ppl = math.exp(lm_loss(model, windows))
     assert ppl == pytest.approx(metrics["nvfp4_compressed_tensors_perplexity"], rel=1e-4)
     # the same NVFP4 weights and input quantization as the ModelOpt export; BF16 activations add a little

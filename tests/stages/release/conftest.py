@@ -1,24 +1,18 @@
-"""Session fixtures: tiny corpus -> tokens -> checkpoint -> evaluation artifacts, and one release of them."""
+"""Session fixtures: the session's pretraining lineage (tests/conftest.py) with an evaluation of its model."""
 
 import pytest
 
+from factory.generate import GenerationParams
 from factory.stages import evaluate
 from factory.stages.evaluate.benchmarks import BenchmarkConfig
-from factory.generate import GenerationParams
-from tests.spine import tiny_artifacts as load_tiny_artifacts
-
-tiny_artifacts = load_tiny_artifacts()
+from tests.builders import stage_output
 
 
 @pytest.fixture(scope="session")
-def upstream(tmp_path_factory):
-    root = tmp_path_factory.mktemp("release_upstream")
-    corpus = tiny_artifacts.corpus_artifact(root)
-    tokens = tiny_artifacts.tokens_artifact(root, corpus)
-    model = tiny_artifacts.model_artifact(root, tokens)
+def upstream(upstream, tmp_path_factory):
     config = evaluate.Config(seq_len=32, max_batches=2, max_new_tokens=4,
                              benchmarks=[BenchmarkConfig(name="arith", source="procedural", task="basic_arithmetic",
-                                                                  size=4, samples=2)],
+                                                         size=4, samples=2)],
                              generation=GenerationParams(max_new_tokens=8, temperature=0.7))
-    evaluation = tiny_artifacts.evaluation_artifact(root, model, tokens, config)
-    return {"root": root, "corpus": corpus, "tokens": tokens, "model": model, "evaluation": evaluation}
+    inputs = {"model": upstream["model"], "tokens": upstream["tokens"]}
+    return {**upstream, "evaluation": stage_output("evaluate", config, inputs, tmp_path_factory.mktemp("release_upstream"))}

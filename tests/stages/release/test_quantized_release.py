@@ -10,11 +10,13 @@ import sys
 import pytest
 
 from factory.errors import InputError
+from factory.stages import quantize
 from factory.stages.release import Config, run
 from factory.stage import StepContext
 from factory.tasks.table import format_metric
 
-import tiny_artifacts  # registered by this folder's conftest.py
+from factory.tokens import load_tokenizer
+from tests.builders import TINY_256, checkpoint, publish, random_sentences, stage_output
 
 # Stock transformers + compressed-tensors only, as a laptop user has them: load a subfolder, score and generate.
 LOAD_VARIANTS = """
@@ -36,21 +38,14 @@ print(json.dumps(results))
 
 @pytest.fixture(scope="module")
 def quantized(upstream, tmp_path_factory):
-    from factory.stages.quantize import stage
-
     root = tmp_path_factory.mktemp("release-quantized")
     cloze = root / "tiny_cloze.jsonl"
     cloze.write_text("".join(json.dumps({"id": f"c{i}", "context": " ".join(s.split()[:-1]), "target": " " + s.split()[-1]}) + "\n"
-                             for i, s in enumerate(tiny_artifacts.sentences(24, seed=7))))
-    out = root / "quantized_art"
-    out.mkdir()
+                             for i, s in enumerate(random_sentences(24, seed=7))))
     # a random tiny model: the gates are loose, the numbers are what the card must repeat
-    cfg = stage.Config(variants=["fp8", "nvfp4"], calibration_split="valid", calibration_samples=4, eval_samples=8, seq_len=32,
+    cfg = quantize.Config(variants=["fp8", "nvfp4"], calibration_split="valid", calibration_samples=4, eval_samples=8, seq_len=32,
                        tasks=[], task_files=[str(cloze)], task_seq_len=32, max_ppl_increase={"fp8": 0.5, "nvfp4": 0.5})
-    metrics = stage.run(cfg, {"model": upstream["model"], "tokens": upstream["tokens"]}, out, StepContext("quantize"))
-    m = tiny_artifacts.manifest("quantize", "quantized", tiny_artifacts.fingerprint("quantized"),
-                                {"model": upstream["model"], "tokens": upstream["tokens"]}, metrics=metrics)
-    return tiny_artifacts.write_manifest(out, m)
+    return stage_output("quantize", cfg, {"model": upstream["model"], "tokens": upstream["tokens"]}, root / "quantized_art")
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +128,8 @@ def test_model_card_has_a_section_per_variant_with_the_quantize_numbers(released
 
 
 def test_variants_of_another_model_are_refused(upstream, quantized, tmp_path):
-    other = tiny_artifacts.model_artifact(tmp_path, upstream["tokens"], name="other_art")
+    other = checkpoint(tmp_path / "other_art", load_tokenizer(upstream["tokens"].path), TINY_256, vocab_size=2048,
+                       inputs={"tokens": upstream["tokens"]})
     out = tmp_path / "out"
     out.mkdir()
     inputs = {"model": other, "tokens": upstream["tokens"], "evaluation": upstream["evaluation"], "quantized": quantized}
@@ -146,8 +142,7 @@ def test_a_quantized_input_without_its_variant_folders_is_refused(upstream, tmp_
     folder = tmp_path / "quantized_art"
     folder.mkdir()
     (folder / "quantize.json").write_text(json.dumps({"bf16_perplexity": 10.0, "variants": {"fp8": {}}}))
-    art = tiny_artifacts.write_manifest(folder, tiny_artifacts.manifest("quantize", "quantized", tiny_artifacts.fingerprint("q2"),
-                                                                        {"model": upstream["model"]}))
+    art = publish(folder, "quantize", "quantized", inputs={"model": upstream["model"]})
     out = tmp_path / "out"
     out.mkdir()
     inputs = {"model": upstream["model"], "tokens": upstream["tokens"], "evaluation": upstream["evaluation"], "quantized": art}

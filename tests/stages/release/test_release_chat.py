@@ -9,8 +9,7 @@ from transformers import AutoTokenizer
 from factory.chat.template import CHAT_TEMPLATE, CHAT_TOKENS
 from factory.stages.release import Config, run
 from factory.stage import Artifact, StepContext
-from factory.stages.tokenize.bpe import as_transformers, train_bpe
-from factory.stages.tokenize.config import Config as TokenizeConfig
+from tests.builders import tokenizer
 
 
 def test_release_carries_the_chat_template(upstream, tmp_path):
@@ -18,11 +17,7 @@ def test_release_carries_the_chat_template(upstream, tmp_path):
     tokens_dir = tmp_path / "tokens"
     shutil.copytree(upstream["tokens"].path, tokens_dir)
     shutil.rmtree(tokens_dir / "tokenizer")
-    config = TokenizeConfig(vocab_size=512)
-    texts = ["The river city has a bridge and a market by the water."] * 50
-    tokenizer = as_transformers(train_bpe(iter(texts), len(texts), config), config)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(tokens_dir / "tokenizer")
+    tokenizer("chat", ["The river city has a bridge and a market by the water."] * 50).save_pretrained(tokens_dir / "tokenizer")
     tokens = Artifact(tokens_dir, dict(upstream["tokens"].manifest))
 
     out = tmp_path / "release"

@@ -5,21 +5,16 @@ from pathlib import Path
 from factory.stages.release import Config, run
 from factory.stage import Artifact, StepContext
 
-import tiny_artifacts  # registered by this folder's conftest.py
+from tests.builders import manifest, publish
 
 
 def test_model_card_lists_post_training_data_teacher_and_steps(upstream, tmp_path: Path):
-    data_dir = tmp_path / "conversations"
-    data_dir.mkdir()
     metrics = {"prompts": 150.0, "generated": 300.0, "kept": 296.0, "kept_on": 148.0, "kept_off": 148.0,
                "kept_by_teacher.procedural-solver": 296.0}
-    data = Artifact(data_dir, tiny_artifacts.manifest("posttrain_data", "conversations", tiny_artifacts.fingerprint("conv"),
-                                                       {}, metrics=metrics))
+    data = publish(tmp_path / "conversations", "posttrain_data", "conversations", metrics=metrics)
     base = upstream["model"]
-    sft = Artifact(base.path, tiny_artifacts.manifest("sft", "checkpoint", tiny_artifacts.fingerprint("sft"),
-                                                      {"model": base, "data": data}))
-    rl = Artifact(base.path, tiny_artifacts.manifest("rl_math", "checkpoint", tiny_artifacts.fingerprint("rl"),
-                                                     {"model": sft, "data": data}))
+    sft = Artifact(base.path, manifest("sft", "checkpoint", inputs={"model": base, "data": data}))
+    rl = Artifact(base.path, manifest("rl_math", "checkpoint", inputs={"model": sft, "data": data}, stage_kind="rl"))
     out = tmp_path / "release"
     out.mkdir()
     run(Config(model_name="tiny-posttrained"), {"model": rl, "tokens": upstream["tokens"], "evaluation": upstream["evaluation"]},

@@ -11,21 +11,21 @@ import pytest
 from factory.stages import synth
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
+from tests import builders
+from tests.builders import generator
 from tests.spine import corpus_records
 from tests.stages.synth.fake_openai import FakeOpenAI
-from tests.stages.synth.tiny_models import save_gpt2
 
 TEXT = "The old stone bridge crosses the river near the market. It was built two hundred years ago by masons."
 
 
 def corpus(folder, tiers):
-    (folder / "documents").mkdir(parents=True)
-    lines = [json.dumps({"id": f"doc{i}", "text": f"{TEXT} Document {i}.", "metadata": {"quality_tier": t}})
-             for i, t in enumerate(tiers)]
-    lines.insert(1, "{not json")
-    with gzip.open(folder / "documents" / "part-00000.jsonl.gz", "wt") as f:
-        f.write("\n".join(lines) + "\n")
-    return Artifact(folder, {"fingerprint": "f" * 64, "kind": "corpus", "uri": str(folder)})
+    """A corpus of one document per quality tier in `tiers`, and a line that is not JSON."""
+    art = builders.corpus(folder, [{"id": f"doc{i}", "text": f"{TEXT} Document {i}.", "metadata": {"quality_tier": t}}
+                                   for i, t in enumerate(tiers)])
+    with gzip.open(folder / "documents" / "part-00000.jsonl.gz", "at") as f:  # a second gzip member
+        f.write("{not json\n")
+    return art
 
 
 def server_reply(user: str) -> str:
@@ -60,7 +60,7 @@ def test_stage_through_an_openai_server(tmp_path):
 
 
 def test_stage_with_a_local_model(tmp_path):
-    model_dir = save_gpt2(tmp_path / "generator")
+    model_dir = generator(tmp_path / "generator")
     inputs = {"corpus": corpus(tmp_path / "corpus", [0, 1, 2])}
     output = tmp_path / "out"
     output.mkdir()
