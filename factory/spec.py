@@ -477,8 +477,10 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
 
 
 def _shown(name: str, limit: int = 60) -> str:
-    """A user's name as an error shows it: cut, so a 300-character name does not make a 300-character line."""
-    return name if len(name) <= limit else f"{name[:limit]}... ({len(name)} characters)"
+    """A user's name as an error shows it: on one line (control characters escaped) and cut, so a 300-character name
+    does not make a 300-character line."""
+    printable = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    return printable if len(name) <= limit else f"{printable[:limit]}... ({len(name)} characters)"
 
 
 class _SpecLoader(yaml.SafeLoader):

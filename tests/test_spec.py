@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from factory.errors import InputError, SpecError
-from factory.spec import load_spec, parse_spec
+from factory.spec import MAX_SPEC_NODES, MAX_STEP_NAME, STEP_NAME, load_spec, parse_spec, parse_spec_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "examples" / "smoke.yaml"
@@ -151,7 +153,7 @@ def test_named_steps_are_the_default_recipe_when_wired_like_it():
         (lambda s: s["eval_final"]["inputs"].update(modle="pretrain"), r"^steps\.eval_final\.inputs\.modle: kind evaluate has no input 'modle'"),
         (lambda s: s["eval_final"]["inputs"].pop("tokens"), r"^steps\.eval_final\.inputs: missing input 'tokens'"),
         (lambda s: s["eval_final"]["config"].update(seq_len="long"), r"^steps\.eval_final\.config\.seq_len: Input should be a valid integer"),
-        (lambda s: s["eval_final"].update(kind="evaluation"), r"^steps\.eval_final\.kind: no stage kind 'evaluation' \(kinds are quality, curate"),
+        (lambda s: s["eval_final"].update(kind="evaluation"), r"^steps\.eval_final\.kind: no stage kind 'evaluation' \(kinds are (\w+, )*quality, curate"),
         (lambda s: s["eval_final"].pop("kind"), r"^steps\.eval_final\.kind: missing"),
         (lambda s: s.update(Eval={"kind": "quality"}), r"^steps\.Eval: a step name is at most 40 lowercase"),
         (lambda s: s.update({"eval-final": {"kind": "quality"}}), r"^steps\.eval-final: clashes with step 'eval_final'"),
@@ -285,3 +287,55 @@ def test_names_and_folders_are_checked_at_load(edit, message):
     edit(data)
     with pytest.raises(SpecError, match=message):
         parse_spec(data)
+
+
+# --- fuzzers: path shapes and YAML shapes ---------------------------------------------------------------------------
+
+NAMES = st.one_of(
+    st.text(max_size=80),
+    st.text(alphabet="ab-_/.\x00\n\t é", max_size=400),
+    st.from_regex(r"[a-z][a-z0-9_-]{0,60}", fullmatch=True),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=NAMES)
+def test_fuzz_step_name_shapes(name):
+    """Any step name is either a folder name of its own (at most 40 characters, no separator, no dot-dot, nothing a
+    shell or Kubernetes would choke on) or one short line naming it."""
+    data = named_data()
+    data["steps"][name] = {"kind": "quality", "config": data["steps"]["quality"]["config"]}
+    try:
+        parse_spec(data)
+    except SpecError as e:
+        assert str(e).startswith("steps.") and "\n" not in str(e) and len(str(e)) < 300, str(e)
+        return
+    assert STEP_NAME.match(name) and len(name) <= MAX_STEP_NAME and Path(name).name == name != ".."
+
+
+@settings(max_examples=150, deadline=None)
+@given(levels=st.integers(1, 14), fanout=st.integers(1, 12), under=st.sampled_from(["overrides", "resources"]),
+       duplicate=st.booleans())
+def test_fuzz_alias_shapes(levels, fanout, under, duplicate):
+    """Anchors of `fanout` aliases of the level below, `levels` deep, under model.overrides or resources, maybe with a
+    key written twice: refused in well under a second when the expansion is large, never an exception but a
+    `SpecError`."""
+    import time
+
+    lines = [f"    a0: &a0 [{', '.join(['x'] * fanout)}]"]
+    lines += [f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fanout)}]" for i in range(1, levels + 1)]
+    body = "\n".join(lines)
+    text = ("name: smoke\n" + (f"model:\n  preset: tiny\n  overrides:\n{body}\n" if under == "overrides" else
+                               f"resources:\n  curate:\n    node_selector:\n{body}\n")
+            + "stages:\n  curate: {sources: [x]}\n" + ("name: again\n" if duplicate else ""))
+    started = time.monotonic()
+    with pytest.raises(SpecError) as refused:
+        parse_spec_text(text, "fuzz.yaml")
+    assert time.monotonic() - started < 2
+    expanded = sum(fanout ** i for i in range(1, levels + 2))
+    if duplicate:
+        assert "appears twice" in str(refused.value)
+    elif expanded > 2 * MAX_SPEC_NODES:
+        assert "once its YAML aliases are expanded" in str(refused.value)
+    elif expanded < MAX_SPEC_NODES // 2:
+        assert "aliases" not in str(refused.value)  # refused for what it is (an unknown field, a wrong type)

@@ -25,7 +25,7 @@ def place(tmp_path: Path) -> Path:
 
 def factory(place: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(place / "home"), "TMPDIR": str(place / "tmp")}
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=place / "cwd", env=env,
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=place / "cwd", env=env, check=False,
                           timeout=120)
 
 

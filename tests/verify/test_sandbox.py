@@ -324,7 +324,7 @@ def test_remove_tree_takes_any_depth_and_unreadable_folders(tmp_path):
 
 @needs_bwrap
 def test_one_programs_sandbox_failure_costs_that_program_only(monkeypatch):
-    import factory.verify.sandbox as sandbox
+    from factory.verify import sandbox
 
     real = sandbox._run
 
