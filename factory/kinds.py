@@ -21,9 +21,9 @@ Per-kind hooks, each named "module:function" inside the kind's package (None: th
   validated (pretrain takes the spec's top-level `model`; curate decontaminates against every evaluated file).
 - `evaluated_files(config) -> [path]`: the files a step of this kind evaluates on (raw config), which every curate
   step must decontaminate against.
-- `preflight(config, step)`: checks a step's raw inputs when the spec is planned (`factory run`, `plan`, `explain`),
+- `preflight(config, step, storage)`: checks a step's raw inputs when the spec is planned (`factory run`, `plan`, `explain`),
   before any step runs; raises `InputError` with one line (import_model: the model folder it names).
-- `architecture(config) -> str`: the architecture of the model a kind makes from nothing (pretrain's NemotronH) or
+- `architecture(config, storage) -> str`: the architecture of the model a kind makes from nothing (pretrain's NemotronH) or
   brings in (import_model: its folder's). A kind without it passes on the architecture of its `model` (or
   `student`) input. `architectures` lists the ones a kind takes (None: any `AutoModelForCausalLM` loads); a step
   given another is refused when the spec is planned, naming the step, the architecture and where it came from.

@@ -159,7 +159,7 @@ class Executor:
             for name, step in self.spec.step_defs().items():
                 preflight = KINDS[step.kind].hook("preflight")
                 if preflight is not None:  # raw inputs checked before any step runs (import_model's model folder)
-                    preflight(step.config, name)
+                    preflight(step.config, name, self.spec.storage)
                 recipe = {
                     "kind": step.kind,
                     "config": step.config.result_fields(),
@@ -355,7 +355,7 @@ def check_architectures(spec: Spec) -> dict[str, str]:
                             "before any step trains")
         hook = kind.hook("architecture")
         if hook is not None:
-            made[name] = (hook(step.config), name)
+            made[name] = (hook(step.config, spec.storage), name)
         elif kind.output == "checkpoint" and given:
             made[name] = given
     return {name: arch for name, (arch, _) in made.items()}

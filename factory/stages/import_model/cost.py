@@ -13,7 +13,8 @@ def cost(step: Any, plan: PlanContext) -> StepCost:
     from factory.stages.import_model.folder import inspect_source  # transformers and torch: only specs that import
 
     try:
-        info = inspect_source(step.config.source, step.name, step.config.hub_id)
+        storage = plan.spec.storage
+        info = inspect_source(step.config.source, step.name, step.config.hub_id, storage.endpoint_url, storage.region)
     except InputError as e:
         return plan.cost(step, note=f"not costed: {e}")
     return plan.cost(step, data={"parameters": float(info.params), "bytes": float(info.weight_bytes)},

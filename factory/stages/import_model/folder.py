@@ -55,7 +55,8 @@ class ModelFolder:
     revision: str | None  # the commit of a Hub snapshot
 
 
-def local_folder(source: str, scratch: Path | None = None) -> Path:
+def local_folder(source: str, scratch: Path | None = None, endpoint_url: str | None = None,
+                 region: str | None = None) -> Path:
     """The folder to read `source` from: a local path as it is, a Hub reference's cached snapshot, or for an s3://
     prefix a scratch folder holding its small files whole and its safetensors shards as their headers only."""
     if is_hub_ref(source):
@@ -63,10 +64,10 @@ def local_folder(source: str, scratch: Path | None = None) -> Path:
     if not is_remote(source):
         return Path(source.removeprefix("file://")).expanduser()
     shadow = Path(tempfile.mkdtemp(prefix="factory-import-", dir=scratch))
-    for f in list_input(source):
+    for f in list_input(source, endpoint_url, region):
         target = shadow / f.rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open_listed(source, f) as stream, open(target, "wb") as out:
+        with open_listed(source, f, endpoint_url, region) as stream, open(target, "wb") as out:
             if f.rel.endswith(".safetensors"):
                 header = json.dumps(safetensors_header(stream, f"{source}/{f.rel}")).encode()
                 out.write(len(header).to_bytes(8, "little") + header)
@@ -75,13 +76,13 @@ def local_folder(source: str, scratch: Path | None = None) -> Path:
     return shadow
 
 
-def read_config(source: str) -> dict[str, Any]:
+def read_config(source: str, endpoint_url: str | None = None, region: str | None = None) -> dict[str, Any]:
     """The source's `config.json`, read alone (one small file, wherever the folder is)."""
     if is_remote(source):
-        found = [f for f in list_input(source) if f.rel == "config.json"]
+        found = [f for f in list_input(source, endpoint_url, region) if f.rel == "config.json"]
         if not found:
             raise InputError(f"{source}: no config.json; a model folder is what `save_pretrained` writes")
-        with open_listed(source, found[0]) as stream:
+        with open_listed(source, found[0], endpoint_url, region) as stream:
             raw = stream.read(SMALL_FILE)
     else:
         path = local_folder(source) / "config.json"
@@ -94,10 +95,12 @@ def read_config(source: str) -> dict[str, Any]:
         raise InputError(f"{source}/config.json: not JSON ({e})") from None
 
 
-def inspect_source(source: str, step: str, hub_id: str | None = None) -> ModelFolder:
-    """Check the model folder `source` names and describe it (see the module docstring)."""
+def inspect_source(source: str, step: str, hub_id: str | None = None, endpoint_url: str | None = None,
+                   region: str | None = None) -> ModelFolder:
+    """Check the model folder `source` names and describe it (see the module docstring); an s3:// source through
+    `endpoint_url` and `region` (the spec's storage settings; None: boto3's own)."""
     try:
-        return inspect_folder(local_folder(source), source, hub_id)
+        return inspect_folder(local_folder(source, None, endpoint_url, region), source, hub_id)
     except InputError as e:
         raise InputError(f"{step}: {e}") from None
 
@@ -120,17 +123,23 @@ def inspect_folder(folder: Path, source: str, hub_id: str | None = None) -> Mode
     with torch.device("meta"):
         expected = AutoModelForCausalLM.from_config(config).state_dict()
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    missing = [n for n in expected if n not in tensors and not (tied and n.endswith("lm_head.weight"))]
-    if missing:
-        raise InputError(f"{source}: the shards lack {len(missing)} tensors {architecture} needs (first: {missing[0]}); "
-                         "the weights do not match config.json")
-    wrong = [(n, tensors[n].shape, tuple(t.shape)) for n, t in expected.items() if n in tensors and tensors[n].shape != tuple(t.shape)]
-    if wrong:
-        name, got, want = wrong[0]
-        raise InputError(f"{source}: tensor {name} is {list(got)} in the shards, {list(want)} by config.json "
-                         f"({len(wrong)} disagree); the weights do not match config.json")
-    embedding = next((n for n in expected if n.endswith("embed_tokens.weight") or n.endswith("embeddings.weight")), None)
-    vocab_rows = tensors[embedding].shape[0] if embedding else int(config.vocab_size)
+    needed = {n: tuple(t.shape) for n, t in expected.items() if not (tied and n.endswith("lm_head.weight"))}
+    if len(needed.keys() & tensors.keys()) * 2 >= len(needed):  # the checkpoint names tensors as the modules do
+        missing = [n for n in needed if n not in tensors]
+        if missing:
+            raise InputError(f"{source}: the shards lack {len(missing)} tensors {architecture} needs (first: "
+                             f"{missing[0]}); the weights do not match config.json")
+        wrong = [(n, tensors[n].shape, shape) for n, shape in needed.items() if tensors[n].shape != shape]
+        if wrong:
+            name, got, want = wrong[0]
+            raise InputError(f"{source}: tensor {name} is {list(got)} in the shards, {list(want)} by config.json "
+                             f"({len(wrong)} disagree); the weights do not match config.json")
+    else:  # saved under the Hub's names (NemotronH: backbone.*, experts apart), which transformers converts on load
+        stored, want = sum(_numel(t.shape) for t in tensors.values()), sum(_numel(s) for s in needed.values())
+        if stored != want:
+            raise InputError(f"{source}: the shards hold {stored} weights, {architecture} as config.json describes it "
+                             f"{want}; the weights do not match config.json")
+    vocab_rows = int(expected[_input_embedding(expected)].shape[0])
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError, TypeError) as e:
@@ -149,6 +158,10 @@ def inspect_folder(folder: Path, source: str, hub_id: str | None = None) -> Mode
         weight_bytes=sum(n * DTYPE_BYTES.get(d, 4) for d, n in counts.items()),
         vocab_rows=vocab_rows, tokenizer_size=len(tokenizer), chat_template=bool(getattr(tokenizer, "chat_template", None)),
         license=_card_license(folder), hub_id=hub_id or hub_repo, revision=snapshot_commit(folder) if hub_repo else None)
+
+
+def _input_embedding(state: dict[str, Any]) -> str:
+    return next(n for n in state if n.endswith("embed_tokens.weight") or n.endswith("embeddings.weight"))
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -25,6 +25,6 @@ def spec_defaults(config: dict[str, Any], spec: Any) -> dict[str, Any]:
     return config
 
 
-def architecture(config: Config) -> str:
+def architecture(config: Config, storage: Any = None) -> str:
     """Pretraining builds the factory's hybrid, transformers' `NemotronHForCausalLM` (`factory.model`)."""
     return "NemotronHForCausalLM"
