@@ -2,8 +2,8 @@
 
     python -I -B harness.py SETUP_FD REPORT_FD      # started by `factory.verify.sandbox.run_tests`, in the sandbox
 
-SETUP_FD holds JSON `{"nonce", "solution", "tests"}`; the harness reads it and closes it before any of the
-solution's code runs, writes `NONCE tests N` (N: the tests' top-level statements) to REPORT_FD, then runs the
+SETUP_FD holds the nonce (a line of hex), the solution's length in bytes (a line), the solution and the tests
+(UTF-8); the harness reads it and closes it before any of the solution's code runs, writes `NONCE tests N` (N: the tests' top-level statements) to REPORT_FD, then runs the
 solution and each of the tests' statements in turn in one `__main__` namespace. After each one ends without an
 exception it writes `NONCE ok I` (0: the solution, 1..N: the statements). Only the sandbox outside knows the
 nonce, and it counts a test as passed only from these lines: a program that ends early by any route
@@ -23,16 +23,14 @@ What the harness does not judge: a solution whose return values compare equal to
 builtins or modules the tests call, can make a test's comparisons true; every statement did then run to its
 end. That is a property of the tests, not of how the program ends.
 
-Standard library only: it runs under whichever interpreter the sandbox uses.
+Standard library only: it runs under whichever interpreter the sandbox uses, and on every program, so it imports
+only what Python has loaded at start-up (`_ast`, not `ast`; no `json`), and `traceback` only to print a failure.
 """
 
-import ast
+import _ast
 import contextlib
-import json
-import linecache
 import os
 import sys
-import traceback
 import types
 from functools import partial
 from operator import methodcaller
@@ -48,16 +46,18 @@ def _refuse(event, args):
         raise PermissionError(f"the code sandbox refuses {event} while tests run")
 
 
+_SOURCES = {}  # file name -> source, for the lines of a traceback (no nonce here)
+
+
 def _steps(setup_fd, report_fd, namespace):
     """The run's steps; the nonce lives only inside them (this frame ends before the solution starts)."""
     with os.fdopen(setup_fd, "rb") as f:
-        setup = json.loads(f.read())
-    nonce = setup["nonce"].encode()
-    for name in ("solution", "tests"):  # tracebacks show the lines, as they would from files
-        linecache.cache[f"{name}.py"] = (len(setup[name]), None, setup[name].splitlines(True), f"{name}.py")
-    units = [compile(setup["solution"], "solution.py", "exec")]
-    units += [compile(ast.Module([statement], []), "tests.py", "exec")
-              for statement in ast.parse(setup["tests"], "tests.py").body]
+        nonce, size, rest = f.read().split(b"\n", 2)
+    _SOURCES["solution.py"] = rest[: int(size)].decode("utf-8", "surrogatepass")
+    _SOURCES["tests.py"] = rest[int(size):].decode("utf-8", "surrogatepass")
+    units = [compile(_SOURCES["solution.py"], "solution.py", "exec")]
+    units += [compile(_ast.Module([statement], []), "tests.py", "exec")
+              for statement in compile(_SOURCES["tests.py"], "tests.py", "exec", _ast.PyCF_ONLY_AST).body]
     os.write(report_fd, b"%s tests %d\n" % (nonce, len(units) - 1))
     steps = []
     for i, code in enumerate(units):
@@ -72,7 +72,7 @@ def main():
     module = types.ModuleType("__main__")
     module.__builtins__ = __builtins__
     sys.modules["__main__"] = module
-    streams, print_exception, exit_now = (sys.stdout, sys.stderr), traceback.print_exception, os._exit
+    streams, exit_now = (sys.stdout, sys.stderr), os._exit
     status = 0
     try:
         # one expression: the steps go from `_steps` straight into `map`, never into a variable of this frame
@@ -80,11 +80,21 @@ def main():
     except BaseException as e:  # noqa: BLE001 - whatever ended the run, the tests it skipped stay unreported
         status = 1
         with contextlib.suppress(BaseException):  # an exception whose printing fails is still a failure
-            print_exception(type(e), e, e.__traceback__.tb_next)  # from the program's own frames
+            _print_failure(e)
     for stream in streams:
         with contextlib.suppress(BaseException):
             stream.flush()
     exit_now(status)  # the program's atexit handlers and threads have no say in the outcome
+
+
+def _print_failure(error):
+    """The traceback from the program's own frames, with the lines of solution.py and tests.py."""
+    import linecache
+    import traceback
+
+    for name, source in _SOURCES.items():
+        linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    traceback.print_exception(type(error), error, error.__traceback__.tb_next)
 
 
 if __name__ == "__main__":

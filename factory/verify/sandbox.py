@@ -45,7 +45,6 @@ failure on one program into that program's failed verdict (`error`), so one samp
 from __future__ import annotations
 
 import errno
-import json
 import os
 import platform
 import re
@@ -336,7 +335,8 @@ def run_tests(solution: str, tests: str, config: SandboxConfig | None = None) ->
     """Run `solution`, then each top-level statement of `tests` (asserts, or a `check(...)` call), under the test
     harness; passed when every statement ran to its end (see `factory.verify.harness`)."""
     nonce = secrets.token_hex(16)
-    setup = json.dumps({"nonce": nonce, "solution": solution, "tests": tests}).encode()
+    code = solution.encode("utf-8", errors="surrogatepass")
+    setup = b"%s\n%d\n%s%s" % (nonce.encode(), len(code), code, tests.encode("utf-8", errors="surrogatepass"))
     return _run(config or SandboxConfig(), setup, nonce, "")
 
 

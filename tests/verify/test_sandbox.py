@@ -220,9 +220,9 @@ def test_the_harness_refuses_what_would_reach_the_report_and_says_so():
 def test_memory_is_limited_for_the_sandbox_as_a_whole():
     """16 processes of 64 MiB each under `memory_mb=256`: before the cgroup all of them held their 1 GiB."""
     config = SandboxConfig(timeout_s=30, cpu_s=20, memory_mb=256, max_procs=32, disk_mb=16)
-    holders = (
+    holders = (  # each child holds its block 3 s, then says so: the ones that say so held theirs at once
         "import os, time\nr, w = os.pipe()\nfor _ in range(16):\n    if os.fork() == 0:\n"
-        "        os.close(r)\n        block = b'x' * (64 << 20)\n        os.write(w, b'1')\n        time.sleep(3)\n"
+        "        os.close(r)\n        block = b'x' * (64 << 20)\n        time.sleep(3)\n        os.write(w, b'1')\n"
         "        os._exit(0)\nos.close(w)\nheld = 0\nwhile chunk := os.read(r, 16):\n    held += len(chunk)\n"
         "print('held', held)\n"
     )
