@@ -24,8 +24,7 @@ Per-kind hooks, each named "module:function" inside the kind's package (None: th
 - `preflight(config, step, storage)`: checks a step's raw inputs when the spec is planned (`factory run`, `plan`, `explain`),
   before any step runs; raises `InputError` with one line (import_model: the model folder it names).
 - `architecture(config, storage) -> str`: the architecture of the model a kind makes from nothing (pretrain's NemotronH) or
-  brings in (import_model: its folder's). A kind without it passes on the architecture of its `model` (or
-  `student`) input. `architectures` lists the ones a kind takes (None: any `AutoModelForCausalLM` loads); a step
+  brings in (import_model: its folder's). A step with a `model`, `student` or `init` input passes that model's on. `architectures` lists the ones a kind takes (None: any `AutoModelForCausalLM` loads); a step
   given another is refused when the spec is planned, naming the step, the architecture and where it came from.
 
 A kind whose step can run as several KFP tasks (mix: its proxies, one pod each) has a `fanout` (`FanOut`): the
@@ -134,8 +133,9 @@ KINDS: dict[str, StageKind] = {
     "tokenize": StageKind("factory.stages.tokenize", output="tokens", cost="cost:cost",
                           inputs={"corpus": In("corpus"), "synthetic": In("corpus", optional=True),
                                   "model": In("checkpoint", optional=True)}),
-    "pretrain": _trainer("factory.stages.pretrain", {"tokens": TOKENS}, distributed=True,
-                         spec_defaults="config:spec_defaults", architecture="config:architecture"),
+    # with an `init` checkpoint, continued pretraining of that model (an imported one: long-context extension, ...)
+    "pretrain": _trainer("factory.stages.pretrain", {"tokens": TOKENS, "init": In("checkpoint", optional=True)},
+                         distributed=True, spec_defaults="config:spec_defaults", architecture="config:architecture"),
     # Minitron: prune the pretrained model (activation importance, width/depth surgery, budget search), then
     # distil it from the unpruned teacher; the distilled student is what later steps of the recipe take.
     "compress": StageKind("factory.stages.compress", output="checkpoint", cost="cost:cost",
@@ -175,7 +175,7 @@ RECIPE: tuple[tuple[str, dict[str, tuple[str, ...]]], ...] = (
     ("synth", {"corpus": ("curate",)}),
     ("mix", {"corpus": ("curate",), "synthetic": ("synth",)}),
     ("tokenize", {"corpus": ("curate", "mix"), "synthetic": ("synth",), "model": ("import_model",)}),
-    ("pretrain", {"tokens": ("tokenize",)}),
+    ("pretrain", {"tokens": ("tokenize",), "init": ("import_model",)}),
     ("compress", {"model": ("import_model", "pretrain"), "tokens": ("tokenize",)}),
     ("distill", {"student": ("compress",), "teacher": ("import_model", "pretrain"), "tokens": ("tokenize",)}),
     ("posttrain_data", {}),

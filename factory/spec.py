@@ -191,11 +191,13 @@ MAX_SPEC_NODES = 1_000_000  # values in the spec once aliases are expanded
 
 @dataclass(frozen=True)
 class SpecDefaults:
-    """What a kind's `spec_defaults` hook reads besides its own raw config: the raw spec, and every file the spec's
-    evaluating steps read (their kinds' `evaluated_files` hooks)."""
+    """What a kind's `spec_defaults` hook reads besides its own raw config: the raw spec, every file the spec's
+    evaluating steps read (their kinds' `evaluated_files` hooks), and the names of the inputs the step will have
+    wired (its own `inputs:`, or for a `stages:` spec the recipe's wiring among the stages it lists)."""
 
     data: dict[str, Any]
     evaluated_files: list[str]
+    wired: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -268,11 +270,18 @@ class Spec(_Frozen):
         for kind, _, cfg in steps:
             files = KINDS[kind].hook("evaluated_files")
             evaluated += [f for f in (files(cfg) if files else []) if f not in evaluated]
-        context = SpecDefaults(data, evaluated)
+        listed = set(data["stages"]) if isinstance(data.get("stages"), dict) else set()
+        recipe = dict(RECIPE)
         for kind, path, cfg in steps:
             fill = KINDS[kind].hook("spec_defaults")
-            if fill is not None:
-                data = cls._replace(data, path, fill(cfg, context))
+            if fill is None:
+                continue
+            if path[0] == "steps":
+                raw = data["steps"][path[1]].get("inputs")
+                wired = frozenset(raw) if isinstance(raw, dict) else frozenset()
+            else:
+                wired = frozenset(i for i, ups in recipe.get(kind, {}).items() if listed & set(ups))
+            data = cls._replace(data, path, fill(cfg, SpecDefaults(data, evaluated, wired)))
         return data
 
     @field_validator("work_dir")

@@ -341,23 +341,23 @@ class Executor:
 
 
 def check_architectures(spec: Spec) -> dict[str, str]:
-    """The architecture of every step's model (`factory.kinds`: `architecture` hooks, else passed on from the step's
-    `model` or `student` input), and one `UserError` for a step given an architecture its kind does not take, naming
+    """The architecture of every step's model (passed on from the step's `model`, `student` or `init` input, else its
+    kind's `architecture` hook), and one `UserError` for a step given an architecture its kind does not take, naming
     the step, the architecture and the step it came from. Read from configs and small files, before any step runs."""
     made: dict[str, tuple[str, str]] = {}  # step -> (architecture, the step it comes from)
     for name, step in spec.step_defs().items():
         kind = KINDS[step.kind]
-        source = next((step.inputs[i] for i in ("model", "student") if i in step.inputs), None)
+        source = next((step.inputs[i] for i in ("model", "student", "init") if i in step.inputs), None)
         given = made.get(source) if source else None
         if given and kind.architectures is not None and given[0] not in kind.architectures:
             raise UserError(f"step {name}: kind {step.kind} takes {', '.join(kind.architectures)}, not {given[0]} "
                             f"(the model of step {given[1]}); a kind that does not support an architecture says so "
                             "before any step trains")
         hook = kind.hook("architecture")
-        if hook is not None:
-            made[name] = (hook(step.config, spec.storage), name)
-        elif kind.output == "checkpoint" and given:
+        if kind.output == "checkpoint" and given:  # a model trained further keeps its architecture
             made[name] = given
+        elif hook is not None:  # a model made from nothing, or brought in
+            made[name] = (hook(step.config, spec.storage), name)
     return {name: arch for name, (arch, _) in made.items()}
 
 

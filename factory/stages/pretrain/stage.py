@@ -43,10 +43,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
+from transformers import AutoTokenizer
 
-from factory.artifacts import Tokens
+from factory.artifacts import Checkpoint, Tokens
 from factory.errors import InputError
 from factory.model import build_model, count_parameters
+from factory.model.checkpoints import load_model
 from factory.stage import Artifact, StepContext
 from factory.stages.pretrain.config import Config
 from factory.tokens import PackedSequences
@@ -57,7 +59,8 @@ from factory.train.shell import TrainingShell
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
-    """Train `config.model` on the tokens inputs; write `model/`, `metrics.jsonl`, `loss.png` (rank 0 only)."""
+    """Train `config.model` (or continue the `init` input's model) on the tokens inputs; write `model/`, `metrics.jsonl`,
+    `loss.png` (rank 0 only)."""
     tokens = Tokens.of(inputs, "tokens")
     blend = config.blend if config.blend is not None else tokens_blend(tokens.path)
     names = ["train"] if blend is None else list(dict.fromkeys(n for phase in blend for n in phase.weights))
@@ -77,16 +80,31 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                 ctx.log_dataset(name=f"tokens/{name}", uri=inputs["tokens"].uri, digest=inputs["tokens"].manifest.get("fingerprint", ""),
                                 context="training", profile={"samples": len(ds), "tokens": ds.num_tokens,
                                                              "documents": ds.num_documents, "seq_len": config.seq_len})
-        model_config = config.model.resolve()
-        special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                   "pad_token_id": tokenizer.pad_token_id}
-        model = shell.prepare(build_model(model_config, len(tokenizer), **special))
-        params = count_parameters(build_model(model_config, len(tokenizer), device="meta"))
-        ctx.log.info("model_built", preset=config.model.preset, pattern=model_config.pattern, params=params,
-                     precision=config.precision, vocab_size=len(tokenizer), datasets=list(datasets), device=shell.device,
-                     rank=shell.rank, world_size=shell.world_size)
+        if "init" in inputs:  # continued pretraining: the init model, its own architecture and tokenizer
+            model = _init_model(Checkpoint.of(inputs, "init").model_dir, tokenizer)
+            params, shape = count_parameters(model), type(model).__name__
+        else:
+            model_config = config.model.resolve()
+            special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                       "pad_token_id": tokenizer.pad_token_id}
+            model = build_model(model_config, len(tokenizer), **special)
+            params, shape = count_parameters(model), f"{config.model.preset}: {model_config.pattern}"
+        model = shell.prepare(model)
+        ctx.log.info("model_built", model=shape, params=params, precision=config.precision, vocab_size=len(tokenizer),
+                     datasets=list(datasets), device=shell.device, rank=shell.rank, world_size=shell.world_size)
         result = shell.fit(shell.trainer(CausalLMObjective(model), data, tokenizer=tokenizer))
     return {**result.summary, "params": float(params)} if shell.rank == 0 else result.summary
+
+
+def _init_model(model_dir: Path, tokenizer):
+    """The `init` checkpoint's model, checked against the tokens' tokenizer: the token files must be written with the
+    model's own tokenizer (tokenize with a `model` input), or every id would mean another token to it."""
+    theirs = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    if theirs.get_vocab() != tokenizer.get_vocab():
+        raise InputError(f"{model_dir}: the tokens were written with another tokenizer than this model's; continued "
+                         "pretraining reads token files its model's tokenizer wrote (give tokenize this model as its "
+                         "`model` input)")
+    return load_model(model_dir).train()
 
 
 def tokens_blend(folder: Path) -> list[BlendPhase] | None:

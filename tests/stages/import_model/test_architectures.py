@@ -1,16 +1,18 @@
-"""Every kind that takes a model works on the architectures users bring: sft, rl, reward_model, preference, distill,
-evaluate and release each run end to end on an imported Llama, Qwen2, Qwen3, Mistral and NemotronH (dense and MoE),
+"""Every kind that takes a model works on the architectures users bring: pretrain (continued, from an `init`), sft, rl,
+reward_model, preference, distill, evaluate and release each run end to end on an imported Llama, Qwen2, Qwen3, Mistral and NemotronH (dense and MoE),
 with the model's own chat template kept (a ChatML without generation markers, as published templates are), and give
 a model stock transformers loads as the same architecture. Tokens are written with the imported model's tokenizer."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from factory.errors import InputError
 from factory.kinds import KINDS
 from factory.stage import Artifact, StepContext
 from tests.builders import additions, conversations, corpus
@@ -19,7 +21,7 @@ from tests.builders.manifests import stage_output
 from tests.builders.text import random_sentences
 from tests.train.trainer_kinds import BASE
 
-KINDS_ON_MODELS = ("sft", "rl", "reward_model", "preference", "distill", "evaluate", "release")
+KINDS_ON_MODELS = ("pretrain", "sft", "rl", "reward_model", "preference", "distill", "evaluate", "release")
 SCORED = BASE["reward_model"]["data"]
 
 
@@ -54,7 +56,8 @@ def _config(kind: str) -> dict:
 @pytest.mark.parametrize("kind", KINDS_ON_MODELS)
 def test_every_kind_runs_on_every_architecture(imported, arch, kind, tmp_path):
     got = imported[arch]
-    wiring = {"sft": {"model": got["model"], "data": got["data"]}, "rl": {"model": got["model"], "data": got["data"]},
+    wiring = {"pretrain": {"tokens": got["tokens"], "init": got["model"]},  # continued pretraining
+              "sft": {"model": got["model"], "data": got["data"]}, "rl": {"model": got["model"], "data": got["data"]},
               "reward_model": {"model": got["model"]}, "distill": {"student": got["model"], "teacher": got["teacher"],
                                                                    "tokens": got["tokens"]},
               "evaluate": {"model": got["model"], "tokens": got["tokens"]}}
@@ -91,3 +94,15 @@ def test_a_release_of_a_tuned_import_names_its_base_as_the_hub_does(imported, tm
     assert meta["base_model"] == "acme/tiny-qwen3" and meta["base_model_relation"] == "finetune"
     assert meta["license"] == "apache-2.0"  # the base's, the release config naming none
     assert "starting from the imported model `acme/tiny-qwen3`" in card
+
+
+def test_continued_pretraining_refuses_tokens_of_another_tokenizer(imported, tmp_path):
+    tokens = imported["llama"]["tokens"]
+    shutil.copytree(tokens.path, tmp_path / "tokens")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tokens" / "tokenizer")
+    tok.add_tokens(["<an extra token>"])  # not the model's tokenizer any more
+    tok.save_pretrained(tmp_path / "tokens" / "tokenizer")
+    with pytest.raises(InputError, match="written with another tokenizer than this model's"):
+        KINDS["pretrain"].run(KINDS["pretrain"].config(**_config("pretrain")),
+                              {"tokens": Artifact(tmp_path / "tokens", tokens.manifest), "init": imported["qwen2"]["model"]},
+                              tmp_path / "out", StepContext("pretrain"))

@@ -14,11 +14,11 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from factory.chat.template import CHAT_TEMPLATE
-from factory.errors import InputError, UserError
+from factory.errors import InputError, SpecError, UserError
 from factory.spec import parse_spec
 from factory.stage import StepContext
 from factory.stages import import_model
-from factory.steps import Executor
+from factory.steps import Executor, check_architectures
 from tests.builders.architectures import ARCHITECTURES, hub_cache, model_folder_of
 
 
@@ -143,3 +143,16 @@ def test_a_kind_that_does_not_take_an_architecture_says_so_when_the_spec_is_plan
     with pytest.raises(UserError, match=r"step quantize: kind quantize takes NemotronHForCausalLM, not Qwen2ForCausalLM "
                                         r"\(the model of step base\)"):
         Executor(spec).plan()
+
+
+def test_continued_pretraining_keeps_the_init_models_architecture_and_refuses_a_model_of_its_own(sources, tmp_path):
+    base = {"name": "cpt", "work_dir": str(tmp_path / "work"), "storage": {"root": str(tmp_path / "store")},
+            "model": {"preset": "tiny"}}
+    stages = {"import_model": {"source": str(sources["llama"])}, "curate": {"sources": [str(tmp_path)]},
+              "tokenize": {}, "pretrain": {"steps": 40}}
+    spec = parse_spec({**base, "stages": stages})  # the top-level model is not poured into a pretrain that continues one
+    assert spec.inputs_of("pretrain") == {"tokens": "tokenize", "init": "import_model"}
+    assert spec.inputs_of("tokenize")["model"] == "import_model"  # tokens in the imported model's own tokenizer
+    assert check_architectures(spec)["pretrain"] == "LlamaForCausalLM"
+    with pytest.raises(SpecError, match=r"stages\.pretrain\.model: this step continues the model of step import_model"):
+        parse_spec({**base, "stages": {**stages, "pretrain": {"steps": 40, "model": {"preset": "small_20m"}}}})
