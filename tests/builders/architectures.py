@@ -25,8 +25,8 @@ from tests.builders.chats import additions
 from tests.builders.tokenizers import ENDOFTEXT, tokenizer
 
 # ChatML as Qwen's templates write it, without `{% generation %}` markers (so assistant masks come from prefixes)
-CHATML = ("{%- for m in messages -%}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{%- endfor -%}"
-          "{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}")
+CHATML = ("{%- for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{%- endfor %}"
+          "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}")
 ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral", "nemotron_h", "nemotron_h_moe")
 _SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
               max_position_embeddings=512)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from transformers import AutoModelForCausalLM
 
 from factory.cost.estimate import GPUS
 from factory.cost.flops import flops_per_token
@@ -17,6 +18,7 @@ from factory.kinds import KINDS
 from factory.model import PRESETS
 from factory.plan import plan_spec
 from factory.spec import parse_spec
+from tests.builders.architectures import model_folder_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SCORED = str(ROOT / "examples/reward_model/scored_responses.jsonl")
@@ -66,6 +68,8 @@ def _plan(data: dict, **kwargs):
 def test_every_kind_has_a_cost_hook_and_every_step_gets_figures(tmp_path):
     assert all(k.hook("cost") is not None for k in KINDS.values())
     data = _every_kind(tmp_path)
+    base = model_folder_of("llama", tmp_path / "llama")  # an imported model: its folder is read, never its weights
+    data["steps"]["import_model"] = {"kind": "import_model", "config": {"source": str(base)}}
     assert {s["kind"] for s in data["steps"].values()} == set(KINDS)
     report = plan_spec(parse_spec(data))
     steps = {s.step: s for s in report.steps}
@@ -80,6 +84,7 @@ def test_every_kind_has_a_cost_hook_and_every_step_gets_figures(tmp_path):
     assert steps["reward_model"].data["records"] == sum(1 for line in Path(SCORED).read_text().splitlines() if line.strip())
     assert steps["reward_model"].measured == ("records",)
     assert steps["posttrain_data"].data["prompts"] == 64  # the default procedural set
+    assert steps["import_model"].data["parameters"] == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(base).parameters())
     # the serving memory of the released model is the release step's, at the longest context the model declares
     tiny = PRESETS["tiny"]()
     assert steps["release"].data["serve_context"] == tiny.max_position_embeddings

@@ -18,7 +18,9 @@ class Config(StageConfig):
                           "model's license (its import step's, or its own card's), else apache-2.0 for a model trained "
                           "from scratch.")
     language: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639-1 codes of the training text's languages.")
-    tags: list[str] = Field(default_factory=lambda: ["nemotron-h", "hybrid-mamba", "model-factory"], description="Extra Hub tags.")
+    tags: list[str] | None = Field(
+        None, description="Hub tags; default: the architecture's (nemotron-h and hybrid-mamba for the factory's NemotronH, "
+                          "the model type of an imported one) and model-factory.")
     description: str = Field("", description="A paragraph placed under the card's title.")
     temperature: float = Field(0.7, gt=0, description="Default sampling temperature written to generation_config.json.")
     top_p: float = Field(0.95, gt=0, le=1, description="Default nucleus sampling mass written to generation_config.json.")

@@ -45,7 +45,7 @@ def model_card(
         "license": config.license or (imported or {}).get("license") or ("other" if imported else "apache-2.0"),
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
-        "tags": list(config.tags),
+        "tags": list(config.tags) if config.tags is not None else _default_tags(model_config),
         "datasets": [a["uri"] for a in corpora] + [a["uri"] for a in chain if a["kind"] == "conversations"] + sources,
     }
     if imported and imported.get("hub_id"):  # the Hub's form: its id, and how this model derives from it
@@ -84,10 +84,11 @@ def model_card(
     body = [f"# {config.model_name}", ""]
     if config.description:
         body += [config.description, ""]
+    shape = (f"layer pattern `{pattern}`: M = Mamba-2, * = attention, - = MLP, E = MoE" if pattern else
+             f"{model_config.get('num_hidden_layers', '?')} layers")
     body += [
         f"A `{model_config.get('architectures', ['?'])[0]}` model "
-        f"(hidden size {model_config.get('hidden_size')}, layer pattern `{pattern or '?'}`: "
-        "M = Mamba-2, * = attention, - = MLP, E = MoE), trained by the model factory "
+        f"(hidden size {model_config.get('hidden_size')}, {shape}), trained by the model factory "
         + (f"starting from {_base_line(imported)}." if imported else
            f"starting from `{bases[0]['uri']}`." if bases else "from scratch."),
         "",
@@ -188,6 +189,13 @@ def _chat_section(config: Config, post_trained: bool) -> list[str]:
             "This model was not post-trained: its tokenizer carries the template, but nothing taught the model to "
             "follow the switch (post-training steps do: see `examples/posttrain.yaml`).", ""]),
     ]
+
+
+def _default_tags(model_config: Mapping[str, Any]) -> list[str]:
+    """The architecture's Hub tags, then the factory's: the hybrid's for NemotronH, the model type for any other."""
+    if model_config.get("model_type") == "nemotron_h":
+        return ["nemotron-h", "hybrid-mamba", "model-factory"]
+    return [str(model_config.get("model_type", "causal-lm")), "model-factory"]
 
 
 def base_model_of(chain: list[dict[str, Any]]) -> dict[str, Any] | None:
