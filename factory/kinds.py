@@ -152,7 +152,8 @@ KINDS: dict[str, StageKind] = {
                                                          "reward_model": In("checkpoint", optional=True)},
                            distributed=True),
     "quantize": StageKind("factory.stages.quantize", output="quantized", cost="cost:cost",
-                          architectures=("NemotronHForCausalLM",), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
+                          architectures=("NemotronHForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                                         "MistralForCausalLM"), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)
     "evaluate": StageKind("factory.stages.evaluate", output="evaluation", cost="cost:cost",
                           evaluated_files="config:evaluated_files",

@@ -1,6 +1,7 @@
-"""The quantize stage: PTQ of a NemotronH checkpoint to FP8, NVFP4 and sensitivity-based mixed precision,
-exported in Model Optimizer's Hugging Face format and as compressed-tensors, and gated on perplexity and task
-accuracy read back from the exported files.
+"""The quantize stage: PTQ of a causal LM (NemotronH; Llama, Qwen2, Qwen3, Mistral) to FP8, NVFP4 and
+sensitivity-based mixed precision, exported in Model Optimizer's Hugging Face format (byte for byte what Model
+Optimizer's own export writes) and as compressed-tensors, and gated on perplexity and task accuracy read back from
+the exported files.
 
 Inputs: "model" (an artifact with `model/`) and "tokens" (calibration windows from `calibration_split`,
 perplexity windows from `eval_split`, the tokenizer for the task sets). Output, one folder per variant plus a
@@ -86,7 +87,12 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     with torch.no_grad():  # the reference is the BF16 model: round every weight through BF16 once
         for p in model.parameters():
             p.copy_(p.to(torch.bfloat16).float())
-    exclude = tuple(config.exclude) + (tuple(nemotron_exclusions(list(model.config.layers_block_type))) if config.preset == "nemotron" else ())
+    exclude = tuple(config.exclude)
+    if config.preset == "nemotron":
+        if not hasattr(model.config, "layers_block_type"):
+            raise UserError(f"quantize: preset 'nemotron' keeps NemotronH's attention and Mamba layers in BF16; this model is a "
+                            f"{type(model).__name__}: use preset 'none' and exclude patterns")
+        exclude += tuple(nemotron_exclusions(list(model.config.layers_block_type)))
     linears = ptq.quantizable_linears(model, exclude)
     if not linears:
         raise UserError("quantize: every linear is excluded (exclude / preset); nothing to quantize")
@@ -95,11 +101,22 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             raise UserError(f"quantize: {name} has in_features {module.in_features}, not a multiple of {BLOCK} (NVFP4 blocks); add it to exclude")
     all_linears = sorted(n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear))
     cal = ptq.calibrate(model, calib)
+    # An engine runs a fused group (linears reading one input: q/k/v, gate/up) as one GEMM in one format, so `exclude`
+    # takes all of a group or none of it; linears kept BF16 by rule (a MoE router beside its shared expert) are no
+    # engine's fusion partners.
+    by_rule = ptq.quantizable_linears(model)
+    cal.fused = [g for g in ([n for n in group if n in by_rule] for group in cal.fused) if len(g) > 1]
+    for group in cal.fused:
+        kept = [n for n in group if n not in linears]
+        if kept and len(kept) < len(group):
+            raise UserError(f"quantize: {', '.join(kept)} stay BF16 but {', '.join(n for n in group if n in linears)} would not; "
+                            "engines fuse them into one layer (they read the same input): exclude all of them or none")
+    cal.fused = [g for g in cal.fused if g[0] in linears]
     base_ppl = math.exp(lm_loss(model, evalw))
     base_tasks = _score_tasks(model, tokenizer, task_sets, config)
-    units = ptq.format_units(list(linears))
+    units = ptq.format_units(list(linears), cal.fused)
     sizes = {n: m.weight.numel() for n, m in linears.items()}
-    kv_scales = {f"{n}.{n.rsplit('.', 1)[-1][0]}_scale": torch.tensor(a / 448.0 if a > 0 else 1.0)
+    kv_scales = {f"{n}.{n.rsplit('.', 1)[-1][0]}_scale": torch.tensor(a, dtype=torch.float32) / 448.0 if a > 0 else torch.tensor(1.0)
                  for n, a in cal.kv_amax.items()} if config.kv_cache_fp8 else {}
 
     staging = output / ".variants.tmp"
@@ -117,8 +134,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             formats = ptq.choose_formats(units, sizes, sens, config.bits_budget)
         else:
             formats = {n: variant for n in linears}
-        exported = {n: {**ptq.quantize_weight(linears[n].weight.detach(), f), "input_scale": ptq.input_scale(cal.input_amax.get(n, 0.0), f)}
-                    for n, f in formats.items() if f != "bf16"}
+        if all(f == "bf16" for f in formats.values()):
+            raise UserError(f"quantize: bits_budget {config.bits_budget} keeps every linear of the mixed variant in BF16; "
+                            "lower it (NVFP4 is 4.5 bits per weight, FP8 8)")
+        exported = ptq.export_tensors(linears, formats, cal)
         folder = staging / variant
         write_modelopt(model, folder, formats, exported, kv_scales, tokenizer_from=source)
         common = {"format": variant, "effective_bits": ptq.effective_bits(formats, sizes),

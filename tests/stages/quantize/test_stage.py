@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from factory.errors import InputError
-from factory.stages.quantize.modelopt_format import checkpoint_name, module_name
 from factory.stage import StepContext
 from tests.builders import grammar_sentences
 
 # What vLLM's ModelOpt loaders read (vllm/model_executor/layers/quantization/modelopt.py):
-# - the config comes from hf_quant_config.json {"quantization": {"quant_algo", "kv_cache_quant_algo",
-#   "group_size", "exclude_modules"}}; quant_algo one of FP8 / NVFP4 / MIXED_PRECISION; kv_cache_quant_algo FP8;
-#   config.json's quantization_config has quant_method starting with "modelopt";
+# - the config comes from config.json's quantization_config when there is one (else hf_quant_config.json
+#   {"quantization": {"quant_algo", "kv_cache_quant_algo", "group_size", "exclude_modules"}}): quant_method
+#   "modelopt", quant_algo one of FP8 / NVFP4 / MIXED_PRECISION (whose config requires "quantized_layers" there),
+#   "ignore" (exclude_modules), "kv_cache_scheme" {"type": "float", "num_bits": 8} for an FP8 KV cache;
 # - ModelOptFp8LinearMethod.create_weights: weight float8_e4m3fn [out, in]; weight_scale and input_scale fp32
 #   per-tensor (PerTensorScaleParameter: one scalar per fused shard);
 # - ModelOptNvFp4LinearMethod.create_weights: weight uint8 [out, in // 2]; weight_scale float8_e4m3fn
@@ -55,12 +55,17 @@ def quantized(tmp_path_factory, q_model, tokens):
     return out, metrics
 
 
+def module_name(name: str) -> str:
+    """A NemotronH checkpoint name (`backbone.*`, NVIDIA's) back to its module name (`model.*`), as transformers and
+    vLLM map it."""
+    return "model." + name[len("backbone."):] if name.startswith("backbone.") else name
+
+
 def _header(path):
     import struct
 
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    # checkpoint names (backbone.*) back to module names (model.*), as transformers and vLLM map them
     return {module_name(k): v for k, v in json.loads(raw[8 : 8 + n]).items() if k != "__metadata__"}
 
 
@@ -73,11 +78,17 @@ def test_export_has_every_name_dtype_and_shape_vllm_reads(quantized, q_model, va
     assert hq["producer"]["name"] == "modelopt"
     assert section["quant_algo"] == {"fp8": "FP8", "nvfp4": "NVFP4", "mixed": "MIXED_PRECISION"}[variant]
     assert section["kv_cache_quant_algo"] == "FP8"
-    assert variant == "fp8" or section["group_size"] == 16
+    assert variant != "nvfp4" or section["group_size"] == 16
+    assert all(layer.get("group_size", 16) == 16 for layer in section.get("quantized_layers", {}).values())
     config = json.loads((folder / "config.json").read_text())
     qc = config["quantization_config"]
-    assert qc["quant_method"] == "modelopt" and qc["quant_algo"] == section["quant_algo"] and qc["ignore"] == section["exclude_modules"]
-    assert "lm_head" in section["exclude_modules"]
+    assert qc["quant_method"] == "modelopt" and qc["quant_algo"] == section["quant_algo"]
+    assert qc["kv_cache_scheme"] == {"dynamic": False, "num_bits": 8, "type": "float"}
+    if variant == "mixed":  # vLLM's mixed-precision config reads the per-layer formats from config.json
+        assert qc["quantized_layers"] == section["quantized_layers"] and section["quantized_layers"]
+        assert "lm_head" not in section["quantized_layers"] and "exclude_modules" not in section
+    else:
+        assert qc["ignore"] == section["exclude_modules"] and "lm_head" in section["exclude_modules"]
 
     header = _header(folder / "model.safetensors")
     ref = json.loads((q_model.path / "model" / "config.json").read_text())
@@ -86,8 +97,9 @@ def test_export_has_every_name_dtype_and_shape_vllm_reads(quantized, q_model, va
     bf16 = AutoModelForCausalLM.from_pretrained(q_model.path / "model")
     linears = {n: m for n, m in bf16.named_modules() if isinstance(m, torch.nn.Linear)}
     per_layer = {module_name(k): v for k, v in section.get("quantized_layers", {}).items()}
-    excluded = {module_name(n) for n in section["exclude_modules"]}
-    assert all(n.startswith(("backbone.", "lm_head")) for n in section["exclude_modules"])  # checkpoint names
+    excluded = {module_name(n) for n in section.get("exclude_modules", [])} | ({n for n in linears if n not in per_layer}
+                                                                              if variant == "mixed" else set())
+    assert all(n.startswith(("backbone.", "lm_head")) for n in [*section.get("exclude_modules", []), *section.get("quantized_layers", [])])
     quantized_names = set()
     for name, lin in linears.items():
         o, i = lin.out_features, lin.in_features
@@ -115,7 +127,7 @@ def test_export_has_every_name_dtype_and_shape_vllm_reads(quantized, q_model, va
             assert header[f"model.layers.{i}.mixer.conv1d.weight"]["dtype"] == "BF16"
     assert header["model.embeddings.weight"]["dtype"] == "BF16"
     raw_names = set(json.loads((folder / "model.safetensors").read_bytes()[8:8 + int.from_bytes((folder / "model.safetensors").read_bytes()[:8], "little")]))
-    assert checkpoint_name("model.embeddings.weight") in raw_names and "model.embeddings.weight" not in raw_names
+    assert "backbone.embeddings.weight" in raw_names and "model.embeddings.weight" not in raw_names
     # every tensor of the model is there, under its own name or as a quantized linear's weight
     names = {k.rsplit(".", 1)[0] for k in header}
     assert {k.rsplit(".", 1)[0] for k in bf16.state_dict()} <= names
