@@ -260,3 +260,63 @@ def test_nvfp4_compressed_tensors_holds_the_modelopt_bytes_and_loads_in_stock_tr
     # the same NVFP4 weights and input quantization as the ModelOpt export; BF16 activations add a little
     assert ppl == pytest.approx(metrics["nvfp4_perplexity"], rel=0.02)
     assert model.generate(windows[:1, :6], max_new_tokens=4, do_sample=False).shape == (1, 10)
+
+
+def test_fused_projections_share_their_nvfp4_global_scales(q_model, tokens, tmp_path):
+    """q, k and v (one `qkv_proj` in vLLM, which dequantizes all three with the largest weight_scale_2 of them) carry
+    one weight_scale_2, from the largest weight amax of the three, and one input_scale."""
+    from safetensors.torch import load_file
+
+    from factory.stages.quantize import stage
+
+    cfg = stage.Config(variants=["nvfp4"], calibration_samples=8, eval_samples=4, seq_len=32, tasks=[], compressed_tensors=False,
+                       max_ppl_increase={"nvfp4": 10.0})
+    stage.run(cfg, {"model": q_model, "tokens": tokens}, tmp_path, StepContext("quantize"))
+    t, bf16 = load_file(tmp_path / "nvfp4" / "model.safetensors"), load_file(q_model.path / "model" / "model.safetensors")
+    layer = "backbone.layers.1.mixer"
+    amax = max(float(bf16[f"{layer}.{p}.weight"].to(torch.bfloat16).float().abs().max()) for p in ("q_proj", "k_proj", "v_proj"))
+    (shared,) = {float(t[f"{layer}.{p}.weight_scale_2"]) for p in ("q_proj", "k_proj", "v_proj")}
+    assert shared == pytest.approx(amax / 2688, rel=1e-6)
+    assert len({float(t[f"{layer}.{p}.input_scale"]) for p in ("q_proj", "k_proj", "v_proj")}) == 1
+    assert float(t["backbone.layers.2.mixer.up_proj.weight_scale_2"]) != float(t["backbone.layers.2.mixer.down_proj.weight_scale_2"])
+
+
+def test_a_fused_group_excluded_in_part_is_refused(tmp_path, q_model, tokens):
+    from factory.errors import UserError
+    from factory.stages.quantize import stage
+
+    cfg = stage.Config(variants=["fp8"], calibration_samples=8, eval_samples=4, seq_len=32, tasks=[], exclude=["*.q_proj"])
+    with pytest.raises(UserError, match=r"model.layers.1.mixer.q_proj stay BF16 but model.layers.1.mixer.k_proj, "
+                                        r"model.layers.1.mixer.v_proj would not; engines fuse them"):
+        stage.run(cfg, {"model": q_model, "tokens": tokens}, tmp_path, StepContext("quantize"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_llama_quantizes_and_every_variant_reads_back(tmp_path):
+    """The Llama family end to end: the ModelOpt variants read back through `load_modelopt` (KV rounded after RoPE),
+    the compressed-tensors ones in stock transformers, each within its gate of the BF16 model on the same windows;
+    gate and up share their NVFP4 global scale as q, k and v do; the nemotron preset is refused by name."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from factory.errors import UserError
+    from factory.stages.quantize import stage
+    from tests.builders import publish, random_sentences
+    from tests.builders import tokens as tokens_builder
+    from tests.builders.architectures import chat_tokenizer, model_folder_of
+
+    model_folder_of("llama", tmp_path / "model" / "model")
+    model = publish(tmp_path / "model", "import_model", "checkpoint")
+    texts = random_sentences(200, seed=5)
+    toks = tokens_builder(tmp_path / "tokens", chat_tokenizer(), {"train": texts[:180], "valid": texts[180:]})
+    cfg = stage.Config(variants=["fp8", "nvfp4"], calibration_samples=8, eval_samples=8, seq_len=32, tasks=[],
+                       max_ppl_increase={"fp8": 0.01, "nvfp4": 0.05})
+    metrics = stage.run(cfg, {"model": model, "tokens": toks}, tmp_path / "out", StepContext("quantize"))
+    assert 0 <= abs(metrics["fp8_ppl_increase"]) <= 0.01 and metrics["nvfp4_ppl_increase"] <= 0.05
+    assert metrics["nvfp4_compressed_tensors_perplexity"] == pytest.approx(metrics["nvfp4_perplexity"], rel=0.02)
+    t = load_file(tmp_path / "out" / "nvfp4" / "model.safetensors")
+    assert float(t["model.layers.0.mlp.gate_proj.weight_scale_2"]) == float(t["model.layers.0.mlp.up_proj.weight_scale_2"])
+    assert float(t["model.layers.0.self_attn.q_proj.weight_scale_2"]) == float(t["model.layers.0.self_attn.v_proj.weight_scale_2"])
+    assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "fp8-compressed-tensors")).__name__ == "LlamaForCausalLM"
+    with pytest.raises(UserError, match="preset 'nemotron' keeps NemotronH's .* this model is a LlamaForCausalLM"):
+        stage.run(stage.Config(preset="nemotron", tasks=[]), {"model": model, "tokens": toks}, tmp_path / "again", StepContext("q"))
