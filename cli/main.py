@@ -30,6 +30,7 @@ from typing import Optional
 import click
 import typer
 
+from cli.eval import eval_command
 from cli.verify import sandbox_app, verify_app
 from factory.errors import UserError
 from factory.logs import configure
@@ -38,6 +39,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nemotron-sty
 
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(verify_app, name="verify")
+app.command("eval")(eval_command)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -101,20 +103,25 @@ def plan(
     context: Optional[int] = typer.Option(None, "--context", min=1, help="Serving context for evaluate and release (default: each step's own)"),
     mfu: float = typer.Option(0.4, "--mfu", help="Model FLOPs utilisation (of the precision's dense peak) for time and cost"),
     price: float = typer.Option(2.5, "--price", help="Price of one GPU-hour"),
+    log: bool = typer.Option(False, "--log", help="Also record the plan as an MLflow run (`factory run` records the "
+                                                  "plan it runs under its pipeline run anyway)"),
 ) -> None:
-    """What every step will cost before it runs: FLOPs, memory per GPU, time and money; logged to MLflow."""
+    """What every step will cost before it runs: FLOPs, memory per GPU, time and money."""
     from factory.cost import log_plan  # see the module docstring
     from factory.plan import plan_spec
 
     spec = _load(spec_path)
-    _writable(spec, store=False)  # the plan is logged to the tracking store (by default in the work folder)
     report = plan_spec(spec, mfu=mfu, price_per_gpu_hour=price, context=context)
-    run_id = log_plan(spec, report)
+    run_id = None
+    if log:
+        _writable(spec, store=False)  # the plan is logged to the tracking store (by default in the work folder)
+        run_id = log_plan(spec, report)
     if as_json:
         typer.echo(json.dumps({**report.to_dict(), "mlflow_run_id": run_id, "tracking_uri": spec.tracking_uri()}, indent=2))
     else:
         typer.echo(report.table())
-        typer.echo(f"mlflow run {run_id} in {spec.tracking_uri()}")
+        if run_id:
+            typer.echo(f"mlflow run {run_id} in {spec.tracking_uri()}")
 
 
 @app.command()
@@ -181,8 +188,9 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
     error and that log (exit 1).
     """
     from cli.local_run import run_lock, run_pipeline_locally  # kfp, the pipelines, the spec: see the module docstring
-    from factory.cost.tracking import TAG_PLAN_RUN, log_plan
+    from factory.cost.tracking import TAG_PLAN_RUN, log_plan, spec_digest
     from factory.lineage import Lineage
+    from factory.manifest import git_commit
     from factory.orchestrate import TAG_JOB, pipeline_run_name
     from factory.steps import Executor
 
@@ -203,8 +211,11 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
         missing = [name for name, step in plan.items() if executor.store.complete(step.key) is None]
         run_name = pipeline_run_name(spec.name)
         job_id = f"local-{run_name}"
-        plan_run = log_plan(spec, report, lineage)  # the plan as its own MLflow run, linked from the parent run
-        executor.parent_run_id = lineage.start_pipeline(run_name, spec.to_yaml(), tags={TAG_JOB: job_id, TAG_PLAN_RUN: plan_run})
+        executor.parent_run_id = lineage.start_pipeline(
+            run_name, spec.to_yaml(), tags={TAG_JOB: job_id},
+            params={"spec": spec.name, "spec_digest": spec_digest(spec), "git_commit": git_commit(), "steps": len(plan)})
+        plan_run = log_plan(spec, report, lineage, parent_run_id=executor.parent_run_id)  # nested under the pipeline run
+        lineage.client.set_tag(executor.parent_run_id, TAG_PLAN_RUN, plan_run)
         summary = {"pipeline": spec.name, "mlflow_run_id": executor.parent_run_id, "tracking_uri": spec.tracking_uri(),
                    "reused": len(plan) - len(missing), "ran": len(missing)}
         status = "FAILED"
@@ -223,7 +234,17 @@ def run(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Spec YAML fi
             if result.failure is not None:
                 _fail(result.failure, code=1)
             summary["log"] = str(result.log)
-    typer.echo(json.dumps({**summary, "seconds": round(time.monotonic() - start, 1)}))
+        releases = {name: executor.store.complete(step.key)["uri"] for name, step in plan.items()
+                    if step.kind == "release" and executor.store.complete(step.key) is not None}
+    seconds = round(time.monotonic() - start, 1)
+    lineage.client.log_metric(executor.parent_run_id, "total_seconds", seconds)  # the run may be closed: still logged
+    for name, uri in releases.items():
+        lineage.client.set_tag(executor.parent_run_id, f"factory.release.{name}", uri)
+    url = lineage.run_url(executor.parent_run_id)
+    for name, uri in releases.items():  # what a person looks for first; the JSON line after it is for scripts
+        typer.echo(f"release {name}: {uri.removeprefix('file://')}")
+    typer.echo(f"mlflow: {url}")
+    typer.echo(json.dumps({**summary, "seconds": seconds, "releases": releases, "mlflow_url": url}))
 
 
 @app.command()

@@ -145,13 +145,25 @@ class Lineage:
                 raise
             raise ServiceError(f"tracking.uri: cannot use the MLflow tracking store at {tracking_uri}: {e}") from None
 
-    def start_pipeline(self, run_name: str, spec_yaml: str, tags: Mapping[str, str] | None = None) -> str:
+    def start_pipeline(self, run_name: str, spec_yaml: str, tags: Mapping[str, str] | None = None,
+                       params: Mapping[str, str] | None = None) -> str:
+        """The pipeline's parent run: the spec as an artifact, and `params` (the spec's name, digest, code commit)."""
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags={TAG_PIPELINE: run_name, **(tags or {})})
         with tempfile.TemporaryDirectory() as tmp:
             p = Path(tmp) / "spec.yaml"
             p.write_text(spec_yaml)
             self.client.log_artifact(run.info.run_id, str(p))
+        for key, value in (params or {}).items():
+            self.client.log_param(run.info.run_id, key, value)
         return run.info.run_id
+
+    def run_url(self, run_id: str) -> str:
+        """Where a person opens a run: the server's page for it, or, for a local store, the `mlflow ui` command and the
+        page it serves."""
+        path = f"#/experiments/{self.experiment_id}/runs/{run_id}"
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"{self.tracking_uri.rstrip('/')}/{path}"
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}  then  http://127.0.0.1:5000/{path}"
 
     def end_pipeline(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)

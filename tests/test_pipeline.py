@@ -87,7 +87,8 @@ def test_kill_resume_reuse_lineage_release(tmp_path):
     parent2 = lineage.client.get_run(summary["mlflow_run_id"])
     assert parent2.info.status == "FINISHED"
     children2 = {r.data.tags["factory.stage"]: r for r in lineage.client.search_runs(
-        [lineage.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent2.info.run_id}'")}
+        [lineage.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent2.info.run_id}'")
+        if r.data.tags.get("factory.kind") != "plan"}
     assert sorted(children2) == ["curate", "evaluate", "pretrain", "release", "tokenize"]
     assert sorted(k for k, r in children2.items() if "factory.reused_from_run" in r.data.tags) == ["curate", "tokenize"]
     resumed = [e for e in ev2 if e["event"] == "resumed"]
@@ -116,10 +117,20 @@ def test_kill_resume_reuse_lineage_release(tmp_path):
     # MLflow: a parent run per pipeline run, named by its start time and closed, a nested run per step.
     parent = lineage.client.get_run(summary["mlflow_run_id"])
     assert parent.info.status == "FINISHED" and parent.info.run_name.startswith("spine-20")
-    # the plan (`factory plan`) was logged as its own run before the pipeline started, and the parent links to it
+    # the plan the pipeline ran under is a run nested under it, and the parent links to it
     plan_run = lineage.client.get_run(parent.data.tags["factory.plan_run"])
     assert plan_run.data.tags["factory.kind"] == "plan" and plan_run.data.metrics["fits"] == 1.0
-    children = lineage.client.search_runs([lineage.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert plan_run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    # the parent run says what ran: the spec, its digest, the code's commit, the time it took, the release
+    assert parent.data.params["spec"] == "spine" and parent.data.params["spec_digest"].startswith("sha256:")
+    assert parent.data.params["git_commit"] and parent.data.metrics["total_seconds"] > 0
+    assert parent.data.tags["factory.release.release"] == summary["releases"]["release"]
+    # the command ends with where the release is and where MLflow shows the run, then the JSON summary
+    assert f"release release: {summary['releases']['release'].removeprefix('file://')}" in out3.splitlines()[-3]
+    assert out3.splitlines()[-2].startswith("mlflow: ") and summary["mlflow_url"] in out3.splitlines()[-2]
+    children = [r for r in lineage.client.search_runs([lineage.experiment_id],
+                                                      filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+                if r.data.tags.get("factory.kind") != "plan"]
     assert sorted(r.data.tags["factory.stage"] for r in children) == ["curate", "evaluate", "pretrain", "release", "tokenize"]
     curate_run = next(r for r in children if r.data.tags["factory.stage"] == "curate")
     assert "factory.reused_from_run" in curate_run.data.tags

@@ -126,6 +126,13 @@ def test_lineage_in_mlflow(built):
     assert datasets["tokens:tokenize"].dataset.digest == manifests["tokenize"]["fingerprint"][:36]
     versions = client.search_model_versions("name = 'spine-pretrain'")
     assert versions and versions[0].source == manifests["pretrain"]["uri"]
+    # no metric is logged twice: a summary once, a curve once per step
+    for run in children:
+        for key in run.data.metrics:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            assert len(steps) == len(set(steps)), (run.data.tags["factory.stage"], key, steps)
+    # what ran, library by library, on every step run
+    assert pre.data.tags["lib.transformers"] and "lib.torch" in pre.data.tags
 
 
 def test_recipe_diff_and_fingerprint_are_stable():

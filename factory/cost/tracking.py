@@ -23,14 +23,17 @@ def spec_digest(spec) -> str:
     return "sha256:" + hashlib.sha256(spec.to_yaml().encode()).hexdigest()
 
 
-def log_plan(spec, report, lineage=None) -> str:
+def log_plan(spec, report, lineage=None, parent_run_id: str | None = None) -> str:
     """Record `report` (a `PlanReport`) as a finished MLflow run: params (MFU, price, context), metrics per
-    step, `plan.json` and the spec as artifacts. Returns the run id."""
+    step, `plan.json` and the spec as artifacts; nested under `parent_run_id` (the pipeline run it plans) when given.
+    Returns the run id."""
     if lineage is None:
         lineage = Lineage(spec.tracking_uri(), spec.experiment())
     client = lineage.client
-    run = client.create_run(lineage.experiment_id, run_name=f"{spec.name}-plan",
-                            tags={TAG_KIND: "plan", TAG_SPEC_DIGEST: spec_digest(spec)})
+    tags = {TAG_KIND: "plan", TAG_SPEC_DIGEST: spec_digest(spec)}
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(lineage.experiment_id, run_name=f"{spec.name}-plan", tags=tags)
     run_id = run.info.run_id
     status = "FAILED"
     try:

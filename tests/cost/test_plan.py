@@ -87,13 +87,15 @@ def test_cli_prints_a_table_json_and_records_an_mlflow_run(tmp_path, monkeypatch
     table = runner.invoke(app, ["plan", "spec.yaml", "--mfu", "0.3", "--price", "4"])
     assert table.exit_code == 0, table.output
     assert "pretrain" in table.output and "fits (largest: activations)" in table.output
-    result = runner.invoke(app, ["plan", "spec.yaml", "--json", "--context", "2048"])
+    assert "mlflow run" not in table.output  # a plan is logged only when asked
+    spec = load_spec("spec.yaml").resolved()
+    assert not Path(spec.tracking_uri().removeprefix("sqlite:///")).exists()
+    result = runner.invoke(app, ["plan", "spec.yaml", "--json", "--context", "2048", "--log"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     steps = {s["step"]: s for s in report["steps"]}
     assert report["fits"] and steps["evaluate"]["data"]["context"] == 2048 and steps["release"]["data"]["serve_context"] == 2048
     assert steps["curate"]["data"]["files"] > 100
-    spec = load_spec("spec.yaml").resolved()
     client = MlflowClient(spec.tracking_uri())
     run = client.get_run(report["mlflow_run_id"])
     assert run.data.tags[TAG_KIND] == "plan" and run.data.tags[TAG_SPEC_DIGEST] == spec_digest(spec)

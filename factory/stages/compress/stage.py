@@ -84,7 +84,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "calibration_loss_after": after_loss,
         "layers_after": float(len(student.config.layers_block_type)),
     }
-    ctx.log_metrics(metrics)
     return metrics
 
 

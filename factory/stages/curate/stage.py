@@ -83,19 +83,6 @@ FILTERS = ("extraction", "math_filters", "language", "gopher_repetition", "gophe
            "exact_dedup", "fuzzy_dedup", "semantic_dedup", "decontamination", "math_classifier", "quality")
 
 
-
-
-
-
-
-
-# fewer corpus documents than this and the ensemble's own percentile grids are kept (too coarse a distribution)
-
-
-
-
-
-
 class TaskOutput:
     """Last per-document step: write this task's surviving documents to `<folder>/<rank>.jsonl.gz`.
 
@@ -119,8 +106,10 @@ def pipeline_steps(config: Config, files: list, out_folder: Path | None = None) 
     """The per-document datatrove steps (reader first, `TaskOutput` last when `out_folder` is given), and the
     step name of each step after the reader."""
     samples = None if out_folder is None else Path(out_folder).parent / "skip-samples"
-    steps: list = [WebSourceReader(files, config.max_page_bytes, config.max_header_bytes, config.max_member_bytes, samples),
-                   Extract(config.extractor, config.extract_timeout_s, config.math),
+    steps: list = [WebSourceReader(files, config.max_page_bytes, config.max_header_bytes, config.max_member_bytes, samples,
+                                   max_file_bytes=config.max_file_bytes, max_expansion_ratio=config.max_expansion_ratio,
+                                   max_records_per_kib=config.max_records_per_kib),
+                   Extract(config.extractor, config.extract_timeout_s, config.math, config.extract_memory_mb),
                    LanguageIdFilter(config.languages, config.min_language_score)]
     names = ["extraction", "language"]
     if config.math.enabled and config.math.chain.enabled:  # math pages leave here, before the prose filters
@@ -180,7 +169,7 @@ def _dropped(step_stats, extractor: bool = False) -> tuple[int, dict[str, int]]:
     removed = counts.get("total", 0) - counts.get("forwarded", 0)
     reasons = {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")}
     if extractor:  # datatrove's extractors count failures by name and empty results as plain "dropped"
-        reasons |= {k: counts[k] for k in ("timeout", "clean_error", "broken_process") if counts.get(k)}
+        reasons |= {k: counts[k] for k in ("timeout", "out_of_memory", "clean_error", "broken_process") if counts.get(k)}
         if counts.get("dropped"):
             reasons["empty"] = counts["dropped"]
     return removed, dict(sorted(reasons.items()))
@@ -431,6 +420,5 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         metrics |= {f"tier.{t}": float(n) for t, n in enumerate(tiers)}
     seconds["total"] = time.perf_counter() - start
     metrics |= {f"seconds.{k}": round(v, 4) for k, v in seconds.items()}
-    ctx.log_metrics(metrics)
     ctx.log.info("curate_done", docs_in=stats["docs_in"], docs_out=stats["docs_out"], removed=removed, skipped=skipped)
     return metrics

@@ -7,6 +7,7 @@ scored by the verifiers, greedy samples, then the gates.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
@@ -22,12 +23,13 @@ from factory.stage import Artifact, StepContext
 from factory.stages.evaluate.benchmarks import run_benchmark
 from factory.stages.evaluate.config import Config
 from factory.stages.evaluate.gates import check_gates, parse_gate
-from factory.stages.evaluate.likelihood import score_multiple_choice
+from factory.stages.evaluate.likelihood import score_lm_eval_task, score_multiple_choice
 from factory.stages.evaluate.metrics import mean_estimate, perplexity
 from factory.stages.evaluate.perplexity import bytes_per_token, heldout_nll
-from factory.stages.evaluate.samples import generate_samples, load_model, score_sets
+from factory.stages.evaluate.samples import folder_tokenizer, generate_samples, load_model, score_sets
 from factory.stages.evaluate.throughput import decode_at_context, matched_transformer, plot, table
 from factory.tasks.files import read_task_file
+from factory.tasks.lm_eval_task import read_lm_eval_task
 from factory.tasks.table import format_metric, results_table, task_table
 from factory.tokens import (
     load_tokenizer,  # imports torch, which loading a spec must not
@@ -46,16 +48,84 @@ def _baseline_metrics(inputs: Mapping[str, Artifact]) -> dict[str, dict[str, flo
 
 
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
-    """Evaluate `inputs["model"]` on `inputs["tokens"]`'s valid split, the evaluation sets and the benchmarks;
-    check the gates; write eval.json, samples.jsonl, benchmarks.jsonl and eval_table.md."""
+    """Evaluate `inputs["model"]` on `inputs["tokens"]`'s valid split (when perplexity is on), the evaluation sets,
+    the lm-eval tasks and the benchmarks; check the gates; write eval.json, samples.jsonl, benchmarks.jsonl,
+    lm_eval_items.jsonl and eval_table.md."""
     model_dir = Checkpoint.of(inputs, "model").model_dir  # checks the layouts: one line naming what is missing
-    valid = Tokens.of(inputs, "tokens").split("valid")
-    model_art, tokens_art = inputs["model"], inputs["tokens"]
+    model_art, tokens_art = inputs["model"], inputs.get("tokens")
+    valid = Tokens.of(inputs, "tokens").split("valid") if config.perplexity else None
     gates = [parse_gate(g, field=f"stages.evaluate.gates[{i}]") for i, g in enumerate(config.gates)]
     torch.manual_seed(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(model_dir).to(device)
 
+    heldout: dict[str, float] = {}
+    metrics: dict[str, float] = {}
+    n_windows = 0
+    if valid is not None:
+        heldout, metrics, n_windows = _heldout(model, valid, inputs["tokens"], config, device, ctx)
+
+    tokenizer = load_tokenizer(tokens_art.path) if tokens_art is not None else folder_tokenizer(model_dir)
+    tasks = score_sets(model, tokenizer, config, device, ctx)
+    for name, score in tasks.items():
+        metrics[f"{name}_accuracy"] = score["accuracy"]
+        correct = round(score["accuracy"] * score["items"])
+        metrics[f"{name}_accuracy_stderr"] = mean_estimate([1.0] * correct + [0.0] * (score["items"] - correct)).stderr
+        metrics[f"{name}_target_logprob"] = score["target_logprob"]
+    metrics |= _multiple_choice(model, tokenizer, config, ctx)
+    lm_eval, lm_eval_records = _lm_eval_tasks(model, tokenizer, config, ctx)
+    for name, summary in lm_eval.items():
+        metrics |= {f"{name}_{k}": v for k, v in summary["metrics"].items()}
+    records: list[dict[str, Any]] = []
+    if config.benchmarks:
+        bench_metrics, records = _benchmarks(model_art, tokens_art, config, ctx)
+        metrics |= bench_metrics
+    curve = _throughput(model, config)
+    metrics |= {k: v for c, (rate, size) in curve.items()
+                for k, v in ((f"decode_tokens_per_s@{c}", rate), (f"cache_mib@{c}", size / 2**20))}
+    curves = {"this model": curve}
+    if curve and config.throughput_baseline:
+        curves["transformer"] = baseline = _throughput(matched_transformer(model), config)
+        metrics |= {k: v for c, (rate, size) in baseline.items()
+                    for k, v in ((f"transformer_decode_tokens_per_s@{c}", rate), (f"transformer_cache_mib@{c}", size / 2**20))}
+    # the gates run before anything is written: a failing gate fails the step and nothing is published
+    check_gates(gates, metrics, _baseline_metrics(inputs))
+
+    if curve:
+        plot(curves, output / "throughput.png")
+        ctx.log_artifact(output / "throughput.png")
+        (output / "throughput.md").write_text(table(curves))
+        ctx.log_artifact(output / "throughput.md")
+    samples = generate_samples(model, tokenizer, config, device)
+    with open(output / "samples.jsonl", "w") as f:
+        f.writelines(json.dumps(sample) + "\n" for sample in samples)
+    if records:
+        with open(output / "benchmarks.jsonl", "w") as f:
+            f.writelines(json.dumps(record) + "\n" for record in records)
+    if lm_eval_records:
+        with open(output / "lm_eval_items.jsonl", "w") as f:
+            f.writelines(json.dumps(record) + "\n" for record in lm_eval_records)
+    report = {
+        "metrics": heldout,  # held-out split only; the sets' scores are under "tasks", errors under "all_metrics"
+        "windows": n_windows,
+        "config": config.model_dump(mode="json"),
+        "model": {"uri": model_art.uri, "fingerprint": model_art.manifest.get("fingerprint")},
+        "tokens": {"uri": tokens_art.uri, "fingerprint": tokens_art.manifest.get("fingerprint")} if tokens_art else None,
+        "tasks": tasks,
+        "lm_eval": lm_eval,
+        "all_metrics": metrics,
+        "gates": config.gates,
+    }
+    (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    eval_table = output / "eval_table.md"
+    eval_table.write_text(_table(heldout, tasks, samples, _with_errors(model_art.uri, metrics)))
+    ctx.log_artifact(eval_table)
+    return metrics
+
+
+def _heldout(model, valid: Path, tokens_art: Artifact, config: Config, device: torch.device,
+             ctx: StepContext) -> tuple[dict[str, float], dict[str, float], int]:
+    """(held-out figures, their standard errors, windows) on the tokens' valid split."""
     loss_sum, n_tokens, n_windows, per_window = heldout_nll(model, valid, config, device, ctx)
     per_byte = bytes_per_token(tokens_art.path / "stats.json")
     figures = perplexity(per_window, [config.seq_len] * len(per_window),
@@ -77,58 +147,30 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         profile={"windows": n_windows, "tokens": n_tokens, "seq_len": config.seq_len},
     )
     ctx.log.info("heldout", windows=n_windows, **{k: round(v, 4) for k, v in heldout.items()})
+    return heldout, dict(heldout) | errors, n_windows
 
-    tokenizer = load_tokenizer(tokens_art.path)
-    tasks = score_sets(model, tokenizer, config, device, ctx)
-    metrics = dict(heldout) | errors
-    for name, score in tasks.items():
-        metrics[f"{name}_accuracy"] = score["accuracy"]
-        correct = round(score["accuracy"] * score["items"])
-        metrics[f"{name}_accuracy_stderr"] = mean_estimate([1.0] * correct + [0.0] * (score["items"] - correct)).stderr
-        metrics[f"{name}_target_logprob"] = score["target_logprob"]
-    metrics |= _multiple_choice(model, tokenizer, config, ctx)
+
+def _lm_eval_tasks(model, tokenizer, config: Config, ctx: StepContext) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """({task: what eval.json records of it, its metrics included}, one record per doc) of every lm-eval task file."""
+    summaries: dict[str, dict[str, Any]] = {}
     records: list[dict[str, Any]] = []
-    if config.benchmarks:
-        bench_metrics, records = _benchmarks(model_art, tokens_art, config, ctx)
-        metrics |= bench_metrics
-    curve = _throughput(model, config)
-    metrics |= {k: v for c, (rate, size) in curve.items()
-                for k, v in ((f"decode_tokens_per_s@{c}", rate), (f"cache_mib@{c}", size / 2**20))}
-    curves = {"this model": curve}
-    if curve and config.throughput_baseline:
-        curves["transformer"] = baseline = _throughput(matched_transformer(model), config)
-        metrics |= {k: v for c, (rate, size) in baseline.items()
-                    for k, v in ((f"transformer_decode_tokens_per_s@{c}", rate), (f"transformer_cache_mib@{c}", size / 2**20))}
-    ctx.log_metrics(metrics)
-    # the gates run before anything is written: a failing gate fails the step and nothing is published
-    check_gates(gates, metrics, _baseline_metrics(inputs))
-
-    if curve:
-        plot(curves, output / "throughput.png")
-        ctx.log_artifact(output / "throughput.png")
-        (output / "throughput.md").write_text(table(curves))
-        ctx.log_artifact(output / "throughput.md")
-    samples = generate_samples(model, tokenizer, config, device)
-    with open(output / "samples.jsonl", "w") as f:
-        f.writelines(json.dumps(sample) + "\n" for sample in samples)
-    if records:
-        with open(output / "benchmarks.jsonl", "w") as f:
-            f.writelines(json.dumps(record) + "\n" for record in records)
-    report = {
-        "metrics": heldout,  # held-out split only; the sets' scores are under "tasks", errors under "all_metrics"
-        "windows": n_windows,
-        "config": config.model_dump(mode="json"),
-        "model": {"uri": model_art.uri, "fingerprint": model_art.manifest.get("fingerprint")},
-        "tokens": {"uri": tokens_art.uri, "fingerprint": tokens_art.manifest.get("fingerprint")},
-        "tasks": tasks,
-        "all_metrics": metrics,
-        "gates": config.gates,
-    }
-    (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-    eval_table = output / "eval_table.md"
-    eval_table.write_text(_table(heldout, tasks, samples, _with_errors(model_art.uri, metrics)))
-    ctx.log_artifact(eval_table)
-    return metrics
+    for file in config.lm_eval_tasks:
+        task = read_lm_eval_task(Path(file))
+        scored = score_lm_eval_task(model, tokenizer, task, config.batch_size)
+        figures = {k: v for name, e in scored.metrics.items() for k, v in e.as_dict(name).items()}
+        docs = hashlib.sha256(b"".join(f.read_bytes() for f in task.files())).hexdigest()
+        summaries[task.name] = {
+            "file": str(task.path), "digest": task.digest, "docs_digest": f"sha256:{docs}",
+            "version": (task.definition.metadata or {}).get("version"), "output_type": task.definition.output_type,
+            "split": task.eval_split, "items": len(scored.records), "num_fewshot": task.num_fewshot,
+            "max_length": scored.max_length, "truncated": scored.truncated, "metrics": figures}
+        records += scored.records
+        ctx.log_dataset(name=task.name, uri=str(task.path), digest=f"sha256:{docs}", context="evaluation",
+                        profile={"items": len(scored.records), "num_fewshot": task.num_fewshot,
+                                 "version": summaries[task.name]["version"]})
+        ctx.log.info("lm_eval_task", task=task.name, items=len(scored.records), truncated=scored.truncated,
+                     **{k: round(v, 4) for k, v in figures.items()})
+    return summaries, records
 
 
 def _throughput(model, config: Config) -> dict[int, tuple[float, int]]:
@@ -151,7 +193,7 @@ def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict
     return metrics
 
 
-def _benchmarks(model_art: Artifact, tokens_art: Artifact, config: Config, ctx: StepContext):
+def _benchmarks(model_art: Artifact, tokens_art: Artifact | None, config: Config, ctx: StepContext):
     """Generate for and verify every configured benchmark; (metrics, per-item records)."""
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
@@ -169,16 +211,17 @@ def _benchmarks(model_art: Artifact, tokens_art: Artifact, config: Config, ctx: 
     return metrics, records
 
 
-def _generator(model_art: Artifact, tokens_art: Artifact, config: Config, scratch: Path):
+def _generator(model_art: Artifact, tokens_art: Artifact | None, config: Config, scratch: Path):
     """The generator the config chooses; without a model_dir, the local one is the checkpoint with the tokens'
     tokenizer."""
     settings = config.generator
     if settings.kind == "openai" or settings.model_dir:
         return settings.open()
-    # the checkpoint folder holds no tokenizer: link both folders' files into one model folder
+    # the tokenizer evaluated with is the tokens' when wired: link both folders' files into one model folder
     folder = scratch / "model"
     folder.mkdir()
-    for source in (model_art.path / "model", tokens_art.path / "tokenizer"):
+    tokenizer = [tokens_art.path / "tokenizer"] if tokens_art is not None else []
+    for source in (*tokenizer, model_art.path / "model"):
         for file in source.iterdir():
             if not (folder / file.name).exists():
                 (folder / file.name).symlink_to(file.resolve())
@@ -192,8 +235,7 @@ def _with_errors(model: str, metrics: Mapping[str, float]) -> dict[str, dict[str
 
 def _table(metrics: Mapping[str, float], tasks: Mapping[str, Mapping[str, float]], samples: list[dict[str, Any]],
            results: Mapping[str, Mapping[str, tuple[float, float]]] | None = None) -> str:
-    lines = ["| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {format_metric(v)} |" for k, v in metrics.items()]
+    lines = ["| metric | value |", "|---|---|", *[f"| {k} | {format_metric(v)} |" for k, v in metrics.items()]] if metrics else []
     if tasks:
         lines += ["", *task_table(tasks)]
     if results:

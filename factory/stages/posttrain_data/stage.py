@@ -148,6 +148,5 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                # the teacher's name in the metric's key, so the lineage (and the release's model card) names it
                **{f"kept_by_teacher.{k}": v for k, v in stats.kept_by_teacher.items()}}
     metrics = {k: float(v) for k, v in metrics.items()}
-    ctx.log_metrics(metrics)
     ctx.log.info("posttrain_data_done", teacher=teacher.name, **{k: v for k, v in metrics.items()})
     return metrics

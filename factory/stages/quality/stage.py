@@ -90,7 +90,6 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     metrics = {"reference_docs": float(len(positives)), "junk_docs": float(len(negatives)), **metrics}
     plot_heldout_tiers(metrics, output / "tiers.png")
     ctx.log_artifact(output / "tiers.png")
-    ctx.log_metrics(metrics)
     ctx.log.info("quality_done", ensemble_auc=round(metrics["ensemble_auc"], 4),
                  mean_tier_positives=round(metrics["mean_tier_positives"], 3),
                  mean_tier_negatives=round(metrics["mean_tier_negatives"], 3))

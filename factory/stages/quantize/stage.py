@@ -12,7 +12,7 @@ report:
     nvfp4-compressed-tensors/  weights; stock transformers loads them on CPU)
     quantize.json            BF16's perplexity and task accuracy; per variant: its format and export, formats per
                              linear, the linears kept in BF16, effective bits, perplexity and task accuracy (with
-                             standard errors) of the variant as loaded back from disk, the gaps to BF16, its gates
+                             standard errors, perplexity's over `eval_windows` windows of `seq_len`) of the variant as loaded back from disk, the gaps to BF16, its gates
 
 Every variant is scored as loaded back from its files: the ModelOpt ones through `load_modelopt` (what vLLM
 computes, emulated), the compressed-tensors ones through stock transformers. Task accuracy is greedy-target
@@ -35,11 +35,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from factory.artifacts import Checkpoint, Tokens
 from factory.errors import UserError
-from factory.model.checkpoints import check_calibration, lm_loss, load_model
+from factory.model.checkpoints import check_calibration, load_model
 from factory.precision.nvfp4 import BLOCK
 from factory.stage import Artifact, StepContext
 from factory.stages.quantize import ptq
@@ -112,7 +113,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             raise UserError(f"quantize: {', '.join(kept)} stay BF16 but {', '.join(n for n in group if n in linears)} would not; "
                             "engines fuse them into one layer (they read the same input): exclude all of them or none")
     cal.fused = [g for g in cal.fused if g[0] in linears]
-    base_ppl = math.exp(lm_loss(model, evalw))
+    base_ppl, base_ppl_stderr = perplexity(model, evalw)
     base_tasks = _score_tasks(model, tokenizer, task_sets, config)
     units = ptq.format_units(list(linears), cal.fused)
     sizes = {n: m.weight.numel() for n, m in linears.items()}
@@ -122,9 +123,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     staging = output / ".variants.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    report: dict = {"bf16_perplexity": base_ppl, "calibration_windows": int(calib.shape[0]), "eval_windows": int(evalw.shape[0]),
+    report: dict = {"bf16_perplexity": base_ppl, "bf16_perplexity_stderr": base_ppl_stderr, "calibration_windows": int(calib.shape[0]),
+                    "eval_windows": int(evalw.shape[0]), "eval_split": config.eval_split, "seq_len": config.seq_len,
                     "excluded_patterns": list(exclude), "bf16_tasks": {k: _task_entry(v) for k, v in base_tasks.items()}, "variants": {}}
-    metrics: dict[str, float] = {"bf16_perplexity": base_ppl}
+    metrics: dict[str, float] = {"bf16_perplexity": base_ppl, "bf16_perplexity_stderr": base_ppl_stderr}
     for name, score in base_tasks.items():
         metrics.update({f"bf16_{name}_accuracy": score.accuracy, f"bf16_{name}_accuracy_stderr": score.accuracy_stderr})
     failures: list[str] = []
@@ -167,8 +169,24 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         folder.rename(output / folder.name)
     staging.rmdir()
     (output / "quantize.json").write_text(json.dumps(report, indent=2))
-    ctx.log_metrics(metrics)
     return metrics
+
+
+def perplexity(model, windows: torch.Tensor, batch_size: int = 8) -> tuple[float, float]:
+    """Perplexity over token windows (N, T+1) and its standard error over windows: exp(mean NLL) and exp(mean) times
+    the standard error of the windows' mean NLL, the estimate the evaluate stage reports, so a card can set the two
+    side by side."""
+    per_window = []
+    with torch.no_grad():
+        for start in range(0, windows.shape[0], batch_size):
+            batch = windows[start : start + batch_size]
+            logits = model(input_ids=batch[:, :-1], use_cache=False).logits.float()
+            nll = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten(), reduction="none").view(batch.shape[0], -1)
+            per_window += nll.mean(dim=1).tolist()
+    losses = torch.tensor(per_window, dtype=torch.float64)
+    mean = float(losses.mean())
+    stderr = float(losses.std() / math.sqrt(len(per_window))) if len(per_window) > 1 else 0.0
+    return math.exp(mean), math.exp(mean) * stderr
 
 
 def _task_sets(config: Config) -> dict[str, list]:
@@ -193,7 +211,7 @@ def _task_entry(score) -> dict[str, float]:
 def _measure(key: str, net, evalw, tokenizer, task_sets, base_ppl: float, base_tasks: dict, config: Config, variant: str,
              ctx: StepContext) -> tuple[dict, list[str]]:
     """Perplexity and task accuracy of one variant loaded from disk, against BF16; the report entry and gate failures."""
-    ppl = math.exp(lm_loss(net, evalw))
+    ppl, ppl_stderr = perplexity(net, evalw)
     gap = ppl / base_ppl - 1
     gate = config.max_ppl_increase[variant]
     acc_gate = config.max_accuracy_drop.get(variant)
@@ -214,4 +232,4 @@ def _measure(key: str, net, evalw, tokenizer, task_sets, base_ppl: float, base_t
     passed = not failures
     ctx.log.info("variant_quantized", variant=key, perplexity=round(ppl, 4), relative_increase=round(gap, 5), gate=gate, passed=passed,
                  **{f"{n}_accuracy": round(t["accuracy"], 4) for n, t in tasks.items()})
-    return {"perplexity": ppl, "relative_increase": gap, "gate": gate, "accuracy_gate": acc_gate, "passed": passed, "tasks": tasks}, failures
+    return {"perplexity": ppl, "perplexity_stderr": ppl_stderr, "relative_increase": gap, "gate": gate, "accuracy_gate": acc_gate, "passed": passed, "tasks": tasks}, failures

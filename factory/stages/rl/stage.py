@@ -157,18 +157,21 @@ class RolloutMetricsCallback(StepLog):
         self.ctx.log_metrics({f"rl/{k}": v for k, v in numeric.items()}, step=metrics.step)
 
 
+PLOTTED = ("reward", "accuracy", "entropy", "temperature", "response_length", "kl")
+
+
 def plot_rewards(records: list[dict], path: Path) -> None:
-    """Reward and accuracy against step."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for key in ("reward", "accuracy"):
+    """One panel per rollout statistic against step (reward, accuracy, entropy, temperature, response length, KL): one
+    curve each, so two that coincide (reward and accuracy under a 0/1 verifier) never hide one another."""
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6), dpi=100)
+    for ax, key in zip(axes.flat, PLOTTED):
         points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
         if points:
-            ax.plot(*zip(*points), label=key, linewidth=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("rollout mean")
-    ax.set_title("GRPO: verifiable reward")
-    ax.legend()
-    ax.grid(alpha=0.3)
+            ax.plot(*zip(*points), linewidth=1)
+        ax.set_title(key.replace("_", " "))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.suptitle("GRPO rollouts")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
