@@ -1,6 +1,6 @@
-"""What a release step costs (`factory plan`): the checkpoint it loads (FP32, as trained) and writes, and what
-serving the released model takes: weights and KV cache in BF16, Mamba states in FP32, batch 1, at the plan's serving
-context (default: the longest context the model declares)."""
+"""What a release step costs (`factory plan`): the weights it writes (BF16, the checkpoint's rounded) and what serving
+the released model takes: weights and KV cache in BF16, Mamba states in FP32, batch 1, at the plan's serving context
+(default: the longest context the model declares)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from factory.cost.workload import max_context, weight_bytes
 
 def cost(step: Any, plan: PlanContext) -> StepCost:
     model = plan.model_of(step)
-    weights = weight_bytes(model)
+    weights = weight_bytes(model, "bf16")
     data: dict[str, float] = {"weights_bytes": weights}
     note = ""
     ctx = plan.context or max_context(model)

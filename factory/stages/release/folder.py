@@ -1,5 +1,6 @@
-"""The Hugging Face model folder: weights, tokenizer, config.json and generation_config.json, taken from the
-upstream model and tokens artifacts, with special-token ids that agree with the shipped tokenizer."""
+"""The Hugging Face model folder: weights in BF16, tokenizer, config.json and generation_config.json, taken from the
+upstream model and tokens artifacts, with special-token ids that agree with the shipped tokenizer and the config
+fields serving engines read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file, save_file
 from transformers import GenerationConfig
 
 from factory.chat.template import stop_token_ids
@@ -17,20 +20,29 @@ from factory.tokens import (
     load_tokenizer,  # imports torch, which loading a spec must not
 )
 
-__all__ = ["copy_tokenizer", "copy_weights", "write_generation_config", "write_model_config"]
+__all__ = ["copy_tokenizer", "write_bf16_weights", "write_generation_config", "write_model_config"]
 
-# Files of a save_pretrained model folder that belong in the release (generation_config.json is rewritten).
-_MODEL_FILES = ("*.safetensors", "model.safetensors.index.json")
+INDEX = "model.safetensors.index.json"
+# NemotronH's layer kinds as the pattern characters of its original config (`hybrid_override_pattern`)
+PATTERN = {"linear_attention": "M", "mamba": "M", "full_attention": "*", "attention": "*", "mlp": "-", "moe": "E"}
 
 
-def copy_weights(model_dir: Path, output: Path) -> int:
-    """Copy the safetensors weights (and shard index); return their total size in bytes."""
-    files = sorted({p for pattern in _MODEL_FILES for p in model_dir.glob(pattern)})
-    if not any(p.suffix == ".safetensors" for p in files):
+def write_bf16_weights(model_dir: Path, output: Path) -> int:
+    """The checkpoint's safetensors (and shard index) in `output`, every floating tensor cast to BF16 (the trainer
+    saves FP32); return their total size in bytes."""
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
         raise InputError(f"{model_dir}: no *.safetensors weights; the model artifact must be a save_pretrained folder")
-    for p in files:
-        shutil.copy2(p, output / p.name)
-    return sum(p.stat().st_size for p in files if p.suffix == ".safetensors")
+    total = 0
+    for path in files:
+        tensors = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(path).items()}
+        save_file(tensors, output / path.name, metadata={"format": "pt"})
+        total += sum(t.numel() * t.element_size() for t in tensors.values())
+    if (model_dir / INDEX).is_file():
+        index = json.loads((model_dir / INDEX).read_text())
+        index.setdefault("metadata", {})["total_size"] = total
+        (output / INDEX).write_text(json.dumps(index, indent=2))
+    return sum((output / p.name).stat().st_size for p in files)
 
 
 def copy_tokenizer(tokens_dir: Path, output: Path) -> Any:
@@ -58,8 +70,24 @@ def write_model_config(model_dir: Path, output: Path, tokenizer: Any) -> dict[st
             "the model and tokens inputs do not belong together"
         )
     cfg.update(_special_ids(tokenizer))
+    cfg.update(engine_fields(cfg))
     (output / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     return cfg
+
+
+def engine_fields(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Config fields serving engines read that transformers 5 derives instead of saving: a NemotronH config in
+    transformers-5 form keeps its layers as `layers_block_type`, while vLLM's NemotronH reads the original
+    `hybrid_override_pattern` (and `num_hidden_layers`, which must agree with it). transformers reads both back and
+    keeps `layers_block_type`. The dtype is the weights' (BF16)."""
+    out: dict[str, Any] = {"dtype": "bfloat16", **({"torch_dtype": "bfloat16"} if "torch_dtype" in cfg else {})}
+    layers = cfg.get("layers_block_type")
+    if cfg.get("model_type") == "nemotron_h" and isinstance(layers, list):
+        out.update(hybrid_override_pattern="".join(PATTERN[t] for t in layers), num_hidden_layers=len(layers))
+        mtp = cfg.get("mtp_layers_block_type")
+        if cfg.get("num_nextn_predict_layers") and isinstance(mtp, list):
+            out["mtp_hybrid_override_pattern"] = "".join(PATTERN[t] for t in mtp)
+    return out
 
 
 def write_generation_config(output: Path, tokenizer: Any, config: Config) -> None:

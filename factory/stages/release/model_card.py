@@ -92,8 +92,12 @@ def model_card(
         + (f"starting from {_base_line(imported)}." if imported else
            f"starting from `{bases[0]['uri']}`." if bases else "from scratch."),
         "",
+        ("The weights are BF16 (`dtype` in config.json): the checkpoint's weights rounded to BF16 (the factory trains and "
+        "evaluates in FP32). Every size on this card is measured against them."),
+        "",
         "## Evaluation",
         "",
+        *_evaluation_basis(evaluation),
         "| metric | value | standard error |",
         "|---|---|---|",
         *[f"| {k} | {format_metric(v)} | "
@@ -137,6 +141,16 @@ def model_card(
 PROCEDURAL_TEACHER = "procedural-solver"
 
 
+def _evaluation_basis(evaluation: Mapping[str, Any]) -> list[str]:
+    """What the evaluation's perplexity was measured on: its windows of the held-out split, and which weights."""
+    seq_len = (evaluation.get("config") or {}).get("seq_len")
+    tokens = (evaluation.get("metrics") or {}).get("valid_tokens")
+    if not seq_len or not tokens:
+        return []
+    return [(f"Measured by the evaluate step on the checkpoint in FP32: perplexity over {int(tokens) // int(seq_len)} windows of "
+            f"{int(seq_len)} tokens of the held-out split, with its standard error over windows."), ""]
+
+
 def _posttrain_section(chain: list[dict[str, Any]]) -> list[str]:
     """The post-training data (its teachers and reasoning modes, from the conversations artifact's metrics) and the
     post-training steps (checkpoints made from that data), base first; nothing when the model was not post-trained."""
@@ -170,12 +184,12 @@ def _chat_section(config: Config, post_trained: bool) -> list[str]:
     return [
         "## Chat format and reasoning switch",
         "",
-        "The tokenizer carries a ChatML chat template (`<|im_start|>role ... <|im_end|>`). The system prompt "
+        ("The tokenizer carries a ChatML chat template (`<|im_start|>role ... <|im_end|>`). The system prompt "
         "`detailed thinking on` asks for an answer that opens with a `<think>...</think>` block; "
         "`detailed thinking off` (the default when no system prompt is given) for an answer without one. "
         "`enable_thinking=True|False` in `apply_chat_template`, or `transformers serve --reasoning on|off`, sets it. "
         "Tool calls are written as `<tool_call>[{\"name\": ..., \"arguments\": {...}}]</tool_call>`; generation "
-        "stops at `<|im_end|>`.",
+        "stops at `<|im_end|>`."),
         "",
         "```python",
         'messages = [{"role": "user", "content": "What is 2 + 3?"}]',
@@ -186,8 +200,8 @@ def _chat_section(config: Config, post_trained: bool) -> list[str]:
         f"Serve it: `transformers serve {repo} --reasoning on`.",
         "",
         *([] if post_trained else [
-            "This model was not post-trained: its tokenizer carries the template, but nothing taught the model to "
-            "follow the switch (post-training steps do: see `examples/posttrain.yaml`).", ""]),
+            ("This model was not post-trained: its tokenizer carries the template, but nothing taught the model to "
+            "follow the switch (post-training steps do: see `examples/posttrain.yaml`)."), ""]),
     ]
 
 

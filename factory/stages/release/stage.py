@@ -11,7 +11,7 @@ from factory.stage import Artifact, StepContext
 from factory.stages.release.config import Config
 from factory.stages.release.folder import (
     copy_tokenizer,
-    copy_weights,
+    write_bf16_weights,
     write_generation_config,
     write_model_config,
 )
@@ -35,7 +35,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     if quantized:
         check_variants_match(model_art, inputs["quantized"])
 
-    n_bytes = copy_weights(model_dir, output)
+    n_bytes = write_bf16_weights(model_dir, output)
     tokenizer = copy_tokenizer(tokens_art.path, output)
     model_config = write_model_config(model_dir, output, tokenizer)
     write_generation_config(output, tokenizer, config)

@@ -8,11 +8,9 @@ import pydantic
 import pytest
 import yaml
 
-from factory.stages import release
-from factory.stages.release import Config, run
 from factory.stage import StepContext
+from factory.stages.release import Config, run
 from factory.tasks.table import format_metric
-
 from factory.tokens import load_tokenizer
 from tests.builders import TINY_256, checkpoint
 
@@ -76,11 +74,17 @@ def test_release_loads_and_generates_in_stock_transformers(released):
     assert metrics["pushed"] == 0.0
 
 
-def test_folder_holds_the_checkpoint_weights_and_tokenizer(released, upstream):
+def test_folder_holds_the_checkpoint_weights_in_bf16_and_tokenizer(released, upstream):
+    import torch
+    from safetensors.torch import load_file
+
     out, metrics = released
-    src = upstream["model"].path / "model" / "model.safetensors"
-    assert (out / "model.safetensors").read_bytes() == src.read_bytes()
-    assert metrics["weight_bytes"] == src.stat().st_size
+    src = load_file(upstream["model"].path / "model" / "model.safetensors")
+    got = load_file(out / "model.safetensors")
+    assert set(got) == set(src) and all(t.dtype == torch.bfloat16 for t in got.values())
+    assert all(torch.equal(got[k], v.to(torch.bfloat16)) for k, v in src.items())  # the FP32 checkpoint, rounded
+    assert metrics["weight_bytes"] == (out / "model.safetensors").stat().st_size
+    assert sum(t.numel() * 2 for t in got.values()) <= metrics["weight_bytes"] < sum(t.numel() * 4 for t in src.values()) * 0.51
     tok_src = upstream["tokens"].path / "tokenizer" / "tokenizer.json"
     assert (out / "tokenizer.json").read_bytes() == tok_src.read_bytes()
 
@@ -90,7 +94,10 @@ def test_folder_holds_the_checkpoint_weights_and_tokenizer(released, upstream):
     assert gen["do_sample"] is True and gen["temperature"] == 0.7 and gen["max_new_tokens"] == 256
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["bos_token_id"], cfg["eos_token_id"], cfg["pad_token_id"]) == (1, 2, 0)
-    assert cfg["model_type"] == "nemotron_h"
+    assert cfg["model_type"] == "nemotron_h" and cfg["dtype"] == "bfloat16"
+    # what vLLM's NemotronH reads, beside the transformers-5 form it is derived from
+    pattern = "".join({"linear_attention": "M", "full_attention": "*", "mlp": "-", "moe": "E"}[t] for t in cfg["layers_block_type"])
+    assert cfg["hybrid_override_pattern"] == pattern and cfg["num_hidden_layers"] == len(pattern)
 
 
 def test_model_card_front_matter(released, upstream):
@@ -150,6 +157,11 @@ def test_model_card_body_lists_the_lineage(released, upstream):
         assert art.manifest["producer"]["mlflow_run_id"] in body
         assert art.uri in body
     assert "from scratch" in body
+    # the card says what its weights are and what the evaluation's perplexity was measured on
+    assert "The weights are BF16 (`dtype` in config.json): the checkpoint's weights rounded to BF16" in body
+    evaluation = json.loads((upstream["evaluation"].path / "eval.json").read_text())
+    windows = int(evaluation["metrics"]["valid_tokens"]) // evaluation["config"]["seq_len"]
+    assert f"perplexity over {windows} windows of {evaluation['config']['seq_len']} tokens of the held-out split" in body
 
 
 def test_a_base_model_known_only_locally_is_named_in_the_body_not_the_hub_metadata(upstream, tmp_path):
