@@ -6,6 +6,7 @@ whose `manifest.json` is shaped as the executor's (fingerprint, inputs, lineage,
     model = checkpoint(root / "model", tok, "tiny", seed=0)                  # trained too with train=TrainConfig(...)
     chats = conversations(root / "conversations", additions(24), heldout=addition_heldout())
     evaluation = stage_output("evaluate", evaluate.Config(...), {"model": model, "tokens": data}, root / "evaluation")
+    task = lm_eval_task(root / "tasks", "heldout_mc")      # an lm-eval task file (YAML) over JSONL docs
 
 A folder a test writes by hand becomes an artifact with `publish(folder, step, kind, ...)`. The artifacts that tests
 in several folders only read are built once per session by the fixtures of tests/conftest.py.
@@ -22,6 +23,7 @@ _LAZY = {
     "addition_heldout": "chats", "addition_tokenizer": "chats", "additions": "chats", "choice_prompt": "chats",
     "choice_tokenizer": "chats", "conversations": "chats", "copy_task": "chats", "copy_tokenizer": "chats",
     "corpus": "corpora",
+    "HELDOUT": "lm_eval_tasks", "heldout_docs": "lm_eval_tasks", "lm_eval_task": "lm_eval_tasks",
     "manifest": "manifests", "publish": "manifests", "stage_output": "manifests",
     "PASSAGE": "text", "WORD_VOCAB": "text", "WORDS": "text", "grammar_sentences": "text", "learnable_docs": "text",
     "random_sentences": "text",
