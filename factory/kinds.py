@@ -138,7 +138,7 @@ KINDS: dict[str, StageKind] = {
                          distributed=True, spec_defaults="config:spec_defaults", architecture="config:architecture"),
     # Minitron: prune the pretrained model (activation importance, width/depth surgery, budget search), then
     # distil it from the unpruned teacher; the distilled student is what later steps of the recipe take.
-    "compress": StageKind("factory.stages.compress", output="checkpoint", cost="cost:cost",
+    "compress": StageKind("factory.stages.compress", output="checkpoint", cost="cost:cost", spec_defaults="config:spec_defaults",
                           architectures=("NemotronHForCausalLM",), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     "distill": _trainer("factory.stages.distill", {"student": CHECKPOINT, "teacher": CHECKPOINT, "tokens": TOKENS},
                         distributed=True),
@@ -154,10 +154,12 @@ KINDS: dict[str, StageKind] = {
     "quantize": StageKind("factory.stages.quantize", output="quantized", cost="cost:cost",
                           architectures=("NemotronHForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
                                          "MistralForCausalLM"), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
-    # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only)
+    # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only);
+    # `tokens`: the held-out split, needed while the config's perplexity is on
     "evaluate": StageKind("factory.stages.evaluate", output="evaluation", cost="cost:cost",
                           evaluated_files="config:evaluated_files",
-                          inputs={"model": CHECKPOINT, "tokens": TOKENS, "baseline": In("evaluation", optional=True)}),
+                          inputs={"model": CHECKPOINT, "tokens": In("tokens", optional=True),
+                                  "baseline": In("evaluation", optional=True)}),
     "release": StageKind("factory.stages.release", output="release", registered=True, cost="cost:cost",
                          inputs={"model": CHECKPOINT, "tokens": TOKENS, "evaluation": In("evaluation"),
                                  "quantized": In("quantized", optional=True)}),

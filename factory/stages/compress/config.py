@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory.stage import StageConfig
+
+# What the formats a quantize step exports need of every quantized linear's widths: NVFP4 packs 16 values per block
+# scale, and the FP8 GEMM kernels engines run (torch._scaled_mm, CUTLASS) take dimensions in multiples of 16.
+QUANTIZE_BLOCK = 16
 
 
 class PruneTarget(BaseModel):
@@ -74,9 +78,49 @@ class Config(StageConfig):
     candidate_steps: int = Field(20, gt=0, description="Distillation steps given to each candidate in the search.")
     candidate_lr: float = Field(1e-3, gt=0, description="Peak learning rate of the candidates' short distillation.")
     seed: int = Field(0, description="Seed of the candidates' distillation.")
+    width_multiple_of: int | None = Field(
+        None, gt=0, description="Every width pruning sets (hidden size, MLP width, attention and Mamba inner widths) is a "
+        "multiple of this. A spec with a quantize step sets it to 16 (NVFP4 blocks, FP8 GEMM kernels) and the search's "
+        "multiple_of with it unless given; None: no constraint.")
 
     @model_validator(mode="after")
     def _one(self) -> Config:
         if (self.target is None) == (self.budget is None):
             raise ValueError("set exactly one of target and budget")
         return self
+
+    @model_validator(mode="after")
+    def _widths_fit_the_export(self) -> Config:
+        m = self.width_multiple_of
+        if m is None:
+            return self
+        why = f"not a multiple of width_multiple_of = {m} (the block size of the formats a quantize step exports)"
+        if self.target is not None:
+            widths = {"hidden_size": self.target.hidden_size, "intermediate_size": self.target.intermediate_size}
+            for name, value in widths.items():
+                if value is not None and value % m:
+                    raise ValueError(f"target.{name}: {value} is {why}; use {value // m * m or m} or {(value // m + 1) * m}")
+        elif self.search.multiple_of % m:
+            raise ValueError(f"search.multiple_of: {self.search.multiple_of} would choose widths {why}; use {m} or a multiple of it")
+        return self
+
+
+def spec_defaults(config: dict[str, Any], spec: Any) -> dict[str, Any]:
+    """With a quantize step in the spec, pruned widths must fit its formats' blocks: `width_multiple_of` 16, and the
+    budget search's rounding with it, unless the step's config names them (then they are checked as given)."""
+    if "width_multiple_of" in config or not _quantizes(spec.data):
+        return config
+    out = {**config, "width_multiple_of": QUANTIZE_BLOCK}
+    search = config.get("search")
+    if config.get("budget") is not None and (search is None or (isinstance(search, dict) and "multiple_of" not in search)):
+        out["search"] = {**(search or {}), "multiple_of": QUANTIZE_BLOCK}
+    return out
+
+
+def _quantizes(data: Any) -> bool:
+    """Whether the raw spec runs a quantize step (a `stages.quantize` mapping, or a named step of kind quantize)."""
+    if not isinstance(data, dict):
+        return False
+    stages, steps = data.get("stages"), data.get("steps")
+    return (isinstance(stages, dict) and isinstance(stages.get("quantize"), dict)) or (
+        isinstance(steps, dict) and any(isinstance(s, dict) and s.get("kind") == "quantize" for s in steps.values()))

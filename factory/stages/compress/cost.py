@@ -24,7 +24,7 @@ from factory.cost.shape import as_shape
 from factory.cost.workload import forward_flops, weight_bytes
 from factory.model import ModelConfig, ModelSpec
 from factory.stages.compress.config import Budget, PruneTarget
-from factory.stages.compress.search import Candidate, _round, _within
+from factory.stages.compress.search import Candidate, _round, _within, mamba_head_step
 
 # PruneTarget's sizes as `Shape` calls them
 _SHAPE_FIELDS = {"hidden_size": "hidden", "intermediate_size": "mlp_hidden", "num_attention_heads": "heads",
@@ -52,6 +52,7 @@ def pruned(model: PlannedModel, target: PruneTarget) -> PlannedModel:
 def candidates(teacher: PlannedModel, cfg: Any) -> list[Candidate]:
     """The search space's candidates within `cfg.budget`, largest first (none: the smallest of them)."""
     s, space, budget = as_shape(teacher.config, teacher.vocab_size), cfg.search, cfg.budget
+    heads = mamba_head_step(s.groups, s.mamba_head_dim, cfg.width_multiple_of)
     found = {}
     for fh, fm, fmh, drop in itertools.product(space.hidden_fractions, space.mlp_fractions, space.mamba_head_fractions,
                                                space.drop_layers):
@@ -59,7 +60,7 @@ def candidates(teacher: PlannedModel, cfg: Any) -> list[Candidate]:
             continue
         target = PruneTarget(hidden_size=_round(s.hidden * fh, space.multiple_of, space.multiple_of),
                              intermediate_size=_round(s.mlp_hidden * fm, space.multiple_of, space.multiple_of),
-                             mamba_num_heads=_round(s.mamba_heads * fmh, s.groups, s.groups), drop_layers=drop)
+                             mamba_num_heads=_round(s.mamba_heads * fmh, heads, heads), drop_layers=drop)
         student = pruned(teacher, target).config
         memory = _serving(student, budget, teacher.vocab_size)
         found[target] = Candidate(target, parameter_counts(student, teacher.vocab_size).total, memory.terms())

@@ -10,6 +10,7 @@ briefly and keeps the one with the lowest validation loss.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 from factory.cost import parameter_counts, serving_memory
@@ -33,13 +34,23 @@ def _round(value: float, multiple: int, floor: int) -> int:
     return max(floor, int(value) // multiple * multiple)
 
 
-def candidates(hf_config, importance, space: SearchSpace, budget: Budget, layer_metric: str = "loss_increase") -> list[Candidate]:
+def mamba_head_step(groups: int, head_dim: int, width_multiple_of: int | None) -> int:
+    """The Mamba head counts a candidate may have are multiples of this: whole groups, and with `width_multiple_of` an
+    inner width (heads x head width) that is a multiple of it."""
+    if not width_multiple_of:
+        return groups
+    return math.lcm(groups, width_multiple_of // math.gcd(width_multiple_of, head_dim))
+
+
+def candidates(hf_config, importance, space: SearchSpace, budget: Budget, layer_metric: str = "loss_increase",
+               width_multiple_of: int | None = None) -> list[Candidate]:
     """Every candidate of `space` with its size, within `budget`, largest first. Depth candidates drop the
     least important layers of `importance` (so a candidate's size counts the layer kinds it really keeps).
 
     Raises `SpecError` when none fits, naming the smallest candidate's size.
     """
     c = hf_config
+    heads = mamba_head_step(c.n_groups, c.mamba_head_dim, width_multiple_of)
     found: dict[PruneTarget, Candidate] = {}
     for fh, fm, fmh, drop in itertools.product(space.hidden_fractions, space.mlp_fractions, space.mamba_head_fractions, space.drop_layers):
         if drop >= len(c.layers_block_type):
@@ -47,7 +58,7 @@ def candidates(hf_config, importance, space: SearchSpace, budget: Budget, layer_
         target = PruneTarget(
             hidden_size=_round(c.hidden_size * fh, space.multiple_of, space.multiple_of),
             intermediate_size=_round(c.intermediate_size * fm, space.multiple_of, space.multiple_of),
-            mamba_num_heads=_round(c.mamba_num_heads * fmh, c.n_groups, c.n_groups),
+            mamba_num_heads=_round(c.mamba_num_heads * fmh, heads, heads),
             drop_layers=drop,
             layer_metric=layer_metric,  # type: ignore[arg-type]
         )

@@ -51,7 +51,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     check_calibration(calib, config.calibration_samples, f"tokens/{config.calibration_split}")
     teacher = load_model(source)
     if config.target is not None:
-        check_target(teacher.config, config.target, "target")
+        check_target(teacher.config, config.target, "target", config.width_multiple_of)
     torch.manual_seed(config.seed)
     importance = measure_importance(teacher, calib, config.batch_size, layer_loss=True)
     ctx.log.info("importance_measured", windows=int(calib.shape[0]), base_loss=round(importance.base_loss, 4))
@@ -90,7 +90,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
 def _search(config: Config, inputs, teacher, importance, calib, ctx: StepContext):
     """Prune and briefly distil the largest candidates within the budget; return (model, target, report)."""
     assert config.budget is not None
-    fits = candidates(teacher.config, importance, config.search, config.budget, config.layer_metric)
+    fits = candidates(teacher.config, importance, config.search, config.budget, config.layer_metric, config.width_multiple_of)
     valid = Tokens.of(inputs, "tokens").windows(config.validation_split, config.seq_len, config.validation_samples)
     if valid.shape[0] == 0:
         valid = calib

@@ -42,9 +42,20 @@ def pattern_of(hf_config) -> str:
     return "".join(CHAR_OF[t] for t in hf_config.layers_block_type)
 
 
-def check_target(hf_config, target: PruneTarget, where: str = "target") -> None:
-    """Raise `SpecError` naming the field when `target` is not a valid shrink of `hf_config`."""
+def check_target(hf_config, target: PruneTarget, where: str = "target", width_multiple_of: int | None = None) -> None:
+    """Raise `SpecError` naming the field when `target` is not a valid shrink of `hf_config`, or gives an attention or
+    Mamba inner width (heads x head width) that is not a multiple of `width_multiple_of` (the config checks the widths it
+    names itself when the spec is loaded; these need the model's head widths)."""
     c = hf_config
+    m = width_multiple_of
+    if m and target.num_attention_heads is not None and target.num_attention_heads * c.head_dim % m:
+        raise SpecError(f"{where}.num_attention_heads: {target.num_attention_heads} heads of {c.head_dim} make an attention width of "
+                        f"{target.num_attention_heads * c.head_dim}, not a multiple of width_multiple_of = {m}")
+    mamba_width = (target.mamba_num_heads or c.mamba_num_heads) * (target.mamba_head_dim or c.mamba_head_dim)
+    if m and (target.mamba_num_heads or target.mamba_head_dim) and mamba_width % m:
+        field = "mamba_num_heads" if target.mamba_num_heads else "mamba_head_dim"
+        raise SpecError(f"{where}.{field}: the Mamba inner width (heads x head width) would be {mamba_width}, not a multiple of "
+                        f"width_multiple_of = {m}")
     limits = {
         "hidden_size": c.hidden_size,
         "intermediate_size": c.intermediate_size,

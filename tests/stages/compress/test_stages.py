@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from factory.stages.compress.config import PruneTarget
-from factory.stages.compress.search import Budget, SearchSpace
 from factory.errors import InputError, SpecError
 from factory.stage import StepContext
+from factory.stages.compress.config import PruneTarget
+from factory.stages.compress.search import Budget, SearchSpace
+
 
 def _compress(config, teacher, tokens, out):
     from factory.stages.compress import stage
@@ -66,3 +67,40 @@ def test_short_calibration_set_fails_cleanly(tmp_path, teacher, tokens):
     with pytest.raises(InputError, match="fewer than calibration_samples = 100000"):
         _compress(stage.Config(target=PruneTarget(drop_layers=1), calibration_samples=100_000), teacher, tokens, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def _spec(compress: dict, quantize: dict | None = None) -> dict:
+    stages = {"curate": {"sources": ["x"]}, "tokenize": {}, "pretrain": {}, "compress": compress, "distill": {}}
+    if quantize is not None:
+        stages["quantize"] = quantize
+    return {"name": "widths", "model": {"preset": "tiny"}, "stages": stages}
+
+
+def test_widths_a_later_quantize_step_cannot_export_are_refused_when_the_spec_loads():
+    from factory.spec import parse_spec
+
+    with pytest.raises(SpecError, match=r"^stages\.compress: target\.hidden_size: 56 is not a multiple of width_multiple_of = 16 "
+                                        r"\(the block size of the formats a quantize step exports\); use 48 or 64$"):
+        parse_spec(_spec({"target": {"hidden_size": 56}}, quantize={}))
+    with pytest.raises(SpecError, match=r"search\.multiple_of: 8 would choose widths not a multiple of width_multiple_of = 16"):
+        parse_spec(_spec({"budget": {"max_params": 10**6}, "search": {"multiple_of": 8}}, quantize={"variants": ["fp8"]}))
+    # without a quantize step any width goes; with one the search rounds to 16 unless told otherwise
+    assert parse_spec(_spec({"target": {"hidden_size": 56}})).stage_config("compress").width_multiple_of is None
+    searched = parse_spec(_spec({"budget": {"max_params": 10**6}}, quantize={})).stage_config("compress")
+    assert (searched.width_multiple_of, searched.search.multiple_of) == (16, 16)
+    assert parse_spec(_spec({"target": {"hidden_size": 48}}, quantize={})).stage_config("compress").target.hidden_size == 48
+
+
+def test_head_widths_are_checked_against_the_model_before_any_work():
+    from factory.model import build_model
+    from factory.stages.compress.search import mamba_head_step
+    from factory.stages.compress.surgery import check_target
+    from tests.builders import TEACHER
+
+    config = build_model(TEACHER.model_copy(update={"mamba_head_dim": 12, "mamba_num_heads": 8}), 64).config
+    with pytest.raises(SpecError, match=r"target\.mamba_num_heads: the Mamba inner width \(heads x head width\) would be 72, "
+                                        r"not a multiple of width_multiple_of = 16"):
+        check_target(config, PruneTarget(mamba_num_heads=6), "target", 16)
+    check_target(config, PruneTarget(mamba_num_heads=4), "target", 16)  # 48
+    check_target(config, PruneTarget(mamba_num_heads=6), "target", None)
+    assert mamba_head_step(2, 12, 16) == 4 and mamba_head_step(2, 16, 16) == 2 and mamba_head_step(3, 64, None) == 3
