@@ -1,6 +1,7 @@
 """Evaluate a checkpoint: held-out perplexity and bits per byte, likelihood scoring on evaluation sets (the
-built-in `stdlib_cloze` last-word cloze, JSONL set files, multiple choice with acc/acc_norm), generation
-benchmarks scored by `factory.verify` (HumanEval, seeded reasoning-gym tasks, task files: pass@k, maj@k,
+built-in `stdlib_cloze` last-word cloze, JSONL set files, the factory's multiple-choice files with acc/acc_norm after
+its default prompt, lm-evaluation-harness task files with their own prompts, scored as lm-eval scores them),
+generation benchmarks scored by `factory.verify` (HumanEval, seeded reasoning-gym tasks, task files: pass@k, maj@k,
 GenSelect), greedy samples, and gates on the metrics.
 
     from factory.stages.evaluate import Config, run
@@ -8,10 +9,12 @@ GenSelect), greedy samples, and gates on the metrics.
         out_dir, StepContext("evaluate"))
 
 Inputs: "model" (a checkpoint of pretrain, compress, distill, sft, rl or preference: `model/` is a
-`save_pretrained` folder) and "tokens" (a tokenize
-artifact: `valid.bin` + `valid.idx`, `tokenizer/`, `stats.json`). Output: `eval.json` (held-out metrics,
-per-set scores under "tasks", every metric under "all_metrics", the config), `samples.jsonl` (one greedy
-completion per prompt), `benchmarks.jsonl` (each benchmark item's completions and verdicts), `eval_table.md`.
+`save_pretrained` folder) and "tokens" (a tokenize artifact: `valid.bin` + `valid.idx`, `tokenizer/`, `stats.json`),
+which perplexity needs; with `perplexity: false` and no tokens the model folder's own tokenizer is used. Output:
+`eval.json` (held-out metrics, per-set scores under "tasks", lm-eval tasks under "lm_eval", every metric under
+"all_metrics", the config), `samples.jsonl` (one greedy completion per prompt), `benchmarks.jsonl` (each benchmark
+item's completions and verdicts), `lm_eval_items.jsonl` (each lm-eval doc's context, continuations and
+log-likelihoods), `eval_table.md`. `factory eval MODEL_DIR --task ...` runs it on any model folder without a spec.
 Every figure has a `<metric>_stderr` beside it. Importing this package loads no torch.
 """
 

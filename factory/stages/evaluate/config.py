@@ -8,19 +8,23 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from factory.errors import SpecError
+from factory.errors import SpecError, UserError
 from factory.generate import GenerationParams
 from factory.generate.settings import GeneratorSettings
 from factory.stage import StageConfig, no_effect
 from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.stages.evaluate.gates import parse_gate
 from factory.tasks.builtin import DEFAULT_PROMPTS
+from factory.tasks.lm_eval_task import read_lm_eval_task, task_data_files
 from factory.tasks.sets import builtin_sets
 
 
 class Config(StageConfig):
     """Held-out perplexity, evaluation-set scores and greedy generation samples for one checkpoint."""
 
+    perplexity: bool = Field(
+        True, description="Held-out perplexity and bits per byte on the `tokens` input's valid split, which it then "
+        "needs; false: no held-out figures, and without a tokens input the model folder's own tokenizer is used.")
     seq_len: int = Field(256, ge=1, description="Tokens per evaluation window (each window reads seq_len + 1 tokens); "
         "evaluation-set items longer than seq_len tokens lose the start of their context.")
     batch_size: int = Field(8, ge=1, description="Windows (or evaluation-set items) per forward pass.")
@@ -41,7 +45,13 @@ class Config(StageConfig):
     benchmarks: list[BenchmarkConfig] = Field(
         default_factory=list, description="Generation benchmarks scored by the verifiers (humaneval, procedural, task files).")
     multiple_choice_files: list[str] = Field(
-        default_factory=list, description="multiple_choice task files scored by likelihood (acc, acc_norm).",
+        default_factory=list, description="multiple_choice task files scored by likelihood (acc, acc_norm) after the "
+        "factory's prompt (`Question: ...\\nAnswer:`).", json_schema_extra={"external_input": True})
+    lm_eval_tasks: list[str] = Field(
+        default_factory=list, description="lm-evaluation-harness task files (YAML over local JSONL docs: doc_to_text, "
+        "doc_to_choice, doc_to_target, delimiters, few-shot, description; multiple_choice or loglikelihood), each "
+        "scored with its own prompt as lm-eval 0.4 scores it, at the model's context as lm-eval takes it: "
+        "`<task>_acc`, `<task>_acc_norm`, `<task>_perplexity`, each with its standard error.",
         json_schema_extra={"external_input": True})
     generator: GeneratorSettings = Field(
         default_factory=GeneratorSettings, description="Who answers the benchmarks: kind 'transformers' without model_dir "
@@ -95,8 +105,32 @@ class Config(StageConfig):
         return list(dict.fromkeys(steps))
 
     def required_inputs(self) -> set[str]:
-        """A relative gate needs the other step's evaluation, through the `baseline` input."""
-        return {"baseline"} if self.baseline_steps() else set()
+        """Held-out perplexity needs the `tokens` input's valid split; a relative gate needs the other step's
+        evaluation, through the `baseline` input."""
+        return ({"tokens"} if self.perplexity else set()) | ({"baseline"} if self.baseline_steps() else set())
+
+    @classmethod
+    def external_fields(cls) -> list[str]:
+        # the docs an lm-eval task file names are raw inputs as much as the file is: their listing joins the
+        # fingerprint (a read-only property, so a spec never writes it)
+        return [*super().external_fields(), "lm_eval_docs"]
+
+    @property
+    def lm_eval_docs(self) -> list[str]:
+        """Every docs file the `lm_eval_tasks` read, all splits, in task order."""
+        files = [str(f) for path in self.lm_eval_tasks for f in read_lm_eval_task(Path(path)).files()]
+        return list(dict.fromkeys(files))
+
+    @field_validator("lm_eval_tasks")
+    @classmethod
+    def _readable_lm_eval_tasks(cls, paths: list[str]) -> list[str]:
+        # refused at spec load, one line naming the file and the key, like every field it cannot honour
+        for path in paths:
+            try:
+                read_lm_eval_task(Path(path))
+            except UserError as e:
+                raise ValueError(str(e)) from None
+        return paths
 
     def check_wiring(self, inputs: Mapping[str, str]) -> None:
         baseline = inputs.get("baseline")
@@ -128,16 +162,25 @@ class Config(StageConfig):
                 raise SpecError(f"stages.evaluate.task_files: {file} is named {name!r} (its file stem), "
                                 "like another evaluation set; rename the file")
             seen.add(name)
+        seen |= {Path(f).stem for f in self.multiple_choice_files} | {b.name for b in self.benchmarks}
+        for file in self.lm_eval_tasks:
+            name = read_lm_eval_task(Path(file)).name
+            if name in seen:
+                raise SpecError(f"stages.evaluate.lm_eval_tasks: {file} is task {name!r}, a name another evaluation "
+                                "set or benchmark of this step has; rename the task")
+            seen.add(name)
         return self
 
 
-
-
 def evaluated_files(config: dict[str, Any]) -> list[str]:
-    """The files a raw evaluate config reads items from (task files, multiple-choice files, file benchmarks), which
-    every curate step decontaminates against; anything not a string is left to the field validators to report."""
+    """The files a raw evaluate config reads items from (task files, multiple-choice files, file benchmarks, the docs
+    of lm-eval task files), which every curate step decontaminates against; anything not a string, or a task file
+    that cannot be read, is left to the field validators to report."""
     files = [f for key in ("task_files", "multiple_choice_files") if isinstance(config.get(key), list) for f in config[key]]
     benchmarks = config.get("benchmarks")
     if isinstance(benchmarks, list):
         files += [b.get("task") for b in benchmarks if isinstance(b, dict) and b.get("source") == "file"]
+    tasks = config.get("lm_eval_tasks")
+    if isinstance(tasks, list):
+        files += [doc for task in tasks if isinstance(task, str) for doc in task_data_files(task)]
     return list(dict.fromkeys(f for f in files if isinstance(f, str) and f))

@@ -2,18 +2,22 @@
 serving the model at the evaluation context.
 
 Perplexity: the held-out tokens of the tokens input (a published build's count, else tokenize's estimate), at most
-`max_batches` x `batch_size` windows. Evaluation sets: every item counted at `seq_len` (an upper bound). Generation:
+`max_batches` x `batch_size` windows; none with `perplexity` off. Evaluation sets: every item counted at `seq_len` (an
+upper bound), an lm-eval task's every continuation of every doc (one forward each) too. Generation:
 every prompt at `max_new_tokens`, every benchmark item `samples` times at `generation.max_new_tokens` (upper bounds),
 on the model when the generator is the checkpoint evaluated. Throughput measurements are not counted.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from factory.cost.estimate import PlanContext, StepCost
 from factory.cost.memory import serving_memory
 from factory.cost.workload import count_records, forward_flops, generation_flops
+from factory.errors import UserError
+from factory.tasks.lm_eval_task import build_requests, read_lm_eval_task
 from factory.tasks.sets import builtin_path
 
 
@@ -25,6 +29,15 @@ def _benchmark_items(bench: Any) -> int | None:
     return count_records([bench.task]) if bench.source == "file" else None
 
 
+def _lm_eval_requests(paths: list[str]) -> int | None:
+    """Continuations the lm-eval tasks score (rendered as the stage renders them), None when a task's docs cannot be
+    read here."""
+    try:
+        return sum(len(r.continuations) for path in paths for r in build_requests(read_lm_eval_task(Path(path))))
+    except UserError:
+        return None
+
+
 def cost(step: Any, plan: PlanContext) -> StepCost:
     cfg = step.config
     model = plan.model_of(step)
@@ -33,11 +46,13 @@ def cost(step: Any, plan: PlanContext) -> StepCost:
     mem = serving_memory(model.config, ctx, cfg.batch_size, weights="fp32" if device.name == "cpu" else "bf16",
                          vocab_size=model.vocab_size)
     tokens = plan.upstream(step, "tokens")
-    valid = tokens.data.get("valid_tokens") if tokens is not None else None
-    if cfg.max_batches is not None:
+    valid = (tokens.data.get("valid_tokens") if tokens is not None else None) if cfg.perplexity else 0
+    if cfg.max_batches is not None and cfg.perplexity:
         valid = min(valid, cfg.max_batches * cfg.batch_size * cfg.seq_len) if valid is not None else (
             cfg.max_batches * cfg.batch_size * cfg.seq_len)
     items = count_records([str(builtin_path(t)) for t in cfg.tasks] + list(cfg.task_files + cfg.multiple_choice_files))
+    requests = _lm_eval_requests(cfg.lm_eval_tasks)
+    items = items + requests if items is not None and requests is not None else None
     work = {"perplexity": forward_flops(model, valid or 0.0, cfg.seq_len),
             "tasks": forward_flops(model, (items or 0) * cfg.seq_len, cfg.seq_len),
             "prompts": generation_flops(model, len(cfg.prompts), 0, cfg.max_new_tokens)}
@@ -60,6 +75,6 @@ def cost(step: Any, plan: PlanContext) -> StepCost:
     flops = sum(work.values())
     data = {"context": ctx, "batch": cfg.batch_size, **({"tokens": valid} if valid is not None else {}),
             "generated": generated}
-    measured = ("tokens",) if tokens is not None and "valid_tokens" in tokens.measured else ()
+    measured = ("tokens",) if cfg.perplexity and tokens is not None and "valid_tokens" in tokens.measured else ()
     return plan.cost(step, data=data, flops=flops, memory=mem.terms(), memory_total=mem.total, estimated=True,
                      measured=measured, note="; ".join(notes), **plan.timed(step.name, flops))

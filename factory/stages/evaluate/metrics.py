@@ -3,6 +3,7 @@
     pass_at_k([(n, c), ...], k=10)          # unbiased pass@k (Chen et al. 2021), its standard error
     maj_at_k(answers, correct, same)        # majority vote over verifier-equivalent answers
     likelihood_accuracy(lls, choices, gold) # acc and acc_norm of multiple choice by log-likelihood
+    loglikelihood_perplexity(lls)           # exp(-mean log-likelihood) of a loglikelihood task
     perplexity(nll_per_window, tokens_per_window, n_bytes)
 
 Every figure is an `Estimate` (value, standard error, items). The standard error is that of a mean over
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from factory.tasks.lm_eval_task import choice_predictions
 
 
 @dataclass(frozen=True)
@@ -129,11 +132,17 @@ def likelihood_accuracy(loglikelihoods: Sequence[Sequence[float]], choices: Sequ
     log-likelihood per character of the choice's text (lm-evaluation-harness's acc_norm)."""
     acc, acc_norm = [], []
     for lls, texts, g in zip(loglikelihoods, choices, gold, strict=True):
-        lls = np.asarray(lls, dtype=np.float64)
-        lengths = np.asarray([float(len(t)) for t in texts])
-        acc.append(float(int(np.argmax(lls)) == g))
-        acc_norm.append(float(int(np.argmax(lls / lengths)) == g))
+        pred, pred_norm = choice_predictions(lls, texts)
+        acc.append(float(pred == g))
+        acc_norm.append(float(pred_norm == g))
     return mean_estimate(acc), mean_estimate(acc_norm)
+
+
+def loglikelihood_perplexity(loglikelihoods: Sequence[float]) -> Estimate:
+    """lm-eval's `perplexity` of a loglikelihood task, exp(-mean log-likelihood) over items, with the standard error
+    of the mean carried by the delta method (lm-eval bootstraps its standard error instead)."""
+    mean = mean_estimate([-float(ll) for ll in loglikelihoods])
+    return Estimate(math.exp(mean.value), math.exp(mean.value) * mean.stderr, mean.items)
 
 
 def perplexity(nll_per_window: Sequence[float], tokens_per_window: Sequence[int],

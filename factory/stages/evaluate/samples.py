@@ -1,4 +1,5 @@
-"""Loading the checkpoint, scoring the cloze sets, and greedy samples."""
+"""Loading the checkpoint (and its own tokenizer when no tokens input is wired), scoring the cloze sets, and greedy
+samples."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from factory.errors import InputError
 from factory.logs import progress
@@ -22,6 +23,14 @@ def load_model(folder: Path) -> torch.nn.Module:
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder}: no config.json; the model artifact must hold a save_pretrained folder in model/")
     return AutoModelForCausalLM.from_pretrained(folder).eval()
+
+
+def folder_tokenizer(folder: Path):
+    """The tokenizer saved beside a model in its folder (a release, an imported model, a trainer's export)."""
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise InputError(f"{folder}: no tokenizer beside the model; wire a tokens input (whose tokenizer it was "
+                         "trained with) or evaluate a folder that holds one")
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def score_sets(model: torch.nn.Module, tokenizer, config: Config, device: torch.device, ctx: StepContext) -> dict[str, dict[str, float]]:

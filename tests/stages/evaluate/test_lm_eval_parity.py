@@ -1,7 +1,10 @@
-"""Our multiple-choice likelihood accuracy equals lm-evaluation-harness's on the same tiny model and items.
+"""Our likelihood scores equal lm-evaluation-harness's on the same tiny model and items: the factory's own
+multiple-choice files (its prompt, which lm-eval is given too), and lm-eval task files of someone else's making run
+through the evaluate stage (their prompts, few-shot examples, description, delimiters; multiple choice and
+loglikelihood).
 
 lm-eval runs offline: its task YAML points at a local JSONL file, and its HFLM loads the tiny checkpoint and
-tokenizer from their folders.
+tokenizer from their folders (tests/stages/evaluate/lm_eval_reference.py).
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from factory.stage import StepContext
+from factory.stages.evaluate import Config, run
 from factory.stages.evaluate.likelihood import score_multiple_choice
 from factory.tasks.files import MultipleChoiceItem
+from tests.builders import heldout_docs, lm_eval_task
+from tests.stages.evaluate.lm_eval_reference import lm_eval_scores
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a test extra (pip install lm-eval)")
 
@@ -65,4 +72,52 @@ def test_acc_and_acc_norm_equal_lm_eval(upstream, tmp_path: Path, monkeypatch):
     assert acc.value == theirs["acc,none"] and acc_norm.value == theirs["acc_norm,none"]
     assert acc.stderr == pytest.approx(theirs["acc_stderr,none"])
     assert [len(row) for row in our_lls] == [len(row) for row in their_lls]
-    assert sum(our_lls, []) == pytest.approx(sum(their_lls, []), abs=1e-3)
+    assert sum(our_lls, []) == pytest.approx(sum(their_lls, []), abs=1e-5)
+
+
+def heldout_tasks(folder: Path) -> list[Path]:
+    """The held-out-style task (prompt `{{question}}`), and the same docs under few-shot examples from a train split
+    with a description and other delimiters, under the first examples of the test split itself, and as a
+    loglikelihood task (the right choice as the target)."""
+    test, train = heldout_docs(20, seed=0), heldout_docs(8, seed=1)
+    return [
+        lm_eval_task(folder, "heldout_mc", {"test": test}),
+        lm_eval_task(folder, "heldout_fewshot", {"test": test, "train": train}, num_fewshot=2, fewshot_split="train",
+                     description="Answer the question.\n\n", doc_to_text="Q: {{question}}\nA:",
+                     doc_to_choice="{{choices}}", doc_to_target="{{answer}}", fewshot_delimiter="\n###\n"),
+        lm_eval_task(folder, "heldout_first_n", {"test": test}, num_fewshot=1, fewshot_config={"sampler": "first_n"},
+                     doc_to_target="{{choices[answer]}}", target_delimiter=": "),
+        lm_eval_task(folder, "heldout_loglik", {"test": test}, output_type="loglikelihood", doc_to_choice=None,
+                     metric_list=None, doc_to_target="{{' ' + choices[answer]}}"),
+    ]
+
+
+def test_lm_eval_tasks_through_the_evaluate_stage_score_as_lm_eval(upstream, tmp_path: Path):
+    tasks = heldout_tasks(tmp_path / "tasks")
+    model_dir = upstream["model"].path / "model"  # the model with its own tokenizer: no tokens input
+    theirs = lm_eval_scores(model_dir, model_dir, tasks)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    config = Config(perplexity=False, tasks=[], prompts=[], lm_eval_tasks=[str(t) for t in tasks], batch_size=3)
+    metrics = run(config, {"model": upstream["model"]}, out, StepContext("evaluate"))
+    report = json.loads((out / "eval.json").read_text())
+    records = [json.loads(line) for line in (out / "lm_eval_items.jsonl").read_text().splitlines()]
+    for name, their in theirs.items():
+        mine = [r for r in records if r["task"] == name]
+        assert [r["context"] for r in mine] == their["contexts"], name
+        ours_lls = [ll for r in mine for ll in r["loglikelihoods"]]
+        their_lls = [ll for row in their["loglikelihoods"] for ll in row]
+        assert len(ours_lls) == len(their_lls) and max(abs(a - b) for a, b in zip(ours_lls, their_lls)) < 1e-5, name
+        summary = report["lm_eval"][name]
+        assert summary["items"] == 20 and summary["truncated"] == 0
+        for metric in ("acc", "acc_norm"):
+            if f"{metric},none" in their:
+                print(f"{name} {metric} {metrics[f'{name}_{metric}']:.4f} (lm-eval {their[f'{metric},none']:.4f})")
+                assert metrics[f"{name}_{metric}"] == summary["metrics"][metric] == their[f"{metric},none"], name
+                assert metrics[f"{name}_{metric}_stderr"] == pytest.approx(their[f"{metric}_stderr,none"], rel=1e-9)
+    # perplexity: the same figure; its standard error is the delta method's, where lm-eval bootstraps
+    assert metrics["heldout_loglik_perplexity"] == pytest.approx(theirs["heldout_loglik"]["perplexity,none"], rel=1e-5)
+    assert metrics.keys() >= {"heldout_mc_acc", "heldout_mc_acc_norm_stderr", "heldout_loglik_perplexity_stderr"}
+    assert report["metrics"] == {} and report["tokens"] is None  # no held-out text was asked for
+    assert "heldout_mc_acc_norm" in (out / "eval_table.md").read_text()
