@@ -1,5 +1,5 @@
-"""The evaluate stage: held-out perplexity, cloze sets, likelihood multiple choice, generation benchmarks
-scored by the verifiers, greedy samples, then the gates.
+"""The evaluate stage: held-out perplexity (when on), cloze sets, likelihood multiple choice (the factory's files
+and lm-eval task files), generation benchmarks scored by the verifiers, greedy samples, then the gates.
 
     from factory.stages.evaluate import Config, run
     run(Config(seq_len=256), {"model": checkpoint, "tokens": tokens}, out_dir, StepContext("evaluate"))

@@ -1,5 +1,5 @@
-"""lm-evaluation-harness itself, run offline on CPU: its HF model class on a saved model folder, its task manager on
-a folder of task files, its default few-shot seed. The reference the factory's likelihood scores are checked against.
+"""lm-evaluation-harness itself, run offline: its HF model class on a saved model folder (on the device the evaluate
+stage picks, so both compute alike), its task manager on a folder of task files, its default few-shot seed. The reference the factory's likelihood scores are checked against.
 
     theirs = lm_eval_scores(model_dir, tokenizer_dir, [task_yaml, ...])
     theirs["heldout_mc"]["acc,none"], theirs["heldout_mc"]["loglikelihoods"][doc_id]
@@ -19,6 +19,7 @@ def lm_eval_scores(model_dir: Path, tokenizer_dir: Path, tasks: list[Path], batc
     "loglikelihoods" (one per continuation)}."""
     os.environ["HF_DATASETS_OFFLINE"] = os.environ["HF_HUB_OFFLINE"] = "1"
     # imported here: lm-eval is a test extra, and the tests that use it skip without it
+    import torch
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
@@ -28,7 +29,8 @@ def lm_eval_scores(model_dir: Path, tokenizer_dir: Path, tasks: list[Path], batc
             shutil.copy(task, Path(folder) / Path(task).name)
         manager = TaskManager(include_path=folder, include_defaults=False)
         names = list(manager.all_tasks)
-        lm = HFLM(pretrained=str(model_dir), tokenizer=str(tokenizer_dir), device="cpu", batch_size=batch_size)
+        lm = HFLM(pretrained=str(model_dir), tokenizer=str(tokenizer_dir), device="cuda" if torch.cuda.is_available() else "cpu",
+                  batch_size=batch_size)
         result = simple_evaluate(model=lm, tasks=names, task_manager=manager, log_samples=True)
     out = {}
     for name in names:
