@@ -186,7 +186,8 @@ def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict
         if read.task_type != "multiple_choice":
             raise InputError(f"{file}: stages.evaluate.multiple_choice_files takes multiple_choice task files, "
                              f"this one declares {read.task_type!r}")
-        acc, acc_norm, _ = score_multiple_choice(model, tokenizer, read.items, max_len=config.seq_len)
+        acc, acc_norm, _ = score_multiple_choice(model, tokenizer, read.items, max_len=config.seq_len,
+                                                 batch_size=config.batch_size)
         metrics |= acc.as_dict(f"{read.name}_acc") | acc_norm.as_dict(f"{read.name}_acc_norm")
         ctx.log_dataset(name=read.name, uri=read.path, digest=read.digest, context="evaluation",
                         profile={"items": len(read.items), "skipped": read.skipped, "version": read.version})

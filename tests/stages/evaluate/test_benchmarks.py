@@ -49,7 +49,7 @@ def _baseline(tmp_path: Path, step: str, metrics: dict[str, float]) -> Artifact:
 
 def test_a_gate_relative_to_the_baseline_step_multiplies_its_metric(upstream, tmp_path: Path):
     config = Config(**QUICK, gates=["valid_perplexity <= 1.03 * eval_bf16.valid_perplexity"])
-    assert config.required_inputs() == {"baseline"} and config.baseline_steps() == ["eval_bf16"]
+    assert config.required_inputs() == {"baseline", "tokens"} and config.baseline_steps() == ["eval_bf16"]
     metrics, _ = _run(Config(**QUICK), upstream, tmp_path / "first")  # the same model and data give the same perplexity
     ppl = metrics["valid_perplexity"]
     inputs = {"model": upstream["model"], "tokens": upstream["tokens"]}
