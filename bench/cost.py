@@ -20,7 +20,7 @@ import time
 from factory.cost.estimate import GPUS, training_budget
 from factory.cost.flops import dense_transformer_flops, flops_per_token
 from factory.cost.memory import GIB, serving_memory
-from factory.cost.params import parameter_counts
+from factory.cost.param_count import parameter_counts
 from factory.cost.published import PUBLISHED_COUNTS, SHAPES
 
 

@@ -18,7 +18,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 MEASURE = r"""
@@ -27,7 +26,7 @@ from pathlib import Path
 what, source, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 start = time.perf_counter()
 if what == "check":
-    from factory.stages.import_model.folder import inspect_source
+    from factory.stages.import_model.source import inspect_source
     inspect_source(source, "import_model")
 elif what == "import":
     from factory.stage import StepContext

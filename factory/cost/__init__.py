@@ -2,7 +2,7 @@
 
 from factory.cost.layout import ParallelLayout, default_layout
 from factory.cost.memory import ServingMemory, TrainingMemory, serving_memory, training_memory
-from factory.cost.params import ParamCounts, parameter_counts
+from factory.cost.param_count import ParamCounts, parameter_counts
 from factory.lazy import lazy_exports
 
 # The spec-level plan and its MLflow run load on first use, so that `factory.spec` (which imports

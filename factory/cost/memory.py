@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from factory.cost.layout import ParallelLayout
-from factory.cost.params import parameter_counts
+from factory.cost.param_count import parameter_counts
 from factory.cost.shape import as_shape
 
 GIB = 1024**3

@@ -19,7 +19,7 @@ from typing import Any
 from factory.cost.estimate import PlanContext, PlannedModel, StepCost
 from factory.cost.flops import flops_per_token
 from factory.cost.memory import FORMAT_BYTES, training_memory
-from factory.cost.params import parameter_counts
+from factory.cost.param_count import parameter_counts
 from factory.model import ModelSpec
 
 # Rules of thumb, each stated where it is used and replaced by a measured count where a published build has one.

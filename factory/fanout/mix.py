@@ -14,7 +14,7 @@ step's artifact, under `<step key>.work/` (a key the executor never reads as an 
 and `prepared.json`), `plan-R` (round R's mixtures and predicted losses) and `proxy-R-I` (one measured loss). Each
 piece is published like an artifact, files first and manifest last, so a killed task leaves nothing that counts; a
 retried task reuses every piece already there, so a proxy whose loss is in the store is not trained again. Every
-plan is the one the in-process search makes (`factory.stages.mix.search.plan_round`), and every proxy job the one
+plan is the one the in-process search makes (`factory.stages.mix.climb.plan_round`), and every proxy job the one
 its process pool runs, so both forms publish the same corpus, blend and mixture. When the step is already
 published, every task returns at once.
 """
@@ -37,8 +37,8 @@ from factory.spec import parse_spec
 from factory.stage import Artifact, StepContext
 from factory.stages.mix.config import Config
 from factory.stages.mix.prepare import Prepared, prepare
-from factory.stages.mix.proxy import ProxyPool
-from factory.stages.mix.search import Round, plan_round
+from factory.stages.mix.proxy_runs import ProxyPool
+from factory.stages.mix.climb import Round, plan_round
 from factory.stages.mix.stage import finish, proxy_jobs
 from factory.steps import Executor, PlannedStep
 from factory.store import Store

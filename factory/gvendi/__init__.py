@@ -31,7 +31,7 @@ measured with the same proxy, `seq_len`, `dim` and `seed`.
     report = measure_artifact("store/curate/<fp>", "corpus", GVendiSettings(sample=64))   # {"gvendi": ..., ...}
 """
 
-from factory.gvendi.settings import DATASET_KINDS, GVendiSettings, ProxySettings, TargetedSynthesis
+from factory.gvendi.config import DATASET_KINDS, GVendiSettings, ProxySettings, TargetedSynthesis
 from factory.lazy import lazy_exports
 
 # The settings are light (the spec embeds them); everything else needs torch, so it loads on first use.

@@ -12,7 +12,7 @@ from typing import Any
 
 from factory.documents import document_files, read_records
 from factory.errors import InputError
-from factory.gvendi.settings import DATASET_KINDS
+from factory.gvendi.config import DATASET_KINDS
 
 __all__ = ["Example", "conversation_example", "read_examples", "reservoir_sample", "text_example"]
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from factory.gvendi.settings import DATASET_KINDS, GVendiSettings
+from factory.gvendi.config import DATASET_KINDS, GVendiSettings
 from factory.logs import get_logger
 from factory.stage import Artifact
 

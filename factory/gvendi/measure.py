@@ -12,7 +12,7 @@ from typing import Any
 from factory.gvendi.examples import read_examples
 from factory.gvendi.proxy import Proxy, load_proxy
 from factory.gvendi.score import gradient_features, gvendi_score
-from factory.gvendi.settings import GVendiSettings
+from factory.gvendi.config import GVendiSettings
 
 __all__ = ["measure_artifact"]
 

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer
 
 from factory.errors import InputError
-from factory.gvendi.settings import ProxySettings
+from factory.gvendi.config import ProxySettings
 from factory.model import ModelSpec
 from factory.model.byte_level import byte_ids, byte_model
 from factory.model.checkpoints import load_model

@@ -17,7 +17,7 @@ from torch.func import functional_call, grad, vmap
 from factory.errors import InputError
 from factory.gvendi.examples import Example
 from factory.gvendi.proxy import Proxy
-from factory.gvendi.settings import ProxySettings
+from factory.gvendi.config import ProxySettings
 from factory.logs import get_logger
 
 __all__ = ["gradient_features", "gvendi_score", "per_example_gradients", "rademacher_project"]

@@ -23,7 +23,7 @@ from factory.errors import InputError
 from factory.gvendi.examples import Example, reservoir_sample, text_example
 from factory.gvendi.proxy import load_proxy
 from factory.gvendi.score import gradient_features, gvendi_score
-from factory.gvendi.settings import TargetedSynthesis
+from factory.gvendi.config import TargetedSynthesis
 from factory.logs import get_logger
 
 __all__ = ["targeted_filter", "targeted_selection"]

@@ -10,7 +10,7 @@ default keeps the first and last blocks (`model.layers.0.*`, `model.layers.-1.*`
 LM head in high precision, as the Nemotron recipes keep the first and last layers in BF16; embeddings
 are not linears and are never swapped.
 
-It is the "precision" step of the model converters (`factory.model.converters.CONVERTER_ORDER`) and
+It is the "precision" step of the model converters (`factory.model.converter_order.CONVERTER_ORDER`) and
 records itself on the model, so it refuses to run twice or after a converter that must come later.
 """
 
@@ -20,7 +20,7 @@ from typing import Literal
 
 from torch import nn
 
-from factory.model.converters import ConverterOrderError, applied_converters, record_converter
+from factory.model.converter_order import ConverterOrderError, applied_converters, record_converter
 from factory.precision.config import PrecisionConfig
 from factory.precision.layers import select_modules
 from factory.precision.linear import Float8Linear, NVFP4Linear

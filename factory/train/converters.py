@@ -1,4 +1,4 @@
-"""The training converters the shell applies before training, in `CONVERTER_ORDER` (`factory.model.converters`).
+"""The training converters the shell applies before training, in `CONVERTER_ORDER` (`factory.model.converter_order`).
 
     model = apply_converters(model, training_converters("fp8", PrecisionConfig(), activation_checkpointing=True))
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from factory.model.converters import ModelConverter, apply_converters, record_converter
+from factory.model.converter_order import ModelConverter, apply_converters, record_converter
 from factory.precision import convert_model
 from factory.precision.config import PrecisionConfig
 

@@ -1,6 +1,6 @@
 """`parallelize()`: the one place a model is laid out over devices (torchtitan's ordered parallelize).
 
-The order, as torchtitan applies it (`factory.model.converters.CONVERTER_ORDER`): activation checkpointing
+The order, as torchtitan applies it (`factory.model.converter_order.CONVERTER_ORDER`): activation checkpointing
 (a converter applied before this), then `torch.compile`, then data parallelism: DDP, or FSDP2 (`fully_shard`
 per block, then the root); both record themselves as converters, so a model compiled or sharded twice, or
 converted after sharding, is refused. Tensor parallelism is not built here: large runs take the
@@ -26,7 +26,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
-from factory.model.converters import record_converter
+from factory.model.converter_order import record_converter
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from factory.cost.flops import dense_transformer_flops, flops_per_token
-from factory.cost.params import parameter_counts
+from factory.cost.param_count import parameter_counts
 from factory.cost.published import SHAPES
 from factory.model import PRESETS
 

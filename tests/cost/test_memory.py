@@ -13,7 +13,7 @@ import torch
 
 from factory.cost.layout import ParallelLayout, default_layout
 from factory.cost.memory import activation_elements, autocast_activation_bytes, training_memory
-from factory.cost.params import parameter_counts
+from factory.cost.param_count import parameter_counts
 from factory.cost.published import SHAPES
 from factory.cost.shape import as_shape
 from factory.model import PRESETS, build_model

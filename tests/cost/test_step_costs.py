@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from factory.cost.estimate import GPUS
 from factory.cost.flops import flops_per_token
-from factory.cost.params import parameter_counts
+from factory.cost.param_count import parameter_counts
 from factory.cost.workload import PROMPT_TOKENS, generation_flops
 from factory.kinds import KINDS
 from factory.model import PRESETS

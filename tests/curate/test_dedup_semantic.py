@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from factory.curate.dedup import SemanticDedupConfig, semantic_dedup
-from factory.curate.dedup.embedding import EmbeddingConfig, embed
+from factory.embedding import EmbeddingConfig, embed
 
 PARAPHRASES = [
     (

@@ -8,7 +8,7 @@ import pytest
 from datatrove.data import Document
 from pydantic import ValidationError
 
-from factory.curate.dedup.embedding import EmbeddingConfig
+from factory.embedding import EmbeddingConfig
 from factory.curate.quality import QualityConfig, QualityEnsemble, fit_ensemble, train_ensemble
 from factory.curate.quality.classifiers import EmbeddingClassifierConfig, FeaturesClassifierConfig, NgramClassifierConfig
 from factory.curate.quality.ensemble import bucket_of, percentile_of, tier_of

@@ -123,7 +123,7 @@ def test_a_retried_proxy_whose_loss_is_stored_is_not_trained_again(tmp_path, mon
     def never(job):
         raise AssertionError(f"proxy with seed {job.seed} trained")
 
-    monkeypatch.setattr("factory.stages.mix.proxy.train_proxy", never)
+    monkeypatch.setattr("factory.stages.mix.proxy_runs.train_proxy", never)
     # the retry: the planning task reads its plan back, the measured proxies return their stored loss
     assert fanout.prepare_task(spec_text, "mix", plan_text) == jobs
     for job, done in zip(jobs[:2], first):

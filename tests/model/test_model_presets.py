@@ -7,7 +7,7 @@ import torch
 
 from factory.errors import SpecError
 from factory.model import PRESETS, PUBLISHED, ModelConfig, ModelSpec, build_model, count_parameters
-from factory.model.converters import CONVERTER_ORDER, applied_converters, apply_converters, check_order
+from factory.model.converter_order import CONVERTER_ORDER, applied_converters, apply_converters, check_order
 from factory.train.converters import training_converters
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from transformers import NemotronHConfig, NemotronHForCausalLM
 
-from factory.model.converters import CONVERTER_ORDER
+from factory.model.converter_order import CONVERTER_ORDER
 from factory.precision import ConverterOrderError, Float8Linear, NVFP4Linear, PrecisionConfig, convert_model, record_converter
 from factory.precision.convert import applied_converters, count_low_precision, plan_conversion
 from factory.precision.layers import module_spellings, select_modules

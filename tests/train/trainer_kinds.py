@@ -21,7 +21,7 @@ import torch
 
 from factory.errors import UserError
 from factory.kinds import KINDS
-from factory.model.converters import applied_converters
+from factory.model.converter_order import applied_converters
 from factory.precision import Float8Linear, NVFP4Linear
 from factory.stage import Artifact, NullTracker, StepContext
 from factory.train.trainer import Callback

@@ -1,6 +1,6 @@
 """Semantic deduplication after SemDeDup (Abbas et al., 2023): embed, cluster, drop near-identical meaning.
 
-1. Embed each document (`factory.curate.dedup.embedding`: MiniLM mean pooling, unit vectors).
+1. Embed each document (`factory.embedding`: MiniLM mean pooling, unit vectors).
 2. k-means the embeddings into about `len(docs) / docs_per_cluster` clusters, so that the pairwise
    comparison below is quadratic only within a cluster.
 3. Within each cluster, visit documents from the farthest from the centroid to the nearest (SemDeDup keeps
@@ -23,7 +23,7 @@ from datatrove.data import Document
 from pydantic import Field
 
 from factory.curate.dedup import Record, as_documents
-from factory.curate.dedup.embedding import EmbeddingConfig, embed
+from factory.embedding import EmbeddingConfig, embed
 from factory.logs import get_logger
 from factory.stage import StageConfig
 

@@ -2,7 +2,7 @@
 
 - `ngram`: fastText-style linear model: hashed word 1-2-grams and character 3-5-grams (within words), a
   logistic-loss `SGDClassifier` on top. Sees wording.
-- `embedding`: logistic regression on MiniLM sentence embeddings (`factory.curate.dedup.embedding`). Sees meaning.
+- `embedding`: logistic regression on MiniLM sentence embeddings (`factory.embedding`). Sees meaning.
 - `features`: `HistGradientBoostingClassifier` on hand features (`factory.curate.quality.features`). Sees form.
 
 Different inputs make different mistakes, which is why Nemotron-CC ensembles them (max of their buckets).
@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from factory.curate.dedup.embedding import EmbeddingConfig, embed
+from factory.embedding import EmbeddingConfig, embed
 from factory.curate.quality.features import feature_matrix
 from factory.stage import StageConfig
 

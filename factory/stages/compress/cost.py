@@ -19,7 +19,7 @@ from typing import Any
 from factory.cost.estimate import PlanContext, PlannedModel, StepCost
 from factory.cost.flops import flops_per_token
 from factory.cost.memory import serving_memory, training_memory
-from factory.cost.params import parameter_counts
+from factory.cost.param_count import parameter_counts
 from factory.cost.shape import as_shape
 from factory.cost.workload import forward_flops, weight_bytes
 from factory.model import ModelConfig, ModelSpec

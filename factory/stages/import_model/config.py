@@ -41,14 +41,14 @@ def check_source(config: Config, step: str, storage: Any = None) -> None:
     """The plan-time check of the source (the registry's `preflight` hook): config, weights, shards against their
     index, tokenizer and architecture, read without loading a weight; one `InputError` naming the step and what to
     fix. Every `factory run`, `plan` and `explain` runs it before any step trains."""
-    from factory.stages.import_model.folder import inspect_source  # reads the folder: only when a spec is planned
+    from factory.stages.import_model.source import inspect_source  # reads the folder: only when a spec is planned
 
     inspect_source(config.source, step, config.hub_id, getattr(storage, "endpoint_url", None), getattr(storage, "region", None))
 
 
 def source_architecture(config: Config, storage: Any = None) -> str:
     """The architecture the source's `config.json` names (its first `architectures` entry), read alone."""
-    from factory.stages.import_model.folder import read_config  # the folder's reader: only when a spec is planned
+    from factory.stages.import_model.source import read_config  # the folder's reader: only when a spec is planned
 
     config_json = read_config(config.source, getattr(storage, "endpoint_url", None), getattr(storage, "region", None))
     return (config_json.get("architectures") or ["unknown"])[0]

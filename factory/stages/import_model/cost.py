@@ -10,7 +10,7 @@ from factory.cost.estimate import PlanContext, StepCost
 
 def cost(step: Any, plan: PlanContext) -> StepCost:
     from factory.errors import InputError
-    from factory.stages.import_model.folder import inspect_source  # transformers and torch: only specs that import
+    from factory.stages.import_model.source import inspect_source  # transformers and torch: only specs that import
 
     try:
         storage = plan.spec.storage

@@ -36,7 +36,7 @@ from factory.errors import InputError
 from factory.sources import fetch_input, input_identity, is_remote
 from factory.stage import Artifact, StepContext
 from factory.stages.import_model.config import Config
-from factory.stages.import_model.folder import inspect_folder, local_folder, model_card_fields
+from factory.stages.import_model.source import inspect_folder, local_folder, model_card_fields
 
 CHUNK = 16 << 20  # bytes copied at a time: memory stays flat whatever a shard's size
 

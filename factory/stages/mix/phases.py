@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from factory.stages.mix.search import capped
+from factory.stages.mix.climb import capped
 
 __all__ = ["entropy", "phase_weights", "two_phase"]
 
@@ -30,7 +30,7 @@ def phase_weights(w: np.ndarray, tiers: np.ndarray, diversity: float, sharpness:
 
     With `caps` (D,) (max_upsample x prior), no weight passes its cap: phase 1's excess goes to the other
     datasets in proportion to it, phase 2's to the other high-quality datasets first, then by `w`
-    (`factory.stages.mix.search.capped`)."""
+    (`factory.stages.mix.climb.capped`)."""
     w = np.asarray(w, dtype=np.float64) / np.sum(w)
     tiers = np.asarray(tiers, dtype=np.float64)
     w1 = (1 - diversity) * w + diversity / len(w)

@@ -2,7 +2,7 @@
 
 `prepare` reads the corpus (and the optional synthetic corpus), holds out or reads the target set, embeds and
 clusters the documents, prunes and merges clusters, and writes one byte stream per dataset plus the target into
-a folder (`factory.stages.mix.proxy.write_streams`). What it decided goes into `prepared.json` beside the streams, so
+a folder (`factory.stages.mix.proxy_runs.write_streams`). What it decided goes into `prepared.json` beside the streams, so
 the folder alone lets any process train a proxy, and the stage's last part write its corpus, blend and record:
 
     prepared = prepare(config, inputs, folder, log)     # folder/NAME.npy, folder/target.npy, folder/prepared.json
@@ -29,7 +29,7 @@ from factory.errors import InputError
 from factory.stage import Artifact
 from factory.stages.mix.clusters import MIDDLE_TIER, cluster_tiers, kmeans, merge
 from factory.stages.mix.config import Config
-from factory.stages.mix.proxy import ByteWindows, write_streams
+from factory.stages.mix.proxy_runs import ByteWindows, write_streams
 from factory.tiers import TIERS
 
 __all__ = ["PREPARED", "SYNTHETIC", "Prepared", "corpus_records", "dataset_name", "prepare"]

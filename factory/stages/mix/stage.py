@@ -40,8 +40,8 @@ from factory.stages.mix.config import Config
 from factory.stages.mix.phases import entropy, two_phase
 from factory.stages.mix.plots import plot_predicted, plot_weights
 from factory.stages.mix.prepare import SYNTHETIC, Prepared, corpus_records, prepare
-from factory.stages.mix.proxy import ProxyJob, ProxyPool
-from factory.stages.mix.search import SearchResult, search
+from factory.stages.mix.proxy_runs import ProxyJob, ProxyPool
+from factory.stages.mix.climb import SearchResult, search
 
 # train(weights (k, D), round) -> the k measured target losses
 Train = Callable[[np.ndarray, int], Sequence[float]]

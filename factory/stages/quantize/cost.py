@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from factory.cost.estimate import PlanContext, PlannedModel, StepCost
-from factory.cost.params import parameter_counts
+from factory.cost.param_count import parameter_counts
 from factory.cost.workload import count_records, forward_flops, weight_bytes
 from factory.tasks.sets import builtin_path
 

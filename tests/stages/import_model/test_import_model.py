@@ -139,8 +139,8 @@ def test_a_kind_that_does_not_take_an_architecture_says_so_when_the_spec_is_plan
                        "steps": {"base": {"kind": "import_model", "config": {"source": str(sources["qwen2"])}},
                                  "tokenize": {"kind": "tokenize", "config": {}, "inputs": {"corpus": "corpus", "model": "base"}},
                                  "corpus": {"kind": "curate", "config": {"sources": [str(tmp_path)]}},
-                                 "quantize": {"kind": "quantize", "inputs": {"model": "base", "tokens": "tokenize"}}}})
-    with pytest.raises(UserError, match=r"step quantize: kind quantize takes NemotronHForCausalLM, not Qwen2ForCausalLM "
+                                 "compress": {"kind": "compress", "config": {"budget": {"max_params": 1000}}, "inputs": {"model": "base", "tokens": "tokenize"}}}})
+    with pytest.raises(UserError, match=r"step compress: kind compress takes NemotronHForCausalLM, not Qwen2ForCausalLM "
                                         r"\(the model of step base\)"):
         Executor(spec).plan()
 

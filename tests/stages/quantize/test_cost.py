@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from factory.cost.params import parameter_counts
+from factory.cost.param_count import parameter_counts
 from factory.plan import plan_spec
 from factory.spec import parse_spec
 

@@ -9,8 +9,8 @@ import pytest
 from factory.stages.mix.clusters import cluster_tiers, kmeans, merge
 from factory.stages.mix.config import Config, ProxyConfig
 from factory.stages.mix.phases import entropy, phase_weights, two_phase
-from factory.stages.mix.proxy import ProxyJob, ProxyPool, train_proxy, write_streams
-from factory.stages.mix.search import Round, conclude, dirichlet, plan_round, search
+from factory.stages.mix.proxy_runs import ProxyJob, ProxyPool, train_proxy, write_streams
+from factory.stages.mix.climb import Round, conclude, dirichlet, plan_round, search
 from factory.model import ModelSpec
 
 PRIOR = np.array([0.4, 0.3, 0.2, 0.1])
@@ -114,7 +114,7 @@ def test_the_process_pool_trains_real_proxies_with_the_same_numbers_as_one_proce
 
 
 def test_caps_bound_every_weight_by_its_upsampling_and_move_the_excess_in_fill_order():
-    from factory.stages.mix.search import capped
+    from factory.stages.mix.climb import capped
 
     prior = np.array([0.5, 0.4, 0.05, 0.05])
     caps = 4 * prior  # [2, 1.6, 0.2, 0.2]

@@ -96,7 +96,7 @@ def _one_thread() -> None:
 
 # What the fork server imports once, so that every worker forked from it starts with torch and the trainer loaded.
 PRELOAD = ["torch", "transformers.models.nemotron_h.modeling_nemotron_h", "factory.model.byte_level", "factory.model.checkpoints",
-           "factory.train.trainer", "factory.train.sampler", "factory.train.objectives.causal_lm", "factory.stages.mix.proxy"]
+           "factory.train.trainer", "factory.train.sampler", "factory.train.objectives.causal_lm", "factory.stages.mix.proxy_runs"]
 
 
 def _context():
