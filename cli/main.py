@@ -8,6 +8,7 @@
     factory compile examples/smoke.yaml -o pipeline.yaml
     factory submit spec.yaml --host https://kfp.example.org
     factory status RUN_ID --host https://kfp.example.org
+    factory eval runs/smoke/store/release/<fingerprint> --task task.yaml   # lm-eval task files on any model folder
     factory lineage runs/smoke/store/release/<fingerprint>
 
 Every mistake a user can make (bad spec field, missing input, unreachable service) prints one message
