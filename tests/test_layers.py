@@ -33,8 +33,9 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("the spine below the spec: registry, store, manifests, code versions, cluster jobs",
      {"factory.kinds", "factory.store", "factory.manifest", "factory.code_version", "factory.launch"}),
     ("the stage kinds, one package each (the registry's)", {"factory.stages"} | {k.package for k in KINDS.values()}),
+    ("training engines other than the factory's own, plugged into the training-stage shell", {"factory.engines"}),
     ("libraries several stages share, built on the ones below", {
-        "factory.train", "factory.engines", "factory.tasks", "factory.gvendi", "factory.artifacts"}),
+        "factory.train", "factory.tasks", "factory.gvendi", "factory.artifacts"}),
     ("libraries several stages share", {"factory.curate", "factory.precision", "factory.cost", "factory.chat"}),
     ("models, generators, verifiers, embeddings, tracking", {
         "factory.model", "factory.generate", "factory.verify", "factory.embedding", "factory.lineage"}),

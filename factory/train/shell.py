@@ -17,6 +17,13 @@ the published artifact holds the exported model and the records.
 
 The config's parts (`factory.train.config`) decide what is done: a kind whose config has no `Parallelism` part runs
 in one process and is never wrapped; precision and activation checkpointing apply to every kind.
+
+What trains the model is the shell's `Engine`: it lays the model out over the ranks, builds the trainer, and names the
+checkpoint and export callbacks. The default is the factory's own (transformers model, torch DDP / FSDP2, `Trainer`,
+`CheckpointCallback`, `HFExportCallback`); a stage passes another, such as Megatron-Core's
+(`factory.engines.megatron.MegatronEngine`), and the rest of the shell stays as it is:
+
+    with TrainingShell(config, output, ctx, engine=MegatronEngine(layout)) as shell: ...
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,34 +77,84 @@ class TrainResult:
     summary: dict[str, float] = field(default_factory=dict)
 
 
+class Engine:
+    """What trains the model: the shell's seam for a second engine. This base is the factory's own engine, a
+    transformers model converted and wrapped by torch DDP / FSDP2 (`TrainingShell.convert`, `parallelize`), trained
+    by `Trainer`, checkpointed by `CheckpointCallback` and exported by `HFExportCallback`. Another engine overrides
+    what it does differently; every method takes the shell, which holds the config, the output folder and the rank."""
+
+    name = "factory"
+
+    def start(self, shell: TrainingShell) -> None:
+        """Set the engine up, once the shell has joined the process group and seeded the generators."""
+
+    def stop(self) -> None:
+        """Undo `start` (the shell calls it on the way out, error or not)."""
+
+    def prepare(self, shell: TrainingShell, model: nn.Module) -> nn.Module:
+        """The module to build the objective around, from the transformers model the stage loaded or built."""
+        return shell.parallelize(shell.convert(model))
+
+    def trainer(self, shell: TrainingShell, objective: nn.Module, data: Any, callbacks: Sequence[Callback]) -> Trainer:
+        return Trainer(objective, data, shell.config, callbacks=callbacks, device=shell.device)
+
+    def checkpoints(self, shell: TrainingShell) -> Callback:
+        """The callback that resumes the run and saves it (`checkpoints/`)."""
+        return CheckpointCallback(shell.output / "checkpoints", shell.config.checkpoint_interval,
+                                  shell.config.keep_checkpoints)
+
+    def export(self, shell: TrainingShell, tokenizer: Any, extra: Mapping[str, nn.Module],
+               files: Mapping[str, Callable[[], str]]) -> Callback:
+        """The callback that writes the trained model as a stock transformers folder (`model/`)."""
+        return HFExportCallback(shell.output / "model", shell.model, shell.plain, tokenizer, extra, files)
+
+
 class TrainingShell:
     """One training run of a stage (see the module docstring). `config` is the kind's config, composed of the parts
-    in `factory.train.config`; `output` the step's staging folder; `ctx` its run context."""
+    in `factory.train.config`; `output` the step's staging folder; `ctx` its run context; `engine` what trains the
+    model (default: the factory's own)."""
 
-    def __init__(self, config: Any, output: Path, ctx: StepContext, plot_title: str = "training loss") -> None:
+    def __init__(self, config: Any, output: Path, ctx: StepContext, plot_title: str = "training loss",
+                 engine: Engine | None = None) -> None:
         self.config, self.output, self.ctx, self.plot_title = config, Path(output), ctx, plot_title
+        self.engine = engine or Engine()
         self.output.mkdir(parents=True, exist_ok=True)
         self.rank, self.world_size, self.device = 0, 1, "cpu"
         self.model: nn.Module | None = None  # the transformers model being trained, as loaded (before wrapping)
+        self.plain: tuple[type, Any, Any] | None = None  # what the export builds its plain model from (`hold`)
         self._distributed = distributed()
 
     def __enter__(self) -> TrainingShell:
         self.rank, self.world_size, self.device = self._distributed.__enter__()
-        seed_everything(self.config.seed)
+        try:
+            seed_everything(self.config.seed)
+            self.engine.start(self)
+        except BaseException:
+            self._distributed.__exit__(*sys.exc_info())
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:
+        try:
+            self.engine.stop()
+        except BaseException:
+            self._distributed.__exit__(*sys.exc_info())
+            raise
         return self._distributed.__exit__(*exc)
 
     # --- the model ------------------------------------------------------------------------------------------------
+    def hold(self, model: nn.Module) -> None:
+        """Keep `model` (a transformers causal LM, the one `model/` exports) and what the export builds its plain
+        model from: its class, config and generation config, copied before a converter touches the model (gradient
+        checkpointing turns the config's cache off, say)."""
+        self.model = model
+        self.plain = (type(model), copy.deepcopy(model.config), copy.deepcopy(model.generation_config))
+
     def convert(self, model: nn.Module) -> nn.Module:
         """Apply the training converters to `model` (a transformers causal LM, the one `model/` exports) in place:
         FP8 / NVFP4 linears per `precision`, then activation checkpointing. Parameters are shared, so the state
         dict keeps its names."""
-        self.model = model
-        # what the export builds its plain model from, taken before a converter touches the model (gradient
-        # checkpointing turns the config's cache off, say)
-        self._plain = (type(model), copy.deepcopy(model.config), copy.deepcopy(model.generation_config))
+        self.hold(model)
         return apply_converters(model, training_converters(
             self.config.precision, self.config.precision_options, self.config.activation_checkpointing))
 
@@ -113,8 +171,9 @@ class TrainingShell:
                            blocks=self.model.model.layers)
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """`parallelize(convert(model))`: the model to build the objective around."""
-        return self.parallelize(self.convert(model))
+        """The model to build the objective around: `parallelize(convert(model))` with the factory's engine, the
+        engine's own layout of it with another."""
+        return self.engine.prepare(self, model)
 
     # --- training -------------------------------------------------------------------------------------------------
     def trainer(self, objective: nn.Module, data: Any, *, tokenizer: Any = None, callbacks: Sequence[Callback] = (),
@@ -128,15 +187,13 @@ class TrainingShell:
         if self.model is None:
             raise RuntimeError("prepare the model before building its trainer")
         metrics = self.output / "metrics.jsonl"
-        named: list[Callback] = [CheckpointCallback(self.output / "checkpoints", self.config.checkpoint_interval,
-                                                    self.config.keep_checkpoints)]
+        named: list[Callback] = [self.engine.checkpoints(self)]
         if self.rank == 0:  # one writer: the other ranks compute the same (all-reduced) numbers
             named += [MetricsCallback(metrics, self.ctx, self.config.log_interval),
                       LossPlotCallback(metrics, self.output / "loss.png", self.ctx, title=self.plot_title)]
-        export = HFExportCallback(self.output / "model", self.model, self._plain, tokenizer, export_extra or {},
-                                  export_files or {})
+        export = self.engine.export(self, tokenizer, export_extra or {}, export_files or {})
         every = [*named, *callbacks, *getattr(self.ctx, "callbacks", ()), export]
-        return Trainer(objective, data, self.config, callbacks=every, device=self.device)
+        return self.engine.trainer(self, objective, data, every)
 
     def fit(self, trainer: Trainer) -> TrainResult:
         """Train (resuming from the latest checkpoint), export, remove the checkpoints; the summary on rank 0."""
@@ -179,8 +236,12 @@ class HFExportCallback(Callback):
         self.folder, self.model, self.plain, self.tokenizer = Path(folder), model, plain, tokenizer
         self.extra, self.files = extra, files
 
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """The trained model's full state dict under its Hugging Face names, complete on rank 0 (a collective)."""
+        return full_model_state(self.model)
+
     def on_train_end(self, trainer: Trainer) -> None:
-        state = full_model_state(self.model)  # collectives under FSDP: every rank takes part
+        state = self.model_state()  # collectives under FSDP: every rank takes part
         extra = {name: full_model_state(module) for name, module in self.extra.items()}
         if trainer.rank != 0:
             return

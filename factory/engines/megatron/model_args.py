@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from factory.errors import SpecError
-from factory.model.config import ModelConfig
+from factory.errors import InputError, SpecError
+from factory.model.config import LAYER_TYPES, ModelConfig
 
 # Keys of `megatron_model_args` that are `MambaModel` constructor arguments (Megatron-LM flags for the
 # vocabulary divisor and context length); every other key is a `TransformerConfig` field.
@@ -98,3 +98,37 @@ def megatron_cli_args(args: dict[str, Any]) -> list[str]:
         flags += [f"--{flag}={args[name]}" for name, flag in _MOE_FLAGS.items()]
         flags += ["--moe-router-enable-expert-bias", "--moe-grouped-gemm"]
     return flags
+
+
+def model_config_of(hf_config: Any) -> ModelConfig:
+    """The `ModelConfig` of a transformers `NemotronHConfig` (the inverse of `ModelConfig.to_hf`): what the Megatron
+    engine builds when it continues a Hugging Face checkpoint. A setting the Megatron mapping does not carry (a
+    config `to_hf` would not write) is an `InputError` naming it."""
+    if getattr(hf_config, "model_type", None) != "nemotron_h":
+        raise InputError(f"the Megatron engine trains NemotronH models (Megatron-Core's hybrid MambaModel); this model "
+                         f"is {getattr(hf_config, 'model_type', type(hf_config).__name__)!r}")
+    fixed = {"use_bias": False, "attention_bias": False, "mlp_bias": False, "use_conv_bias": True,
+             "residual_in_fp32": False, "mamba_hidden_act": "silu", "time_step_min": 1e-3, "norm_topk_prob": True,
+             "n_group": 1, "topk_group": 1}
+    differ = sorted(k for k, v in fixed.items() if getattr(hf_config, k, v) != v)
+    if differ:
+        raise InputError(f"the Megatron engine builds NemotronH with {', '.join(f'{k}={fixed[k]!r}' for k in differ)}; "
+                         f"this model's config differs ({', '.join(f'{k}={getattr(hf_config, k)!r}' for k in differ)})")
+    letter = {name: char for char, name in LAYER_TYPES.items()}
+    pattern = "".join(letter[t] for t in hf_config.layers_block_type)
+    moe = "E" in pattern
+    return ModelConfig(
+        pattern=pattern, hidden_size=hf_config.hidden_size, num_attention_heads=hf_config.num_attention_heads,
+        num_key_value_heads=hf_config.num_key_value_heads, head_dim=hf_config.head_dim,
+        intermediate_size=hf_config.intermediate_size, mlp_activation=hf_config.mlp_hidden_act,
+        mamba_num_heads=hf_config.mamba_num_heads, mamba_head_dim=hf_config.mamba_head_dim,
+        ssm_state_size=hf_config.ssm_state_size, mamba_groups=hf_config.n_groups, conv_kernel=hf_config.conv_kernel,
+        chunk_size=hf_config.chunk_size,
+        moe_num_experts=hf_config.n_routed_experts if moe else 0, moe_top_k=hf_config.num_experts_per_tok if moe else 0,
+        moe_intermediate_size=hf_config.moe_intermediate_size if moe else 0,
+        moe_shared_intermediate_size=hf_config.moe_shared_expert_intermediate_size if moe else 0,
+        moe_routed_scaling_factor=hf_config.routed_scaling_factor if moe else 1.0,
+        moe_latent_size=hf_config.moe_latent_size, mtp_layers=hf_config.num_nextn_predict_layers or 0,
+        mtp_pattern="".join(letter[t] for t in hf_config.mtp_layers_block_type),
+        max_position_embeddings=hf_config.max_position_embeddings, norm_eps=hf_config.layer_norm_epsilon,
+        initializer_range=hf_config.initializer_range)

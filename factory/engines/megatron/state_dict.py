@@ -24,6 +24,7 @@ Megatron's job. Megatron pads the vocabulary rows of the embedding and the LM he
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+
 import torch
 
 from factory.errors import InputError
@@ -50,14 +51,18 @@ class MegatronAdapter:
     naming it: nothing is passed through unmapped.
     """
 
-    def __init__(self, config: ModelConfig, *, fused_norms: bool = True, vocab_size: int | None = None,
-                 padded_vocab_size: int | None = None) -> None:
+    def __init__(self, config: ModelConfig, *, fused_norms: bool = True, grouped_experts: bool = True,
+                 vocab_size: int | None = None, padded_vocab_size: int | None = None) -> None:
         if (vocab_size is None) != (padded_vocab_size is None):
             raise ValueError("vocab_size and padded_vocab_size go together (both or neither)")
         if vocab_size is not None and padded_vocab_size < vocab_size:
             raise ValueError(f"padded_vocab_size {padded_vocab_size} is below vocab_size {vocab_size}")
         self.config = config
         self.vocab_size, self.padded_vocab_size = vocab_size, padded_vocab_size
+        # TE's grouped GEMM holds expert e's matrix as `linear_fc{n}.weight{e}`; megatron-core's SequentialMLP (the
+        # local spec) as `local_experts.{e}.linear_fc{n}.weight`
+        self._expert = ("decoder.layers.{i}.mlp.experts.linear_fc{n}.weight{e}" if grouped_experts
+                        else "decoder.layers.{i}.mlp.experts.local_experts.{e}.linear_fc{n}.weight")
         norms = _NORMS[fused_norms]
         renames = [_EMBED, ("decoder.final_norm.weight", "model.norm_f.weight"), _HEAD]  # (megatron, hf)
         self._attention: list[int] = []
@@ -83,7 +88,7 @@ class MegatronAdapter:
         self.megatron_names = frozenset(
             [m for m, _ in renames]
             + [f"decoder.layers.{i}.self_attention.linear_qkv.weight" for i in self._attention]
-            + [f"decoder.layers.{i}.mlp.experts.linear_fc{n}.weight{e}" for i in self._moe for n in (1, 2)
+            + [self._expert.format(i=i, n=n, e=e) for i in self._moe for n in (1, 2)
                for e in range(config.moe_num_experts)]
         )
         self.hf_names = frozenset(
@@ -103,7 +108,7 @@ class MegatronAdapter:
                         f"model.layers.{i}.mixer.v_proj.weight": v})
         for i in self._moe:
             for n, proj in ((1, "up"), (2, "down")):
-                experts = [state[f"decoder.layers.{i}.mlp.experts.linear_fc{n}.weight{e}"] for e in range(self.config.moe_num_experts)]
+                experts = [state[self._expert.format(i=i, n=n, e=e)] for e in range(self.config.moe_num_experts)]
                 out[f"model.layers.{i}.mixer.experts.{proj}_proj"] = torch.stack(experts)
         if self.vocab_size is not None:
             for meg, hf in (_EMBED, _HEAD):
@@ -124,7 +129,7 @@ class MegatronAdapter:
                 name = f"model.layers.{i}.mixer.experts.{proj}_proj"
                 _check_rows(name, state[name], self.config.moe_num_experts)
                 for e, weight in enumerate(state[name].unbind(0)):
-                    out[f"decoder.layers.{i}.mlp.experts.linear_fc{n}.weight{e}"] = weight
+                    out[self._expert.format(i=i, n=n, e=e)] = weight
         if self.vocab_size is not None:
             for meg, hf in (_EMBED, _HEAD):
                 _check_rows(hf, state[hf], self.vocab_size)

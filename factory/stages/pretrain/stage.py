@@ -29,6 +29,11 @@ continue (model, optimizer, schedule position, data position, RNG states); a res
 continues from the latest complete one and reproduces the uninterrupted run. They are removed once
 `model/` is written, so the published artifact holds only the files above.
 
+Engines: `engine: factory` (the default) trains the transformers model itself; `engine: megatron` trains
+Megatron-Core's `MambaModel` of the same shape (`factory.engines.megatron`: its parallel `layout`, Megatron DDP,
+distributed checkpoints, Transformer Engine's FP8 / NVFP4 on GPU) on the same data in the same order, and exports
+the same `model/`. Continued pretraining (`init`) works with either: Megatron loads the init model's weights.
+
 Run alone:
 
     from factory.stage import Artifact, StepContext
@@ -66,11 +71,18 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     names = ["train"] if blend is None else list(dict.fromkeys(n for phase in blend for n in phase.weights))
     datasets = {name: _read_dataset(inputs, name, config.seq_len) for name in names}
     tokenizer = tokens.tokenizer()
-    with TrainingShell(config, output, ctx, plot_title="pretraining loss") as shell:
+    megatron, engine = config.engine == "megatron", None
+    if megatron:
+        # megatron-core's model and training code takes seconds to import: runs of the factory engine skip it
+        from factory.engines.megatron import MegatronCausalLM, MegatronEngine
+
+        engine = MegatronEngine(config.layout, config.expert_parallel)
+    with TrainingShell(config, output, ctx, plot_title="pretraining loss", engine=engine) as shell:
         if blend is None:
             data = datasets["train"]
         else:
-            total = config.steps * config.micro_batch_size * config.grad_accum * shell.world_size
+            data_ranks = config.layout.data if config.layout else shell.world_size  # samples drawn per step / rows
+            total = config.steps * config.micro_batch_size * config.grad_accum * data_ranks
             data = BlendedSamples(datasets, blend, total, config.seed)
             if shell.rank == 0:
                 ctx.log.info("blend", source="config" if config.blend is not None else "tokens/blend.json (mix step)",
@@ -87,12 +99,15 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             model_config = config.model.resolve()
             special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
                        "pad_token_id": tokenizer.pad_token_id}
-            model = build_model(model_config, len(tokenizer), **special)
+            # Megatron initialises its own model: the transformers one only says what to build and export (no weights)
+            model = build_model(model_config, len(tokenizer), device="meta" if megatron else "cpu", **special)
             params, shape = count_parameters(model), f"{config.model.preset}: {model_config.pattern}"
         model = shell.prepare(model)
         ctx.log.info("model_built", model=shape, params=params, precision=config.precision, vocab_size=len(tokenizer),
-                     datasets=list(datasets), device=shell.device, rank=shell.rank, world_size=shell.world_size)
-        result = shell.fit(shell.trainer(CausalLMObjective(model), data, tokenizer=tokenizer))
+                     datasets=list(datasets), device=shell.device, rank=shell.rank, world_size=shell.world_size,
+                     engine=config.engine)
+        objective = MegatronCausalLM(model) if megatron else CausalLMObjective(model)
+        result = shell.fit(shell.trainer(objective, data, tokenizer=tokenizer))
     return {**result.summary, "params": float(params)} if shell.rank == 0 else result.summary
 
 
