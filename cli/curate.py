@@ -9,28 +9,22 @@ producer, metrics, every file's size and sha256):
     from cli.curate import curate_files
     manifest = curate_files(["crawl/", "pages.jsonl"], Path("corpus"), spec_path=None)
 
-`out` must be absent, empty, or a previous curate output (which is replaced); anything else is refused, so
-a typo never overwrites a folder of other files. The output is built in a staging folder beside `out` and
-renamed into place, so an interrupted run leaves nothing half-written.
+`out` must be absent, empty, or a previous curate output (which is replaced); the output is built beside it and
+renamed into place (`cli.standalone`).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
+from cli.standalone import check_out, run_into
 from factory.errors import InputError, SpecError
 from factory.kinds import KINDS
 from factory.logs import get_logger
-from factory.manifest import build_manifest
-from factory.sources import source_digests
 from factory.spec import Spec, load_spec
-from factory.stage import Artifact, StepContext
-from factory.steps import Executor, code_version, fingerprint_of
-from factory.store import MANIFEST, LocalStore, write_json_atomic
+from factory.stage import Artifact
+from factory.steps import Executor
 
 log = get_logger("cli.curate")
 CURATE = KINDS["curate"]
@@ -64,53 +58,14 @@ def _config(inputs: list[str], spec_path: Path | None) -> tuple[Any, dict[str, A
     return config, upstream
 
 
-def _check_out(out: Path) -> bool:
-    """Whether `out` holds a previous curate output; raises InputError when it holds anything else."""
-    if not out.exists():
-        return False
-    if not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder")
-    if not any(out.iterdir()):
-        return False
-    manifest = out / MANIFEST
-    if manifest.is_file():
-        try:
-            previous = json.loads(manifest.read_text())
-        except ValueError:
-            previous = {}
-        if previous.get("stage") == "curate" and previous.get("kind") == CURATE.output:
-            return True
-    raise InputError(f"--out {out} is not empty and is not a previous curate output; give a new or empty folder")
-
-
 def curate_files(inputs: list[str], out: Path, spec_path: Path | None = None) -> dict[str, Any]:
     """Curate `inputs` (files or folders) into `out`; returns the manifest written to `out/manifest.json`."""
     if not inputs:
         raise InputError("give at least one input file or folder to curate")
     out = Path(out).expanduser().resolve()
     config, upstream = _config(inputs, spec_path)
-    replace = _check_out(out)
-    sources = source_digests("curate", config)  # raises InputError naming a missing input
-    recipe = {"kind": "curate", "config": config.result_fields(), "inputs": {k: a.fingerprint for k, a in upstream.items()},
-              "sources": sources, "code": code_version("curate")}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        metrics = CURATE.run(config, upstream, staging, StepContext("curate", scratch=staging.parent / f"{staging.name}-scratch"))
-        manifest = build_manifest("curate", CURATE.output, "curate", fingerprint_of(recipe), recipe, config.model_dump(mode="json"),
-                                  upstream, metrics)
-        manifest = LocalStore.finalize_manifest(staging, manifest.model_dump(mode="json"), uri=out.as_uri())
-        write_json_atomic(staging / MANIFEST, manifest)
-        if replace or out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            out.rename(old)
-            staging.rename(out)
-            shutil.rmtree(old)
-        else:
-            staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(staging.parent / f"{staging.name}-scratch", ignore_errors=True)
+    replace = check_out(out, step="curate", kind=CURATE.output, command="factory curate")
+    manifest = run_into(out, replace, step="curate", kind_name="curate", config=config, inputs=lambda scratch: upstream)
+    metrics = manifest["metrics"]
     log.info("curate_files_done", out=str(out), docs_out=metrics.get("docs_out"), fingerprint=manifest["fingerprint"][:16])
     return manifest

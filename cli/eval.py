@@ -28,8 +28,6 @@ to name a tracking store).
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -63,48 +61,20 @@ def evaluate_folder(model_dir: Path, tasks: list[Path], out: Path | None = None,
     """Evaluate the model in `model_dir` on `tasks` into `out`; returns the manifest written to `out/manifest.json`."""
     # `factory` imports this module for every command: the evaluate stage, the executor's fingerprints and torch load
     # only for this one
-    from factory.code_version import library_versions
-    from factory.kinds import KINDS
-    from factory.manifest import build_manifest
-    from factory.sources import source_digests
-    from factory.stage import StepContext
-    from factory.steps import code_version, fingerprint_of
-    from factory.store import MANIFEST, LocalStore, write_json_atomic
+    from cli.standalone import check_out, run_into
 
-    evaluate = KINDS["evaluate"]
     model_dir = Path(model_dir).expanduser().resolve()
     config = _config(tasks, tokens, config_path)
     out = Path(out or Path.cwd() / f"eval-{_model_name(model_dir)}").expanduser().resolve()
-    replace = _check_out(out)
-    sources = source_digests("evaluate", config)  # a missing task or docs file: one line naming it
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    staging, scratch = out.parent / f".{out.name}.staging-{tag}", out.parent / f".{out.name}.scratch-{tag}"
-    staging.mkdir()
-    scratch.mkdir()
-    try:
-        inputs = {"model": _model_input(model_dir, scratch)}
+    replace = check_out(out, step=STEP, kind="evaluation", command="factory eval")
+
+    def inputs(scratch: Path) -> dict[str, Any]:
+        found = {"model": _model_input(model_dir, scratch)}
         if tokens is not None:
-            inputs["tokens"] = _tokens_input(Path(tokens).expanduser().resolve())
-        recipe = {"kind": "evaluate", "config": config.result_fields(), "sources": sources,
-                  "inputs": {k: a.fingerprint for k, a in inputs.items()}, "code": code_version("evaluate"),
-                  "libraries": library_versions(evaluate.run_module)}
-        metrics = evaluate.run(config, inputs, staging, StepContext(STEP, scratch=scratch))
-        manifest = build_manifest(STEP, evaluate.output, "evaluate", fingerprint_of(recipe), recipe,
-                                  config.model_dump(mode="json"), inputs, metrics)
-        manifest = LocalStore.finalize_manifest(staging, manifest.model_dump(mode="json"), uri=out.as_uri())
-        write_json_atomic(staging / MANIFEST, manifest)
-        if replace or out.exists():
-            old = out.parent / f".{out.name}.old-{tag}"
-            out.rename(old)
-            staging.rename(out)
-            shutil.rmtree(old)
-        else:
-            staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
-    return manifest
+            found["tokens"] = _tokens_input(Path(tokens).expanduser().resolve())
+        return found
+
+    return run_into(out, replace, step=STEP, kind_name="evaluate", config=config, inputs=inputs)
 
 
 def _config(tasks: list[Path], tokens: Path | None, config_path: Path | None):
@@ -165,17 +135,6 @@ def _model_name(model_dir: Path) -> str:
     return model_dir.parent.name if model_dir.name == "model" else model_dir.name
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
-    """The manifest.json in `folder`, or {} when there is none (a folder the factory did not publish)."""
-    from factory.store import MANIFEST  # see evaluate_folder
-
-    try:
-        loaded = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
 def _identity(folder: Path) -> str:
     """A folder's identity as a raw input's (its files' listing), for a folder no manifest describes."""
     from factory.sources import input_identity  # see evaluate_folder
@@ -187,13 +146,14 @@ def _identity(folder: Path) -> str:
 def _model_input(model_dir: Path, scratch: Path):
     """The model as the stage takes it, an artifact folder holding `model/`: a checkpoint as it is, any other model
     folder linked into `scratch`; its manifest (a release's, a checkpoint's) or else its listing identifies it."""
-    from factory.stage import Artifact  # see evaluate_folder
+    from cli.standalone import read_manifest  # see evaluate_folder
+    from factory.stage import Artifact
 
     if (model_dir / "model" / "config.json").is_file():
-        folder, model, manifest = model_dir, model_dir / "model", _manifest(model_dir)
+        folder, model, manifest = model_dir, model_dir / "model", read_manifest(model_dir)
     elif (model_dir / "config.json").is_file():
         model = model_dir
-        manifest = _manifest(model_dir.parent) if model_dir.name == "model" else _manifest(model_dir)
+        manifest = read_manifest(model_dir.parent) if model_dir.name == "model" else read_manifest(model_dir)
         folder = scratch / "model-input"
         folder.mkdir()
         (folder / "model").symlink_to(model)
@@ -206,24 +166,11 @@ def _model_input(model_dir: Path, scratch: Path):
 
 
 def _tokens_input(folder: Path):
-    from factory.artifacts import Tokens  # see evaluate_folder
+    from cli.standalone import read_manifest  # see evaluate_folder
+    from factory.artifacts import Tokens
     from factory.stage import Artifact
 
     Tokens(folder, "--tokens").checked()
-    manifest = _manifest(folder)
+    manifest = read_manifest(folder)
     return Artifact(folder, {**manifest, "fingerprint": manifest.get("fingerprint") or _identity(folder),
                              "uri": folder.as_uri(), "kind": "tokens", "stage": manifest.get("stage", "tokens")})
-
-
-def _check_out(out: Path) -> bool:
-    """Whether `out` holds a previous `factory eval` output; raises InputError when it holds anything else."""
-    if not out.exists():
-        return False
-    if not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder")
-    if not any(out.iterdir()):
-        return False
-    previous = _manifest(out)
-    if previous.get("stage") == STEP and previous.get("kind") == "evaluation":
-        return True
-    raise InputError(f"--out {out} is not empty and is not a previous `factory eval` output; give a new or empty folder")
