@@ -7,6 +7,9 @@
     for record in read_records(document_files(out), skipped):   # bad lines and files counted in `skipped`
         ...
 
+Text is written as UTF-8, and UTF-8 cannot hold a lone surrogate (what a JSON `\\ud800` escape decodes to): the
+writer, and the readers that make records (`valid_text`), replace one with U+FFFD.
+
 A reader that skips damaged records states how much damage it accepts: `check_error_budget` fails with one
 line (count, top reasons, a sample file and offset) past that share; `read_records(..., max_error_fraction=)`
 applies it to the corpus once every line has been read.
@@ -17,12 +20,33 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from factory.errors import InputError
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, a surrogate is always a lone one
+
+
+def valid_text(text: str) -> str:
+    """`text` with every lone surrogate replaced by U+FFFD, so it encodes as UTF-8 (most text is ASCII: no scan)."""
+    if text.isascii() or _LONE_SURROGATE.search(text) is None:
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _valid(value: object) -> object:
+    """A JSON value with `valid_text` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {_valid(k): _valid(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_valid(v) for v in value]
+    return value
 
 
 def check_error_budget(what: str, damaged: Mapping[str, int], total: int, max_fraction: float,
@@ -98,5 +122,10 @@ def _write_part(path: Path, records: list[dict]) -> None:
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
         for record in records:
-            gz.write((json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+            line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+            try:
+                data = line.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate somewhere in the record (rare: checked only then)
+                data = (json.dumps(_valid(record), ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+            gz.write(data)
     path.write_bytes(buf.getvalue())

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from factory.documents import check_error_budget, document_files, read_records, write_parts
+from factory.documents import check_error_budget, document_files, read_records, valid_text, write_parts
 from factory.errors import InputError
 
 
@@ -24,6 +24,18 @@ def test_parts_hold_per_part_records_in_order_and_bytes_depend_only_on_the_recor
     write_parts(records, tmp_path / "b" / "documents", per_part=3)
     assert [p.read_bytes() for p in document_files(tmp_path / "a")] == [p.read_bytes() for p in document_files(tmp_path / "b")]
     assert write_parts(records[:6], tmp_path / "c" / "documents", per_part=3) == 2  # no trailing empty part
+
+
+def test_lone_surrogates_are_written_as_replacement_characters(tmp_path):
+    # a JSON `\\udc80` escape decodes to a lone surrogate, which UTF-8 cannot encode: the writer raised
+    # UnicodeEncodeError and the stage lost its corpus
+    records = [{"id": "a\ud800", "text": "ok", "metadata": {"url": "https://example.org/\udfff", "tags": ["\udc80"]}},
+               {"id": "b", "text": "fine 😀", "metadata": {}}]
+    write_parts(records, tmp_path / "documents", per_part=10)
+    assert list(read_records(document_files(tmp_path), Counter())) == [
+        {"id": "a\ufffd", "text": "ok", "metadata": {"url": "https://example.org/\ufffd", "tags": ["\ufffd"]}},
+        {"id": "b", "text": "fine 😀", "metadata": {}}]
+    assert valid_text("plain") == "plain" and valid_text("x\udcff😀") == "x\ufffd😀"
 
 
 def test_an_empty_corpus_is_one_empty_part(tmp_path):

@@ -15,8 +15,11 @@ libraries' own results (tests/curate/test_words.py, test_repetition.py, test_lan
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import resource
 import unicodedata
+from functools import partial
 
 import justext
 from datatrove.data import Document
@@ -30,6 +33,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 
 from factory.curate.language import language_identifier
+from factory.curate.limits import DEFAULT_EXTRACT_MEMORY_MB
 from factory.curate.math import extract_math_page, has_math
 from factory.curate.repetition import FastGopherRepetition
 from factory.curate.words import CachedSpacyWords
@@ -222,23 +226,82 @@ def extract_main_text(html: str, extractor: str) -> str:
     raise ValueError(f"unknown extractor {extractor!r}; known: {list(EXTRACTORS)}")
 
 
+_OUT_OF_MEMORY = "out_of_memory"  # what the sandbox's worker answers for a page that passed its memory limit
+
+
+def _address_space() -> int | None:
+    """This process's virtual memory in bytes (Linux's /proc), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_address_space() -> int:
+    """The most virtual memory this process has held, in bytes (Linux's /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class BoundedSandbox(ExtractorSandbox):
+    """datatrove's extraction sandbox (a worker process per task, a time limit per page), with a memory limit per
+    page as well: the worker may grow its address space by `memory_bytes` past what it inherited (RLIMIT_AS, where
+    the OS has /proc and enforces it: Linux). A page that passes it (misnested tags whose reconstruction grows the
+    tree quadratically: 58 KB took 3.4 GB) fails its allocation and is answered `out_of_memory`, and the worker is
+    replaced; any other exception is answered as itself (datatrove's worker would die on it and be restarted)."""
+
+    def __init__(self, timeout: float, memory_bytes: int | None):
+        super().__init__(timeout=timeout, warmup_text="")
+        self.memory_bytes = memory_bytes
+        self._limit: int | None = None
+
+    def _worker(self, conn, extract_fn):
+        start = _address_space()
+        if self.memory_bytes is not None and start is not None:
+            self._limit = start + self.memory_bytes
+            resource.setrlimit(resource.RLIMIT_AS, (self._limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        super()._worker(conn, partial(self._guarded, extract_fn))
+
+    def _guarded(self, extract_fn, *args):
+        try:
+            return extract_fn(*args)
+        except MemoryError:
+            return _OUT_OF_MEMORY
+        except Exception as error:  # noqa: BLE001 (sent back: the parent counts it, the worker lives on)
+            # a parser that fails an allocation raises its own error (resiliparse: HTMLParserException); the
+            # worker's peak tells (it is replaced after each page that reached its limit)
+            if self._limit is not None and _peak_address_space() > self._limit - (64 << 20):
+                return _OUT_OF_MEMORY
+            return error
+
+
 class Extract(BaseExtractor):
-    """Main-text extraction, one page at a time in datatrove's sandboxed subprocess (per-page time limit).
+    """Main-text extraction, one page at a time in a sandboxed subprocess (per-page time and memory limits).
 
     Text documents (WET records, JSONL `"text"`) pass through untouched. HTML pages with equations go to
     the math-aware path (`factory.curate.math`) when `math` is a config with `enabled`; the others to
     `extractor`. Each document records which path it took in `metadata["extraction"]`; a page that
-    extracts to nothing is dropped and counted (`empty`, `timeout`, `clean_error`, `broken_process`).
+    extracts to nothing is dropped and counted (`empty`, `timeout`, `out_of_memory`, `clean_error`,
+    `broken_process`): a page past `timeout` seconds or `memory_mb` MiB is counted, not waited for.
     """
 
     name = "⛏ Extract main text"
 
-    def __init__(self, extractor: str = "resiliparse_rules", timeout: float = 30, math=None):
+    def __init__(self, extractor: str = "resiliparse_rules", timeout: float = 30, math=None,
+                 memory_mb: int | None = DEFAULT_EXTRACT_MEMORY_MB):
         super().__init__(timeout)
         if extractor not in EXTRACTORS:
             raise ValueError(f"unknown extractor {extractor!r}; known: {list(EXTRACTORS)}")
         self.extractor = extractor
         self.math = math if math is not None and getattr(math, "enabled", False) else None
+        self.memory_mb = memory_mb
 
     def extract(self, html: str) -> tuple[str, str]:
         if self.math is not None:
@@ -247,7 +310,8 @@ class Extract(BaseExtractor):
         return extract_main_text(html, self.extractor), self.extractor
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        with ExtractorSandbox(timeout=self.timeout, warmup_text="") as sandbox:
+        memory = None if self.memory_mb is None else self.memory_mb << 20
+        with BoundedSandbox(self.timeout, memory) as sandbox:
             for doc in data:
                 self.stat_update("total")
                 if doc.metadata.get("format") == "text":
@@ -257,7 +321,7 @@ class Extract(BaseExtractor):
                     continue
                 with self.track_time():
                     try:
-                        text, path = sandbox.process_document(doc.text, self.extract)
+                        result = sandbox.process_document(doc.text, self.extract)
                     except TimeoutError:
                         self.stat_update("timeout")
                         continue
@@ -267,6 +331,11 @@ class Extract(BaseExtractor):
                     except Exception:  # noqa: BLE001 (a page that breaks the parser is data, not a bug)
                         self.stat_update("clean_error")
                         continue
+                    if result == _OUT_OF_MEMORY:
+                        self.stat_update(_OUT_OF_MEMORY)
+                        sandbox._cleanup_process()  # a fresh worker for the next page, not one with a grown heap
+                        continue
+                text, path = result
                 if text.strip():
                     doc.text = text
                     doc.metadata["extraction"] = path

@@ -37,22 +37,55 @@ def raw_warc_record(headers: list[tuple[str, str]], content: bytes) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + content + b"\r\n\r\n"
 
 
-def write_gzip_bomb(f, prefix: bytes, expanded_size: int = GIB, block: int = 1 << 20) -> None:
-    """Write one gzip member holding `prefix` then zero bytes up to `expanded_size`, streaming.
+def write_gzip_bomb(f, prefix: bytes, expanded_size: int = GIB, block: int = 1 << 20, fill: bytes = b"\x00") -> None:
+    """Write one gzip member holding `prefix` then `fill` bytes (zeros, newlines) up to `expanded_size`, streaming.
 
-    After a full flush deflate keeps no history, so `block` zeros compress to the same bytes every time:
+    After a full flush deflate keeps no history, so `block` fill bytes compress to the same bytes every time:
     they are compressed once and written `expanded_size // block` times (CRC and size computed as we go).
     """
     deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     f.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")  # gzip header: deflate, no name, no time
     f.write(deflate.compress(prefix) + deflate.flush(zlib.Z_FULL_FLUSH))
-    zeros = bytes(block)
+    zeros = (fill * block)[:block]
     packed = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
     crc, size = zlib.crc32(prefix), len(prefix)
-    while size + block <= expanded_size:
+    while size + len(zeros) <= expanded_size:
         f.write(packed)
-        crc, size = zlib.crc32(zeros, crc), size + block
+        crc, size = zlib.crc32(zeros, crc), size + len(zeros)
     f.write(deflate.flush() + struct.pack("<II", crc, size & 0xFFFFFFFF))
+
+
+def newline_jsonl(path: Path, size_on_disk: int, fill: bytes = b"\n") -> None:
+    """A .jsonl.gz of `size_on_disk` bytes: a line, gzip members of nothing but `fill` (newlines: about 1000 to one,
+    so a megabyte on disk holds a gigabyte of empty lines), then a last line."""
+    with open(path, "wb") as f:
+        f.write(zlib.compress(b'{"text": "first"}\n', wbits=31))
+        while f.tell() < size_on_disk:
+            write_gzip_bomb(f, b"", 64 << 20, fill=fill)
+        f.write(zlib.compress(b'{"text": "last"}\n', wbits=31))
+
+
+def ratio_members(path: Path, members: int, expanded: int, fill: bytes = b"\r\n") -> None:
+    """A .warc.gz: a page, `members` gzip members of `expanded` bytes of `fill` each (each far under a member cap in
+    bytes, each at the extreme of deflate's ratio), another page."""
+    with open(path, "wb") as f:
+        f.write(warc_record("https://example.org/before", PAGE.format(n=1).encode(), gzip=True))
+        for _ in range(members):
+            write_gzip_bomb(f, b"", expanded, fill=fill)
+        f.write(warc_record("https://example.org/after", PAGE.format(n=2).encode(), gzip=True))
+
+
+def coded_warc_record(url: str, body: bytes, content_encoding: str = "", transfer_encoding: str = "") -> bytes:
+    """A WARC response record whose HTTP body is sent with the given Content-Encoding / Transfer-Encoding (the body
+    already coded by the caller)."""
+    headers = [("Content-Type", "text/html; charset=utf-8")]
+    headers += [("Content-Encoding", content_encoding)] if content_encoding else []
+    headers += [("Transfer-Encoding", transfer_encoding)] if transfer_encoding else []
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=False)
+    http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
+    writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http))
+    return buf.getvalue()
 
 
 def bomb_warc(path: Path, expanded_size: int = GIB) -> None:

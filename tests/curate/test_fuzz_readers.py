@@ -16,7 +16,9 @@ import gzip
 import io
 import json
 import os
+import random
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -25,9 +27,9 @@ from hypothesis import strategies as st
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from factory.stages.curate import Config, run
-from factory.curate.readers import LOST_BYTES, SourceFile, WebSourceReader, list_sources
+from factory.curate.readers import LOST_BYTES, SourceFile, WebSourceReader, canonical_url, list_sources
 from factory.stage import NullTracker, StepContext
+from factory.stages.curate import Config, run
 
 EXAMPLES = int(os.environ.get("FACTORY_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -148,7 +150,7 @@ def test_random_bytes_in_any_format_are_counted(blob, suffix):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"x{suffix}"
         path.write_bytes(blob)
-        docs, counts = read([path])
+        _, counts = read([path])
     if blob:
         assert outcomes(counts) >= 1
     if suffix == ".jsonl":  # one outcome per non-blank line, exactly (a file with none counts once, as empty)
@@ -240,3 +242,192 @@ def test_the_stage_on_a_fuzzed_corpus_finishes_and_accounts_for_every_record(dat
         stats = json.loads((out / "stats.json").read_text())
     assert stats["docs_in"] == stats["docs_out"] + sum(stats["removed"].values()) + sum(stats["skipped"].values())
     assert metrics["docs_in"] == stats["docs_in"] > 0
+
+
+# Issue 25's classes, a generator each: encodings and byte-order marks, HTTP codings, compression ratios, read
+# boundaries, regex-hostile attributes, lone surrogates. Each property says what a browser would show is read.
+
+ASCII_WORDS = st.text(st.sampled_from("abcdefghij klmnop"), min_size=1, max_size=60)
+# Latin-1 letters À-ÿ only: a lead byte never followed by a continuation byte, so no run of them is valid UTF-8 and a
+# page that says UTF-8 but holds them has one reading
+LATIN1_WORDS = st.text(st.sampled_from("abc déf ÀÉÎÕÜßàéîõüÿ"), min_size=1, max_size=60)
+WIDE_WORDS = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=60).filter(str.strip)
+
+
+@st.composite
+def encoded_pages(draw) -> tuple[bytes, str, str | None]:
+    """(page bytes, the text a browser shows, the HTTP header's charset or None)."""
+    case = draw(st.sampled_from(["bom-utf8", "bom-utf16le", "bom-utf16be", "bom-utf32le", "bom-utf32be", "utf16-header",
+                                 "latin1-says-utf8", "latin1-undeclared", "latin1-declared", "cp1251-declared"]))
+    words = draw(LATIN1_WORDS if case.startswith("latin1") else WIDE_WORDS if case.startswith(("bom", "utf16"))
+                 else st.text(st.sampled_from("абвгде жзий"), min_size=1, max_size=40))
+    meta = {"latin1-says-utf8": '<meta charset="utf-8">', "latin1-declared": '<meta charset="iso-8859-1">',
+            "cp1251-declared": '<meta charset="windows-1251">'}.get(case, "")
+    page = f"<html><head>{meta}</head><body><p>{words}</p></body></html>"
+    codec = {"bom-utf8": "utf-8", "bom-utf16le": "utf-16-le", "bom-utf16be": "utf-16-be", "bom-utf32le": "utf-32-le",
+             "bom-utf32be": "utf-32-be", "utf16-header": "utf-16-le", "cp1251-declared": "cp1251"}.get(case, "latin-1")
+    raw = (("\ufeff" if case.startswith("bom") else "") + page).encode(codec)
+    return raw, page, "utf-16le" if case == "utf16-header" else None
+
+
+@FUZZ
+@given(encoded_pages(), st.sampled_from(["html", "warc", "warc.gz"]))
+def test_pages_in_any_encoding_read_as_a_browser_shows_them(case, container):
+    raw, page, header = case
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"x.{container}"
+        if container == "html":
+            if header is not None:  # a file has no HTTP header: the case is for records
+                return
+            path.write_bytes(raw)
+        else:
+            record = warc_bytes({"url": "https://example.org/1", "kind": "response", "body": raw, "charset": header or ""})
+            path.write_bytes(zlib.compress(record, wbits=31) if container.endswith(".gz") else record)
+        docs, counts = read([path])
+    assert [d.text for d in docs] == [page], counts
+
+
+CODINGS = st.lists(st.sampled_from(["gzip", "x-gzip", "deflate", "deflate-raw", "br", "identity"]), max_size=3)
+
+
+@FUZZ
+@given(CODINGS, st.booleans(), st.integers(1, 300), ASCII_WORDS)
+def test_responses_in_any_stack_of_http_codings_read_to_their_page(codings, chunked, chunk, words):
+    import brotli
+
+    from tests.curate.malformed import coded_warc_record
+
+    html = f"<html><body><p>{words}</p></body></html>".encode()
+    body = html
+    for coding in codings:
+        body = {"gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress,
+                "deflate-raw": lambda b: zlib.compress(b)[2:-4], "br": brotli.compress, "identity": lambda b: b}[coding](body)
+    transfer = "chunked" if chunked else ""
+    if chunked:
+        body = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + chunk]), body[i:i + chunk])
+                        for i in range(0, len(body), chunk)) + b"0\r\n\r\n"
+    content = ", ".join(c.replace("deflate-raw", "deflate") for c in codings)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.warc"
+        path.write_bytes(coded_warc_record("https://example.org/c", body, content, transfer))
+        docs, counts = read([path])
+    assert [d.text for d in docs] == [html.decode()], (codings, chunked, counts)
+
+
+SMALL = {"max_page_bytes": 10_000, "max_header_bytes": 1024, "max_member_bytes": 20_000}  # one unit: 12 KB
+
+
+@settings(FUZZ, max_examples=max(5, EXAMPLES // 4))  # megabytes per example
+@given(st.lists(st.tuples(st.sampled_from([b"\n", b"\r\n", b" ", b"\x00", b"a", b"{}\n"]), st.integers(0, 4 << 20)),
+                min_size=1, max_size=4),
+       st.sampled_from(["warc.gz", "jsonl.gz"]))
+def test_members_of_any_compression_ratio_end_in_seconds_and_keep_the_pages(fillers, fmt):
+    from tests.curate.malformed import write_gzip_bomb
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"x.{fmt}"
+        with open(path, "wb") as f:
+            for i, (fill, size) in enumerate(fillers):
+                good = (warc_bytes({"url": f"https://example.org/{i}", "kind": "response", "charset": "",
+                                    "body": b"<html><body><p>page</p></body></html>"}) if fmt == "warc.gz"
+                        else b"\n" + json.dumps({"text": f"page {i}"}).encode() + b"\n")  # ends a filler's last line
+                f.write(zlib.compress(good, wbits=31))
+                write_gzip_bomb(f, b"", size, block=1 << 16, fill=fill)
+        start = time.perf_counter()
+        docs, counts = read([path], **SMALL)
+        seconds = time.perf_counter() - start
+    assert seconds < 10, (seconds, counts)
+    capped = counts.get("skipped_too_large", 0) + counts.get("skipped_too_many_records", 0)
+    want = len(fillers)
+    # every page before a filler is read; a filler past a cap may take the pages after it, counted
+    assert len(docs) == want or (capped and 1 <= len(docs) <= want), counts
+    assert outcomes(counts) >= len(docs) + (1 if fill_counts(fillers) else 0)
+
+
+def fill_counts(fillers) -> bool:
+    """Whether some filler holds more than blank lines (a unit the reader must count); a filler is written in whole
+    blocks of 64 KiB (`write_gzip_bomb`), none when smaller."""
+    return any(size >= 1 << 16 and fill.strip() for fill, size in fillers)
+
+
+NEAR_BOUNDARIES = st.sampled_from([1 << 16, 1 << 17, 1 << 20, 12_048, 20_000]).flatmap(lambda b: st.integers(b - 12, b + 12))
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.just(0), NEAR_BOUNDARIES, st.integers(1, 200)), min_size=1, max_size=3),
+       st.sampled_from(["warc", "warc-whole.gz", "warc-members.gz"]), st.booleans())
+def test_a_record_start_at_any_read_boundary_is_found(junk_lengths, layout, newlines):
+    # junk before each record puts its `WARC/1.` across read chunks, inflate pieces and held-member edges
+    records = [warc_bytes({"url": f"https://example.org/{i}", "kind": "response", "charset": "",
+                           "body": b"<html><body><p>page</p></body></html>"}) for i in range(len(junk_lengths) + 1)]
+    pieces = [records[0]]
+    for i, n in enumerate(junk_lengths):
+        junk = (b"J" + bytes(random.Random(n).choices(b"xyz", k=n)))[:n]  # as compressible as text, no more
+        if newlines and n > 2:
+            junk = junk[: n // 2] + b"\n" + junk[n // 2 + 1:]
+        pieces += [junk, records[i + 1]]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("x.warc.gz" if layout.endswith(".gz") else "x.warc")
+        if layout == "warc-whole.gz":
+            path.write_bytes(gzip.compress(b"".join(pieces), mtime=0))
+        elif layout == "warc-members.gz":
+            path.write_bytes(b"".join(zlib.compress(p, wbits=31) for p in pieces))
+        else:
+            path.write_bytes(b"".join(pieces))
+        docs, counts = read([path], **SMALL)
+    assert [d.metadata["url"] for d in docs] == [f"https://example.org/{i}" for i in range(len(records))], counts
+    assert counts.get("skipped_bad_warc_header", 0) == sum(1 for n in junk_lengths if n)
+
+
+@FUZZ
+@given(st.lists(st.one_of(NEAR_BOUNDARIES, st.integers(0, 100)), min_size=1, max_size=4), st.booleans())
+def test_jsonl_lines_of_any_length_against_the_read_boundaries(lengths, gz):
+    lines = [json.dumps({"text": "t" + "x" * n}).encode() for n in lengths]
+    blob = b"\n".join(lines) + b"\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("x.jsonl.gz" if gz else "x.jsonl")
+        path.write_bytes(gzip.compress(blob, mtime=0) if gz else blob)
+        docs, counts = read([path], max_page_bytes=1 << 21)
+    assert [len(d.text) for d in docs] == [n + 1 for n in lengths], counts
+
+
+HOSTILE_TOKENS = st.sampled_from(["<link", "<LINK ", " ", "rel", "REL", "=", "canonical", "href", '"', "'", "x", ">", "\n",
+                                  "/", "<", "\t", "=canonical", " rel=canonical ", " href="])
+
+
+@FUZZ
+@given(st.lists(HOSTILE_TOKENS, min_size=1, max_size=40), st.booleans())
+def test_the_canonical_address_costs_linear_time_on_regex_hostile_attributes(tokens, planted):
+    pattern = "".join(tokens)
+    hostile = pattern * (20_000 // len(pattern) + 1)
+    first = '<link rel="canonical" href="https://example.org/c">' if planted else ""
+    start = time.perf_counter()
+    found = canonical_url(first + hostile)
+    assert time.perf_counter() - start < 0.25
+    if planted:
+        assert found == "https://example.org/c"
+
+
+# (as written in JSON, as it must read): a lone surrogate reads as U+FFFD, a pair as the character it encodes
+# (a high one is followed by a letter, so two never make a pair)
+LONE = st.one_of(st.integers(0xDC00, 0xDFFF).map(lambda c: (f"\\u{c:04x}", "\ufffd")),
+                 st.integers(0xD800, 0xDBFF).map(lambda c: (f"\\u{c:04x}a", "\ufffda")))
+SURROGATE_TEXT = st.lists(st.one_of(st.sampled_from([("a", "a"), ("é", "é"), (" ", " "), ("\\ud83d\\ude00", "😀")]), LONE),
+                          min_size=1, max_size=12).map(lambda parts: ("".join(p[0] for p in parts), "".join(p[1] for p in parts)))
+
+
+@FUZZ
+@given(SURROGATE_TEXT, SURROGATE_TEXT, SURROGATE_TEXT)
+def test_lone_surrogates_anywhere_in_a_record_are_written_as_valid_utf8(doc_id, url, text):
+    from factory.documents import write_parts
+
+    line = f'{{"id": "{doc_id[0]}", "url": "{url[0]}", "text": "x{text[0]}"}}\n'.encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.jsonl"
+        path.write_bytes(line)
+        docs, counts = read([path])
+        assert counts == {"documents": 1}
+        [doc] = docs
+        assert (doc.id, doc.metadata["url"], doc.text) == (doc_id[1], url[1], "x" + text[1])
+        write_parts([{"id": doc.id, "text": doc.text, "metadata": doc.metadata}], Path(tmp) / "out", 10)
+        assert gzip.decompress((Path(tmp) / "out" / "part-00000.jsonl.gz").read_bytes()).decode("utf-8")

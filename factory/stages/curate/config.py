@@ -11,14 +11,21 @@ from factory.curate.decontaminate import DecontaminationConfig
 from factory.curate.dedup.fuzzy import FuzzyDedupConfig
 from factory.curate.dedup.semantic import SemanticDedupConfig
 from factory.curate.gopher import GopherQuality, GopherRepetition
+from factory.curate.limits import (
+    DEFAULT_EXTRACT_MEMORY_MB,
+    DEFAULT_MAX_EXPANSION_RATIO,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_MEMBER_BYTES,
+    DEFAULT_MAX_PAGE_BYTES,
+    DEFAULT_MAX_RECORDS_PER_KIB,
+)
 from factory.curate.math import MathConfig
 from factory.curate.math.config import MathChainConfig
 from factory.curate.quality.ensemble import N_TIERS
-from factory.curate.limits import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_PAGE_BYTES
 from factory.stage import StageConfig, no_effect
 
 MIN_CALIBRATION_DOCS = 100  # documents a crawl needs before its own tier grids replace the ensemble's
-
 
 
 class MathExtraction(MathConfig):
@@ -52,15 +59,30 @@ class Config(StageConfig):
     extractor: Literal["resiliparse_rules", "trafilatura", "resiliparse", "justext"] = Field(
         "resiliparse_rules", description="Main-text extractor that strips navigation, banners and footers (bench/curate.py measures them).")
     extract_timeout_s: float = Field(
-        30.0, gt=0, description="Per-page extraction time limit; a page that takes longer is dropped.")
+        30.0, gt=0, description="Per-page extraction time limit; a page that takes longer is dropped (timeout), not waited for.")
+    extract_memory_mb: int | None = Field(
+        DEFAULT_EXTRACT_MEMORY_MB, ge=64,
+        description="Memory one page's extraction may add to its worker process (Linux: RLIMIT_AS); a page past it is "
+                    "dropped (out_of_memory). None: no limit.")
     max_page_bytes: int = Field(
         DEFAULT_MAX_PAGE_BYTES, ge=1024, description="Input units (page, record, JSONL line) larger than this are skipped as too_large.")
     max_header_bytes: int = Field(
         DEFAULT_MAX_HEADER_BYTES, ge=1024, description="Largest WARC header block; a larger one is skipped as header_too_large.")
     max_member_bytes: int = Field(
         DEFAULT_MAX_MEMBER_BYTES, ge=1024,
-        description="Most bytes one gzip member of a WARC/WET may expand to (gzip bombs; never below max_page_bytes + "
-                    "2 x max_header_bytes), and most bytes passed over to find the end of an overlong JSONL line.")
+        description="Most bytes of one gzip member held whole, its CRC checked, before its records are read (never below "
+                    "max_page_bytes + 2 x max_header_bytes); a larger member (a whole WARC gzipped as one) is read as it inflates.")
+    max_file_bytes: int = Field(
+        DEFAULT_MAX_FILE_BYTES, ge=1024,
+        description="Most bytes one input file may expand to; the rest of a file past it is skipped, counted once as too_large.")
+    max_expansion_ratio: float = Field(
+        DEFAULT_MAX_EXPANSION_RATIO, ge=2,
+        description="Most expanded bytes per compressed byte of a gzip member, and of a whole file, past one unit's worth: "
+                    "a gzip bomb stops there (too_large) and reading resumes at the next member.")
+    max_records_per_kib: int = Field(
+        DEFAULT_MAX_RECORDS_PER_KIB, ge=1,
+        description="Most input records (lines, WARC records, skips) a file may hold per KiB on disk, never fewer than "
+                    "100,000: past it the rest of the file is skipped, counted once as too_many_records.")
     max_error_fraction: float = Field(
         0.01, ge=0, le=1,
         description="The stage fails when more than this share of input records are damaged or break a parser or step.")
