@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from factory.errors import InputError, ServiceError
+from factory.jsonl import write_text_atomic
 from factory.sources import s3_client
 
 MANIFEST = "manifest.json"
@@ -55,19 +56,19 @@ def list_files(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
+def make_readable(folder: Path) -> None:
+    """Every file and folder under `folder` readable by all (as a published folder is shared: a serving engine or a
+    colleague under another uid reads it). Writers that create private files (`tempfile.mkstemp`, safetensors'
+    `save_file`: mode 0600) would otherwise publish them so."""
+    for p in [folder, *folder.rglob("*")]:
+        if not p.is_symlink():
+            mode = p.stat().st_mode
+            p.chmod(mode | (0o555 if p.is_dir() else 0o444))
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file beside `path`, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON to a temp file beside `path`, fsync, then rename over it (`factory.jsonl.write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 class Store(ABC):
@@ -125,6 +126,7 @@ class Store(ABC):
 
     @staticmethod
     def finalize_manifest(staging: Path, manifest: dict[str, Any], uri: str) -> dict[str, Any]:
+        make_readable(staging)
         return {**manifest, "uri": uri, "files": list_files(staging)}
 
 

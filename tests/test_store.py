@@ -164,3 +164,22 @@ def test_s3_endpoint_that_never_answers_fails_in_bounded_time_naming_itself(tmp_
         server.close()
         for conn, _ in held:
             conn.close()
+
+
+def test_published_files_are_readable_by_all_whatever_mode_their_writer_gave_them(tmp_path):
+    """safetensors' save_file and mkstemp create files 0600; a release is read by engines and people under other
+    uids, so publishing makes every file and folder readable by all, the manifest included."""
+    import torch
+    from safetensors.torch import save_file
+
+    store = LocalStore(tmp_path / "store")
+    staging = store.staging_dir("release/abc", tmp_path / "work")
+    _stage_files(staging)
+    save_file({"w": torch.zeros(2)}, staging / "model.safetensors")
+    (staging / "sub").chmod(0o700)
+    assert (staging / "model.safetensors").stat().st_mode & 0o777 == 0o600  # what the writer made
+    store.publish(staging, "release/abc", {"kind": "release", "stage": "release", "fingerprint": "f" * 64})
+    folder = store.folder("release/abc")
+    for p in [folder, *folder.rglob("*")]:
+        wanted = 0o555 if p.is_dir() else 0o444
+        assert p.stat().st_mode & wanted == wanted, f"{p.relative_to(folder)} is {oct(p.stat().st_mode & 0o777)}"
