@@ -340,6 +340,7 @@ def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
         from botocore.exceptions import BotoCoreError, ClientError  # boto3 and the spec only for s3://
 
         from factory.endpoints import store_for_uri, unreachable
+        from factory.errors import ServiceError
         from factory.spec import load_spec
 
         store, key = store_for_uri(target.rstrip("/"), load_spec(spec_path) if spec_path else None)
@@ -347,6 +348,8 @@ def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
             manifest = store.read_manifest(key)
         except (BotoCoreError, ClientError) as e:
             raise unreachable(target, store.endpoint_url, e) from None
+        except ServiceError as e:  # the store names its spec field (storage.root); here the target came from the user
+            raise unreachable(target, store.endpoint_url, e.__context__ or e) from None
         if manifest is None:
             raise UserError(f"{target}: no manifest.json there")
         return manifest

@@ -23,6 +23,16 @@ def interactive() -> bool:
     return sys.stderr.isatty()
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(json: bool | None = None, level: str = "INFO") -> None:
     """Configure structlog once; `json=None` picks JSON lines unless stderr is a terminal."""
     global _configured
@@ -38,7 +48,9 @@ def configure(json: bool | None = None, level: str = "INFO") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # the stream is looked up at each write: a logger bound to the sys.stderr of the moment would keep writing
+        # into a stream a caller has since replaced and closed (click's CliRunner, pytest's capsys)
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
     )
     _configured = True

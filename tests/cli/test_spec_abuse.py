@@ -60,7 +60,7 @@ def _alias_bomb() -> str:
 
 
 CASES = [  # (id, command, spec(place), the error line)
-    ("work_dir_unwritable_plan", "plan", lambda p: spec(p, work_dir=f"{_file(p)}/work"),
+    ("work_dir_unwritable_plan", "plan --log", lambda p: spec(p, work_dir=f"{_file(p)}/work"),
      r"^error: work_dir: cannot create the folder .*a-file/work \(Not a directory\)"),
     ("work_dir_unwritable_run", "run", lambda p: spec(p, work_dir=f"{_file(p)}/work"),
      r"^error: work_dir: cannot create the folder"),
@@ -69,7 +69,7 @@ CASES = [  # (id, command, spec(place), the error line)
     ("store_unwritable_run", "run", lambda p: spec(p, storage=f"{{root: {_file(p)}/store}}"),
      r"^error: storage\.root: cannot create the folder"),
     ("work_dir_empty", "plan", lambda p: spec(p, work_dir="''"), r"^error: work_dir: empty: name a folder"),
-    ("tracking_unwritable", "plan", lambda p: spec(p, f"tracking: {{uri: 'sqlite:///{_file(p)}/mlflow.db'}}\n"),
+    ("tracking_unwritable", "plan --log", lambda p: spec(p, f"tracking: {{uri: 'sqlite:///{_file(p)}/mlflow.db'}}\n"),
      r"^error: tracking\.uri: cannot create the folder of the tracking database"),
     ("step_name_300", "explain",
      lambda p: spec(p, steps=f"steps:\n  {'a' * 300}:\n    kind: curate\n    config: {{sources: [{PAGES}]}}\n"),
@@ -130,13 +130,16 @@ def test_an_endpoint_that_never_answers_ends_in_one_line(place, monkeypatch, cap
 
 
 def test_explain_and_plan_write_only_in_the_work_folder(place):
-    """`factory explain` made a folder outside the work folder; explain writes nothing, plan only its tracking
-    database in the work folder."""
+    """`factory explain` made a folder outside the work folder; explain and plan write nothing, plan --log only its
+    tracking database in the work folder."""
     path = spec(place)
     explained = factory(place, "explain", path)
     assert explained.returncode == 0 and "never built" in explained.stdout, explained.stderr[-2000:]
     assert list((place / "run").iterdir()) == []
     planned = factory(place, "plan", path)
     assert planned.returncode == 0, planned.stderr[-2000:]
+    assert list((place / "run").iterdir()) == []
+    logged = factory(place, "plan", "--log", path)
+    assert logged.returncode == 0, logged.stderr[-2000:]
     assert [p.name for p in (place / "run").iterdir()] == ["work"]
     assert [p for d in ("cwd", "home", "tmp") for p in (place / d).iterdir()] == []

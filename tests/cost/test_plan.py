@@ -92,7 +92,7 @@ def test_cli_prints_a_table_json_and_records_an_mlflow_run(tmp_path, monkeypatch
     assert not Path(spec.tracking_uri().removeprefix("sqlite:///")).exists()
     result = runner.invoke(app, ["plan", "spec.yaml", "--json", "--context", "2048", "--log"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # log lines go to stderr
     steps = {s["step"]: s for s in report["steps"]}
     assert report["fits"] and steps["evaluate"]["data"]["context"] == 2048 and steps["release"]["data"]["serve_context"] == 2048
     assert steps["curate"]["data"]["files"] > 100
