@@ -43,8 +43,14 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from factory.generate.transformers_model import end_of_turn_ids
+
 __all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "IM_END", "RESPONSE_TEMPLATE", "THINK_OPEN", "encode_chat",
            "has_generation_markers", "render_prompt", "stop_token_ids", "with_chat_template"]
+
+# what generation stops at under a chat template (its end-of-turn marker, then EOS): declared beside the generator,
+# which stops there too
+stop_token_ids = end_of_turn_ids
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -188,19 +194,3 @@ def encode_chat(tokenizer, messages: Sequence[dict[str, Any]], max_len: int | No
 def _render(tokenizer, messages: Sequence[dict[str, Any]], **template_kwargs) -> list[int]:
     return list(tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True,
                                               **template_kwargs)["input_ids"])
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """The tokens that end an assistant reply under the tokenizer's chat template (its end-of-turn marker:
-    `<|im_end|>` in the factory's and Qwen's, `<|eot_id|>` in Llama 3's), then EOS: what generation stops at."""
-    ids: list[int] = []
-    if tokenizer.chat_template:
-        probe = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
-        specials = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
-        before, whole = render_prompt(tokenizer, probe[:1]), _render(tokenizer, probe)
-        reply = [i for i in whole[len(before):] if tokenizer.decode([i]).strip()]  # a trailing newline is not the end
-        if reply and reply[-1] in specials:
-            ids.append(reply[-1])
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
