@@ -22,12 +22,27 @@ class Config(StageConfig):
         None, description="Hub tags; default: the architecture's (nemotron-h and hybrid-mamba for the factory's NemotronH, "
                           "the model type of an imported one) and model-factory.")
     description: str = Field("", description="A paragraph placed under the card's title.")
-    temperature: float = Field(0.7, gt=0, description="Default sampling temperature written to generation_config.json.")
-    top_p: float = Field(0.95, gt=0, le=1, description="Default nucleus sampling mass written to generation_config.json.")
+    do_sample: bool = Field(
+        False, description="Whether generation_config.json samples by default; false (greedy) makes the card's snippets "
+                           "print the same text on every run.")
+    temperature: float | None = Field(
+        None, gt=0, description="Sampling temperature written to generation_config.json; only with do_sample (default "
+                                "then 0.7).")
+    top_p: float | None = Field(
+        None, gt=0, le=1, description="Nucleus sampling mass written to generation_config.json; only with do_sample "
+                                      "(default then 0.95).")
     max_new_tokens: int = Field(256, ge=1, description="Default generation length written to generation_config.json.")
     push: bool = no_effect(False, "Upload the folder to the Hugging Face Hub (needs HF_TOKEN in the environment).")
     repo_id: str | None = no_effect(None, "Hub repository ('owner/name') to push to; required when push is true.")
     private: bool = no_effect(True, "Create the Hub repository as private when it does not exist.")
+
+    @model_validator(mode="after")
+    def _sampling_settings_need_sampling(self) -> Config:
+        for name in ("temperature", "top_p"):
+            if getattr(self, name) is not None and not self.do_sample:
+                raise ValueError(f"{name}: a sampling setting, and generation_config.json is greedy; set do_sample: true "
+                                 f"to sample, or remove {name}")
+        return self
 
     @model_validator(mode="after")
     def _push_needs_repo(self) -> Config:

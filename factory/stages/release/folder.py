@@ -91,13 +91,13 @@ def engine_fields(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_generation_config(output: Path, tokenizer: Any, config: Config) -> None:
-    """generation_config.json: the tokenizer's special ids and the configured sampling defaults."""
+    """generation_config.json: the tokenizer's special ids and the configured defaults (greedy unless do_sample)."""
     ids = _special_ids(tokenizer)
+    sampling = ({"do_sample": True, "temperature": config.temperature or 0.7, "top_p": config.top_p or 0.95}
+                if config.do_sample else {"do_sample": False})
     GenerationConfig(
         **{**ids, "eos_token_id": _stop_ids(tokenizer, ids["eos_token_id"])},
-        do_sample=True,
-        temperature=config.temperature,
-        top_p=config.top_p,
+        **sampling,
         max_new_tokens=config.max_new_tokens,
     ).save_pretrained(output)
 

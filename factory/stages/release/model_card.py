@@ -129,8 +129,9 @@ def model_card(
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
         f'tokenizer = AutoTokenizer.from_pretrained("{config.repo_id or "PATH_TO_THIS_FOLDER"}")',
         f'model = AutoModelForCausalLM.from_pretrained("{config.repo_id or "PATH_TO_THIS_FOLDER"}")',
-        'ids = tokenizer("The history of the city", return_tensors="pt").input_ids',
-        "print(tokenizer.decode(model.generate(ids, max_new_tokens=32)[0]))",
+        'inputs = tokenizer("The history of the city", return_tensors="pt")',
+        "out = model.generate(**inputs, max_new_tokens=32)",
+        "print(tokenizer.decode(out[0], skip_special_tokens=True))",
         "```",
         "",
     ]
@@ -187,17 +188,32 @@ def _chat_section(config: Config, post_trained: bool) -> list[str]:
         ("The tokenizer carries a ChatML chat template (`<|im_start|>role ... <|im_end|>`). The system prompt "
         "`detailed thinking on` asks for an answer that opens with a `<think>...</think>` block; "
         "`detailed thinking off` (the default when no system prompt is given) for an answer without one. "
-        "`enable_thinking=True|False` in `apply_chat_template`, or `transformers serve --reasoning on|off`, sets it. "
+        "`enable_thinking=True|False` in `apply_chat_template` overrides the system prompt. "
         "Tool calls are written as `<tool_call>[{\"name\": ..., \"arguments\": {...}}]</tool_call>`; generation "
         "stops at `<|im_end|>`."),
         "",
         "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo}")',
+        f'model = AutoModelForCausalLM.from_pretrained("{repo}")',
         'messages = [{"role": "user", "content": "What is 2 + 3?"}]',
-        "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, enable_thinking=True, return_tensors=\"pt\")",
-        "print(tokenizer.decode(model.generate(ids, max_new_tokens=128)[0]))",
+        ("inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, enable_thinking=True, "
+         'return_dict=True, return_tensors="pt")'),
+        "out = model.generate(**inputs, max_new_tokens=128)",
+        'print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:]))',
         "```",
         "",
-        f"Serve it: `transformers serve {repo} --reasoning on`.",
+        (f"Serve it with `transformers serve {repo}` and set the switch per request: the system prompt "
+         "`detailed thinking on|off`, or `\"chat_template_kwargs\": {\"enable_thinking\": false}` in the request. "
+         "Do not start the server with `--reasoning on|off` unless every request should think (or not): it sets "
+         "`enable_thinking` for every request, over the request's own system prompt."),
+        "",
+        "```bash",
+        "curl -s localhost:8000/v1/chat/completions -H 'Content-Type: application/json' -d '{",
+        f'  "model": "{repo}", "max_tokens": 64,',
+        '  "messages": [{"role": "user", "content": "What is 2 + 3?"}],',
+        '  "chat_template_kwargs": {"enable_thinking": false}}\'',
+        "```",
         "",
         *([] if post_trained else [
             ("This model was not post-trained: its tokenizer carries the template, but nothing taught the model to "

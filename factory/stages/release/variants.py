@@ -167,8 +167,9 @@ def _how_to_load(name: str, v: dict[str, Any], config: Config) -> list[str]:
             "from transformers import AutoModelForCausalLM, AutoTokenizer",
             f"tokenizer = AutoTokenizer.from_pretrained({where})",
             f"model = AutoModelForCausalLM.from_pretrained({where})  {note}",
-            'ids = tokenizer("The history of the city", return_tensors="pt").input_ids',
-            "print(tokenizer.decode(model.generate(ids, max_new_tokens=32)[0]))",
+            'inputs = tokenizer("The history of the city", return_tensors="pt")',
+            "out = model.generate(**inputs, max_new_tokens=32)",
+            "print(tokenizer.decode(out[0], skip_special_tokens=True))",
             "```",
         ]
     local = f"./{name}"

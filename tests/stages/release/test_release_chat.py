@@ -39,5 +39,5 @@ def test_release_carries_the_chat_template(upstream, tmp_path):
     assert json.loads((out / "config.json").read_text())["eos_token_id"] == tok.eos_token_id
     card = (out / "README.md").read_text()
     assert "## Chat format and reasoning switch" in card and "`detailed thinking on`" in card
-    assert "transformers serve" in card and "--reasoning on" in card
+    assert "transformers serve" in card and "chat_template_kwargs" in card  # the switch per request (test_card_snippets)
     assert "This model was not post-trained" in card  # a pretrained model has the template, not the behaviour
