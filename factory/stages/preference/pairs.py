@@ -14,6 +14,8 @@ from factory.artifacts import Checkpoint
 from factory.chat.records import split_thinking
 from factory.chat.template import render_prompt, stop_token_ids
 from factory.errors import InputError
+from factory.generate.decode import decode, supports_fast_decode
+from factory.generate.sampling import Sampling, sequence_seed
 from factory.model.reward_head import encode_exchange, load_reward_model
 from factory.stage import Artifact
 from factory.stages.preference.config import Config
@@ -32,8 +34,10 @@ def build_pairs(policy, tokenizer, prompts: Sequence[Any], config: Config, score
     counts = {"prompts": len(prompts), "samples": 0, "verified": 0, "too_long": 0, "all_verified": 0,
               "none_verified": 0, "no_reward_gap": 0, "pairs": 0}
     policy.eval()
-    # Prompts of one token length are sampled together, with no padding (a Mamba layer's state would carry it):
-    # groups of up to `generation_batch` prompts, in prompt order, each seeded from the seed and its first prompt.
+    # A NemotronH policy samples through the factory's decoder (below). Other architectures use transformers'
+    # `generate`: prompts of one token length are sampled together, with no padding (a Mamba layer's state would
+    # carry it): groups of up to `generation_batch` prompts, in prompt order, each seeded from the seed and its first
+    # prompt.
     by_length: dict[int, list[tuple[int, Any, list[int]]]] = {}
     for index, prompt in enumerate(prompts):
         prompt_ids = render_prompt(tokenizer, prompt.chat(config.reasoning))
@@ -43,19 +47,30 @@ def build_pairs(policy, tokenizer, prompts: Sequence[Any], config: Config, score
         by_length.setdefault(len(prompt_ids), []).append((index, prompt, prompt_ids))
     sampled: dict[int, tuple[Any, list[int], list[list[int]]]] = {}
     k = config.samples_per_prompt
-    for length, group in sorted(by_length.items()):
-        for start in range(0, len(group), config.generation_batch):
-            chunk = group[start : start + config.generation_batch]
-            torch.manual_seed(config.seed * 7919 + seed_offset + chunk[0][0])
-            with torch.no_grad():
-                out = policy.generate(
-                    input_ids=torch.tensor([ids for _, _, ids in chunk]),
-                    attention_mask=torch.ones(len(chunk), length, dtype=torch.long),
-                    do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
-                    max_new_tokens=config.max_new_tokens, num_return_sequences=k,
-                    eos_token_id=stop_ids, pad_token_id=pad_id)  # (len(chunk) * k, length + new), prompt-major
-            for j, (index, prompt, prompt_ids) in enumerate(chunk):
-                sampled[index] = (prompt, prompt_ids, [_cut(row[length:].tolist(), stop_ids) for row in out[j * k : (j + 1) * k]])
+    if supports_fast_decode(policy):
+        # The factory's decoder: every prompt x k samples as one stream, `generation_batch` prompts' samples at a
+        # time, each sample from its own seed (so batching does not change it).
+        todo = [entry for _, group in sorted(by_length.items()) for entry in group]
+        seeds = [sequence_seed(config.seed, seed_offset, index, j) for index, _, _ in todo for j in range(k)]
+        rows = decode(policy, [ids for _, _, ids in todo for _ in range(k)], config.max_new_tokens,
+                      Sampling(temperature=config.temperature, top_p=config.top_p), stop_ids=stop_ids, seeds=seeds,
+                      slots=config.generation_batch * k)
+        for j, (index, prompt, prompt_ids) in enumerate(todo):
+            sampled[index] = (prompt, prompt_ids, rows[j * k : (j + 1) * k])
+    else:
+        for length, group in sorted(by_length.items()):
+            for start in range(0, len(group), config.generation_batch):
+                chunk = group[start : start + config.generation_batch]
+                torch.manual_seed(config.seed * 7919 + seed_offset + chunk[0][0])
+                with torch.no_grad():
+                    out = policy.generate(
+                        input_ids=torch.tensor([ids for _, _, ids in chunk]),
+                        attention_mask=torch.ones(len(chunk), length, dtype=torch.long),
+                        do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
+                        max_new_tokens=config.max_new_tokens, num_return_sequences=k,
+                        eos_token_id=stop_ids, pad_token_id=pad_id)  # (len(chunk) * k, length + new), prompt-major
+                for j, (index, prompt, prompt_ids) in enumerate(chunk):
+                    sampled[index] = (prompt, prompt_ids, [_cut(row[length:].tolist(), stop_ids) for row in out[j * k : (j + 1) * k]])
     rendered = [(sampled[i][0], sampled[i][1]) for i in sorted(sampled)]
     completions = [sampled[i][2] for i in sorted(sampled)]
     counts["samples"] = sum(len(rows) for rows in completions)
