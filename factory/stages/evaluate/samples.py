@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from factory.errors import InputError
+from factory.generate.decode import decode, supports_fast_decode
 from factory.logs import progress
 from factory.stage import StepContext
 from factory.stages.evaluate.config import Config
@@ -62,15 +63,19 @@ def generate_samples(model: torch.nn.Module, tokenizer, config: Config, device: 
     samples = []
     for prompt in config.prompts:
         ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)  # (1, P)
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=config.max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )  # (1, P + new)
-        new = out[0, ids.shape[1] :].tolist()
+        if supports_fast_decode(model):  # NemotronH: the factory's decoder, the same greedy tokens as generate's
+            eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+            new = decode(model, [ids[0].tolist()], config.max_new_tokens, stop_ids=eos, slots=1)[0]
+        else:  # other architectures (imported Llama, Qwen, Mistral): transformers' generate
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=config.max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )  # (1, P + new)
+            new = out[0, ids.shape[1] :].tolist()
         samples.append(
             {
                 "prompt": prompt,
