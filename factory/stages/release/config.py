@@ -22,6 +22,11 @@ class Config(StageConfig):
         None, description="Hub tags; default: the architecture's (nemotron-h and hybrid-mamba for the factory's NemotronH, "
                           "the model type of an imported one) and model-factory.")
     description: str = Field("", description="A paragraph placed under the card's title.")
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="Hugging Face Hub dataset ids (ORG/NAME) the model was trained on (the Hub datasets your sources are "
+                    "copies of), for the card's `datasets` metadata and model-index; the lineage's local paths and store "
+                    "URIs are named in the card's body only, never as Hub metadata.")
     do_sample: bool = Field(
         False, description="Whether generation_config.json samples by default; false (greedy) makes the card's snippets "
                            "print the same text on every run.")
@@ -35,6 +40,14 @@ class Config(StageConfig):
     push: bool = no_effect(False, "Upload the folder to the Hugging Face Hub (needs HF_TOKEN in the environment).")
     repo_id: str | None = no_effect(None, "Hub repository ('owner/name') to push to; required when push is true.")
     private: bool = no_effect(True, "Create the Hub repository as private when it does not exist.")
+
+    @model_validator(mode="after")
+    def _datasets_are_hub_ids(self) -> Config:
+        for i, hub_id in enumerate(self.datasets):
+            if hub_id.count("/") != 1 or hub_id.startswith("/") or hub_id.endswith("/") or "://" in hub_id:
+                raise ValueError(f"datasets.{i}: {hub_id!r} is not a Hub dataset id (ORG/NAME); local data is named in "
+                                 "the card's body from the lineage")
+        return self
 
     @model_validator(mode="after")
     def _sampling_settings_need_sampling(self) -> Config:

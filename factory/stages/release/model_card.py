@@ -46,8 +46,10 @@ def model_card(
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
         "tags": list(config.tags) if config.tags is not None else _default_tags(model_config),
-        "datasets": [a["uri"] for a in corpora] + [a["uri"] for a in chain if a["kind"] == "conversations"] + sources,
     }
+    hub_datasets = list(config.datasets)
+    if hub_datasets:  # the Hub links `datasets` to its own ids: local paths and store URIs stay in the body
+        meta["datasets"] = hub_datasets
     if imported and imported.get("hub_id"):  # the Hub's form: its id, and how this model derives from it
         meta["base_model"] = imported["hub_id"]
         meta["base_model_relation"] = "finetune" if imported["trained"] else "quantized"
@@ -56,7 +58,8 @@ def model_card(
         meta["model-index"] = [{"name": config.model_name, "results": [
             {
                 "task": {"type": "text-generation", "name": "Language modeling"},
-                "dataset": {"type": tokens_art.uri, "name": "held-out validation split", "split": "valid"},
+                "dataset": {"type": hub_datasets[0] if len(hub_datasets) == 1 else "held-out-split",
+                            "name": "held-out validation split", "split": "valid"},
                 "metrics": _with_stderr([(_metric_type(k), k, v) for k, v in metrics.items() if k != "valid_tokens"], all_metrics),
             },
             *[
@@ -109,6 +112,7 @@ def model_card(
         "",
         *[f"- corpus `{a['uri']}` (fingerprint `{a['fingerprint']}`)" for a in corpora],
         *[f"- raw source `{s}`" for s in sources],
+        *[f"- Hub dataset [`{h}`](https://huggingface.co/datasets/{h})" for h in hub_datasets],
         "",
         *_posttrain_section(chain),
         "## Lineage",

@@ -110,7 +110,11 @@ def test_model_card_front_matter(released, upstream):
     assert meta["license"] == "apache-2.0"
     assert meta["language"] == ["en"]
     assert "nemotron-h" in meta["tags"]
-    assert meta["datasets"] == [upstream["corpus"].uri, "file:///data/raw/pages.warc.gz"]
+    # Hub metadata holds Hub ids only (release.datasets, none here); local paths and store URIs stay in the body
+    assert "datasets" not in meta
+    front = readme.split("---\n", 2)[1]
+    assert "file://" not in front and upstream["corpus"].uri not in front and upstream["tokens"].uri not in front
+    assert "- raw source `file:///data/raw/pages.warc.gz`" in readme
     assert "base_model" not in meta  # trained from scratch
 
     report = json.loads((upstream["evaluation"].path / "eval.json").read_text())
@@ -127,7 +131,7 @@ def test_model_card_front_matter(released, upstream):
         assert {m["type"]: m["value"] for m in b["metrics"]} == {
             "accuracy": task["accuracy"], "accuracy_stderr": everything[f"{name}_accuracy_stderr"],
             "target_logprob": task["target_logprob"]}
-    assert result["dataset"] == {"type": upstream["tokens"].uri, "name": "held-out validation split", "split": "valid"}
+    assert result["dataset"] == {"type": "held-out-split", "name": "held-out validation split", "split": "valid"}
     by_type = {m["type"]: m["value"] for m in result["metrics"]}
     assert by_type == {
         "loss": evaluation["valid_loss"], "loss_stderr": everything["valid_loss_stderr"],
@@ -217,3 +221,14 @@ def test_generation_config_samples_only_when_the_spec_says_so(upstream, tmp_path
     # a sampling setting on a greedy release would be written nowhere: refused, naming the field and the fix
     with pytest.raises(pydantic.ValidationError, match="temperature: a sampling setting.*set do_sample: true"):
         Config(temperature=0.6)
+
+
+def test_hub_datasets_are_the_cards_datasets_metadata(upstream, tmp_path):
+    _release(upstream, tmp_path / "out", Config(model_name="tiny-hub", datasets=["HuggingFaceFW/fineweb-edu"]))
+    readme = (tmp_path / "out" / "README.md").read_text()
+    meta = _front_matter(readme)
+    assert meta["datasets"] == ["HuggingFaceFW/fineweb-edu"]
+    assert meta["model-index"][0]["results"][0]["dataset"]["type"] == "HuggingFaceFW/fineweb-edu"
+    assert "[`HuggingFaceFW/fineweb-edu`](https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu)" in readme
+    with pytest.raises(pydantic.ValidationError, match="datasets.0: 'file:///data/raw' is not a Hub dataset id"):
+        Config(datasets=["file:///data/raw"])
