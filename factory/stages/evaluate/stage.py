@@ -17,10 +17,12 @@ from typing import Any
 
 import torch
 
-from factory.artifacts import Checkpoint, Evaluation, Tokens
+from factory.artifacts import Checkpoint, Conversations, Evaluation, Tokens
+from factory.chat.template import folder_chat_template, reasoning_switch
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
-from factory.stages.evaluate.benchmarks import run_benchmark
+from factory.stages.evaluate.benchmarks import ChatSetup, run_benchmark
+from factory.stages.evaluate.budget import budget_curve, budget_table, plot_budget_curve
 from factory.stages.evaluate.config import Config
 from factory.stages.evaluate.gates import check_gates, parse_gate
 from factory.stages.evaluate.likelihood import score_lm_eval_task, score_multiple_choice
@@ -77,8 +79,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     for name, summary in lm_eval.items():
         metrics |= {f"{name}_{k}": v for k, v in summary["metrics"].items()}
     records: list[dict[str, Any]] = []
+    benchmarks: dict[str, dict[str, Any]] = {}
     if config.benchmarks:
-        bench_metrics, records = _benchmarks(model_art, tokens_art, config, ctx)
+        data = Conversations.of(inputs, "data").path if "data" in inputs else None
+        bench_metrics, records, benchmarks = _benchmarks(model_art, tokens_art, config, ctx, tokenizer, data)
         metrics |= bench_metrics
     curve = _throughput(model, config)
     metrics |= {k: v for c, (rate, size) in curve.items()
@@ -91,6 +95,12 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     # the gates run before anything is written: a failing gate fails the step and nothing is published
     check_gates(gates, metrics, _baseline_metrics(inputs))
 
+    accuracy_by_budget = budget_curve(benchmarks, metrics)
+    if accuracy_by_budget:  # accuracy against thinking budget, per benchmark: a table and a plot, to MLflow too
+        plot_budget_curve(accuracy_by_budget, output / "budget_curve.png")
+        (output / "budget_curve.md").write_text(budget_table(accuracy_by_budget))
+        ctx.log_artifact(output / "budget_curve.png")
+        ctx.log_artifact(output / "budget_curve.md")
     if curve:
         plot(curves, output / "throughput.png")
         ctx.log_artifact(output / "throughput.png")
@@ -113,6 +123,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "tokens": {"uri": tokens_art.uri, "fingerprint": tokens_art.manifest.get("fingerprint")} if tokens_art else None,
         "tasks": tasks,
         "lm_eval": lm_eval,
+        # per generation benchmark, which way its figures were produced: "plain" text, or "chat" through the
+        # template (prompt config, runs by reasoning mode and thinking budget)
+        "benchmarks": benchmarks,
         "all_metrics": metrics,
         "gates": config.gates,
     }
@@ -194,31 +207,64 @@ def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict
     return metrics
 
 
-def _benchmarks(model_art: Artifact, tokens_art: Artifact | None, config: Config, ctx: StepContext):
-    """Generate for and verify every configured benchmark; (metrics, per-item records)."""
+def _benchmarks(model_art: Artifact, tokens_art: Artifact | None, config: Config, ctx: StepContext, tokenizer,
+                data: Path | None = None):
+    """Generate for and verify every configured benchmark; (metrics, per-item records, {benchmark: how it was
+    asked}). A chat model is asked through its template, per mode and budget; any other in plain text."""
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
+    summaries: dict[str, dict[str, Any]] = {}
     sandbox = SandboxConfig(isolation=config.sandbox_isolation, timeout_s=10, cpu_s=10, memory_mb=1024)
     with tempfile.TemporaryDirectory(prefix="factory-evaluate-") as tmp, MathVerifier(workers=2, timeout_s=10) as verifier:
-        generator = _generator(model_art, tokens_art, config, Path(tmp))
-        for bench in config.benchmarks:
+        generator, folder = _generator(model_art, tokens_art, config, Path(tmp))
+        template = folder_chat_template(folder) if folder is not None else None
+        count = getattr(generator, "count_tokens", None) or \
+            (lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+        for i, bench in enumerate(config.benchmarks):
             params = config.generation.model_copy(update={"seed": config.generation.seed + bench.seed})
-            result = run_benchmark(bench, generator, params, sandbox, verifier, log=ctx.log)
+            chat = _chat_setup(bench, config, template, folder, i) if template is not None else None
+            result = run_benchmark(bench, generator, params, sandbox, verifier, log=ctx.log, chat=chat,
+                                   count_tokens=count if chat is not None else None, data=data)
             metrics |= result.metrics
             records += [{"benchmark": bench.name, **r} for r in result.records]
+            summaries[bench.name] = {k: result.dataset[k] for k in ("prompting", "prompt", "prompt_digest", "runs")
+                                     if k in result.dataset}
             ctx.log_dataset(name=bench.name, uri=result.dataset["uri"], digest=result.dataset["digest"],
                             context="evaluation", profile={k: v for k, v in result.dataset.items()
-                                                           if k in ("items", "skipped", "version")})
-    return metrics, records
+                                                           if k in ("items", "skipped", "version", "prompting")})
+    return metrics, records, summaries
+
+
+def _chat_setup(bench, config: Config, template: str, folder: Path, index: int) -> ChatSetup:
+    """The runs a chat model's benchmark gets: its modes (the step's, or both when the template has a switch) and
+    budgets; a mode asked of a template without a switch is refused in one line naming the field."""
+    switch = reasoning_switch(template)
+    asked, field = (bench.modes, f"benchmarks[{index}].modes") if bench.modes else (config.modes, "modes")
+    if asked and not switch:
+        raise InputError(f"stages.evaluate.{field}: {asked} asks for the reasoning switch, but the chat template of "
+                         f"{folder} has none (neither enable_thinking nor a `detailed thinking` system prompt); "
+                         "remove the modes")
+    modes: tuple[str | None, ...] = tuple(asked) if asked else (("on", "off") if switch else (None,))
+    budgets = bench.budgets if bench.budgets is not None else config.budgets
+    return ChatSetup(modes=modes, budgets=tuple(budgets), system_switch="system_prompt" in switch)
 
 
 def _generator(model_art: Artifact, tokens_art: Artifact | None, config: Config, scratch: Path):
-    """The generator the config chooses; without a model_dir, the local one is the checkpoint with the tokens'
-    tokenizer."""
+    """(the generator the config chooses, the model folder whose chat template it answers with); without a
+    model_dir, the local one is the checkpoint with the tokens' tokenizer. An endpoint is taken to serve the
+    checkpoint evaluated (its folder's template)."""
     settings = config.generator
-    if settings.kind == "openai" or settings.model_dir:
-        return settings.open()
-    # the tokenizer evaluated with is the tokens' when wired: link both folders' files into one model folder
+    if settings.model_dir:
+        return settings.open(), Path(settings.model_dir)
+    if settings.kind == "openai":
+        return settings.open(), _linked_folder(model_art, tokens_art, scratch)
+    folder = _linked_folder(model_art, tokens_art, scratch)
+    return settings.open(folder, model_id=model_art.uri), folder
+
+
+def _linked_folder(model_art: Artifact, tokens_art: Artifact | None, scratch: Path) -> Path:
+    """The checkpoint's model folder with the tokenizer evaluated with: the tokens' when wired (both folders' files
+    linked into one)."""
     folder = scratch / "model"
     folder.mkdir()
     tokenizer = [tokens_art.path / "tokenizer"] if tokens_art is not None else []
@@ -226,7 +272,7 @@ def _generator(model_art: Artifact, tokens_art: Artifact | None, config: Config,
         for file in source.iterdir():
             if not (folder / file.name).exists():
                 (folder / file.name).symlink_to(file.resolve())
-    return settings.open(folder, model_id=model_art.uri)
+    return folder
 
 
 def _with_errors(model: str, metrics: Mapping[str, float]) -> dict[str, dict[str, tuple[float, float]]]:
