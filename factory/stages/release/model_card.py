@@ -26,6 +26,7 @@ def model_card(
     evaluation: Mapping[str, Any],
     model_config: Mapping[str, Any],
     chat: bool = False,
+    params: int | None = None,
 ) -> str:
     """README.md: YAML front matter (Hub metadata) and a body that describes the lineage; with `chat` (the
     tokenizer carries the factory's chat template) also the chat format and its reasoning switch."""
@@ -115,6 +116,8 @@ def model_card(
         *[f"- Hub dataset [`{h}`](https://huggingface.co/datasets/{h})" for h in hub_datasets],
         "",
         *_posttrain_section(chain),
+        *_training_section(chain, params),
+        *_evaluations_section(chain, eval_art.manifest.get("fingerprint")),
         "## Lineage",
         "",
         "Every artifact this release was built from, nearest first:",
@@ -181,6 +184,65 @@ def _posttrain_section(chain: list[dict[str, Any]]) -> list[str]:
         lines += ["", "Post-training steps, from the base model to this release: "
                   + " → ".join(f"{a['stage']} (`{a['uri']}`)" for a in steps) + "."]
     return [*lines, ""]
+
+
+TRAINING_KINDS = ("pretrain", "distill", "sft", "preference", "reward_model", "rl")
+
+
+def _training_section(chain: list[dict[str, Any]], params: int | None) -> list[str]:
+    """The parameter count, and each training step of the lineage, base first: its steps, tokens, learning rate,
+    batch, the loss (and an RL step's reward and accuracy) at its start and end."""
+    steps = [a for a in reversed(chain) if a["kind"] == "checkpoint" and a.get("stage_kind") in TRAINING_KINDS]
+    lines = ["## Training", ""]
+    if params:
+        lines += [f"{params:,} parameters ({params / 1e6:.2f} M, embeddings included).", ""]
+    if not steps:
+        return [*lines, "No training step in the lineage (an imported model, released as it is).", ""] if params else []
+    lines += ["Each training step of the lineage, base first (loss, reward and accuracy: the first and last logged "
+              "values; an RL step's are means over the first and last quarter of its rollouts):", "",
+              "| step | kind | steps | tokens | learning rate | sequences x tokens per step | loss | reward | accuracy |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for a in steps:
+        c, m = a.get("config") or {}, a.get("metrics") or {}
+        batch = c.get("micro_batch_size", 0) * c.get("grad_accum", 1) * int(m.get("world_size", 1) or 1)
+        width = c.get("seq_len") or "-"
+        lines.append(
+            f"| {a['stage']} | {a['stage_kind']} | {_count(m.get('steps'))} | {_count(m.get('tokens_seen'))} | "
+            f"{c.get('lr', '-')} | {batch or '-'} x {width} | {_span(m, 'initial_loss', 'final_loss')} | "
+            f"{_span(m, 'reward_first', 'reward_last')} | {_span(m, 'accuracy_first', 'accuracy_last')} |")
+    return [*lines, ""]
+
+
+def _evaluations_section(chain: list[dict[str, Any]], released_eval: str | None) -> list[str]:
+    """Before and after: every evaluation in the lineage (a gated evaluate step's baselines), with the model it scored."""
+    evals = [a for a in reversed(chain) if a["kind"] == "evaluation"]
+    if len(evals) < 2:
+        return []
+    stage_of = {a["fingerprint"]: a["stage"] for a in chain}
+    names = sorted({k for a in evals for k in (a.get("metrics") or {}) if k.endswith(("perplexity", "pass@1", "accuracy"))
+                    and not k.endswith("_stderr")})
+    lines = ["## Evaluations along the lineage", "",
+             "Each evaluation this release's was gated against, earliest first (standard errors in parentheses), so a "
+             "figure after post-training reads against the one before it:", "",
+             "| evaluation | model | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for a in evals:
+        m = a.get("metrics") or {}
+        model = stage_of.get((a.get("inputs") or {}).get("model"), "?")
+        cells = [f"{format_metric(m[k])} ({format_metric(m[k + '_stderr'])})" if k in m and k + "_stderr" in m
+                 else format_metric(m[k]) if k in m else "-" for k in names]
+        mark = " (this release's)" if a["fingerprint"] == released_eval else ""
+        lines.append(f"| {a['stage']}{mark} | {model} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _count(value: Any) -> str:
+    return f"{int(value):,}" if isinstance(value, (int, float)) and value == value else "-"
+
+
+def _span(metrics: Mapping[str, Any], first: str, last: str) -> str:
+    if first not in metrics or last not in metrics:
+        return "-"
+    return f"{float(metrics[first]):.4f} → {float(metrics[last]):.4f}"
 
 
 def _chat_section(config: Config, post_trained: bool) -> list[str]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     write_generation_config(output, tokenizer, config)
 
     card = model_card(config, model_art, tokens_art, eval_art, evaluation, model_config,
-                      chat=bool(getattr(tokenizer, "chat_template", None)))
+                      chat=bool(getattr(tokenizer, "chat_template", None)), params=_parameter_count(output))
     sizes = {}
     if report:
         sizes = copy_variants(quantized.path, report, output, tokens_art.path, config)
@@ -55,3 +57,14 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     return {"weight_bytes": float(n_bytes), "pushed": float(pushed),
             **{f"{name.replace('-', '_')}_weight_bytes": float(b) for name, b in sizes.items()}}
 
+
+def _parameter_count(folder: Path) -> int:
+    """Parameters in the released weights, read from the safetensors headers (tied weights are stored once)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), "pt") as f:
+            for name in f.keys():
+                total += math.prod(f.get_slice(name).get_shape())
+    return total
