@@ -5,7 +5,10 @@
 #   3. bench/train.py --compile: BF16 vs FP8 tokens/s of the factory's trainer, small_20m and a 4-layer
 #      model at Nemotron-H 8B widths (with the FP8/BF16 ratio and both final losses);
 #   4. when megatron-core and Transformer Engine import: the Megatron engine on small_20m in BF16 and FP8,
-#      its converted Hugging Face model's logits against Megatron's (bench/megatron_parity.py).
+#      its converted Hugging Face model's logits against Megatron's (bench/megatron_parity.py);
+#   5. bench/throughput.py on CUDA: the hybrid's decode against the equal-size transformer, and the factory's
+#      decoder against transformers' generate (its "same tokens" column checks the decoder's greedy tokens, through
+#      mamba-ssm's selective_state_update kernel when that imports, against generate's).
 #
 #   bash bench/gpu_check.sh --dry-run      # prints the inventory line and the plan, runs nothing
 #   bash bench/gpu_check.sh                # on the GPU machine; figures under runs/bench/gpu_check
@@ -40,6 +43,7 @@ fi
 plan+=("$PYTHON bench/train.py --compile --steps $STEPS --warmup 10 --out $OUT/train")
 megatron="$PYTHON bench/megatron_parity.py --preset small_20m --out $OUT/megatron"
 plan+=("$megatron")
+plan+=("$PYTHON bench/throughput.py --device cuda --contexts 1024 8192 32768 --batches 1 8")
 
 if [ "$DRY_RUN" = 1 ]; then
   for step in "${plan[@]}"; do echo "plan: $step"; done

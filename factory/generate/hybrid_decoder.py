@@ -75,13 +75,14 @@ class _Attention:
         self.keys[dst, :, :length].copy_(self.keys[src, :, :length])
         self.values[dst, :, :length].copy_(self.values[src, :, :length])
 
-    def __call__(self, x: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x: (n, D); positions (n,) where each sequence's new key goes; mask (n, 1, 1, L) the keys each may read."""
+    def __call__(self, x: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
+                 L: int) -> torch.Tensor:
+        """x: (n, D); positions (n,) where each sequence's new key goes; mask (n, 1, 1, L) the keys each may read,
+        None when every sequence reads all L (the kernel then skips the mask)."""
         n, a = x.shape[0], self.attn
         q = a.q_proj(x).view(n, self.heads, 1, self.head_dim)
         self.keys[rows, :, positions] = a.k_proj(x).view(n, self.kv_heads, self.head_dim)
         self.values[rows, :, positions] = a.v_proj(x).view(n, self.kv_heads, self.head_dim)
-        L = mask.shape[-1]
         out = F.scaled_dot_product_attention(q, self.keys[:n, :, :L], self.values[:n, :, :L], attn_mask=mask,
                                              scale=self.scaling, enable_gqa=self.kv_heads != self.heads)  # (n, H, 1, hd)
         return a.o_proj(out.reshape(n, self.heads * self.head_dim))
@@ -177,13 +178,14 @@ class NemotronHDecoder:
             raise ValueError(f"a sequence would exceed the decoder's {self.max_len} tokens")
         positions = torch.tensor(self.lengths[:n], device=self.device)
         L = max(self.lengths[:n]) + 1
-        mask = (self._span[:L] <= positions[:, None])[:, None, None, :]  # (n, 1, 1, L)
+        lengths = self.lengths[:n]
+        mask = None if min(lengths) == max(lengths) else (self._span[:L] <= positions[:, None])[:, None, None, :]  # (n, 1, 1, L)
         rows = self._rows[:n]
         h = self.model.model.embeddings(tokens.to(self.device))  # (n, D)
         for block, step in zip(self.model.model.layers, self.steps):
             x = block.norm(h.to(block.norm.weight.dtype))
             if isinstance(step, _Attention):
-                h = h + step(x, rows, positions, mask)
+                h = h + step(x, rows, positions, mask, L)
             elif isinstance(step, (MambaStep, _ReferenceMamba)):
                 h = h + step(x, self.t)
             else:
