@@ -20,7 +20,7 @@ import numpy as np
 
 from factory.curate.dedup import FuzzyDedupConfig, fuzzy_dedup
 from factory.curate.dedup.planted import cluster_pairs, jaccard_pairs, plant_near_duplicates, precision_recall
-from factory.curate.quality.reference import stdlib_docstrings
+from factory.curate.quality.reference_text import stdlib_docstrings
 
 RATES = [0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2]
 SHAPES = [(14, 8), (20, 5), (9, 13)]  # (num_buckets, hashes_per_bucket)

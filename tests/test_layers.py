@@ -166,3 +166,18 @@ def test_the_reader_sees_every_kind_of_import(tmp_path):
                      ("factory.tokens", 10), ("pipelines.end_to_end", 10)]  # a name in a string is no import
     assert unit("factory.stages.mix.proxy_runs") == "factory.stages.mix" and unit("factory.spec") == "factory.spec"
     assert unit("factory") == "factory" and unit("cli.main") == "cli" and unit("components.build") == "components"
+
+
+# File names several packages share because each holds the same thing for its own package (a stage kind's config,
+# run and cost; a package's __init__; engines' and the model's state-dict adapters).
+SHARED_NAMES = {"__init__.py", "config.py", "stage.py", "cost.py", "state_dict.py"}
+
+
+def test_no_two_library_files_share_a_name_for_different_things():
+    """A reader who meets `reference.py` or `prompts.py` twice must not have to check which one is meant: a name
+    names one thing across the library (STYLE), apart from the per-package conventions above."""
+    by_name: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "factory").rglob("*.py")):
+        by_name.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    shared = {name: paths for name, paths in by_name.items() if len(paths) > 1 and name not in SHARED_NAMES}
+    assert not shared, f"rename one of each: {shared}"

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from factory.curate.decontaminate import NgramIndex, eval_items, read_eval_file
-from factory.curate.quality.reference import stdlib_docstrings
+from factory.curate.quality.reference_text import stdlib_docstrings
 from factory.stage import NullTracker, StepContext
 from factory.stages.curate import Config, run
 from factory.tasks.builtin import builtin_eval_items

@@ -5,7 +5,7 @@ from datatrove.data import Document
 
 from factory.curate.dedup import FuzzyDedupConfig, fuzzy_dedup
 from factory.curate.dedup.planted import cluster_pairs, jaccard_pairs, plant_near_duplicates, precision_recall
-from factory.curate.quality.reference import stdlib_docstrings
+from factory.curate.quality.reference_text import stdlib_docstrings
 
 # copies at 1-2% word edits stay well above the LSH threshold (~0.72 Jaccard for 14 bands x 8 hashes),
 # copies at 15-30% fall well below it; the region in between is the S-curve's and is measured by bench/dedup.py

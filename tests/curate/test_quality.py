@@ -13,7 +13,7 @@ from factory.curate.quality import QualityConfig, QualityEnsemble, fit_ensemble,
 from factory.curate.quality.classifiers import EmbeddingClassifierConfig, FeaturesClassifierConfig, NgramClassifierConfig
 from factory.curate.quality.ensemble import bucket_of, percentile_of, tier_of
 from factory.curate.quality.junk import KINDS, synthesize_junk
-from factory.curate.quality.reference import read_reference_texts, stdlib_docstrings
+from factory.curate.quality.reference_text import read_reference_texts, stdlib_docstrings
 from factory.errors import InputError
 
 # small and quick: shorter embedding window, fewer trees, fewer hash buckets

@@ -34,7 +34,7 @@ def stdlib_source(n: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def domains():
-    from factory.curate.quality.reference import stdlib_docstrings
+    from factory.curate.quality.reference_text import stdlib_docstrings
     from factory.tasks.humaneval import humaneval
     from factory.tasks.procedural import procedural
 

@@ -22,7 +22,7 @@ SOURCE_DOCS = 12
 
 
 def texts() -> tuple[list[str], list[str]]:
-    from factory.curate.quality.reference import stdlib_docstrings
+    from factory.curate.quality.reference_text import stdlib_docstrings
     from factory.tasks.humaneval import humaneval
     from factory.tasks.procedural import procedural
 

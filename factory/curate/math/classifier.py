@@ -233,7 +233,7 @@ def formula_soup(n: int, math_texts: Sequence[str], seed: int = 0) -> list[str]:
 
 def training_texts(config: MathClassifierConfig) -> tuple[list[str], list[str], dict[str, int]]:
     """(positives, negatives, how many of each source) for the math classifier."""
-    from factory.curate.quality.reference import stdlib_docstrings  # see generated_worked_examples
+    from factory.curate.quality.reference_text import stdlib_docstrings  # see generated_worked_examples
 
     docs = list(sympy_math_docstrings(config.sympy_docs))
     generated = generated_worked_examples(config.generated_docs, config.seed)

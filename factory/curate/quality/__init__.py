@@ -4,7 +4,7 @@ Train once from labelled examples (reference-quality text vs synthetic junk), sa
 folder, then score documents into 20 buckets and 5 tiers:
 
     from factory.curate.quality import QualityConfig, QualityEnsemble, train_ensemble
-    from factory.curate.quality.reference import stdlib_docstrings
+    from factory.curate.quality.reference_text import stdlib_docstrings
     from factory.curate.quality.junk import synthesize_junk
     positives = stdlib_docstrings()
     metrics = train_ensemble(QualityConfig(), positives, synthesize_junk(len(positives), positives), out_dir)

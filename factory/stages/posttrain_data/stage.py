@@ -26,7 +26,7 @@ from factory.generate import Generator
 from factory.logs import progress
 from factory.stage import Artifact, StepContext
 from factory.stages.posttrain_data.config import Config
-from factory.stages.posttrain_data.prompts import prompt_sets
+from factory.stages.posttrain_data.prompt_sets import prompt_sets
 from factory.stages.posttrain_data.teachers import (
     Attempt,
     ProceduralTeacher,

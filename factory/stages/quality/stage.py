@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from factory.curate.math.classifier import FOLDER, train_math_classifier
 from factory.curate.quality.ensemble import N_TIERS, TIER_NAMES, train_ensemble
 from factory.curate.quality.junk import synthesize_junk
-from factory.curate.quality.reference import read_reference_texts, stdlib_docstrings
+from factory.curate.quality.reference_text import read_reference_texts, stdlib_docstrings
 from factory.errors import InputError
 from factory.stage import Artifact, StepContext
 from factory.stages.quality.config import MIN_REFERENCE_DOCS, Config

@@ -12,7 +12,7 @@ import pytest
 from factory.stages.curate import Config, run
 from factory.curate.dedup.planted import jaccard_pairs
 from factory.curate.filters import normalised_text_hash
-from factory.curate.quality.reference import stdlib_docstrings
+from factory.curate.quality.reference_text import stdlib_docstrings
 from factory.errors import InputError
 from factory.stage import NullTracker, StepContext
 from tests.spine import corpus_records

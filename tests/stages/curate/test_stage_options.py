@@ -114,7 +114,7 @@ def test_a_given_quality_model_scores_the_same(trained, classifier, corpus, tmp_
 def test_jsonl_and_wet_inputs(tmp_path):
     from warcio.warcwriter import WARCWriter
 
-    from factory.curate.quality.reference import stdlib_docstrings
+    from factory.curate.quality.reference_text import stdlib_docstrings
 
     texts = stdlib_docstrings(n_docs=40, min_words=150)
     html = (SMOKE / sorted(k for k, v in FILES.items() if v["kind"] == "prose")[0]).read_text()

@@ -14,7 +14,7 @@ from factory.stages.curate import Config as CurateConfig
 from factory.stages.curate import run as curate
 from factory.curate.quality import QualityConfig, QualityEnsemble
 from factory.curate.quality.ensemble import PERCENTILES
-from factory.curate.quality.reference import stdlib_docstrings
+from factory.curate.quality.reference_text import stdlib_docstrings
 from factory.stages.quality.stage import Config, run
 from factory.errors import InputError
 from factory.stage import Artifact, NullTracker, StepContext
