@@ -13,6 +13,7 @@ import yaml
 from factory.lineage import walk
 from factory.stage import Artifact
 from factory.stages.release.config import Config
+from factory.stages.release.reasoning_card import reasoning_results, reasoning_section
 from factory.tasks.table import format_metric, task_table
 
 __all__ = ["lineage_chain", "model_card"]
@@ -55,6 +56,7 @@ def model_card(
         meta["base_model"] = imported["hub_id"]
         meta["base_model_relation"] = "finetune" if imported["trained"] else "quantized"
     all_metrics = {k: float(v) for k, v in (evaluation.get("all_metrics") or metrics).items()}
+    chat_benchmarks, chat_results = reasoning_results(evaluation, all_metrics)
     if metrics:
         meta["model-index"] = [{"name": config.model_name, "results": [
             {
@@ -80,9 +82,12 @@ def model_card(
                     "metrics": _with_stderr(scores, all_metrics, prefix=f"{bench['name']}_"),
                 }
                 for bench in (evaluation.get("config") or {}).get("benchmarks") or []
-                if (scores := _benchmark_scores(bench["name"], all_metrics))
+                if bench["name"] not in chat_benchmarks and (scores := _benchmark_scores(bench["name"], all_metrics))
             ],
+            *chat_results,  # a chat benchmark: one result per reasoning mode
         ]}]
+    elif chat_results:  # no held-out perplexity: the chat benchmarks alone
+        meta["model-index"] = [{"name": config.model_name, "results": chat_results}]
 
     pattern = "".join({"linear_attention": "M", "full_attention": "*", "mlp": "-", "moe": "E"}.get(t, "?") for t in model_config.get("layers_block_type") or [])
     body = [f"# {config.model_name}", ""]
@@ -109,6 +114,7 @@ def model_card(
           for k, v in all_metrics.items() if not k.endswith("_stderr")],
         "",
         *([*task_table(tasks), ""] if tasks else []),
+        *reasoning_section(chain, evaluation, all_metrics, eval_art.manifest.get("fingerprint")),
         "## Training data",
         "",
         *[f"- corpus `{a['uri']}` (fingerprint `{a['fingerprint']}`)" for a in corpora],

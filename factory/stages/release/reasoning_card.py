@@ -1,0 +1,119 @@
+"""The card's reasoning figures: held-out accuracy per reasoning mode with error bars for every evaluation in the
+lineage (base, after SFT, after RL), think-block rates, accuracy against thinking budget, and the model-index
+results of chat benchmarks (one per benchmark and mode).
+
+A chat benchmark's metrics are `<benchmark>_<run>_<figure>`, run being the mode (`on`, `off`; `chat` for a template
+without a switch) or `on_budget<N>` (factory/stages/evaluate/benchmarks.py); eval.json's `benchmarks` says how each
+benchmark was asked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from factory.tasks.table import format_metric
+
+__all__ = ["chat_runs", "reasoning_results", "reasoning_section"]
+
+_RUN = re.compile(r"^(?P<bench>.+)_(?P<run>on|off|chat|on_budget\d+)_pass@1$")
+MODE_NAMES = {"on": "reasoning on", "off": "reasoning off", "chat": "chat template"}
+
+
+def chat_runs(metrics: Mapping[str, float]) -> dict[str, list[str]]:
+    """{benchmark: its chat runs, modes first then budgets ascending} found in a metrics mapping."""
+    runs: dict[str, list[str]] = {}
+    for key in metrics:
+        if (m := _RUN.match(key)) is not None:
+            runs.setdefault(m["bench"], []).append(m["run"])
+    order = {"on": -3, "off": -2, "chat": -1}
+    return {b: sorted(r, key=lambda run: order.get(run, int(run.removeprefix("on_budget")) if "budget" in run else 0))
+            for b, r in runs.items()}
+
+
+def _cell(metrics: Mapping[str, float], key: str) -> str:
+    if key not in metrics:
+        return "-"
+    stderr = metrics.get(f"{key}_stderr")
+    return format_metric(metrics[key]) + (f" ± {format_metric(stderr)}" if stderr is not None else "")
+
+
+def _share(metrics: Mapping[str, float], key: str) -> str:
+    return f"{metrics[key]:.0%}" if key in metrics and metrics[key] == metrics[key] else "-"
+
+
+def reasoning_section(chain: list[dict[str, Any]], evaluation: Mapping[str, Any], all_metrics: Mapping[str, float],
+                      released_eval: str | None) -> list[str]:
+    """The card's "Reasoning evaluation" section; nothing when no evaluation asked a chat benchmark."""
+    evals = [a for a in reversed(chain) if a["kind"] == "evaluation"]  # earliest first
+    own = next((a for a in evals if a["fingerprint"] == released_eval), None)
+    scored = [(a, all_metrics if a is own else {k: float(v) for k, v in (a.get("metrics") or {}).items()})
+              for a in evals] if own is not None else [({"stage": "evaluate", "fingerprint": released_eval}, all_metrics)]
+    scored = [(a, m) for a, m in scored if chat_runs(m)]
+    if not scored:
+        return []
+    stage_of = {a["fingerprint"]: a["stage"] for a in chain}
+    lines = ["## Reasoning evaluation", "",
+             ("Generation benchmarks asked through the chat template, each reasoning mode separately, the answer after "
+              "the think block scored (greedy unless the evaluation's `generation` samples). Accuracy ± standard error "
+              "over items; think: share of replies with a closed think block (malformed: opened and never closed, or "
+              "misplaced); truncated: share that hit the token limit."), ""]
+    for name, how in (evaluation.get("benchmarks") or {}).items():
+        if how.get("prompting") == "chat":
+            lines.append(f"- `{name}`: chat template, prompt config `{how.get('prompt')}`, runs "
+                         + ", ".join(f"`{r}`" for r in how.get("runs") or {}) + ".")
+        else:
+            lines.append(f"- `{name}`: plain text (the model has no chat template, or the benchmark completes code).")
+    lines += ["", ("| evaluation | model | benchmark | mode | accuracy | think | malformed | truncated | thinking tokens | "
+                   "answer tokens |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    for a, m in scored:
+        model = stage_of.get((a.get("inputs") or {}).get("model"), "?") if a is not None else "?"
+        mark = " (this release's)" if a["fingerprint"] == released_eval else ""
+        for bench, runs in chat_runs(m).items():
+            for run in (r for r in runs if "budget" not in r):
+                p = f"{bench}_{run}_"
+                lines.append(f"| {a['stage']}{mark} | {model} | {bench} | {MODE_NAMES[run]} | {_cell(m, p + 'pass@1')} | "
+                             f"{_share(m, p + 'think_closed')} | {_share(m, p + 'think_malformed')} | "
+                             f"{_share(m, p + 'truncated')} | {format_metric(m.get(p + 'thinking_tokens', float('nan')))} | "
+                             f"{format_metric(m.get(p + 'answer_tokens', float('nan')))} |")
+    budgets = {b: [r for r in runs if "budget" in r] for b, runs in chat_runs(all_metrics).items()}
+    budgets = {b: r for b, r in budgets.items() if r}
+    if budgets:
+        lines += ["", ("Accuracy against thinking budget (reasoning on; the think block cut at the budget and closed, "
+                       "then the answer), this release's evaluation:"), "",
+                  "| benchmark | thinking budget | accuracy | thinking tokens | truncated |", "|---|---|---|---|---|"]
+        for bench, runs in budgets.items():
+            for run in [*runs, "on"]:
+                p = f"{bench}_{run}_"
+                budget = run.removeprefix("on_budget") if "budget" in run else "none"
+                lines.append(f"| {bench} | {budget} | {_cell(all_metrics, p + 'pass@1')} | "
+                             f"{format_metric(all_metrics.get(p + 'thinking_tokens', float('nan')))} | "
+                             f"{_share(all_metrics, p + 'truncated')} |")
+    return [*lines, ""]
+
+
+def reasoning_results(evaluation: Mapping[str, Any], all_metrics: Mapping[str, float]) -> tuple[set[str], list[dict[str, Any]]]:
+    """(the chat benchmarks' names, their model-index results: one per benchmark and mode, pass@k and maj@k with
+    standard errors as `<type>_stderr` entries)."""
+    configs = {b["name"]: b for b in (evaluation.get("config") or {}).get("benchmarks") or []}
+    results: list[dict[str, Any]] = []
+    runs = chat_runs(all_metrics)
+    for bench, modes in runs.items():
+        source = configs.get(bench, {}).get("source", "?")
+        task = configs.get(bench, {}).get("task") or bench
+        for run in (r for r in modes if "budget" not in r):
+            prefix = f"{bench}_{run}_"
+            metrics = []
+            for key, value in all_metrics.items():
+                figure = key.removeprefix(prefix)
+                # `on_` also begins the budgeted runs' keys (`on_budget64_pass@1`): those are not this mode's
+                if key.startswith(prefix) and "@" in figure and not figure.endswith("_stderr") \
+                        and not figure.startswith("budget"):
+                    metrics.append({"type": figure, "name": f"{figure} ({MODE_NAMES[run]})", "value": float(value)})
+                    if f"{key}_stderr" in all_metrics:
+                        metrics.append({"type": f"{figure}_stderr", "name": f"{figure} standard error",
+                                        "value": float(all_metrics[f"{key}_stderr"])})
+            results.append({"task": {"type": "text-generation", "name": f"{source} benchmark, {MODE_NAMES[run]}"},
+                            "dataset": {"type": f"{source}:{task}", "name": bench}, "metrics": metrics})
+    return set(runs), results
