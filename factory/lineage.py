@@ -35,10 +35,15 @@ TAG_STAGE = "factory.stage"
 TAG_REUSED = "factory.reused_from_run"
 TAG_PIPELINE = "factory.pipeline"
 TAG_RESUMED = "factory.resumed_from_run"  # on a step's run: the killed attempt of the same step it continues
-# MLflow's UI opens an experiment on the view its kind names; without the tag, MLflow 3 guesses and may open
-# the GenAI (traces) view. The value is mlflow's ExperimentKind.CUSTOM_MODEL_DEVELOPMENT (server/js).
+# The experiment's kind as MLflow records it (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in mlflow/server/js); without
+# it the UI infers a kind from the experiment's runs and traces and may ask the user to pick one.
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+# The tag does not choose the view, though. MLflow 3.17's UI picks it from its sidebar's GenAI / Model training
+# switch (workflow-based navigation, always on): the page URL's `workflowType`, else the switch's last value in
+# this browser's localStorage, else GenAI, whose experiment page is the traces overview. So every UI address the
+# factory prints names the training view.
+UI_VIEW = "workflowType=machine_learning"
 
 
 def flat_keys(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -160,7 +165,7 @@ class Lineage:
     def run_url(self, run_id: str) -> str:
         """Where a person opens a run: the server's page for it, or, for a local store, the `mlflow ui` command and the
         page it serves."""
-        path = f"#/experiments/{self.experiment_id}/runs/{run_id}"
+        path = f"#/experiments/{self.experiment_id}/runs/{run_id}?{UI_VIEW}"
         if self.tracking_uri.startswith(("http://", "https://")):
             return f"{self.tracking_uri.rstrip('/')}/{path}"
         return f"mlflow ui --backend-store-uri {self.tracking_uri}  then  http://127.0.0.1:5000/{path}"

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 bash helm/install-helm.sh .venv/bin
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lynx python-mpmath-doc libdune-geometry-doc etcd-server openssl curl postgresql bubblewrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lynx python-mpmath-doc libdune-geometry-doc etcd-server openssl curl postgresql bubblewrap chromium >/dev/null
   apiserver_build=../shared/tools/kube-apiserver/build.sh
   if [ -f "$apiserver_build" ]; then
     bash "$apiserver_build" >/dev/null
