@@ -56,7 +56,8 @@ def model_card(
         meta["base_model"] = imported["hub_id"]
         meta["base_model_relation"] = "finetune" if imported["trained"] else "quantized"
     all_metrics = {k: float(v) for k, v in (evaluation.get("all_metrics") or metrics).items()}
-    chat_benchmarks, chat_results = reasoning_results(evaluation, all_metrics)
+    chat_benchmarks, chat_results = reasoning_results(chain, evaluation, all_metrics, eval_art.manifest.get("fingerprint"),
+                                                      model_fp)
     if metrics:
         meta["model-index"] = [{"name": config.model_name, "results": [
             {
@@ -114,7 +115,7 @@ def model_card(
           for k, v in all_metrics.items() if not k.endswith("_stderr")],
         "",
         *([*task_table(tasks), ""] if tasks else []),
-        *reasoning_section(chain, evaluation, all_metrics, eval_art.manifest.get("fingerprint")),
+        *reasoning_section(chain, evaluation, all_metrics, eval_art.manifest.get("fingerprint"), model_fp),
         "## Training data",
         "",
         *[f"- corpus `{a['uri']}` (fingerprint `{a['fingerprint']}`)" for a in corpora],

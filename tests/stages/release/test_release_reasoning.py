@@ -39,15 +39,22 @@ def lineage(chat_checkpoint, tmp_path_factory):
     tuned = Artifact(out, manifest("sft", "checkpoint", inputs={"model": chat_checkpoint, "data": data}))
     final = stage_output("evaluate", evaluate.Config(**QUICK, budgets=[0, 4]),
                          {"model": tuned, "data": data, "baseline": base_eval}, root / "evaluate", step="evaluate")
-    return tuned, final
+    # a released evaluation without the chat benchmark, gated against the one with it (examples/posttrain.yaml's shape)
+    plain = stage_output("evaluate", evaluate.Config(perplexity=False, tasks=[], prompts=[]),
+                         {"model": tuned, "baseline": final}, root / "evaluate_plain", step="evaluate_plain")
+    return tuned, final, plain
+
+
+def card_of(tuned, released, tokens) -> str:
+    evaluation = json.loads((released.path / "eval.json").read_text())
+    model_config = json.loads((tuned.path / "model" / "config.json").read_text())
+    return model_card(Config(model_name="tiny-reasoner"), tuned, tokens, released, evaluation, model_config, chat=True)
 
 
 def test_card_reports_accuracy_per_mode_along_the_lineage_with_think_rates_and_the_budget_curve(lineage, upstream):
-    tuned, final = lineage
+    tuned, final, _ = lineage
     evaluation = json.loads((final.path / "eval.json").read_text())
-    model_config = json.loads((tuned.path / "model" / "config.json").read_text())
-    card = model_card(Config(model_name="tiny-reasoner"), tuned, upstream["tokens"], final, evaluation, model_config,
-                      chat=True)
+    card = card_of(tuned, final, upstream["tokens"])
     section = card.split("## Reasoning evaluation\n", 1)[1].split("\n## ", 1)[0]
     m = evaluation["all_metrics"]
     base = final.manifest["lineage"]  # the base evaluation is in the lineage (the baseline input)
@@ -60,7 +67,9 @@ def test_card_reports_accuracy_per_mode_along_the_lineage_with_think_rates_and_t
     assert "| 100% | 0% | 0% |" in on  # think closed, malformed, truncated
     off = next(r for r in rows if r.startswith("| evaluate") and "reasoning off" in r)
     assert "| 0% | 0% | 0% |" in off
-    assert "`sums`: chat template, prompt config `generic`, runs `on`, `off`, `on_budget0`, `on_budget4`." in section
+    assert "- `sums` (evaluate): chat template, prompt config `generic`, runs `on`, `off`, `on_budget0`, `on_budget4`." \
+        in section
+    assert "- `sums` (eval_base): chat template, prompt config `generic`, runs `on`, `off`." in section
     curve = [line for line in section.split("Accuracy against thinking budget", 1)[1].splitlines() if line.startswith("| sums")]
     assert [r.split(" | ")[1] for r in curve] == ["0", "4", "none"]
 
@@ -69,3 +78,14 @@ def test_card_reports_accuracy_per_mode_along_the_lineage_with_think_rates_and_t
     assert [r["task"]["name"] for r in results] == ["heldout benchmark, reasoning on", "heldout benchmark, reasoning off"]
     on_metrics = {e["type"]: e["value"] for e in results[0]["metrics"]}
     assert on_metrics == {"pass@1": m["sums_on_pass@1"], "pass@1_stderr": m["sums_on_pass@1_stderr"]}
+
+
+def test_figures_of_the_released_model_come_from_the_evaluation_it_was_gated_against(lineage, upstream):
+    tuned, final, plain = lineage
+    card = card_of(tuned, plain, upstream["tokens"])
+    own = card_of(tuned, final, upstream["tokens"])
+    section = card.split("## Reasoning evaluation\n", 1)[1].split("\n## ", 1)[0]
+    assert "Accuracy against thinking budget of the released model (evaluation evaluate;" in section
+    assert section.split("Accuracy against", 1)[1] == own.split("Accuracy against", 1)[1].split("\n## ", 1)[0]
+    results = yaml.safe_load(card.split("---\n", 2)[1]).get("model-index", [{}])[0].get("results")
+    assert results == yaml.safe_load(own.split("---\n", 2)[1])["model-index"][0]["results"]

@@ -20,7 +20,7 @@ def with_code_step(tmp_path: Path, rl_code: dict) -> Path:
     steps = dict(data["steps"])
     steps = {k: v for k, v in steps.items() if k not in ("evaluate", "release")}
     steps["rl_code"] = rl_code
-    steps["evaluate"] = {**data["steps"]["evaluate"], "inputs": {"model": "rl_code", "tokens": "tokenize"}}
+    steps["evaluate"] = {**data["steps"]["evaluate"], "inputs": {**data["steps"]["evaluate"]["inputs"], "model": "rl_code"}}
     steps["release"] = {**data["steps"]["release"], "inputs": {"model": "rl_code", "tokens": "tokenize", "evaluation": "evaluate"}}
     path = tmp_path / "curriculum.yaml"
     path.write_text(yaml.safe_dump({**data, "steps": steps}))
