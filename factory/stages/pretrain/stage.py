@@ -74,7 +74,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     megatron, engine = config.engine == "megatron", None
     if megatron:
         # megatron-core's model and training code takes seconds to import: runs of the factory engine skip it
-        from factory.engines.megatron import MegatronCausalLM, MegatronEngine
+        from factory.engines.megatron.engine import MegatronCausalLM, MegatronEngine
 
         engine = MegatronEngine(config.layout, config.expert_parallel)
     with TrainingShell(config, output, ctx, plot_title="pretraining loss", engine=engine) as shell:
