@@ -97,6 +97,11 @@ KIND_WALK: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {
     },
 }
 KIND_PROVEN_BY = {
+    # the Megatron engine's fields: a whole run on another engine, and parallel layouts that need two processes
+    ("pretrain", "engine"): "tests/stages/pretrain/test_engine_megatron.py::test_the_smoke_recipe_runs_end_to_end_on_the_megatron_engine",
+    ("pretrain", "layout"): "tests/engines/test_megatron_engine.py::test_tensor_and_data_parallel_on_two_ranks_give_the_single_process_run",
+    # expert parallelism needs GPUs: on a CPU it is refused at spec load, and read by engine megatron only
+    ("pretrain", "expert_parallel"): "tests/stages/pretrain/test_engine_megatron.py::test_a_setting_the_engine_cannot_honour_is_refused_at_spec_load",
     # the reward settings act on math and code prompts (worker pools, timeouts, the sandbox)
     ("rl", "rewards"): "tests/stages/rl/test_rl_rollout.py::test_each_verifier_scores_right_and_wrong_replies",
 }
