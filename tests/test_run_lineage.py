@@ -23,7 +23,7 @@ def uri(tmp_path_factory):
     return uri
 
 
-def test_parent_runs_are_named_by_start_time_and_the_experiment_opens_on_training_runs(uri):
+def test_parent_runs_are_named_by_start_time_and_the_experiment_is_tagged_for_model_training(uri):  # the view: tests/test_mlflow_ui.py
     lineage = Lineage(uri, "named")
     assert lineage.client.get_experiment(lineage.experiment_id).tags[TAG_EXPERIMENT_KIND] == EXPERIMENT_KIND
     assert pipeline_run_name("smoke", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) == "smoke-20260102-030405"
