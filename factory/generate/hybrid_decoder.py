@@ -38,7 +38,7 @@ class _ReferenceMamba:
     def __init__(self, w: MambaWeights, slots: int, dtype: torch.dtype, device: torch.device) -> None:
         self.w = w
         self.conv = torch.zeros(slots, *w.conv.shape, dtype=dtype, device=device)
-        self.ssm = torch.zeros(slots, w.heads, w.head_dim, w.state, dtype=dtype, device=device)
+        self.ssm = torch.zeros(slots, w.heads, w.head_dim, w.state, dtype=torch.float32, device=device)  # as transformers
 
     def load(self, slot: int, conv_state: torch.Tensor, ssm_state: torch.Tensor, t: int) -> None:
         self.conv[slot].copy_(conv_state)
@@ -165,9 +165,9 @@ class NemotronHDecoder:
                 per_token = 2 * step.kv_heads * step.head_dim * step.keys.element_size()
                 total += per_token * sum(self.lengths[:n])
             elif isinstance(step, MambaStep):
-                total += (step.ring[:, :n].numel() + step.ssm[:n].numel()) * step.ssm.element_size()
+                total += step.ring[:, :n].numel() * step.ring.element_size() + step.ssm[:n].numel() * step.ssm.element_size()
             elif isinstance(step, _ReferenceMamba):
-                total += (step.conv[:n].numel() + step.ssm[:n].numel()) * step.ssm.element_size()
+                total += step.conv[:n].numel() * step.conv.element_size() + step.ssm[:n].numel() * step.ssm.element_size()
         return total
 
     @torch.no_grad()

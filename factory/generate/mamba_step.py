@@ -54,26 +54,28 @@ class MambaWeights(NamedTuple):
 def mamba2_step_reference(x: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor, w: MambaWeights
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One token through a Mamba-2 mixer. x: (B, D) the normed input; conv_state: (B, C, K) the last K
-    convolution inputs, oldest first; ssm_state: (B, H, P, N). Returns (y (B, D), conv_state, ssm_state), the
-    states new tensors (the inputs are not modified)."""
+    convolution inputs, oldest first, in the model's dtype; ssm_state: (B, H, P, N) float32, as transformers' cache
+    keeps it. Returns (y (B, D), conv_state, ssm_state), the states new tensors (the inputs are not modified).
+    Rounding follows transformers' step: in a BF16 model the convolution accumulates in float32 and rounds once,
+    dt * B * x is BF16, the state update float32, the read-out BF16, the gated norm float32."""
     H, P, G, N = w.heads, w.head_dim, w.groups, w.state
-    I, batch = H * P, x.shape[0]
+    I, batch, dtype = H * P, x.shape[0], x.dtype
     z, xBC, dt = F.linear(x, w.in_proj, w.in_bias).split([I, w.conv.shape[0], H], dim=-1)  # (B, I), (B, C), (B, H)
     window = torch.cat([conv_state[:, :, 1:], xBC[:, :, None]], dim=-1)  # (B, C, K)
-    xBC = (window * w.conv).sum(-1)
-    xBC = F.silu(xBC + w.conv_bias if w.conv_bias is not None else xBC)
+    xBC = F.silu(F.conv1d(window, w.conv[:, None, :], w.conv_bias, groups=window.shape[1])[..., 0])  # (B, C)
     xs, Bm, Cm = xBC.split([I, G * N, G * N], dim=-1)
     xs = xs.view(batch, H, P)
     Bm = Bm.view(batch, G, 1, N).expand(batch, G, H // G, N).reshape(batch, H, N)  # each head reads its group's B
     Cm = Cm.view(batch, G, 1, N).expand(batch, G, H // G, N).reshape(batch, H, N)
     dt = F.softplus(dt + w.dt_bias)  # (B, H)
-    dA = torch.exp(dt * -torch.exp(w.A_log.float()))  # (B, H): the state's decay this step
-    state = ssm_state * dA[:, :, None, None] + (dt[:, :, None, None] * Bm[:, :, None, :]) * xs[:, :, :, None]  # (B, H, P, N)
-    y = (state @ Cm[:, :, :, None]).squeeze(-1) + xs * w.D[:, None]  # (B, H, P)
+    dA = torch.exp(dt.float() * -torch.exp(w.A_log.float()))  # (B, H): the state's decay this step
+    dBx = (dt[:, :, None, None] * Bm[:, :, None, :]) * xs[:, :, :, None]  # (B, H, P, N) in the model's dtype
+    state = ssm_state * dA[:, :, None, None] + dBx  # (B, H, P, N) float32
+    y = (state.to(dtype) @ Cm[:, :, :, None]).squeeze(-1) + xs * w.D[:, None]  # (B, H, P)
     y = y.reshape(batch, I).float() * F.silu(z.float())  # gated RMSNorm, per group of I / G channels
     y = y.view(batch, G, I // G)
     y = (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + w.eps)).view(batch, I)
-    return F.linear(w.norm * y.to(x.dtype), w.out_proj, w.out_bias), window, state
+    return F.linear(w.norm * y.to(dtype), w.out_proj, w.out_bias), window, state
 
 
 def selective_state_update_kernel():
@@ -99,10 +101,14 @@ class MambaStep:
         C, K = w.conv.shape
         self.K = K
         self.ring = torch.zeros(K, slots, C, dtype=dtype, device=device)  # (K, slots, C)
-        self.ssm = torch.zeros(slots, w.heads, w.head_dim, w.state, dtype=dtype, device=device)  # (slots, H, P, N)
+        # float32 whatever the model's dtype, as transformers' cache keeps it (a BF16 state drifts over many steps)
+        self.ssm = torch.zeros(slots, w.heads, w.head_dim, w.state, dtype=torch.float32, device=device)  # (slots, H, P, N)
         # taps[r][j] multiplies ring row j at a step writing row r: ring row j then holds window slot (j - r - 1) % K
-        # (0 = oldest), so its tap is conv[:, (j - r - 1) % K].
-        self.taps = torch.stack([torch.stack([w.conv[:, (j - r - 1) % K] for j in range(K)]) for r in range(K)])[:, :, None, :]  # (K, K, 1, C)
+        # (0 = oldest), so its tap is conv[:, (j - r - 1) % K]. Float32: the convolution accumulates in float32 and
+        # rounds once, as transformers' (a copy of the weights: a policy trained between calls re-builds the decoder).
+        self.taps = torch.stack([torch.stack([w.conv[:, (j - r - 1) % K] for j in range(K)])
+                                 for r in range(K)])[:, :, None, :].float()  # (K, K, 1, C)
+        self.conv_bias = None if w.conv_bias is None else w.conv_bias.float()
         self.A = -torch.exp(w.A_log.float())  # (H,)
         if kernel is not None:  # the kernel's per-(head, channel) layout, as transformers passes it
             P, N = w.head_dim, w.state
@@ -130,8 +136,8 @@ class MambaStep:
         z, xBC, dt = F.linear(x, w.in_proj, w.in_bias).split([I, self.ring.shape[2], H], dim=-1)
         r = t % self.K
         self.ring[r, :n].copy_(xBC)
-        xBC = (self.ring[:, :n] * self.taps[r]).sum(0)  # (n, C)
-        xBC = F.silu(xBC + w.conv_bias if w.conv_bias is not None else xBC)
+        xBC = (self.ring[:, :n].float() * self.taps[r]).sum(0)  # (n, C) float32
+        xBC = F.silu((xBC + self.conv_bias if self.conv_bias is not None else xBC).to(x.dtype))
         xs, Bm, Cm = xBC.split([I, G * N, G * N], dim=-1)
         state = self.ssm[:n]
         if self.kernel is not None:
@@ -141,10 +147,11 @@ class MambaStep:
         else:
             xs = xs.reshape(n, G, H // G, P)
             dt = F.softplus(dt + w.dt_bias).view(n, G, H // G)  # (n, G, H/G)
-            dA = torch.exp(dt * self.A.view(G, H // G))
+            dA = torch.exp(dt.float() * self.A.view(G, H // G))  # float32
             hs = state.view(n, G, H // G, P, N)
-            hs.mul_(dA[..., None, None]).addcmul_(dt[..., None, None] * Bm.view(n, G, 1, 1, N), xs[..., None])
-            y = (hs @ Cm.view(n, G, 1, N, 1)).squeeze(-1) + xs * w.D.view(G, H // G, 1)  # (n, G, H/G, P)
+            # state * dA + (dt * B) * x, rounded as the reference rounds it
+            hs.mul_(dA[..., None, None]).add_((dt[..., None, None] * Bm.view(n, G, 1, 1, N)) * xs[..., None])
+            y = (hs.to(x.dtype) @ Cm.view(n, G, 1, N, 1)).squeeze(-1) + xs * w.D.view(G, H // G, 1)  # (n, G, H/G, P)
         y = y.reshape(n, I).float() * F.silu(z.float())
         y = y.view(n, G, I // G)
         y = (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + w.eps)).view(n, I)

@@ -74,6 +74,17 @@ def test_greedy_equals_transformers_generate_on_every_preset(name):
     assert decode(model, prompts, new, stop_ids=[stop], slots=2, reference=True) == expected
 
 
+@pytest.mark.parametrize("name", ["tiny", "tiny_moe"])
+def test_greedy_equals_generate_in_bfloat16(name):
+    """A release's weights are BF16: the decoder rounds where transformers' step rounds (float32 SSM state and
+    convolution sums, BF16 read-out), so near-tied logits of a random model break the same way."""
+    model = preset_model(name).to(torch.bfloat16)
+    prompts = prompts_for((3, 8, 13, 21, 6))
+    expected = [reference_greedy(model, p, 12, None) for p in prompts]
+    assert decode(model, prompts, 12, slots=2) == expected
+    assert decode(model, prompts, 12, slots=2, reference=True) == expected
+
+
 def test_decoder_step_logits_match_the_model_forward():
     """One step of the fast and the reference decoder against the model's own cached forward."""
     model = preset_model("tiny")
