@@ -1,4 +1,5 @@
-"""A local causal LM as a text generator (transformers `generate`, batched, never downloads)."""
+"""A local causal LM as a text generator (batched, never downloads): a NemotronH model through the factory's decoder
+(`factory.generate.decode`), any other architecture through transformers' `generate`."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from typing import Any
 from factory.errors import InputError
 from factory.generate.params import GenerationParams, Prompt, close_thinking, cut_at_stop, flatten_chat
 
-__all__ = ["TransformersGenerator", "end_of_turn_ids"]
+__all__ = ["TransformersGenerator", "end_of_turn_ids", "render_chat"]
 
 
 class TransformersGenerator:
     """A local causal LM loaded from a `save_pretrained` folder (never downloads), generating in batches.
 
-    Prompts are left-padded so that every row's new tokens start at the same column; prompts are
+    A NemotronH model (the factory's own) decodes through the factory's decoder: no padding, `batch_size` sequences
+    stepped at once with continuous batching, greedy replies the same as `generate` gives each prompt alone, sampled
+    replies drawn per prompt from (seed, the prompt's index in the call), so batching never changes them. Other
+    architectures (imported Llama, Qwen, Mistral), and calls with stop strings (a thinking budget's first pass), use
+    transformers' `generate`: prompts are left-padded so that every row's new tokens start at the same column, and
     sorted by length before batching so that rows in a batch need little padding.
     """
 
@@ -53,8 +58,7 @@ class TransformersGenerator:
         if isinstance(prompt, str):
             return prompt
         if self.has_chat_template:
-            switch = {} if reasoning is None else {"enable_thinking": reasoning == "on"}
-            return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True, **switch)
+            return render_chat(self.tokenizer, prompt, reasoning)
         return flatten_chat(prompt)
 
     def count_tokens(self, text: str) -> int:
@@ -100,6 +104,9 @@ class TransformersGenerator:
         (`params.keeps_thinking`) keeps special tokens and ends at the template's end of turn."""
         import torch  # see __init__
 
+        from factory.generate.decode import decode, supports_fast_decode  # torch at its top: see __init__
+        from factory.generate.sampling import Sampling, sequence_seed
+
         if not texts:
             return [], []
         # A chat template usually writes the BOS itself; adding special tokens again would double it.
@@ -111,34 +118,50 @@ class TransformersGenerator:
                              f"model's context of {context} tokens; lower chunk_size (chunk_unit 'tokens' bounds it "
                              "exactly) or max_new_tokens")
         ends = end_of_turn_ids(self.tokenizer) if params.keeps_thinking else [self.tokenizer.eos_token_id]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
         out: list[str] = [""] * len(texts)
         ended: list[bool] = [False] * len(texts)
-        sampling: dict[str, Any] = {"do_sample": False}
-        if not params.greedy:
-            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
-        if stop_strings:
-            sampling |= {"stop_strings": list(stop_strings), "tokenizer": self.tokenizer}
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
-                                   add_special_tokens=add_special).to(self.device)
-            # generate() samples from torch's global generator; seeding per batch makes a run repeatable.
-            torch.manual_seed(params.seed + start)
-            with torch.no_grad():
-                ids = self.model.generate(  # (rows, prompt_len + new_len)
-                    **batch, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=ends if params.keeps_thinking else ends[0], **sampling,
-                )
-            new = ids[:, batch["input_ids"].shape[1] :].tolist()  # (rows, new_len): left padding aligns the prompts' ends
-            for i, row in zip(rows, new):
-                end = next((k for k, t in enumerate(row) if t in ends), None)
-                ended[i] = end is not None
-                if params.keeps_thinking:  # the think markers are special tokens: kept, the end of turn not
-                    out[i] = self.tokenizer.decode(row[:end], skip_special_tokens=False)
-                else:
-                    out[i] = self.tokenizer.decode(row, skip_special_tokens=True)
+        new: list[list[int]] = [[] for _ in texts]  # each prompt's new token ids
+        if supports_fast_decode(self.model) and not stop_strings:
+            prompts = [self.tokenizer(t, add_special_tokens=add_special)["input_ids"] for t in texts]
+            seeds = None if params.greedy else [sequence_seed(params.seed, i) for i in range(len(texts))]
+            new = decode(self.model, prompts, max_new_tokens, Sampling(params.temperature, top_p=params.top_p),
+                         stop_ids=[i for i in ends if i is not None], seeds=seeds, slots=self.batch_size)
+        else:
+            order = sorted(range(len(texts)), key=lambda i: lengths[i])
+            sampling: dict[str, Any] = {"do_sample": False}
+            if not params.greedy:
+                sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+            if stop_strings:
+                sampling |= {"stop_strings": list(stop_strings), "tokenizer": self.tokenizer}
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                batch = self.tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
+                                       add_special_tokens=add_special).to(self.device)
+                # generate() samples from torch's global generator; seeding per batch makes a run repeatable.
+                torch.manual_seed(params.seed + start)
+                with torch.no_grad():
+                    ids = self.model.generate(  # (rows, prompt_len + new_len)
+                        **batch, max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                        eos_token_id=ends if params.keeps_thinking else ends[0], **sampling,
+                    )
+                # (rows, new_len): left padding aligns the prompts' ends
+                for i, row in zip(rows, ids[:, batch["input_ids"].shape[1] :].tolist()):
+                    new[i] = row
+        for i, row in enumerate(new):
+            end = next((k for k, t in enumerate(row) if t in ends), None)
+            ended[i] = end is not None
+            if params.keeps_thinking:  # the think markers are special tokens: kept, the end of turn not
+                out[i] = self.tokenizer.decode(row[:end], skip_special_tokens=False)
+            else:
+                out[i] = self.tokenizer.decode(row, skip_special_tokens=True)
         return out, ended
+
+
+def render_chat(tokenizer, messages: list, reasoning: str | None = None) -> str:
+    """A conversation through the tokenizer's chat template, ready for the assistant's reply; its reasoning switch set
+    to `reasoning` when given (`enable_thinking`)."""
+    switch = {} if reasoning is None else {"enable_thinking": reasoning == "on"}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **switch)
 
 
 def end_of_turn_ids(tokenizer) -> list[int]:
