@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -42,12 +42,12 @@ class OpenAIGenerator:
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, max_concurrency: int = 8,
                  max_retries: int = 5, timeout_s: float = 120.0, batch_size: int = 16, backoff_s: float = 1.0,
-                 max_backoff_s: float = 60.0):
+                 max_backoff_s: float = 60.0, render: Callable[[list, str | None], str] | None = None):
         import httpx  # loading a spec imports this module (GeneratorSettings.open names it); httpx only when used
 
         # Accept "http://host:8000", "http://host:8000/" and "http://host:8000/v1" alike.
         root = base_url.rstrip("/")
-        self.base_url = root[: -len("/v1")] if root.endswith("/v1") else root
+        self.base_url = root.removesuffix("/v1")
         self.model = self.model_id = model
         self.max_concurrency = max(1, max_concurrency)
         self.max_retries = max(0, max_retries)
@@ -66,6 +66,9 @@ class OpenAIGenerator:
         self._lock = threading.Lock()
         self.one_prompt_per_request = False  # set when the server refused a list of prompts
         self.finish_reasons: list[str] = []  # per prompt of the last call: "stop" or "length"
+        # (messages, reasoning) -> the served model's rendered prompt: lets a thinking budget continue a chat reply
+        # as text on /v1/completions (factory.generate.transformers_model.render_chat with the model's tokenizer)
+        self.render = render
 
     def close(self) -> None:
         self._client.close()
@@ -73,9 +76,10 @@ class OpenAIGenerator:
     def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[str]:
         """One reply per prompt. With `params.thinking_budget`, in two passes as in-process: thinking up to the
         budget (stop at the end-of-thinking marker), then each reply not yet ended is continued with its think block
-        closed, within `answer_budget`: a plain prompt as prompt + reply so far on /v1/completions, a chat prompt as a
-        final assistant message to continue (`continue_final_message`, vLLM's extension). `finish_reasons` records
-        per prompt the server's "stop" or "length"."""
+        closed, within `answer_budget`: a plain prompt as prompt + reply so far on /v1/completions; a chat prompt
+        rendered by `render` (the served model's chat template, when set) + reply so far on /v1/completions, else as a
+        final assistant message to continue (`continue_final_message`: vLLM's extension, which `transformers serve`
+        refuses). `finish_reasons` records per prompt the server's "stop" or "length"."""
         if params.thinking_budget is None:
             done = self._generate(prompts, params)
             self.finish_reasons = ["length" if finish == "length" else "stop" for _, finish in done]
@@ -101,6 +105,7 @@ class OpenAIGenerator:
         rest = params.model_copy(update={"max_new_tokens": params.answer_budget or params.max_new_tokens,
                                          "thinking_budget": None, "answer_budget": None, "bridge": ""})
         continued = [prompts[i] + replies[i] if isinstance(prompts[i], str) else
+                     self.render(prompts[i], params.reasoning) + replies[i] if self.render is not None else
                      [*prompts[i], {"role": "assistant", "content": replies[i]}] for i in answering]
         for i, (text, finish) in zip(answering, self._generate(continued, rest)):
             replies[i], ended[i] = replies[i] + text, finish == "stop"

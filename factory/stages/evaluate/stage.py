@@ -12,6 +12,7 @@ import json
 import math
 import tempfile
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from factory.artifacts import Checkpoint, Conversations, Evaluation, Tokens
 from factory.chat.template import folder_chat_template, reasoning_switch
 from factory.errors import InputError
+from factory.generate.transformers_model import render_chat
 from factory.stage import Artifact, StepContext
 from factory.stages.evaluate.benchmarks import ChatSetup, run_benchmark
 from factory.stages.evaluate.budget import budget_curve, budget_table, plot_budget_curve
@@ -218,6 +220,9 @@ def _benchmarks(model_art: Artifact, tokens_art: Artifact | None, config: Config
     with tempfile.TemporaryDirectory(prefix="factory-evaluate-") as tmp, MathVerifier(workers=2, timeout_s=10) as verifier:
         generator, folder = _generator(model_art, tokens_art, config, Path(tmp))
         template = folder_chat_template(folder) if folder is not None else None
+        if template is not None and getattr(generator, "render", False) is None:
+            # an endpoint: a thinking budget continues a cut chat reply as text, rendered with the model's template
+            generator.render = partial(render_chat, tokenizer)
         count = getattr(generator, "count_tokens", None) or \
             (lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
         for i, bench in enumerate(config.benchmarks):
