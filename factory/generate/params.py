@@ -31,9 +31,10 @@ class GenerationParams(BaseModel):
         "(`enable_thinking`), and a reply keeps its think block and ends at the template's end of turn; None: the "
         "template's own default, and special tokens are dropped from the reply.")
     thinking_budget: int | None = Field(
-        None, ge=0, description="Most tokens of thinking: a reply still inside its think block after this many "
-        "tokens is cut, `bridge` and the end-of-thinking marker are appended, and the model answers within "
-        "`answer_budget`; None: no budget (max_new_tokens bounds the whole reply).")
+        None, ge=0, description="Most tokens of thinking (counted from the reply's first token, its opening marker "
+        "included when the model writes it): a reply still inside its think block after this many tokens is cut, "
+        "`bridge` and the end-of-thinking marker are appended, and the model answers within `answer_budget`; None: no "
+        "budget (max_new_tokens bounds the whole reply).")
     answer_budget: int | None = Field(
         None, ge=1, description="With a thinking budget: most tokens of the answer after the think block "
         "(None: max_new_tokens).")
