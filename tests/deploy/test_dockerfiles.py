@@ -45,7 +45,8 @@ def test_torch_is_pinned_and_installed_before_the_package(name):
 
 def test_cpu_image_can_take_torch_from_a_cpu_index():
     steps = instructions("Dockerfile.cpu")
-    assert steps[0] == ("FROM", "python:3.11-slim")
+    # The public base by default; docker/build-local.sh passes a locally built one.
+    assert steps[:2] == [("ARG", "BASE_IMAGE=python:3.11-slim"), ("FROM", "${BASE_IMAGE}")]
     (torch_run,) = [a for op, a in steps if op == "RUN" and "torch==" in a and "pip install" in a]
     assert '${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}' in torch_run
     assert ("ARG", 'TORCH_INDEX_URL=""') in steps
@@ -56,3 +57,11 @@ def test_no_secrets_baked_in(name):
     for op, args in instructions(name):
         if op in {"ENV", "ARG"}:
             assert not re.search(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY", args, re.I), args
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_the_compiler_for_source_only_dependencies_leaves_in_the_step_that_used_it(name):
+    (package_run,) = [a for op, a in instructions(name) if op == "RUN" and re.search(r"pip install .*/tmp/src", a)]
+    install = package_run.index("apt-get install -y --no-install-recommends ${BUILD_PACKAGES}")
+    assert install < package_run.index("pip install") < package_run.index("apt-get purge -y --auto-remove ${BUILD_PACKAGES}")
+    assert "rm -rf /tmp/src /var/lib/apt/lists/*" in package_run
