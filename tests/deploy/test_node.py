@@ -1,0 +1,247 @@
+"""The chart on a real single-node Kubernetes 1.20 cluster: etcd, API server, controller manager, scheduler,
+kubelet on containerd with the bridge CNI, kube-proxy (tests/deploy/cluster/start.sh), and the locally built
+images (docker/build-local.sh) imported into containerd.
+
+Installs the chart as a user would, with the bundled PostgreSQL (Debian's package) and moto's S3 server for
+the external bucket, and checks: every pod Ready, MLflow answering through its Service (`helm test` and from
+the node), the namespace's Pod Security level enforced, `helm upgrade` and `helm uninstall` clean.
+
+Kubernetes 1.20 has no Pod Security admission (1.23); PodSecurityPolicy admission enforces the namespace's
+`pod-security.kubernetes.io/enforce` level instead (tests/deploy/cluster/psp.yaml). Skips in one line where
+root, the node's binaries (tests/deploy/cluster/build.sh) or the images are missing, as in CI.
+
+    bash tests/deploy/cluster/build.sh && bash docker/build-local.sh
+    python -m pytest -q tests/deploy/test_node.py    # about 4 minutes on 2 cores, the cluster's start included
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.deploy.conftest import CHART, REPO, find_tool
+
+CLUSTER = REPO / "tests" / "deploy" / "cluster"
+BIN = Path(os.environ.get("FACTORY_CLUSTER_CACHE", Path.home() / ".cache" / "factory-cluster")) / "bin"
+IMAGES = Path(os.environ.get("FACTORY_IMAGES", Path.home() / ".cache" / "factory-images" / "images"))
+RELEASE = NAMESPACE = "factory"
+
+
+def why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "the single-node cluster needs root"
+    for tool in ("etcd", "containerd", "runc", "dnsmasq", "iptables", "conntrack", "podman"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    for tool in ("helm", "kubectl"):
+        if find_tool(tool) is None:
+            return f"{tool} is not installed: run `bash helm/install-helm.sh`"
+    for binary in ("kube-apiserver", "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy"):
+        if not os.access(BIN / binary, os.X_OK):
+            return f"no {BIN / binary}: run `bash tests/deploy/cluster/build.sh`"
+    for image in ("cpu", "postgres"):
+        if not (IMAGES / f"{image}.tar").is_file():
+            return f"no {IMAGES / image}.tar: run `bash docker/build-local.sh`"
+    return None
+
+
+if (why := why_not()) is not None:
+    pytest.skip(why, allow_module_level=True)
+
+
+class Node:
+    """The running cluster: its addresses and its kubectl and helm, bound to its kubeconfig."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.env = dict(line.split("=", 1) for line in (run_dir / "env").read_text().split())
+        self.tool_env = {**os.environ, "KUBECONFIG": self.env["KUBECONFIG"]}
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
+        result = subprocess.run([find_tool("kubectl"), *args], check=False, capture_output=True, text=True, input=input,
+                                env=self.tool_env, timeout=timeout)
+        assert result.returncode == 0 or not check, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout if check else result.stdout + result.stderr
+
+    def helm(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([find_tool("helm"), *args], check=False, capture_output=True, text=True, env=self.tool_env,
+                              timeout=timeout, cwd=REPO)
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def wait(self, what: str, condition, timeout: float = 180):
+        deadline = time.monotonic() + timeout
+        while not (value := condition()):
+            assert time.monotonic() < deadline, f"{what} within {timeout} s"
+            time.sleep(1)
+        return value
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("node")
+    started = time.monotonic()
+    result = subprocess.run(["bash", str(CLUSTER / "start.sh"), str(run_dir), str(BIN)], check=False, capture_output=True, text=True,
+                            timeout=600)
+    try:
+        assert result.returncode == 0, result.stderr[-3000:]
+        print(f"cluster up in {time.monotonic() - started:.0f} s")
+        yield Node(run_dir)
+    finally:
+        subprocess.run(["bash", str(CLUSTER / "stop.sh"), str(run_dir)], check=False, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def s3(node):
+    """moto's S3 server on the node's bridge address (where pods reach the host), with the chart's bucket."""
+    server = ThreadedMotoServer(ip_address=node.env["NODE_IP"], port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+                 aws_secret_access_key="test").create_bucket(Bucket="factory")
+    yield endpoint
+    server.stop()
+
+
+def values(s3: str, *more: str) -> list[str]:
+    """The chart's values for this node: the locally built images, moto as the external S3 service."""
+    settings = [
+        "postgresql.image.repository=nemotron-factory/postgres-debian",
+        "minio.enabled=false", f"s3.endpoint={s3}", "s3.existingSecret=factory-s3", "mlflow.workers=1", *more,
+    ]
+    return ["--set-string", "postgresql.image.tag=15", *(arg for setting in settings for arg in ("--set", setting))]
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory) -> Path:
+    """The chart, its Kubernetes floor lowered to the node's 1.20: every API group it uses is served there, and
+    the floor stands for Pod Security admission, which the node enforces through PodSecurityPolicy."""
+    copy = tmp_path_factory.mktemp("chart") / "factory"
+    shutil.copytree(CHART, copy)
+    meta = copy / "Chart.yaml"
+    text = meta.read_text()
+    assert 'kubeVersion: ">=1.27.0-0"' in text
+    meta.write_text(text.replace('kubeVersion: ">=1.27.0-0"', 'kubeVersion: ">=1.20.0-0"'))
+    return copy
+
+
+@pytest.fixture(scope="module")
+def release(node, s3, chart):
+    # The namespace labelled first, as Pod Security admission would see it when the first pod is created
+    # (addons.py binds its level within a second).
+    node.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "baseline"}}}))
+    node.wait("the baseline policy bound", lambda: node.kubectl(
+        "-n", NAMESPACE, "get", "rolebinding", "pod-security", "-o", "jsonpath={.roleRef.name}", check=False)
+        == "pod-security:baseline", timeout=30)
+    node.kubectl("-n", NAMESPACE, "create", "secret", "generic", "factory-s3",
+                 "--from-literal=AWS_ACCESS_KEY_ID=test", "--from-literal=AWS_SECRET_ACCESS_KEY=test")
+    started = time.monotonic()
+    result = node.helm("install", RELEASE, str(chart), "-n", NAMESPACE, "--take-ownership", "--wait", "--timeout", "8m",
+                       *values(s3))
+    assert result.returncode == 0, result.stderr + node.kubectl("-n", NAMESPACE, "get", "pods,events", check=False)
+    print(f"helm install --wait in {time.monotonic() - started:.0f} s")
+    return RELEASE
+
+
+def pods(node: Node) -> list[dict]:
+    return node.json("-n", NAMESPACE, "get", "pods")["items"]
+
+
+def ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def test_every_pod_of_the_chart_is_ready_as_its_non_root_user(node, release):
+    running = [p for p in pods(node) if p["status"]["phase"] != "Succeeded"]
+    assert {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in running} >= {"mlflow", "postgresql"}
+    assert all(ready(p) for p in running), [(p["metadata"]["name"], p["status"].get("conditions")) for p in running]
+    # Admitted under the namespace's baseline level, not a looser one.
+    assert {p["metadata"]["annotations"]["kubernetes.io/psp"] for p in running} == {"baseline"}
+    mlflow = next(p for p in running if p["metadata"]["labels"]["app.kubernetes.io/component"] == "mlflow")
+    uid = node.kubectl("-n", NAMESPACE, "exec", mlflow["metadata"]["name"], "-c", "mlflow", "--", "id", "-u").strip()
+    assert uid == "10001"
+    result = node.kubectl("-n", NAMESPACE, "exec", mlflow["metadata"]["name"], "-c", "mlflow", "--", "touch", "/x",
+                          check=False)
+    assert "Read-only file system" in result
+
+
+def test_mlflow_answers_through_its_service(node, release):
+    # From a pod, by the Service's DNS name (the chart's own test pod, as a pipeline step reaches it) ...
+    result = node.helm("test", RELEASE, "-n", NAMESPACE, "--logs", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "experiments" in result.stdout
+    # ... and from the node, through kube-proxy's rules for the Service's cluster IP.
+    service = node.json("-n", NAMESPACE, "get", "service", "-l", "app.kubernetes.io/component=mlflow")["items"][0]
+    ip, port = service["spec"]["clusterIP"], service["spec"]["ports"][0]["port"]
+    request = urllib.request.Request(f"http://{ip}:{port}/health", headers={"Host": f"{service['metadata']['name']}:{port}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.read() == b"OK"
+
+
+def privileged_job(name: str, privileged: bool) -> str:
+    return json.dumps({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "automountServiceAccountToken": False,
+            "containers": [{"name": "c", "image": "nemotron-factory/factory-cpu:0.1.0", "command": ["true"],
+                            "securityContext": {"privileged": privileged}}]}}},
+    })
+
+
+def test_the_namespace_pod_security_level_refuses_a_privileged_pod(node, release):
+    labels = node.json("get", "namespace", NAMESPACE)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert node.json("-n", NAMESPACE, "get", "rolebinding", "pod-security")["roleRef"]["name"] == "pod-security:baseline"
+    # Pods as a controller creates them (the Job controller's own credentials: only the pod's service account's
+    # policies apply, as for every pod of a pipeline).
+    node.kubectl("apply", "-f", "-", input=privileged_job("privileged", True))
+    node.kubectl("apply", "-f", "-", input=privileged_job("unprivileged", False))
+    try:
+        def refused():
+            events = node.json("-n", NAMESPACE, "get", "events", "--field-selector", "involvedObject.name=privileged")
+            return [e["message"] for e in events["items"] if e["reason"] == "FailedCreate"]
+        (message, *_) = node.wait("the privileged pod refused", refused, timeout=60)
+        assert "is forbidden: PodSecurityPolicy: unable to admit pod" in message
+        assert "securityContext.privileged: Invalid value: true: Privileged containers are not allowed" in message
+        print(f"refused: {message}")
+        assert not node.json("-n", NAMESPACE, "get", "pods", "-l", "job-name=privileged")["items"]
+        (pod, *_) = node.wait("the unprivileged pod admitted",
+                              lambda: node.json("-n", NAMESPACE, "get", "pods", "-l", "job-name=unprivileged")["items"])
+        assert pod["metadata"]["annotations"]["kubernetes.io/psp"] == "baseline"
+    finally:
+        node.kubectl("-n", NAMESPACE, "delete", "job", "privileged", "unprivileged", "--wait=false", check=False)
+
+
+def test_helm_upgrade_then_uninstall_leave_it_clean(node, s3, chart, release):
+    before = {p["metadata"]["name"] for p in pods(node) if p["metadata"]["labels"].get("app.kubernetes.io/component") == "mlflow"}
+    result = node.helm("upgrade", RELEASE, str(chart), "-n", NAMESPACE, "--wait", "--timeout", "8m",
+                       *values(s3, "mlflow.workers=2"))
+    assert result.returncode == 0, result.stderr
+    mlflow = [p for p in pods(node) if p["metadata"]["labels"].get("app.kubernetes.io/component") == "mlflow"
+              and p["metadata"].get("deletionTimestamp") is None]
+    assert mlflow and all(ready(p) for p in mlflow) and not {p["metadata"]["name"] for p in mlflow} & before
+    assert "--workers=2" in mlflow[0]["spec"]["containers"][0]["args"]
+    assert json.loads(node.helm("history", RELEASE, "-n", NAMESPACE, "-o", "json").stdout)[-1]["status"] == "deployed"
+
+    result = node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "3m")
+    assert result.returncode == 0, result.stderr
+    node.wait("the release's pods gone", lambda: not pods(node), timeout=120)
+    left = node.json("-n", NAMESPACE, "get", "all,configmaps,secrets,serviceaccounts,roles,rolebindings,networkpolicies",
+                     "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+    # What the chart keeps on purpose (helm.sh/resource-policy: keep): its generated credentials, so a reinstall
+    # finds the database it initialised.
+    kept = sorted(f"{i['kind']}/{i['metadata']['name']}" for i in left)
+    assert all(i["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep" for i in left), kept
+    print(f"kept after uninstall: {kept}")
