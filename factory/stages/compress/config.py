@@ -12,6 +12,9 @@ from factory.stage import StageConfig
 # scale, and the FP8 GEMM kernels engines run (torch._scaled_mm, CUTLASS) take dimensions in multiples of 16.
 QUANTIZE_BLOCK = 16
 
+# The dense transformer classes `factory.stages.compress.dense` prunes, besides NemotronH (`surgery`)
+DENSE_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM")
+
 
 class PruneTarget(BaseModel):
     """The shape to prune to; None keeps a dimension as it is."""

@@ -1,11 +1,12 @@
-"""The compress stage: Minitron pruning of a NemotronH checkpoint, to a fixed shape or under a budget.
+"""The compress stage: Minitron pruning of a NemotronH checkpoint, to a fixed shape or under a budget, or of a dense
+transformer (Llama, Qwen2, Qwen3, Mistral: `factory.stages.compress.dense`) to a fixed shape.
 
 Inputs: "model" (an artifact with `model/`, e.g. pretrain's) and "tokens" (a tokens artifact: the
 calibration windows come from `calibration_split`, the search's validation windows from `validation_split`).
 Output:
 
-    model/          the pruned `NemotronHForCausalLM` folder (stock transformers loads and generates with it)
-    compress.json   chosen shape, pattern, kept layers, parameters before/after, layer scores, and with a
+    model/          the pruned model folder, of the input's class (stock transformers loads and generates with it)
+    compress.json   chosen shape, pattern (NemotronH) or layer count (dense), parameters before/after, layer scores, and with a
                     budget every candidate with its memory breakdown and its loss after a short distillation
 
 With `target`, the model is pruned to that shape. With `budget`, `factory.stages.compress.search` lists the
@@ -35,6 +36,7 @@ from factory.model.checkpoints import (
 )
 from factory.stage import Artifact, StepContext
 from factory.stages.compress.config import Config
+from factory.stages.compress.dense import check_dense, is_dense, measure_dense_importance, prune_dense
 from factory.stages.compress.importance import measure_importance
 from factory.stages.compress.search import candidates
 from factory.stages.compress.surgery import check_target, pattern_of, prune_model
@@ -50,14 +52,18 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     calib = Tokens.of(inputs, "tokens").windows(config.calibration_split, config.seq_len, config.calibration_samples)
     check_calibration(calib, config.calibration_samples, f"tokens/{config.calibration_split}")
     teacher = load_model(source)
-    if config.target is not None:
+    dense = is_dense(teacher)
+    if dense:  # refuses what the dense path cannot do (a budget, Mamba sizes) before any calibration work
+        check_dense(config, teacher.config, type(teacher).__name__, ctx.name)
+    elif config.target is not None:
         check_target(teacher.config, config.target, "target", config.width_multiple_of)
     torch.manual_seed(config.seed)
-    importance = measure_importance(teacher, calib, config.batch_size, layer_loss=True)
+    measure = measure_dense_importance if dense else measure_importance
+    importance = measure(teacher, calib, config.batch_size, layer_loss=True)
     ctx.log.info("importance_measured", windows=int(calib.shape[0]), base_loss=round(importance.base_loss, 4))
 
     report: dict = {
-        "teacher": {"pattern": pattern_of(teacher.config), "params": parameter_counts(teacher.config).total},
+        "teacher": _shape(teacher),
         "layer_scores": {
             "loss_increase": [round(float(x), 6) for x in importance.loss_increase],
             "block_influence": [round(float(x), 6) for x in importance.block_influence],
@@ -65,13 +71,13 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "calibration": {"split": config.calibration_split, "windows": int(calib.shape[0]), "seq_len": config.seq_len},
     }
     if config.target is not None:
-        student = prune_model(teacher, importance, config.target)
+        student = (prune_dense if dense else prune_model)(teacher, importance, config.target)
         chosen = config.target
     else:
         student, chosen, report["candidates"] = _search(config, inputs, teacher, importance, calib, ctx)
 
-    params = parameter_counts(student.config).total
-    report["student"] = {"pattern": pattern_of(student.config), "params": params, "target": chosen.model_dump()}
+    report["student"] = {**_shape(student), "target": chosen.model_dump()}
+    params = report["student"]["params"]
     if config.budget is not None:
         report["student"]["memory"] = serving_memory(student.config, config.budget.context_len, config.budget.batch).terms()
     after_loss = lm_loss(student, calib, config.batch_size)
@@ -82,9 +88,20 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "params_after": float(params),
         "calibration_loss_before": importance.base_loss,
         "calibration_loss_after": after_loss,
-        "layers_after": float(len(student.config.layers_block_type)),
+        "layers_after": float(student.config.num_hidden_layers if dense else len(student.config.layers_block_type)),
     }
     return metrics
+
+
+def _shape(model) -> dict:
+    """What compress.json says of a model: NemotronH's pattern and `factory.cost` count; a dense model's class, sizes and
+    parameter count (factory.cost reads NemotronH shapes only)."""
+    c = model.config
+    if not is_dense(model):
+        return {"pattern": pattern_of(c), "params": parameter_counts(c).total}
+    sizes = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim")
+    return {"architecture": type(model).__name__, **{k: getattr(c, k) for k in sizes},
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 def _search(config: Config, inputs, teacher, importance, calib, ctx: StepContext):

@@ -93,8 +93,9 @@ def _expand(heads: torch.Tensor, dims: torch.Tensor, head_dim: int) -> torch.Ten
 
 
 def kept_layers(hf_config, importance: Importance, target: PruneTarget) -> list[int]:
-    """Indices of the blocks that stay, in order."""
-    n = len(hf_config.layers_block_type)
+    """Indices of the blocks that stay, in order (NemotronH blocks, or a dense model's decoder layers)."""
+    types = getattr(hf_config, "layers_block_type", None)
+    n = len(types) if types is not None else hf_config.num_hidden_layers
     if not target.drop_layers:
         return list(range(n))
     scores = importance.loss_increase if target.layer_metric == "loss_increase" else importance.block_influence
