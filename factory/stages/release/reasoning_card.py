@@ -100,6 +100,8 @@ def reasoning_section(chain: list[dict[str, Any]], evaluation: Mapping[str, Any]
                              f"{_share(m, p + 'truncated')} | {format_metric(m.get(p + 'thinking_tokens', float('nan')))} | "
                              f"{format_metric(m.get(p + 'answer_tokens', float('nan')))} |")
     released = _of_released_model(chain, all_metrics, released_eval, config, model_fp)
+    if released is not None and scored[0][0] is not released[0]:
+        lines += ["", *_verdict(scored[0], released)]
     if released is not None:
         a, m, _ = released
         budgets = {b: [r for r in runs if "budget" in r] for b, runs in chat_runs(m).items()}
@@ -115,6 +117,27 @@ def reasoning_section(chain: list[dict[str, Any]], evaluation: Mapping[str, Any]
                     lines.append(f"| {bench} | {budget} | {_cell(m, p + 'pass@1')} | "
                                  f"{format_metric(m.get(p + 'thinking_tokens', float('nan')))} | {_share(m, p + 'truncated')} |")
     return [*lines, ""]
+
+
+def _verdict(first, released) -> list[str]:
+    """Plainly, per benchmark and mode: whether the released model scores above the lineage's earliest evaluation by
+    more than two standard errors of the difference (items independent between the two evaluations: a conservative
+    error, larger than a paired one)."""
+    (a0, m0, _), (_, m1, _) = first, released
+    lines = []
+    for bench, runs in chat_runs(m1).items():
+        for run in (r for r in runs if "budget" not in r):
+            key = f"{bench}_{run}_pass@1"
+            if key not in m0:
+                continue
+            diff = m1[key] - m0[key]
+            se = (m0.get(f"{key}_stderr", 0.0) ** 2 + m1.get(f"{key}_stderr", 0.0) ** 2) ** 0.5
+            learned = diff > 2 * se
+            lines.append(f"- `{bench}`, {MODE_NAMES[run]}: {format_metric(m1[key])} against {format_metric(m0[key])} "
+                         f"at {a0['stage']} ({diff:+.3f} ± {se:.3f}): "
+                         + ("learned: above the earlier model by more than two standard errors." if learned else
+                            "**not measurably better** than the earlier model (within two standard errors)."))
+    return lines
 
 
 def reasoning_results(chain: list[dict[str, Any]], evaluation: Mapping[str, Any], all_metrics: Mapping[str, float],

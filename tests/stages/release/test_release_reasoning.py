@@ -70,6 +70,8 @@ def test_card_reports_accuracy_per_mode_along_the_lineage_with_think_rates_and_t
     assert "- `sums` (evaluate): chat template, prompt config `generic`, runs `on`, `off`, `on_budget0`, `on_budget4`." \
         in section
     assert "- `sums` (eval_base): chat template, prompt config `generic`, runs `on`, `off`." in section
+    # said plainly: this SFT model scores no better than its base on these items
+    assert "- `sums`, reasoning on: 0 against 0 at eval_base (+0.000 ± 0.000): **not measurably better**" in section
     curve = [line for line in section.split("Accuracy against thinking budget", 1)[1].splitlines() if line.startswith("| sums")]
     assert [r.split(" | ")[1] for r in curve] == ["0", "4", "none"]
 
