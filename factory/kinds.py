@@ -139,7 +139,8 @@ KINDS: dict[str, StageKind] = {
     # Minitron: prune the pretrained model (activation importance, width/depth surgery, budget search), then
     # distil it from the unpruned teacher; the distilled student is what later steps of the recipe take.
     "compress": StageKind("factory.stages.compress", output="checkpoint", cost="cost:cost", spec_defaults="config:spec_defaults",
-                          architectures=("NemotronHForCausalLM",), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
+                          architectures=("NemotronHForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                                         "MistralForCausalLM"), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     "distill": _trainer("factory.stages.distill", {"student": CHECKPOINT, "teacher": CHECKPOINT, "tokens": TOKENS},
                         distributed=True),
     "posttrain_data": StageKind("factory.stages.posttrain_data", output="conversations", cost="cost:cost",

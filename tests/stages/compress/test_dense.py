@@ -211,3 +211,18 @@ def test_compress_stage_refuses_mamba_sizes_for_a_qwen3_before_any_work(tmp_path
         stage.run(Config(target=PruneTarget(mamba_num_heads=2), calibration_samples=8, seq_len=32),
                   {"model": model, "tokens": tokens}, out, StepContext("shrink"))
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("arch", DENSE)
+def test_the_registry_takes_every_dense_architecture_when_the_spec_is_planned(arch, tmp_path):
+    from factory.kinds import KINDS
+    from factory.spec import parse_spec
+    from factory.steps import check_architectures
+
+    folder = model_folder_of(arch, tmp_path / arch)
+    spec = parse_spec({"name": "prune", "work_dir": str(tmp_path / "work"), "storage": {"root": str(tmp_path / "store")},
+                       "stages": {"import_model": {"source": str(folder)}, "curate": {"sources": [str(tmp_path)]},
+                                  "tokenize": {}, "compress": {"target": {"hidden_size": 48}}, "distill": {}}})
+    assert spec.inputs_of("compress")["model"] == "import_model"
+    made = check_architectures(spec)
+    assert made["compress"] == made["distill"] == made["import_model"] in KINDS["compress"].architectures
