@@ -75,6 +75,10 @@ def _serving(model: Any, budget: Budget, vocab: int):
 
 def cost(step: Any, plan: PlanContext) -> StepCost:
     cfg = step.config
+    up = plan.upstream(step, "model")
+    if up is not None and up.model is None:  # e.g. an imported Llama: factory.cost reads NemotronH shapes only
+        return plan.cost(step, note=f"not costed: step {up.step} plans no model shape (factory.cost reads NemotronH "
+                                    "shapes), so the pruned shape is not estimated")
     teacher = plan.model_of(step)
     layers = len(as_shape(teacher.config, teacher.vocab_size).pattern)
     calibration = cfg.calibration_samples * cfg.seq_len
