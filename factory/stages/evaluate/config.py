@@ -17,6 +17,7 @@ from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.stages.evaluate.gates import parse_gate
 from factory.tasks.builtin import DEFAULT_PROMPTS
 from factory.tasks.lm_eval_task import read_lm_eval_task, task_data_files
+from factory.tasks.prompts import builtin_prompt_configs, read_prompt_config
 from factory.tasks.sets import builtin_sets
 
 
@@ -103,6 +104,16 @@ class Config(StageConfig):
             raise ValueError(f"budgets: {budgets} must be distinct token counts >= 0")
         return sorted(budgets)
 
+    @field_validator("benchmarks")
+    @classmethod
+    def _readable_prompts(cls, benchmarks: list[BenchmarkConfig]) -> list[BenchmarkConfig]:
+        for i, bench in enumerate(benchmarks):
+            try:
+                read_prompt_config(bench.prompt)
+            except UserError as e:
+                raise ValueError(f"benchmarks[{i}].prompt: {e}") from None
+        return benchmarks
+
     @model_validator(mode="after")
     def _switch_for_modes(self) -> Config:
         # a template without a reasoning switch cannot be asked for a mode: refused here when the generator names its
@@ -150,13 +161,19 @@ class Config(StageConfig):
     def external_fields(cls) -> list[str]:
         # the docs an lm-eval task file names are raw inputs as much as the file is: their listing joins the
         # fingerprint (a read-only property, so a spec never writes it)
-        return [*super().external_fields(), "lm_eval_docs"]
+        return [*super().external_fields(), "lm_eval_docs", "prompt_files"]
 
     @property
     def lm_eval_docs(self) -> list[str]:
         """Every docs file the `lm_eval_tasks` read, all splits, in task order."""
         files = [str(f) for path in self.lm_eval_tasks for f in read_lm_eval_task(Path(path)).files()]
         return list(dict.fromkeys(files))
+
+    @property
+    def prompt_files(self) -> list[str]:
+        """The prompt config files the generation benchmarks name by path (a chat model is asked through them): their
+        contents join the fingerprint like any raw input's. Built-in ones ship with the factory's code."""
+        return list(dict.fromkeys(b.prompt for b in self.benchmarks if b.prompt not in builtin_prompt_configs()))
 
     @field_validator("lm_eval_tasks")
     @classmethod

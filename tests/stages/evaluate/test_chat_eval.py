@@ -16,6 +16,7 @@ from factory.stage import Artifact, StepContext
 from factory.stages import evaluate, sft
 from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.stages.rl.rewards import RewardConfig, VerifierRewards
+from factory.tasks.prompts import read_prompt_config
 from tests.builders import addition_heldout, additions, conversations, generator
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -126,3 +127,20 @@ def test_heldout_without_data_input_names_the_input(upstream, tmp_path):
     assert "data" in config.required_inputs()
     with pytest.raises(InputError, match="wire the step's `data` input"):
         evaluate.run(config, {"model": upstream["model"]}, tmp_path, StepContext("evaluate"))
+
+
+def test_prompt_configs_are_files_checked_at_spec_load(tmp_path):
+    own = tmp_path / "boxed.yaml"
+    own.write_text('system: "Be brief."\nuser: "Solve: {question} Put the answer in \\\\boxed{{}}."\n')
+    config = evaluate.Config(benchmarks=[BenchmarkConfig(name="a", source="procedural", task="basic_arithmetic",
+                                                         prompt=str(own)),
+                                         BenchmarkConfig(name="b", source="procedural", task="basic_arithmetic")])
+    assert config.prompt_files == [str(own)]  # its contents join the fingerprint; built-in ones ship with the code
+    assert read_prompt_config(str(own)).messages("2 + 3") == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Solve: 2 + 3 Put the answer in \\boxed{}."}]
+    with pytest.raises(ValueError, match=r"benchmarks\[0\]\.prompt: prompt config 'nope' is neither a built-in one"):
+        evaluate.Config(benchmarks=[BenchmarkConfig(name="a", source="procedural", task="basic_arithmetic", prompt="nope")])
+    (tmp_path / "bad.yaml").write_text('user: "no question here"\n')
+    with pytest.raises(ValueError, match=r"bad\.yaml: user: .*lacks \{question\}"):
+        evaluate.Config(benchmarks=[BenchmarkConfig(name="a", source="procedural", task="basic_arithmetic",
+                                                    prompt=str(tmp_path / "bad.yaml"))])
