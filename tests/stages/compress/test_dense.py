@@ -230,3 +230,40 @@ def test_the_registry_takes_every_dense_architecture_when_the_spec_is_planned(ar
     # `factory plan` gives no figure rather than a NemotronH's: factory.cost has no shape of the imported model
     planned = {s.step: s for s in plan_spec(spec).steps}["compress"]
     assert planned.data == {} and planned.note.startswith("not costed: step import_model plans no model shape")
+
+
+def test_compress_then_distill_a_llama(tmp_path, tokens):
+    """The Minitron chain on an imported Llama: the model trained a little on the grammar tokens (so there is something
+    to lose and to recover), pruned by the compress stage, then distilled from it by the distill stage: the student
+    stays a LlamaForCausalLM of the pruned shape and distillation recovers validation loss the pruning cost."""
+    from factory.artifacts import Tokens
+    from factory.model.checkpoints import save_model
+    from factory.stages.compress import stage as compress
+    from factory.stages.distill import stage as distill
+    from factory.train.config import TrainConfig
+    from factory.train.objectives.causal_lm import CausalLMObjective
+    from factory.train.trainer import Trainer
+
+    folder = model_folder_of("llama", tmp_path / "random" / "model")
+    model = load_model(folder).train()
+    torch.manual_seed(0)
+    windows = list(Tokens.of({"tokens": tokens}, "tokens").windows("train", 32))
+    Trainer(CausalLMObjective(model), windows, TrainConfig(steps=60, seq_len=32, micro_batch_size=8, lr=3e-3, warmup_steps=3,
+                                                           checkpoint_interval=0)).fit()
+    save_model(model.eval(), tmp_path / "teacher" / "model", tokenizer_from=folder)
+    teacher = publish(tmp_path / "teacher", "import_model", "checkpoint")
+
+    target = PruneTarget(hidden_size=48, intermediate_size=64, num_attention_heads=2)
+    (tmp_path / "pruned").mkdir()
+    compress.run(Config(target=target, calibration_samples=16, seq_len=32), {"model": teacher, "tokens": tokens},
+                 tmp_path / "pruned", StepContext("compress"))
+    student = publish(tmp_path / "pruned", "compress", "checkpoint")
+    cfg = distill.Config(steps=30, seq_len=32, micro_batch_size=8, lr=3e-3, warmup_steps=3, checkpoint_interval=0,
+                         valid_samples=16)
+    result = distill.run(cfg, {"student": student, "teacher": teacher, "tokens": tokens}, tmp_path / "distilled",
+                         StepContext("distill"))
+    distilled = load_model(tmp_path / "distilled" / "model")
+    assert type(distilled).__name__ == "LlamaForCausalLM"
+    assert (distilled.config.hidden_size, distilled.config.num_attention_heads, distilled.config.head_dim) == (48, 2, 16)
+    assert result["teacher_valid_loss"] < result["valid_loss_before"]  # pruning cost loss
+    assert result["valid_loss_after"] < result["valid_loss_before"]  # distillation won some back
