@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from factory.chat.template import stop_token_ids
 from factory.errors import InputError
 from factory.generate.decode import decode, supports_fast_decode
 from factory.logs import progress
@@ -59,13 +60,14 @@ def score_sets(model: torch.nn.Module, tokenizer, config: Config, device: torch.
 
 
 def generate_samples(model: torch.nn.Module, tokenizer, config: Config, device: torch.device) -> list[dict[str, Any]]:
-    """Greedy completions, one prompt at a time (no padding, so no attention-mask subtleties)."""
+    """Greedy completions, one prompt at a time (no padding, so no attention-mask subtleties). A completion stops where
+    the release's generation config stops it: EOS, and the chat template's end-of-turn marker (`<|im_end|>`)."""
     samples = []
+    stops = [i for i in stop_token_ids(tokenizer) if i != tokenizer.unk_token_id]
     for prompt in config.prompts:
         ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)  # (1, P)
         if supports_fast_decode(model):  # NemotronH: the factory's decoder, the same greedy tokens as generate's
-            eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-            new = decode(model, [ids[0].tolist()], config.max_new_tokens, stop_ids=eos, slots=1)[0]
+            new = decode(model, [ids[0].tolist()], config.max_new_tokens, stop_ids=stops, slots=1)[0]
         else:  # other architectures (imported Llama, Qwen, Mistral): transformers' generate
             out = model.generate(
                 input_ids=ids,
@@ -73,7 +75,7 @@ def generate_samples(model: torch.nn.Module, tokenizer, config: Config, device: 
                 max_new_tokens=config.max_new_tokens,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=stops or None,
             )  # (1, P + new)
             new = out[0, ids.shape[1] :].tolist()
         samples.append(

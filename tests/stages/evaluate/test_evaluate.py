@@ -105,3 +105,21 @@ def test_missing_input_is_named(upstream, tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(InputError, match="'tokens'"):
         run(Config(), {"model": upstream["model"]}, tmp_path / "out", StepContext("evaluate"))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_samples_stop_at_the_end_of_turn_as_the_release_does(upstream, monkeypatch, fast):
+    """Samples stop where the release's generation config stops: EOS and the chat template's end-of-turn marker
+    (`stop_token_ids`). Stand-in: the model's own greedy first token plays the end-of-turn id, so a real model and
+    decoder (the factory's, and transformers' generate for other architectures) must stop right after it."""
+    from factory.stages.evaluate import samples
+
+    tokenizer = AutoTokenizer.from_pretrained(upstream["tokens"].path / "tokenizer")
+    model = AutoModelForCausalLM.from_pretrained(upstream["model"].path / "model").eval()
+    prompt = "The river city"
+    with torch.no_grad():
+        first = model(input_ids=tokenizer(prompt, return_tensors="pt").input_ids).logits[0, -1].argmax().item()
+    monkeypatch.setattr(samples, "stop_token_ids", lambda tok: [tok.eos_token_id, first])
+    monkeypatch.setattr(samples, "supports_fast_decode", lambda m: fast)
+    (sample,) = samples.generate_samples(model, tokenizer, Config(prompts=[prompt], max_new_tokens=8), torch.device("cpu"))
+    assert sample["new_token_ids"] == [first]
