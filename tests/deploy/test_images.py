@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from tests.deploy.conftest import REPO
-from tests.deploy.local_images import CPU, POSTGRES, missing
+from tests.deploy.local_images import CPU, GPU, POSTGRES, missing
 
 if (why := missing(CPU, POSTGRES)) is not None:
     pytest.skip(why, allow_module_level=True)
@@ -51,6 +51,15 @@ def test_cpu_image_runs_the_cli_as_its_non_root_user_on_a_read_only_root():
     # The root filesystem refuses writes, the working directory too: only volumes and /tmp take them.
     result = podman("run", "--rm", *LOCKED_DOWN, CPU, "sh", "-c", "touch /workspace/x 2>&1; touch /tmp/x && echo tmp-ok")
     assert "Read-only file system" in result.stdout and "tmp-ok" in result.stdout
+
+
+def test_gpu_image_python_layer_runs_the_cli_as_its_non_root_user():
+    """The GPU image as a CPU machine builds it (build-local.sh: CUDA=0, no CUDA-only wheels): its Python layer."""
+    if (why := missing(GPU)) is not None:
+        pytest.skip(why)
+    result = podman("run", "--rm", *LOCKED_DOWN, GPU, "sh", "-c", "id -u; python -c 'import factory, torch, mlflow'; factory --help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("10001\n") and "Usage: factory" in result.stdout
 
 
 @pytest.mark.slow
