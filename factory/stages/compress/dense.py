@@ -24,6 +24,10 @@ Surgery keeps the most important
   since these models otherwise derive it from hidden_size / num_attention_heads, which pruning changes;
 - layers: the `drop_layers` least important decoder layers by `layer_metric` go (and their `layer_types` entries).
 
+Under a `budget`, `dense_candidates` lists the search space's shapes (residual and MLP widths, layers dropped; heads
+stay) with their exact parameter count (the pruned class built on the meta device) and serving memory (weights, and
+the KV cache of every layer: `factory.cost` reads NemotronH shapes only), as `factory.stages.compress.search` does.
+
     imp = measure_dense_importance(model, windows)                 # windows (N, T + 1) token ids
     small = prune_dense(model, imp, PruneTarget(hidden_size=48, intermediate_size=96, num_attention_heads=2))
 """
@@ -31,16 +35,20 @@ Surgery keeps the most important
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from factory.cost import ServingMemory
+from factory.cost.memory import format_bytes
 from factory.errors import SpecError
 from factory.model.checkpoints import lm_loss
-from factory.stages.compress.config import DENSE_ARCHITECTURES, Config, PruneTarget
+from factory.stages.compress.config import DENSE_ARCHITECTURES, Budget, Config, PruneTarget, SearchSpace
 from factory.stages.compress.importance import Importance, _Accumulator, lm_loss_without
+from factory.stages.compress.search import Candidate, _round, _within, no_fit
 from factory.stages.compress.surgery import _expand, _top, _top_per_group, kept_layers
 
 
@@ -55,12 +63,14 @@ def head_dim_of(hf_config) -> int:
 
 
 def check_dense(config: Config, hf_config, architecture: str, step: str) -> None:
-    """Raise `SpecError` (one line naming the step, the field and the architecture) for what the dense path cannot do or
-    a target that does not shrink `hf_config` validly. Runs before any calibration work."""
+    """Raise `SpecError` (one line naming the step, the field and the architecture) for what the dense path cannot do
+    (Mamba sizes, Mamba head fractions in the search) or a target that does not shrink `hf_config` validly. Runs before
+    any calibration work."""
     where = f"step {step}: "
     if config.budget is not None:
-        raise SpecError(f"{where}budget: the budget search sizes candidates with factory.cost, which reads NemotronH shapes "
-                        f"only, not {architecture}; give a target shape instead")
+        if "mamba_head_fractions" in config.search.model_fields_set:
+            raise SpecError(f"{where}search.mamba_head_fractions: {architecture} has no Mamba layers; leave it unset")
+        return
     t = config.target
     assert t is not None
     for name in ("mamba_num_heads", "mamba_head_dim"):
@@ -236,3 +246,35 @@ def prune_dense(model: nn.Module, importance: Importance, target: PruneTarget) -
         raise RuntimeError(f"prune: tensors left unset after surgery: {left[:5]}")
     new_model.to(next(model.parameters()).dtype)
     return new_model.eval()
+
+
+def dense_candidates(model: nn.Module, importance: Importance, space: SearchSpace, budget: Budget,
+                     layer_metric: str = "loss_increase") -> list[Candidate]:
+    """Every candidate of `space` (hidden and MLP fractions, layers dropped; query heads kept) with its size, within
+    `budget`, largest first. Raises `SpecError` when none fits, naming the smallest candidate's size."""
+    c = model.config
+    found: dict[PruneTarget, Candidate] = {}
+    for fh, fm, drop in itertools.product(space.hidden_fractions, space.mlp_fractions, space.drop_layers):
+        if drop >= c.num_hidden_layers:
+            continue
+        target = PruneTarget(hidden_size=_round(c.hidden_size * fh, space.multiple_of, space.multiple_of),
+                             intermediate_size=_round(c.intermediate_size * fm, space.multiple_of, space.multiple_of),
+                             drop_layers=drop, layer_metric=layer_metric)  # type: ignore[arg-type]
+        shape = pruned_dense_config(c, target, kept_layers(c, importance, target))
+        with torch.device("meta"):  # the exact count of the class's own tensors, none allocated
+            params = sum(p.numel() for p in type(model)(shape).parameters())
+        found[target] = Candidate(target, params, dense_serving_memory(shape, params, budget).terms())
+    ranked = sorted(found.values(), key=lambda cand: (cand.params, cand.memory_total), reverse=True)
+    fits = [cand for cand in ranked if _within(cand, budget)]
+    if not fits:
+        raise no_fit(ranked[-1], budget)
+    return fits
+
+
+def dense_serving_memory(hf_config, params: int, budget: Budget) -> ServingMemory:
+    """Serving memory of a dense model of `params` parameters at the budget's context and batch: weights in its
+    weights format, and K and V of kv_heads x head_dim per token in every layer (no Mamba state)."""
+    kv = (hf_config.num_hidden_layers * 2 * hf_config.num_key_value_heads * head_dim_of(hf_config) * budget.context_len
+          * budget.batch * format_bytes(budget.kv_cache_format))
+    return ServingMemory(weights=round(params * format_bytes(budget.weights_format)), kv_cache=round(kv), mamba_conv=0,
+                         mamba_ssm=0)

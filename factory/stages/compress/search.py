@@ -68,12 +68,16 @@ def candidates(hf_config, importance, space: SearchSpace, budget: Budget, layer_
     ranked = sorted(found.values(), key=lambda cand: (cand.params, cand.memory_total), reverse=True)
     fits = [cand for cand in ranked if _within(cand, budget)]
     if not fits:
-        smallest = ranked[-1]
-        size = f"{smallest.params} parameters" if budget.max_params else f"{smallest.memory_total / 1024**3:.3f} GiB"
-        limit = f"max_params={budget.max_params}" if budget.max_params else f"max_memory_gib={budget.max_memory_gib}"
-        raise SpecError(f"budget.{limit.split('=')[0]}: no candidate meets {limit}; the smallest in the search space has {size}. "
-                        "Raise the budget or add smaller fractions / more drop_layers to the search space")
+        raise no_fit(ranked[-1], budget)
     return fits
+
+
+def no_fit(smallest: Candidate, budget: Budget) -> SpecError:
+    """The error of a budget no candidate meets, naming the smallest candidate's size."""
+    size = f"{smallest.params} parameters" if budget.max_params else f"{smallest.memory_total / 1024**3:.3f} GiB"
+    limit = f"max_params={budget.max_params}" if budget.max_params else f"max_memory_gib={budget.max_memory_gib}"
+    return SpecError(f"budget.{limit.split('=')[0]}: no candidate meets {limit}; the smallest in the search space has {size}. "
+                     "Raise the budget or add smaller fractions / more drop_layers to the search space")
 
 
 def _within(cand: Candidate, budget: Budget) -> bool:

@@ -1,5 +1,5 @@
-"""The compress stage: Minitron pruning of a NemotronH checkpoint, to a fixed shape or under a budget, or of a dense
-transformer (Llama, Qwen2, Qwen3, Mistral: `factory.stages.compress.dense`) to a fixed shape.
+"""The compress stage: Minitron pruning of a NemotronH checkpoint or of a dense transformer (Llama, Qwen2, Qwen3,
+Mistral: `factory.stages.compress.dense`), to a fixed shape or under a budget.
 
 Inputs: "model" (an artifact with `model/`, e.g. pretrain's) and "tokens" (a tokens artifact: the
 calibration windows come from `calibration_split`, the search's validation windows from `validation_split`).
@@ -9,8 +9,8 @@ Output:
     compress.json   chosen shape, pattern (NemotronH) or layer count (dense), parameters before/after, layer scores, and with a
                     budget every candidate with its memory breakdown and its loss after a short distillation
 
-With `target`, the model is pruned to that shape. With `budget`, `factory.stages.compress.search` lists the
-candidates within it; the largest `search.max_candidates` are pruned and each distilled for
+With `target`, the model is pruned to that shape. With `budget`, `factory.stages.compress.search` (a dense model:
+`dense.dense_candidates`) lists the candidates within it; the largest `search.max_candidates` are pruned and each distilled for
 `candidate_steps` steps from the unpruned teacher; the lowest validation loss wins. The chosen model is
 written only once everything succeeded, through a temporary folder: no half-pruned model is published.
 
@@ -36,7 +36,14 @@ from factory.model.checkpoints import (
 )
 from factory.stage import Artifact, StepContext
 from factory.stages.compress.config import Config
-from factory.stages.compress.dense import check_dense, is_dense, measure_dense_importance, prune_dense
+from factory.stages.compress.dense import (
+    check_dense,
+    dense_candidates,
+    dense_serving_memory,
+    is_dense,
+    measure_dense_importance,
+    prune_dense,
+)
 from factory.stages.compress.importance import measure_importance
 from factory.stages.compress.search import candidates
 from factory.stages.compress.surgery import check_target, pattern_of, prune_model
@@ -53,7 +60,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     check_calibration(calib, config.calibration_samples, f"tokens/{config.calibration_split}")
     teacher = load_model(source)
     dense = is_dense(teacher)
-    if dense:  # refuses what the dense path cannot do (a budget, Mamba sizes) before any calibration work
+    if dense:  # refuses what the dense path cannot do (Mamba sizes) and bad targets before any calibration work
         check_dense(config, teacher.config, type(teacher).__name__, ctx.name)
     elif config.target is not None:
         check_target(teacher.config, config.target, "target", config.width_multiple_of)
@@ -79,7 +86,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     report["student"] = {**_shape(student), "target": chosen.model_dump()}
     params = report["student"]["params"]
     if config.budget is not None:
-        report["student"]["memory"] = serving_memory(student.config, config.budget.context_len, config.budget.batch).terms()
+        memory = (dense_serving_memory(student.config, params, config.budget) if dense
+                  else serving_memory(student.config, config.budget.context_len, config.budget.batch))
+        report["student"]["memory"] = memory.terms()
     after_loss = lm_loss(student, calib, config.batch_size)
     save_model(student, output / "model", tokenizer_from=source)
     (output / "compress.json").write_text(json.dumps(report, indent=2))
@@ -107,7 +116,11 @@ def _shape(model) -> dict:
 def _search(config: Config, inputs, teacher, importance, calib, ctx: StepContext):
     """Prune and briefly distil the largest candidates within the budget; return (model, target, report)."""
     assert config.budget is not None
-    fits = candidates(teacher.config, importance, config.search, config.budget, config.layer_metric, config.width_multiple_of)
+    dense = is_dense(teacher)
+    if dense:
+        fits = dense_candidates(teacher, importance, config.search, config.budget, config.layer_metric)
+    else:
+        fits = candidates(teacher.config, importance, config.search, config.budget, config.layer_metric, config.width_multiple_of)
     valid = Tokens.of(inputs, "tokens").windows(config.validation_split, config.seq_len, config.validation_samples)
     if valid.shape[0] == 0:
         valid = calib
@@ -116,12 +129,13 @@ def _search(config: Config, inputs, teacher, importance, calib, ctx: StepContext
     report, best = [], None
     for cand in fits[: config.search.max_candidates]:
         torch.manual_seed(config.seed)
-        student = prune_model(teacher, importance, cand.target)
+        student = (prune_dense if dense else prune_model)(teacher, importance, cand.target)
         pruned_loss = lm_loss(student, valid, config.batch_size)
         Trainer(DistillationObjective(student, teacher), list(calib), train).fit()
         student.eval()
         loss = lm_loss(student, valid, config.batch_size)
-        entry = {"target": cand.target.model_dump(), "pattern": pattern_of(student.config), "params": cand.params,
+        entry = {"target": cand.target.model_dump(), **{k: v for k, v in _shape(student).items() if k != "params"},
+                 "params": cand.params,
                  "memory_bytes": cand.memory, "memory_gib": round(cand.memory_total / 1024**3, 6),
                  "valid_loss_pruned": round(pruned_loss, 6), "valid_loss_distilled": round(loss, 6)}
         report.append(entry)

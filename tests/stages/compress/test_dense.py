@@ -14,7 +14,7 @@ from factory.model.checkpoints import load_model
 from factory.stage import StepContext
 from factory.stages.compress.config import Config, PruneTarget
 from factory.stages.compress.dense import check_dense, kept_units, measure_dense_importance, prune_dense
-from factory.stages.compress.search import Budget
+from factory.stages.compress.search import Budget, SearchSpace
 from tests.builders import publish
 from tests.builders.architectures import model_folder_of
 
@@ -166,7 +166,9 @@ def test_what_the_dense_path_cannot_do_is_refused_naming_step_field_and_architec
     refused(Config(target=PruneTarget(mamba_num_heads=4)),
             r"^step prune: target\.mamba_num_heads: LlamaForCausalLM has no Mamba layers; leave it unset$")
     refused(Config(target=PruneTarget(mamba_head_dim=8)), r"^step prune: target\.mamba_head_dim: LlamaForCausalLM")
-    refused(Config(budget=Budget(max_params=10**5)), r"^step prune: budget: .* not LlamaForCausalLM; give a target shape")
+    refused(Config(budget=Budget(max_params=10**5), search=SearchSpace(mamba_head_fractions=[0.5])),
+            r"^step prune: search\.mamba_head_fractions: LlamaForCausalLM has no Mamba layers; leave it unset$")
+    check_dense(Config(budget=Budget(max_params=10**5)), c, "LlamaForCausalLM", "prune")  # the default fractions: unused
     refused(Config(target=PruneTarget(num_attention_heads=3)),
             r"^step prune: target\.num_attention_heads: 3 must be a multiple of the LlamaForCausalLM's 2 KV heads")
     refused(Config(target=PruneTarget(hidden_size=80)), r"^step prune: target\.hidden_size: 80 exceeds the LlamaForCausalLM's 64")
@@ -199,6 +201,31 @@ def test_compress_stage_prunes_an_imported_llama(tmp_path, tokens):
     assert metrics["params_after"] == sum(p.numel() for p in student.parameters()) < metrics["params_before"]
     assert metrics["layers_after"] == 1.0
     assert (out / "model" / "tokenizer.json").read_bytes() == (folder / "tokenizer.json").read_bytes()
+
+
+def test_budget_search_on_a_mistral_sizes_candidates_exactly_and_keeps_one_within_budget(tmp_path, tokens):
+    """Candidates are the products of residual and MLP fractions and layers dropped; their parameter counts are the
+    pruned models' own, their memory the weights (bf16) and the KV cache of every remaining layer."""
+    from factory.stages.compress import stage
+
+    model, folder = _imported(tmp_path / "in", "mistral")
+    teacher = load_model(folder)
+    full = sum(p.numel() for p in teacher.parameters())
+    out = tmp_path / "out"
+    out.mkdir()
+    space = SearchSpace(hidden_fractions=[1.0, 0.75], mlp_fractions=[0.5], drop_layers=[0, 1], max_candidates=2)
+    budget = Budget(max_params=full - 1, context_len=256)
+    metrics = stage.run(Config(budget=budget, search=space, calibration_samples=8, seq_len=32, candidate_steps=2),
+                        {"model": model, "tokens": tokens}, out, StepContext("compress"))
+    cands = json.loads((out / "compress.json").read_text())["candidates"]
+    assert len(cands) == 2 and cands[0]["params"] >= cands[1]["params"] and all(c["params"] < full for c in cands)
+    for cand in cands:
+        layers = cand["num_hidden_layers"]
+        assert cand["memory_bytes"] == {"weights": 2 * cand["params"], "kv_cache": layers * 2 * 2 * 16 * 256 * 2,
+                                        "mamba_conv": 0, "mamba_ssm": 0}
+    student = load_model(out / "model")
+    assert metrics["params_after"] == sum(p.numel() for p in student.parameters()) < full
+    assert metrics["params_after"] == min(cands, key=lambda c: c["valid_loss_distilled"])["params"]
 
 
 def test_compress_stage_refuses_mamba_sizes_for_a_qwen3_before_any_work(tmp_path, tokens):
