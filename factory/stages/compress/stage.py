@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig
 
 from factory.artifacts import Checkpoint, Tokens
 from factory.cost import parameter_counts, serving_memory
@@ -35,7 +36,7 @@ from factory.model.checkpoints import (
     save_model,
 )
 from factory.stage import Artifact, StepContext
-from factory.stages.compress.config import Config
+from factory.stages.compress.config import DENSE_ARCHITECTURES, Config
 from factory.stages.compress.dense import (
     check_dense,
     dense_candidates,
@@ -56,13 +57,15 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     """Prune the "model" input; write `model/` and `compress.json` into `output`."""
     output = Path(output)
     source = Checkpoint.of(inputs, "model").model_dir
+    hf_config = AutoConfig.from_pretrained(source)
+    architecture = (hf_config.architectures or [type(hf_config).__name__])[0]
+    if architecture in DENSE_ARCHITECTURES:  # what the dense path cannot do, and bad targets: before any weight is read
+        check_dense(config, hf_config, architecture, ctx.name)
     calib = Tokens.of(inputs, "tokens").windows(config.calibration_split, config.seq_len, config.calibration_samples)
     check_calibration(calib, config.calibration_samples, f"tokens/{config.calibration_split}")
     teacher = load_model(source)
     dense = is_dense(teacher)
-    if dense:  # refuses what the dense path cannot do (Mamba sizes) and bad targets before any calibration work
-        check_dense(config, teacher.config, type(teacher).__name__, ctx.name)
-    elif config.target is not None:
+    if not dense and config.target is not None:
         check_target(teacher.config, config.target, "target", config.width_multiple_of)
     torch.manual_seed(config.seed)
     measure = measure_dense_importance if dense else measure_importance

@@ -114,6 +114,25 @@ def test_pruned_model_equals_the_masked_original_and_loads_in_stock_transformers
     assert torch.equal(_logits(loaded, out[:, :-1])[0, 4:].argmax(-1), out[0, 5:])
 
 
+def test_tied_embeddings_stay_tied_and_exact(models, windows, tmp_path):
+    """Small Qwen releases tie lm_head to the embedding: the pruned model keeps one shared matrix, equal to the masked
+    original, and loads so from its folder."""
+    from transformers import AutoModelForCausalLM
+
+    config = models["qwen2"].config.to_dict() | {"tie_word_embeddings": True}
+    torch.manual_seed(3)
+    tied = type(models["qwen2"])(type(models["qwen2"].config).from_dict(config)).eval()
+    imp = measure_dense_importance(tied, windows, layer_loss=False)
+    pruned = prune_dense(tied, imp, PruneTarget(hidden_size=48, intermediate_size=96))
+    assert pruned.lm_head.weight is pruned.model.embed_tokens.weight
+    reference = masked_logits(tied, kept_units(tied.config, imp, PruneTarget(hidden_size=48, intermediate_size=96)), windows)
+    torch.testing.assert_close(_logits(pruned, windows), reference, rtol=1e-5, atol=1e-5)
+    pruned.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    torch.testing.assert_close(_logits(loaded, windows), _logits(pruned, windows), rtol=0, atol=0)
+
+
 def test_no_op_target_keeps_logits_exactly(models, windows):
     """Qwen2 carries q/k/v biases: a target that prunes nothing keeps every tensor, bias included."""
     model = models["qwen2"]
