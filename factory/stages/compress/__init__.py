@@ -1,4 +1,5 @@
-"""Minitron compression of NemotronH models: activation importance, width/depth surgery, budget search."""
+"""Minitron compression of NemotronH models and dense transformers (Llama, Qwen2, Qwen3, Mistral): activation importance,
+width/depth surgery, budget search."""
 
 from factory.lazy import lazy_exports
 from factory.stages.compress.config import Config

@@ -15,11 +15,11 @@ Surgery keeps the most important
 - residual channels: embed_tokens and lm_head columns, every hidden norm's weight, the input columns of q/k/v and
   gate/up, the output rows (and biases) of o_proj and down_proj;
 - MLP neurons: gate/up rows (and biases), down_proj columns, the same count in every layer;
-- query heads *within each KV group*, the same number per group; every KV head stays. transformers' GQA maps query
-  head h to KV head h // (heads / kv_heads), so groups must stay equal; dropping query heads in step across groups
-  keeps that, and keeps the KV projections (and the KV cache a quantized export calibrates) as trained, whereas
-  dropping whole KV groups removes the keys and values every remaining head of that group attended with. The KV cache
-  therefore does not shrink; `num_key_value_heads` is unchanged;
+- query heads *within each KV group*, the same number per group; every KV head stays (`num_key_value_heads` is
+  unchanged, as in the NemotronH path). transformers' GQA maps query head h to KV head h // (heads / kv_heads), so
+  every group must keep the same count; pruning query heads evenly keeps each kept head with the keys and values it
+  was trained on, where dropping a whole KV group would take out the K/V its importance scores never measured alone
+  (scores are per query head). The cost: the KV cache does not shrink with the heads;
 - head_dim stays (rotary and Qwen3's per-head q_norm/k_norm work in it), and is written into the config explicitly,
   since these models otherwise derive it from hidden_size / num_attention_heads, which pruning changes;
 - layers: the `drop_layers` least important decoder layers by `layer_metric` go (and their `layer_types` entries).
