@@ -76,6 +76,9 @@ class StageKind:
     preflight: str | None = None  # "module:function": checks a step's raw inputs when the spec is planned
     architecture: str | None = None  # "module:function": the architecture of the model it makes or brings in
     architectures: tuple[str, ...] | None = None  # the model architectures it takes (None: any causal LM)
+    # "module:function"(config, architecture, step): refuses, when the spec is planned, settings the given model's
+    # architecture cannot honour (compress's Mamba sizes on a dense transformer)
+    check_architecture: str | None = None
     fanout: FanOut | None = None  # one step as several KFP tasks, when its config asks (`config.fan_out(local)`)
 
     @property
@@ -94,8 +97,8 @@ class StageKind:
         return importlib.import_module(self.run_module).run
 
     def hook(self, name: str) -> Callable[..., Any] | None:
-        """The hook `name` ("cost", "spec_defaults", "evaluated_files", "preflight", "architecture") as a function, or
-        None."""
+        """The hook `name` ("cost", "spec_defaults", "evaluated_files", "preflight", "architecture",
+        "check_architecture") as a function, or None."""
         where = getattr(self, name)
         if where is None:
             return None
@@ -140,7 +143,8 @@ KINDS: dict[str, StageKind] = {
     # distil it from the unpruned teacher; the distilled student is what later steps of the recipe take.
     "compress": StageKind("factory.stages.compress", output="checkpoint", cost="cost:cost", spec_defaults="config:spec_defaults",
                           architectures=("NemotronHForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                         "MistralForCausalLM"), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
+                                         "MistralForCausalLM"), check_architecture="config:check_architecture",
+                          inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     "distill": _trainer("factory.stages.distill", {"student": CHECKPOINT, "teacher": CHECKPOINT, "tokens": TOKENS},
                         distributed=True),
     "posttrain_data": StageKind("factory.stages.posttrain_data", output="conversations", cost="cost:cost",
@@ -154,7 +158,8 @@ KINDS: dict[str, StageKind] = {
                            distributed=True),
     "quantize": StageKind("factory.stages.quantize", output="quantized", cost="cost:cost",
                           architectures=("NemotronHForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                         "MistralForCausalLM"), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
+                                         "MistralForCausalLM"), check_architecture="config:check_architecture",
+                          inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only);
     # `tokens`: the held-out split, needed while the config's perplexity is on; `data`: post-training data whose
     # held-out prompts a `heldout` benchmark asks

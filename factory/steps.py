@@ -353,6 +353,9 @@ def check_architectures(spec: Spec) -> dict[str, str]:
             raise UserError(f"step {name}: kind {step.kind} takes {', '.join(kind.architectures)}, not {given[0]} "
                             f"(the model of step {given[1]}); a kind that does not support an architecture says so "
                             "before any step trains")
+        check = kind.hook("check_architecture")
+        if given and check is not None:
+            check(step.config, given[0], f"{name} (the model of step {given[1]} is a {given[0]})")
         hook = kind.hook("architecture")
         if kind.output == "checkpoint" and given:  # a model trained further keeps its architecture
             made[name] = given

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from factory.errors import SpecError
 from factory.stage import StageConfig
 
 # What the formats a quantize step exports need of every quantized linear's widths: NVFP4 packs 16 values per block
@@ -127,3 +128,18 @@ def _quantizes(data: Any) -> bool:
     stages, steps = data.get("stages"), data.get("steps")
     return (isinstance(stages, dict) and isinstance(stages.get("quantize"), dict)) or (
         isinstance(steps, dict) and any(isinstance(s, dict) and s.get("kind") == "quantize" for s in steps.values()))
+
+
+def check_architecture(config: Config, architecture: str, step: str) -> None:
+    """The registry's `check_architecture` hook: when the spec is planned, refuse the settings a dense transformer
+    (`DENSE_ARCHITECTURES`) has nothing to apply to, in one line naming the step, the field and the architecture. The
+    target's sizes against the model's are checked when the step starts, before any weight is read."""
+    if architecture not in DENSE_ARCHITECTURES:
+        return
+    if config.budget is not None:
+        if "mamba_head_fractions" in config.search.model_fields_set:
+            raise SpecError(f"step {step}: search.mamba_head_fractions: {architecture} has no Mamba layers; leave it unset")
+        return
+    for name in ("mamba_num_heads", "mamba_head_dim"):
+        if config.target is not None and getattr(config.target, name) is not None:
+            raise SpecError(f"step {step}: target.{name}: {architecture} has no Mamba layers; leave it unset")

@@ -46,7 +46,7 @@ from factory.cost import ServingMemory
 from factory.cost.memory import format_bytes
 from factory.errors import SpecError
 from factory.model.checkpoints import lm_loss
-from factory.stages.compress.config import DENSE_ARCHITECTURES, Budget, Config, PruneTarget, SearchSpace
+from factory.stages.compress.config import DENSE_ARCHITECTURES, Budget, Config, PruneTarget, SearchSpace, check_architecture
 from factory.stages.compress.importance import Importance, _Accumulator, lm_loss_without
 from factory.stages.compress.search import Candidate, _round, _within, no_fit
 from factory.stages.compress.surgery import _expand, _top, _top_per_group, kept_layers
@@ -67,15 +67,11 @@ def check_dense(config: Config, hf_config, architecture: str, step: str) -> None
     (Mamba sizes, Mamba head fractions in the search) or a target that does not shrink `hf_config` validly. Runs before
     any calibration work."""
     where = f"step {step}: "
+    check_architecture(config, architecture, step)  # what the spec's plan refuses already
     if config.budget is not None:
-        if "mamba_head_fractions" in config.search.model_fields_set:
-            raise SpecError(f"{where}search.mamba_head_fractions: {architecture} has no Mamba layers; leave it unset")
         return
     t = config.target
     assert t is not None
-    for name in ("mamba_num_heads", "mamba_head_dim"):
-        if getattr(t, name) is not None:
-            raise SpecError(f"{where}target.{name}: {architecture} has no Mamba layers; leave it unset")
     c, m = hf_config, config.width_multiple_of
     limits = {"hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
               "num_attention_heads": c.num_attention_heads}

@@ -278,6 +278,20 @@ def test_the_registry_takes_every_dense_architecture_when_the_spec_is_planned(ar
     assert planned.data == {} and planned.note.startswith("not costed: step import_model plans no model shape")
 
 
+def test_mamba_settings_for_a_dense_model_are_refused_when_the_spec_is_planned(tmp_path):
+    """Before any step runs (pretrain would train first in import -> pretrain -> compress), naming the step, the
+    field, the architecture and where it came from."""
+    from factory.spec import parse_spec
+    from factory.steps import check_architectures
+
+    folder = model_folder_of("qwen3", tmp_path / "qwen3")
+    spec = parse_spec({"name": "prune", "work_dir": str(tmp_path / "work"), "storage": {"root": str(tmp_path / "store")},
+                       "stages": {"import_model": {"source": str(folder)}, "curate": {"sources": [str(tmp_path)]},
+                                  "tokenize": {}, "compress": {"target": {"mamba_num_heads": 2}}, "distill": {}}})
+    with pytest.raises(SpecError, match=r"^step compress \(the model of step import_model is a Qwen3ForCausalLM\): "
+                                        r"target\.mamba_num_heads: Qwen3ForCausalLM has no Mamba layers"):
+        check_architectures(spec)
+
 def test_compress_then_distill_a_llama(tmp_path, tokens):
     """The Minitron chain on an imported Llama: the model trained a little on the grammar tokens (so there is something
     to lose and to recover), pruned by the compress stage, then distilled from it by the distill stage: the student
