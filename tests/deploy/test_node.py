@@ -4,14 +4,16 @@ images (docker/build-local.sh) imported into containerd.
 
 Installs the chart as a user would, with the bundled PostgreSQL (Debian's package) and moto's S3 server for
 the external bucket, and checks: every pod Ready, MLflow answering through its Service (`helm test` and from
-the node), the namespace's Pod Security level enforced, `helm upgrade` and `helm uninstall` clean.
+the node), the namespace's Pod Security level enforced, pipeline steps as Jobs (`factory step` writing to the
+S3 store and logging to the chart's MLflow; a step pod deleted mid-run resumes from its checkpoint on the
+Job's retry), `helm upgrade` and `helm uninstall` clean.
 
 Kubernetes 1.20 has no Pod Security admission (1.23); PodSecurityPolicy admission enforces the namespace's
 `pod-security.kubernetes.io/enforce` level instead (tests/deploy/cluster/psp.yaml). Skips in one line where
 root, the node's binaries (tests/deploy/cluster/build.sh) or the images are missing, as in CI.
 
     bash tests/deploy/cluster/build.sh && bash docker/build-local.sh
-    python -m pytest -q tests/deploy/test_node.py    # about 4 minutes on 2 cores, the cluster's start included
+    python -m pytest -q tests/deploy/test_node.py    # about 5 minutes on 2 cores, the cluster's start included
 """
 
 from __future__ import annotations
@@ -156,7 +158,8 @@ def release(node, s3, chart):
 
 
 def pods(node: Node) -> list[dict]:
-    return node.json("-n", NAMESPACE, "get", "pods")["items"]
+    """The release's pods."""
+    return node.json("-n", NAMESPACE, "get", "pods", "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
 
 
 def ready(pod: dict) -> bool:
@@ -222,6 +225,148 @@ def test_the_namespace_pod_security_level_refuses_a_privileged_pod(node, release
         assert pod["metadata"]["annotations"]["kubernetes.io/psp"] == "baseline"
     finally:
         node.kubectl("-n", NAMESPACE, "delete", "job", "privileged", "unprivileged", "--wait=false", check=False)
+
+
+STEP_SPEC = """\
+name: node-step
+work_dir: runs
+model: {preset: tiny}
+stages:
+  quality:
+    max_reference_docs: 50
+    train: {classifiers: [ngram, features], ngram: {n_features: 4096, epochs: 1}, features: {max_iter: 10}}
+"""
+
+
+COPY_DATA_ONCE = "cd /workspace/runs && [ -d data ] || { mkdir -p data.partial && cp -L /data/*.html data.partial/ && mv data.partial data; }"
+
+
+def step_job(name: str, step: str, work: dict, data: bool = False, retries: int = 0) -> str:
+    """A pipeline step as a KFP task pod runs it: the factory image, the chart's ConfigMap and S3 Secret, the
+    pipeline service account and labels, the chart's security context; the spec (and its data) from ConfigMaps
+    named after the Job, the work folder on `work` (a volume source)."""
+    restricted = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    mounts = [{"name": "spec", "mountPath": "/spec"}, {"name": "work", "mountPath": "/workspace/runs"},
+              {"name": "tmp", "mountPath": "/tmp"}]
+    volumes = [{"name": "spec", "configMap": {"name": name}}, {"name": "work", **work}, {"name": "tmp", "emptyDir": {}}]
+    init = []
+    # Copied onto the work volume once, by the first pod: a ConfigMap's files are written anew for each pod (a
+    # timestamped folder, new modification times), which the next pod's curate would read as other raw inputs.
+    if data:
+        volumes.append({"name": "data", "configMap": {"name": f"{name}-data"}})
+        init.append({"name": "data", "image": "nemotron-factory/factory-cpu:0.1.0", "securityContext": restricted,
+                     "command": ["sh", "-c", COPY_DATA_ONCE],
+                     "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "work", "mountPath": "/workspace/runs"}]})
+    return json.dumps({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"backoffLimit": retries, "template": {
+            "metadata": {"labels": {"nemotron-factory/pipeline-step": "true"}},
+            "spec": {
+                "restartPolicy": "Never", "serviceAccountName": f"{RELEASE}-pipeline",
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "step", "image": "nemotron-factory/factory-cpu:0.1.0",
+                    "command": ["factory", "step", step, "/spec/spec.yaml"],
+                    "envFrom": [{"configMapRef": {"name": f"{RELEASE}-config"}}],
+                    "env": [{"name": key, "valueFrom": {"secretKeyRef": {"name": "factory-s3", "key": key}}}
+                            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")],
+                    "securityContext": restricted, "volumeMounts": mounts}],
+                "initContainers": init, "volumes": volumes}}},
+    })
+
+
+def job_outcome(node: Node, name: str, timeout: float = 600) -> str:
+    def finished():
+        conditions = node.json("-n", NAMESPACE, "get", "job", name).get("status", {}).get("conditions") or []
+        done = [c["type"] for c in conditions if c["type"] in ("Complete", "Failed") and c["status"] == "True"]
+        return {"Complete": "succeeded", "Failed": "failed"}[done[0]] if done else None
+    return node.wait(f"Job {name}", finished, timeout=timeout)
+
+
+def events(logs: str, name: str) -> list[dict]:
+    return [json.loads(line) for line in logs.splitlines() if f'"event": "{name}"' in line]
+
+
+def test_a_step_runs_as_a_job_writing_to_the_store_and_logging_to_mlflow(node, s3, release):
+    """`factory step` in a pod, as a KFP task runs it: output in S3 (moto), its run in the chart's MLflow."""
+    node.kubectl("-n", NAMESPACE, "create", "configmap", "step-quality", "--from-file=spec.yaml=/dev/stdin",
+                 input=STEP_SPEC)
+    node.kubectl("apply", "-f", "-", input=step_job("step-quality", "quality", {"emptyDir": {}}))
+    started = time.monotonic()
+    outcome = job_outcome(node, "step-quality")
+    logs = node.kubectl("-n", NAMESPACE, "logs", "job/step-quality", check=False)
+    assert outcome == "succeeded", logs[-3000:]
+    print(f"step quality as a Job in {time.monotonic() - started:.0f} s")
+    (done,) = events(logs, "step.done")
+    assert done["uri"].startswith("s3://factory/store/quality/"), done
+    objects = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test",
+                           aws_secret_access_key="test").list_objects_v2(Bucket="factory", Prefix="store/quality/")
+    keys = [o["Key"] for o in objects.get("Contents", [])]
+    assert any(k.endswith("manifest.json") for k in keys), keys
+    # The run in the chart's MLflow, read through the Service from the node.
+    service = node.json("-n", NAMESPACE, "get", "service", f"{RELEASE}-mlflow")
+    base = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}/api/2.0/mlflow"
+    headers = {"Host": f"{RELEASE}-mlflow:{service['spec']['ports'][0]['port']}", "Content-Type": "application/json"}
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/experiments/get-by-name?experiment_name=node-step",
+                                                       headers=headers), timeout=10) as r:
+        experiment = json.load(r)["experiment"]["experiment_id"]
+    body = json.dumps({"experiment_ids": [experiment]}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/runs/search", body, headers), timeout=10) as r:
+        runs = json.load(r)["runs"]
+    assert any(run["info"]["status"] == "FINISHED" for run in runs), runs
+
+
+RESUME_SPEC = """\
+name: node-resume
+work_dir: runs
+model: {preset: tiny}
+stages:
+  curate: {sources: [runs/data]}
+  tokenize: {vocab_size: 512}
+  pretrain: {seq_len: 64, micro_batch_size: 4, steps: 120, checkpoint_interval: 10, lr: 3.0e-3, warmup_steps: 5}
+"""
+
+
+def test_a_step_pod_deleted_mid_run_is_retried_and_resumes_from_its_checkpoint(node, s3, release, tmp_path):
+    """pretrain (building its curate and tokenize inputs first) as a Job whose pod is deleted after a checkpoint:
+    the Job's next pod resumes from it. Checkpoints live in the step's local staging folder (an S3 store
+    publishes only finished steps), so the work folder is a PersistentVolumeClaim; on an emptyDir the next pod
+    starts over."""
+    pages = sorted((REPO / "examples" / "data" / "smoke-html").glob("page-*.html"))[:60]  # a ConfigMap holds 1 MiB
+    data = tmp_path / "data"
+    data.mkdir()
+    for page in pages:
+        shutil.copy(page, data / page.name)
+    node.kubectl("-n", NAMESPACE, "create", "configmap", "step-resume", "--from-file=spec.yaml=/dev/stdin", input=RESUME_SPEC)
+    node.kubectl("-n", NAMESPACE, "create", "configmap", "step-resume-data", f"--from-file={data}")
+    node.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "step-resume", "namespace": NAMESPACE},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+    # The spec's relative paths from the image's working folder: runs/ is the claim, the pages in runs/data.
+    job = step_job("step-resume", "pretrain", {"persistentVolumeClaim": {"claimName": "step-resume"}}, data=True, retries=2)
+    node.kubectl("apply", "-f", "-", input=job)
+
+    def first_pod_checkpointed():
+        for pod in node.json("-n", NAMESPACE, "get", "pods", "-l", "job-name=step-resume")["items"]:
+            logs = node.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"], check=False)
+            if any(e["step"] >= 20 for e in events(logs, "checkpoint_saved")):
+                return pod["metadata"]["name"]
+        return None
+    first = node.wait("a checkpoint past step 20", first_pod_checkpointed, timeout=600)
+    node.kubectl("-n", NAMESPACE, "delete", "pod", first, "--wait=false")
+    assert job_outcome(node, "step-resume") == "succeeded"
+    second = [p["metadata"]["name"] for p in node.json("-n", NAMESPACE, "get", "pods", "-l", "job-name=step-resume")["items"]
+              if p["metadata"]["name"] != first]
+    logs = node.kubectl("-n", NAMESPACE, "logs", second[-1])
+    first_logs = "".join(line + "\n" for line in node.kubectl("-n", NAMESPACE, "logs", first, check=False).splitlines()
+                         if '"event": "step.' in line)
+    assert events(logs, "resumed"), first_logs[-2000:] + "\n---\n" + logs[-3000:]
+    (resumed,) = events(logs, "resumed")
+    assert resumed["step"] >= 20, resumed
+    (done,) = events(logs, "step.done")
+    assert done["steps"] == 120 and done["uri"].startswith("s3://factory/store/pretrain/")
+    print(f"resumed at step {resumed['step']} in pod {second[-1]}")
 
 
 def test_helm_upgrade_then_uninstall_leave_it_clean(node, s3, chart, release):
