@@ -92,7 +92,9 @@ class StepTracker:
         from mlflow.entities import Metric  # mlflow: see Lineage.__init__
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        # MLflow refuses "@" in a metric name: pass@1 and decode_tokens_per_s@128 are logged as pass_at_1 and
+        # decode_tokens_per_s_at_128 (the manifest and eval.json keep the factory's names)
+        batch = [Metric(k.replace("@", "_at_"), float(v), now, step or 0) for k, v in metrics.items()]
         for i in range(0, len(batch), 500):
             self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
 
