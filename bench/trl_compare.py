@@ -42,27 +42,33 @@ GRPO settings matched (TRL name = factory name):
 SFT settings matched: the same conversations (those that fit `--seq-len`, as the factory keeps them), one per row,
 loss on assistant tokens only (TRL: `assistant_only_loss`, from the chat template's generation markers), no packing
 and no padding-free batching, per_device_train_batch_size = micro_batch_size, gradient_accumulation_steps 1, float32,
-no gradient checkpointing, the same constant learning rate (no learning-rate warm-up). Tokens/s counts the assistant tokens that take loss
-on both sides. One difference: the factory pads every row to the longest conversation of the data set (one row
-shape for the run), TRL to the longest in the batch.
+no gradient checkpointing, the same constant learning rate (no learning-rate warm-up). Tokens/s counts the
+assistant tokens that take loss on both sides. One difference: the factory pads every row to the longest
+conversation of the data set (one row shape for the run), TRL to the longest in the batch.
 
 Both clocks are printed: the wall clock between step ends, and this process's CPU time over the same steps. On a
-shared machine the wall clock also counts waiting for a core and for the math verifier's worker process (about 0.2-0.3
-s of a GRPO step's wall clock, almost no CPU in this process, alike on both sides); CPU time is the steadier figure.
+shared machine the wall clock also counts waiting for a core and for the math verifier's worker process (under load
+about 0.2-0.3 s of a GRPO step's wall clock, almost no CPU in this process, alike on both sides); CPU time is the
+steadier figure, and "best" (the fastest timed step) the one least touched by other work.
 
-Measured on a shared 2-core CPU under load (load average 7-12), TRL 1.16.0, transformers 5.24, torch 2.13, 1 thread,
-the defaults; the range over several runs (the spread between runs is larger than within one; CPU time was
-printed in the later runs only):
+Measured on a shared 2-core CPU, TRL 1.16.0, transformers 5.24, torch 2.13, 1 thread, the defaults, in runs at
+load averages from about 1 to 12 (other work on the machine); the range over the runs, since the spread between runs
+is far larger than within one, then the one run on a quiet machine (load about 1):
 
-                                         factory           TRL               TRL / factory (GRPO), factory / TRL (SFT)
-    GRPO, 32 new tokens (5 runs)         0.55-1.01 s/step  0.74-1.78 s/step  1.26-1.88x wall, 1.27-1.32x CPU
-    GRPO, 128 new tokens (2 runs)        2.0-2.3 s/step    3.1-3.5 s/step    1.35-1.75x wall, 1.33-1.49x CPU
-    SFT, batch 16, seq_len 128 (4 runs)  747-1378 tok/s    596-1041 tok/s    0.92-1.60x wall, 1.08-1.62x CPU
+                                         factory           TRL               ratio: wall      CPU time     quiet run
+    GRPO, 32 new tokens (7 runs)         0.34-1.01 s/step  0.47-1.78 s/step  1.26-1.88x      1.14-1.42x   1.35x / 1.42x
+    GRPO, 128 new tokens (5 runs)        0.88-2.32 s/step  1.04-3.78 s/step  1.11-3.72x      1.23-1.73x   1.11x / 1.23x
+    SFT, batch 16, seq_len 128 (6 runs)  747-3452 tok/s    596-2855 tok/s    0.92-1.60x      1.08-1.62x   1.21x / 1.23x
 
-Where a GRPO step's CPU time goes (128 new tokens, per step, the warm-up included): sampling 0.32 s in the factory's
-decoder against 0.79 s in TRL's `generate` (2.5x); the factory's extra no-grad forward over the rollout for its
-entropy 0.14 s (TRL computes the entropy in the loss forward only); the update is the same model and loss on both sides. So the step's ratio is
-the decoder's gain diluted by the shared update and verifier, and rises with the completion length.
+(GRPO ratios are TRL's seconds over the factory's, SFT's the factory's tokens/s over TRL's.) So SFT is at or above
+TRL's speed in all but one loaded run; the GRPO step is faster than TRL's but short of the 1.5x goal on a quiet
+machine, and TRL's `generate` (many small ops per token) loses more than the factory's decoder when cores are busy.
+
+Where a GRPO step's CPU time goes (128 new tokens, per step, the warm-up included, two loaded runs): sampling
+0.32-0.37 s in the factory's decoder against 0.79-1.0 s in TRL's `generate` (2.5-2.7x); the factory's extra no-grad
+forward over the rollout for its entropy 0.14-0.15 s (TRL computes the entropy in the loss forward only, and so
+could the factory: the training forward already sums it); the update is the same model and loss on both sides. So
+the step's ratio is the decoder's gain diluted by the shared update, the verifier and that extra forward.
 """
 
 from __future__ import annotations
