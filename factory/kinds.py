@@ -158,8 +158,7 @@ KINDS: dict[str, StageKind] = {
                            distributed=True),
     "quantize": StageKind("factory.stages.quantize", output="quantized", cost="cost:cost",
                           architectures=("NemotronHForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                         "MistralForCausalLM"), check_architecture="config:check_architecture",
-                          inputs={"model": CHECKPOINT, "tokens": TOKENS}),
+                                         "MistralForCausalLM"), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only);
     # `tokens`: the held-out split, needed while the config's perplexity is on; `data`: post-training data whose
     # held-out prompts a `heldout` benchmark asks

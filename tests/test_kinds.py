@@ -86,3 +86,14 @@ def test_a_toy_kind_is_one_package_and_one_registry_entry(tmp_path):
     assert tasks["more"]["inputs"]["artifacts"]["previous"]["taskOutputArtifact"]["producerTask"] == "count"
     assert "def wordcount(spec: str, step: str, plan: str, job_id: str, artifact: Output[Artifact], previous: Optional[Input[Artifact]] = None)" \
         in ir["deploymentSpec"]["executors"]["exec-more"]["container"]["command"][-1]
+
+
+def test_every_hook_a_kind_names_exists():
+    """A registry entry naming a hook its package lacks fails here, not when a spec first reaches it."""
+    from factory.kinds import KINDS
+
+    names = ("cost", "spec_defaults", "evaluated_files", "preflight", "architecture", "check_architecture")
+    for kind_name, kind in KINDS.items():
+        for name in names:
+            if getattr(kind, name) is not None:
+                assert callable(kind.hook(name)), (kind_name, name)
