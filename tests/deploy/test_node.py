@@ -6,7 +6,7 @@ Installs the chart as a user would, with the bundled PostgreSQL (Debian's packag
 the external bucket, and checks: every pod Ready, MLflow answering through its Service (`helm test` and from
 the node), the namespace's Pod Security level enforced, pipeline steps as Jobs (`factory step` writing to the
 S3 store and logging to the chart's MLflow; a step pod deleted mid-run resumes from its checkpoint on the
-Job's retry), `helm upgrade` and `helm uninstall` clean.
+Job's retry; a 2-pod torchrun pretrain), `helm upgrade` and `helm uninstall` clean.
 
 Kubernetes 1.20 has no Pod Security admission (1.23); PodSecurityPolicy admission enforces the namespace's
 `pod-security.kubernetes.io/enforce` level instead (tests/deploy/cluster/psp.yaml). Skips in one line where
@@ -324,7 +324,7 @@ model: {preset: tiny}
 stages:
   curate: {sources: [runs/data]}
   tokenize: {vocab_size: 512}
-  pretrain: {seq_len: 64, micro_batch_size: 4, steps: 120, checkpoint_interval: 10, lr: 3.0e-3, warmup_steps: 5}
+  pretrain: {seq_len: 64, micro_batch_size: 4, steps: 300, checkpoint_interval: 10, lr: 3.0e-3, warmup_steps: 5}
 """
 
 
@@ -351,6 +351,7 @@ def test_a_step_pod_deleted_mid_run_is_retried_and_resumes_from_its_checkpoint(n
         for pod in node.json("-n", NAMESPACE, "get", "pods", "-l", "job-name=step-resume")["items"]:
             logs = node.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"], check=False)
             if any(e["step"] >= 20 for e in events(logs, "checkpoint_saved")):
+                assert pod["status"]["phase"] == "Running", "the step finished before its pod could be deleted"
                 return pod["metadata"]["name"]
         return None
     first = node.wait("a checkpoint past step 20", first_pod_checkpointed, timeout=600)
@@ -365,8 +366,60 @@ def test_a_step_pod_deleted_mid_run_is_retried_and_resumes_from_its_checkpoint(n
     (resumed,) = events(logs, "resumed")
     assert resumed["step"] >= 20, resumed
     (done,) = events(logs, "step.done")
-    assert done["steps"] == 120 and done["uri"].startswith("s3://factory/store/pretrain/")
+    assert done["steps"] == 300 and done["uri"].startswith("s3://factory/store/pretrain/")
     print(f"resumed at step {resumed['step']} in pod {second[-1]}")
+
+
+DDP_SPEC = RESUME_SPEC.replace("name: node-resume", "name: node-ddp").replace("steps: 300", "steps: 40")
+
+
+def test_a_two_pod_torchrun_pretrain_runs_across_the_node(node, s3, release, tmp_path):
+    """Data-parallel pretrain across two pods under torchrun, one rank per pod, rank 0 reached by DNS.
+
+    Kubernetes 1.20 has no Indexed Job (alpha in 1.21): its closest mechanism, used here, is one Job per rank,
+    each pod with a fixed hostname in a headless Service's subdomain (`ddp-0.ddp.<ns>.svc`), and the rank
+    passed to torchrun. The ranks share one work folder (a claim on the one node), as `factory step` expects
+    of a distributed step's staging folder."""
+    pages = sorted((REPO / "examples" / "data" / "smoke-html").glob("page-*.html"))[:60]
+    data = tmp_path / "data"
+    data.mkdir()
+    for page in pages:
+        shutil.copy(page, data / page.name)
+    node.kubectl("-n", NAMESPACE, "create", "configmap", "ddp-0", "--from-file=spec.yaml=/dev/stdin", input=DDP_SPEC)
+    node.kubectl("-n", NAMESPACE, "create", "configmap", "ddp-1", "--from-file=spec.yaml=/dev/stdin", input=DDP_SPEC)
+    for rank in (0, 1):
+        node.kubectl("-n", NAMESPACE, "create", "configmap", f"ddp-{rank}-data", f"--from-file={data}")
+    node.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "ddp", "namespace": NAMESPACE},
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ddp", "namespace": NAMESPACE},
+         "spec": {"clusterIP": "None", "selector": {"ddp": "node-ddp"}, "ports": [{"name": "c10d", "port": 29500}]}}]}))
+    master = f"ddp-0.ddp.{NAMESPACE}.svc.cluster.local"
+    for rank in (0, 1):
+        job = json.loads(step_job(f"ddp-{rank}", "pretrain", {"persistentVolumeClaim": {"claimName": "ddp"}}, data=True))
+        pod = job["spec"]["template"]
+        pod["metadata"]["labels"]["ddp"] = "node-ddp"
+        pod["spec"].update(hostname=f"ddp-{rank}", subdomain="ddp")
+        # The copy of the pages once per claim, whichever pod comes first.
+        pod["spec"]["initContainers"][0]["command"][-1] = (
+            "cd /workspace/runs && [ -d data ] || { mkdir -p p.$HOSTNAME && cp -L /data/*.html p.$HOSTNAME/ "
+            "&& { mv -T p.$HOSTNAME data || rm -rf p.$HOSTNAME; }; }")
+        # Rank 0's name resolves once its pod is Ready (the Service's endpoints); torchrun then rendezvouses.
+        wait_dns = f"until python -c 'import socket; socket.gethostbyname(\"{master}\")' 2>/dev/null; do sleep 1; done"
+        pod["spec"]["containers"][0]["command"] = ["sh", "-c", (
+            f"{wait_dns}; exec torchrun --nnodes=2 --nproc-per-node=1 --node-rank={rank} --master-addr={master} "
+            "--master-port=29500 \"$(command -v factory)\" step pretrain /spec/spec.yaml")]
+        node.kubectl("apply", "-f", "-", input=json.dumps(job))
+    started = time.monotonic()
+    outcomes = [job_outcome(node, f"ddp-{rank}", timeout=900) for rank in (0, 1)]
+    logs = [node.kubectl("-n", NAMESPACE, "logs", f"job/ddp-{rank}", check=False) for rank in (0, 1)]
+    assert outcomes == ["succeeded", "succeeded"], logs[0][-3000:] + "\n---\n" + logs[1][-3000:]
+    print(f"2-pod torchrun pretrain in {time.monotonic() - started:.0f} s")
+    (done,) = [e for e in events(logs[0], "step.done") if e["uri"].startswith("s3://factory/store/pretrain/")]
+    key = done["uri"].removeprefix("s3://factory/") + "/manifest.json"
+    manifest = json.loads(boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test",
+                                       aws_secret_access_key="test").get_object(Bucket="factory", Key=key)["Body"].read())
+    assert manifest["metrics"]["world_size"] == 2.0, manifest["metrics"]
 
 
 def test_helm_upgrade_then_uninstall_leave_it_clean(node, s3, chart, release):
