@@ -29,7 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from factory.chat.records import Prompt, split_thinking
+from factory.chat.records import Prompt
+from factory.chat.thinking import final_answer
 from factory.verify import (
     MathVerifier,
     SandboxConfig,
@@ -39,7 +40,7 @@ from factory.verify import (
     run_many_tests,
 )
 
-__all__ = ["RewardConfig", "VerifierRewards", "code_of", "final_answer"]
+__all__ = ["RewardConfig", "VerifierRewards", "code_of"]
 
 _CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 
@@ -54,14 +55,6 @@ class RewardConfig(BaseModel):
     code_workers: int = Field(2, ge=1, description="Sandboxes running at once for code rewards.")
     sandbox: SandboxConfig = Field(default_factory=lambda: SandboxConfig(timeout_s=10.0, cpu_s=10, memory_mb=512),
                                    description="Limits and isolation of the code sandbox.")
-
-
-def final_answer(reply: str) -> str:
-    """The part of a reply after its `</think>` (all of it when there is no think block)."""
-    thinking, final = split_thinking(reply)
-    if thinking is None and "</think>" in reply:  # a think block that was not opened at the very start
-        return reply.rsplit("</think>", 1)[1].strip()
-    return final
 
 
 def code_of(reply: str) -> str:

@@ -11,7 +11,8 @@ import torch
 from factory.errors import ServiceError
 from factory.generate.settings import GeneratorSettings
 from factory.chat.records import Message, Prompt
-from factory.stages.rl.rewards import RewardConfig, VerifierRewards, code_of, final_answer
+from factory.chat.thinking import final_answer
+from factory.stages.rl.rewards import RewardConfig, VerifierRewards, code_of
 from factory.stages.rl.config import RolloutConfig
 from factory.stages.rl.rollout import (
     EndpointSampler,
