@@ -161,7 +161,13 @@ class Config(StageConfig):
     def external_fields(cls) -> list[str]:
         # the docs an lm-eval task file names are raw inputs as much as the file is: their listing joins the
         # fingerprint (a read-only property, so a spec never writes it)
-        return [*super().external_fields(), "lm_eval_docs", "prompt_files"]
+        return [*super().external_fields(), "lm_eval_docs", "prompt_files", "benchmark_files"]
+
+    @property
+    def benchmark_files(self) -> list[str]:
+        """The task files the benchmarks of source `file` read: raw inputs like any other (a nested list field is not
+        read for external inputs, so they are named here)."""
+        return list(dict.fromkeys(b.task for b in self.benchmarks if b.source == "file"))
 
     @property
     def lm_eval_docs(self) -> list[str]:

@@ -123,3 +123,18 @@ def test_samples_stop_at_the_end_of_turn_as_the_release_does(upstream, monkeypat
     monkeypatch.setattr(samples, "supports_fast_decode", lambda m: fast)
     (sample,) = samples.generate_samples(model, tokenizer, Config(prompts=[prompt], max_new_tokens=8), torch.device("cpu"))
     assert sample["new_token_ids"] == [first]
+
+
+def test_a_benchmark_task_file_is_a_raw_input_of_the_step(tmp_path):
+    """Editing a file benchmark's items changes the step's identity, as editing any raw input does."""
+    from factory.sources import input_identity, source_digests
+    from factory.stages.evaluate.benchmarks import BenchmarkConfig
+
+    items = tmp_path / "sums.jsonl"
+    items.write_text('{"id": "a", "question": "1+1", "answer": "2"}\n')
+    config = Config(benchmarks=[BenchmarkConfig(name="sums", source="file", task=str(items))])
+    assert "benchmark_files" in Config.external_fields() and config.benchmark_files == [str(items)]
+    before = source_digests("evaluate", config)["benchmark_files"]
+    items.write_text('{"id": "a", "question": "10+2", "answer": "12"}\n')  # identity by listing: size
+    input_identity.cache_clear()  # identities are cached for one process's planning
+    assert source_digests("evaluate", config)["benchmark_files"] != before
