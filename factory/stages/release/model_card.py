@@ -229,8 +229,8 @@ def _evaluations_section(chain: list[dict[str, Any]], released_eval: str | None)
     names = sorted({k for a in evals for k in (a.get("metrics") or {}) if k.endswith(("perplexity", "pass@1", "accuracy"))
                     and not k.endswith("_stderr")})
     lines = ["## Evaluations along the lineage", "",
-             "Each evaluation this release's was gated against, earliest first (standard errors in parentheses), so a "
-             "figure after post-training reads against the one before it:", "",
+             "Every evaluation in this release's lineage (its own, and the baselines wired to it), earliest first "
+             "(standard errors in parentheses), so a figure after post-training reads against the one before it:", "",
              "| evaluation | model | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for a in evals:
         m = a.get("metrics") or {}
