@@ -107,7 +107,15 @@ def s3():
     endpoint = f"http://{host}:{port}"
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id=keys["AWS_ACCESS_KEY_ID"], aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"])
-    client.create_bucket(Bucket=BUCKET)
+    # moto keeps its buckets in the process, not the server: another module's server may have left this bucket full
+    # (tests/deploy/test_node.py uses the chart's bucket too, where its cluster is built)
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if BUCKET in existing:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for o in page.get("Contents", []):
+                client.delete_object(Bucket=BUCKET, Key=o["Key"])
+    else:
+        client.create_bucket(Bucket=BUCKET)
     yield {"endpoint": endpoint, "keys": keys, "client": client}
     server.stop()
 

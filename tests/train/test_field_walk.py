@@ -83,7 +83,7 @@ KIND_WALK: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {
         "judge": ("verifier", {}), "reward_weights": ({"correctness": 1.0}, {}), "min_reward_gap": (0.05, {}),
         "samples_per_prompt": (3, {}), "pairs_per_prompt": (2, {"samples_per_prompt": 4}), "max_prompts": (4, {}),
         "heldout_prompts": (1, {}), "reasoning": ("on", {}), "max_new_tokens": (4, {}), "temperature": (0.5, {}),
-        "top_p": (0.5, {}), "generation_batch": (1, {}),
+        "top_p": (0.5, {}),
     },
     "reward_model": {
         "seed": (1, {}), "seq_len": (24, {}),
@@ -98,6 +98,9 @@ KIND_WALK: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {
 }
 KIND_PROVEN_BY = {
     # the Megatron engine's fields: a whole run on another engine, and parallel layouts that need two processes
+    # how many prompts are sampled together: a NemotronH policy's samples do not depend on it (the factory's decoder
+    # gives every sample its own seed; only speed and memory change), other architectures' batched generate pads them
+    ("preference", "generation_batch"): "tests/generate/test_decode.py::test_sampled_same_for_every_slot_count_and_the_reference_step",
     ("pretrain", "engine"): "tests/stages/pretrain/test_engine_megatron.py::test_the_smoke_recipe_runs_end_to_end_on_the_megatron_engine",
     ("pretrain", "layout"): "tests/engines/test_megatron_engine.py::test_tensor_and_data_parallel_on_two_ranks_give_the_single_process_run",
     # expert parallelism needs GPUs: on a CPU it is refused at spec load, and read by engine megatron only
