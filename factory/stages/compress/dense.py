@@ -39,7 +39,6 @@ import itertools
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from factory.cost import ServingMemory
@@ -101,35 +100,13 @@ def measure_dense_importance(model: nn.Module, windows: torch.Tensor, batch_size
     acc = _Accumulator()
     hooks = []
 
-    def norm_hook(_m, _inp, out):  # out (B, T, H)
-        acc.add("hidden", out.abs().sum(dim=(0, 1)), out.shape[0] * out.shape[1])
-
-    def down_hook(i):
-        def hook(_m, args):
-            x = args[0]  # (B, T, I)
-            acc.add(f"mlp.{i}", x.abs().sum(dim=(0, 1)), x.shape[0] * x.shape[1])
-        return hook
-
-    def o_hook(i):
-        def hook(_m, args):
-            heads = args[0].unflatten(-1, (c.num_attention_heads, -1)).norm(dim=-1)  # (B, T, nh)
-            acc.add(f"attn.{i}", heads.sum(dim=(0, 1)), heads.shape[0] * heads.shape[1])
-        return hook
-
-    def layer_hook(i):
-        def hook(_m, args, out):
-            x_in, x_out = args[0].float(), (out[0] if isinstance(out, tuple) else out).float()
-            cos = F.cosine_similarity(x_in, x_out, dim=-1)  # (B, T)
-            acc.add(f"influence.{i}", (1 - cos).sum(), cos.numel())
-        return hook
-
     for i, layer in enumerate(layers):
-        hooks += [layer.input_layernorm.register_forward_hook(norm_hook),
-                  layer.post_attention_layernorm.register_forward_hook(norm_hook),
-                  layer.mlp.down_proj.register_forward_pre_hook(down_hook(i)),
-                  layer.self_attn.o_proj.register_forward_pre_hook(o_hook(i)),
-                  layer.register_forward_hook(layer_hook(i))]
-    hooks.append(model.model.norm.register_forward_hook(norm_hook))
+        hooks += [layer.input_layernorm.register_forward_hook(acc.channels_out("hidden")),
+                  layer.post_attention_layernorm.register_forward_hook(acc.channels_out("hidden")),
+                  layer.mlp.down_proj.register_forward_pre_hook(acc.channels_in(f"mlp.{i}")),
+                  layer.self_attn.o_proj.register_forward_pre_hook(acc.heads_in(f"attn.{i}", c.num_attention_heads)),
+                  layer.register_forward_hook(acc.influence(f"influence.{i}"))]
+    hooks.append(model.model.norm.register_forward_hook(acc.channels_out("hidden")))
     was_training = model.training
     model.eval()
     try:

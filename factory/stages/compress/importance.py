@@ -53,6 +53,35 @@ class _Accumulator:
     def mean(self, key: str) -> torch.Tensor:
         return self.sums[key] / max(self.tokens[key], 1)
 
+    # The hooks every architecture's importance pass registers (NemotronH here, dense transformers in dense.py).
+    def channels_out(self, key: str):
+        """Forward hook: the mean |output| of each channel (a norm's output (B, T, H): residual channels)."""
+        def hook(_m, _inp, out):
+            self.add(key, out.abs().sum(dim=(0, 1)), out.shape[0] * out.shape[1])
+        return hook
+
+    def channels_in(self, key: str):
+        """Forward pre-hook: the mean |input| of each channel (a down projection's input (B, T, I): MLP neurons)."""
+        def hook(_m, args):
+            x = args[0]
+            self.add(key, x.abs().sum(dim=(0, 1)), x.shape[0] * x.shape[1])
+        return hook
+
+    def heads_in(self, key: str, heads: int):
+        """Forward pre-hook: the mean L2 norm of each head's slice of the input (an output projection's (B, T, nh x hd))."""
+        def hook(_m, args):
+            x = args[0]
+            self.add(key, x.unflatten(-1, (heads, -1)).norm(dim=-1).sum(dim=(0, 1)), x.shape[0] * x.shape[1])
+        return hook
+
+    def influence(self, key: str):
+        """Forward hook on a layer: its mean 1 - cos(input, output) per token (block influence)."""
+        def hook(_m, args, out):
+            x_in, x_out = args[0].float(), (out[0] if isinstance(out, tuple) else out).float()
+            cos = F.cosine_similarity(x_in, x_out, dim=-1)  # (B, T)
+            self.add(key, (1 - cos).sum(), cos.numel())
+        return hook
+
 
 def measure_importance(model: nn.Module, windows: torch.Tensor, batch_size: int = 8, layer_loss: bool = True) -> Importance:
     """Run `model` (a NemotronHForCausalLM) over calibration `windows` (N, T+1) and return its `Importance`.
@@ -64,22 +93,6 @@ def measure_importance(model: nn.Module, windows: torch.Tensor, batch_size: int 
     acc = _Accumulator()
     hooks = []
 
-    def norm_hook(_m, _inp, out):
-        acc.add("hidden", out.abs().sum(dim=(0, 1)), out.shape[0] * out.shape[1])
-
-    def down_hook(i):
-        def hook(_m, args):
-            x = args[0]  # (B, T, I)
-            acc.add(f"mlp.{i}", x.abs().sum(dim=(0, 1)), x.shape[0] * x.shape[1])
-        return hook
-
-    def o_hook(i):
-        def hook(_m, args):
-            x = args[0]  # (B, T, nh * head_dim)
-            heads = x.unflatten(-1, (cfg.num_attention_heads, -1)).norm(dim=-1)  # (B, T, nh)
-            acc.add(f"attn.{i}", heads.sum(dim=(0, 1)), x.shape[0] * x.shape[1])
-        return hook
-
     def in_proj_hook(i, inner):
         def hook(_m, _inp, out):
             # out (B, T, inner + conv_dim + mh) = [z | x | B,C | dt]; x = out[..., inner:2*inner]
@@ -89,24 +102,17 @@ def measure_importance(model: nn.Module, windows: torch.Tensor, batch_size: int 
             acc.add(f"mamba_dims.{i}", x.abs().sum(dim=(0, 1, 2)), n)
         return hook
 
-    def block_hook(i):
-        def hook(_m, args, out):
-            x_in, x_out = args[0].float(), (out[0] if isinstance(out, tuple) else out).float()
-            cos = F.cosine_similarity(x_in, x_out, dim=-1)  # (B, T)
-            acc.add(f"influence.{i}", (1 - cos).sum(), cos.numel())
-        return hook
-
     for i, block in enumerate(layers):
-        hooks.append(block.norm.register_forward_hook(norm_hook))
-        hooks.append(block.register_forward_hook(block_hook(i)))
+        hooks.append(block.norm.register_forward_hook(acc.channels_out("hidden")))
+        hooks.append(block.register_forward_hook(acc.influence(f"influence.{i}")))
         kind = block.block_type
         if kind == "mlp":
-            hooks.append(block.mixer.down_proj.register_forward_pre_hook(down_hook(i)))
+            hooks.append(block.mixer.down_proj.register_forward_pre_hook(acc.channels_in(f"mlp.{i}")))
         elif kind == "full_attention":
-            hooks.append(block.mixer.o_proj.register_forward_pre_hook(o_hook(i)))
+            hooks.append(block.mixer.o_proj.register_forward_pre_hook(acc.heads_in(f"attn.{i}", cfg.num_attention_heads)))
         elif kind == "linear_attention":
             hooks.append(block.mixer.in_proj.register_forward_hook(in_proj_hook(i, block.mixer.intermediate_size)))
-    hooks.append(model.model.norm_f.register_forward_hook(norm_hook))
+    hooks.append(model.model.norm_f.register_forward_hook(acc.channels_out("hidden")))
     was_training = model.training
     model.eval()
     try:
