@@ -39,7 +39,6 @@ def main() -> None:
     from factory.stage import StepContext
     from factory.stages import pretrain
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-engines-"))
     tokens = smoke_tokens(root / "data")
     runs: dict[str, list[tuple[float, float, float]]] = {"factory": [], "megatron": []}
