@@ -45,14 +45,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from factory.generate.transformers_model import end_of_turn_ids
+from factory.generate.transformers_model import end_of_turn_ids, render_prompt
 
 __all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "IM_END", "RESPONSE_TEMPLATE", "THINK_OPEN", "encode_chat",
            "folder_chat_template", "has_generation_markers", "reasoning_switch", "render_prompt", "stop_token_ids",
            "with_chat_template"]
 
-# what generation stops at under a chat template (its end-of-turn marker, then EOS): declared beside the generator,
-# which stops there too
+# what generation stops at under a chat template (its end-of-turn marker, then EOS), and a prompt rendered for
+# generation: declared beside the generator, which stops there too and whose rollout samplers render prompts
 stop_token_ids = end_of_turn_ids
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -142,13 +142,6 @@ def with_chat_template(tokenizer):
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.response_template = RESPONSE_TEMPLATE
     return tokenizer
-
-
-def render_prompt(tokenizer, messages: Sequence[dict[str, Any]], **template_kwargs) -> list[int]:
-    """Token ids of `messages` followed by the assistant header, ready for generation."""
-    out = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
-                                        return_dict=True, **template_kwargs)
-    return list(out["input_ids"])
 
 
 _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")

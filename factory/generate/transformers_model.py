@@ -10,7 +10,7 @@ from typing import Any
 from factory.errors import InputError
 from factory.generate.params import GenerationParams, Prompt, close_thinking, cut_at_stop, flatten_chat
 
-__all__ = ["TransformersGenerator", "end_of_turn_ids", "render_chat"]
+__all__ = ["TransformersGenerator", "end_of_turn_ids", "render_chat", "render_prompt"]
 
 
 class TransformersGenerator:
@@ -155,6 +155,13 @@ class TransformersGenerator:
             else:
                 out[i] = self.tokenizer.decode(row, skip_special_tokens=True)
         return out, ended
+
+
+def render_prompt(tokenizer, messages: Sequence[dict[str, Any]], **template_kwargs) -> list[int]:
+    """Token ids of `messages` followed by the assistant header, ready for generation."""
+    out = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
+                                        return_dict=True, **template_kwargs)
+    return list(out["input_ids"])
 
 
 def render_chat(tokenizer, messages: list, reasoning: str | None = None) -> str:

@@ -47,11 +47,12 @@ from transformers import AutoTokenizer
 from factory.artifacts import Checkpoint, Conversations
 from factory.chat.template import with_chat_template
 from factory.errors import InputError
+from factory.generate.groups import EndpointSampler, LocalSampler
 from factory.model.checkpoints import load_model
 from factory.stage import Artifact, StepContext
 from factory.stages.rl.config import Config
 from factory.stages.rl.rewards import VerifierRewards
-from factory.stages.rl.rollout import EndpointSampler, LocalSampler, PolicyPublisher, RolloutBatches
+from factory.stages.rl.rollout import PolicyPublisher, RolloutBatches
 from factory.train.callbacks import StepLog, plt, read_metrics
 from factory.train.objectives.grpo import GRPOObjective
 from factory.train.shell import TrainingShell, write_summary

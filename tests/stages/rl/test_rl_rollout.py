@@ -14,13 +14,8 @@ from factory.chat.records import Message, Prompt
 from factory.chat.thinking import final_answer
 from factory.stages.rl.rewards import RewardConfig, VerifierRewards, code_of
 from factory.stages.rl.config import RolloutConfig
-from factory.stages.rl.rollout import (
-    EndpointSampler,
-    PolicyPublisher,
-    RolloutBatches,
-    Sample,
-    next_temperature,
-)
+from factory.generate.groups import EndpointSampler, Sample
+from factory.stages.rl.rollout import PolicyPublisher, RolloutBatches, next_temperature
 from factory.verify import SandboxConfig
 from tests.builders import choice_prompt, choice_tokenizer
 from tests.stages.synth.fake_openai import FakeOpenAI
