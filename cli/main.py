@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -34,7 +36,9 @@ import typer
 from cli.eval import eval_command
 from cli.verify import sandbox_app, verify_app
 from factory.errors import UserError
-from factory.logs import configure
+from factory.logs import configure, get_logger
+
+log = get_logger("factory.cli")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nemotron-style model factory: raw web pages in, a Hugging Face model out.")
 
@@ -363,8 +367,29 @@ def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
         raise UserError(f"{path}: not a valid manifest (JSON error at offset {e.pos})") from None
 
 
+def _exit_on_sigterm() -> None:
+    """Exit on SIGTERM as a signalled process would (status 143), unwinding the stack on the way.
+
+    Kubernetes stops a pod with SIGTERM, and a step pod's `factory` is PID 1 of its container, which the kernel
+    spares every signal it installed no handler for: without this, a deleted or preempted step pod trains on for
+    the whole grace period (30 s by default) and can publish after its replacement has started (which then waits
+    on the step's lock). Raising SystemExit releases the step's lock and ends its MLflow run; checkpoints already
+    written stay for the next attempt. Commands that launch jobs replace this handler while they wait (a SIGTERM
+    then cancels the job first).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        log.warning("process.sigterm", action="exiting; finished checkpoints stay for the next attempt")
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main() -> None:
     configure()
+    _exit_on_sigterm()
     try:
         # Outside standalone mode click returns (not raises) the code of a typer.Exit.
         rc = app(standalone_mode=False)

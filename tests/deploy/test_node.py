@@ -10,7 +10,8 @@ Job's retry; a 2-pod torchrun pretrain), `helm upgrade` and `helm uninstall` cle
 
 Kubernetes 1.20 has no Pod Security admission (1.23); PodSecurityPolicy admission enforces the namespace's
 `pod-security.kubernetes.io/enforce` level instead (tests/deploy/cluster/psp.yaml). Skips in one line where
-root, the node's binaries (tests/deploy/cluster/build.sh) or the images are missing, as in CI.
+root, the node's binaries (tests/deploy/cluster/build.sh) or the images are missing, as in CI, or where the images
+were built from other code than this checkout's (tests/deploy/local_images.py).
 
     bash tests/deploy/cluster/build.sh && bash docker/build-local.sh
     python -m pytest -q tests/deploy/test_node.py    # about 5 minutes on 2 cores, the cluster's start included
@@ -31,6 +32,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.deploy.conftest import CHART, REPO, find_tool
+from tests.deploy.local_images import CPU, POSTGRES, missing
 
 CLUSTER = REPO / "tests" / "deploy" / "cluster"
 BIN = Path(os.environ.get("FACTORY_CLUSTER_CACHE", Path.home() / ".cache" / "factory-cluster")) / "bin"
@@ -53,7 +55,8 @@ def why_not() -> str | None:
     for image in ("cpu", "postgres"):
         if not (IMAGES / f"{image}.tar").is_file():
             return f"no {IMAGES / image}.tar: run `bash docker/build-local.sh`"
-    return None
+    # The archives are saved from podman's images as they are built: the images' labels tell their sources.
+    return missing(CPU, POSTGRES)
 
 
 if (why := why_not()) is not None:
@@ -324,7 +327,7 @@ model: {preset: tiny}
 stages:
   curate: {sources: [runs/data]}
   tokenize: {vocab_size: 512}
-  pretrain: {seq_len: 64, micro_batch_size: 4, steps: 300, checkpoint_interval: 10, lr: 3.0e-3, warmup_steps: 5}
+  pretrain: {seq_len: 64, micro_batch_size: 4, steps: 600, checkpoint_interval: 10, lr: 3.0e-3, warmup_steps: 5}
 """
 
 
@@ -366,11 +369,11 @@ def test_a_step_pod_deleted_mid_run_is_retried_and_resumes_from_its_checkpoint(n
     (resumed,) = events(logs, "resumed")
     assert resumed["step"] >= 20, resumed
     (done,) = events(logs, "step.done")
-    assert done["steps"] == 300 and done["uri"].startswith("s3://factory/store/pretrain/")
+    assert done["steps"] == 600 and done["uri"].startswith("s3://factory/store/pretrain/")
     print(f"resumed at step {resumed['step']} in pod {second[-1]}")
 
 
-DDP_SPEC = RESUME_SPEC.replace("name: node-resume", "name: node-ddp").replace("steps: 300", "steps: 40")
+DDP_SPEC = RESUME_SPEC.replace("name: node-resume", "name: node-ddp").replace("steps: 600", "steps: 40")
 
 
 def test_a_two_pod_torchrun_pretrain_runs_across_the_node(node, s3, release, tmp_path):
