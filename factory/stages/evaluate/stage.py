@@ -21,6 +21,7 @@ import torch
 from factory.artifacts import Checkpoint, Conversations, Evaluation, Tokens
 from factory.chat.template import folder_chat_template, reasoning_switch
 from factory.errors import InputError
+from factory.generate.decode_speed import throughput_metrics
 from factory.generate.transformers_model import render_chat
 from factory.stage import Artifact, StepContext
 from factory.stages.evaluate.benchmarks import ChatSetup, run_benchmark
@@ -31,7 +32,7 @@ from factory.stages.evaluate.likelihood import score_lm_eval_task, score_multipl
 from factory.stages.evaluate.metrics import mean_estimate, perplexity
 from factory.stages.evaluate.perplexity import bytes_per_token, heldout_nll
 from factory.stages.evaluate.samples import folder_tokenizer, generate_samples, load_model, score_sets
-from factory.stages.evaluate.throughput import decode_at_context, matched_transformer, plot, table
+from factory.stages.evaluate.throughput import measure, plot, table
 from factory.tasks.files import read_task_file
 from factory.tasks.lm_eval_task import read_lm_eval_task
 from factory.tasks.table import format_metric, results_table, task_table
@@ -86,14 +87,9 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         data = Conversations.of(inputs, "data").path if "data" in inputs else None
         bench_metrics, records, benchmarks = _benchmarks(model_art, tokens_art, config, ctx, tokenizer, data)
         metrics |= bench_metrics
-    curve = _throughput(model, config)
-    metrics |= {k: v for c, (rate, size) in curve.items()
-                for k, v in ((f"decode_tokens_per_s@{c}", rate), (f"cache_mib@{c}", size / 2**20))}
-    curves = {"this model": curve}
-    if curve and config.throughput_baseline:
-        curves["transformer"] = baseline = _throughput(matched_transformer(model), config)
-        metrics |= {k: v for c, (rate, size) in baseline.items()
-                    for k, v in ((f"transformer_decode_tokens_per_s@{c}", rate), (f"transformer_cache_mib@{c}", size / 2**20))}
+    throughput = _throughput(model, config)
+    if throughput:
+        metrics |= throughput_metrics(throughput, config.throughput_batch)
     # the gates run before anything is written: a failing gate fails the step and nothing is published
     check_gates(gates, metrics, _baseline_metrics(inputs))
 
@@ -103,11 +99,12 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         (output / "budget_curve.md").write_text(budget_table(accuracy_by_budget))
         ctx.log_artifact(output / "budget_curve.png")
         ctx.log_artifact(output / "budget_curve.md")
-    if curve:
-        plot(curves, output / "throughput.png")
-        ctx.log_artifact(output / "throughput.png")
-        (output / "throughput.md").write_text(table(curves))
-        ctx.log_artifact(output / "throughput.md")
+    if throughput:  # the table, plot and record name the machine that measured them (the card quotes it)
+        plot(throughput, output / "throughput.png")
+        (output / "throughput.md").write_text(table(throughput))
+        (output / "throughput.json").write_text(json.dumps(throughput, indent=2) + "\n")
+        for name in ("throughput.png", "throughput.md", "throughput.json"):
+            ctx.log_artifact(output / name)
     samples = generate_samples(model, tokenizer, config, device)
     with open(output / "samples.jsonl", "w") as f:
         f.writelines(json.dumps(sample) + "\n" for sample in samples)
@@ -129,6 +126,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         # template (prompt config, runs by reasoning mode and thinking budget)
         "benchmarks": benchmarks,
         "all_metrics": metrics,
+        "throughput": throughput,  # decode speed with its machine, or None when not measured
         "gates": config.gates,
     }
     (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -188,9 +186,12 @@ def _lm_eval_tasks(model, tokenizer, config: Config, ctx: StepContext) -> tuple[
     return summaries, records
 
 
-def _throughput(model, config: Config) -> dict[int, tuple[float, int]]:
-    """{context: (decode tokens/s, cache bytes)} at each configured context."""
-    return {c: decode_at_context(model, c, config.throughput_batch, steps=4) for c in config.throughput_contexts}
+def _throughput(model, config: Config) -> dict[str, Any] | None:
+    """The throughput record (`throughput.measure`) at each configured context, at batch 1 and the configured batch;
+    None when no context is configured."""
+    if not config.throughput_contexts:
+        return None
+    return measure(model, config.throughput_contexts, sorted({1, config.throughput_batch}), config.throughput_baseline)
 
 
 def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict[str, float]:

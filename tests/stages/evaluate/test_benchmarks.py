@@ -134,25 +134,3 @@ def test_malformed_output_is_scored_wrong_and_counted(tmp_path: Path):
     assert (math.metrics["m_pass@1"], math.metrics["m_malformed"]) == (0.0, 3.0)
     assert (code.metrics["c_pass@1"], code.metrics["c_malformed"]) == (0.0, 2.0)
     assert (tool.metrics["t_pass@1"], tool.metrics["t_malformed"]) == (0.0, 2.0)
-
-
-def test_throughput_curve_and_cache_memory(upstream, tmp_path: Path):
-    from transformers import AutoConfig
-
-    metrics, ctx = _run(Config(**QUICK, throughput_contexts=[64, 192], throughput_baseline=True), upstream, tmp_path / "out")
-    hf = AutoConfig.from_pretrained(upstream["model"].path / "model")
-    attention_layers = hf.layers_block_type.count("full_attention")
-    # the cache grows only in the attention layers: keys and values, (B=1, H_kv, T, D) float32 each
-    per_token = attention_layers * 2 * hf.num_key_value_heads * hf.head_dim * 4
-    grown = (metrics["cache_mib@192"] - metrics["cache_mib@64"]) * 2**20
-    assert grown == pytest.approx(128 * per_token)
-    assert metrics["decode_tokens_per_s@64"] > 0 and (tmp_path / "out" / "throughput.png").stat().st_size > 1000
-    assert {"throughput.png", "throughput.md"} <= {p.name for p in ctx.tracker.artifacts}
-    # the matched transformer: attention where the Mamba layers were, so every mixer layer grows a KV cache
-    mixers = attention_layers + hf.layers_block_type.count("linear_attention")
-    grown = (metrics["transformer_cache_mib@192"] - metrics["transformer_cache_mib@64"]) * 2**20
-    assert grown == pytest.approx(128 * per_token / attention_layers * mixers)
-    assert metrics["transformer_cache_mib@192"] > metrics["cache_mib@192"]
-    rows = (tmp_path / "out" / "throughput.md").read_text().splitlines()
-    assert rows[0] == ("| context | this model tokens/s | transformer tokens/s | this model cache MiB | "
-                       "transformer cache MiB |") and rows[3].startswith("| 192 | ")
