@@ -147,8 +147,9 @@ KINDS: dict[str, StageKind] = {
                           inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     "distill": _trainer("factory.stages.distill", {"student": CHECKPOINT, "teacher": CHECKPOINT, "tokens": TOKENS},
                         distributed=True),
+    # `model`: the model the data will train, whose tokenizer counts budget_control's thinking budgets
     "posttrain_data": StageKind("factory.stages.posttrain_data", output="conversations", cost="cost:cost",
-                                inputs={"teacher": In("checkpoint", optional=True)}),
+                                inputs={"teacher": In("checkpoint", optional=True), "model": In("checkpoint", optional=True)}),
     "sft": _trainer("factory.stages.sft", {"model": CHECKPOINT, "data": CONVERSATIONS}, distributed=True),
     # rl runs in one process: its rollouts come from the one policy copy it trains (or from a server)
     "rl": _trainer("factory.stages.rl", {"model": CHECKPOINT, "data": CONVERSATIONS}),

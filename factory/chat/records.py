@@ -186,7 +186,7 @@ class DataStats(BaseModel):
     prompts: int = Field(description="Training prompts (prompts.jsonl).")
     heldout: int = Field(0, description="Held-out prompts (heldout.jsonl).")
     generated: int = Field(description="Candidate solutions asked for (prompts x modes x samples): kept + sum(dropped).")
-    kept: int = Field(description="Solutions the verifier accepted (train.jsonl).")
+    kept: int = Field(description="Solutions the verifier accepted (train.jsonl, beside any budget-control copies).")
     dropped: dict[str, int] = Field(default_factory=dict, description="Dropped solutions per reason.")
     kept_by_teacher: dict[str, int] = Field(default_factory=dict, description="Kept solutions per teacher.")
     kept_by_task: dict[str, int] = Field(default_factory=dict, description="Kept solutions per task.")
@@ -194,6 +194,8 @@ class DataStats(BaseModel):
     teachers: list[str] = Field(default_factory=list, description="Every teacher that wrote solutions.")
     sets: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per prompt set: source, prompts, heldout, kept.")
     tir: dict[str, int] = Field(default_factory=dict, description="Tool-integrated reasoning: code runs, errors, solutions using code.")
+    budget_control: dict[str, int] = Field(default_factory=dict, description="Kept mode-on solutions also written cut at a "
+                                           "thinking budget: drawn, written, uncut (every budget fits), budget_N per budget.")
 
 
 def read_prompts(path: str | Path) -> list[Prompt]:

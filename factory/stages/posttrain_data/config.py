@@ -86,6 +86,45 @@ class ToolIntegratedReasoning(StageConfig):
     workers: int = no_effect(2, "Sandboxes run at once.")
 
 
+class BudgetControl(StageConfig):
+    """Nemotron Nano 2's budget-control training data: beside the full traces, copies of verified mode-on solutions
+    whose thinking is cut at a sampled token budget and closed the way the generator's `thinking_budget` closes it
+    at inference (`bridge`, then the end-of-thinking marker), followed by the same answer. Budgets are counted in
+    the tokens of the step's `model` input (the model this data will train), as a thinking budget counts them."""
+
+    fraction: float = Field(0.3, gt=0.0, le=1.0, description="Share of verified mode-on solutions that also get a "
+                            "truncated copy (chosen by a hash of the seed and the record's id).")
+    budgets: tuple[int, ...] | None = Field(None, min_length=1, description="Thinking budgets (tokens) a copy's cut is "
+                                            "drawn from (uniformly among those that cut its thinking short); e.g. the "
+                                            "budgets evaluate sweeps. Give this or budget_range.")
+    budget_range: tuple[int, int] | None = Field(None, description="(lowest, highest) thinking budget in tokens, drawn "
+                                                 "uniformly (integers, both ends included, only those that cut the "
+                                                 "thinking short). Give this or budgets.")
+    bridge: str = Field("", description="Text written before the end-of-thinking marker of a cut think block, as the "
+                        "generator's `bridge` (use the same one at inference); '' for none.")
+    seed: int = Field(0, description="Seed of which solutions are copied and where each is cut.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BudgetControl:
+        if (self.budgets is None) == (self.budget_range is None):
+            raise ValueError("budget_control: give exactly one of budgets (a list of token counts) or budget_range "
+                             "([lowest, highest])")
+        if self.budgets is not None and any(b < 0 for b in self.budgets):
+            raise ValueError(f"budget_control.budgets: {list(self.budgets)} must be token counts >= 0")
+        if self.budget_range is not None and not 0 <= self.budget_range[0] <= self.budget_range[1]:
+            raise ValueError(f"budget_control.budget_range: {list(self.budget_range)} must be [lowest, highest] with "
+                             "0 <= lowest <= highest")
+        return self
+
+    @property
+    def candidates(self) -> tuple[int, ...]:
+        """Every budget a cut may take, ascending."""
+        if self.budgets is not None:
+            return tuple(sorted(set(self.budgets)))
+        low, high = self.budget_range  # type: ignore[misc]
+        return tuple(range(low, high + 1))
+
+
 def _default_procedural() -> list[ProceduralSet]:
     # one-digit sums and differences of two or three terms: small enough for a tiny model to learn on CPU
     one_digit = {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1, "operators": ["+", "-"],
@@ -118,6 +157,9 @@ class Config(StageConfig):
                                                       "shows progress; a sampling teacher's seeds follow its batches).")
     verify_workers: int = no_effect(2, "Processes checking math answers (and sandboxes at once).")
     verify_timeout_s: float = Field(10.0, gt=0, description="Seconds one math check may take before it is scored wrong.")
+    budget_control: BudgetControl | None = Field(None, description="Also write mode-on solutions cut at sampled "
+                                                 "thinking budgets, then answered (Nano 2's budget control); needs the "
+                                                 "'model' input, whose tokenizer counts the budgets. None: full traces only.")
 
     @model_validator(mode="after")
     def _sane(self) -> Config:
@@ -129,10 +171,15 @@ class Config(StageConfig):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"prompt set names must be unique; {twice} repeat (give each a name)")
+        if self.budget_control is not None and "on" not in self.reasoning:
+            raise ValueError("budget_control cuts thinking, which only mode-on solutions hold; add 'on' to reasoning")
         return self
 
     def required_inputs(self) -> set[str]:
-        return {"teacher"} if self.teacher.kind == "transformers" and self.teacher.model_dir is None else set()
+        needed = {"teacher"} if self.teacher.kind == "transformers" and self.teacher.model_dir is None else set()
+        if self.budget_control is not None:
+            needed.add("model")  # its tokenizer counts the thinking budgets
+        return needed
 
     def required_tools(self) -> dict[str, str]:
         """Only a model teacher runs code (TIR, code solutions); the procedural solver needs no sandbox."""

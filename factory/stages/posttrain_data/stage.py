@@ -7,6 +7,9 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
+from factory.artifacts import Checkpoint
 from factory.chat.records import (
     HELDOUT,
     PROMPTS,
@@ -25,6 +28,7 @@ from factory.errors import InputError
 from factory.generate import Generator
 from factory.logs import progress
 from factory.stage import Artifact, StepContext
+from factory.stages.posttrain_data.budget_control import BudgetCutter
 from factory.stages.posttrain_data.config import Config
 from factory.stages.posttrain_data.prompt_sets import prompt_sets
 from factory.stages.posttrain_data.teachers import (
@@ -70,6 +74,11 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     `generator` is a runtime handle for callers that already hold one (tests, notebooks); it replaces the
     generator `config.teacher` describes.
     """
+    cutter = None
+    if config.budget_control is not None:  # read first: a missing tokenizer fails before the teacher works
+        # budgets are counted in the tokens of the model this data trains, as its generator counts a thinking budget
+        tokenizer = AutoTokenizer.from_pretrained(Checkpoint.of(inputs, "model").model_dir, local_files_only=True)
+        cutter = BudgetCutter(config.budget_control, tokenizer)
     sets = prompt_sets(config)
     for s in sets:
         ctx.log_dataset(name=f"prompts/{s.name}", uri=s.source, digest=_digest(s.train + s.heldout),
@@ -126,6 +135,12 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             + f", fewer than min_kept_per_set {config.min_kept_per_set} (teacher {teacher.name}; dropped: {why}); "
               "nothing was published: use a stronger teacher, more samples, or drop the set")
 
+    budget_counts: Counter = Counter()
+    copies: list[Conversation] = []
+    if cutter is not None:
+        copies, budget_counts = cutter.cut(kept)
+        ctx.log.info("posttrain_data_budget_control", **dict(budget_counts))
+
     heldout = [p for s in sets for p in s.heldout]
     stats = DataStats(
         prompts=len(train_prompts), heldout=len(heldout), generated=generated, kept=len(kept),
@@ -134,10 +149,10 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         kept_by_reasoning=dict(sorted(Counter(c.reasoning for c in kept).items())), teachers=[teacher.name],
         sets={s.name: {"source": s.source, "prompts": len(s.train), "heldout": len(s.heldout), "kept": by_set[s.name],
                        "overlap_removed": s.overlap} for s in sets},
-        tir=dict(sorted(counts.items())))
+        tir=dict(sorted(counts.items())), budget_control=dict(sorted(budget_counts.items())))
     write_records(output / PROMPTS, train_prompts)
     write_records(output / HELDOUT, heldout)
-    write_records(output / TRAIN, kept)
+    write_records(output / TRAIN, kept + copies)
     write_stats(output / STATS, stats)
     ctx.log_artifact(output / STATS)
 
@@ -145,6 +160,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                "kept_fraction": stats.kept / max(1, stats.generated),
                **{f"dropped_{k}": v for k, v in stats.dropped.items()},
                **{f"kept_{k}": v for k, v in stats.kept_by_reasoning.items()}, **{k: v for k, v in counts.items()},
+               **{f"budget_control_{k}": v for k, v in stats.budget_control.items()},
                # the teacher's name in the metric's key, so the lineage (and the release's model card) names it
                **{f"kept_by_teacher.{k}": v for k, v in stats.kept_by_teacher.items()}}
     metrics = {k: float(v) for k, v in metrics.items()}
