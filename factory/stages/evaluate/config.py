@@ -73,12 +73,13 @@ class Config(StageConfig):
     sandbox_isolation: Literal["bwrap", "none"] = Field(
         "bwrap", description="Code benchmarks run under bubblewrap; 'none' only for trusted code.")
     throughput_contexts: list[int] = Field(
-        default_factory=list, description="Contexts (tokens) at which to measure decode tokens/s and cache memory; "
-        "[] for none (the numbers depend on the machine).")
-    throughput_batch: int = Field(1, ge=1, description="Sequences decoded together in the throughput measurement.")
+        default_factory=list, description="Contexts (tokens) at which to measure decode tokens/s (the factory's decoder "
+        "against transformers') and cache memory; [] for none (the numbers depend on the machine, which is recorded).")
+    throughput_batch: int = Field(1, ge=1, description="Sequences decoded together in the throughput measurement (its "
+                                  "metrics); the table also has batch 1.")
     throughput_baseline: bool = Field(
-        False, description="Also measure a transformer of the same width and depth with attention in every Mamba "
-        "layer's place (random weights), as Nemotron-H compares; both curves go in one plot and table.")
+        False, description="Also measure a transformer of equal parameters with attention in every Mamba layer's place "
+        "(MLP width matched; random weights), as Nemotron-H compares; both go in one plot and table.")
     gates: list[str] = Field(
         default_factory=list, description="Demands on this step's metrics, e.g. 'valid_perplexity <= 200', or relative "
         "to the evaluate step wired to the `baseline` input, e.g. 'valid_perplexity <= 1.03 * eval_bf16.valid_perplexity'; "
