@@ -35,7 +35,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("the stage kinds, one package each (the registry's)", {"factory.stages"} | {k.package for k in KINDS.values()}),
     ("training engines other than the factory's own, plugged into the training-stage shell", {"factory.engines"}),
     ("libraries several stages share, built on the ones below", {
-        "factory.train", "factory.tasks", "factory.gvendi", "factory.artifacts"}),
+        "factory.train", "factory.tasks", "factory.gvendi", "factory.artifacts", "factory.judge"}),
     ("libraries several stages share", {"factory.curate", "factory.precision", "factory.cost", "factory.chat"}),
     ("models, generators, verifiers, embeddings, tracking", {
         "factory.model", "factory.generate", "factory.verify", "factory.embedding", "factory.lineage"}),

@@ -1,0 +1,80 @@
+"""What a generative judge is (light: a spec load imports it): the judge model, its prompt file, the verdict's shape."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from factory.errors import UserError
+from factory.generate.settings import GeneratorSettings
+from factory.judge.prompt_file import builtin_judge_prompts, read_judge_prompt
+from factory.stage import StageConfig
+
+__all__ = ["JudgeConfig", "JudgeGenerator"]
+
+
+class JudgeGenerator(GeneratorSettings):
+    """The judge model: a local model folder (model_dir, e.g. an import_model step's `model/`) or an endpoint."""
+
+    ROLE: ClassVar[str] = "judge.generator"
+
+
+class JudgeConfig(StageConfig):
+    """A generative judge: a model reached through the generator interface that reads a prompt file and answers with a
+    verdict in one documented format (`factory.judge.verdicts`); a malformed verdict is counted, never guessed."""
+
+    generator: JudgeGenerator = Field(description="The judge model: kind 'transformers' with model_dir (a model "
+                                      "folder), or 'openai' with base_url and model (vLLM, NIM, transformers serve).")
+    mode: Literal["score", "pairwise"] = Field(
+        "score", description="score: each response judged alone (against a reference answer when the prompt reads "
+        "one), correct/incorrect or a grade on `scale`; pairwise: the response against a reference response "
+        "(Nemotron 3's GenRM), the verdict naming the better one.")
+    prompt: str | None = Field(
+        None, description="The judge's prompt file: a built-in name (factory/judge/prompts: correctness, quality, pairwise) "
+        "or a YAML path (system, user template); None: pairwise for mode pairwise, quality with a scale, else "
+        "correctness.")
+    scale: tuple[int, int] | None = Field(
+        None, description="score: the grade's range (low, high), reward (grade - low) / (high - low); None: a "
+        "correct/incorrect verdict. pairwise: both responses are also graded on it (`Scores: A=N, B=M`).")
+    both_orders: bool = Field(
+        False, description="pairwise: judge each pair twice, the response shown first then second; when the two "
+        "orders disagree the verdict is a tie (position bias cancels).")
+    max_new_tokens: int = Field(512, ge=1, description="Most tokens of one judge reply.")
+    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature of the judge; 0: greedy.")
+    reasoning: Literal["on", "off"] | None = Field(
+        None, description="The judge's reasoning switch (its chat template's enable_thinking); the verdict is read "
+        "after the think block. None: the template's default.")
+    error_budget: float = Field(
+        0.0, ge=0.0, le=1.0, description="Largest share of malformed verdicts a step accepts; above it the step fails "
+        "with one line naming the reasons.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> JudgeConfig:
+        if self.generator.kind == "transformers" and not self.generator.model_dir:
+            raise ValueError("judge.generator.model_dir: set it to the judge's model folder (the judge is never the "
+                             "model being judged), or use kind 'openai'")
+        if self.scale is not None and not self.scale[0] < self.scale[1]:
+            raise ValueError(f"judge.scale: {list(self.scale)} must be (low, high) with low < high")
+        if self.both_orders and self.mode != "pairwise":
+            raise ValueError("judge.both_orders swaps the two responses of a pairwise judgement; remove it in mode "
+                             "score")
+        try:
+            read_judge_prompt(self.prompt_name, self.mode)
+        except UserError as e:
+            raise ValueError(f"judge.prompt: {e}") from None
+        return self
+
+    @property
+    def prompt_name(self) -> str:
+        """The prompt file used: the given one, or the built-in default of the mode and scale."""
+        if self.prompt is not None:
+            return self.prompt
+        return "pairwise" if self.mode == "pairwise" else "quality" if self.scale is not None else "correctness"
+
+    def raw_inputs(self) -> list[str]:
+        """The files the judge reads that the factory's code does not ship: its prompt file when given by path and
+        its model folder when local; a step lists them among its raw inputs, so their contents join its fingerprint."""
+        prompt = [self.prompt] if self.prompt is not None and self.prompt not in builtin_judge_prompts() else []
+        model = [self.generator.model_dir] if self.generator.kind == "transformers" and self.generator.model_dir else []
+        return prompt + model
