@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from factory.generate.decode_speed import is_speed_metric, machine_line, pairs, rate
 from factory.lineage import walk
 from factory.stage import Artifact
 from factory.stages.release.config import Config
@@ -112,9 +113,10 @@ def model_card(
         "|---|---|---|",
         *[f"| {k} | {format_metric(v)} | "
           f"{format_metric(all_metrics[k + '_stderr']) if k + '_stderr' in all_metrics else '-'} |"
-          for k, v in all_metrics.items() if not k.endswith("_stderr")],
+          for k, v in all_metrics.items() if not k.endswith("_stderr") and not is_speed_metric(k)],
         "",
         *([*task_table(tasks), ""] if tasks else []),
+        *_decode_speed_section(chain, evaluation, eval_art, model_fp),
         *reasoning_section(chain, evaluation, all_metrics, eval_art.manifest.get("fingerprint"), model_fp),
         "## Training data",
         "",
@@ -164,6 +166,50 @@ def _evaluation_basis(evaluation: Mapping[str, Any]) -> list[str]:
         return []
     return [(f"Measured by the evaluate step on the checkpoint in FP32: perplexity over {int(tokens) // int(seq_len)} windows of "
             f"{int(seq_len)} tokens of the held-out split, with its standard error over windows."), ""]
+
+
+def _decode_speed_section(chain: list[dict[str, Any]], evaluation: Mapping[str, Any], eval_art: Artifact,
+                          model_fp: str | None) -> list[str]:
+    """Decode speed as an evaluate step measured it (its throughput record), naming the machine: the released
+    evaluation's, else the nearest evaluation of the same model in the lineage whose eval.json is in a local folder.
+    Against the transformer only where that step measured one; nothing at all without a measured record."""
+    found = (eval_art.manifest.get("stage", "?"), evaluation.get("throughput"))
+    if not _measured(found[1]):
+        found = next(((a["stage"], record) for a in chain if a["kind"] == "evaluation"
+                      and (a.get("inputs") or {}).get("model") == model_fp
+                      and _measured(record := _local_results(a).get("throughput"))), found)
+    stage, record = found
+    if not _measured(record):
+        return []
+    rows = pairs(record)
+    against = all(theirs is not None for _, theirs in rows)
+    lines = ["## Decode speed", "",
+             (f"Measured by the evaluate step `{stage}` on {machine_line(record['machine'])}, on the checkpoint it "
+              "evaluated: decode tokens/s with the given number of tokens already in the cache, through the factory's "
+              "decoder" + (", against a transformer of equal parameters (attention in every Mamba layer's place, "
+                           "random weights)" if against else "")
+              + ". The figures hold for that machine; another machine gives others."), ""]
+    head = ["context", "batch", "tokens/s"] + (["transformer tokens/s", "speed against the transformer"] if against else [])
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for mine, theirs in rows:
+        cells = [str(mine["context"]), str(mine["batch"]), f"{rate(mine):.1f}"]
+        if against:
+            cells += [f"{rate(theirs):.1f}", f"{rate(mine) / rate(theirs):.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _measured(record: Any) -> bool:
+    return isinstance(record, Mapping) and bool(record.get("cells")) and bool(record.get("machine"))
+
+
+def _local_results(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An evaluation's eval.json when its uri is a local folder (a store on S3 is not read here), else {}."""
+    uri = str(entry.get("uri") or "")
+    path = Path(uri) / "eval.json"
+    if "://" in uri or not path.is_file():
+        return {}
+    return json.loads(path.read_text())
 
 
 def _posttrain_section(chain: list[dict[str, Any]]) -> list[str]:
