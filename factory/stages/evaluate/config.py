@@ -45,7 +45,8 @@ class Config(StageConfig):
     seed: int = Field(0, description="Torch seed set before evaluation (greedy decoding does not depend on it).")
     log_every: int = no_effect(10, "Log a running loss every this many batches.")
     benchmarks: list[BenchmarkConfig] = Field(
-        default_factory=list, description="Generation benchmarks scored by the verifiers (humaneval, procedural, task files).")
+        default_factory=list, description="Generation benchmarks scored by the verifiers (humaneval, procedural, task files) or, "
+        "with `judge`, by a generative judge (questions files, math and short-answer items).")
     multiple_choice_files: list[str] = Field(
         default_factory=list, description="multiple_choice task files scored by likelihood (acc, acc_norm) after the "
         "factory's prompt (`Question: ...\\nAnswer:`).", json_schema_extra={"external_input": True})
@@ -162,13 +163,19 @@ class Config(StageConfig):
     def external_fields(cls) -> list[str]:
         # the docs an lm-eval task file names are raw inputs as much as the file is: their listing joins the
         # fingerprint (a read-only property, so a spec never writes it)
-        return [*super().external_fields(), "lm_eval_docs", "prompt_files", "benchmark_files"]
+        return [*super().external_fields(), "lm_eval_docs", "prompt_files", "benchmark_files", "judge_files"]
 
     @property
     def benchmark_files(self) -> list[str]:
         """The task files the benchmarks of source `file` read: raw inputs like any other (a nested list field is not
         read for external inputs, so they are named here)."""
-        return list(dict.fromkeys(b.task for b in self.benchmarks if b.source == "file"))
+        return list(dict.fromkeys(b.task for b in self.benchmarks if b.source in ("file", "questions")))
+
+    @property
+    def judge_files(self) -> list[str]:
+        """What the benchmarks' judges read that the factory does not ship (a prompt file by path, a local judge
+        model's folder): raw inputs, so a changed judge reruns the step."""
+        return list(dict.fromkeys(f for b in self.benchmarks if b.judge is not None for f in b.judge.raw_inputs()))
 
     @property
     def lm_eval_docs(self) -> list[str]:
@@ -240,7 +247,7 @@ def evaluated_files(config: dict[str, Any]) -> list[str]:
     files = [f for key in ("task_files", "multiple_choice_files") if isinstance(config.get(key), list) for f in config[key]]
     benchmarks = config.get("benchmarks")
     if isinstance(benchmarks, list):
-        files += [b.get("task") for b in benchmarks if isinstance(b, dict) and b.get("source") == "file"]
+        files += [b.get("task") for b in benchmarks if isinstance(b, dict) and b.get("source") in ("file", "questions")]
     tasks = config.get("lm_eval_tasks")
     if isinstance(tasks, list):
         files += [doc for task in tasks if isinstance(task, str) for doc in task_data_files(task)]

@@ -12,6 +12,7 @@ import json
 import math
 import tempfile
 from collections.abc import Mapping
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from factory.chat.template import folder_chat_template, reasoning_switch
 from factory.errors import InputError
 from factory.generate.decode_speed import throughput_metrics
 from factory.generate.transformers_model import render_chat
+from factory.judge import Judge
 from factory.stage import Artifact, StepContext
 from factory.stages.evaluate.benchmarks import ChatSetup, run_benchmark
 from factory.stages.evaluate.budget import budget_curve, budget_table, plot_budget_curve
@@ -229,12 +231,14 @@ def _benchmarks(model_art: Artifact, tokens_art: Artifact | None, config: Config
         for i, bench in enumerate(config.benchmarks):
             params = config.generation.model_copy(update={"seed": config.generation.seed + bench.seed})
             chat = _chat_setup(bench, config, template, folder, i) if template is not None else None
-            result = run_benchmark(bench, generator, params, sandbox, verifier, log=ctx.log, chat=chat,
-                                   count_tokens=count if chat is not None else None, data=data)
+            with Judge(bench.judge) if bench.judge is not None else nullcontext() as judge:
+                result = run_benchmark(bench, generator, params, sandbox, verifier, log=ctx.log, chat=chat,
+                                       count_tokens=count if chat is not None else None, data=data, judge=judge)
             metrics |= result.metrics
             records += [{"benchmark": bench.name, **r} for r in result.records]
-            summaries[bench.name] = {k: result.dataset[k] for k in ("prompting", "prompt", "prompt_digest", "runs")
-                                     if k in result.dataset}
+            # "judge": who scored a judge benchmark (model, digest, prompt file) and its malformed verdicts by reason
+            summaries[bench.name] = {k: result.dataset[k] for k in ("prompting", "prompt", "prompt_digest", "runs",
+                                                                    "judge") if k in result.dataset}
             ctx.log_dataset(name=bench.name, uri=result.dataset["uri"], digest=result.dataset["digest"],
                             context="evaluation", profile={k: v for k, v in result.dataset.items()
                                                            if k in ("items", "skipped", "version", "prompting")})
