@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from factory.judge import JudgeConfig
 from factory.train.config import Loop, Parallelism, Precision, Sequences, with_defaults
 
 
@@ -23,8 +24,13 @@ class Config(with_defaults(Loop, micro_batch_size=4, steps=100, lr=1e-5, warmup_
         "(bwd_kl: Nemotron-4's KL(target || policy); NeMo-Aligner's rpo_sq, rpo_bwd_kl, rpo_fwd_kl).")
     eta: float = Field(1.0, gt=0, description="RPO only: scale of the pair's reward gap (NeMo-Aligner's gt_reward_scale).")
 
-    judge: Literal["verifier", "reward_model"] = Field(
-        "verifier", description="Who ranks the samples: the prompts' verifiers, or the reward_model input.")
+    judge: Literal["verifier", "reward_model", "genrm"] = Field(
+        "verifier", description="Who ranks the samples: the prompts' verifiers, the reward_model input, or a generative "
+        "reward model (`genrm`) comparing two samples of a prompt at a time.")
+    genrm: JudgeConfig | None = Field(
+        None, description="judge genrm: the generative reward model (factory.judge, mode pairwise: Nemotron 3's GenRM), "
+        "which compares samples 0 and 1, 2 and 3, ... of each prompt; the sample it prefers is chosen, ties and "
+        "malformed verdicts give no pair and are counted; above its error_budget of malformed verdicts the step fails.")
     reward_weights: dict[str, float] = Field(
         default_factory=lambda: {"helpfulness": 1.0},
         description="judge reward_model: the reward is this weighted sum of the reward model's attributes.")
@@ -45,6 +51,28 @@ class Config(with_defaults(Loop, micro_batch_size=4, steps=100, lr=1e-5, warmup_
             raise ValueError(f"max_new_tokens ({self.max_new_tokens}) must be below seq_len ({self.seq_len}), "
                              "which also holds the prompt")
         return self
+
+    @model_validator(mode="after")
+    def _genrm(self) -> Config:
+        if (self.judge == "genrm") != (self.genrm is not None):
+            raise ValueError("genrm: set it exactly when judge is 'genrm' (it is the judge that ranks the samples)")
+        if self.genrm is not None:
+            if self.genrm.mode != "pairwise":
+                raise ValueError("genrm.mode: the GenRM compares two samples of a prompt; set mode 'pairwise'")
+            if self.min_reward_gap != 0.0 or self.reward_weights != {"helpfulness": 1.0}:
+                raise ValueError("min_reward_gap and reward_weights rank a reward model's scores; with judge 'genrm' "
+                                 "a pair is whatever the GenRM prefers: remove them")
+        return self
+
+    @classmethod
+    def external_fields(cls) -> list[str]:
+        # the GenRM's prompt file (by path) and local model folder are raw inputs (a nested optional config is not
+        # read for them, so they are named here)
+        return [*super().external_fields(), "genrm_files"]
+
+    @property
+    def genrm_files(self) -> list[str]:
+        return self.genrm.raw_inputs() if self.genrm is not None else []
 
     def required_inputs(self) -> set[str]:
         return {"reward_model"} if self.judge == "reward_model" else set()

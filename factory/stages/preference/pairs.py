@@ -1,5 +1,6 @@
-"""The preference stage's pairs: the policy's samples per prompt, judged by the prompts' verifiers or a reward model,
-paired best against worst, with the frozen reference's log-probabilities stored beside them."""
+"""The preference stage's pairs: the policy's samples per prompt, judged by the prompts' verifiers or a reward model
+(paired best against worst) or compared two at a time by a generative reward model (the preferred one chosen), with the
+frozen reference's log-probabilities stored beside them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from factory.chat.template import render_prompt, stop_token_ids
 from factory.errors import InputError
 from factory.generate.decode import decode, supports_fast_decode
 from factory.generate.sampling import Sampling, sequence_seed
+from factory.judge import Judge, Verdict
 from factory.model.reward_head import encode_exchange, load_reward_model
 from factory.stage import Artifact
 from factory.stages.preference.config import Config
@@ -24,15 +26,18 @@ from factory.verify import MathVerifier, check_choice, check_short_answer, check
 
 
 def build_pairs(policy, tokenizer, prompts: Sequence[Any], config: Config, scorer=None,
-                seed_offset: int = 0) -> tuple[list[dict], dict[str, int]]:
+                seed_offset: int = 0, genrm: Judge | None = None) -> tuple[list[dict], dict[str, int]]:
     """Sample `samples_per_prompt` completions per prompt, judge them, and pair them.
 
     Returns the pairs (dicts of token ids, texts and rewards) and counts: prompts, samples, verified
-    (judge verifier) and why prompts gave no pair."""
+    (judge verifier) and why prompts gave no pair; with `genrm` (the opened GenRM), its comparisons, ties and
+    malformed verdicts by reason (`genrm_malformed_<reason>`)."""
     stop_ids = sorted(stop_token_ids(tokenizer))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     counts = {"prompts": len(prompts), "samples": 0, "verified": 0, "too_long": 0, "all_verified": 0,
               "none_verified": 0, "no_reward_gap": 0, "pairs": 0}
+    if genrm is not None:
+        counts |= {"compared": 0, "genrm_ties": 0, "no_preferred": 0}
     policy.eval()
     # A NemotronH policy samples through the factory's decoder (below). Other architectures use transformers'
     # `generate`: prompts of one token length are sampled together, with no padding (a Mamba layer's state would
@@ -75,16 +80,25 @@ def build_pairs(policy, tokenizer, prompts: Sequence[Any], config: Config, score
     completions = [sampled[i][2] for i in sorted(sampled)]
     counts["samples"] = sum(len(rows) for rows in completions)
     texts = [[_reply_text(tokenizer, ids) for ids in rows] for rows in completions]
-    if scorer is None:
+    if genrm is not None:
+        compared = genrm_comparisons(genrm, [p for p, _ in rendered], texts, config.pairs_per_prompt, counts)
+        rewards = [[0.0] * len(rows) for rows in texts]  # unused: a GenRM pair is its verdict
+    elif scorer is None:
         rewards = _verify([p for p, _ in rendered], texts)
         counts["verified"] = sum(int(r) for rs in rewards for r in rs)
     else:
         rewards = scorer([p for p, _ in rendered], texts, config)
 
     pairs = []
-    for (prompt, prompt_ids), rows, row_texts, row_rewards in zip(rendered, completions, texts, rewards):
+    for index, ((prompt, prompt_ids), rows, row_texts, row_rewards) in enumerate(zip(rendered, completions, texts, rewards)):
         order = sorted(range(len(rows)), key=lambda i: (-row_rewards[i], i))  # best first, ties by sample order
-        if scorer is None:
+        if genrm is not None:
+            chosen_rejected = [(c, r) for c, r, _, _ in compared[index]]
+            row_rewards = {**{c: rc for c, _, rc, _ in compared[index]}, **{r: rr for _, r, _, rr in compared[index]}}
+            if not chosen_rejected:
+                counts["no_preferred"] += 1
+                continue
+        elif scorer is None:
             good = [i for i in order if row_rewards[i] >= 1]
             bad = [i for i in order if row_rewards[i] < 1]
             if not good or not bad:
@@ -103,6 +117,39 @@ def build_pairs(policy, tokenizer, prompts: Sequence[Any], config: Config, score
                           "chosen_text": row_texts[c], "rejected_text": row_texts[r]})
     counts["pairs"] = len(pairs)
     return pairs, counts
+
+
+def genrm_comparisons(genrm: Judge, prompts: Sequence[Any], replies: Sequence[Sequence[str]], pairs_per_prompt: int,
+                      counts: dict[str, int]) -> list[list[tuple[int, int, float, float]]]:
+    """Per prompt, (chosen, rejected, chosen's reward, rejected's reward) of each comparison the GenRM decided: samples
+    0 and 1, 2 and 3, ... (at most `pairs_per_prompt` of them), each judged on its final answer (after any think
+    block) with the prompt's question. Rewards are the GenRM's grades mapped to [0, 1] when it gives them (a scale),
+    else 1 and 0. Ties and malformed verdicts give no pair and are counted in `counts`; above the GenRM's error
+    budget of malformed verdicts the step fails."""
+    asked: list[tuple[int, int, int]] = []  # (prompt, sample i, sample j)
+    for p, rows in enumerate(replies):
+        asked += [(p, 2 * k, 2 * k + 1) for k in range(min(pairs_per_prompt, len(rows) // 2))]
+    finals = [[split_thinking(reply)[1] for reply in rows] for rows in replies]
+    verdicts: list[Verdict] = genrm.judge([prompts[p].question for p, _, _ in asked], [finals[p][i] for p, i, _ in asked],
+                                          [finals[p][j] for p, _, j in asked])
+    genrm.check_budget(verdicts, "stages.preference.genrm")
+    counts["compared"] += len(asked)
+    out: list[list[tuple[int, int, float, float]]] = [[] for _ in replies]
+    scale = genrm.config.scale
+    for (p, i, j), verdict in zip(asked, verdicts):
+        if verdict.malformed:
+            key = f"genrm_malformed_{verdict.malformed}"
+            counts[key] = counts.get(key, 0) + 1
+        elif verdict.preferred == "tie":
+            counts["genrm_ties"] += 1
+        else:
+            # the judge's `response` is sample i, its reference sample j; grades are (response's, reference's)
+            if verdict.scores is None or scale is None:
+                reward_i, reward_j = (1.0, 0.0) if verdict.preferred == "response" else (0.0, 1.0)
+            else:
+                reward_i, reward_j = ((g - scale[0]) / (scale[1] - scale[0]) for g in verdict.scores)
+            out[p].append((i, j, reward_i, reward_j) if verdict.preferred == "response" else (j, i, reward_j, reward_i))
+    return out
 
 
 def _cut(ids: list[int], stop_ids: Sequence[int]) -> list[int]:

@@ -17,7 +17,10 @@ policy samples `samples_per_prompt` completions (seeded per prompt). With `judge
 is checked by the prompt's verifier (math, code, tool, choice; `factory.verify`): a pair is a verified
 completion (chosen, reward 1) and a failed one (rejected, reward 0). With `judge: reward_model` the reward
 model scores them (`reward_weights` over its attributes): the best and the worst completion, when their gap
-is at least `min_reward_gap`. The reference log-probabilities are computed once, with the input model, and
+is at least `min_reward_gap`. With `judge: genrm` a generative reward model (`genrm`, factory.judge in pairwise mode,
+Nemotron 3's GenRM) compares samples 0 and 1, 2 and 3, ... of each prompt on their final answers: the one it prefers
+is chosen; ties and malformed verdicts give no pair and are counted in pair_counts.json, and the GenRM (model, digest,
+prompt file) is recorded in preference.json. The reference log-probabilities are computed once, with the input model, and
 stored in the pair files, so a resumed attempt (the trainer's checkpoints in `checkpoints/`) trains on the
 very same numbers. A prompt set that yields no training pair fails the step with one message naming it. Under
 torchrun rank 0 makes the pairs and every rank trains on them (`factory.train.shell`: converters, DDP / FSDP2,
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -39,6 +43,7 @@ from factory.artifacts import Checkpoint, Conversations
 from factory.chat.template import with_chat_template
 from factory.errors import InputError
 from factory.jsonl import read_objects, write_objects
+from factory.judge import Judge
 from factory.model.checkpoints import load_model
 from factory.stage import Artifact, StepContext
 from factory.stages.preference.config import Config
@@ -75,6 +80,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         shell.barrier()  # every rank trains on rank 0's pairs
         train_pairs, heldout_pairs = read_objects(train_file), read_objects(heldout_file)
         counts = json.loads((output / "pair_counts.json").read_text())
+        genrm = counts.pop("genrm", None)  # who judged the pairs (judge genrm): recorded in preference.json
         ctx.log.info("preference.pairs", train=len(train_pairs), heldout=len(heldout_pairs), **counts["train"])
 
         before = heldout_margins(policy, heldout_pairs, config.beta)  # margin ~0: the policy is still its reference
@@ -100,7 +106,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
         "heldout_reward_accuracy_after": heldout["accuracy"],
         "heldout_logp_gap_before": before["logp_gap"], "heldout_logp_gap_after": heldout["logp_gap"],
     }
-    write_summary(output / "preference.json", {**summary, "loss": config.loss, "judge": config.judge, "pair_counts": counts})
+    write_summary(output / "preference.json", {**summary, "loss": config.loss, "judge": config.judge, "pair_counts": counts,
+                                               **({"genrm": genrm} if genrm is not None else {})})
     return summary
 
 
@@ -109,17 +116,22 @@ def _make_pairs(policy, tokenizer, data: Conversations, config: Config, inputs: 
     and write `pair_counts.json`, `heldout_pairs.jsonl` and, last, `pairs.jsonl`."""
     scorer = reward_scorer(config, inputs) if config.judge == "reward_model" else None
     prompts = data.prompts()[: config.max_prompts]
-    train_pairs, train_counts = build_pairs(policy, tokenizer, prompts, config, scorer, seed_offset=0)
-    if not train_pairs:
-        raise InputError(
-            f"{data.path / 'prompts.jsonl'}: no preference pair from {len(prompts)} prompts x {config.samples_per_prompt} "
-            f"samples ({describe_counts(train_counts)}); each pair needs a "
-            f"{'verified and a failed' if scorer is None else 'better and a worse'} sample of one prompt: raise "
-            "samples_per_prompt or temperature, or post-train the policy (sft) first")
-    heldout = data.heldout()[: config.heldout_prompts]
-    heldout_pairs, heldout_counts = build_pairs(policy, tokenizer, heldout, config, scorer, seed_offset=1_000_003)
+    with Judge(config.genrm) if config.genrm is not None else nullcontext() as genrm:
+        train_pairs, train_counts = build_pairs(policy, tokenizer, prompts, config, scorer, seed_offset=0, genrm=genrm)
+        if not train_pairs:
+            need = {"verifier": "verified and a failed", "reward_model": "better and a worse",
+                    "genrm": "preferred and a rejected"}[config.judge]
+            raise InputError(
+                f"{data.path / 'prompts.jsonl'}: no preference pair from {len(prompts)} prompts x "
+                f"{config.samples_per_prompt} samples ({describe_counts(train_counts)}); each pair needs a {need} sample "
+                "of one prompt: raise samples_per_prompt or temperature, or post-train the policy (sft) first")
+        heldout = data.heldout()[: config.heldout_prompts]
+        heldout_pairs, heldout_counts = build_pairs(policy, tokenizer, heldout, config, scorer, seed_offset=1_000_003,
+                                                    genrm=genrm)
+        described = {"genrm": genrm.describe()} if genrm is not None else {}
     add_reference_logps(policy, train_pairs + heldout_pairs)
-    (output / "pair_counts.json").write_text(json.dumps({"train": train_counts, "heldout": heldout_counts}, indent=2))
+    (output / "pair_counts.json").write_text(json.dumps({"train": train_counts, "heldout": heldout_counts, **described},
+                                                        indent=2))
     write_objects(output / "heldout_pairs.jsonl", heldout_pairs)
     write_objects(output / "pairs.jsonl", train_pairs)  # last: its presence marks the pairs complete
 

@@ -1,0 +1,85 @@
+"""Preference pairs from a generative reward model (judge genrm): the tiny policy samples, a GenRM behind a real
+OpenAI-compatible HTTP server (tests/stages/synth/fake_openai.py: a standard-library server on 127.0.0.1 whose replies a
+function of the prompt scripts) compares two samples at a time in both orders; the sample it prefers is chosen, ties
+and malformed verdicts give no pair and are counted; a GenRM that answers garbage fails the step over its error budget."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from factory.judge import JudgeBudgetError
+from factory.stage import StepContext
+from factory.stages import preference
+from tests.stages.preference.test_preference_stage import CONFIG, copy_data, policy
+from tests.stages.synth.fake_openai import FakeOpenAI
+
+QUICK = {**CONFIG, "steps": 6, "checkpoint_interval": 0, "heldout_prompts": 10, "max_prompts": 30}
+
+
+def copy_judge(prompt: str) -> str:
+    """Prefers the response that repeats the question's number; a tie when both or neither do."""
+    number = re.search(r"Repeat (\d+)\.", prompt).group(1)
+    a = prompt.split("Response A:\n", 1)[1].split("\n\nResponse B:", 1)[0].strip()
+    b = prompt.split("Response B:\n", 1)[1].split("\n\nEnd your reply", 1)[0].strip()
+    return "Comparing.\nVerdict: " + ("A" if (a == number) > (b == number) else "B" if (b == number) > (a == number)
+                                      else "tie")
+
+
+def genrm(url: str, **fields) -> dict:
+    return {"generator": {"kind": "openai", "base_url": url, "model": "genrm-model"}, "mode": "pairwise", **fields}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("preference_genrm")
+    data = copy_data(root)
+    return {"model": policy(root / "policy", data), "data": data}
+
+
+def test_pairs_from_the_genrm(inputs, tmp_path):
+    out = tmp_path / "out"
+    with FakeOpenAI(reply=copy_judge) as server:
+        config = preference.Config(**QUICK, judge="genrm", genrm=genrm(server.url, both_orders=True))
+        result = preference.run(config, inputs, out, StepContext("dpo_genrm"))
+        requests = len(server.requests)
+    pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    counts = json.loads((out / "pair_counts.json").read_text())
+    train = counts["train"]
+    # every pair is one the GenRM decided: the chosen sample repeats the number, the rejected one does not
+    assert pairs and all(p["chosen_text"] == p["prompt_id"].split("-")[1] != p["rejected_text"] for p in pairs)
+    assert all((p["chosen_reward"], p["rejected_reward"]) == (1.0, 0.0) for p in pairs)
+    # one comparison per prompt (pairs_per_prompt 1), each asked in both orders; what gave no pair is counted
+    assert train["compared"] == 30 - train["too_long"] and train["pairs"] + train["genrm_ties"] == train["compared"]
+    assert train["no_preferred"] == train["genrm_ties"] and not any(k.startswith("genrm_malformed") for k in train)
+    assert requests == 2 * (train["compared"] + counts["heldout"]["compared"])
+    summary = json.loads((out / "preference.json").read_text())
+    assert summary["judge"] == "genrm" and summary["genrm"]["model"] == "genrm-model"
+    assert summary["genrm"]["prompt"] == "pairwise" and summary["genrm"]["both_orders"] is True
+    assert result["train_pairs"] == len(pairs)
+
+
+def test_a_garbage_genrm_fails_over_its_error_budget(inputs, tmp_path):
+    with FakeOpenAI(reply=lambda prompt: "Both responses have merits.") as server:
+        config = preference.Config(**QUICK, judge="genrm", genrm=genrm(server.url, error_budget=0.2))
+        with pytest.raises(JudgeBudgetError, match=r"^stages.preference.genrm: (\d+) of \1 judge verdicts malformed "
+                                                   r"\(100.0%: no_verdict \1\)"):
+            preference.run(config, inputs, tmp_path / "out", StepContext("dpo_genrm"))
+    assert not (tmp_path / "out" / "pairs.jsonl").exists() and not (tmp_path / "out" / "model").exists()
+
+
+def test_genrm_config_is_honoured_or_refused():
+    judge = genrm("http://genrm:8000")
+    with pytest.raises(ValidationError, match="genrm: set it exactly when judge is 'genrm'"):
+        preference.Config(judge="genrm")
+    with pytest.raises(ValidationError, match="genrm: set it exactly when judge is 'genrm'"):
+        preference.Config(genrm=judge)
+    with pytest.raises(ValidationError, match="genrm.mode: the GenRM compares two samples"):
+        preference.Config(judge="genrm", genrm={**judge, "mode": "score"})
+    with pytest.raises(ValidationError, match="min_reward_gap and reward_weights rank a reward model's scores"):
+        preference.Config(judge="genrm", genrm=judge, min_reward_gap=0.5)
+    assert preference.Config(judge="genrm", genrm=judge).genrm_files == []
+    assert "genrm_files" in preference.Config.external_fields()
