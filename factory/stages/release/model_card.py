@@ -115,6 +115,7 @@ def model_card(
           f"{format_metric(all_metrics[k + '_stderr']) if k + '_stderr' in all_metrics else '-'} |"
           for k, v in all_metrics.items() if not k.endswith("_stderr") and not is_speed_metric(k)],
         "",
+        *judge_lines(evaluation),
         *([*task_table(tasks), ""] if tasks else []),
         *_decode_speed_section(chain, evaluation, eval_art, model_fp),
         *reasoning_section(chain, evaluation, all_metrics, eval_art.manifest.get("fingerprint"), model_fp),
@@ -382,6 +383,25 @@ def lineage_chain(artifacts: list[Artifact]) -> list[dict[str, Any]]:
 
 
 _COUNTS = ("items", "skipped", "malformed", "unanswered")
+_JUDGE_COUNTS = ("judge_malformed", "judge_malformed_rate")  # a judge benchmark's counts, per run: not scores
+
+
+def judge_lines(evaluation: Mapping[str, Any]) -> list[str]:
+    """Who scored each judge benchmark (eval.json's `benchmarks.<name>.judge`): the judge model and its digest, its
+    prompt file and digest, the verdict's shape, and the malformed verdicts by reason ([] without judge benchmarks)."""
+    judged = {name: how["judge"] for name, how in (evaluation.get("benchmarks") or {}).items() if how.get("judge")}
+    if not judged:
+        return []
+    lines = [("Judge benchmarks are scored by a generative judge whose verdicts are parsed strictly: a malformed verdict "
+              "is counted, not scored (`<benchmark>_judge_score` is the mean over the verdicts that parse)."), ""]
+    for name, judge in judged.items():
+        digest = f" (`{judge['digest']}`)" if judge.get("digest") else ""
+        scale = f" on {judge['scale'][0]}-{judge['scale'][1]}" if judge.get("scale") else ""
+        orders = ", both orders" if judge.get("both_orders") else ""
+        malformed = ", ".join(f"{reason} {count}" for reason, count in (judge.get("malformed") or {}).items()) or "none"
+        lines.append(f"- `{name}`: judge `{judge['model']}`{digest}, prompt `{Path(judge['prompt']).name}` "
+                     f"(`{judge['prompt_digest']}`), {judge['mode']}{scale}{orders}; malformed verdicts: {malformed}")
+    return [*lines, ""]
 
 
 def _benchmark_scores(name: str, all_metrics: Mapping[str, float]) -> list[tuple[str, str, float]]:
@@ -389,7 +409,7 @@ def _benchmark_scores(name: str, all_metrics: Mapping[str, float]) -> list[tuple
     out = []
     for key, value in all_metrics.items():
         metric = key.removeprefix(f"{name}_")
-        if key.startswith(f"{name}_") and not key.endswith("_stderr") and metric not in _COUNTS:
+        if key.startswith(f"{name}_") and not key.endswith(("_stderr", *_JUDGE_COUNTS)) and metric not in _COUNTS:
             out.append((metric, metric, value))
     return out
 

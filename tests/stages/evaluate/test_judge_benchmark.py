@@ -15,6 +15,7 @@ from factory.stage import NullTracker, StepContext
 from factory.stages.evaluate import Config, run
 from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.stages.evaluate.budget import budget_curve
+from factory.stages.release.model_card import _benchmark_scores, judge_lines
 from tests.stages.synth.fake_openai import FakeOpenAI
 
 QUICK = {"perplexity": False, "seq_len": 16, "batch_size": 4, "tasks": [], "prompts": [], "generation": {"max_new_tokens": 4}}
@@ -58,6 +59,11 @@ def test_a_judge_scores_the_answers(upstream, tmp_path: Path):
     records = [json.loads(line) for line in (out / "benchmarks.jsonl").read_text().splitlines()]
     assert [r["reward"] for r in records] == [1.0, 1.0, 0.0, None]
     assert records[3]["judge_malformed"] == "no_verdict" and records[3]["judge_reply"] == "I cannot tell."
+    # the card names the judge, its prompt file and the malformed verdicts; model-index carries the score, not counts
+    lines = judge_lines(report)
+    assert f"- `open`: judge `judge-model`, prompt `correctness` (`{judge['prompt_digest']}`), score; malformed " \
+           "verdicts: no_verdict 1" in lines
+    assert [m for _, m, _ in _benchmark_scores("open", report["all_metrics"])] == ["judge_score"]
 
 
 def test_a_garbage_judge_over_the_error_budget_fails_the_step(upstream, tmp_path: Path):
