@@ -17,10 +17,12 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
 
+from factory.judge.prompt_file import read_judge_prompt
 from factory.tasks.lm_eval_task import choice_predictions
 
 
@@ -95,21 +97,19 @@ def maj_at_k(answers: Sequence[Sequence[Any]], correct: Sequence[Sequence[bool]]
     return mean_estimate(scores)
 
 
-GENSELECT_PROMPT = """You will be given a problem and {n} candidate solutions. Compare them, decide which one is most \
-likely correct, and end your reply with "Judgment: [IDX]", where IDX is the index of the best solution.
-
-Problem:
-{problem}
-
-{solutions}"""
-
 _JUDGMENT = re.compile(r"Judgment:\s*\[?\s*(\d+)\s*\]?")
 
 
 def genselect_prompt(problem: str, solutions: Sequence[str]) -> str:
-    """The GenSelect prompt (NeMo-Skills, OpenMathReasoning): a problem and indexed candidate solutions."""
+    """The GenSelect prompt (NeMo-Skills, OpenMathReasoning): a problem and indexed candidate solutions, posed by the
+    judges' prompt file `genselect` (factory/judge/prompts/genselect.yaml) as plain text, completed as it is."""
     body = "\n\n".join(f"Solution {i}:\n{s}" for i, s in enumerate(solutions))
-    return GENSELECT_PROMPT.format(n=len(solutions), problem=problem, solutions=body)
+    return _genselect_template().format(n=len(solutions), problem=problem, solutions=body)
+
+
+@cache
+def _genselect_template() -> str:
+    return read_judge_prompt("genselect", mode="genselect").user  # a built-in file, read once
 
 
 def parse_judgment(reply: str, n: int) -> int | None:
