@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -11,20 +11,14 @@ from factory.generate.settings import GeneratorSettings
 from factory.judge.prompt_file import builtin_judge_prompts, read_judge_prompt
 from factory.stage import StageConfig
 
-__all__ = ["JudgeConfig", "JudgeGenerator"]
-
-
-class JudgeGenerator(GeneratorSettings):
-    """The judge model: a local model folder (model_dir, e.g. an import_model step's `model/`) or an endpoint."""
-
-    ROLE: ClassVar[str] = "judge.generator"
+__all__ = ["JudgeConfig"]
 
 
 class JudgeConfig(StageConfig):
     """A generative judge: a model reached through the generator interface that reads a prompt file and answers with a
     verdict in one documented format (`factory.judge.verdicts`); a malformed verdict is counted, never guessed."""
 
-    generator: JudgeGenerator = Field(description="The judge model: kind 'transformers' with model_dir (a model "
+    generator: GeneratorSettings = Field(description="The judge model: kind 'transformers' with model_dir (a model "
                                       "folder), or 'openai' with base_url and model (vLLM, NIM, transformers serve).")
     mode: Literal["score", "pairwise"] = Field(
         "score", description="score: each response judged alone (against a reference answer when the prompt reads "
@@ -52,17 +46,17 @@ class JudgeConfig(StageConfig):
     @model_validator(mode="after")
     def _coherent(self) -> JudgeConfig:
         if self.generator.kind == "transformers" and not self.generator.model_dir:
-            raise ValueError("judge.generator.model_dir: set it to the judge's model folder (the judge is never the "
+            raise ValueError("generator.model_dir: set it to the judge's model folder (the judge is never the "
                              "model being judged), or use kind 'openai'")
         if self.scale is not None and not self.scale[0] < self.scale[1]:
-            raise ValueError(f"judge.scale: {list(self.scale)} must be (low, high) with low < high")
+            raise ValueError(f"scale: {list(self.scale)} must be (low, high) with low < high")
         if self.both_orders and self.mode != "pairwise":
-            raise ValueError("judge.both_orders swaps the two responses of a pairwise judgement; remove it in mode "
+            raise ValueError("both_orders swaps the two responses of a pairwise judgement; remove it in mode "
                              "score")
         try:
             read_judge_prompt(self.prompt_name, self.mode)
         except UserError as e:
-            raise ValueError(f"judge.prompt: {e}") from None
+            raise ValueError(f"prompt: {e}") from None
         return self
 
     @property

@@ -30,16 +30,16 @@ def correctness_judge(prompt: str) -> str:
 
 
 def test_config_refuses_what_it_cannot_honour(tmp_path):
-    with pytest.raises(ValidationError, match="judge.generator.model_dir: set it"):
+    with pytest.raises(ValidationError, match="generator.model_dir: set it"):
         JudgeConfig(generator={"kind": "transformers"})
-    with pytest.raises(ValidationError, match="judge.both_orders swaps"):
+    with pytest.raises(ValidationError, match="both_orders swaps"):
         endpoint("http://x", both_orders=True)
-    with pytest.raises(ValidationError, match=r"judge.scale: \[5, 1\]"):
+    with pytest.raises(ValidationError, match=r"scale: \[5, 1\]"):
         endpoint("http://x", scale=(5, 1))
-    with pytest.raises(ValidationError, match=r"judge.prompt: judge prompt 'pairwise': a score prompt's user template "
+    with pytest.raises(ValidationError, match=r"prompt: judge prompt 'pairwise': a score prompt's user template "
                                               r"lacks \{response\} and has unknown \{response_a\}, \{response_b\}"):
         endpoint("http://x", prompt="pairwise")
-    with pytest.raises(ValidationError, match="judge.prompt: judge prompt 'nope.yaml' is neither a built-in one"):
+    with pytest.raises(ValidationError, match="prompt: judge prompt 'nope.yaml' is neither a built-in one"):
         endpoint("http://x", prompt="nope.yaml")
     own = tmp_path / "mine.yaml"
     own.write_text("system: You are strict.\nuser: 'Q: {question}\n\nA: {response}\n\n{verdict_format}'\n")

@@ -87,7 +87,7 @@ def test_judge_benchmarks_refuse_what_they_cannot_honour(tmp_path: Path):
     with pytest.raises(ValidationError, match="humaneval is scored by its tests"):
         BenchmarkConfig(name="h", source="humaneval", judge={"generator": {"kind": "openai", "base_url": "http://j",
                                                                            "model": "m"}})
-    with pytest.raises(ValidationError, match="judge.generator.model_dir: set it"):
+    with pytest.raises(ValidationError, match="generator.model_dir: set it"):
         BenchmarkConfig(name="open", source="questions", task=str(file), judge={"generator": {"kind": "transformers"}})
     own = tmp_path / "judge.yaml"
     own.write_text("user: 'Is {response} a good answer to {question}? {verdict_format}'\n")
