@@ -61,8 +61,8 @@ def test_a_spec_with_judges_loads():
 @pytest.mark.parametrize("edit, message", [
     (("mode: pairwise", "mode: score"), "steps.dpo_genrm.config.genrm: both_orders swaps the two responses"),
     (("scale: [1, 5]", "scale: [5, 1]"), r"steps.dpo_genrm.config.genrm: scale: \[5, 1\] must be"),
-    (("prompt: correctness", "prompt: pairwise"), "steps.eval_open.config.benchmarks.0.judge: prompt: judge prompt "
-                                                  "'pairwise': a score prompt's user template lacks"),
+    (("prompt: correctness", "prompt: pairwise"), ("steps.eval_open.config.benchmarks.0.judge: prompt: judge prompt "
+                                                  "'pairwise': a score prompt's user template lacks")),
     (("model_dir: models/judge", "dtype: bfloat16"), "steps.dpo_genrm.config.genrm: generator.model_dir: set it"),
     (("judge: genrm\n", "judge: verifier\n"), "genrm: set it exactly when judge is 'genrm'"),
 ])
