@@ -153,6 +153,8 @@ KINDS: dict[str, StageKind] = {
     "sft": _trainer("factory.stages.sft", {"model": CHECKPOINT, "data": CONVERSATIONS}, distributed=True),
     # rl runs in one process: its rollouts come from the one policy copy it trains (or from a server)
     "rl": _trainer("factory.stages.rl", {"model": CHECKPOINT, "data": CONVERSATIONS}),
+    # on-policy distillation: the student ("model") samples, the teacher scores its tokens (one process, as rl)
+    "opd": _trainer("factory.stages.opd", {"model": CHECKPOINT, "teacher": CHECKPOINT, "data": CONVERSATIONS}),
     "reward_model": _trainer("factory.stages.reward_model", {"model": CHECKPOINT}, distributed=True),
     "preference": _trainer("factory.stages.preference", {"model": CHECKPOINT, "data": CONVERSATIONS,
                                                          "reward_model": In("checkpoint", optional=True)},
@@ -192,6 +194,8 @@ RECIPE: tuple[tuple[str, dict[str, tuple[str, ...]]], ...] = (
     ("posttrain_data", {}),
     ("sft", {"model": ("import_model", "pretrain", "distill"), "data": ("posttrain_data",)}),
     ("rl", {"model": ("import_model", "pretrain", "distill", "sft"), "data": ("posttrain_data",)}),
+    # no step of the recipe makes a stronger teacher: `stages: {opd: ...}` is refused, naming named steps instead
+    ("opd", {"model": ("import_model", "pretrain", "distill", "sft"), "data": ("posttrain_data",)}),
     # the reward model comes before preference: preference's optional "reward_model" input
     ("reward_model", {"model": ("import_model", "pretrain", "distill", "sft")}),
     ("preference", {"model": ("import_model", "pretrain", "distill", "sft", "rl"), "data": ("posttrain_data",),

@@ -47,6 +47,8 @@ def _every_kind(tmp_path: Path, **overrides) -> dict:
                                              {"until_fraction": 0.5, "max_new_tokens": 32},
                                              {"until_fraction": 1.0, "max_new_tokens": 64}]}},
                "inputs": {"model": "sft", "data": "posttrain_data"}},
+        "opd": {"kind": "opd", "config": {"steps": 10, "micro_batch_size": 8, "max_new_tokens": 32},
+                "inputs": {"model": "sft", "teacher": "rl", "data": "posttrain_data"}},
         "reward_model": {"kind": "reward_model", "config": {"data": SCORED, "seq_len": 64}, "inputs": {"model": "sft"}},
         "preference": {"kind": "preference", "config": {"judge": "reward_model", "seq_len": 128, "max_new_tokens": 32},
                        "inputs": {"model": "rl", "data": "posttrain_data", "reward_model": "reward_model"}},

@@ -54,6 +54,8 @@ PROVEN_BY = {
     "data_parallel": "tests/train/test_parallel.py::test_two_ranks_match_one_process",
 }
 
+RL_ENVS = [{"name": "letters", "data": "choice", "heldout": 0}, {"name": "ifeval", "instructions": {"size": 8}, "heldout": 0}]
+
 KIND_WALK: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {
     "pretrain": {
         "seq_len": (16, {}),
@@ -75,6 +77,10 @@ KIND_WALK: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {
         "max_prompts": (4, {}),
         "rollout": ({"group_size": 4, "reasoning": "off",
                      "length_schedule": [{"until_fraction": 1.0, "max_new_tokens": 3}]}, {}),
+        "environments": ([{"name": "letters", "data": "choice", "heldout": 0}], {}),
+        # the letter policy meets the generated constraints the same way whatever letter it says: no signal
+        "weight_schedule": ([{"until_fraction": 1.0, "weights": {"ifeval": 0.0}}], {"environments": RL_ENVS}),
+        "curriculum": ({"window": 2, "threshold": 0.5}, {"environments": RL_ENVS}),
     },
     "preference": {
         "seed": (1, {}), "seq_len": (27, {}),  # the prompts (22 tokens) no longer fit with 6 new tokens
@@ -95,6 +101,10 @@ KIND_WALK: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {
         "temperature": (2.0, {}), "kl_weight": (0.5, {}), "lm_weight": (0.5, {}), "train_split": ("valid", {}),
         "valid_split": ("train", {}), "valid_samples": (2, {}),
     },
+    "opd": {
+        "seed": (1, {}), "max_new_tokens": (2, {}), "temperature": (0.5, {}), "samples_per_prompt": (4, {}),
+        "reasoning": ("on", {}), "max_prompts": (4, {}),
+    },
 }
 KIND_PROVEN_BY = {
     # the Megatron engine's fields: a whole run on another engine, and parallel layouts that need two processes
@@ -107,6 +117,8 @@ KIND_PROVEN_BY = {
     ("pretrain", "expert_parallel"): "tests/stages/pretrain/test_engine_megatron.py::test_a_setting_the_engine_cannot_honour_is_refused_at_spec_load",
     # the reward settings act on math and code prompts (worker pools, timeouts, the sandbox)
     ("rl", "rewards"): "tests/stages/rl/test_rl_rollout.py::test_each_verifier_scores_right_and_wrong_replies",
+    # faults need an environment that misbehaves
+    ("rl", "error_budget"): "tests/stages/rl/test_rl_envs.py::test_faults_cost_samples_within_the_budget_and_a_gone_server_is_dropped",
 }
 
 

@@ -26,11 +26,20 @@ from factory.precision import Float8Linear, NVFP4Linear
 from factory.stage import Artifact, NullTracker, StepContext
 from factory.train.trainer import Callback
 from tests.builders import (
-    addition_heldout, additions, checkpoint, choice_prompt, conversations, learnable_docs, stage_output, tokenizer, tokens,
+    addition_heldout,
+    additions,
+    checkpoint,
+    choice_prompt,
+    choice_tokenizer,
+    conversations,
+    learnable_docs,
+    stage_output,
+    tokenizer,
+    tokens,
 )
 from tests.spine import ROOT
 
-TRAINERS = ("pretrain", "sft", "rl", "preference", "reward_model", "distill")
+TRAINERS = ("pretrain", "sft", "rl", "preference", "reward_model", "distill", "opd")
 SCORED = ROOT / "examples" / "reward_model" / "scored_responses.jsonl"
 
 # The smallest run of each kind that still does everything its stage does (a few steps, short sequences).
@@ -48,6 +57,8 @@ BASE: dict[str, dict[str, Any]] = {
                      "checkpoint_interval": 0},
     "distill": {"seq_len": 32, "micro_batch_size": 4, "steps": 6, "warmup_steps": 1, "checkpoint_interval": 0,
                 "valid_samples": 4},
+    "opd": {"steps": 4, "lr": 1e-3, "micro_batch_size": 8, "samples_per_prompt": 2, "max_new_tokens": 3,
+            "reasoning": "off", "checkpoint_interval": 0},
 }
 
 
@@ -55,17 +66,21 @@ def kind_inputs(root: Path, chat: Artifact, letters: Artifact) -> dict[str, dict
     """Every trainer kind's inputs, by kind: word-level token data with two checkpoints of its vocabulary (pretrain,
     distill), the chat checkpoint `chat` with arithmetic conversations (sft, preference, reward_model), a reward model
     trained from it (preference judges its pairs with it), and the letter-answering policy `letters` (rl:
-    tests/stages/rl/letter_policy.py) with multiple-choice prompts."""
+    tests/stages/rl/letter_policy.py) with multiple-choice prompts (rl; opd's teacher, with a random-init student of its
+    tokenizer)."""
     word = tokenizer("word")
     data = tokens(root / "tokens", word, {"train": learnable_docs(120, seed=0), "valid": learnable_docs(20, seed=1)})
     student, teacher = checkpoint(root / "student", word, seed=1), checkpoint(root / "teacher", word, seed=2)
     chats = conversations(root / "conversations", additions(24), heldout=addition_heldout())
     choices = conversations(root / "choice", prompts=[choice_prompt(i) for i in range(16)])
+    # opd: a random-init student with the letter policy's tokenizer, distilled from the letter policy
+    opd_student = checkpoint(root / "opd_student", choice_tokenizer(), seed=3, step="sft")
     reward = stage_output("reward_model", KINDS["reward_model"].config(**BASE["reward_model"]), {"model": chat},
                           root / "reward_model")
     return {"pretrain": {"tokens": data}, "distill": {"student": student, "teacher": teacher, "tokens": data},
             "sft": {"model": chat, "data": chats}, "rl": {"model": letters, "data": choices},
-            "reward_model": {"model": chat}, "preference": {"model": chat, "data": chats, "reward_model": reward}}
+            "reward_model": {"model": chat}, "preference": {"model": chat, "data": chats, "reward_model": reward},
+            "opd": {"model": opd_student, "teacher": letters, "data": choices}}
 
 
 class StopAtStart(Exception):
