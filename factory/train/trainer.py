@@ -108,6 +108,8 @@ class Trainer:
         self.device = torch.device(device)
         self.samples = data if hasattr(data, "sample") else ShuffledSamples(data, config.seed)
         self.rank, self.world_size = world()
+        # The ranks that split the batch (a model-parallel engine narrows them to its data-parallel group).
+        self.data_rank, self.data_size, self.data_group = self.rank, self.world_size, None
         fused = config.fused_optimizer if config.fused_optimizer is not None else self.device.type == "cuda"
         self.optimizer = build_optimizer(objective, config.lr, config.betas, config.weight_decay, fused=fused)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -134,17 +136,8 @@ class Trainer:
         return self.state
 
     def train_step(self) -> StepMetrics:
-        cfg, state = self.config, self.state
         start = time.perf_counter()
-        lr = wsd_lr(state.step, peak_lr=cfg.lr, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps,
-                    decay_fraction=cfg.decay_fraction, min_lr_ratio=cfg.min_lr_ratio)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
-        batches = [self._batch(k) for k in range(cfg.grad_accum)]
-        state.position += self.world_size * cfg.micro_batch_size * cfg.grad_accum
-        local_tokens = sum(self.objective.label_tokens(batch) for batch in batches)
-        tokens = int(self._all_reduce(torch.tensor(float(local_tokens), device=self.device)).item())
+        lr, batches, tokens = self._begin_step()
         # DDP and FSDP average gradients over ranks; scaling by world makes the result the global sum / tokens.
         scale = self.world_size / max(tokens, 1)
         loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
@@ -153,19 +146,40 @@ class Trainer:
                 out = self.objective(batch)
             (out.loss_sum * scale).backward()
             loss_sum += out.loss_sum.detach().float()
-        loss = (self._all_reduce(loss_sum) / max(tokens, 1)).item()
-        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        loss = (self._data_sum(loss_sum) / max(tokens, 1)).item()
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         grad_norm = (grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm).item()  # FSDP: DTensor
-
         skipped = not (math.isfinite(loss) and math.isfinite(grad_norm))
+        if not skipped:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._end_step(start, lr, loss, grad_norm, tokens, skipped)
+
+    # --- what every engine's step shares (the Megatron engine's trainer overrides only the middle) ------------
+    def _begin_step(self) -> tuple[float, list[dict[str, torch.Tensor]], int]:
+        """The step's learning rate (set on every parameter group), this rank's `grad_accum` micro-batches (the
+        data position moves past every data rank's), and the step's label tokens summed over the data ranks."""
+        cfg, state = self.config, self.state
+        lr = wsd_lr(state.step, peak_lr=cfg.lr, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps,
+                    decay_fraction=cfg.decay_fraction, min_lr_ratio=cfg.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batches = [self._batch(k) for k in range(cfg.grad_accum)]
+        state.position += self.data_size * cfg.micro_batch_size * cfg.grad_accum
+        local_tokens = sum(self.objective.label_tokens(batch) for batch in batches)
+        tokens = int(self._data_sum(torch.tensor(float(local_tokens), device=self.device)).item())
+        return lr, batches, tokens
+
+    def _end_step(self, start: float, lr: float, loss: float, grad_norm: float, tokens: int,
+                  skipped: bool) -> StepMetrics:
+        """Count the step (a non-finite loss or gradient norm counts as skipped: the optimizer did not step)."""
+        state = self.state
         if skipped:
             state.skipped_steps += 1
             state.consecutive_nonfinite += 1
         else:
-            self.optimizer.step()
             state.consecutive_nonfinite = 0
-        self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.tokens_seen += tokens
         elapsed = time.perf_counter() - start
@@ -174,17 +188,18 @@ class Trainer:
 
     def _batch(self, k: int) -> dict[str, torch.Tensor]:
         """This rank's micro-batch `k` of the step: {"input_ids": (micro_batch_size, seq_len + 1)} for token
-        windows, or each key of dict samples stacked."""
+        windows, or each key of dict samples stacked. Rows are split over the data ranks only."""
         n = self.config.micro_batch_size
-        first = self.state.position + (k * self.world_size + self.rank) * n
+        first = self.state.position + (k * self.data_size + self.data_rank) * n
         samples = [self.samples.sample(p) for p in range(first, first + n)]
         if isinstance(samples[0], Mapping):
             return {key: torch.stack([s[key] for s in samples]).to(self.device) for key in samples[0]}
         return {"input_ids": torch.stack(samples).to(self.device)}  # (B, T + 1)
 
-    def _all_reduce(self, x: torch.Tensor) -> torch.Tensor:
-        if self.world_size > 1:
-            torch.distributed.all_reduce(x)
+    def _data_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` summed over the data-parallel ranks (every rank, unless an engine splits the model over some)."""
+        if self.data_size > 1:
+            torch.distributed.all_reduce(x, group=self.data_group)
         return x
 
     def _autocast(self):

@@ -62,7 +62,6 @@ from factory.logs import get_logger
 from factory.train.checkpoint import checkpoint_dir
 from factory.train.objectives.causal_lm import IGNORE_INDEX, CausalLMObjective, LossOutput
 from factory.train.optim import param_groups
-from factory.train.schedule import wsd_lr
 from factory.train.shell import Engine, HFExportCallback, TrainingShell
 from factory.train.trainer import AUTOCAST, Callback, StepMetrics, Trainer, TrainState
 
@@ -355,30 +354,13 @@ class MegatronTrainer(Trainer):
 
     # --- one step ------------------------------------------------------------------------------------------------
     def train_step(self) -> StepMetrics:
-        cfg, state = self.config, self.state
         start = time.perf_counter()
-        lr = wsd_lr(state.step, peak_lr=cfg.lr, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps,
-                    decay_fraction=cfg.decay_fraction, min_lr_ratio=cfg.min_lr_ratio)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        batches = [self._batch(k) for k in range(cfg.grad_accum)]
-        state.position += self.data_size * cfg.micro_batch_size * cfg.grad_accum
-        local_tokens = sum(self.objective.label_tokens(batch) for batch in batches)
-        tokens = int(self._data_sum(torch.tensor(float(local_tokens), device=self.device)).item())
+        lr, batches, tokens = self._begin_step()
         step = self._cpu_step if self.engine.cpu else self._gpu_step
         loss, grad_norm, skipped = step(batches, tokens)
-        if skipped:
-            state.skipped_steps += 1
-            state.consecutive_nonfinite += 1
-        else:
-            state.consecutive_nonfinite = 0
         self.optimizer.zero_grad(set_to_none=True)
         self.ddp.zero_grad_buffer()
-        state.step += 1
-        state.tokens_seen += tokens
-        elapsed = time.perf_counter() - start
-        return StepMetrics(step=state.step, loss=loss, lr=lr, grad_norm=grad_norm, tokens=tokens,
-                           tokens_per_s=tokens / max(elapsed, 1e-9), skipped=skipped, skipped_steps=state.skipped_steps)
+        return self._end_step(start, lr, loss, grad_norm, tokens, skipped)
 
     def _cpu_step(self, batches: list[dict[str, torch.Tensor]], tokens: int) -> tuple[float, float, bool]:
         loss_sum = torch.zeros((), dtype=torch.float32)
@@ -444,19 +426,6 @@ class MegatronTrainer(Trainer):
                     clip_grad_by_total_norm_fp32(optimizer.get_parameters(), self.config.grad_clip, grad_norm)
             self.optimizer.step_with_ready_grads()
         return loss, grad_norm, skipped
-
-    def _batch(self, k: int) -> dict[str, torch.Tensor]:
-        n = self.config.micro_batch_size
-        first = self.state.position + (k * self.data_size + self.data_rank) * n
-        samples = [self.samples.sample(p) for p in range(first, first + n)]
-        if isinstance(samples[0], Mapping):
-            return {key: torch.stack([s[key] for s in samples]).to(self.device) for key in samples[0]}
-        return {"input_ids": torch.stack(samples).to(self.device)}  # (B, T + 1)
-
-    def _data_sum(self, x: torch.Tensor) -> torch.Tensor:
-        if self.data_size > 1:
-            torch.distributed.all_reduce(x, group=self.data_group)
-        return x
 
     def _autocast(self) -> Any:
         dtype = AUTOCAST[self.config.precision]
