@@ -40,6 +40,25 @@ every run (about 0.69 -> 0.74 over 300 steps). A run from scratch reproduces the
 GRPO weights are bit-identical to those of runs made piece by piece. The gain over SFT is small next to the item standard error because
 only 48 unseen one-digit sums exist; GRPO's gain over more SFT, the alternative, is clear.
 
+Budget control (Nemotron Nano 2, `--budget-control FRACTION`): the same data with that share of its mode-on
+solutions also written cut at a budget drawn from `--budgets` and closed (posttrain_data's `budget_control`, in the
+base tokenizer's tokens), SFT from the same base for as many steps, then both SFT models' mode-on greedy accuracy
+with the thinking cut at each budget (the factory's generator, as the evaluate stage sweeps budgets), paired over the
+same held-out items. Measured on 2 busy CPU cores (4.0 min):
+
+    .venv/bin/python bench/posttrain.py --sft-steps 300 --rl-seeds --no-sft-more --samples 0 --budget-control 0.3 --only-budget
+
+    50 cut copies beside 336 full traces (budgets 0: 15, 2: 10, 4: 14, 8: 11); a full think block ends at token 9
+    thinking budget   sft              sft + budget data   difference (paired)
+    0, 2, 4, 8, 16    0.188 +- 0.057   0.083 +- 0.040      -0.104 +- 0.068      (the same at every budget)
+    none              0.188 +- 0.057   0.083 +- 0.040      -0.104 +- 0.068
+
+No gain (-1.5 standard errors, not significant): at this scale the cut costs nothing to begin with. Both tiny models
+write the same final answer whatever the budget, because their answer does not depend on their thinking (a reply's
+think block reads "8 + 1 = 9" and its answer is \\boxed{11}): truncating a thought the answer never reads
+changes nothing, so there is no loss for budget-control data to recover. The measurement needs a model whose answers
+use their thinking (longer tasks, more training) before it can show the gain Nano 2 reports.
+
 Settings that do not gain, measured with seed 0 (greedy, GRPO - SFT): lr 5e-4 over 150 steps -0.115 +- 0.051
 (fixed temperature) and -0.031 +- 0.050 (the temperature controller at the stage's default target 0.3, which heats
 this model to about 1.45); lr 5e-4 with the k3 KL at 0.1 recovers (+0.062 +- 0.044, seed 1). Other tasks
@@ -56,6 +75,8 @@ import math
 import tempfile
 import time
 from pathlib import Path
+
+from transformers import AutoTokenizer
 
 
 def build_base(data_dir: Path, out: Path, seed: int):
@@ -143,6 +164,24 @@ def score(model_dir: Path, prompts: list, max_new_tokens: int, rewards, samples:
     return row, verdicts
 
 
+def budget_verdicts(model_dir: Path, prompts: list, budgets: list[int], max_new_tokens: int, answer_budget: int,
+                    bridge: str, rewards) -> dict[int | None, list[float]]:
+    """Every held-out item's verdict in mode on under each thinking budget, and unbudgeted (key None), through the
+    factory's generator greedily, as the evaluate stage sweeps budgets: thinking cut at the budget, closed (`bridge`,
+    then the end-of-thinking marker), then the answer within `answer_budget` tokens."""
+    from factory.generate import GenerationParams
+    from factory.generate.transformers_model import TransformersGenerator
+
+    generator = TransformersGenerator(model_dir, batch_size=16)
+    out: dict[int | None, list[float]] = {}
+    for budget in [*budgets, None]:
+        params = GenerationParams(max_new_tokens=max_new_tokens, reasoning="on", thinking_budget=budget,
+                                  answer_budget=answer_budget if budget is not None else None,
+                                  bridge=bridge if budget is not None else "")
+        out[budget] = rewards.score(prompts, generator.generate([p.chat("on") for p in prompts], params))
+    return out
+
+
 def mean_se(x: list[float]) -> tuple[float, float]:
     """Mean and its standard error over items."""
     mean = sum(x) / len(x)
@@ -153,6 +192,62 @@ def mean_se(x: list[float]) -> tuple[float, float]:
 def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     """Mean of b - a over the same items, and its standard error (paired: item difficulty cancels)."""
     return mean_se([y - x for x, y in zip(a, b)])
+
+
+def budget_table(args, work: Path, data_config, base, sft_config, sft_out: Path, heldout: list, what: str, timed) -> dict:
+    """Budget control (Nemotron Nano 2): the same data with `--budget-control` of its mode-on solutions also written cut
+    at a budget drawn from `--budgets` (in the base tokenizer's tokens) and answered, SFT from the same base for as
+    many steps, then both SFT models' mode-on accuracy against thinking budget on the same held-out items, with
+    paired differences. Prints the table; returns it."""
+    from factory.chat.records import read_conversations
+    from factory.stage import Artifact, StepContext
+    from factory.stages import posttrain_data, sft
+    from factory.stages.posttrain_data.budget_control import BudgetCutter
+    from factory.stages.rl.rewards import RewardConfig, VerifierRewards
+
+    control = {"fraction": args.budget_control, "budgets": args.budgets, "bridge": args.bridge, "seed": args.seed}
+    config = posttrain_data.Config.model_validate({**data_config.model_dump(), "budget_control": control})
+    data_dir = work / "data_budget"
+    if not (data_dir / "stats.json").exists():
+        timed("posttrain_data (budget control)", lambda: posttrain_data.run(config, {"model": base}, data_dir,
+                                                                          StepContext("posttrain_data_budget")))
+    data = Artifact(data_dir, {"fingerprint": "data_budget", "kind": "conversations"})
+    out = work / "sft_budget"
+    if not (out / "model").exists():
+        timed("sft (budget control)", lambda: sft.run(sft_config, {"model": base, "data": data}, out, StepContext("sft_budget")))
+    counts = json.loads((data_dir / "stats.json").read_text())["budget_control"]
+    tok = AutoTokenizer.from_pretrained(base.path / "model", local_files_only=True)
+    cutter = BudgetCutter(config.budget_control, tok)
+    lengths = sorted(cutter.thinking_tokens(tok(c.reply, add_special_tokens=False)["input_ids"])
+                     for c in read_conversations(data_dir / "train.jsonl") if c.reasoning == "on" and "thinking_budget" not in c.meta)
+
+    with VerifierRewards(RewardConfig(math_workers=2)) as rewards:
+        verdicts = {name: timed(f"budget eval {name}", lambda d=d: budget_verdicts(
+            d, heldout, args.budgets, args.max_new_tokens + 16, args.max_new_tokens, args.bridge, rewards))
+            for name, d in (("sft", sft_out / "model"), ("sft + budget data", out / "model"))}
+    print(f"\nbudget control: {counts.get('written', 0)} cut copies beside {sum(1 for _ in lengths) * 2} full traces "
+          f"({args.budget_control:.0%} of mode-on solutions drawn; per budget "
+          f"{', '.join(f'{k[7:]}: {v}' for k, v in counts.items() if k.startswith('budget_'))}; uncut {counts.get('uncut', 0)}); "
+          f"a full trace's think block ends at token {lengths[len(lengths) // 2]} (median; range {lengths[0]}-{lengths[-1]})")
+    print(f"held-out {what}: {len(heldout)} prompts, mode on, greedy, thinking cut at the budget and closed"
+          f"{f' with {args.bridge!r}' if args.bridge else ''}, answer within {args.max_new_tokens} tokens; "
+          f"SFT {sft_config.steps} steps each, from the same base")
+    print(f"{'thinking budget':<16} {'sft':>16} {'sft + budget data':>20} {'difference (paired)':>22}")
+    table = {}
+    for budget in [*args.budgets, None]:
+        a, b = verdicts["sft"][budget], verdicts["sft + budget data"][budget]
+        (ma, sa), (mb, sb), (d, sd) = mean_se(a), mean_se(b), paired(a, b)
+        label = "none" if budget is None else str(budget)
+        table[label] = {"sft": [ma, sa], "sft_budget": [mb, sb], "difference": [d, sd]}
+        print(f"{label:<16} {ma:>8.3f} ± {sa:.3f} {mb:>12.3f} ± {sb:.3f} {d:>+14.3f} ± {sd:.3f}")
+    # one paired figure over every budget: each item's mean verdict across the budgets, the difference of those
+    per_item = [[sum(verdicts[m][bud][i] for bud in args.budgets) / len(args.budgets) for i in range(len(heldout))]
+                for m in ("sft", "sft + budget data")]
+    d, sd = paired(*per_item)
+    table["mean over budgets"] = {"difference": [d, sd]}
+    print(f"{'mean of budgets':<16} {mean_se(per_item[0])[0]:>8.3f} {'':>7} {mean_se(per_item[1])[0]:>12.3f} {'':>7} "
+          f"{d:>+14.3f} ± {sd:.3f}")
+    return table
 
 
 def main() -> None:
@@ -173,13 +268,23 @@ def main() -> None:
     parser.add_argument("--no-sft-more", dest="sft_more", action="store_false",
                         help="Skip the SFT-only baseline with as many extra steps as RL takes.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the data, the base model and SFT.")
-    parser.add_argument("--rl-seeds", type=int, nargs="+", default=[0, 1, 2, 3],
+    parser.add_argument("--rl-seeds", type=int, nargs="*", default=[0, 1, 2, 3],
                         help="One GRPO run from the SFT model per seed (the seed of its rollouts and data order).")
     parser.add_argument("--kl-coef", type=float, default=0.0, help="Weight of GRPO's k3 KL to the SFT model.")
     parser.add_argument("--terms", type=int, default=2, help="Terms per expression (one-digit numbers).")
     parser.add_argument("--operators", nargs="+", default=["+"], help="Operators of the expressions (reasoning-gym's).")
     parser.add_argument("--samples", type=int, default=8, help="Sampled replies per held-out prompt for pass@1 (0: greedy only).")
     parser.add_argument("--temperature", type=float, default=0.6, help="Sampling temperature of pass@1.")
+    parser.add_argument("--budget-control", type=float, default=0.0, metavar="FRACTION",
+                        help="Also train SFT on data with budget-control copies (this share of mode-on solutions cut at a "
+                             "budget drawn from --budgets) and compare both SFT models' mode-on accuracy against thinking "
+                             "budget (0: skip).")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[0, 2, 4, 8, 16],
+                        help="Thinking budgets (tokens) the budget table sweeps and the budget-control data cuts at.")
+    parser.add_argument("--bridge", default="", help="Text before the end-of-thinking marker of a cut think block "
+                                                     "(training copies and inference alike).")
+    parser.add_argument("--only-budget", action="store_true",
+                        help="With --budget-control: skip the model table (base, GRPO, more SFT); the budget table only.")
     args = parser.parse_args()
 
     import torch
@@ -224,7 +329,7 @@ def main() -> None:
 
     per_step = args.group_size * args.prompts_per_step
     grpo: dict[str, Path] = {}
-    for rl_seed in args.rl_seeds:  # GRPO from the same SFT model, one run per seed (its rollouts' RNG)
+    for rl_seed in [] if args.only_budget else args.rl_seeds:  # GRPO from the same SFT model, one run per seed (its rollouts' RNG)
         rl_config = rl.Config(steps=args.rl_steps, lr=args.rl_lr, micro_batch_size=per_step, checkpoint_interval=0,
                               verifiers=["math"], seed=rl_seed, kl_coef=args.kl_coef,
                               rollout={"group_size": args.group_size, "reasoning": "both",
@@ -238,7 +343,9 @@ def main() -> None:
 
     models = {"base (random init)": base.path / "model", "sft": sft_out / "model",
               **{name: out / "model" for name, out in grpo.items()}}
-    if args.sft_more:
+    if args.only_budget:
+        models = {}
+    elif args.sft_more:
         # the SFT model trained on for as many optimizer steps as GRPO takes, at the SFT learning rate's tail
         more = sft_config.model_copy(update={"steps": args.rl_steps, "warmup_steps": 0, "lr": 3e-4})
         if not (work / "sft_more/model").exists():
@@ -255,33 +362,37 @@ def main() -> None:
                 d, heldout, args.max_new_tokens + 16, rewards, args.samples, args.temperature))
 
     what = f"{args.terms}-term one-digit expressions ({' '.join(args.operators)})"
-    print(f"\nheld-out {what}: {len(heldout)} prompts x 2 modes (seed {1_000_003 + args.seed}; training seed {args.seed}; "
-          f"{repeated} of them also in training); math-verify on the final answer")
-    print(f"greedy: one reply per prompt; pass@1: mean of {args.samples} samples per prompt at temperature {args.temperature}")
-    print(f"{'model':<26} {'greedy (both modes)':>20} {'pass@1 (both modes)':>20} {'greedy on':>10} {'greedy off':>11} "
-          f"{'<think> on':>11} {'<think> off':>12}")
-    for name, r in rows.items():
-        pass1 = f"{r['pass1']:>12.3f} ± {r['pass1_se']:.3f}" if args.samples else f"{'-':>20}"
-        print(f"{name:<26} {r['acc']:>12.3f} ± {r['se']:.3f} {pass1} {r['acc_on']:>10.3f} {r['acc_off']:>11.3f} "
-              f"{r['think_on']:>11.0%} {r['think_off']:>12.0%}")
-    measures = ["greedy", "sampled"] if args.samples else ["greedy"]
-    print("\npaired differences on the same held-out items (both modes), greedy | pass@1:")
-    pairs = [("base (random init)", "sft"), *[("sft", n) for n in grpo], *[("sft", n) for n in models if n.startswith("sft, ")]]
-    for a, b in pairs:
-        cells = [f"{m:+.3f} ± {se:.3f}" for m, se in (paired(verdicts[a][k], verdicts[b][k]) for k in measures)]
-        print(f"  {b} - {a}: " + " | ".join(cells))
-    if len(grpo) > 1:  # every seed's paired difference per item, averaged over seeds: the gain of GRPO as a recipe
-        for k in measures:
-            per_item = [sum(verdicts[n][k][i] for n in grpo) / len(grpo) - verdicts["sft"][k][i]
-                        for i in range(len(verdicts["sft"][k]))]
-            gains = [paired(verdicts["sft"][k], verdicts[n][k])[0] for n in grpo]
-            m, se = mean_se(per_item)
-            print(f"  sft + grpo (mean of {len(grpo)} seeds) - sft, {k}: {m:+.3f} ± {se:.3f} (item standard error; "
-                  f"per seed {', '.join(f'{g:+.3f}' for g in gains)})")
-            for more in [n for n in models if n.startswith("sft, ")]:  # against the alternative: as many more SFT steps
-                m, se = mean_se([sum(verdicts[n][k][i] for n in grpo) / len(grpo) - verdicts[more][k][i]
-                                 for i in range(len(verdicts[more][k]))])
-                print(f"  sft + grpo (mean of {len(grpo)} seeds) - {more}, {k}: {m:+.3f} ± {se:.3f}")
+    if rows:
+        print(f"\nheld-out {what}: {len(heldout)} prompts x 2 modes (seed {1_000_003 + args.seed}; training seed {args.seed}; "
+              f"{repeated} of them also in training); math-verify on the final answer")
+        print(f"greedy: one reply per prompt; pass@1: mean of {args.samples} samples per prompt at temperature {args.temperature}")
+        print(f"{'model':<26} {'greedy (both modes)':>20} {'pass@1 (both modes)':>20} {'greedy on':>10} {'greedy off':>11} "
+              f"{'<think> on':>11} {'<think> off':>12}")
+        for name, r in rows.items():
+            pass1 = f"{r['pass1']:>12.3f} ± {r['pass1_se']:.3f}" if args.samples else f"{'-':>20}"
+            print(f"{name:<26} {r['acc']:>12.3f} ± {r['se']:.3f} {pass1} {r['acc_on']:>10.3f} {r['acc_off']:>11.3f} "
+                  f"{r['think_on']:>11.0%} {r['think_off']:>12.0%}")
+        measures = ["greedy", "sampled"] if args.samples else ["greedy"]
+        print("\npaired differences on the same held-out items (both modes), greedy | pass@1:")
+        pairs = [("base (random init)", "sft"), *[("sft", n) for n in grpo], *[("sft", n) for n in models if n.startswith("sft, ")]]
+        for a, b in pairs:
+            cells = [f"{m:+.3f} ± {se:.3f}" for m, se in (paired(verdicts[a][k], verdicts[b][k]) for k in measures)]
+            print(f"  {b} - {a}: " + " | ".join(cells))
+        if len(grpo) > 1:  # every seed's paired difference per item, averaged over seeds: the gain of GRPO as a recipe
+            for k in measures:
+                per_item = [sum(verdicts[n][k][i] for n in grpo) / len(grpo) - verdicts["sft"][k][i]
+                            for i in range(len(verdicts["sft"][k]))]
+                gains = [paired(verdicts["sft"][k], verdicts[n][k])[0] for n in grpo]
+                m, se = mean_se(per_item)
+                print(f"  sft + grpo (mean of {len(grpo)} seeds) - sft, {k}: {m:+.3f} ± {se:.3f} (item standard error; "
+                      f"per seed {', '.join(f'{g:+.3f}' for g in gains)})")
+                for more in [n for n in models if n.startswith("sft, ")]:  # against the alternative: as many more SFT steps
+                    m, se = mean_se([sum(verdicts[n][k][i] for n in grpo) / len(grpo) - verdicts[more][k][i]
+                                     for i in range(len(verdicts[more][k]))])
+                    print(f"  sft + grpo (mean of {len(grpo)} seeds) - {more}, {k}: {m:+.3f} ± {se:.3f}")
+    budget_rows = {}
+    if args.budget_control:
+        budget_rows = budget_table(args, work, data_config, base, sft_config, sft_out, heldout, what, timed)
     summary = {}
     for name, out in grpo.items():
         result = json.loads((out / "rl.json").read_text())
@@ -291,7 +402,7 @@ def main() -> None:
               f"(last quarter); final temperature {rollouts[-1]['temperature']:.3f}, entropy {rollouts[-1]['entropy']:.3f}, "
               f"zero-variance groups {sum(r['zero_variance_fraction'] for r in rollouts) / len(rollouts):.2f} (mean)")
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
-    (work / "bench.json").write_text(json.dumps({"rows": rows, "rl": summary, "seconds": timings}, indent=2))
+    (work / "bench.json").write_text(json.dumps({"rows": rows, "rl": summary, "budget": budget_rows, "seconds": timings}, indent=2))
     print(f"artifacts and rl.png under {work}")
 
 
