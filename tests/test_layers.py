@@ -34,6 +34,7 @@ FLOORS: list[tuple[str, set[str]]] = [
      {"factory.kinds", "factory.store", "factory.manifest", "factory.code_version", "factory.launch"}),
     ("the stage kinds, one package each (the registry's)", {"factory.stages"} | {k.package for k in KINDS.values()}),
     ("training engines other than the factory's own, plugged into the training-stage shell", {"factory.engines"}),
+    ("RL environments: task sources, scorers, tools, the mixture of many in one run", {"factory.envs"}),
     ("libraries several stages share, built on the ones below", {
         "factory.train", "factory.tasks", "factory.gvendi", "factory.artifacts", "factory.judge"}),
     ("libraries several stages share", {"factory.curate", "factory.precision", "factory.cost", "factory.chat"}),

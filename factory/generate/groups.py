@@ -57,7 +57,14 @@ class LocalSampler:
 
     def sample(self, chats: Sequence[list[dict]], group_size: int, max_new_tokens: int, temperature: float,
                generator: torch.Generator) -> list[list[Sample]]:
-        prompts = [render_prompt(self.tokenizer, chat) for chat in chats]
+        return self.sample_ids([render_prompt(self.tokenizer, chat) for chat in chats], group_size, max_new_tokens,
+                               temperature, generator)
+
+    def sample_ids(self, prompts: Sequence[list[int]], group_size: int, max_new_tokens: int, temperature: float,
+                   generator: torch.Generator) -> list[list[Sample]]:
+        """`sample` on prompts given as token ids (a multi-turn episode continues from the exact tokens sampled so
+        far, not from its text rendered again). Temperature 0 is greedy."""
+        prompts = [list(p) for p in prompts]
         if supports_fast_decode(self.model):
             base = int(torch.randint(0, 2**62, (), generator=generator))  # one draw: the generator moves per call
             seeds = [sequence_seed(base, j, k) for j in range(len(prompts)) for k in range(group_size)]
@@ -87,8 +94,10 @@ class LocalSampler:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.set_rng_state(generator.get_state())
             out = self.model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=temperature,
-                top_k=0, top_p=1.0, max_new_tokens=max_new_tokens, eos_token_id=self.stop_ids, pad_token_id=pad)
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                eos_token_id=self.stop_ids, pad_token_id=pad,
+                **(dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else
+                   dict(do_sample=False)))
             generator.set_state(torch.get_rng_state())
         return out[:, len(prompt):].tolist()  # (G, new)
 

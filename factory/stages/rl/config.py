@@ -7,8 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory.chat.records import VerifierName
+from factory.envs.config import CurriculumConfig, EnvironmentConfig, WeightStage
+from factory.envs.verifiers import RewardConfig
 from factory.generate.settings import GeneratorSettings
-from factory.stages.rl.rewards import RewardConfig
 from factory.train.config import Loop, Precision, with_defaults
 
 
@@ -100,6 +101,17 @@ class Config(with_defaults(Loop, steps=20, lr=1e-4, warmup_steps=0, decay_fracti
     max_prompts: int | None = Field(None, gt=0, description="Use at most this many prompts (the first of prompts.jsonl).")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Sampling, filtering, length schedule, temperature control.")
     rewards: RewardConfig = Field(default_factory=RewardConfig, description="How the verifiers run.")
+    environments: list[EnvironmentConfig] | None = Field(
+        None, description="Train on these environments at once (factory.envs: task source, scorer, tools, limits, "
+                          "weight); None: one environment, the data input's prompts (filtered by `verifiers`).")
+    weight_schedule: list[WeightStage] = Field(
+        default_factory=list, description="Environment weights by stage of the run ({until_fraction, weights: {name: w}}), "
+                                          "the last ending at 1.0; empty: each environment's own weight throughout.")
+    curriculum: CurriculumConfig | None = Field(
+        None, description="Drop environments the policy saturated or that give no signal (zero-variance groups over a "
+                          "window); None: keep every environment.")
+    error_budget: float = Field(0.1, ge=0, le=1, description="Share of an environment's samples its faults (raised, "
+                                                              "timeout, malformed reward) may cost before it is dropped.")
 
     @model_validator(mode="after")
     def _rollout_fits(self) -> Config:
@@ -108,6 +120,52 @@ class Config(with_defaults(Loop, steps=20, lr=1e-4, warmup_steps=0, decay_fracti
             raise ValueError(f"steps_per_rollout x micro_batch_size x grad_accum = {per_rollout} samples per rollout "
                              f"must be a multiple of rollout.group_size {self.rollout.group_size}")
         return self
+
+    @model_validator(mode="after")
+    def _environments_checked(self) -> Config:
+        envs = self.environments
+        if envs is None:
+            stray = [f for f in ("weight_schedule", "curriculum") if getattr(self, f)]
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: a mixture setting needs `environments` (the data input alone "
+                                 "is one environment)")
+            return self
+        if not envs:
+            raise ValueError("environments: list at least one environment (or leave it out to train on the data input)")
+        stray = [f for f in ("verifiers", "max_prompts") if getattr(self, f) is not None]
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: these pick the data input's prompts when there are no `environments`; "
+                             "with environments use an environment {name, data: VERIFIER}")
+        names = [e.name for e in envs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"environments: names must be unique, got {names}")
+        if sum(e.weight for e in envs) <= 0:
+            raise ValueError("environments: the weights sum to 0")
+        ends = [s.until_fraction for s in self.weight_schedule]
+        if ends and (ends != sorted(set(ends)) or ends[-1] != 1.0):
+            raise ValueError(f"weight_schedule: until_fraction must increase strictly and end at 1.0, got {ends}")
+        unknown = sorted({n for s in self.weight_schedule for n in s.weights} - set(names))
+        if unknown:
+            raise ValueError(f"weight_schedule: {unknown} {'is' if len(unknown) == 1 else 'are'} not environments "
+                             f"of this step ({names})")
+        if self.curriculum is not None and self.curriculum.min_environments > len(envs):
+            raise ValueError(f"curriculum.min_environments {self.curriculum.min_environments} is more than the "
+                             f"{len(envs)} environments")
+        turns = [e.name for e in envs if e.limits.max_turns > 1]
+        if turns and self.rollout.generator.kind != "transformers":
+            raise ValueError(f"environments {turns}: multi-turn episodes continue from the sampled tokens, which only "
+                             "the in-process sampler (rollout.generator kind transformers) gives")
+        return self
+
+    @classmethod
+    def external_fields(cls) -> list[str]:
+        # the task files and JSONL an environment reads are raw inputs (a nested list field is not read for them)
+        return [*super().external_fields(), "environment_files"]
+
+    @property
+    def environment_files(self) -> list[str]:
+        """The files the environments read: raw inputs of the step."""
+        return list(dict.fromkeys(f for e in self.environments or () for f in e.files))
 
     @property
     def samples_per_rollout(self) -> int:

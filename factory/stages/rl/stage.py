@@ -10,12 +10,25 @@ Output:
     rollouts.jsonl  one record per step: reward, accuracy, zero-variance fraction, truncation rate, entropy,
                     temperature, response length, KL, grad norm, clip fraction, the rollout's digest
     rl.png          reward and accuracy against step
-    rl.json         summary: reward and accuracy of the first and last rollouts, steps
+    rl.json         summary: reward and accuracy of the first and last rollouts, steps (with `environments`: each
+                    one's held-out accuracy and its standard error, `heldout/<name>/accuracy`)
+    environments.json, environments.png   with `environments`: per environment its weight, whether and why it was
+                    dropped, lost samples by reason, held-out accuracy; reward, pass rate, length, entropy and
+                    weight against step (also MLflow metrics `rl/env/<name>/...`)
 
 Every step: a rollout batch (`factory.stages.rl.rollout.RolloutBatches`: G samples per prompt from the local
 policy or an OpenAI-compatible server, verifier rewards, dynamic sampling, overlong filtering, temperature
 control), then `steps_per_rollout` optimizer steps of `factory.train.objectives.grpo.GRPOObjective` on it. With
 `steps_per_rollout: 1` (the default) training is strictly on-policy: the ratio is exactly 1.
+
+Many environments in one step (`factory.envs`: reasoning-gym generators, task files, user JSONL, the data input,
+IFEval-style instructions, python tool turns, a user's module, an HTTP environment), with weights, a weight
+schedule and a curriculum that drops environments without signal:
+
+    rl: {kind: rl, config: {environments: [{name: arith, procedural: basic_arithmetic, weight: 2},
+                                           {name: mcq, task_file: multiple_choice}, {name: ifeval, instructions: {}},
+                                           {name: gym, url: "http://127.0.0.1:8765"}],
+                            curriculum: {window: 16, threshold: 0.9}}, inputs: {model: sft, data: posttrain_data}}
 
 AceReason's curriculum is configuration, two steps of this kind in one spec:
 
@@ -38,7 +51,8 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +60,8 @@ from transformers import AutoTokenizer
 
 from factory.artifacts import Checkpoint, Conversations
 from factory.chat.template import with_chat_template
-from factory.errors import InputError
+from factory.envs import Environment, EnvironmentGone, Mixture, open_environment, prompts_environment
+from factory.errors import InputError, ServiceError
 from factory.generate.groups import EndpointSampler, LocalSampler
 from factory.model.checkpoints import load_model
 from factory.stage import Artifact, StepContext
@@ -64,16 +79,17 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     output = Path(output)
     model_dir = Checkpoint.of(inputs, "model").model_dir
     data = Conversations.of(inputs, "data")
-    prompts = _training_prompts(data, config)
+    prompts = _training_prompts(data, config) if config.environments is None else []
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     if not tokenizer.chat_template:
         try:
             with_chat_template(tokenizer)
         except ValueError as e:
             raise InputError(f"{model_dir}: {e}") from None
-    ctx.log_dataset(name="prompts", uri=inputs["data"].uri,
-                    digest=inputs["data"].manifest.get("fingerprint", ""), context="training",
-                    profile={"prompts": len(prompts), "verifiers": sorted({p.verifier for p in prompts})})
+    if prompts:
+        ctx.log_dataset(name="prompts", uri=inputs["data"].uri,
+                        digest=inputs["data"].manifest.get("fingerprint", ""), context="training",
+                        profile={"prompts": len(prompts), "verifiers": sorted({p.verifier for p in prompts})})
 
     with TrainingShell(config, output, ctx, plot_title="GRPO loss") as shell:
         policy = shell.prepare(load_model(model_dir).train())
@@ -91,13 +107,18 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
             sampler = LocalSampler(policy, tokenizer)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         rollouts_path = output / "rollouts.jsonl"
-        with VerifierRewards(config.rewards) as rewards:
-            source = RolloutBatches(prompts, policy, sampler, rewards, config.rollout, config.samples_per_rollout,
+        with VerifierRewards(config.rewards) as rewards, _environments(config, data, prompts, rewards) as envs:
+            _log_environments(ctx, envs)
+            mixture = Mixture(envs, [e.config.weight for e in envs], config.weight_schedule, config.curriculum,
+                              config.error_budget, config.seed)
+            source = RolloutBatches(mixture, policy, sampler, config.rollout, config.samples_per_rollout,
                                     config.steps_per_rollout, config.steps, config.seed, pad_id, reference=reference,
                                     old_logprobs=config.steps_per_rollout > 1, publisher=publisher,
                                     forward_batch=config.micro_batch_size)
             result = shell.fit(shell.trainer(objective, source, tokenizer=tokenizer,
                                              callbacks=[RolloutMetricsCallback(rollouts_path, ctx, source, objective)]))
+            heldout = source.heldout(config.rollout.length_schedule[-1].max_new_tokens) if config.environments else {}
+            table = _environment_table(mixture, heldout)
     if publisher is not None and config.rollout.publish_dir is None:
         shutil.rmtree(output / "policy", ignore_errors=True)
     records = read_metrics(rollouts_path)
@@ -107,8 +128,54 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     summary = {**result.summary, "prompts": float(len(prompts)),
                "reward_first": _mean(r["reward"] for r in head), "reward_last": _mean(r["reward"] for r in tail),
                "accuracy_first": _mean(r["accuracy"] for r in head), "accuracy_last": _mean(r["accuracy"] for r in tail)}
+    if config.environments is not None:
+        summary.update({f"heldout/{name}/{key}": row["heldout"][key] for name, row in table.items()
+                        for key in ("accuracy", "stderr") if row.get("heldout")})
+        ctx.log_metrics({k: v for k, v in summary.items() if k.startswith("heldout/") and math.isfinite(v)})
+        write_summary(output / "environments.json", table)
+        plot_environments(records, list(table), output / "environments.png")
+        ctx.log_artifact(output / "environments.png")
     write_summary(output / "rl.json", summary)
     return summary
+
+
+@contextmanager
+def _environments(config: Config, data: Any, prompts: list, rewards: VerifierRewards) -> Iterator[list[Environment]]:
+    """The step's environments, open until the run ends: `environments`, or the data input's prompts as one."""
+    envs: list[Environment] = []
+    try:
+        if config.environments is None:
+            envs.append(prompts_environment(prompts, verifiers=rewards))
+        else:
+            for env_config in config.environments:
+                try:
+                    envs.append(open_environment(env_config, rewards=config.rewards, data=data, verifiers=rewards))
+                except EnvironmentGone as e:
+                    raise ServiceError(f"environments.{env_config.name}: {e}; start the environment's server "
+                                       f"(python -m factory.envs.serve) before the step") from None
+                if envs[-1].size("train") == 0:
+                    raise InputError(f"environments.{env_config.name}: it poses no training task")
+        yield envs
+    finally:
+        for env in envs:
+            env.close()
+
+
+def _log_environments(ctx: StepContext, envs: list[Environment]) -> None:
+    for env in envs:
+        if env.name != "data":
+            ctx.log_dataset(name=f"env/{env.name}", uri=env.config.url or env.config.module or env.config.source,
+                            digest="", context="training",
+                            profile={"train": env.size("train"), "heldout": env.size("heldout"),
+                                     "weight": env.config.weight})
+
+
+def _environment_table(mixture: Mixture, heldout: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Per environment: its weight, whether and why the run dropped it, its lost samples by reason, its held-out
+    accuracy."""
+    return {name: {"weight": env.config.weight, "dropped": mixture.dropped.get(name), "samples": mixture.samples[k],
+                   "lost": mixture.fault_counts(k), "heldout": heldout.get(name)}
+            for k, (name, env) in enumerate(zip(mixture.names, mixture.envs))}
 
 
 def _training_prompts(data: Any, config: Config) -> list:
@@ -159,6 +226,28 @@ class RolloutMetricsCallback(StepLog):
 
 
 PLOTTED = ("reward", "accuracy", "entropy", "temperature", "response_length", "kl")
+
+
+ENV_PLOTTED = ("reward", "pass_rate", "response_length", "entropy", "weight")
+
+
+def plot_environments(records: list[dict], names: list[str], path: Path) -> None:
+    """One panel per per-environment statistic against step, one curve per environment."""
+    fig, axes = plt.subplots(1, len(ENV_PLOTTED), figsize=(4 * len(ENV_PLOTTED), 3.5), dpi=100)
+    for ax, key in zip(axes.flat, ENV_PLOTTED):
+        for name in names:
+            points = [(r["step"], r[f"env/{name}/{key}"]) for r in records
+                      if isinstance(r.get(f"env/{name}/{key}"), (int, float)) and math.isfinite(r[f"env/{name}/{key}"])]
+            if points:
+                ax.plot(*zip(*points), linewidth=1, label=name)
+        ax.set_title(key.replace("_", " "))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("GRPO rollouts per environment")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot_rewards(records: list[dict], path: Path) -> None:

@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from factory.envs import Mixture, prompts_environment
 from factory.errors import ServiceError
 from factory.generate.settings import GeneratorSettings
 from factory.chat.records import Message, Prompt
@@ -77,9 +78,14 @@ def choice(i):
     return choice_prompt(i)  # gold "B"
 
 
+def data_mixture(prompts):
+    """The prompts as rl without `environments` trains on them: one environment, each prompt scored by its verifier."""
+    return Mixture([prompts_environment(prompts, VerifierRewards())], [1.0])
+
+
 def source(script, prompts, **rollout):
     config = RolloutConfig(group_size=2, temperature=1.0, target_entropy=None, **{"reasoning": "off", **rollout})
-    return RolloutBatches(prompts, tiny_policy(), ScriptedSampler(script), VerifierRewards(), config,
+    return RolloutBatches(data_mixture(prompts), tiny_policy(), ScriptedSampler(script), config,
                           samples_per_rollout=4, steps_per_rollout=1, total_steps=4, seed=0, pad_id=0)
 
 
@@ -197,7 +203,7 @@ def test_endpoint_rollouts_come_from_the_policy_each_step_publishes(choice_polic
         config = RolloutConfig(group_size=2, target_entropy=None, generator=endpoint, reload_url=f"{server.url}/reload",
                                dynamic_sampling=False,
                                length_schedule=[{"until_fraction": 1.0, "max_new_tokens": 5}])
-        batches = RolloutBatches([choice(i) for i in range(4)], policy, sampler, VerifierRewards(), config,
+        batches = RolloutBatches(data_mixture([choice(i) for i in range(4)]), policy, sampler, config,
                                  samples_per_rollout=4, steps_per_rollout=1, total_steps=2, seed=0, pad_id=0,
                                  publisher=publisher)
         batches.sample(0)
