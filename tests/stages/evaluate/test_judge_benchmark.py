@@ -103,3 +103,23 @@ def test_the_budget_curve_plots_a_judge_benchmarks_score():
     metrics = {"open_on_judge_score": 0.5, "open_on_judge_score_stderr": 0.1, "open_on_budget8_judge_score": 0.25,
                "open_on_budget8_judge_score_stderr": 0.1}
     assert [(p.budget, p.accuracy) for p in budget_curve(benchmarks, metrics)["open"]] == [(8, 0.25), (None, 0.5)]
+
+
+def test_a_chat_model_is_judged_per_mode_and_budget(chat_checkpoint, tmp_path: Path):
+    """A chat model is asked through its template in each reasoning mode and under a thinking budget; the judge scores
+    each run's final answers, and the budget curve plots the judge score."""
+    file = questions(tmp_path / "open.jsonl")
+    out = tmp_path / "out"
+    out.mkdir()
+    with FakeOpenAI(reply=by_question) as server:
+        config = Config(**QUICK, budgets=[2], benchmarks=[judge_bench(file, server.url, error_budget=0.25)])
+        metrics = run(config, {"model": chat_checkpoint}, out, StepContext("evaluate", tracker=NullTracker()))
+        asked = len(server.requests)
+    assert asked == 3 * 4  # modes on and off, and on under the budget
+    for run_label in ("on", "off", "on_budget2"):
+        assert metrics[f"open_{run_label}_judge_score"] == pytest.approx(2 / 3)
+        assert metrics[f"open_{run_label}_judge_malformed"] == 1.0 and f"open_{run_label}_truncated" in metrics
+    report = json.loads((out / "eval.json").read_text())
+    assert report["benchmarks"]["open"]["judge"]["malformed"] == {"no_verdict": 3}  # added up over the runs
+    assert report["benchmarks"]["open"]["runs"]["on_budget2"]["metric"] == "judge_score"
+    assert "| open | 2 |" in (out / "budget_curve.md").read_text()
