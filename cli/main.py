@@ -353,7 +353,7 @@ def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
         except (BotoCoreError, ClientError) as e:
             raise unreachable(target, store.endpoint_url, e) from None
         except ServiceError as e:  # the store names its spec field (storage.root); here the target came from the user
-            raise unreachable(target, store.endpoint_url, e.__context__ or e) from None
+            raise unreachable(target, store.endpoint_url, e.cause or e) from None
         if manifest is None:
             raise UserError(f"{target}: no manifest.json there")
         return manifest

@@ -16,4 +16,11 @@ class InputError(UserError):
 
 
 class ServiceError(UserError):
-    """A service (tracking server, object store) cannot be reached; the message names its address."""
+    """A service (tracking server, object store) cannot be reached; the message names its address.
+
+    `cause` keeps the client library's own error (raised `from None`, so the user sees one line) for a caller that
+    words the message for another setting, as `factory lineage` does for a URI the user typed."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause

@@ -213,9 +213,10 @@ class S3Store(Store):
             code = e.response.get("Error", {}).get("Code", "") if isinstance(e, ClientError) else ""
             if code == "NoSuchBucket":
                 raise ServiceError(f"storage.root: bucket {self.bucket!r} does not exist at {where}; create it, "
-                                   "or fix storage.root") from None
+                                   "or fix storage.root", cause=e) from None
             detail = " ".join(str(e).split())  # botocore messages may span lines
-            raise ServiceError(f"storage.root: {what} in bucket {self.bucket!r} at {where} failed: {detail}") from None
+            raise ServiceError(f"storage.root: {what} in bucket {self.bucket!r} at {where} failed: {detail}",
+                               cause=e) from None
 
     def _key(self, key: str, rel: str = "") -> str:
         parts = [p for p in (self.prefix, key, rel) if p]
