@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -180,6 +181,11 @@ class Config(StageConfig):
         if self.budget_control is not None:
             needed.add("model")  # its tokenizer counts the thinking budgets
         return needed
+
+    def check_wiring(self, inputs: Mapping[str, str]) -> None:
+        if "model" in inputs and self.budget_control is None:
+            raise ValueError("inputs.model: only budget_control reads it (its tokenizer counts the thinking budgets); "
+                             "set budget_control or leave the input out")
 
     def required_tools(self) -> dict[str, str]:
         """Only a model teacher runs code (TIR, code solutions); the procedural solver needs no sandbox."""

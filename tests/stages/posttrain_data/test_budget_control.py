@@ -104,14 +104,19 @@ def test_budget_control_is_refused_or_fingerprinted_at_spec_load(tmp_path, stude
         Config.model_validate({**config().model_dump(), "reasoning": ["off"]})
     assert config().required_inputs() == {"model"}
 
-    def spec(**fields):
-        step = {"kind": "posttrain_data", "config": {"procedural": [{"generator": "chain_sum", "size": 4}], **fields}}
+    def spec(inputs=None, **fields):
+        step = {"kind": "posttrain_data", "config": {"procedural": [{"generator": "chain_sum", "size": 4}], **fields},
+                "inputs": inputs or {}}
+        steps = {"data": step, "student": {"kind": "import_model", "config": {"source": str(tmp_path)}}}
         return parse_spec({"name": "bc", "work_dir": str(tmp_path / "w"), "storage": {"root": str(tmp_path / "s")},
-                           "steps": {"data": step}})
+                           "steps": steps})
 
     spec()
+    spec({"model": "student"}, budget_control={"budgets": [4]})
     with pytest.raises(SpecError, match="model"):  # the tokenizer that counts the budgets is not wired
         spec(budget_control={"budgets": [4]})
+    with pytest.raises(SpecError, match="inputs.model: only budget_control reads it"):  # wired, read by nothing
+        spec({"model": "student"})
     # a changed budget setting is a changed result
     fields = [c.result_fields() for c in (config(), config(bridge=""), config(fraction=0.3), config(seed=2),
                                            config().model_copy(update={"budget_control": None}))]
