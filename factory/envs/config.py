@@ -18,7 +18,7 @@ scored, its tools and its limits, and its weight in an rl step's mixture:
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -57,6 +57,8 @@ class ProceduralSource(BaseModel):
     generator: str = Field(min_length=1, description="reasoning-gym generator name, e.g. basic_arithmetic.")
     size: int = Field(256, ge=1, description="Training tasks generated.")
     seed: int = Field(0, description="Seed of the training tasks; held-out tasks use seed + 1_000_003.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The generator's own settings (its reasoning-gym "
+                                                                     "config fields, e.g. max_digits).")
 
 
 class InstructionSource(BaseModel):

@@ -169,9 +169,9 @@ def source_tasks(config: EnvironmentConfig, data: Any = None) -> tuple[list[Task
     if config.procedural is not None:
         src = config.procedural if isinstance(config.procedural, ProceduralSource) else \
             ProceduralSource(generator=config.procedural)
-        train = [Task(i.id, i.problem, "math", i.answer) for i in procedural(src.generator, src.size, src.seed)]
-        held = [Task(i.id, i.problem, "math", i.answer) for i in procedural(src.generator, n, src.seed + HELDOUT_SEED)] \
-            if n else []
+        train = [Task(i.id, i.problem, "math", i.answer) for i in procedural(src.generator, src.size, src.seed, src.params)]
+        held = [Task(i.id, i.problem, "math", i.answer)
+                for i in procedural(src.generator, n, src.seed + HELDOUT_SEED, src.params)] if n else []
         return train, held
     if config.instructions is not None:
         src = config.instructions if isinstance(config.instructions, InstructionSource) else InstructionSource()

@@ -21,13 +21,14 @@ NUMERIC = ("basic_arithmetic", "chain_sum", "gcd", "lcm", "leg_counting", "simpl
 INSTRUCTION = "\n\nGive the final answer in \\boxed{}."
 
 
-def procedural(name: str, size: int, seed: int) -> list[MathItem]:
-    """`size` items of reasoning-gym generator `name`, reproducible from `seed`."""
+def procedural(name: str, size: int, seed: int, params: dict | None = None) -> list[MathItem]:
+    """`size` items of reasoning-gym generator `name`, reproducible from `seed`; `params`: the generator's own settings
+    (its config's fields, e.g. basic_arithmetic's max_digits)."""
     import reasoning_gym  # about 2 s; loading a spec imports this module (the evaluate and post-training configs)
 
     try:
-        dataset = reasoning_gym.create_dataset(name, size=size, seed=seed)
-    except (KeyError, ValueError) as e:
+        dataset = reasoning_gym.create_dataset(name, size=size, seed=seed, **(params or {}))
+    except (KeyError, ValueError, TypeError, AssertionError) as e:
         raise SpecError(f"procedural task {name!r}: {e}; numeric generators: {list(NUMERIC)}") from None
     return [MathItem(id=f"{name}-{seed}-{i}", problem=entry["question"] + INSTRUCTION, answer=str(entry["answer"]))
             for i, entry in enumerate(dataset)]

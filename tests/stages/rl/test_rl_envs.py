@@ -138,3 +138,38 @@ def test_kill_9_mid_rollout_resumes_the_mixture_bit_identically(inputs, say_serv
     assert records_digest(out) == records_digest(tmp_path / "straight")
     assert (out / "model" / "model.safetensors").read_bytes() == \
         (tmp_path / "straight" / "model" / "model.safetensors").read_bytes()
+
+
+def test_multi_turn_episodes_continue_from_the_sampled_tokens_and_observations_take_no_loss(letter_policy):
+    from transformers import AutoTokenizer
+
+    from factory.envs import Mixture
+    from factory.generate.groups import LocalSampler
+    from factory.model.checkpoints import load_model
+    from factory.stages.rl.config import RolloutConfig
+    from factory.stages.rl.rollout import RolloutBatches
+
+    tokenizer = AutoTokenizer.from_pretrained(letter_policy.path / "model")
+    policy = load_model(letter_policy.path / "model")
+    env = open_environment(EnvironmentConfig(name="two", module="tests.envs.user_envs:TwoTurns",
+                                             limits={"max_turns": 2}))
+    config = RolloutConfig(group_size=4, reasoning="off", target_entropy=None, dynamic_sampling=False,
+                           filter_overlong=False, length_schedule=[{"until_fraction": 1.0, "max_new_tokens": 4}])
+    batches = RolloutBatches(Mixture([env], [1.0]), policy, LocalSampler(policy, tokenizer), config,
+                             samples_per_rollout=8, steps_per_rollout=1, total_steps=1, seed=0,
+                             pad_id=tokenizer.pad_token_id)
+    rows = [batches.sample(p) for p in range(8)]
+    two_turns = 0
+    for row in rows:
+        mask = row["completion_mask"].tolist()
+        ones = [i for i, m in enumerate(mask) if m]
+        gap = [i for i in range(ones[0], ones[-1]) if not mask[i]]
+        if not gap:  # the first turn was cut at the length limit: the episode ended there
+            continue
+        two_turns += 1
+        observation = tokenizer.decode(row["input_ids"][gap], skip_special_tokens=False)
+        assert "<|im_start|>tool\nTry again: the letter is" in observation and observation.endswith("assistant\n")
+        # the policy's tokens around it take the loss: each turn ends with its own end-of-turn token
+        assert tokenizer.decode(row["input_ids"][gap[0] - 1]) == "<|im_end|>"
+    assert two_turns >= 4
+    assert batches.stats.lost == 0 and 0 <= batches.stats.reward <= 1
