@@ -35,6 +35,11 @@ class Config(with_defaults(Loop, micro_batch_size=4, steps=100, lr=1e-5, warmup_
         default_factory=lambda: {"helpfulness": 1.0},
         description="judge reward_model: the reward is this weighted sum of the reward model's attributes.")
     min_reward_gap: float = Field(0.0, ge=0, description="judge reward_model: least reward gap of a pair.")
+    responses_file: str | None = Field(
+        None, json_schema_extra={"external_input": True},
+        description="A JSONL file of {prompt_id, responses: [2 or more texts]}: the responses judged and paired, read "
+        "instead of sampled from the policy (ids of the data input's prompts.jsonl and heldout.jsonl; a prompt without "
+        "a line gives no pair and is counted); None: the policy samples `samples_per_prompt` per prompt.")
     samples_per_prompt: int = Field(4, ge=2, description="Completions the policy samples per prompt.")
     pairs_per_prompt: int = Field(1, ge=1, description="Most pairs taken from one prompt's samples.")
     max_prompts: int | None = Field(None, gt=0, description="Use at most this many training prompts (the first ones).")
@@ -47,6 +52,14 @@ class Config(with_defaults(Loop, micro_batch_size=4, steps=100, lr=1e-5, warmup_
 
     @model_validator(mode="after")
     def _fits(self) -> Config:
+        if self.responses_file is not None:
+            # read responses are not sampled: the sampling fields would be ignored, so they are refused
+            sampling = ("samples_per_prompt", "max_new_tokens", "temperature", "top_p", "generation_batch")
+            changed = [f for f in sampling if getattr(self, f) != type(self).model_fields[f].default]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} set how the policy samples; with responses_file the responses "
+                                 "are read, not sampled: remove them")
+            return self
         if self.max_new_tokens >= self.seq_len:
             raise ValueError(f"max_new_tokens ({self.max_new_tokens}) must be below seq_len ({self.seq_len}), "
                              "which also holds the prompt")

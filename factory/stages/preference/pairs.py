@@ -5,10 +5,12 @@ frozen reference's log-probabilities stored beside them."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoTokenizer
 
 from factory.artifacts import Checkpoint
@@ -17,6 +19,7 @@ from factory.chat.template import render_prompt, stop_token_ids
 from factory.errors import InputError
 from factory.generate.decode import decode, supports_fast_decode
 from factory.generate.sampling import Sampling, sequence_seed
+from factory.jsonl import read_models
 from factory.judge import Judge, Verdict
 from factory.model.reward_head import encode_exchange, load_reward_model
 from factory.stage import Artifact
@@ -25,34 +28,67 @@ from factory.train.objectives.dpo import reference_logps
 from factory.verify import MathVerifier, check_choice, check_short_answer, check_tool_calls, run_tests
 
 
+class ResponseSet(BaseModel):
+    """One line of a responses file: the responses to one prompt, judged and paired instead of the policy's samples."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    prompt_id: str = Field(min_length=1)
+    responses: list[str] = Field(min_length=2)
+
+
+def read_responses(path: Path) -> dict[str, list[str]]:
+    """{prompt id: its responses} of a responses file; one `InputError` naming the file and line of a bad record."""
+    out: dict[str, list[str]] = {}
+    for record in read_models(path, ResponseSet):
+        if record.prompt_id in out:
+            raise InputError(f"{path}: prompt {record.prompt_id!r} has two lines; give each prompt's responses in one")
+        out[record.prompt_id] = record.responses
+    return out
+
+
 def build_pairs(policy, tokenizer, prompts: Sequence[Any], config: Config, scorer=None,
-                seed_offset: int = 0, genrm: Judge | None = None) -> tuple[list[dict], dict[str, int]]:
-    """Sample `samples_per_prompt` completions per prompt, judge them, and pair them.
+                seed_offset: int = 0, genrm: Judge | None = None,
+                responses: Mapping[str, Sequence[str]] | None = None) -> tuple[list[dict], dict[str, int]]:
+    """Sample `samples_per_prompt` completions per prompt (or take each prompt's `responses`, read), judge them, and
+    pair them.
 
     Returns the pairs (dicts of token ids, texts and rewards) and counts: prompts, samples, verified
-    (judge verifier) and why prompts gave no pair; with `genrm` (the opened GenRM), its comparisons, ties and
-    malformed verdicts by reason (`genrm_malformed_<reason>`)."""
+    (judge verifier) and why prompts gave no pair (`no_responses`: none read for it); with `genrm` (the opened GenRM),
+    its comparisons, ties and malformed verdicts by reason (`genrm_malformed_<reason>`)."""
     stop_ids = sorted(stop_token_ids(tokenizer))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     counts = {"prompts": len(prompts), "samples": 0, "verified": 0, "too_long": 0, "all_verified": 0,
               "none_verified": 0, "no_reward_gap": 0, "pairs": 0}
     if genrm is not None:
         counts |= {"compared": 0, "genrm_ties": 0, "no_preferred": 0}
+    if responses is not None:
+        counts["no_responses"] = 0
     policy.eval()
     # A NemotronH policy samples through the factory's decoder (below). Other architectures use transformers'
     # `generate`: prompts of one token length are sampled together, with no padding (a Mamba layer's state would
     # carry it): groups of up to `generation_batch` prompts, in prompt order, each seeded from the seed and its first
     # prompt.
     by_length: dict[int, list[tuple[int, Any, list[int]]]] = {}
+    sampled: dict[int, tuple[Any, list[int], list[list[int]]]] = {}
     for index, prompt in enumerate(prompts):
         prompt_ids = render_prompt(tokenizer, prompt.chat(config.reasoning))
+        if responses is not None:  # read, not sampled: each response's tokens as the policy would end its turn
+            given = responses.get(prompt.id)
+            if given is None:
+                counts["no_responses"] += 1
+                continue
+            rows = [tokenizer(text, add_special_tokens=False)["input_ids"] + stop_token_ids(tokenizer)[:1] for text in given]
+            if len(prompt_ids) + max(map(len, rows)) > config.seq_len:
+                counts["too_long"] += 1
+                continue
+            sampled[index] = (prompt, prompt_ids, rows)
+            continue
         if len(prompt_ids) + config.max_new_tokens > config.seq_len:
             counts["too_long"] += 1
             continue
         by_length.setdefault(len(prompt_ids), []).append((index, prompt, prompt_ids))
-    sampled: dict[int, tuple[Any, list[int], list[list[int]]]] = {}
     k = config.samples_per_prompt
-    if supports_fast_decode(policy):
+    if by_length and supports_fast_decode(policy):  # (nothing to sample when the responses are read)
         # The factory's decoder: every prompt x k samples as one stream, `generation_batch` prompts' samples at a
         # time, each sample from its own seed (so batching does not change it).
         todo = [entry for _, group in sorted(by_length.items()) for entry in group]

@@ -13,7 +13,8 @@ artifact: `prompts.jsonl` trains, `heldout.jsonl` measures) and, when `judge: re
     preference.json       pair counts, held-out margin and accuracy before and after
 
 How pairs are made: every prompt is rendered with the chat template (reasoning switch `reasoning`) and the
-policy samples `samples_per_prompt` completions (seeded per prompt). With `judge: verifier` each completion
+policy samples `samples_per_prompt` completions (seeded per prompt), or, with `responses_file`, the responses given
+for it there are taken instead (each followed by the template's end of turn). With `judge: verifier` each completion
 is checked by the prompt's verifier (math, code, tool, choice; `factory.verify`): a pair is a verified
 completion (chosen, reward 1) and a failed one (rejected, reward 0). With `judge: reward_model` the reward
 model scores them (`reward_weights` over its attributes): the best and the worst completion, when their gap
@@ -53,6 +54,7 @@ from factory.stages.preference.pairs import (
     describe_counts,
     heldout_margins,
     pair_sample,
+    read_responses,
     reward_scorer,
 )
 from factory.train.callbacks import StepLog, plt, read_metrics
@@ -116,18 +118,22 @@ def _make_pairs(policy, tokenizer, data: Conversations, config: Config, inputs: 
     and write `pair_counts.json`, `heldout_pairs.jsonl` and, last, `pairs.jsonl`."""
     scorer = reward_scorer(config, inputs) if config.judge == "reward_model" else None
     prompts = data.prompts()[: config.max_prompts]
+    responses = read_responses(Path(config.responses_file)) if config.responses_file is not None else None
     with Judge(config.genrm) if config.genrm is not None else nullcontext() as genrm:
-        train_pairs, train_counts = build_pairs(policy, tokenizer, prompts, config, scorer, seed_offset=0, genrm=genrm)
+        train_pairs, train_counts = build_pairs(policy, tokenizer, prompts, config, scorer, seed_offset=0, genrm=genrm,
+                                                responses=responses)
         if not train_pairs:
             need = {"verifier": "verified and a failed", "reward_model": "better and a worse",
                     "genrm": "preferred and a rejected"}[config.judge]
+            drawn = f"x {config.samples_per_prompt} samples" if responses is None else \
+                f"with responses from {config.responses_file}"
             raise InputError(
-                f"{data.path / 'prompts.jsonl'}: no preference pair from {len(prompts)} prompts x "
-                f"{config.samples_per_prompt} samples ({describe_counts(train_counts)}); each pair needs a {need} sample "
-                "of one prompt: raise samples_per_prompt or temperature, or post-train the policy (sft) first")
+                f"{data.path / 'prompts.jsonl'}: no preference pair from {len(prompts)} prompts {drawn} "
+                f"({describe_counts(train_counts)}); each pair needs a {need} sample of one prompt: raise "
+                "samples_per_prompt or temperature, or post-train the policy (sft) first")
         heldout = data.heldout()[: config.heldout_prompts]
         heldout_pairs, heldout_counts = build_pairs(policy, tokenizer, heldout, config, scorer, seed_offset=1_000_003,
-                                                    genrm=genrm)
+                                                    genrm=genrm, responses=responses)
         described = {"genrm": genrm.describe()} if genrm is not None else {}
     add_reference_logps(policy, train_pairs + heldout_pairs)
     (output / "pair_counts.json").write_text(json.dumps({"train": train_counts, "heldout": heldout_counts, **described},

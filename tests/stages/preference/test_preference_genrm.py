@@ -11,6 +11,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
+from factory.chat.records import read_prompts
 from factory.judge import JudgeBudgetError
 from factory.stage import StepContext
 from factory.stages import preference
@@ -89,3 +90,31 @@ def test_genrm_config_is_honoured_or_refused():
         preference.Config(judge="genrm", genrm=judge, min_reward_gap=0.5)
     assert preference.Config(judge="genrm", genrm=judge).genrm_files == []
     assert "genrm_files" in preference.Config.external_fields()
+
+
+def test_pairs_from_responses_read_instead_of_sampled(inputs, tmp_path):
+    """Responses given in a file (two per prompt, the right one first or second) are judged by the GenRM in place of
+    the policy's samples; prompts without a line give no pair and are counted."""
+    train = read_prompts(inputs["data"].path / "prompts.jsonl")[:10]
+    heldout = read_prompts(inputs["data"].path / "heldout.jsonl")[:4]
+    lines = []
+    for i, prompt in enumerate(train + heldout):
+        right, wrong = prompt.id.split("-")[1], str(int(prompt.id.split("-")[1]) + 1)
+        lines.append({"prompt_id": prompt.id, "responses": [right, wrong] if i % 2 else [wrong, right]})
+    file = tmp_path / "responses.jsonl"
+    file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out"
+    with FakeOpenAI(reply=copy_judge) as server:
+        read = {k: v for k, v in CONFIG.items() if k not in ("max_new_tokens", "samples_per_prompt")}
+        config = preference.Config(**{**read, "steps": 4, "checkpoint_interval": 0}, responses_file=str(file),
+                                   judge="genrm", genrm=genrm(server.url))
+        preference.run(config, inputs, out, StepContext("dpo_read"))
+    pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert [(p["prompt_id"], p["chosen_text"], p["rejected_text"]) for p in pairs] == \
+        [(p.id, p.id.split("-")[1], str(int(p.id.split("-")[1]) + 1)) for p in train]
+    counts = json.loads((out / "pair_counts.json").read_text())
+    assert counts["train"]["no_responses"] == 50 and counts["train"]["samples"] == 20
+    assert counts["heldout"]["pairs"] == 4
+    with pytest.raises(ValidationError, match="temperature set how the policy samples; with responses_file"):
+        preference.Config(responses_file=str(file), temperature=0.7)
+    assert preference.Config(responses_file=str(file), seq_len=32).responses_file == str(file)  # no sampling to fit
