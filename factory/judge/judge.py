@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -25,6 +26,7 @@ from factory.generate.params import GenerationParams, Generator
 from factory.judge.config import JudgeConfig
 from factory.judge.prompt_file import JudgePrompt, read_judge_prompt
 from factory.judge.verdicts import (
+    Comparison,
     Verdict,
     check_error_budget,
     combine_orders,
@@ -83,22 +85,25 @@ class Judge:
             prompts = [self.prompt.messages(question=q, response=r, verdict_format=self.format,
                                             **({"reference": references[i]} if references is not None else {}))
                        for i, (q, r) in enumerate(zip(questions, responses))]
-            return [parse_score(reply, self.config.scale) for reply in self._ask(prompts)]
+            replies, cut = self._ask(prompts)
+            return [_cut(parse_score(reply, self.config.scale), c) for reply, c in zip(replies, cut)]
         assert references is not None
         first = [self.prompt.messages(question=q, response_a=r, response_b=ref, verdict_format=self.format)
                  for q, r, ref in zip(questions, responses, references)]
         second = [self.prompt.messages(question=q, response_a=ref, response_b=r, verdict_format=self.format)
                   for q, r, ref in zip(questions, responses, references)] if self.config.both_orders else []
-        replies = self._ask(first + second)
-        comparisons = [parse_pairwise(reply, self.config.scale) for reply in replies]
+        replies, cut = self._ask(first + second)
+        comparisons = [_cut(parse_pairwise(reply, self.config.scale), c) for reply, c in zip(replies, cut)]
         n = len(responses)
         return [combine_orders(comparisons[i], comparisons[n + i] if second else None) for i in range(n)]
 
-    def _ask(self, prompts: list[list[dict[str, str]]]) -> list[str]:
+    def _ask(self, prompts: list[list[dict[str, str]]]) -> tuple[list[str], list[bool]]:
+        """(the judge's replies, whether each hit the token limit: the generator's finish reasons, when it gives them)."""
         replies = self.generator.generate(prompts, self.params)  # type: ignore[union-attr]
         if len(replies) != len(prompts):
             raise RuntimeError(f"judge generator returned {len(replies)} replies for {len(prompts)} prompts")
-        return replies
+        finishes = list(getattr(self.generator, "finish_reasons", None) or [])
+        return replies, [f == "length" for f in finishes] if len(finishes) == len(replies) else [False] * len(replies)
 
     def check_budget(self, verdicts: Sequence[Verdict], where: str) -> None:
         """Fail with one line naming `where` when more verdicts are malformed than `error_budget` allows."""
@@ -115,6 +120,11 @@ class Judge:
             model = {"kind": "transformers", "model": folder.resolve().name, "digest": model_digest(folder)}
         return {**model, "prompt": self.prompt.name, "prompt_digest": self.prompt.digest, "mode": self.config.mode,
                 "scale": list(self.config.scale) if self.config.scale else None, "both_orders": self.config.both_orders}
+
+
+def _cut(parsed: Verdict | Comparison, truncated: bool) -> Verdict | Comparison:
+    """A malformed reply that hit the token limit is malformed for that reason (the verdict line never came)."""
+    return replace(parsed, malformed="truncated") if truncated and parsed.malformed else parsed
 
 
 def model_digest(folder: Path) -> str:

@@ -18,7 +18,8 @@ nothing before or after it on that line (letters and words case-insensitive):
 Malformed reasons: `empty` (nothing after the think block), `think_malformed` (a think block never closed, or more
 than one), `no_verdict` (the last line is not the verdict line), `out_of_scale` (a number outside the scale),
 `no_scores` (pairwise with a scale: the scores line missing or not in its format), `inconsistent` (the scores
-contradict the verdict). A malformed verdict has no reward; it is counted, never guessed.
+contradict the verdict), and `truncated` in place of any of these when the judge's reply hit its token limit (raise
+max_new_tokens). A malformed verdict has no reward; it is counted, never guessed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from factory.errors import UserError
 __all__ = ["MALFORMED_REASONS", "JudgeBudgetError", "Verdict", "check_error_budget", "combine_orders",
            "malformed_counts", "parse_pairwise", "parse_score", "verdict_format"]
 
-MALFORMED_REASONS = ("empty", "think_malformed", "no_verdict", "out_of_scale", "no_scores", "inconsistent")
+MALFORMED_REASONS = ("empty", "think_malformed", "no_verdict", "out_of_scale", "no_scores", "inconsistent", "truncated")
 
 Scale = tuple[int, int]
 Winner = Literal["A", "B", "tie"]

@@ -21,4 +21,4 @@ def test_served_judge_gives_the_in_process_verdicts(chat_checkpoint, tmp_path):
             served = judge.judge(QUESTIONS, RESPONSES)
     assert [v.raw for v in served] == [v.raw for v in local] and all(v.raw for v in local)  # text, not empty
     assert [v.malformed for v in served] == [v.malformed for v in local]
-    assert sum(malformed_counts(served).values()) == 3  # a random model writes no verdict line
+    assert malformed_counts(served) == {"truncated": 3}  # a random model writes noise up to the token limit
