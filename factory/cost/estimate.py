@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from factory.cost.flops import flops_per_token
 from factory.cost.layout import ParallelLayout, default_layout
 from factory.cost.memory import GIB
-from factory.cost.shape import DEFAULT_VOCAB
+from factory.cost.shape import DEFAULT_VOCAB, DENSE_DECODERS
 from factory.errors import SpecError
 
 
@@ -50,6 +50,10 @@ GPUS: dict[str, Gpu] = {
     "L40S": Gpu(48, {"fp32": 183e12, "bf16": 362e12, "fp8": 733e12, "nvfp4": 733e12}),
 }
 DEFAULT_GPU = "H100"
+
+
+class NotCosted(Exception):
+    """A step's cost hook cannot estimate it (e.g. its input model's shape is unknown); the plan notes why."""
 
 
 @dataclass(frozen=True)
@@ -328,12 +332,16 @@ class PlanContext:
         return self.costs.get(up) if up else None
 
     def model_of(self, step: Any, input_name: str = "model") -> PlannedModel:
-        """The model of the checkpoint wired to `input_name`; the spec's top-level model when no planned step says
-        (an unwired input, or a checkpoint kind that does not describe its model)."""
+        """The model of the checkpoint wired to `input_name`; the spec's top-level model when the input is not wired
+        to a planned step. Raises `NotCosted` when it is wired to a step that plans no model shape (an imported
+        architecture `factory.cost` has no formulas for): costing the spec's own model there would be wrong."""
         up = self.upstream(step, input_name)
-        if up is not None and up.model is not None:
-            return up.model
-        return PlannedModel(self.spec.model, DEFAULT_VOCAB)
+        if up is None:
+            return PlannedModel(self.spec.model, DEFAULT_VOCAB)
+        if up.model is None:
+            raise NotCosted(f"step {up.step} plans no model shape (factory.cost reads NemotronH and "
+                            f"{', '.join(sorted(DENSE_DECODERS))} shapes)")
+        return up.model
 
     def vocab_of(self, step: Any, input_name: str = "tokens") -> int:
         """The vocabulary of the tokens wired to `input_name` (the published checkpoints' when unknown)."""
@@ -370,7 +378,10 @@ def plan_steps(spec, kinds: Mapping[str, Any], *, mfu: float = 0.4, price_per_gp
     plan = PlanContext(spec, kinds, mfu, price_per_gpu_hour, context, published=PublishedBuilds(spec))
     for step in spec.step_defs().values():  # dependency order: a step's inputs are planned before it
         hook = kinds[step.kind].hook("cost")
-        plan.costs[step.name] = hook(step, plan) if hook else plan.cost(step, note=f"kind {step.kind} has no cost hook")
+        try:
+            plan.costs[step.name] = hook(step, plan) if hook else plan.cost(step, note=f"kind {step.kind} has no cost hook")
+        except NotCosted as e:
+            plan.costs[step.name] = plan.cost(step, note=f"not costed: {e}")
     return PlanReport(spec.name, mfu, price_per_gpu_hour, context, list(plan.costs.values()))
 
 

@@ -109,7 +109,7 @@ def layer_flops(s: Shape, kind: str, seq_len: int, causal: bool = True) -> dict[
     if kind == "*":
         return attention_flops(s.hidden, s.heads, s.kv_heads, s.head_dim, seq_len, causal)
     if kind == "-":
-        return {"mlp": mlp_flops(s.hidden, s.mlp_hidden)}
+        return {"mlp": mlp_flops(s.hidden, s.mlp_hidden, s.mlp_matrices)}
     if kind == "E":
         return moe_flops(s)
     raise ValueError(f"unknown layer kind {kind!r}")

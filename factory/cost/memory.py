@@ -130,7 +130,8 @@ def activation_elements(s, kind: str, seq_len: int) -> float:
         # q, k, v, the attention output and the per-head log-sum-exp of SDPA
         return base + 2 * s.heads * s.head_dim + 2 * s.kv_heads * s.head_dim + s.heads
     if kind == "-":
-        return base + 2 * s.mlp_hidden  # up_proj output and its activation
+        # up_proj output and its activation; SwiGLU: gate and up outputs, the gate's activation, their product
+        return base + (2 if s.mlp_matrices == 2 else 4) * s.mlp_hidden
     if kind == "E":
         d = s.latent or s.hidden
         routed = s.top_k * (2 * d + 2 * s.expert_hidden)  # per routed copy: input, up output, activation, down output
@@ -159,7 +160,7 @@ def autocast_activation_bytes(s, kind: str, seq_len: int) -> float:
         fp32 += s.heads  # log-sum-exp
         low = 3 * h + 2 * s.heads * s.head_dim + 2 * s.kv_heads * s.head_dim  # q, k, v inputs; q, k, v; output
     elif kind == "-":
-        low = h + 2 * s.mlp_hidden
+        low = h + (2 if s.mlp_matrices == 2 else 4) * s.mlp_hidden
     elif kind == "E":
         d = s.latent or s.hidden
         fp32 += h + s.experts * 1.25 + s.top_k * 9 + 3  # the router runs in FP32
@@ -186,7 +187,8 @@ def fused_activation_bytes(s, kind: str, precision: str) -> float:
         qkv = s.heads * s.head_dim + 2 * s.kv_heads * s.head_dim
         return base + 2 * qkv + linear_in * s.heads * s.head_dim + 4 * s.heads  # q, k, v; output (o_proj input); fp32 lse
     if kind == "-":
-        return base + 2 * s.mlp_hidden + linear_in * s.mlp_hidden  # up output; activation (down_proj input)
+        # up output (SwiGLU: gate and up outputs); activation (down_proj input)
+        return base + 2 * (s.mlp_matrices - 1) * s.mlp_hidden + linear_in * s.mlp_hidden
     if kind == "E":
         d = s.latent or s.hidden
         routed = s.top_k * (linear_in * d + 2 * s.expert_hidden + linear_in * s.expert_hidden)

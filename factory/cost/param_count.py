@@ -40,14 +40,17 @@ def mamba_params(s: Shape) -> int:
 
 
 def attention_params(s: Shape) -> int:
-    """q, k, v, o projections, no bias (grouped-query attention: k and v have kv_heads heads)."""
-    return 2 * s.hidden * s.heads * s.head_dim + 2 * s.hidden * s.kv_heads * s.head_dim
+    """q, k, v, o projections (grouped-query attention: k and v have kv_heads heads), their biases where the
+    architecture has them, and Qwen3's per-head q and k norms."""
+    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    bias = (q + 2 * kv if s.qkv_bias else 0) + (s.hidden if s.o_bias else 0)
+    return 2 * s.hidden * q + 2 * s.hidden * kv + bias + (2 * s.head_dim if s.qk_norm else 0)
 
 
 def mlp_params(s: Shape, width: int | None = None) -> int:
-    """Squared-ReLU MLP: up and down projections (no gate)."""
+    """Squared-ReLU MLP: up and down projections; SwiGLU (`mlp_matrices` 3): gate, up and down."""
     width = s.mlp_hidden if width is None else width
-    return 2 * s.hidden * width + ((width + s.hidden) if s.mlp_bias else 0)
+    return s.mlp_matrices * s.hidden * width + (((s.mlp_matrices - 1) * width + s.hidden) if s.mlp_bias else 0)
 
 
 def moe_parts(s: Shape) -> dict[str, int]:
@@ -86,7 +89,8 @@ def mtp_params(s: Shape) -> int:
 
 
 def parameter_counts(model: Any, vocab_size: int | None = None) -> ParamCounts:
-    """Exact parameter counts of `model` (a `ModelSpec`, `ModelConfig` or transformers `NemotronHConfig`).
+    """Exact parameter counts of `model` (a `ModelSpec`, `ModelConfig`, transformers `NemotronHConfig`, or a dense
+    decoder's config: `factory.cost.shape.DENSE_DECODERS`).
 
     `vocab_size` is the tokenizer's (default: a NemotronHConfig's own, else the published 131,072).
     MTP blocks, when configured, are counted in `by_part["mtp"]` and in `total` (Megatron-Core trains them).

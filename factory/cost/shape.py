@@ -1,5 +1,9 @@
-"""`Shape`: the numbers cost arithmetic needs, read from a `ModelConfig`, a `ModelSpec` or a transformers
-`NemotronHConfig`, so every formula in `factory.cost` works on one plain record whatever it was given."""
+"""`Shape`: the numbers cost arithmetic needs, read from a `ModelConfig`, a `ModelSpec`, a transformers
+`NemotronHConfig` or the config of a dense decoder users import (Llama, Mistral, Qwen2, Qwen3), so every formula in
+`factory.cost` works on one plain record whatever it was given.
+
+A dense decoder layer is two blocks in the hybrid's pattern notation, attention then MLP, each with its pre-norm
+("*-" per layer), with a SwiGLU MLP (three matrices: gate, up, down) where the hybrid's has two."""
 
 from __future__ import annotations
 
@@ -41,6 +45,11 @@ class Shape:
     mamba_bias: bool = False  # in_proj / out_proj bias (NemotronHConfig.use_bias)
     conv_bias: bool = True
     mlp_bias: bool = False
+    mlp_matrices: int = 2  # 2: squared ReLU (up, down); 3: SwiGLU (gate, up, down)
+    qkv_bias: bool = False  # biases on q, k and v (Qwen2; Llama and Qwen3 with attention_bias)
+    o_bias: bool = False  # a bias on o_proj (Llama and Qwen3 with attention_bias)
+    qk_norm: bool = False  # RMSNorm over each head's q and k (Qwen3)
+    max_position_embeddings: int | None = None  # the longest context the config declares, where a Shape is all there is
 
     @property
     def mamba_inner(self) -> int:
@@ -120,4 +129,38 @@ def as_shape(model: Any, vocab_size: int | None = None) -> Shape:
             conv_bias=bool(c.use_conv_bias),
             mlp_bias=bool(c.mlp_bias),
         )
-    raise TypeError(f"cannot read a model shape from {type(model).__name__}; give a ModelSpec, ModelConfig or NemotronHConfig")
+    if getattr(model, "model_type", None) in DENSE_DECODERS:
+        return _dense_shape(model, vocab_size)
+    raise TypeError(f"cannot read a model shape from {type(model).__name__} (model_type "
+                    f"{getattr(model, 'model_type', None)!r}); give a ModelSpec, ModelConfig, NemotronHConfig or the "
+                    f"config of a dense decoder ({', '.join(sorted(DENSE_DECODERS))})")
+
+
+# Dense decoders whose modules the cost formulas count exactly (tests/cost/test_dense_shape.py builds each):
+# model_type -> (q/k/v bias always, q/k norms).
+DENSE_DECODERS = {"llama": (False, False), "mistral": (False, False), "qwen2": (True, False), "qwen3": (False, True)}
+
+
+def _dense_shape(c: Any, vocab_size: int | None) -> Shape:
+    qkv_always, qk_norm = DENSE_DECODERS[c.model_type]
+    attention_bias = bool(getattr(c, "attention_bias", False))
+    heads = c.num_attention_heads
+    return Shape(
+        pattern="*-" * c.num_hidden_layers,
+        vocab_size=vocab_size or c.vocab_size,
+        hidden=c.hidden_size,
+        heads=heads,
+        kv_heads=getattr(c, "num_key_value_heads", None) or heads,
+        head_dim=getattr(c, "head_dim", None) or c.hidden_size // heads,
+        mlp_hidden=c.intermediate_size,
+        mamba_heads=0, mamba_head_dim=0, state=0, groups=1, conv_kernel=1, chunk=1,
+        experts=1, top_k=1, expert_hidden=c.intermediate_size, shared_hidden=c.intermediate_size, latent=None,
+        mtp_layers=0, mtp_pattern="",
+        tied=bool(getattr(c, "tie_word_embeddings", False)),
+        mlp_bias=bool(getattr(c, "mlp_bias", False)),
+        mlp_matrices=3,
+        qkv_bias=qkv_always or attention_bias,
+        o_bias=attention_bias,
+        qk_norm=qk_norm,
+        max_position_embeddings=getattr(c, "max_position_embeddings", None),
+    )

@@ -32,10 +32,14 @@ _SHAPE_FIELDS = {"hidden_size": "hidden", "intermediate_size": "mlp_hidden", "nu
 
 
 def pruned(model: PlannedModel, target: PruneTarget) -> PlannedModel:
-    """`model` with `target`'s sizes and `target.drop_layers` fewer layers of its most common kind (from the end)."""
+    """`model` with `target`'s sizes and `target.drop_layers` fewer layers of its most common kind (from the end); a
+    dense decoder's layers, attention and MLP together."""
     config = model.config.resolve() if isinstance(model.config, ModelSpec) else model.config
     pattern = config.pattern if isinstance(config, ModelConfig) else as_shape(config, model.vocab_size).pattern
-    if target.drop_layers:
+    dense = not isinstance(config, ModelConfig) and as_shape(config, model.vocab_size).mlp_matrices == 3
+    if target.drop_layers and dense:  # a dense decoder's layer ("*-": attention and MLP) goes whole
+        pattern = pattern[: max(len(pattern) - 2 * target.drop_layers, 2)]
+    elif target.drop_layers:
         kind = max(pattern, key=pattern.count)  # the first of the most common kinds
         keep = list(pattern)
         for _ in range(min(target.drop_layers, pattern.count(kind))):
@@ -75,10 +79,6 @@ def _serving(model: Any, budget: Budget, vocab: int):
 
 def cost(step: Any, plan: PlanContext) -> StepCost:
     cfg = step.config
-    up = plan.upstream(step, "model")
-    if up is not None and up.model is None:  # e.g. an imported Llama: factory.cost reads NemotronH shapes only
-        return plan.cost(step, note=f"not costed: step {up.step} plans no model shape (factory.cost reads NemotronH "
-                                    "shapes), so the pruned shape is not estimated")
     teacher = plan.model_of(step)
     layers = len(as_shape(teacher.config, teacher.vocab_size).pattern)
     calibration = cfg.calibration_samples * cfg.seq_len

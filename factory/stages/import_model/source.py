@@ -53,6 +53,7 @@ class ModelFolder:
     license: str | None
     hub_id: str | None
     revision: str | None  # the commit of a Hub snapshot
+    config: Any = None  # the transformers config config.json describes (factory plan costs later steps from it)
 
 
 def local_folder(source: str, scratch: Path | None = None, endpoint_url: str | None = None,
@@ -157,7 +158,8 @@ def inspect_folder(folder: Path, source: str, hub_id: str | None = None) -> Mode
         dtype=max(counts, key=counts.__getitem__) if counts else "F32",
         weight_bytes=sum(n * DTYPE_BYTES.get(d, 4) for d, n in counts.items()),
         vocab_rows=vocab_rows, tokenizer_size=len(tokenizer), chat_template=bool(getattr(tokenizer, "chat_template", None)),
-        license=_card_license(folder), hub_id=hub_id or hub_repo, revision=snapshot_commit(folder) if hub_repo else None)
+        license=_card_license(folder), hub_id=hub_id or hub_repo, revision=snapshot_commit(folder) if hub_repo else None,
+        config=config)
 
 
 def _input_embedding(state: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
 """What a pretrain step costs (`factory plan`): the shared training estimate on its model and token windows, every
-row a full `seq_len` window."""
+row a full `seq_len` window. Continued pretraining (an `init` input) trains the model wired there, with its shape."""
 
 from __future__ import annotations
 
@@ -11,4 +11,5 @@ from factory.cost.workload import trainer_cost
 
 def cost(step: Any, plan: PlanContext) -> StepCost:
     cfg = step.config
-    return trainer_cost(plan, step, PlannedModel(cfg.model, plan.vocab_of(step)), seq_len=cfg.seq_len)
+    model = plan.model_of(step, "init") if "init" in step.inputs else PlannedModel(cfg.model, plan.vocab_of(step))
+    return trainer_cost(plan, step, model, seq_len=cfg.seq_len)

@@ -273,9 +273,19 @@ def test_the_registry_takes_every_dense_architecture_when_the_spec_is_planned(ar
     assert spec.inputs_of("compress")["model"] == "import_model"
     made = check_architectures(spec)
     assert made["compress"] == made["distill"] == made["import_model"] in KINDS["compress"].architectures
-    # `factory plan` gives no figure rather than a NemotronH's: factory.cost has no shape of the imported model
-    planned = {s.step: s for s in plan_spec(spec).steps}["compress"]
-    assert planned.data == {} and planned.note.startswith("not costed: step import_model plans no model shape")
+    # `factory plan` costs the imported model's own shape (factory.cost reads dense decoders' configs), not the
+    # spec's NemotronH: the teacher's parameters are the folder's, the student's the pruned shape's
+    from factory.cost.param_count import parameter_counts
+    from factory.cost.shape import as_shape
+    from transformers import AutoConfig
+
+    steps = {s.step: s for s in plan_spec(spec).steps}
+    assert steps["import_model"].model is not None
+    config = AutoConfig.from_pretrained(folder)
+    assert steps["import_model"].data["parameters"] == parameter_counts(config).total
+    student = steps["compress"].model.config
+    assert student.hidden == 48 and student.pattern == as_shape(config).pattern
+    assert steps["distill"].data and not steps["distill"].note.startswith("not costed")
 
 
 def test_mamba_settings_for_a_dense_model_are_refused_when_the_spec_is_planned(tmp_path):

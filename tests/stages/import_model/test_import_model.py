@@ -161,3 +161,45 @@ def test_continued_pretraining_keeps_the_init_models_architecture_and_refuses_a_
     assert check_architectures(spec)["pretrain"] == "LlamaForCausalLM"
     with pytest.raises(SpecError, match=r"stages\.pretrain\.model: this step continues the model of step import_model"):
         parse_spec({**base, "stages": {**stages, "pretrain": {"steps": 40, "model": {"preset": "small_20m"}}}})
+
+
+def _release_of(source: str, tmp_path: Path):
+    """import -> evaluate -> release (the recipe's wiring), the folder `source` imported as step `base`."""
+    return parse_spec({"name": "plan", "work_dir": str(tmp_path / "work"), "storage": {"root": str(tmp_path / "store")},
+                       "steps": {"base": {"kind": "import_model", "config": {"source": source}},
+                                 "curate": {"kind": "curate", "config": {"sources": [str(tmp_path)]}},
+                                 "tokenize": {"kind": "tokenize", "config": {}, "inputs": {"corpus": "curate", "model": "base"}},
+                                 "evaluate": {"kind": "evaluate", "config": {}, "inputs": {"model": "base", "tokens": "tokenize"}},
+                                 "release": {"kind": "release", "config": {},
+                                             "inputs": {"model": "base", "tokens": "tokenize", "evaluation": "evaluate"}}}})
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_factory_plan_costs_later_steps_with_the_imported_models_own_shape(sources, arch, tmp_path):
+    """Not the spec's own model: the plan's parameter count for the step after the import is the folder's."""
+    from factory.plan import plan_spec
+
+    spec = _release_of(str(sources[arch]), tmp_path)
+    steps = {s.step: s for s in plan_spec(spec).steps}
+    stored = steps["base"].data["parameters"]
+    assert steps["base"].model is not None and not steps["release"].note.startswith("not costed")
+    # BF16 weights of the folder's parameters (the MoE's stored router-bias buffers, one per expert, are not counted)
+    assert steps["release"].data["weights_bytes"] == pytest.approx(2 * stored, rel=1e-3)
+
+
+def test_an_architecture_factory_cost_cannot_shape_leaves_later_steps_uncosted(tmp_path):
+    """Gemma imports (any causal LM does), but factory.cost has no formulas for it: the plan says so rather than
+    cost the spec's NemotronH in its place."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    from factory.plan import plan_spec
+    from tests.builders.architectures import chat_tokenizer
+
+    folder = tmp_path / "gemma"
+    GemmaForCausalLM(GemmaConfig(vocab_size=len(chat_tokenizer()), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1, head_dim=16)).save_pretrained(folder)
+    chat_tokenizer().save_pretrained(folder)
+    spec = _release_of(str(folder), tmp_path)
+    steps = {s.step: s for s in plan_spec(spec).steps}
+    assert "no formulas for gemma" in steps["base"].note
+    assert steps["release"].note.startswith("not costed: step base plans no model shape") and not steps["release"].data
