@@ -2,7 +2,8 @@
 
 Pairs: the policy samples `samples_per_prompt` completions of every training and held-out prompt (a prompt of
 `PROMPT_TOKENS`, an estimate, plus `max_new_tokens`, an upper bound); with `judge: reward_model` the reward model
-scores each; the reference log-probabilities of both sequences of every pair are computed once. Training: two
+scores each (a GenRM's comparisons run on its own model or endpoint, not counted here; with `responses_file` nothing
+is sampled); the reference log-probabilities of both sequences of every pair are computed once. Training: two
 sequences (chosen, rejected) of at most `seq_len` tokens per pair, `micro_batch_size` pairs per pass.
 """
 
@@ -28,12 +29,15 @@ def cost(step: Any, plan: PlanContext) -> StepCost:
     sampled = (prompts + heldout) * cfg.samples_per_prompt
     length = PROMPT_TOKENS + cfg.max_new_tokens
     pairs = (prompts + heldout) * cfg.pairs_per_prompt
-    extra = {"sampling": generation_flops(policy, sampled, PROMPT_TOKENS, cfg.max_new_tokens),
-             "reference": forward_flops(policy, 2 * pairs * length, length)}
+    # read responses (`responses_file`) are not sampled
+    extra = ({"sampling": generation_flops(policy, sampled, PROMPT_TOKENS, cfg.max_new_tokens)}
+             if cfg.responses_file is None else {}) | {"reference": forward_flops(policy, 2 * pairs * length, length)}
     if cfg.judge == "reward_model":
         extra["judge"] = forward_flops(plan.model_of(step, "reward_model"), sampled * length, length)
     measured = tuple(k for k in ("prompts",) if data is not None and k in data.measured)
     return trainer_cost(plan, step, policy, seq_len=cfg.seq_len, rows=2 * cfg.micro_batch_size, extra_flops=extra,
                         data={"prompts": prompts, "pairs": pairs}, estimated=True, measured=measured,
                         notes=(f"pairs: at most {cfg.pairs_per_prompt} per prompt; trained sequences counted at "
-                               + f"seq_len {cfg.seq_len} (an upper bound)",))
+                               + f"seq_len {cfg.seq_len} (an upper bound)",
+                               *(["the GenRM's comparisons run on its own model or endpoint: not counted"]
+                                 if cfg.judge == "genrm" else [])))

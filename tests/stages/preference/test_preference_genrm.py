@@ -13,8 +13,11 @@ from pydantic import ValidationError
 
 from factory.chat.records import read_prompts
 from factory.judge import JudgeBudgetError
+from factory.plan import plan_spec
+from factory.spec import parse_spec
 from factory.stage import StepContext
 from factory.stages import preference
+from tests.cost.test_step_costs import _every_kind
 from tests.stages.preference.test_preference_stage import CONFIG, copy_data, policy
 from tests.stages.synth.fake_openai import FakeOpenAI
 
@@ -118,3 +121,15 @@ def test_pairs_from_responses_read_instead_of_sampled(inputs, tmp_path):
     with pytest.raises(ValidationError, match="temperature set how the policy samples; with responses_file"):
         preference.Config(responses_file=str(file), temperature=0.7)
     assert preference.Config(responses_file=str(file), seq_len=32).responses_file == str(file)  # no sampling to fit
+
+
+def test_plan_counts_no_sampling_for_read_responses(tmp_path):
+    data = _every_kind(tmp_path)
+    data["steps"]["preference"]["config"] = {"seq_len": 128, "max_new_tokens": 32}
+    sampled = {s.step: s for s in plan_spec(parse_spec(data)).steps}["preference"]
+    (tmp_path / "responses.jsonl").write_text('{"prompt_id": "p", "responses": ["a", "b"]}\n')
+    data["steps"]["preference"]["config"] = {"seq_len": 128, "judge": "genrm", "genrm": genrm("http://genrm:8000"),
+                                             "responses_file": str(tmp_path / "responses.jsonl")}
+    read = {s.step: s for s in plan_spec(parse_spec(data)).steps}["preference"]
+    assert 0 < read.flops < sampled.flops
+    assert "GenRM" in read.note and "GenRM" not in sampled.note
