@@ -26,7 +26,7 @@ def _benchmark_items(bench: Any) -> int | None:
         return bench.limit
     if bench.source == "procedural":
         return bench.size
-    return count_records([bench.task]) if bench.source == "file" else None
+    return count_records([bench.task]) if bench.source in ("file", "questions") else None
 
 
 def _lm_eval_requests(paths: list[str]) -> int | None:
@@ -66,6 +66,8 @@ def cost(step: Any, plan: PlanContext) -> StepCost:
         work["benchmarks"] = generation_flops(model, answers, 0, new)
     elif answers:
         notes.append("benchmark answers come from another generator: their FLOPs are not counted")
+    if any(b.judge is not None for b in cfg.benchmarks):
+        notes.append("judge benchmarks' verdicts run on the judge's own model or endpoint: not counted")
     if unknown or items is None:
         notes.append(f"items not counted (not readable here): {', '.join(unknown) or 'an evaluation-set file'}")
     if valid is None:

@@ -11,11 +11,14 @@ import pytest
 from pydantic import ValidationError
 
 from factory.judge import JudgeBudgetError
+from factory.plan import plan_spec
+from factory.spec import parse_spec
 from factory.stage import NullTracker, StepContext
 from factory.stages.evaluate import Config, run
 from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.stages.evaluate.budget import budget_curve
 from factory.stages.release.model_card import _benchmark_scores, judge_lines
+from tests.cost.test_step_costs import _every_kind
 from tests.stages.synth.fake_openai import FakeOpenAI
 
 QUICK = {"perplexity": False, "seq_len": 16, "batch_size": 4, "tasks": [], "prompts": [], "generation": {"max_new_tokens": 4}}
@@ -123,3 +126,13 @@ def test_a_chat_model_is_judged_per_mode_and_budget(chat_checkpoint, tmp_path: P
     assert report["benchmarks"]["open"]["judge"]["malformed"] == {"no_verdict": 3}  # added up over the runs
     assert report["benchmarks"]["open"]["runs"]["on_budget2"]["metric"] == "judge_score"
     assert "| open | 2 |" in (out / "budget_curve.md").read_text()
+
+
+def test_plan_counts_a_questions_file_and_names_the_judge_as_not_counted(tmp_path: Path):
+    file = questions(tmp_path / "open.jsonl")
+    data = _every_kind(tmp_path)
+    data["steps"]["evaluate"]["config"] = {"seq_len": 128, "benchmarks": [
+        judge_bench(file, "http://judge:8000").model_dump(mode="json", exclude_defaults=True)]}
+    planned = {s.step: s for s in plan_spec(parse_spec(data)).steps}["evaluate"]
+    assert "judge" in planned.note and "items not counted" not in planned.note
+    assert planned.data["generated"] >= 4 * 256  # the four questions answered at generation.max_new_tokens
