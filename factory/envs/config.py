@@ -29,8 +29,8 @@ __all__ = ["SCORERS", "SOURCES", "CurriculumConfig", "EnvironmentConfig", "Instr
 
 # Where an environment's tasks come from: exactly one of these fields is set.
 SOURCES = ("procedural", "task_file", "jsonl", "data", "instructions", "module", "url")
-# How a reply is scored (module and url environments score themselves).
-SCORERS = ("math", "code", "tool", "choice", "instructions", "judge")
+# How a reply is scored besides the verifier its task names (module and url environments score themselves).
+SCORERS = ("judge",)
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _MODULE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -89,9 +89,10 @@ class EnvironmentConfig(BaseModel):
     module: str | None = Field(None, description="A user's environment, 'package.module:Class' (a subclass of "
                                                  "factory.envs.Environment built with this config).")
     url: str | None = Field(None, description="An HTTP environment speaking factory.envs.remote's protocol.")
-    scorer: Literal["math", "code", "tool", "choice", "instructions", "judge"] | None = Field(
-        None, description="How replies are scored; None: the source's own (math for procedural, the item type for a "
-                          "task file, each record's verifier for jsonl and data). 'judge' needs `judge`.")
+    scorer: Literal["judge"] | None = Field(
+        None, description="None: the verifier the source's tasks name (math for procedural, the item type's for a task "
+                          "file, each record's for jsonl and data, the constraint checks for instructions); 'judge': "
+                          "the generative reward model `judge`, the task's answer as its reference.")
     judge: JudgeConfig | None = Field(None, description="scorer judge: the judge (factory.judge's JudgeConfig: model, "
                                                         "mode, prompt file, scale); the task's answer is the reference.")
     tools: Literal["python"] | None = Field(None, description="python: a reply's last ```python block runs in the "
@@ -125,10 +126,14 @@ class EnvironmentConfig(BaseModel):
         if self.judge is not None and self.judge.error_budget:
             raise ValueError(f"environment {self.name!r}: judge.error_budget: a malformed verdict loses its sample "
                              "within the rl step's error_budget; leave the judge's unset")
-        if self.scorer == "instructions" and source != "instructions" or source == "instructions" and \
-                self.scorer not in (None, "instructions"):
-            raise ValueError(f"environment {self.name!r}: the instructions scorer reads the constraints only the "
-                             "instructions source writes")
+        if self.scorer == "judge" and source == "instructions":
+            raise ValueError(f"environment {self.name!r}: instructions are scored by their constraint checks; a judge "
+                             "has no reference answer to read there")
+        if self.tools is not None and self.limits.max_turns < 2:
+            raise ValueError(f"environment {self.name!r}: tools {self.tools!r} answer between turns; set "
+                             "limits.max_turns to 2 or more")
+        if "retries" in self.model_fields_set and self.url is None:
+            raise ValueError(f"environment {self.name!r}: retries apply to an HTTP environment (url) only")
         if self.limits.max_turns > 1 and self.tools is None and source not in ("module", "url"):
             raise ValueError(f"environment {self.name!r}: limits.max_turns {self.limits.max_turns} needs tools (or a "
                              "module or url environment): nothing answers between the turns")

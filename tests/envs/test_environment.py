@@ -101,11 +101,15 @@ def test_a_users_module_environment_and_its_faults_cost_one_sample_each():
 @pytest.mark.parametrize("fields,message", [
     ({}, "give exactly one task source"),
     ({"procedural": "gcd", "task_file": "multiple_choice"}, "give exactly one task source"),
-    ({"url": "http://x", "scorer": "math"}, "scorer cannot be set for a url environment"),
+    ({"url": "http://x", "scorer": "judge"}, "cannot be set for a url environment"),
+    ({"procedural": "gcd", "scorer": "math"}, "Input should be 'judge'"),
+    ({"procedural": "gcd", "tools": "python"}, "set limits.max_turns to 2"),
+    ({"procedural": "gcd", "retries": 3}, "retries apply to an HTTP environment"),
     ({"module": "no_colon"}, "must read 'package.module:Class'"),
     ({"url": "ftp://x"}, "must start with http"),
     ({"procedural": "gcd", "scorer": "judge"}, "scorer judge and the judge settings go together"),
-    ({"procedural": "gcd", "scorer": "instructions"}, "the instructions scorer reads"),
+    ({"instructions": {}, "scorer": "judge", "judge": {"generator": {"kind": "openai", "base_url": "http://x",
+                                                                     "model": "j"}}}, "scored by their constraint checks"),
     ({"procedural": "gcd", "limits": {"max_turns": 3}}, "needs tools"),
     ({"procedural": "gcd", "name": "a b"}, "letters, digits"),
 ])
