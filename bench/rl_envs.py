@@ -126,6 +126,10 @@ def mean_se(x: list[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((v - m) ** 2 for v in x) / max(1, len(x) - 1) / len(x))
 
 
+def pm(mean: float, se: float, sign: bool = False) -> str:
+    return f"{mean:+.3f} +- {se:.3f}" if sign else f"{mean:.3f} +- {se:.3f}"
+
+
 def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     return mean_se([x - y for x, y in zip(a, b)])
 
@@ -192,7 +196,7 @@ def main() -> None:
         out = work / f"mixed-{seed}"
         if not (out / "model").exists():
             config = rl.Config(**rl_base, steps=args.rl_steps, seed=seed, environments=[{**e, "heldout": 0} for e in env_configs])
-            timed(f"mixed-{seed}", lambda: rl.run(config, {"model": sft_model, "data": data}, out, StepContext("rl")))
+            timed(f"mixed-{seed}", lambda c=config, o=out: rl.run(c, {"model": sft_model, "data": data}, o, StepContext("rl")))
         models[f"mixed, seed {seed}"] = out / "model"
         previous = sft_model
         for env in env_configs:
@@ -201,7 +205,7 @@ def main() -> None:
                 config = rl.Config(**rl_base, steps=max(1, args.rl_steps // len(env_configs)), seed=seed,
                                    environments=[{**env, "heldout": 0}])
                 timed(f"sequence-{seed}-{env['name']}",
-                      lambda: rl.run(config, {"model": previous, "data": data}, out, StepContext("rl")))
+                      lambda c=config, m=previous, o=out: rl.run(c, {"model": m, "data": data}, o, StepContext("rl")))
             previous = Artifact(out, {"fingerprint": out.name, "kind": "checkpoint"})
         models[f"sequence, seed {seed}"] = out / "model"
 
@@ -222,18 +226,18 @@ def main() -> None:
           + ", ".join(f"{n} {overlap[n]:.2f}" for n in names) + ")")
     print(f"{'model':24s}" + "".join(f"{n:>18s}" for n in names))
     for model, per_env in scores.items():
-        print(f"{model:24s}" + "".join("{:>18s}".format("%.3f +- %.3f" % mean_se(per_env[n])) for n in names))
+        print(f"{model:24s}" + "".join(f"{pm(*mean_se(per_env[n])):>18s}" for n in names))
     print("\npaired differences (same items)")
     rows = [(f"mixed {s} - sft", f"mixed, seed {s}", "sft") for s in args.seeds] + \
         [(f"sequence {s} - sft", f"sequence, seed {s}", "sft") for s in args.seeds] + \
         [(f"mixed {s} - sequence {s}", f"mixed, seed {s}", f"sequence, seed {s}") for s in args.seeds]
     for label, a, b in rows:
-        print(f"{label:24s}" + "".join("{:>18s}".format("%+.3f +- %.3f" % paired(scores[a][n], scores[b][n])) for n in names))
+        print(f"{label:24s}" + "".join(f"{pm(*paired(scores[a][n], scores[b][n]), sign=True):>18s}" for n in names))
     if len(args.seeds) > 1:  # over seeds: the mean of per-seed differences, its standard error across seeds
         for what in ("mixed", "sequence"):
-            print(f"{what + ' - sft, seeds':24s}" + "".join("{:>18s}".format("%+.3f +- %.3f" % mean_se(
+            print(f"{what + ' - sft, seeds':24s}" + "".join("{:>18s}".format(pm(*mean_se(
                 [sum(scores[f"{what}, seed {s}"][n]) / len(scores["sft"][n]) - sum(scores["sft"][n]) / len(scores["sft"][n])
-                 for s in args.seeds])) for n in names))
+                 for s in args.seeds]), sign=True)) for n in names))
     (work / "rl_envs.json").write_text(json.dumps({"args": vars(args) | {"work": str(work)}, "timings": timings,
                                                    "overlap": overlap, "scores": scores}, indent=1))
     print(f"\ntimings (s): {json.dumps({k: round(v) for k, v in timings.items()})}")
