@@ -192,18 +192,22 @@ class RolloutBatches:
     def episodes(self, k: int, split: str, draws: Sequence[tuple[int, str]], group_size: int, max_new: int,
                  temperature: float, generator: torch.Generator) -> list[list[Trajectory]] | None:
         """`group_size` episodes of environment `k` per (task index, reasoning mode) draw, sampled and scored turn by
-        turn; None when the environment went away (it is dropped from the mixture)."""
+        turn; None when the environment went away (dropped from the mixture). Only training episodes count towards
+        the mixture's fault counts and drops: a held-out evaluation leaves the training's state as it was."""
         env, mixture = self.mixture.envs[k], self.mixture
+        training = split == "train"
         limit = env.config.limits
         max_new = min(max_new, limit.max_new_tokens or max_new)
         try:
             episodes = [env.reset(split, i) for i, _ in draws for _ in range(group_size)]
         except EnvironmentGone as e:
-            mixture.drop(k, "unreachable", str(e))
+            if training:
+                mixture.drop(k, "unreachable", str(e))
             return None
         except Exception as e:  # noqa: BLE001 (a user's environment that cannot pose its task loses these samples)
             outcome = Outcome(fault="timeout" if isinstance(e, TimeoutError) else "raised", detail=f"reset: {e}")
-            mixture.record_faults(k, [outcome] * (len(draws) * group_size))
+            if training:
+                mixture.record_faults(k, [outcome] * (len(draws) * group_size))
             return [[Trajectory(k, [], [], [], "", False) for _ in range(group_size)] for _ in draws]
         chats = [[{"role": "system", "content": system_prompt(mode)}, *episodes[j * group_size].messages]
                  for j, (_, mode) in enumerate(draws)]
@@ -248,9 +252,11 @@ class RolloutBatches:
                 live = [j for j, _ in going]
                 outcomes = guarded_step(env, [episodes[j] for j in live], [s.text for s in more], trusted=trusted)
         except EnvironmentGone as e:
-            mixture.drop(k, "unreachable", str(e))
+            if training:
+                mixture.drop(k, "unreachable", str(e))
             return None
-        mixture.record_faults(k, final)  # type: ignore[arg-type]
+        if training:
+            mixture.record_faults(k, final)  # type: ignore[arg-type]
         for t, o in zip(trajectories, final):
             t.reward = t.correct = None if o is None or o.fault is not None else o.reward
         return [trajectories[j * group_size:(j + 1) * group_size] for j in range(len(draws))]
