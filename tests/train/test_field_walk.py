@@ -81,6 +81,7 @@ KIND_WALK: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {
         # the letter policy meets the generated constraints the same way whatever letter it says: no signal
         "weight_schedule": ([{"until_fraction": 1.0, "weights": {"ifeval": 0.0}}], {"environments": RL_ENVS}),
         "curriculum": ({"window": 2, "threshold": 0.5}, {"environments": RL_ENVS}),
+        "heldout_interval": (1, {"environments": [{"name": "ifeval", "instructions": {"size": 8}, "heldout": 4}]}),
     },
     "preference": {
         "seed": (1, {}), "seq_len": (27, {}),  # the prompts (22 tokens) no longer fit with 6 new tokens

@@ -110,6 +110,8 @@ class Config(with_defaults(Loop, steps=20, lr=1e-4, warmup_steps=0, decay_fracti
     curriculum: CurriculumConfig | None = Field(
         None, description="Drop environments the policy saturated or that give no signal (zero-variance groups over a "
                           "window); None: keep every environment.")
+    heldout_interval: int = Field(0, ge=0, description="With environments: also score every environment's held-out "
+                                                       "tasks every this many steps (per-step curves); 0: at the end only.")
     error_budget: float = Field(0.1, ge=0, le=1, description="Share of an environment's samples its faults (raised, "
                                                               "timeout, malformed reward) may cost before it is dropped.")
 
@@ -125,7 +127,7 @@ class Config(with_defaults(Loop, steps=20, lr=1e-4, warmup_steps=0, decay_fracti
     def _environments_checked(self) -> Config:
         envs = self.environments
         if envs is None:
-            stray = [f for f in ("weight_schedule", "curriculum") if getattr(self, f)]
+            stray = [f for f in ("weight_schedule", "curriculum", "heldout_interval") if getattr(self, f)]
             if stray:
                 raise ValueError(f"{', '.join(stray)}: a mixture setting needs `environments` (the data input alone "
                                  "is one environment)")

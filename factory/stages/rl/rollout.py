@@ -377,6 +377,7 @@ class RolloutBatches:
         reward and count over its held-out pool, one greedy episode each (temperature 0), from a fixed seed."""
         out = {}
         generator = torch.Generator().manual_seed(self.seed + 17)
+        saved = [env.state_dict() for env in self.mixture.envs]  # held-out episodes leave the training's state as it was
         for k, env in enumerate(self.mixture.envs):
             n = min(env.config.heldout, env.size("heldout")) if env.name not in self.mixture.dropped else 0
             if n == 0:
@@ -390,6 +391,8 @@ class RolloutBatches:
             p = _mean(correct)
             out[env.name] = {"accuracy": p, "stderr": math.sqrt(p * (1 - p) / len(correct)) if correct else math.nan,
                              "reward": _mean(rewards), "n": float(len(correct)), "lost": float(n - len(correct))}
+        for env, state in zip(self.mixture.envs, saved):
+            env.load_state_dict(state)
         return out
 
     def _forward(self, model: torch.nn.Module, ids: torch.Tensor, temps: torch.Tensor,

@@ -116,7 +116,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
                                     old_logprobs=config.steps_per_rollout > 1, publisher=publisher,
                                     forward_batch=config.micro_batch_size)
             result = shell.fit(shell.trainer(objective, source, tokenizer=tokenizer,
-                                             callbacks=[RolloutMetricsCallback(rollouts_path, ctx, source, objective)]))
+                                             callbacks=[RolloutMetricsCallback(rollouts_path, ctx, source, objective,
+                                                                               config.heldout_interval)]))
             heldout = source.heldout(config.rollout.length_schedule[-1].max_new_tokens) if config.environments else {}
             table = _environment_table(mixture, heldout)
     if publisher is not None and config.rollout.publish_dir is None:
@@ -205,11 +206,11 @@ def _mean(values) -> float:
 
 class RolloutMetricsCallback(StepLog):
     """Per step: the rollout's statistics and the loss's (clip fraction, entropy) to `rollouts.jsonl` and the
-    tracker."""
+    tracker; every `heldout_interval` steps, each environment's held-out accuracy too."""
 
-    def __init__(self, path: Path, ctx: StepContext, source: Any, objective: Any) -> None:
+    def __init__(self, path: Path, ctx: StepContext, source: Any, objective: Any, heldout_interval: int = 0) -> None:
         super().__init__(path)
-        self.ctx, self.source, self.objective = ctx, source, objective
+        self.ctx, self.source, self.objective, self.heldout_interval = ctx, source, objective, heldout_interval
 
     def on_step_end(self, trainer: Trainer, metrics: StepMetrics) -> None:
         loss_stats = self.objective.pop_stats()
@@ -219,10 +220,15 @@ class RolloutMetricsCallback(StepLog):
                                   "clip_fraction": loss_stats.get("clipped", 0.0) / tokens,
                                   "train_entropy": loss_stats.get("entropy_sum", 0.0) / tokens,
                                   "rollout": self.source.stats.rollout, "digest": self.source.stats.digest}
+        if self.heldout_interval and metrics.step % self.heldout_interval == 0:
+            tokens = self.source.config.length_schedule[-1].max_new_tokens
+            record.update({f"heldout/{name}/{key}": row[key] for name, row in self.source.heldout(tokens).items()
+                           for key in ("accuracy", "stderr")})
         self.append(record)
         numeric = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "rollout")
                    and math.isfinite(v)}
-        self.ctx.log_metrics({f"rl/{k}": v for k, v in numeric.items()}, step=metrics.step)
+        self.ctx.log_metrics({k if k.startswith("heldout/") else f"rl/{k}": v for k, v in numeric.items()},
+                             step=metrics.step)
 
 
 PLOTTED = ("reward", "accuracy", "entropy", "temperature", "response_length", "kl")
@@ -233,14 +239,18 @@ ENV_PLOTTED = ("reward", "pass_rate", "response_length", "entropy", "weight")
 
 def plot_environments(records: list[dict], names: list[str], path: Path) -> None:
     """One panel per per-environment statistic against step, one curve per environment."""
-    fig, axes = plt.subplots(1, len(ENV_PLOTTED), figsize=(4 * len(ENV_PLOTTED), 3.5), dpi=100)
-    for ax, key in zip(axes.flat, ENV_PLOTTED):
+    panels = [f"env/{{}}/{key}" for key in ENV_PLOTTED]
+    if any(k.startswith("heldout/") for r in records for k in r):  # per-step held-out curves (heldout_interval)
+        panels.append("heldout/{}/accuracy")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5), dpi=100)
+    for ax, panel in zip(axes.flat, panels):
         for name in names:
-            points = [(r["step"], r[f"env/{name}/{key}"]) for r in records
-                      if isinstance(r.get(f"env/{name}/{key}"), (int, float)) and math.isfinite(r[f"env/{name}/{key}"])]
+            key = panel.format(name)
+            points = [(r["step"], r[key]) for r in records
+                      if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
             if points:
                 ax.plot(*zip(*points), linewidth=1, label=name)
-        ax.set_title(key.replace("_", " "))
+        ax.set_title(panel.split("/", 2)[-1].replace("_", " ") if panel.startswith("env/") else "held-out accuracy")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)

@@ -53,7 +53,7 @@ def environments(url: str) -> list[dict]:
 
 
 def test_one_step_over_five_environments_logs_each_and_drops_those_without_signal(inputs, say_server, tmp_path):
-    config = rl.Config(**BASE, environments=environments(say_server),
+    config = rl.Config(**BASE, environments=environments(say_server), heldout_interval=3,
                        curriculum={"window": 3, "threshold": 0.9, "min_environments": 3})
     tracker = NullTracker()
     result = rl.run(config, inputs, tmp_path, StepContext("rl", tracker=tracker))
@@ -77,6 +77,11 @@ def test_one_step_over_five_environments_logs_each_and_drops_those_without_signa
         assert held["n"] == n and 0 <= held["accuracy"] <= 1 and held["stderr"] >= 0, (name, held)
         assert result[f"heldout/{name}/accuracy"] == held["accuracy"]
     assert table["ifeval"]["heldout"] is None  # dropped: not evaluated
+    # and every 3 steps as the run goes (heldout_interval), the last one the same as the end's
+    assert [r["step"] for r in records if "heldout/say/accuracy" in r] == [3, 6]
+    assert records[-1]["heldout/letters/accuracy"] == table["letters"]["heldout"]["accuracy"]
+    with pytest.raises(ValueError, match="heldout_interval: a mixture setting needs `environments`"):
+        rl.Config(**BASE, heldout_interval=2)
     logged = {k for m, _ in tracker.metrics for k in m}
     assert {"rl/env/say_http/reward", "rl/env/letters/entropy", "heldout/say/accuracy"} <= logged
     assert (tmp_path / "environments.png").stat().st_size > 0
