@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from factory.errors import InputError, SpecError
-from factory.spec import parse_spec
+from factory.spec import load_spec, parse_spec
 from factory.stage import NullTracker, StepContext
 from factory.stages import opd
 from factory.train.callbacks import read_metrics
 from factory.train.objectives.opd import OnPolicyDistillationObjective, reverse_kl
 from factory.train.trainer import Callback
 from tests.builders import choice_prompt, conversations
+from tests.spine import ROOT
 
 CONFIG = {"steps": 12, "lr": 1e-2, "micro_batch_size": 8, "samples_per_prompt": 2, "max_new_tokens": 4,
           "reasoning": "off", "checkpoint_interval": 2, "keep_checkpoints": 2}
@@ -120,3 +121,11 @@ def test_a_spec_wires_the_teacher_by_name_and_the_default_recipe_refuses_opd(tmp
     with pytest.raises(SpecError, match=r"stages\.opd: needs input 'teacher', which no stage of the default recipe makes"):
         parse_spec({"name": "opd", **where, "stages": {"import_model": {"source": str(tmp_path)}, "posttrain_data": {},
                                                        "opd": {}}})
+
+
+def test_the_example_spec_loads_with_its_opd_step_and_budget_control_data():
+    spec = load_spec(ROOT / "examples" / "opd.yaml")
+    steps = spec.step_defs()
+    assert steps["opd"].inputs == {"model": "sft", "teacher": "sft_teacher", "data": "posttrain_data"}
+    assert steps["posttrain_data"].inputs == {"model": "pretrain"}
+    assert steps["posttrain_data"].config.budget_control.candidates == (0, 2, 4, 8)
