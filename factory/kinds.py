@@ -157,19 +157,22 @@ KINDS: dict[str, StageKind] = {
     "opd": _trainer("factory.stages.opd", {"model": CHECKPOINT, "teacher": CHECKPOINT, "data": CONVERSATIONS}),
     "reward_model": _trainer("factory.stages.reward_model", {"model": CHECKPOINT}, distributed=True),
     "preference": _trainer("factory.stages.preference", {"model": CHECKPOINT, "data": CONVERSATIONS,
-                                                         "reward_model": In("checkpoint", optional=True)},
+                                                         "reward_model": In("checkpoint", optional=True),
+                                                         "judge": In("checkpoint", optional=True)},
                            distributed=True),
     "quantize": StageKind("factory.stages.quantize", output="quantized", cost="cost:cost",
                           architectures=("NemotronHForCausalLM", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
                                          "MistralForCausalLM"), inputs={"model": CHECKPOINT, "tokens": TOKENS}),
     # `baseline`: another evaluate step whose metrics this one's relative gates compare with (named steps only);
     # `tokens`: the held-out split, needed while the config's perplexity is on; `data`: post-training data whose
-    # held-out prompts a `heldout` benchmark asks
+    # held-out prompts a `heldout` benchmark asks; `judge`: the model of the benchmark judges that name no model folder
+    # (an imported model; preference's `judge` is its GenRM's)
     "evaluate": StageKind("factory.stages.evaluate", output="evaluation", cost="cost:cost",
                           evaluated_files="config:evaluated_files",
                           inputs={"model": CHECKPOINT, "tokens": In("tokens", optional=True),
                                   "baseline": In("evaluation", optional=True),
-                                  "data": In("conversations", optional=True)}),
+                                  "data": In("conversations", optional=True),
+                                  "judge": In("checkpoint", optional=True)}),
     "release": StageKind("factory.stages.release", output="release", registered=True, cost="cost:cost",
                          inputs={"model": CHECKPOINT, "tokens": TOKENS, "evaluation": In("evaluation"),
                                  "quantized": In("quantized", optional=True)}),

@@ -440,12 +440,48 @@ class Spec(_Frozen):
                 if node.get(field) is not None:
                     value = node[field]
                     node[field] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
+            _absolute_nested(self.stage_config(name), node_of_step, absolute)
         spec = Spec.model_validate(data)
         check_system_tools(spec)  # a spec that needs an absent system program fails here, before any step
         return spec
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def _absolute_nested(config: BaseModel, node: dict[str, Any], absolute: Any) -> None:
+    """Make absolute, in a step's dumped config `node`, the raw inputs written inside nested settings: a benchmark's
+    task file and prompt file, a judge's prompt file and model folder (evaluate's benchmarks, preference's genrm, rl's
+    environments). A list or an optional field is not walked by `external_fields`, so the config names these paths
+    through properties instead (`judge_files`, `benchmark_files`, ...); a value is resolved where it is written, in a
+    nested model, when it is one of them. A built-in name in the same field (a procedural generator, the `pairwise`
+    prompt) is none of them, so it stays as written."""
+    raw: set[str] = set()
+    for path in type(config).external_fields():
+        value: Any = config
+        for part in path.split("."):
+            value = getattr(value, part, None)
+        raw |= {v for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, str)}
+
+    def walk(model: BaseModel, data: dict[str, Any], nested: bool) -> None:
+        for field in type(model).model_fields:
+            value, written = getattr(model, field), data.get(field)
+            if nested and isinstance(written, str) and written in raw:
+                data[field] = absolute(written)
+            elif nested and isinstance(written, list) and all(isinstance(v, str) for v in written):
+                data[field] = [absolute(v) if v in raw else v for v in written]
+            elif isinstance(value, BaseModel) and isinstance(written, dict):
+                walk(value, written, True)
+            elif isinstance(value, (list, tuple)) and isinstance(written, list):
+                for item, item_data in zip(value, written):
+                    if isinstance(item, BaseModel) and isinstance(item_data, dict):
+                        walk(item, item_data, True)
+            elif isinstance(value, dict) and isinstance(written, dict):
+                for key, item in value.items():
+                    if isinstance(item, BaseModel) and isinstance(written.get(key), dict):
+                        walk(item, written[key], True)
+
+    walk(config, node, False)  # the step's own fields are resolved by name (`external_fields`) before this
 
 
 def _check_wiring(config: Any, inputs: dict[str, str], where: str) -> None:

@@ -339,3 +339,35 @@ def test_fuzz_alias_shapes(levels, fanout, under, duplicate):
         assert "once its YAML aliases are expanded" in str(refused.value)
     elif expanded < MAX_SPEC_NODES // 2:
         assert "aliases" not in str(refused.value)  # refused for what it is (an unknown field, a wrong type)
+
+
+def test_resolved_makes_nested_judge_and_benchmark_paths_absolute(tmp_path, monkeypatch):
+    """A benchmark's task file and prompt file and a judge's prompt file and model folder sit inside lists and optional
+    settings, which `external_fields` does not walk: they are resolved like every other path; built-in names are not."""
+    from factory.judge.prompt_file import judge_prompt_path
+    from factory.tasks.prompts import builtin_prompt_configs
+
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "compare.yaml").write_text(judge_prompt_path("pairwise").read_text())
+    (tmp_path / "prompts" / "ask.yaml").write_text("system: ''\nuser: '{question}'\n")
+    judge = {"generator": {"kind": "transformers", "model_dir": "models/judge"}, "mode": "pairwise",
+             "prompt": "prompts/compare.yaml"}
+    data = named_data()
+    data["steps"]["eval_base"]["config"]["benchmarks"] = [
+        {"name": "open", "source": "questions", "task": "data/open.jsonl", "prompt": "prompts/ask.yaml", "judge": judge},
+        {"name": "gsm", "source": "procedural", "task": "gcd", "prompt": builtin_prompt_configs()[0],
+         "judge": {**judge, "prompt": "pairwise"}}]
+    data["steps"]["eval_base"]["config"]["content_hash"] = ["data/open.jsonl"]
+    monkeypatch.chdir(tmp_path)  # the judge's prompt file is read when the spec loads
+    spec = parse_spec(data).resolved(tmp_path)
+    monkeypatch.chdir(ROOT)
+    open_bench, gsm = spec.stage_config("eval_base").benchmarks
+    assert open_bench.task == str(tmp_path / "data" / "open.jsonl") and open_bench.prompt == str(tmp_path / "prompts/ask.yaml")
+    assert open_bench.judge.prompt == str(tmp_path / "prompts" / "compare.yaml")
+    assert open_bench.judge.generator.model_dir == gsm.judge.generator.model_dir == str(tmp_path / "models" / "judge")
+    # built-in names stay names: the procedural generator, the prompt configs, the judge's built-in prompt
+    assert (gsm.task, gsm.prompt, gsm.judge.prompt) == ("gcd", builtin_prompt_configs()[0], "pairwise")
+    # content_hash names the nested file as written, and is resolved with it
+    assert spec.stage_config("eval_base").content_hash == [str(tmp_path / "data" / "open.jsonl")]
+    assert spec.stage_config("eval_base").judge_files == [str(tmp_path / "prompts" / "compare.yaml"),
+                                                          str(tmp_path / "models" / "judge")]

@@ -13,7 +13,7 @@ Importing this package loads no torch (the generator loads its model when the ju
 """
 
 from factory.judge.config import JudgeConfig
-from factory.judge.judge import Judge, model_digest
+from factory.judge.judge import Judge, model_digest, model_identity
 from factory.judge.prompt_file import JudgePrompt, builtin_judge_prompts, read_judge_prompt
 from factory.judge.verdicts import (
     MALFORMED_REASONS,
@@ -27,5 +27,5 @@ from factory.judge.verdicts import (
 )
 
 __all__ = ["MALFORMED_REASONS", "Judge", "JudgeBudgetError", "JudgeConfig", "JudgePrompt", "Verdict",
-           "builtin_judge_prompts", "check_error_budget", "malformed_counts", "model_digest", "parse_pairwise",
-           "parse_score", "read_judge_prompt", "verdict_format"]
+           "builtin_judge_prompts", "check_error_budget", "malformed_counts", "model_digest", "model_identity",
+           "parse_pairwise", "parse_score", "read_judge_prompt", "verdict_format"]

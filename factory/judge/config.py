@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -19,7 +20,9 @@ class JudgeConfig(StageConfig):
     verdict in one documented format (`factory.judge.verdicts`); a malformed verdict is counted, never guessed."""
 
     generator: GeneratorSettings = Field(description="The judge model: kind 'transformers' with model_dir (a model "
-                                      "folder), or 'openai' with base_url and model (vLLM, NIM, transformers serve).")
+                                      "folder) or without it (the step's `judge` input: a checkpoint, e.g. an "
+                                      "import_model step), or 'openai' with base_url and model (vLLM, NIM, transformers "
+                                      "serve).")
     mode: Literal["score", "pairwise"] = Field(
         "score", description="score: each response judged alone (against a reference answer when the prompt reads "
         "one), correct/incorrect or a grade on `scale`; pairwise: the response against a reference response "
@@ -45,9 +48,6 @@ class JudgeConfig(StageConfig):
 
     @model_validator(mode="after")
     def _coherent(self) -> JudgeConfig:
-        if self.generator.kind == "transformers" and not self.generator.model_dir:
-            raise ValueError("generator.model_dir: set it to the judge's model folder (the judge is never the "
-                             "model being judged), or use kind 'openai'")
         if self.scale is not None and not self.scale[0] < self.scale[1]:
             raise ValueError(f"scale: {list(self.scale)} must be (low, high) with low < high")
         if self.both_orders and self.mode != "pairwise":
@@ -58,6 +58,16 @@ class JudgeConfig(StageConfig):
         except UserError as e:
             raise ValueError(f"prompt: {e}") from None
         return self
+
+    @property
+    def from_input(self) -> bool:
+        """The judge model is the step's `judge` input (kind transformers without model_dir): the step checks at spec
+        load that the input is wired, and substitutes its model folder at run time (`with_model`)."""
+        return self.generator.kind == "transformers" and not self.generator.model_dir
+
+    def with_model(self, folder: str | Path) -> JudgeConfig:
+        """The same judge reading the model folder `folder` (the `judge` input's `model/`)."""
+        return self.model_copy(update={"generator": self.generator.model_copy(update={"model_dir": str(folder)})})
 
     @property
     def prompt_name(self) -> str:

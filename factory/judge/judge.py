@@ -35,13 +35,16 @@ from factory.judge.verdicts import (
     verdict_format,
 )
 
-__all__ = ["Judge", "model_digest"]
+__all__ = ["Judge", "model_digest", "model_identity"]
 
 
 class Judge:
     """A judge opened from its config (the generator is opened on `__enter__`, or given, e.g. already open)."""
 
     def __init__(self, config: JudgeConfig, generator: Generator | None = None) -> None:
+        if config.from_input and generator is None:
+            raise InputError("judge: generator.model_dir is unset, so the judge is the step's `judge` input; open "
+                             "`config.with_model(<the input's model folder>)`")
         self.config = config
         self.prompt: JudgePrompt = read_judge_prompt(config.prompt_name, config.mode)
         self.generator = generator
@@ -116,8 +119,7 @@ class Judge:
         if settings.kind == "openai":
             model: dict[str, Any] = {"kind": "openai", "model": settings.model, "base_url": settings.base_url}
         else:
-            folder = Path(settings.model_dir)  # type: ignore[arg-type]
-            model = {"kind": "transformers", "model": folder.resolve().name, "digest": model_digest(folder)}
+            model = {"kind": "transformers", **model_identity(Path(settings.model_dir))}  # type: ignore[arg-type]
         return {**model, "prompt": self.prompt.name, "prompt_digest": self.prompt.digest, "mode": self.config.mode,
                 "scale": list(self.config.scale) if self.config.scale else None, "both_orders": self.config.both_orders}
 
@@ -125,6 +127,23 @@ class Judge:
 def _cut(parsed: Verdict | Comparison, truncated: bool) -> Verdict | Comparison:
     """A malformed reply that hit the token limit is malformed for that reason (the verdict line never came)."""
     return replace(parsed, malformed="truncated") if truncated and parsed.malformed else parsed
+
+
+def model_identity(folder: Path) -> dict[str, str]:
+    """Who a local judge model is: for a factory artifact's `model/` (a step's input), the step that made it and the
+    model it brought in (an import_model step's source), identified by the artifact's fingerprint (its lineage);
+    for any other folder, its name and the digest of its files."""
+    manifest = folder / ".." / "manifest.json"
+    if manifest.is_file():
+        made = json.loads(manifest.read_text())
+        step = made.get("stage") or folder.resolve().parent.name
+        imported = folder / ".." / "import.json"
+        record = json.loads(imported.read_text()) if imported.is_file() else {}
+        # named as the import names its base model: the Hub id, else the source folder's name
+        source = record.get("hub_id") or (Path(record["source"].rstrip("/")).name if record.get("source") else None)
+        return {"model": f"{step} ({source})" if source else step, "step": step, **({"source": source} if source else {}),
+                "digest": model_digest(folder)}
+    return {"model": folder.resolve().name, "digest": model_digest(folder)}
 
 
 def model_digest(folder: Path) -> str:

@@ -10,6 +10,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
+from factory.errors import InputError
 from factory.judge import Judge, JudgeBudgetError, JudgeConfig, malformed_counts, read_judge_prompt
 from factory.judge.prompt_file import builtin_judge_prompts
 from tests.stages.synth.fake_openai import FakeOpenAI
@@ -30,8 +31,13 @@ def correctness_judge(prompt: str) -> str:
 
 
 def test_config_refuses_what_it_cannot_honour(tmp_path):
-    with pytest.raises(ValidationError, match="generator.model_dir: set it"):
-        JudgeConfig(generator={"kind": "transformers"})
+    # no model folder: the judge is the step's `judge` input, which only the step can open it with
+    from_input = JudgeConfig(generator={"kind": "transformers"})
+    assert from_input.from_input and from_input.raw_inputs() == []
+    with pytest.raises(InputError, match=r"^judge: generator.model_dir is unset, so the judge is the step's `judge` "):
+        Judge(from_input)
+    assert from_input.with_model(tmp_path).generator.model_dir == str(tmp_path)
+    assert not from_input.with_model(tmp_path).from_input and not endpoint("http://x").from_input
     with pytest.raises(ValidationError, match="both_orders swaps"):
         endpoint("http://x", both_orders=True)
     with pytest.raises(ValidationError, match=r"scale: \[5, 1\]"):

@@ -63,7 +63,9 @@ def test_a_spec_with_judges_loads():
     (("scale: [1, 5]", "scale: [5, 1]"), r"steps.dpo_genrm.config.genrm: scale: \[5, 1\] must be"),
     (("prompt: correctness", "prompt: pairwise"), ("steps.eval_open.config.benchmarks.0.judge: prompt: judge prompt "
                                                   "'pairwise': a score prompt's user template lacks")),
-    (("model_dir: models/judge", "dtype: bfloat16"), "steps.dpo_genrm.config.genrm: generator.model_dir: set it"),
+    # no model folder: the GenRM is the step's `judge` input (tests/stages/evaluate/test_judge_input.py wires one)
+    (("model_dir: models/judge", "dtype: bfloat16"), ("steps.dpo_genrm.config.genrm.generator: no model_dir, so the "
+                                                     "GenRM is the step's `judge` input, which is not wired")),
     (("judge: genrm\n", "judge: verifier\n"), "genrm: set it exactly when judge is 'genrm'"),
 ])
 def test_what_a_judge_cannot_honour_fails_the_load_in_one_line(edit, message):

@@ -11,7 +11,8 @@ samples, and gates on the metrics.
 
 Inputs: "model" (a checkpoint of pretrain, compress, distill, sft, rl or preference: `model/` is a
 `save_pretrained` folder) and "tokens" (a tokenize artifact: `valid.bin` + `valid.idx`, `tokenizer/`, `stats.json`),
-which perplexity needs; with `perplexity: false` and no tokens the model folder's own tokenizer is used. Output:
+which perplexity needs; with `perplexity: false` and no tokens the model folder's own tokenizer is used; "judge" (a
+checkpoint, e.g. an imported model) is the model of every benchmark judge that names no model folder. Output:
 `eval.json` (held-out metrics, per-set scores under "tasks", lm-eval tasks under "lm_eval", every metric under
 "all_metrics", the config), `samples.jsonl` (one greedy completion per prompt), `benchmarks.jsonl` (each benchmark
 item's completions and verdicts), `lm_eval_items.jsonl` (each lm-eval doc's context, continuations and

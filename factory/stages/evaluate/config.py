@@ -200,7 +200,21 @@ class Config(StageConfig):
                 raise ValueError(str(e)) from None
         return paths
 
+    @property
+    def input_judges(self) -> list[int]:
+        """The benchmarks (by index) whose judge is the step's `judge` input (kind transformers without model_dir);
+        they share it."""
+        return [i for i, b in enumerate(self.benchmarks) if b.judge is not None and b.judge.from_input]
+
     def check_wiring(self, inputs: Mapping[str, str]) -> None:
+        judged = self.input_judges
+        if judged and "judge" not in inputs:
+            raise ValueError(f"benchmarks.{judged[0]}.judge.generator: no model_dir, so the judge is the step's `judge` "
+                             "input, which is not wired; wire `inputs: {judge: STEP}` (a checkpoint, e.g. an "
+                             "import_model step) or set generator.model_dir")
+        if "judge" in inputs and not judged:
+            raise ValueError(f"inputs.judge: no benchmark's judge reads it (step {inputs['judge']!r}); give a judge "
+                             "kind transformers without model_dir, or leave the input out")
         baseline = inputs.get("baseline")
         for i, gate in enumerate(self.gates):
             relative = parse_gate(gate).relative_to

@@ -5,7 +5,10 @@ Perplexity: the held-out tokens of the tokens input (a published build's count, 
 `max_batches` x `batch_size` windows; none with `perplexity` off. Evaluation sets: every item counted at `seq_len` (an
 upper bound), an lm-eval task's every continuation of every doc (one forward each) too. Generation:
 every prompt at `max_new_tokens`, every benchmark item `samples` times at `generation.max_new_tokens` (upper bounds),
-on the model when the generator is the checkpoint evaluated. Throughput measurements are not counted.
+on the model when the generator is the checkpoint evaluated. A judge that is the `judge` input costs its verdicts on
+that input's model (one per item, two with both orders; a prompt of `PROMPT_TOKENS` plus the answer, and the reference
+response when pairwise, then its `max_new_tokens`); another judge's are not counted. Throughput measurements are not
+counted.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from factory.cost.estimate import PlanContext, StepCost
+from factory.cost.estimate import NotCosted, PlanContext, PlannedModel, StepCost
 from factory.cost.memory import serving_memory
-from factory.cost.workload import count_records, forward_flops, generation_flops
+from factory.cost.workload import PROMPT_TOKENS, count_records, forward_flops, generation_flops
 from factory.errors import UserError
 from factory.tasks.lm_eval_task import build_requests, read_lm_eval_task
 from factory.tasks.sets import builtin_path
@@ -35,6 +38,14 @@ def _lm_eval_requests(paths: list[str]) -> int | None:
     try:
         return sum(len(r.continuations) for path in paths for r in build_requests(read_lm_eval_task(Path(path))))
     except UserError:
+        return None
+
+
+def _judge_model(step: Any, plan: PlanContext) -> PlannedModel | None:
+    """The `judge` input's planned model, None when its shape is not known (an architecture the plan cannot cost)."""
+    try:
+        return plan.model_of(step, "judge")
+    except NotCosted:
         return None
 
 
@@ -66,8 +77,17 @@ def cost(step: Any, plan: PlanContext) -> StepCost:
         work["benchmarks"] = generation_flops(model, answers, 0, new)
     elif answers:
         notes.append("benchmark answers come from another generator: their FLOPs are not counted")
-    if any(b.judge is not None for b in cfg.benchmarks):
+    judged = [b for b in cfg.benchmarks if b.judge is not None]
+    verdicts = sum((_benchmark_items(b) or 0) * (2 if b.judge.both_orders else 1) for b in judged if b.judge.from_input)
+    judge = _judge_model(step, plan) if verdicts else None
+    if judge is not None:  # the `judge` input's model reads each answer (pairwise: and the reference) and replies
+        work["judge"] = sum(generation_flops(judge, (_benchmark_items(b) or 0) * (2 if b.judge.both_orders else 1),
+                                             PROMPT_TOKENS + (2 if b.judge.mode == "pairwise" else 1) * new,
+                                             b.judge.max_new_tokens) for b in judged if b.judge.from_input)
+    if any(not b.judge.from_input for b in judged):
         notes.append("judge benchmarks' verdicts run on the judge's own model or endpoint: not counted")
+    elif verdicts and judge is None:
+        notes.append("the judge input's verdicts: not counted (its model has no planned shape)")
     if unknown or items is None:
         notes.append(f"items not counted (not readable here): {', '.join(unknown) or 'an evaluation-set file'}")
     if valid is None:

@@ -60,6 +60,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     lm_eval_items.jsonl and eval_table.md."""
     model_dir = Checkpoint.of(inputs, "model").model_dir  # checks the layouts: one line naming what is missing
     model_art, tokens_art = inputs["model"], inputs.get("tokens")
+    # the judges without a model folder share the `judge` input's model (checked before the evaluated model loads)
+    judge_dir = Checkpoint.of(inputs, "judge").model_dir if config.input_judges else None
     valid = Tokens.of(inputs, "tokens").split("valid") if config.perplexity else None
     gates = [parse_gate(g, field=f"stages.evaluate.gates[{i}]") for i, g in enumerate(config.gates)]
     torch.manual_seed(config.seed)
@@ -87,7 +89,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     benchmarks: dict[str, dict[str, Any]] = {}
     if config.benchmarks:
         data = Conversations.of(inputs, "data").path if "data" in inputs else None
-        bench_metrics, records, benchmarks = _benchmarks(model_art, tokens_art, config, ctx, tokenizer, data)
+        bench_metrics, records, benchmarks = _benchmarks(model_art, tokens_art, config, ctx, tokenizer, data, judge_dir)
         metrics |= bench_metrics
     throughput = _throughput(model, config)
     if throughput:
@@ -213,9 +215,10 @@ def _multiple_choice(model, tokenizer, config: Config, ctx: StepContext) -> dict
 
 
 def _benchmarks(model_art: Artifact, tokens_art: Artifact | None, config: Config, ctx: StepContext, tokenizer,
-                data: Path | None = None):
+                data: Path | None = None, judge_dir: Path | None = None):
     """Generate for and verify every configured benchmark; (metrics, per-item records, {benchmark: how it was
-    asked}). A chat model is asked through its template, per mode and budget; any other in plain text."""
+    asked}). A chat model is asked through its template, per mode and budget; any other in plain text. A judge
+    without a model folder reads `judge_dir` (the `judge` input's model)."""
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
     summaries: dict[str, dict[str, Any]] = {}
@@ -231,7 +234,9 @@ def _benchmarks(model_art: Artifact, tokens_art: Artifact | None, config: Config
         for i, bench in enumerate(config.benchmarks):
             params = config.generation.model_copy(update={"seed": config.generation.seed + bench.seed})
             chat = _chat_setup(bench, config, template, folder, i) if template is not None else None
-            with Judge(bench.judge) if bench.judge is not None else nullcontext() as judge:
+            judging = bench.judge.with_model(judge_dir) if bench.judge is not None and bench.judge.from_input else \
+                bench.judge
+            with Judge(judging) if judging is not None else nullcontext() as judge:
                 result = run_benchmark(bench, generator, params, sandbox, verifier, log=ctx.log, chat=chat,
                                        count_tokens=count if chat is not None else None, data=data, judge=judge)
             metrics |= result.metrics

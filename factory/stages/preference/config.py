@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -28,7 +29,8 @@ class Config(with_defaults(Loop, micro_batch_size=4, steps=100, lr=1e-5, warmup_
         "verifier", description="Who ranks the samples: the prompts' verifiers, the reward_model input, or a generative "
         "reward model (`genrm`) comparing two samples of a prompt at a time.")
     genrm: JudgeConfig | None = Field(
-        None, description="judge genrm: the generative reward model (factory.judge, mode pairwise: Nemotron 3's GenRM), "
+        None, description="judge genrm: the generative reward model (factory.judge, mode pairwise: Nemotron 3's GenRM; "
+        "kind transformers without model_dir: the step's `judge` input), "
         "which compares samples 0 and 1, 2 and 3, ... of each prompt; the sample it prefers is chosen, ties and "
         "malformed verdicts give no pair and are counted; above its error_budget of malformed verdicts the step fails.")
     reward_weights: dict[str, float] = Field(
@@ -89,3 +91,14 @@ class Config(with_defaults(Loop, micro_batch_size=4, steps=100, lr=1e-5, warmup_
 
     def required_inputs(self) -> set[str]:
         return {"reward_model"} if self.judge == "reward_model" else set()
+
+    def check_wiring(self, inputs: Mapping[str, str]) -> None:
+        reads = self.genrm is not None and self.genrm.from_input
+        if reads and "judge" not in inputs:
+            raise ValueError("genrm.generator: no model_dir, so the GenRM is the step's `judge` input, which is not "
+                             "wired; wire `inputs: {judge: STEP}` (a checkpoint, e.g. an import_model step) or set "
+                             "generator.model_dir")
+        if "judge" in inputs and not reads:
+            raise ValueError(f"inputs.judge: nothing reads it (step {inputs['judge']!r}); only judge 'genrm' with a "
+                             "genrm generator of kind transformers without model_dir does: set that, or leave the "
+                             "input out")

@@ -1,8 +1,9 @@
 """The preference stage: DPO or RPO (Nemotron-4 340B) on pairs from the policy's own samples.
 
 Inputs: "model" (a checkpoint: the policy, which is also the frozen reference), "data" (a conversations
-artifact: `prompts.jsonl` trains, `heldout.jsonl` measures) and, when `judge: reward_model`, "reward_model"
-(the reward_model stage's checkpoint). Output:
+artifact: `prompts.jsonl` trains, `heldout.jsonl` measures), when `judge: reward_model`, "reward_model"
+(the reward_model stage's checkpoint) and, when the GenRM names no model folder, "judge" (its model: a checkpoint,
+e.g. an imported one). Output:
 
     model/                the trained policy (a plain transformers folder, its tokenizer)
     pairs.jsonl           the training pairs: token ids, rewards, reference log-probs (written once)
@@ -119,7 +120,9 @@ def _make_pairs(policy, tokenizer, data: Conversations, config: Config, inputs: 
     scorer = reward_scorer(config, inputs) if config.judge == "reward_model" else None
     prompts = data.prompts()[: config.max_prompts]
     responses = read_responses(Path(config.responses_file)) if config.responses_file is not None else None
-    with Judge(config.genrm) if config.genrm is not None else nullcontext() as genrm:
+    judging = config.genrm.with_model(Checkpoint.of(inputs, "judge").model_dir) \
+        if config.genrm is not None and config.genrm.from_input else config.genrm
+    with Judge(judging) if judging is not None else nullcontext() as genrm:
         train_pairs, train_counts = build_pairs(policy, tokenizer, prompts, config, scorer, seed_offset=0, genrm=genrm,
                                                 responses=responses)
         if not train_pairs:

@@ -133,3 +133,21 @@ def test_plan_counts_no_sampling_for_read_responses(tmp_path):
     read = {s.step: s for s in plan_spec(parse_spec(data)).steps}["preference"]
     assert 0 < read.flops < sampled.flops
     assert "GenRM" in read.note and "GenRM" not in sampled.note
+
+
+def test_plan_costs_a_genrm_that_is_the_judge_input_on_its_model(tmp_path):
+    """A GenRM with its own endpoint is named as not counted; one that is the `judge` input (here the pretrained model:
+    the plan knows its shape) costs its comparisons, twice with both orders."""
+    data = _every_kind(tmp_path)
+    step = data["steps"]["preference"]
+    step["config"] = {"seq_len": 128, "max_new_tokens": 32, "judge": "genrm", "genrm": genrm("http://genrm:8000")}
+    step["inputs"] = {k: v for k, v in step["inputs"].items() if k != "reward_model"}
+    endpoint = {s.step: s for s in plan_spec(parse_spec(data)).steps}["preference"]
+    step["config"]["genrm"] = {"generator": {"kind": "transformers"}, "mode": "pairwise"}
+    step["inputs"]["judge"] = "pretrain"
+    one_order = {s.step: s for s in plan_spec(parse_spec(data)).steps}["preference"]
+    step["config"]["genrm"]["both_orders"] = True
+    both = {s.step: s for s in plan_spec(parse_spec(data)).steps}["preference"]
+    assert "GenRM" in endpoint.note and "GenRM" not in one_order.note
+    assert endpoint.flops < one_order.flops < both.flops
+    assert both.flops - endpoint.flops == pytest.approx(2 * (one_order.flops - endpoint.flops))
