@@ -5,7 +5,8 @@ without a size, or a file this machine cannot read, is not counted); a published
 A model teacher writes `samples` solutions per prompt and reasoning mode, each counted at `generation.max_new_tokens`
 (an upper bound; tool-integrated reasoning adds rounds, not counted) after a prompt of `PROMPT_TOKENS` (an estimate);
 their FLOPs are counted when the teacher is the "teacher" checkpoint input (an endpoint's are the server's). The
-procedural solver writes its traces without a model.
+procedural solver writes its traces without a model. With `budget_control`, its share of the mode-on solutions is
+counted again as cut copies.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ def cost(step: Any, plan: PlanContext) -> StepCost:
     else:
         data["conversations"] = data["prompts"] * len(cfg.reasoning) * cfg.keep_per_prompt
         notes.append("conversations: every prompt solved in every mode (an upper bound)")
+    if cfg.budget_control is not None:  # cut copies of a share of the mode-on solutions, beside the full traces
+        if "budget_control_written" in m:
+            data["budget_copies"] = m["budget_control_written"]
+            measured.append("budget_copies")
+        else:
+            data["budget_copies"] = data["prompts"] * cfg.keep_per_prompt * cfg.budget_control.fraction
+            notes.append(f"budget copies: {cfg.budget_control.fraction:.0%} of the mode-on solutions (about; drawn by hash)")
     flops = None
     if cfg.teacher.is_model:
         new = cfg.generation.max_new_tokens
