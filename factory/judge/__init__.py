@@ -1,6 +1,7 @@
-"""Generative judges: a judge model reached through the generator interface (a local model folder, e.g. an imported
-model, or an OpenAI-compatible endpoint) reads a prompt file and answers with a verdict in one documented format.
-Evaluate scores judge benchmarks with it, preference takes its pairs from it (GenRM), rl uses it as a reward.
+"""Generative judges: a judge model reached through the generator interface (a local model folder; without one, the
+step's `judge` input, e.g. an imported model; or an OpenAI-compatible endpoint) reads a prompt file and answers with a
+verdict in one documented format. Evaluate scores judge benchmarks with it, preference takes its pairs from it (GenRM),
+rl uses it as a reward.
 
     from factory.judge import Judge, JudgeConfig
     config = JudgeConfig(generator={"kind": "transformers", "model_dir": "judge/model"}, mode="score", scale=(1, 10))

@@ -69,6 +69,8 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     output = Path(output)
     model_dir = Checkpoint.of(inputs, "model").model_dir
     data = Conversations.of(inputs, "data")
+    if config.genrm is not None and config.genrm.from_input:
+        Checkpoint.of(inputs, "judge")  # the GenRM's model: checked before anything loads or trains
     if not (model_dir / "tokenizer.json").is_file() and not (model_dir / "tokenizer_config.json").is_file():
         raise InputError(f"{model_dir}: no tokenizer files; input 'model' must be a checkpoint saved with its tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)

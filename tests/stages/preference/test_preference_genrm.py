@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from factory.chat.records import read_prompts
+from factory.errors import InputError
 from factory.judge import JudgeBudgetError
 from factory.plan import plan_spec
 from factory.spec import parse_spec
@@ -151,3 +152,12 @@ def test_plan_costs_a_genrm_that_is_the_judge_input_on_its_model(tmp_path):
     assert "GenRM" in endpoint.note and "GenRM" not in one_order.note
     assert endpoint.flops < one_order.flops < both.flops
     assert both.flops - endpoint.flops == pytest.approx(2 * (one_order.flops - endpoint.flops))
+
+
+def test_a_genrm_without_a_model_folder_needs_the_judge_input(inputs, tmp_path):
+    """The GenRM is then the step's `judge` input (a spec refuses it unwired: tests/stages/evaluate/test_judge_input.py);
+    a run without it stops before the policy loads or trains, naming the input."""
+    config = preference.Config(**QUICK, judge="genrm", genrm={"generator": {"kind": "transformers"}, "mode": "pairwise"})
+    with pytest.raises(InputError, match=r"needs an input named 'judge' \(a checkpoint artifact\)"):
+        preference.run(config, inputs, tmp_path / "out", StepContext("dpo_genrm"))
+    assert not (tmp_path / "out").exists()
