@@ -118,6 +118,10 @@ KIND_PROVEN_BY = {
     ("pretrain", "expert_parallel"): "tests/stages/pretrain/test_engine_megatron.py::test_a_setting_the_engine_cannot_honour_is_refused_at_spec_load",
     # the reward settings act on math and code prompts (worker pools, timeouts, the sandbox)
     ("rl", "rewards"): "tests/stages/rl/test_rl_rollout.py::test_each_verifier_scores_right_and_wrong_replies",
+    # a GenRM needs a judge model answering in its verdict format, and read responses a responses file: both
+    # change which pairs are trained on, shown pair by pair against the verifier's
+    ("preference", "genrm"): "tests/stages/preference/test_preference_genrm.py::test_pairs_from_the_genrm",
+    ("preference", "responses_file"): "tests/stages/preference/test_preference_genrm.py::test_pairs_from_responses_read_instead_of_sampled",
     # faults need an environment that misbehaves
     ("rl", "error_budget"): "tests/stages/rl/test_rl_envs.py::test_faults_cost_samples_within_the_budget_and_a_gone_server_is_dropped",
 }
