@@ -371,3 +371,12 @@ def test_resolved_makes_nested_judge_and_benchmark_paths_absolute(tmp_path, monk
     assert spec.stage_config("eval_base").content_hash == [str(tmp_path / "data" / "open.jsonl")]
     assert spec.stage_config("eval_base").judge_files == [str(tmp_path / "prompts" / "compare.yaml"),
                                                           str(tmp_path / "models" / "judge")]
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_resolves_as_factory_run_resolves_it(example):
+    """`factory run` resolves a spec (defaults written back, paths made absolute) before it plans: a default that a
+    check reads as set (examples/rl_envs.yaml's environments' retries did) would refuse the spec there only."""
+    spec = load_spec(example)
+    resolved = spec.resolved(ROOT)
+    assert resolved.name == spec.name and list(resolved.step_defs()) == list(spec.step_defs())

@@ -101,7 +101,9 @@ class EnvironmentConfig(BaseModel):
     weight: float = Field(1.0, ge=0, description="Sampling weight in the mixture (a weight schedule can change it).")
     heldout: int = Field(64, ge=0, description="Held-out tasks scored at the end of the run (0: none).")
     limits: Limits = Field(default_factory=Limits, description="Max turns, max tokens per turn, scoring timeout.")
-    retries: int = Field(2, ge=0, description="url: retries of a failed request before the environment is dropped.")
+    # None rather than 2: a resolved spec writes every default back, and a default must not read as set
+    retries: int | None = Field(None, ge=0, description="url: retries of a failed request before the environment is "
+                                                        "dropped (None: 2); refused for other sources.")
 
     @model_validator(mode="after")
     def _checked(self) -> EnvironmentConfig:
@@ -132,12 +134,17 @@ class EnvironmentConfig(BaseModel):
         if self.tools is not None and self.limits.max_turns < 2:
             raise ValueError(f"environment {self.name!r}: tools {self.tools!r} answer between turns; set "
                              "limits.max_turns to 2 or more")
-        if "retries" in self.model_fields_set and self.url is None:
+        if self.retries is not None and self.url is None:
             raise ValueError(f"environment {self.name!r}: retries apply to an HTTP environment (url) only")
         if self.limits.max_turns > 1 and self.tools is None and source not in ("module", "url"):
             raise ValueError(f"environment {self.name!r}: limits.max_turns {self.limits.max_turns} needs tools (or a "
                              "module or url environment): nothing answers between the turns")
         return self
+
+    @property
+    def url_retries(self) -> int:
+        """Retries of a failed request to an HTTP environment."""
+        return 2 if self.retries is None else self.retries
 
     @property
     def source(self) -> str:

@@ -49,7 +49,7 @@ class RemoteEnvironment(Environment):
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         last, reached = "", False
-        for attempt in range(self.config.retries + 1):
+        for attempt in range(self.config.url_retries + 1):
             if attempt:
                 time.sleep(0.2 * 2 ** (attempt - 1))
             try:
@@ -72,8 +72,8 @@ class RemoteEnvironment(Environment):
                 raise ValueError(f"{self.url}{path}: the answer is not a JSON object")
             return data
         if reached:  # it answers, but fails on this request: the sample is lost, the environment stays
-            raise RuntimeError(f"{self.url}{path}: {last} (after {self.config.retries} retries)")
-        raise EnvironmentGone(f"{self.url}{path}: {last} (after {self.config.retries} retries)")
+            raise RuntimeError(f"{self.url}{path}: {last} (after {self.config.url_retries} retries)")
+        raise EnvironmentGone(f"{self.url}{path}: {last} (after {self.config.url_retries} retries)")
 
     def size(self, split: Split) -> int:
         return int(self.info[split])
