@@ -137,8 +137,10 @@ class ClusterSpec(_Frozen):
 
     namespace: str | None = Field(None, description="Namespace for launched jobs; default: the step pod's own namespace")
     service_account: str = Field("factory-pipeline", description="Service account of launched jobs (the Helm chart creates it)")
-    training_operator: Literal["trainjob", "pytorchjob"] = Field(
-        "trainjob", description="Kubeflow Trainer v2 TrainJob, or the Training Operator v1 PyTorchJob"
+    training_operator: Literal["trainjob", "pytorchjob", "job"] = Field(
+        "trainjob", description="Kubeflow Trainer v2 TrainJob, the Training Operator v1 PyTorchJob, or 'job': a plain "
+        "Kubernetes Indexed Job and headless Service, no operator needed (one Job per rank where the API server has "
+        "no Indexed Jobs, before 1.21)"
     )
     pod_labels: dict[str, str] = Field(
         default_factory=lambda: {"nemotron-factory/pipeline-step": "true"},
@@ -298,7 +300,24 @@ class Spec(_Frozen):
         for name in self.resources:
             if name not in self._graph:
                 raise ValueError(f"resources.{name}: no such step (steps are {', '.join(self._graph)})")
+        if self.cluster.training_operator == "job":
+            self._check_job_names()
         return self
+
+    def _check_job_names(self) -> None:
+        """`job` names its pods in DNS: the launch, `<spec name>-<step>-<10 hex digits>` (factory.orchestrate), names
+        the headless Service (a DNS-1035 label: a letter first, at most 63 characters) and each pod's hostname,
+        `<launch>-<rank>`, which must fit in 63 characters too."""
+        for step in self._graph:
+            res = self.resources_for(step)
+            if not self.needs_launcher(step) or KINDS[self.kind_of(step)].launcher != "torchrun":
+                continue
+            prefix = f"{self.name}-{step.replace('_', '-')}"
+            longest = len(f"{prefix}-{'0' * 10}-{res.nodes - 1}")
+            if not self.name[0].isalpha() or longest > 63:
+                raise ValueError(f"cluster.training_operator: 'job' names step {step}'s pods {prefix}-<fingerprint>-<rank> "
+                                 f"in DNS, which needs a name that starts with a letter and has at most 63 characters "
+                                 f"({longest} here); rename the spec or the step")
 
     def _wire_stages(self) -> dict[str, StepDef]:
         """The default recipe (`factory.kinds.RECIPE`): each input from the last enabled step of the kinds it lists."""

@@ -9,6 +9,13 @@ the step's log, and returns when the job succeeds. A failed job (kept for inspec
 operator's reason and message; a job that outlives `timeout_s` is deleted and raises `LaunchTimeout`;
 cancellation (the `cancel` event, SIGTERM from KFP, Ctrl-C) deletes the job and the ConfigMap with
 foreground propagation, then raises `LaunchCancelled` (or re-raises the KeyboardInterrupt).
+
+A plain batch/v1 Job (`indexed_job_manifest`, for clusters without Kubeflow Trainer) needs no operator: the Job
+controller runs its pods and writes its Complete/Failed conditions. The launcher creates its headless Service
+beside the ConfigMap (owned the same way), after asking the server, by a dry-run create, whether it keeps
+`completionMode: Indexed`: a server that drops the field (Kubernetes before 1.21; 1.21 without the IndexedJob
+feature gate) would run N unindexed pods, so there the launcher creates one single-pod Job per rank instead
+(`per_rank_jobs`) and the step succeeds when all of them do, fails when any fails.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from factory.launch.manifests import configmap_manifest
+from factory.launch.manifests import JOB_LABEL, configmap_manifest, headless_service_manifest, per_rank_jobs
 from factory.logs import get_logger
 
 log = get_logger("factory.launch")
@@ -94,6 +101,8 @@ KINDS: dict[str, JobKind] = {
                           "training.kubeflow.org/job-name", _condition_outcome("Succeeded")),
     "RayJob": JobKind("RayJob", "ray.io", "v1", "rayjobs",
                       "ray.io/originated-from-cr-name", _rayjob_outcome),
+    # batch/v1 through the same generic object API; its pods carry the launch's own label (see JOB_LABEL)
+    "Job": JobKind("Job", "batch", "v1", "jobs", JOB_LABEL, _condition_outcome("Complete")),
 }
 
 
@@ -108,6 +117,7 @@ class JobResult:
     message: str
     duration_s: float
     pods: list[str] = field(default_factory=list)  # pods whose logs were followed or looked for
+    jobs: list[str] = field(default_factory=list)  # the objects created: the job, or a plain Job per rank
 
 
 class _LogFollower:
@@ -202,26 +212,31 @@ class Launcher:
         kind = kind_of(manifest)
         name = manifest["metadata"]["name"]
         cm_name = configmap_name or f"{name}-spec"
+        service = headless_service_manifest(manifest) if kind.kind == "Job" else None
+        service_name = name if service is not None else False  # what `delete` removes beside the job
         cancel = cancel or threading.Event()
         start = time.monotonic()
         # Installed before the job exists, so a SIGTERM during creation still leads to its deletion.
         restore = _on_sigterm(cancel)
+        names: list[str] = []
         try:
-            created = self._create(kind, manifest, cm_name, configmap_data)
-            uid = created["metadata"]["uid"]
-            log.info("job.created", kind=kind.kind, job=name, namespace=self.namespace, uid=uid)
+            objects = self._plain_jobs(manifest) if kind.kind == "Job" else [dict(manifest)]
+            names = [o["metadata"]["name"] for o in objects]
+            created = self._create(kind, objects, cm_name, configmap_data, service)
+            uid = created[0]["metadata"]["uid"]
+            log.info("job.created", kind=kind.kind, job=name, namespace=self.namespace, uid=uid, objects=names)
             follower = _LogFollower(self.core, self.namespace, f"{kind.pod_label}={name}", self.poll_s)
             follower.start()
             try:
-                reason, message = self._wait(kind, name, start, timeout_s, cancel)
+                reason, message = self._wait(kind, names, start, timeout_s, cancel)
             except (LaunchTimeout, LaunchCancelled):
-                self.delete(kind, name, cm_name)
+                self.delete(kind, names, cm_name, service=service_name)
                 raise
             except LaunchError:
                 raise  # a failed job stays for inspection; the operator's TTL or a person removes it
             except BaseException:
                 # KeyboardInterrupt, or the API failing under us: leave nothing running behind the step.
-                self._delete_quietly(kind, name, cm_name)
+                self._delete_quietly(kind, names, cm_name, service=service_name)
                 raise
             finally:
                 follower.close()
@@ -229,55 +244,103 @@ class Launcher:
             restore()
         duration = time.monotonic() - start
         log.info("job.succeeded", kind=kind.kind, job=name, reason=reason, duration_s=round(duration, 1))
-        return JobResult(name, kind.kind, uid, reason, message, duration, sorted(follower.seen))
+        return JobResult(name, kind.kind, uid, reason, message, duration, sorted(follower.seen), names)
 
-    def _create(self, kind: JobKind, manifest: Mapping[str, Any], cm_name: str, data: Mapping[str, str]) -> dict[str, Any]:
+    def indexed_jobs(self, manifest: Mapping[str, Any]) -> bool:
+        """Whether the server keeps `completionMode: Indexed` on this Job: a dry-run create (nothing persisted, the
+        `create` grant suffices) returns the object as it would be stored, without the field where the server does
+        not know it (its version and feature gates decide, so this asks rather than reading /version)."""
         name = manifest["metadata"]["name"]
         try:
-            created = self.custom.create_namespaced_custom_object(kind.group, kind.version, self.namespace, kind.plural, dict(manifest))
+            stored = self.custom.create_namespaced_custom_object("batch", "v1", self.namespace, "jobs", dict(manifest),
+                                                                 dry_run="All")
         except ApiException as e:
-            raise LaunchError(f"cannot create {kind.kind} {self.namespace}/{name}: {e.status} {_api_message(e)}", "CreateFailed", name) from e
-        # The ConfigMap is created after the job so it can name the job as its owner (garbage collected
-        # with it); pods wait for a missing ConfigMap volume, so the order costs nothing.
+            raise LaunchError(f"cannot create Job {self.namespace}/{name}: {e.status} {_api_message(e)}", "CreateFailed", name) from e
+        return (stored.get("spec") or {}).get("completionMode") == "Indexed"
+
+    def _plain_jobs(self, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The Job objects to create for a plain-Job launch: the Indexed Job, or one Job per rank where the server
+        has no Indexed Jobs (said in the log)."""
+        if manifest["spec"].get("completionMode") != "Indexed" or self.indexed_jobs(manifest):
+            return [dict(manifest)]
+        log.warning("job.indexed_unsupported", job=manifest["metadata"]["name"],
+                    action=f"the API server drops completionMode (Indexed Jobs need Kubernetes 1.21 with the IndexedJob "
+                           f"feature gate, on by default from 1.22): one Job per rank, {manifest['spec']['completions']} Jobs")
+        return per_rank_jobs(manifest)
+
+    def _create(self, kind: JobKind, objects: list[dict[str, Any]], cm_name: str, data: Mapping[str, str],
+                service: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        created: list[dict[str, Any]] = []
+        for obj in objects:
+            name = obj["metadata"]["name"]
+            try:
+                created.append(self.custom.create_namespaced_custom_object(kind.group, kind.version, self.namespace,
+                                                                           kind.plural, obj))
+            except ApiException as e:
+                self._delete_quietly(kind, [c["metadata"]["name"] for c in created], None)
+                raise LaunchError(f"cannot create {kind.kind} {self.namespace}/{name}: {e.status} {_api_message(e)}", "CreateFailed", name) from e
+        names = [c["metadata"]["name"] for c in created]
+        # The ConfigMap (and a plain Job's Service) is created after the job so it can name the job as its owner
+        # (garbage collected with it; with one Job per rank, once all are gone); pods wait for a missing ConfigMap
+        # volume, so the order costs nothing.
+        owners = [{"apiVersion": objects[0]["apiVersion"], "kind": kind.kind, "name": c["metadata"]["name"],
+                   "uid": c["metadata"]["uid"]} for c in created]
         cm = configmap_manifest(cm_name, self.namespace, data)
-        cm["metadata"]["ownerReferences"] = [{
-            "apiVersion": manifest["apiVersion"], "kind": kind.kind, "name": name, "uid": created["metadata"]["uid"],
-        }]
-        try:
-            self.core.create_namespaced_config_map(self.namespace, cm)
-        except ApiException as e:
-            self._delete_quietly(kind, name, None)
-            raise LaunchError(f"cannot create ConfigMap {self.namespace}/{cm_name}: {e.status} {_api_message(e)}", "CreateFailed", name) from e
+        dependents = [("ConfigMap", cm_name, cm, self.core.create_namespaced_config_map)]
+        if service is not None:
+            dependents.append(("Service", service["metadata"]["name"], service, self.core.create_namespaced_service))
+        made: list[str] = []
+        for what, dep_name, body, create in dependents:
+            body = {**body, "metadata": {**body["metadata"], "ownerReferences": owners}}
+            try:
+                create(self.namespace, body)
+            except ApiException as e:
+                self._delete_quietly(kind, names, cm_name if made else None,
+                                     service=service["metadata"]["name"] if "Service" in made else False)
+                raise LaunchError(f"cannot create {what} {self.namespace}/{dep_name}: {e.status} {_api_message(e)}",
+                                  "CreateFailed", names[0]) from e
+            made.append(what)
         return created
 
-    def _wait(self, kind: JobKind, name: str, start: float, timeout_s: float | None, cancel: threading.Event) -> tuple[str, str]:
-        """Watch the job until it ends; returns (reason, message) of success or raises."""
+    def _wait(self, kind: JobKind, names: list[str], start: float, timeout_s: float | None,
+              cancel: threading.Event) -> tuple[str, str]:
+        """Watch the jobs until they end; returns (reason, message) of the first when all succeed, raises when any
+        fails, vanishes, outlives the deadline or is cancelled."""
         deadline = None if timeout_s is None else start + timeout_s
         args = (kind.group, kind.version, self.namespace, kind.plural)
+        what = f"{kind.kind} {self.namespace}/{names[0]}" + (f" (and {len(names) - 1} more)" if len(names) > 1 else "")
         while True:
-            # A fresh read each round: nothing is missed between two watches.
-            try:
-                obj = self.custom.get_namespaced_custom_object(*args, name)
-            except ApiException as e:
-                if e.status == 404:
-                    raise LaunchError(f"{kind.kind} {self.namespace}/{name} was deleted while the step waited for it", "Deleted", name) from e
-                raise
-            events = [obj]
-            if kind.outcome(obj)[0] == "running":
+            # A fresh read of each job every round: nothing is missed between two watches.
+            objs = []
+            for name in names:
+                try:
+                    objs.append(self.custom.get_namespaced_custom_object(*args, name))
+                except ApiException as e:
+                    if e.status == 404:
+                        raise LaunchError(f"{kind.kind} {self.namespace}/{name} was deleted while the step waited for it", "Deleted", name) from e
+                    raise
+            running = [o for o in objs if kind.outcome(o)[0] == "running"]
+            events = objs
+            if running:
+                self._raise_failed(kind, objs)  # a failed rank ends the step at once, the others still running
                 wait_s = self.poll_s if deadline is None else max(0.0, min(self.poll_s, deadline - time.monotonic()))
                 if cancel.is_set():
-                    raise LaunchCancelled(f"{kind.kind} {self.namespace}/{name} cancelled; deleted it", "Cancelled", name)
+                    raise LaunchCancelled(f"{what} cancelled; deleted it", "Cancelled", names[0])
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise LaunchTimeout(f"{kind.kind} {self.namespace}/{name} did not finish within {timeout_s:g} s; deleted it",
-                                        "Timeout", name)
-                events = self._watch(args, name, obj["metadata"]["resourceVersion"], wait_s, cancel)
-            for ev in events:
-                state, reason, message = kind.outcome(ev)
-                if state == "failed":
-                    log.error("job.failed", kind=kind.kind, job=name, reason=reason, message=message)
-                    raise LaunchError(f"{kind.kind} {self.namespace}/{name} failed: {reason}: {message}".rstrip(": "), reason, name)
-                if state == "succeeded":
-                    return reason, message
+                    raise LaunchTimeout(f"{what} did not finish within {timeout_s:g} s; deleted it", "Timeout", names[0])
+                first = running[0]["metadata"]
+                events = self._watch(args, first["name"], first["resourceVersion"], wait_s, cancel)
+            self._raise_failed(kind, events)
+            if not running:
+                return kind.outcome(objs[0])[1:]
+
+    def _raise_failed(self, kind: JobKind, objs: list[dict[str, Any]]) -> None:
+        for obj in objs:
+            state, reason, message = kind.outcome(obj)
+            if state == "failed":
+                name = obj["metadata"]["name"]
+                log.error("job.failed", kind=kind.kind, job=name, reason=reason, message=message)
+                raise LaunchError(f"{kind.kind} {self.namespace}/{name} failed: {reason}: {message}".rstrip(": "), reason, name)
 
     def _watch(self, args: tuple, name: str, rv: str, wait_s: float, cancel: threading.Event) -> list[dict[str, Any]]:
         """Job objects seen by a watch of at most `wait_s` seconds (ends early on a decisive event or cancel)."""
@@ -299,26 +362,31 @@ class Launcher:
             w.stop()
         return seen
 
-    def delete(self, kind: JobKind, name: str, configmap_name: str | None) -> None:
-        """Delete the job (foreground: its pods go first) and the spec ConfigMap; absent ones are fine."""
+    def delete(self, kind: JobKind, name: str | list[str], configmap_name: str | None, service: str | bool = False) -> None:
+        """Delete the job or jobs (foreground: their pods go first), the spec ConfigMap and a plain Job's Service
+        (`service`, its name); absent ones are fine."""
         body = client.V1DeleteOptions(propagation_policy="Foreground")
-        try:
-            self.custom.delete_namespaced_custom_object(kind.group, kind.version, self.namespace, kind.plural, name, body=body)
-            log.info("job.deleted", kind=kind.kind, job=name)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-        if configmap_name:
+        for one in [name] if isinstance(name, str) else name:
             try:
-                self.core.delete_namespaced_config_map(configmap_name, self.namespace, body=body)
+                self.custom.delete_namespaced_custom_object(kind.group, kind.version, self.namespace, kind.plural, one, body=body)
+                log.info("job.deleted", kind=kind.kind, job=one)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+        deletes = [(configmap_name, self.core.delete_namespaced_config_map)] if configmap_name else []
+        if service:
+            deletes.append((service, self.core.delete_namespaced_service))
+        for dependent, delete in deletes:
+            try:
+                delete(dependent, self.namespace, body=body)
             except ApiException as e:
                 if e.status != 404:
                     raise
 
-    def _delete_quietly(self, kind: JobKind, name: str, configmap_name: str | None) -> None:
+    def _delete_quietly(self, kind: JobKind, name: str | list[str], configmap_name: str | None, service: str | bool = False) -> None:
         """Cleanup on the way out of another error: a failing delete is logged, the first error wins."""
         try:
-            self.delete(kind, name, configmap_name)
+            self.delete(kind, name, configmap_name, service)
         except Exception as e:
             log.error("job.cleanup_failed", kind=kind.kind, job=name, error=str(e))
 

@@ -3,6 +3,10 @@
     trainjob_manifest(...)    Kubeflow Trainer v2   trainer.kubeflow.org/v1alpha1 TrainJob (torch-distributed runtime)
     pytorchjob_manifest(...)  Training Operator v1  kubeflow.org/v1 PyTorchJob (Master + Worker replicas)
     rayjob_manifest(...)      KubeRay               ray.io/v1 RayJob (head + one worker group)
+    indexed_job_manifest(...) plain Kubernetes      batch/v1 Indexed Job, one pod per node, for clusters without
+                                                    Kubeflow Trainer; `headless_service_manifest` names its pods in
+                                                    DNS, and `per_rank_jobs` splits it where a server has no
+                                                    Indexed Jobs (before 1.21, or 1.21 without its feature gate)
 
 Every pod mounts the spec ConfigMap (key `spec.yaml`) at `/etc/factory`, so the command inside is the
 same `factory step STAGE /etc/factory/spec.yaml` a laptop runs. Field names follow the upstream CRDs
@@ -11,6 +15,7 @@ vendored in tests/launch/crds/, which the tests validate these dicts against.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -19,7 +24,14 @@ SPEC_KEY = "spec.yaml"
 SPEC_PATH = f"{SPEC_DIR}/{SPEC_KEY}"
 PART_OF = {"app.kubernetes.io/part-of": "nemotron-factory"}
 
-Flavor = Literal["trainjob", "pytorchjob"]
+Flavor = Literal["trainjob", "pytorchjob", "job"]
+
+# On every pod of a plain-Job launch, valued with the launch's name: the headless Service selects the pods by it and
+# the launcher finds them by it (the Job controller's own `job-name` label differs per Job when ranks are split).
+JOB_LABEL = "nemotron-factory/job"
+# The Job controller writes each Indexed Job pod's completion index here (JOB_COMPLETION_INDEX's source).
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+RENDEZVOUS_PORT = 29500
 
 
 def torchrun_command(stage: str, nodes: int, nproc_per_node: int, spec_path: str = SPEC_PATH) -> list[str]:
@@ -204,9 +216,100 @@ def pytorchjob_manifest(
     }
 
 
+def indexed_job_manifest(
+    name: str,
+    namespace: str,
+    image: str,
+    spec_configmap: str,
+    nodes: int,
+    gpus_per_node: int,
+    cpu: str | None = None,
+    memory: str | None = None,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Any] | None = None,
+    shm_size: str | None = None,
+    env: Mapping[str, str] | None = None,
+    secret_env: Mapping[str, tuple[str, str]] | None = None,
+    service_account: str | None = None,
+    *,
+    stage: str = "pretrain",
+    gpu_resource: str = "nvidia.com/gpu",
+    command: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A batch/v1 Indexed Job: `nodes` pods at once (completions = parallelism = nodes), pod i running `command`
+    (default: torchrun) as node rank i, no operator needed.
+
+    torchrun takes its flags' defaults from PET_* variables, as under the operators: PET_NODE_RANK is the pod's
+    completion index (the annotation the Job controller sets, which JOB_COMPLETION_INDEX also carries), and
+    PET_MASTER_ADDR is rank 0's DNS name: an Indexed Job pod's hostname is `<job>-<index>`, and with `subdomain` set
+    to the headless Service of the same name (`headless_service_manifest`, which the launcher creates beside the
+    Job) it resolves as `<job>-0.<job>`. A failed pod fails the Job (backoffLimit 0), like the PyTorchJob's policy.
+    """
+    nproc = max(gpus_per_node, 1)
+    volumes, mounts = _volumes(spec_configmap, shm_size)
+    job_labels = {**PART_OF, "app.kubernetes.io/component": stage, **(labels or {})}
+    rank_env = [
+        {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}},
+        {"name": "PET_MASTER_ADDR", "value": f"{name}-0.{name}"},
+        {"name": "PET_MASTER_PORT", "value": str(RENDEZVOUS_PORT)},
+    ]
+    container: dict[str, Any] = {
+        "name": "node",
+        "image": image,
+        "command": list(command or torchrun_command(stage, nodes, nproc)),
+        "env": rank_env + env_list(env, secret_env),
+        "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
+        "volumeMounts": mounts,
+    }
+    resources = resource_requirements(cpu, memory, gpus_per_node, gpu_resource)
+    if resources:
+        container["resources"] = resources
+    template = _pod_template(container, volumes, {**job_labels, JOB_LABEL: name}, node_selector, tolerations,
+                             service_account, restart_policy="Never")
+    template["spec"]["subdomain"] = name
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": job_labels},
+        "spec": {"completionMode": "Indexed", "completions": nodes, "parallelism": nodes, "backoffLimit": 0,
+                 "template": template},
+    }
+
+
+def headless_service_manifest(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The headless Service that gives `job`'s pods (an `indexed_job_manifest`) their DNS names, `<job>-<i>.<job>`;
+    not-ready pods are published too, so rank 0 resolves as soon as it runs."""
+    meta = job["metadata"]
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "labels": dict(meta.get("labels") or {})},
+            "spec": {"clusterIP": "None", "selector": {JOB_LABEL: meta["name"]}, "publishNotReadyAddresses": True,
+                     "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}]}}
+
+
+def per_rank_jobs(job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`job` (an `indexed_job_manifest`) as one single-pod Job per rank, for a server without Indexed Jobs: Job and
+    pod hostname `<job>-<rank>` (what the Indexed Job's pods are called, so the same Service and rank-0 address
+    serve) and PET_NODE_RANK fixed to the rank."""
+    name, spec = job["metadata"]["name"], job["spec"]
+    out = []
+    for rank in range(spec["completions"]):
+        one = copy.deepcopy(dict(job))
+        one["metadata"]["name"] = f"{name}-{rank}"
+        one["spec"] = {k: v for k, v in one["spec"].items() if k != "completionMode"} | {"completions": 1, "parallelism": 1}
+        pod = one["spec"]["template"]["spec"]
+        pod["hostname"] = f"{name}-{rank}"
+        for container in pod["containers"]:
+            container["env"] = [{"name": "PET_NODE_RANK", "value": str(rank)} if e["name"] == "PET_NODE_RANK" else e
+                                for e in container["env"]]
+        out.append(one)
+    return out
+
+
 def training_manifest(flavor: Flavor = "trainjob", **kwargs: Any) -> dict[str, Any]:
-    """The distributed-training job of `flavor` ("trainjob": Kubeflow Trainer v2; "pytorchjob": Training Operator v1)."""
-    builders = {"trainjob": trainjob_manifest, "pytorchjob": pytorchjob_manifest}
+    """The distributed-training job of `flavor` ("trainjob": Kubeflow Trainer v2; "pytorchjob": Training Operator v1;
+    "job": a plain Indexed Job, which the launcher runs with its headless Service)."""
+    builders = {"trainjob": trainjob_manifest, "pytorchjob": pytorchjob_manifest, "job": indexed_job_manifest}
     if flavor not in builders:
         raise ValueError(f"flavor {flavor!r}: expected one of {', '.join(builders)}")
     return builders[flavor](**kwargs)

@@ -3,7 +3,9 @@
 REQUIRED_RULES lists each API call a launcher makes (factory/launch/launcher.py, through
 `factory.orchestrate.launch_step`): create the job, read it and watch it to its end, delete it on
 cancel or timeout; create the spec ConfigMap beside it and delete it on cancel; list the job's pods
-by label and read their logs. tests/launch proves the rules are enough by running the launcher as a
+by label and read their logs. A plain batch/v1 Job (`cluster.training_operator: job`) is created, read, watched and
+deleted the same way (its dry-run create, which asks whether the server keeps Indexed Jobs, is a `create`), with a
+headless Service created beside it and deleted on cancel. tests/launch proves the rules are enough by running the launcher as a
 ServiceAccount bound to exactly them, and that every rule is used by recording the launcher's calls.
 The Helm chart's and the kustomize base's Role must grant exactly these: `missing_rules` says what a
 Role lacks, `extra_rules` what it grants beyond them.
@@ -20,6 +22,9 @@ REQUIRED_RULES: list[dict[str, list[str]]] = [
     {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"], "verbs": _JOB_VERBS},
     {"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"], "verbs": _JOB_VERBS},
     {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": _JOB_VERBS},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": _JOB_VERBS},
+    # A plain Job's headless Service (its pods' DNS names): created next to it, deleted with it on cancel.
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete"]},
     # The spec ConfigMap: created next to the job, deleted with it on cancel.
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "delete"]},
     # Finding the job's pods and streaming their logs.

@@ -20,6 +20,7 @@ from factory.launch import (
     LaunchError,
     Launcher,
     LaunchTimeout,
+    indexed_job_manifest,
     pytorchjob_manifest,
     rayjob_manifest,
     trainjob_manifest,
@@ -36,6 +37,8 @@ def build(kind: str, name: str, namespace: str):
         return trainjob_manifest(name, nodes=2, gpus_per_node=0, **common)
     if kind == "PyTorchJob":
         return pytorchjob_manifest(name, nodes=2, gpus_per_node=0, **common)
+    if kind == "Job":
+        return indexed_job_manifest(name, nodes=2, gpus_per_node=0, **common)
     return rayjob_manifest(name, workers=2, **common)
 
 
@@ -234,7 +237,8 @@ def test_required_rules_are_enough_and_each_is_used(admin, namespace, kubelet):
         future.result(timeout=20)
     assert_deleted_foreground(admin, namespace, "TrainJob", "t2")
 
-    for kind in KINDS:  # a timeout deletes the job: every kind is created, read, watched and deleted
+    for kind in KINDS:  # a timeout deletes the job: every kind is created, read, watched and deleted (a plain Job's
+        # Service too)
         with pytest.raises(LaunchTimeout):
             Launcher(api, namespace, poll_s=0.2).launch(build(kind, f"late-{kind.lower()}", namespace), {"spec.yaml": "x"}, timeout_s=1)
     assert calls == grants(REQUIRED_RULES)

@@ -11,7 +11,11 @@ import pytest
 import yaml
 
 from factory.launch import (
+    JOB_LABEL,
     SPEC_PATH,
+    headless_service_manifest,
+    indexed_job_manifest,
+    per_rank_jobs,
     pytorchjob_manifest,
     rayjob_manifest,
     training_manifest,
@@ -107,6 +111,7 @@ def test_pytorchjob_replicas_and_cpu_only():
 def test_flavor_selects_builder():
     assert training_manifest("pytorchjob", name="a", nodes=2, gpus_per_node=1, **COMMON)["kind"] == "PyTorchJob"
     assert training_manifest(name="a", nodes=2, gpus_per_node=1, **COMMON)["kind"] == "TrainJob"
+    assert training_manifest("job", name="a", nodes=2, gpus_per_node=1, **COMMON)["kind"] == "Job"
     with pytest.raises(ValueError, match="flavor 'mpijob'"):
         training_manifest("mpijob", name="a", nodes=2, gpus_per_node=1, **COMMON)
 
@@ -119,6 +124,60 @@ def test_rayjob_fields():
     assert cluster["headGroupSpec"]["rayStartParams"] == {"num-cpus": "0"}
     worker = cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert worker["resources"]["requests"] == {"cpu": "8", "memory": "64Gi"}
+
+
+def test_indexed_job_fields():
+    job = indexed_job_manifest("pre-1", nodes=3, gpus_per_node=8, **COMMON)
+    spec = job["spec"]
+    assert (job["apiVersion"], spec["completionMode"], spec["completions"], spec["parallelism"], spec["backoffLimit"]) == (
+        "batch/v1", "Indexed", 3, 3, 0)
+    pod = spec["template"]["spec"]
+    assert (pod["subdomain"], pod["restartPolicy"], pod["serviceAccountName"]) == ("pre-1", "Never", "factory-pipeline")
+    assert spec["template"]["metadata"]["labels"][JOB_LABEL] == "pre-1"
+    (container,) = pod["containers"]
+    assert container["command"] == ["torchrun", "--nnodes", "3", "--nproc-per-node", "8", "-m", "cli", "step", "pretrain", SPEC_PATH]
+    assert container["env"][:3] == [
+        {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
+        {"name": "PET_MASTER_ADDR", "value": "pre-1-0.pre-1"}, {"name": "PET_MASTER_PORT", "value": "29500"}]
+    assert {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "factory-s3", "key": "access-key"}}} in container["env"]
+    assert container["resources"]["limits"] == {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "8"}
+    assert {"name": "factory-spec", "configMap": {"name": "job-spec"}} in pod["volumes"]
+    service = headless_service_manifest(job)
+    assert service["metadata"]["name"] == "pre-1" and service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == {JOB_LABEL: "pre-1"} and service["spec"]["publishNotReadyAddresses"] is True
+    ranks = per_rank_jobs(job)
+    assert [r["metadata"]["name"] for r in ranks] == [r["spec"]["template"]["spec"]["hostname"] for r in ranks] == [
+        "pre-1-0", "pre-1-1", "pre-1-2"]
+    for rank, one in enumerate(ranks):
+        assert "completionMode" not in one["spec"] and (one["spec"]["completions"], one["spec"]["parallelism"]) == (1, 1)
+        env = one["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert env[0] == {"name": "PET_NODE_RANK", "value": str(rank)} and env[1:] == container["env"][1:]
+    assert spec["completionMode"] == "Indexed" and container["env"][0]["name"] == "PET_NODE_RANK"  # the original unchanged
+
+
+def test_plain_jobs_and_service_as_the_apiserver_keeps_them(admin, namespace):
+    """Server-side dry runs of the Indexed Job, each per-rank Job, the Service and the pod spec: a 1.20 server drops
+    only completionMode (it has no Indexed Jobs); everything else comes back as sent."""
+    from kubernetes import client
+
+    job = indexed_job_manifest("pre-1", nodes=2, gpus_per_node=8, **{**COMMON, "namespace": namespace})
+    core, custom = client.CoreV1Api(admin), client.CustomObjectsApi(admin)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "factory-pipeline"}})
+    minor = int("".join(ch for ch in client.VersionApi(admin).get_code().minor if ch.isdigit()))
+    stored = custom.create_namespaced_custom_object("batch", "v1", namespace, "jobs", job, dry_run="All")
+    assert subset(job["spec"], stored["spec"]) == ([".completionMode"] if minor < 21 else [])
+    for one in per_rank_jobs(job):
+        assert subset(one["spec"], custom.create_namespaced_custom_object("batch", "v1", namespace, "jobs", one,
+                                                                          dry_run="All")["spec"]) == []
+    service = headless_service_manifest(job)
+    resp = core.create_namespaced_service(namespace, service, dry_run="All", _preload_content=False)
+    assert subset(service["spec"], json.loads(resp.data)["spec"]) == []
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dry", "namespace": namespace,
+                                                           "annotations": {"batch.kubernetes.io/job-completion-index": "1"}},
+           "spec": {**job["spec"]["template"]["spec"], "automountServiceAccountToken": False}}
+    resp = core.create_namespaced_pod(namespace, pod, dry_run="All", _preload_content=False)
+    assert subset(pod["spec"], json.loads(resp.data)["spec"]) == []
 
 
 def pod_templates(manifest):

@@ -7,6 +7,7 @@ artifact as the job's rank 0 would and then marking the job complete or failed.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from contextlib import contextmanager
 
 import pytest
@@ -22,12 +23,12 @@ from tests.launch.conftest import wait_for
 from tests.spine import small_spec_data
 
 
-def _executor(tmp_path, namespace) -> Executor:
+def _executor(tmp_path, namespace, operator: str = "trainjob") -> Executor:
     (tmp_path / "html").mkdir(exist_ok=True)
     (tmp_path / "html" / "a.html").write_text("<html><body><p>Some text.</p></body></html>")
     data = small_spec_data(tmp_path)
     data["resources"] = {"pretrain": {"nodes": 2, "cpu": "4", "memory": "8G", "secrets": {"AWS_ACCESS_KEY_ID": "s3/key"}}}
-    data["cluster"] = {"namespace": namespace, "training_operator": "trainjob"}
+    data["cluster"] = {"namespace": namespace, "training_operator": operator}
     executor = Executor(parse_spec(data).resolved())
     executor.parent_run_id = "parent-run-123"
     return executor
@@ -45,12 +46,19 @@ def _publish(executor: Executor) -> dict:
 
 @contextmanager
 def launched(admin, namespace, executor: Executor, spec_text: str = "name: spine\n"):
-    """Run the launcher step in a thread; yields (future, job name, the job as created)."""
+    """Run the launcher step in a thread; yields (future, job name, the job as created). A test that fails midway
+    cancels the launcher (which has no timeout here) so that leaving the thread pool does not wait for it forever."""
+    # planned before the launcher thread starts: planning parses the code (its fingerprint), and CPython 3.11's
+    # ast.parse in two threads at once can fail with "AST constructor recursion depth mismatch"
+    name = f"spine-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"
+    cancel = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(launch_step, executor, "pretrain", spec_text, api_client=admin)
-        name = f"spine-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"
-        job = wait_for(lambda: get_job(admin, "TrainJob", namespace, name), what="TrainJob")
-        yield future, name, job
+        future = pool.submit(launch_step, executor, "pretrain", spec_text, api_client=admin, cancel=cancel)
+        try:
+            job = wait_for(lambda: get_job(admin, "TrainJob", namespace, name), timeout_s=90, what="TrainJob")
+            yield future, name, job
+        finally:
+            cancel.set()
 
 
 def test_launch_success_returns_published_artifact(admin, namespace, tmp_path):
@@ -86,3 +94,33 @@ def test_job_that_publishes_nothing_fails_the_step(admin, namespace, tmp_path):
         set_status(admin, "TrainJob", namespace, name, {"conditions": [condition("Complete", "JobsCompleted", "done")]})
         with pytest.raises(UserError, match="succeeded but published no artifact"):
             future.result(timeout=60)
+
+
+def test_a_plain_job_launch_without_an_operator(admin, namespace, tmp_path):
+    """`cluster.training_operator: job` from the spec to the cluster: this 1.20 server has no Indexed Jobs, so the
+    step runs as one Job per rank (see test_launcher_job.py); it returns what rank 0 published once both complete."""
+    from kubernetes import client
+
+    executor = _executor(tmp_path, namespace, operator="job")
+    name = f"spine-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"  # before the launcher thread (see launched)
+    batch = client.BatchV1Api(admin)
+    cancel = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(launch_step, executor, "pretrain", "name: spine\n", api_client=admin, cancel=cancel)
+        try:
+            jobs = [wait_for(lambda r=r: batch.read_namespaced_job(f"{name}-{r}", namespace), timeout_s=90, what="Job")
+                    for r in (0, 1)]
+            published = _publish(executor)
+            for r in (0, 1):
+                batch.patch_namespaced_job_status(f"{name}-{r}", namespace, {"status": {"conditions": [
+                    condition("Complete", "Completed", f"rank {r} done")]}})
+            manifest = future.result(timeout=60)
+        finally:
+            cancel.set()
+    assert manifest["fingerprint"] == published["fingerprint"]
+    container = jobs[1].spec.template.spec.containers[0]
+    assert container.command[:5] == ["torchrun", "--nnodes", "2", "--nproc-per-node", "1"]
+    assert container.command[-2:] == ["--parent-run-id", "parent-run-123"]
+    env = {e.name: e.value for e in container.env}
+    assert (env["PET_NODE_RANK"], env["PET_MASTER_ADDR"]) == ("1", f"{name}-0.{name}")
+    assert jobs[1].spec.template.metadata.labels["nemotron-factory/pipeline-step"] == "true"

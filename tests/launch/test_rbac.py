@@ -20,12 +20,14 @@ BROAD = [
 
 def test_required_rules_have_no_extra_and_miss_nothing():
     assert missing_rules(REQUIRED_RULES) == [] and extra_rules(REQUIRED_RULES) == []
-    assert len(grants(REQUIRED_RULES)) == 3 * 4 + 2 + 1 + 1
+    assert len(grants(REQUIRED_RULES)) == 4 * 4 + 2 + 2 + 1 + 1
 
 
 def test_extra_rules_names_each_unused_grant_of_the_old_role():
     extra = extra_rules(BROAD)
-    assert missing_rules(BROAD) == []  # it was enough, which is all the old tests checked
+    # it was enough, which is all the old tests checked, until plain Jobs (issue 32) needed their own grants
+    assert missing_rules(BROAD) == ["core/services:create", "core/services:delete",
+                                    *(f"batch/jobs:{v}" for v in ("create", "delete", "get", "watch"))]
     assert extra == sorted([
         "core/events:list", "core/events:watch", "core/pods:delete", "core/pods:get", "core/pods:watch",
         "kubeflow.org/pytorchjobs:list",
@@ -40,7 +42,7 @@ def test_wildcards_count_as_extra_and_as_enough():
     assert missing_rules(star) == []
     assert extra_rules(star) == ["*/*:*"]
     one_short = [dict(r, verbs=[v for v in r["verbs"] if v != "watch"]) for r in REQUIRED_RULES]
-    assert missing_rules(one_short) == ["kubeflow.org/pytorchjobs:watch", "ray.io/rayjobs:watch", "trainer.kubeflow.org/trainjobs:watch"]
+    assert missing_rules(one_short) == ["batch/jobs:watch", "kubeflow.org/pytorchjobs:watch", "ray.io/rayjobs:watch", "trainer.kubeflow.org/trainjobs:watch"]
 
 
 def test_rules_with_resource_names_are_refused():
