@@ -125,6 +125,10 @@ class EnvironmentConfig(BaseModel):
             raise ValueError(f"environment {self.name!r}: url {self.url!r} must start with http:// or https://")
         if (self.scorer == "judge") != (self.judge is not None):
             raise ValueError(f"environment {self.name!r}: scorer judge and the judge settings go together")
+        if self.judge is not None and self.judge.generator.kind == "transformers" and not self.judge.generator.model_dir:
+            # evaluate and preference read such a judge from their `judge` input; rl has no such input yet
+            raise ValueError(f"environment {self.name!r}: judge.generator.model_dir: set the judge's model folder (an rl "
+                             "step takes no `judge` input), or serve the judge and use generator kind openai")
         if self.judge is not None and self.judge.error_budget:
             raise ValueError(f"environment {self.name!r}: judge.error_budget: a malformed verdict loses its sample "
                              "within the rl step's error_budget; leave the judge's unset")

@@ -110,6 +110,8 @@ def test_a_users_module_environment_and_its_faults_cost_one_sample_each():
     ({"procedural": "gcd", "scorer": "judge"}, "scorer judge and the judge settings go together"),
     ({"instructions": {}, "scorer": "judge", "judge": {"generator": {"kind": "openai", "base_url": "http://x",
                                                                      "model": "j"}}}, "scored by their constraint checks"),
+    ({"procedural": "gcd", "scorer": "judge", "judge": {"generator": {"kind": "transformers"}}},
+     "an rl step takes no `judge` input"),
     ({"procedural": "gcd", "limits": {"max_turns": 3}}, "needs tools"),
     ({"procedural": "gcd", "name": "a b"}, "letters, digits"),
 ])
