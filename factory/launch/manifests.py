@@ -32,6 +32,11 @@ JOB_LABEL = "nemotron-factory/job"
 # The Job controller writes each Indexed Job pod's completion index here (JOB_COMPLETION_INDEX's source).
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 RENDEZVOUS_PORT = 29500
+# Before torchrun, a plain Job's pod waits until rank 0's DNS name resolves: a name under a headless Service exists
+# only once the endpoints controller has published the pod, and torchrun's static rendezvous reads it at once (the
+# 2-pod pretrain on the tests' single-node cluster waits the same way). `$@` is the torchrun command.
+WAIT_FOR_RANK_0 = ("until python -c 'import os, socket; socket.gethostbyname(os.environ[\"PET_MASTER_ADDR\"])' "
+                   '2>/dev/null; do sleep 1; done; exec "$@"')
 
 
 def torchrun_command(stage: str, nodes: int, nproc_per_node: int, spec_path: str = SPEC_PATH) -> list[str]:
@@ -244,7 +249,8 @@ def indexed_job_manifest(
     completion index (the annotation the Job controller sets, which JOB_COMPLETION_INDEX also carries), and
     PET_MASTER_ADDR is rank 0's DNS name: an Indexed Job pod's hostname is `<job>-<index>`, and with `subdomain` set
     to the headless Service of the same name (`headless_service_manifest`, which the launcher creates beside the
-    Job) it resolves as `<job>-0.<job>`. A failed pod fails the Job (backoffLimit 0), like the PyTorchJob's policy.
+    Job) it resolves as `<job>-0.<job>`; each pod waits for that name before it starts torchrun (WAIT_FOR_RANK_0).
+    A failed pod fails the Job (backoffLimit 0), like the PyTorchJob's policy.
     """
     nproc = max(gpus_per_node, 1)
     volumes, mounts = _volumes(spec_configmap, shm_size)
@@ -257,7 +263,7 @@ def indexed_job_manifest(
     container: dict[str, Any] = {
         "name": "node",
         "image": image,
-        "command": list(command or torchrun_command(stage, nodes, nproc)),
+        "command": ["sh", "-c", WAIT_FOR_RANK_0, "wait-for-rank-0", *(command or torchrun_command(stage, nodes, nproc))],
         "env": rank_env + env_list(env, secret_env),
         "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
         "volumeMounts": mounts,

@@ -135,7 +135,9 @@ def test_indexed_job_fields():
     assert (pod["subdomain"], pod["restartPolicy"], pod["serviceAccountName"]) == ("pre-1", "Never", "factory-pipeline")
     assert spec["template"]["metadata"]["labels"][JOB_LABEL] == "pre-1"
     (container,) = pod["containers"]
-    assert container["command"] == ["torchrun", "--nnodes", "3", "--nproc-per-node", "8", "-m", "cli", "step", "pretrain", SPEC_PATH]
+    # sh waits for rank 0's name, then runs torchrun in its place
+    assert container["command"][:2] == ["sh", "-c"] and container["command"][2].endswith('done; exec "$@"')
+    assert container["command"][4:] == ["torchrun", "--nnodes", "3", "--nproc-per-node", "8", "-m", "cli", "step", "pretrain", SPEC_PATH]
     assert container["env"][:3] == [
         {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},

@@ -119,7 +119,7 @@ def test_a_plain_job_launch_without_an_operator(admin, namespace, tmp_path):
             cancel.set()
     assert manifest["fingerprint"] == published["fingerprint"]
     container = jobs[1].spec.template.spec.containers[0]
-    assert container.command[:5] == ["torchrun", "--nnodes", "2", "--nproc-per-node", "1"]
+    assert container.command[4:9] == ["torchrun", "--nnodes", "2", "--nproc-per-node", "1"]  # after sh's wait for rank 0
     assert container.command[-2:] == ["--parent-run-id", "parent-run-123"]
     env = {e.name: e.value for e in container.env}
     assert (env["PET_NODE_RANK"], env["PET_MASTER_ADDR"]) == ("1", f"{name}-0.{name}")
