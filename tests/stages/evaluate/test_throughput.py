@@ -61,7 +61,9 @@ def test_metrics_are_the_decoders_with_their_ratios(measured):
             mine["decoder_tokens_per_s"] / theirs["decoder_tokens_per_s"])
         assert metrics[f"cache_mib@{c}"] == mine["state_bytes"] / 2**20
     generation = report["throughput"]["generation"]
-    assert (generation["prompts"], generation["same_tokens"]) == (2, True)  # greedy: the decoder gives generate's tokens
+    assert generation["prompts"] == 2
+    if not torch.cuda.is_available():  # greedy on CPU: the decoder gives generate's tokens (GPU kernels may round apart)
+        assert generation["same_tokens"] is True
     assert metrics["decoder_speedup_generate"] == pytest.approx(
         generation["decoder_tokens_per_s"] / generation["generate_tokens_per_s"])
     assert report["all_metrics"] == metrics
@@ -70,9 +72,10 @@ def test_metrics_are_the_decoders_with_their_ratios(measured):
 def test_the_record_table_and_plot_name_the_machine(measured):
     _, report, out, ctx = measured
     record = report["throughput"]["machine"]
-    here = machine("cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where the stage evaluates
+    here = machine(device)
     assert (record["device"], record["cpu"], record["gpu"], record["torch_threads"]) == (
-        "cpu", here["cpu"], None, torch.get_num_threads())
+        device, here["cpu"], here["gpu"], torch.get_num_threads())
     assert json.loads((out / "throughput.json").read_text()) == report["throughput"]
     lines = (out / "throughput.md").read_text().splitlines()
     assert lines[0] == f"Measured on {machine_line(record)}."
