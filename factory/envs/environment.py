@@ -39,14 +39,18 @@ from factory.envs.config import EnvironmentConfig, InstructionSource, Procedural
 from factory.envs.instructions import instruction_reward, instruction_tasks
 from factory.envs.verifiers import RewardConfig, VerifierRewards
 from factory.errors import InputError, SpecError
+from factory.logs import get_logger
 from factory.tasks import builtin_task_files, builtin_task_path, procedural, read_task_file
 from factory.verify import multiple_choice_prompt, open_ended_prompt, run_many
 
-__all__ = ["FAULTS", "Environment", "EnvironmentGone", "Episode", "Outcome", "Task", "TaskEnvironment",
-           "guarded_step", "open_environment", "prompt_task", "prompts_environment"]
+__all__ = ["FAULTS", "Environment", "EnvironmentGone", "Episode", "HeldoutSplit", "Outcome", "Task", "TaskEnvironment",
+           "guarded_step", "open_environment", "prompt_key", "prompt_task", "prompts_environment", "unseen_heldout"]
+
+log = get_logger("factory.envs.environment")
 
 Split = Literal["train", "heldout"]
 HELDOUT_SEED = 1_000_003  # held-out tasks of a generator: seed + this, never a training seed
+HELDOUT_DRAWS = 16  # most candidates a generated held-out pool draws, per task asked for, to find unseen prompts
 
 # Why a sample was lost (counted per environment): the environment raised, took longer than its timeout,
 # returned an outcome that is not one (a reward that is not a finite number, done not a bool), or went away.
@@ -129,12 +133,73 @@ class Environment:
 # --- task sources -----------------------------------------------------------------------------------------------
 
 def _split_items(items: list, heldout: int, where: str) -> tuple[list, list]:
-    """A file's items split into (train, heldout): a seeded shuffle, the first `heldout` held out."""
+    """A file's items split into (train, held-out candidates): a seeded shuffle, the first `heldout` held out (a
+    candidate whose prompt is also a training item's is then removed: `unseen_heldout`)."""
     if heldout >= len(items):
         raise InputError(f"{where}: {len(items)} items, not more than the {heldout} held out; lower heldout")
     order = list(range(len(items)))
     random.Random(0).shuffle(order)
     return [items[i] for i in order[heldout:]], [items[i] for i in order[:heldout]]
+
+
+def prompt_key(task: Task) -> str:
+    """What makes two tasks the same question to a policy: its user turns' text, whitespace collapsed, case folded."""
+    text = "\n".join(str(m.get("content", "")) for m in task.messages if m.get("role") == "user") \
+        if task.messages else task.question
+    return " ".join(text.split()).casefold()
+
+
+@dataclass(frozen=True)
+class HeldoutSplit:
+    """How an environment's held-out pool was kept apart from its training pool: `requested` tasks asked for,
+    `posed` kept out of `drawn` candidates, of which `in_training` posed a training prompt and `repeated` a prompt
+    already held out (both removed). `posed < requested`: the task space holds no more unseen prompts."""
+
+    requested: int
+    posed: int
+    drawn: int
+    in_training: int
+    repeated: int
+
+    @property
+    def short(self) -> bool:
+        return self.posed < self.requested
+
+
+def unseen_heldout(train: Sequence[Task], candidates: Sequence[Task], n: int) -> tuple[list[Task], HeldoutSplit]:
+    """The first `n` candidates, in order, whose prompt (`prompt_key`) is neither a training prompt nor one already
+    kept: a held-out accuracy then measures questions the policy never trained on, each once."""
+    training = {prompt_key(t) for t in train}
+    kept: list[Task] = []
+    keys: set[str] = set()
+    in_training = repeated = drawn = 0
+    for task in candidates:
+        if len(kept) == n:
+            break
+        drawn += 1
+        key = prompt_key(task)
+        if key in training:
+            in_training += 1
+        elif key in keys:
+            repeated += 1
+        else:
+            keys.add(key)
+            kept.append(task)
+    return kept, HeldoutSplit(n, len(kept), drawn, in_training, repeated)
+
+
+def _generated_heldout(train: list[Task], make: Callable[[int], list[Task]], n: int) -> tuple[list[Task], HeldoutSplit]:
+    """`n` unseen held-out tasks from a generator (`make(size)`: its first `size` tasks from the held-out seed; a
+    larger size extends the same sequence), drawing more candidates while removed ones leave the pool short, up to
+    `HELDOUT_DRAWS` times `n`: a task space smaller than that gives fewer, and says so."""
+    if n == 0:
+        return [], HeldoutSplit(0, 0, 0, 0, 0)
+    size = n
+    while True:
+        held, split = unseen_heldout(train, make(size), n)
+        if not split.short or size >= HELDOUT_DRAWS * n:
+            return held, split
+        size = min(HELDOUT_DRAWS * n, 2 * size + 64)
 
 
 def _item_task(item: Any) -> Task:
@@ -163,41 +228,47 @@ def prompt_task(prompt: Prompt) -> Task:
     return Task(prompt.id, prompt.question, prompt.verifier, prompt.answer, messages=turns)
 
 
-def source_tasks(config: EnvironmentConfig, data: Any = None) -> tuple[list[Task], list[Task]]:
-    """(train, heldout) tasks of a built-in environment's source. `data`: the rl step's conversations artifact."""
+def source_tasks(config: EnvironmentConfig, data: Any = None) -> tuple[list[Task], list[Task], HeldoutSplit]:
+    """(train, heldout, how the held-out pool was kept apart) of a built-in environment's source: the held-out pool
+    never poses a training prompt. `data`: the rl step's conversations artifact."""
     n = config.heldout
     if config.procedural is not None:
         src = config.procedural if isinstance(config.procedural, ProceduralSource) else \
             ProceduralSource(generator=config.procedural)
-        train = [Task(i.id, i.problem, "math", i.answer) for i in procedural(src.generator, src.size, src.seed, src.params)]
-        held = [Task(i.id, i.problem, "math", i.answer)
-                for i in procedural(src.generator, n, src.seed + HELDOUT_SEED, src.params)] if n else []
-        return train, held
+
+        def tasks(size: int, seed: int) -> list[Task]:
+            return [Task(i.id, i.problem, "math", i.answer) for i in procedural(src.generator, size, seed, src.params)]
+        train = tasks(src.size, src.seed)
+        return (train, *_generated_heldout(train, lambda size: tasks(size, src.seed + HELDOUT_SEED), n))
     if config.instructions is not None:
         src = config.instructions if isinstance(config.instructions, InstructionSource) else InstructionSource()
 
         def make(size: int, seed: int) -> list[Task]:
             return [Task(i, text, "instructions", cons) for i, text, cons in instruction_tasks(size, seed, src.constraints)]
-        return make(src.size, src.seed), make(n, src.seed + HELDOUT_SEED) if n else []
+        train = make(src.size, src.seed)
+        return (train, *_generated_heldout(train, lambda size: make(size, src.seed + HELDOUT_SEED), n))
     if config.task_file is not None:
         path = builtin_task_path(config.task_file) if config.task_file in builtin_task_files() else Path(config.task_file)
         if not path.is_file():
             raise InputError(f"environment {config.name!r}: task file {config.task_file!r} is neither a built-in one "
                              f"({builtin_task_files()}) nor a file")
         items = [_item_task(i) for i in read_task_file(path).items]
-        return _split_items(items, n, f"environment {config.name!r}: {path}")
+        train, candidates = _split_items(items, n, f"environment {config.name!r}: {path}")
+        return (train, *unseen_heldout(train, candidates, n))
     if config.jsonl is not None:
         items = [prompt_task(p) for p in read_prompts(config.jsonl)]
-        return _split_items(items, n, f"environment {config.name!r}: {config.jsonl}")
+        train, candidates = _split_items(items, n, f"environment {config.name!r}: {config.jsonl}")
+        return (train, *unseen_heldout(train, candidates, n))
     if config.data is not None:
         if data is None:
             raise SpecError(f"environment {config.name!r}: data {config.data!r} reads the step's data input")
         train = [prompt_task(p) for p in data.prompts() if config.data in ("all", p.verifier)]
-        held = [prompt_task(p) for p in data.heldout() if config.data in ("all", p.verifier)][:n]
+        candidates = [prompt_task(p) for p in data.heldout() if config.data in ("all", p.verifier)]
         if not train:
             raise InputError(f"environment {config.name!r}: {data.path}/prompts.jsonl holds no {config.data!r} prompt; "
                              f"it holds {sorted({p.verifier for p in data.prompts()})}")
-        return train, held
+        # heldout.jsonl against prompts.jsonl: a held-out record that is also a training prompt is removed and counted
+        return (train, *unseen_heldout(train, candidates, n))
     raise SpecError(f"environment {config.name!r}: a {config.source} environment has no task source of its own")
 
 
@@ -214,9 +285,22 @@ class TaskEnvironment(Environment):
                  **context: Any) -> None:
         super().__init__(config)
         self.reward_config = rewards or RewardConfig()
-        self.pools: dict[str, list[Task]] = dict(zip(("train", "heldout"), tasks or source_tasks(config, data)))
+        if tasks is not None:  # given pools are held to the same rule: no held-out prompt is a training prompt
+            train, held, split = (tasks[0], *unseen_heldout(tasks[0], tasks[1], len(tasks[1])))
+        else:
+            train, held, split = source_tasks(config, data)
+        self.pools: dict[str, list[Task]] = {"train": train, "heldout": held}
+        self.heldout_split: HeldoutSplit = split
         if not self.pools["train"]:
             raise InputError(f"environment {config.name!r}: no training tasks")
+        if split.in_training or split.repeated or split.short:
+            event = log.warning if split.short else log.info
+            event("heldout_short" if split.short else "heldout_overlap_removed", environment=config.name,
+                  requested=split.requested, posed=split.posed, drawn=split.drawn, in_training=split.in_training,
+                  repeated=split.repeated,
+                  detail=f"its task space gives {split.posed} held-out prompts unseen in training, not "
+                         f"{split.requested}: lower heldout or widen the source" if split.short else
+                         "held-out candidates that pose a training prompt (or repeat one) were removed")
         self.verifiers = verifiers
         self._owns_verifiers = verifiers is None
         self.judge = None

@@ -13,7 +13,8 @@ Output:
     rl.json         summary: reward and accuracy of the first and last rollouts, steps (with `environments`: each
                     one's held-out accuracy and its standard error, `heldout/<name>/accuracy`)
     environments.json, environments.png   with `environments`: per environment its weight, whether and why it was
-                    dropped, lost samples by reason, held-out accuracy; reward, pass rate, length, entropy and
+                    dropped, lost samples by reason, held-out accuracy, how its held-out pool was kept apart
+                    from training (candidates removed as training prompts, counted); reward, pass rate, length, entropy and
                     weight against step (also MLflow metrics `rl/env/<name>/...`)
 
 Every step: a rollout batch (`factory.stages.rl.rollout.RolloutBatches`: G samples per prompt from the local
@@ -53,6 +54,7 @@ import math
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,8 @@ from factory.train.trainer import StepMetrics, Trainer
 def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepContext) -> dict[str, float]:
     """Train the "model" input with GRPO on the "data" input's prompts; write `model/` and the logs above."""
     output = Path(output)
+    # the environments' judges without a model folder read the `judge` input's model (checked before the policy loads)
+    config = config.with_judge_model(Checkpoint.of(inputs, "judge").model_dir) if config.input_judges else config
     model_dir = Checkpoint.of(inputs, "model").model_dir
     data = Conversations.of(inputs, "data")
     prompts = _training_prompts(data, config) if config.environments is None else []
@@ -173,9 +177,12 @@ def _log_environments(ctx: StepContext, envs: list[Environment]) -> None:
 
 def _environment_table(mixture: Mixture, heldout: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
     """Per environment: its weight, whether and why the run dropped it, its lost samples by reason, its held-out
-    accuracy."""
+    accuracy, and how its held-out pool was kept apart from training (`heldout_split`: requested, posed, drawn, and
+    the candidates removed as training prompts or repeats; None for a module or HTTP environment, whose splits are
+    its own)."""
     return {name: {"weight": env.config.weight, "dropped": mixture.dropped.get(name), "samples": mixture.samples[k],
-                   "lost": mixture.fault_counts(k), "heldout": heldout.get(name)}
+                   "lost": mixture.fault_counts(k), "heldout": heldout.get(name),
+                   "heldout_split": asdict(split) if (split := getattr(env, "heldout_split", None)) else None}
             for k, (name, env) in enumerate(zip(mixture.names, mixture.envs))}
 
 

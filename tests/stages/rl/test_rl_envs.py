@@ -77,6 +77,10 @@ def test_one_step_over_five_environments_logs_each_and_drops_those_without_signa
         assert held["n"] == n and 0 <= held["accuracy"] <= 1 and held["stderr"] >= 0, (name, held)
         assert result[f"heldout/{name}/accuracy"] == held["accuracy"]
     assert table["ifeval"]["heldout"] is None  # dropped: not evaluated
+    # how each held-out pool was kept apart from training: the data input's heldout.jsonl shares no prompt with
+    # prompts.jsonl; a module or HTTP environment keeps its own splits
+    assert table["letters"]["heldout_split"] == {"requested": 64, "posed": 8, "drawn": 8, "in_training": 0, "repeated": 0}
+    assert table["arith"]["heldout_split"]["posed"] == 8 and table["say"]["heldout_split"] is None
     # and every 3 steps as the run goes (heldout_interval), the last one the same as the end's
     assert [r["step"] for r in records if "heldout/say/accuracy" in r] == [3, 6]
     assert records[-1]["heldout/letters/accuracy"] == table["letters"]["heldout"]["accuracy"]
