@@ -26,6 +26,7 @@ import ast
 import hashlib
 import importlib.util
 import sys
+import threading
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -70,12 +71,22 @@ def _source(name: str, root: Path) -> Path:
     return Path(found.origin)
 
 
+# CPython 3.11's parser is not safe to run in two threads at once ("AST constructor recursion depth mismatch"): a
+# launcher thread and the executor's planning may both fingerprint code.
+_PARSE = threading.Lock()
+
+
+def _parse(path: Path) -> ast.Module:
+    with _PARSE:
+        return ast.parse(path.read_bytes(), filename=str(path))
+
+
 @cache
 def _imports(name: str, root: Path) -> frozenset[str]:
     """The `factory` modules that module `name` (of the package under `root`) may import."""
     modules = _modules(root)
     path = _source(name, root)
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    tree = _parse(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -153,7 +164,7 @@ def _third_party(name: str, root: Path) -> frozenset[str]:
     """Top-level names of the modules outside the standard library and `factory` that module `name` imports."""
     path = _source(name, root)
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+    for node in ast.walk(_parse(path)):
         if isinstance(node, ast.Import):
             found.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
