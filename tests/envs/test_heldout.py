@@ -8,8 +8,7 @@ import json
 from structlog.testing import capture_logs
 
 from factory.artifacts import Conversations
-from factory.envs import EnvironmentConfig, open_environment
-from factory.envs.environment import HeldoutSplit, Task, TaskEnvironment, prompt_key, unseen_heldout
+from factory.envs import EnvironmentConfig, HeldoutSplit, Task, TaskEnvironment, open_environment, prompt_key, unseen_heldout
 from tests.builders import choice_prompt, conversations
 
 ONE_DIGIT = {"min_digits": 1, "max_digits": 1, "min_terms": 2, "max_terms": 2, "operators": ["+"],
