@@ -152,7 +152,9 @@ KINDS: dict[str, StageKind] = {
                                 inputs={"teacher": In("checkpoint", optional=True), "model": In("checkpoint", optional=True)}),
     "sft": _trainer("factory.stages.sft", {"model": CHECKPOINT, "data": CONVERSATIONS}, distributed=True),
     # rl runs in one process: its rollouts come from the one policy copy it trains (or from a server)
-    "rl": _trainer("factory.stages.rl", {"model": CHECKPOINT, "data": CONVERSATIONS}),
+    # `judge`: the model of the environments' judges that name no model folder (an imported model: GenRM rewards)
+    "rl": _trainer("factory.stages.rl", {"model": CHECKPOINT, "data": CONVERSATIONS,
+                                         "judge": In("checkpoint", optional=True)}),
     # on-policy distillation: the student ("model") samples, the teacher scores its tokens (one process, as rl)
     "opd": _trainer("factory.stages.opd", {"model": CHECKPOINT, "teacher": CHECKPOINT, "data": CONVERSATIONS}),
     "reward_model": _trainer("factory.stages.reward_model", {"model": CHECKPOINT}, distributed=True),

@@ -11,6 +11,8 @@ scored, its tools and its limits, and its weight in an rl step's mixture:
     {name: pytool, procedural: chain_sum, tools: python, limits: {max_turns: 3}}   # multi-turn: code run in the sandbox
     {name: graded, procedural: gcd, scorer: judge,                      # a generative reward model scores
      judge: {generator: {kind: openai, base_url: ..., model: ...}}}
+    {name: genrm, procedural: gcd, scorer: judge,                       # kind transformers without model_dir: the
+     judge: {generator: {kind: transformers}, mode: pairwise}}          # rl step's `judge` input (an imported model)
     {name: user, module: "my_pkg.envs:Maze"}                            # a user's Environment subclass
     {name: gym, url: "http://127.0.0.1:8765"}                           # an HTTP environment (see factory.envs.remote)
 """
@@ -94,7 +96,8 @@ class EnvironmentConfig(BaseModel):
                           "file, each record's for jsonl and data, the constraint checks for instructions); 'judge': "
                           "the generative reward model `judge`, the task's answer as its reference.")
     judge: JudgeConfig | None = Field(None, description="scorer judge: the judge (factory.judge's JudgeConfig: model, "
-                                                        "mode, prompt file, scale); the task's answer is the reference.")
+                                                        "mode, prompt file, scale; kind transformers without model_dir: "
+                                                        "the rl step's `judge` input); the task's answer is the reference.")
     tools: Literal["python"] | None = Field(None, description="python: a reply's last ```python block runs in the "
                                                               "sandbox and its output comes back as a tool turn, until "
                                                               "a reply holds no code or max_turns is reached.")
@@ -125,10 +128,6 @@ class EnvironmentConfig(BaseModel):
             raise ValueError(f"environment {self.name!r}: url {self.url!r} must start with http:// or https://")
         if (self.scorer == "judge") != (self.judge is not None):
             raise ValueError(f"environment {self.name!r}: scorer judge and the judge settings go together")
-        if self.judge is not None and self.judge.generator.kind == "transformers" and not self.judge.generator.model_dir:
-            # evaluate and preference read such a judge from their `judge` input; rl has no such input yet
-            raise ValueError(f"environment {self.name!r}: judge.generator.model_dir: set the judge's model folder (an rl "
-                             "step takes no `judge` input), or serve the judge and use generator kind openai")
         if self.judge is not None and self.judge.error_budget:
             raise ValueError(f"environment {self.name!r}: judge.error_budget: a malformed verdict loses its sample "
                              "within the rl step's error_budget; leave the judge's unset")

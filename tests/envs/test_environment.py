@@ -110,14 +110,22 @@ def test_a_users_module_environment_and_its_faults_cost_one_sample_each():
     ({"procedural": "gcd", "scorer": "judge"}, "scorer judge and the judge settings go together"),
     ({"instructions": {}, "scorer": "judge", "judge": {"generator": {"kind": "openai", "base_url": "http://x",
                                                                      "model": "j"}}}, "scored by their constraint checks"),
-    ({"procedural": "gcd", "scorer": "judge", "judge": {"generator": {"kind": "transformers"}}},
-     "an rl step takes no `judge` input"),
     ({"procedural": "gcd", "limits": {"max_turns": 3}}, "needs tools"),
     ({"procedural": "gcd", "name": "a b"}, "letters, digits"),
 ])
 def test_settings_an_environment_cannot_honour_are_refused(fields, message):
     with pytest.raises(ValueError, match=message):
         EnvironmentConfig(**{"name": "e", **fields})
+
+
+def test_a_judge_without_a_model_folder_is_the_rl_steps_input_and_alone_is_refused_when_opened():
+    # its model is an rl step's `judge` input (tests/stages/rl/test_rl_genrm.py); opened without one, one clear line
+    config = EnvironmentConfig(name="e", procedural={"generator": "gcd", "size": 2}, heldout=0, scorer="judge",
+                               judge={"generator": {"kind": "transformers"}})
+    assert config.judge.from_input
+    with pytest.raises(SpecError, match=r"^judge.generator: no model_dir, and no rl step's `judge` input") as raised:
+        open_environment(config)
+    assert "\n" not in str(raised.value)
 
 
 def test_a_judge_scores_an_environment_and_a_malformed_verdict_loses_its_sample():

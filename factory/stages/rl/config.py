@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -158,6 +160,33 @@ class Config(with_defaults(Loop, steps=20, lr=1e-4, warmup_steps=0, decay_fracti
             raise ValueError(f"environments {turns}: multi-turn episodes continue from the sampled tokens, which only "
                              "the in-process sampler (rollout.generator kind transformers) gives")
         return self
+
+    @property
+    def input_judges(self) -> list[int]:
+        """The environments (by index) whose judge is the step's `judge` input (kind transformers without model_dir);
+        they share it."""
+        return [i for i, e in enumerate(self.environments or ()) if e.judge is not None and e.judge.from_input]
+
+    def check_wiring(self, inputs: Mapping[str, str]) -> None:
+        judged = self.input_judges
+        if judged and "judge" not in inputs:
+            raise ValueError(f"environments.{judged[0]}.judge.generator: no model_dir, so the judge is the step's `judge` "
+                             "input, which is not wired; wire `inputs: {judge: STEP}` (a checkpoint, e.g. an "
+                             "import_model step) or set generator.model_dir")
+        if "judge" in inputs and not judged:
+            raise ValueError(f"inputs.judge: no environment's judge reads it (step {inputs['judge']!r}); give an "
+                             "environment `scorer: judge` with a judge of kind transformers without model_dir, or leave "
+                             "the input out")
+
+    def with_judge_model(self, folder: str | Path) -> Config:
+        """The same step whose environments' judges without a model folder read `folder` (the `judge` input's
+        `model/`); the others unchanged."""
+        judged = set(self.input_judges)
+        if not judged:
+            return self
+        envs = [e.model_copy(update={"judge": e.judge.with_model(folder)}) if i in judged else e  # type: ignore[union-attr]
+                for i, e in enumerate(self.environments or ())]
+        return self.model_copy(update={"environments": envs})
 
     @classmethod
     def external_fields(cls) -> list[str]:
