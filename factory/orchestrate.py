@@ -130,7 +130,7 @@ def launch_step(executor: Executor, stage: str, spec_text: str, api_client=None,
         cpu=res.cpu, memory=res.memory, node_selector=res.node_selector,
         tolerations=[t.model_dump(exclude_none=True) for t in res.tolerations], shm_size=res.shm_size,
         secret_env={env: tuple(ref.split("/", 1)) for env, ref in res.secrets.items()},
-        service_account=spec.cluster.service_account, labels=spec.cluster.pod_labels,
+        service_account=spec.cluster.service_account, labels=spec.cluster.pod_labels, work_dir=spec.work_dir, pvc=res.pvc,
         env=cluster_environ(),  # the job's pods find the store and MLflow as this step did
     )
     parent = ["--parent-run-id", executor.parent_run_id] if executor.parent_run_id else []

@@ -11,11 +11,12 @@ cancellation (the `cancel` event, SIGTERM from KFP, Ctrl-C) deletes the job and 
 foreground propagation, then raises `LaunchCancelled` (or re-raises the KeyboardInterrupt).
 
 A plain batch/v1 Job (`indexed_job_manifest`, for clusters without Kubeflow Trainer) needs no operator: the Job
-controller runs its pods and writes its Complete/Failed conditions. The launcher creates its headless Service
-beside the ConfigMap (owned the same way), after asking the server, by a dry-run create, whether it keeps
-`completionMode: Indexed`: a server that drops the field (Kubernetes before 1.21; 1.21 without the IndexedJob
-feature gate) would run N unindexed pods, so there the launcher creates one single-pod Job per rank instead
-(`per_rank_jobs`) and the step succeeds when all of them do, fails when any fails.
+controller runs its pods and writes its Complete/Failed conditions, and nothing removes it after success, so the
+launcher deletes its Jobs, Service and ConfigMap once all succeed (a failed one stays for inspection, as with the
+operators). The launcher creates its headless Service beside the ConfigMap (owned the same way), after asking the
+server, by a dry-run create, whether it keeps `completionMode: Indexed`: a server that drops the field (Kubernetes
+before 1.21; 1.21 without the IndexedJob feature gate) would run N unindexed pods, so there the launcher creates one
+single-pod Job per rank instead (`per_rank_jobs`) and the step succeeds when all of them do, fails when any fails.
 """
 
 from __future__ import annotations
@@ -244,6 +245,11 @@ class Launcher:
             restore()
         duration = time.monotonic() - start
         log.info("job.succeeded", kind=kind.kind, job=name, reason=reason, duration_s=round(duration, 1))
+        if kind.kind == "Job":
+            # Nothing removes a finished plain Job (no operator; ttlSecondsAfterFinished is off by default before
+            # 1.21), so every rank's pod would stay. Its logs are in the step's log already: the launcher removes what
+            # it made. A failed cleanup is logged, never a failed step (the artifact is published by now).
+            self._delete_quietly(kind, names, cm_name, service=service_name)
         return JobResult(name, kind.kind, uid, reason, message, duration, sorted(follower.seen), names)
 
     def indexed_jobs(self, manifest: Mapping[str, Any]) -> bool:

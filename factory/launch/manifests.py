@@ -16,6 +16,7 @@ vendored in tests/launch/crds/, which the tests validate these dicts against.
 from __future__ import annotations
 
 import copy
+import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -35,6 +36,10 @@ RENDEZVOUS_PORT = 29500
 # Before torchrun, a plain Job's pod waits until rank 0's DNS name resolves: a name under a headless Service exists
 # only once the endpoints controller has published the pod, and torchrun's static rendezvous reads it at once (the
 # 2-pod pretrain on the tests' single-node cluster waits the same way). `$@` is the torchrun command.
+# The factory images' working folder and user (docker/Dockerfile.cpu and .gpu: WORKDIR, USER): a spec's relative
+# work_dir lands under it, and the user is what a restricted pod runs as.
+WORKSPACE = "/workspace"
+IMAGE_UID = 10001
 WAIT_FOR_RANK_0 = ("until python -c 'import os, socket; socket.gethostbyname(os.environ[\"PET_MASTER_ADDR\"])' "
                    '2>/dev/null; do sleep 1; done; exec "$@"')
 
@@ -76,13 +81,28 @@ def resource_requirements(cpu: str | None, memory: str | None, gpus: int, gpu_re
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
-def _volumes(spec_configmap: str, shm_size: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def work_mount_path(work_dir: str) -> str:
+    """Where a pod of the factory's image finds the spec's `work_dir` (a relative one is under WORKSPACE)."""
+    return posixpath.normpath(posixpath.join(WORKSPACE, work_dir))
+
+
+def _volumes(spec_configmap: str, shm_size: str | None, work_dir: str | None = None,
+             pvc: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [{"name": "factory-spec", "configMap": {"name": spec_configmap}}]
     mounts: list[dict[str, Any]] = [{"name": "factory-spec", "mountPath": SPEC_DIR, "readOnly": True}]
     if shm_size:
         # NCCL and DataLoader workers share tensors through /dev/shm; the container default (64 MiB) is too small.
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    if pvc and not work_dir:
+        raise ValueError(f"pvc {pvc!r}: name the work_dir it is mounted at")
+    if work_dir:
+        # The spec's claim (`resources.pvc`) at the work folder, as the KFP step pod mounts it: every rank then sees
+        # one staging folder, so a relaunched step resumes from rank 0's checkpoints on every rank. Without a claim,
+        # a pod's own emptyDir: a fresh run needs no sharing (only rank 0 writes the step's files).
+        source = {"persistentVolumeClaim": {"claimName": pvc}} if pvc else {"emptyDir": {}}
+        volumes.append({"name": "work", **source})
+        mounts.append({"name": "work", "mountPath": work_mount_path(work_dir)})
     return volumes, mounts
 
 
@@ -125,6 +145,8 @@ def trainjob_manifest(
     env: Mapping[str, str] | None = None,
     secret_env: Mapping[str, tuple[str, str]] | None = None,
     service_account: str | None = None,
+    work_dir: str | None = None,
+    pvc: str | None = None,
     *,
     stage: str = "pretrain",
     runtime: str = "torch-distributed",
@@ -139,7 +161,7 @@ def trainjob_manifest(
     go through `podTemplateOverrides` on the runtime's `node` job.
     """
     nproc = max(gpus_per_node, 1)
-    volumes, mounts = _volumes(spec_configmap, shm_size)
+    volumes, mounts = _volumes(spec_configmap, shm_size, work_dir, pvc)
     job_labels = {**PART_OF, "app.kubernetes.io/component": stage, **(labels or {})}
     trainer: dict[str, Any] = {
         "image": image,
@@ -182,6 +204,8 @@ def pytorchjob_manifest(
     env: Mapping[str, str] | None = None,
     secret_env: Mapping[str, tuple[str, str]] | None = None,
     service_account: str | None = None,
+    work_dir: str | None = None,
+    pvc: str | None = None,
     *,
     stage: str = "pretrain",
     gpu_resource: str = "nvidia.com/gpu",
@@ -190,7 +214,7 @@ def pytorchjob_manifest(
 ) -> dict[str, Any]:
     """A Training Operator v1 PyTorchJob: one Master and `nodes - 1` Workers, same pod template."""
     nproc = max(gpus_per_node, 1)
-    volumes, mounts = _volumes(spec_configmap, shm_size)
+    volumes, mounts = _volumes(spec_configmap, shm_size, work_dir, pvc)
     job_labels = {**PART_OF, "app.kubernetes.io/component": stage, **(labels or {})}
     container: dict[str, Any] = {
         "name": "pytorch",  # the operator finds the training container by this name
@@ -236,6 +260,8 @@ def indexed_job_manifest(
     env: Mapping[str, str] | None = None,
     secret_env: Mapping[str, tuple[str, str]] | None = None,
     service_account: str | None = None,
+    work_dir: str | None = None,
+    pvc: str | None = None,
     *,
     stage: str = "pretrain",
     gpu_resource: str = "nvidia.com/gpu",
@@ -251,9 +277,16 @@ def indexed_job_manifest(
     to the headless Service of the same name (`headless_service_manifest`, which the launcher creates beside the
     Job) it resolves as `<job>-0.<job>`; each pod waits for that name before it starts torchrun (WAIT_FOR_RANK_0).
     A failed pod fails the Job (backoffLimit 0), like the PyTorchJob's policy.
+
+    The pods are the launcher's own, so they meet the restricted Pod Security Standard as the factory's other pods
+    do: the image's non-root user, no privilege escalation, no capabilities, the runtime's seccomp profile, no API
+    token; with `work_dir` given (the launcher gives it) the root file system is read-only and the pod writes only
+    to the work folder (`pvc`, or an emptyDir) and /tmp.
     """
     nproc = max(gpus_per_node, 1)
-    volumes, mounts = _volumes(spec_configmap, shm_size)
+    volumes, mounts = _volumes(spec_configmap, shm_size, work_dir, pvc)
+    volumes.append({"name": "tmp", "emptyDir": {}})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})
     job_labels = {**PART_OF, "app.kubernetes.io/component": stage, **(labels or {})}
     rank_env = [
         {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}},
@@ -267,13 +300,19 @@ def indexed_job_manifest(
         "env": rank_env + env_list(env, secret_env),
         "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
         "volumeMounts": mounts,
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": work_dir is not None,
+                            "capabilities": {"drop": ["ALL"]}},
     }
     resources = resource_requirements(cpu, memory, gpus_per_node, gpu_resource)
     if resources:
         container["resources"] = resources
     template = _pod_template(container, volumes, {**job_labels, JOB_LABEL: name}, node_selector, tolerations,
                              service_account, restart_policy="Never")
-    template["spec"]["subdomain"] = name
+    template["spec"].update(
+        subdomain=name, automountServiceAccountToken=False,
+        # fsGroup: a claim's files are writable by the image's user
+        securityContext={"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID, "fsGroup": IMAGE_UID,
+                         "seccompProfile": {"type": "RuntimeDefault"}})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -335,6 +374,8 @@ def rayjob_manifest(
     env: Mapping[str, str] | None = None,
     secret_env: Mapping[str, tuple[str, str]] | None = None,
     service_account: str | None = None,
+    work_dir: str | None = None,
+    pvc: str | None = None,
     *,
     stage: str = "curate",
     ray_version: str = "2.60.0",
@@ -345,7 +386,7 @@ def rayjob_manifest(
     """A KubeRay RayJob: a Ray cluster (head + `workers` workers) that runs `factory step STAGE` as the
     job's driver and is torn down when the stage ends. `cpu`/`memory` size each worker; the head only
     coordinates (it gets no Ray CPUs, so tasks land on the workers)."""
-    volumes, mounts = _volumes(spec_configmap, shm_size)
+    volumes, mounts = _volumes(spec_configmap, shm_size, work_dir, pvc)
     job_labels = {**PART_OF, "app.kubernetes.io/component": stage, **(labels or {})}
     env_vars = env_list(env, secret_env)
 

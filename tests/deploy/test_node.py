@@ -425,6 +425,68 @@ def test_a_two_pod_torchrun_pretrain_runs_across_the_node(node, s3, release, tmp
     assert manifest["metrics"]["world_size"] == 2.0, manifest["metrics"]
 
 
+JOB_SPEC = """\
+name: node-job
+work_dir: runs/work
+model: {preset: tiny}
+storage: {root: s3://factory/store, endpoint_url: "S3"}
+cluster: {training_operator: job, namespace: factory, service_account: factory-pipeline}
+resources:
+  pretrain:
+    nodes: 2
+    secrets: {AWS_ACCESS_KEY_ID: factory-s3/AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: factory-s3/AWS_SECRET_ACCESS_KEY}
+stages:
+  curate: {sources: ["s3://factory/raw/node-job/"]}
+  tokenize: {vocab_size: 512}
+  pretrain: {seq_len: 64, micro_batch_size: 4, steps: 40, checkpoint_interval: 10, lr: 3.0e-3, warmup_steps: 5}
+"""
+
+
+def test_the_job_operator_runs_a_two_pod_torchrun_pretrain_through_the_launcher(node, s3, release, tmp_path, monkeypatch):
+    """`cluster.training_operator: job` end to end: what a KFP launcher step runs (`launch_step` from this process, the
+    chart's ConfigMap in its environment as `cluster.config_map` gives a step pod) creates one Job per rank (this 1.20
+    server drops `completionMode`) under a headless Service; the pods run torchrun across the node and rank 0
+    publishes into the S3 store. The inputs come first, built here from raw pages in the same bucket, so every pod
+    plans the same fingerprints from the same spec."""
+    from kubernetes import config as k8s_config
+
+    from factory.orchestrate import launch_step
+    from factory.spec import parse_spec_text
+    from factory.steps import Executor
+
+    store = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    for page in sorted((REPO / "examples" / "data" / "smoke-html").glob("page-*.html"))[:60]:
+        store.upload_file(str(page), "factory", f"raw/node-job/{page.name}")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "test")
+    chart_env = node.json("-n", NAMESPACE, "get", "configmap", f"{RELEASE}-config")["data"]
+    for key in ("FACTORY_STORE_ROOT", "FACTORY_S3_ENDPOINT_URL", "FACTORY_S3_REGION", "FACTORY_TRACKING_URI"):
+        monkeypatch.setenv(key, chart_env[key])
+    monkeypatch.chdir(tmp_path)  # the spec's work folder, here and (from the image's working folder) in the pods
+    spec_text = JOB_SPEC.replace('"S3"', json.dumps(s3))
+    for step in ("curate", "tokenize"):  # with this process's own tracking (a SQLite file in the work folder)
+        Executor(parse_spec_text(spec_text)).run_step(step)
+    executor = Executor(parse_spec_text(spec_text))
+    name = f"node-job-pretrain-{executor.plan()['pretrain'].fingerprint[:10]}"
+    api = k8s_config.new_client_from_config(config_file=node.env["KUBECONFIG"])
+    started = time.monotonic()
+    try:
+        manifest = launch_step(executor, "pretrain", spec_text, api_client=api)
+    finally:
+        took = time.monotonic() - started
+        pod_logs = {p["metadata"]["name"]: node.kubectl("-n", NAMESPACE, "logs", p["metadata"]["name"], check=False)
+                    for p in node.json("-n", NAMESPACE, "get", "pods", "-l", f"nemotron-factory/job={name}")["items"]}
+        print(f"launch_step pretrain (2 pods, torchrun) in {took:.0f} s; pods {sorted(pod_logs)}")
+    assert manifest["uri"].startswith("s3://factory/store/pretrain/"), manifest
+    assert manifest["metrics"]["world_size"] == 2.0, manifest["metrics"]
+    assert manifest["metrics"]["steps"] == 40, manifest["metrics"]
+    # What the launcher created goes once the step succeeded: its Jobs (their pods first), Service and spec ConfigMap.
+    def launched():
+        items = node.json("-n", NAMESPACE, "get", "jobs,services,configmaps,pods")["items"]
+        return sorted(f"{i['kind']}/{i['metadata']['name']}" for i in items if i["metadata"]["name"].startswith(name))
+    node.wait("the launcher's objects deleted", lambda: not launched(), timeout=120)
+
+
 def test_helm_upgrade_then_uninstall_leave_it_clean(node, s3, chart, release):
     before = {p["metadata"]["name"] for p in pods(node) if p["metadata"]["labels"].get("app.kubernetes.io/component") == "mlflow"}
     result = node.helm("upgrade", RELEASE, str(chart), "-n", NAMESPACE, "--wait", "--timeout", "8m",

@@ -96,6 +96,9 @@ def test_without_indexed_jobs_one_job_per_rank_runs_and_succeeds_when_all_do(adm
     assert service.spec.publish_not_ready_addresses is True
     expected = sorted(("Job", j.metadata.name, j.metadata.uid) for j in jobs)
     assert owners(service.metadata) == owners(cm.metadata) == expected  # collected once every rank's Job is gone
+    # Nothing else removes a finished plain Job and its pods: the launcher deletes what it made once the step succeeded.
+    assert [e["event"] for e in logs if e["event"] == "job.deleted"] == ["job.deleted", "job.deleted"]
+    assert_all_deleted(admin, namespace, ["pre-0", "pre-1"])
 
 
 def test_a_failed_rank_fails_the_step_naming_it(admin, namespace):

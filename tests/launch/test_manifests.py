@@ -28,7 +28,7 @@ COMMON = dict(
     node_selector={"nvidia.com/gpu.product": "H100"},
     tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     shm_size="16Gi", env={"NCCL_DEBUG": "WARN"}, secret_env={"AWS_ACCESS_KEY_ID": ("factory-s3", "access-key")},
-    service_account="factory-pipeline",
+    service_account="factory-pipeline", work_dir="runs/work", pvc="factory-work",
 )
 
 
@@ -156,6 +156,43 @@ def test_indexed_job_fields():
         env = one["spec"]["template"]["spec"]["containers"][0]["env"]
         assert env[0] == {"name": "PET_NODE_RANK", "value": str(rank)} and env[1:] == container["env"][1:]
     assert spec["completionMode"] == "Indexed" and container["env"][0]["name"] == "PET_NODE_RANK"  # the original unchanged
+
+
+@pytest.mark.parametrize("flavor", ["trainjob", "pytorchjob", "job"])
+def test_the_spec_claim_is_the_work_folder_of_every_pod(flavor):
+    """`resources.pvc` is mounted where the pods' spec puts its work folder (a relative work_dir is under the image's
+    working folder), as the KFP step pod mounts it: every rank shares one staging folder."""
+    job = training_manifest(flavor, name="pre-1", nodes=2, gpus_per_node=8, **COMMON)
+    if flavor == "trainjob":
+        override = job["spec"]["podTemplateOverrides"][0]["spec"]
+        pods = [{"volumes": override["volumes"], "containers": override["containers"]}]
+    else:
+        pods = pod_templates(job) if flavor == "pytorchjob" else [job["spec"]["template"]["spec"]]
+    for pod in pods:
+        assert {"name": "work", "persistentVolumeClaim": {"claimName": "factory-work"}} in pod["volumes"]
+        assert {"name": "work", "mountPath": "/workspace/runs/work"} in pod["containers"][0]["volumeMounts"]
+    (rank,) = indexed_job_manifest("pre-1", nodes=2, gpus_per_node=0, **{**COMMON, "pvc": None, "work_dir": "/data/w"})[
+        "spec"]["template"]["spec"]["containers"]
+    assert {"name": "work", "mountPath": "/data/w"} in rank["volumeMounts"]
+    with pytest.raises(ValueError, match="name the work_dir"):
+        indexed_job_manifest("pre-1", nodes=2, gpus_per_node=0, **{**COMMON, "work_dir": None})
+
+
+def test_plain_job_pods_meet_the_restricted_level():
+    """The launcher's own pods run as the factory's other pods do: the image's non-root user, no privilege escalation
+    or capabilities, the runtime's seccomp profile, no API token, a read-only root with /tmp and the work folder
+    (an emptyDir without a claim) writable."""
+    pod = indexed_job_manifest("pre-1", nodes=2, gpus_per_node=0, **{**COMMON, "pvc": None})["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                                      "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert (mounts["/tmp"], mounts["/workspace/runs/work"]) == ("tmp", "work")
+    assert volumes["tmp"] == {"name": "tmp", "emptyDir": {}} and volumes["work"] == {"name": "work", "emptyDir": {}}
 
 
 def test_plain_jobs_and_service_as_the_apiserver_keeps_them(admin, namespace):
