@@ -29,6 +29,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import structlog
 from moto.server import ThreadedMotoServer
 
 from tests.deploy.conftest import CHART, REPO, find_tool
@@ -434,6 +435,7 @@ cluster: {training_operator: job, namespace: factory, service_account: factory-p
 resources:
   pretrain:
     nodes: 2
+    pvc: node-job
     secrets: {AWS_ACCESS_KEY_ID: factory-s3/AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: factory-s3/AWS_SECRET_ACCESS_KEY}
 stages:
   curate: {sources: ["s3://factory/raw/node-job/"]}
@@ -445,11 +447,12 @@ stages:
 def test_the_job_operator_runs_a_two_pod_torchrun_pretrain_through_the_launcher(node, s3, release, tmp_path, monkeypatch):
     """`cluster.training_operator: job` end to end: what a KFP launcher step runs (`launch_step` from this process, the
     chart's ConfigMap in its environment as `cluster.config_map` gives a step pod) creates one Job per rank (this 1.20
-    server drops `completionMode`) under a headless Service; the pods run torchrun across the node and rank 0
-    publishes into the S3 store. The inputs come first, built here from raw pages in the same bucket, so every pod
-    plans the same fingerprints from the same spec."""
+    server drops `completionMode`) under a headless Service; the pods run torchrun across the node, on the spec's
+    claim as their work folder, and rank 0 publishes into the S3 store and logs to the chart's MLflow. The inputs come
+    first, built here from raw pages in the same bucket, so every pod plans the same fingerprints from the same spec."""
     from kubernetes import config as k8s_config
 
+    from factory.launch import JOB_LABEL
     from factory.orchestrate import launch_step
     from factory.spec import parse_spec_text
     from factory.steps import Executor
@@ -457,12 +460,15 @@ def test_the_job_operator_runs_a_two_pod_torchrun_pretrain_through_the_launcher(
     store = boto3.client("s3", endpoint_url=s3, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     for page in sorted((REPO / "examples" / "data" / "smoke-html").glob("page-*.html"))[:60]:
         store.upload_file(str(page), "factory", f"raw/node-job/{page.name}")
+    node.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "node-job", "namespace": NAMESPACE},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "test")
     chart_env = node.json("-n", NAMESPACE, "get", "configmap", f"{RELEASE}-config")["data"]
     for key in ("FACTORY_STORE_ROOT", "FACTORY_S3_ENDPOINT_URL", "FACTORY_S3_REGION", "FACTORY_TRACKING_URI"):
         monkeypatch.setenv(key, chart_env[key])
-    monkeypatch.chdir(tmp_path)  # the spec's work folder, here and (from the image's working folder) in the pods
+    monkeypatch.chdir(tmp_path)  # the spec's relative work folder: here in tmp_path, in the pods on the claim
     spec_text = JOB_SPEC.replace('"S3"', json.dumps(s3))
     for step in ("curate", "tokenize"):  # with this process's own tracking (a SQLite file in the work folder)
         Executor(parse_spec_text(spec_text)).run_step(step)
@@ -471,15 +477,20 @@ def test_the_job_operator_runs_a_two_pod_torchrun_pretrain_through_the_launcher(
     api = k8s_config.new_client_from_config(config_file=node.env["KUBECONFIG"])
     started = time.monotonic()
     try:
-        manifest = launch_step(executor, "pretrain", spec_text, api_client=api)
-    finally:
-        took = time.monotonic() - started
-        pod_logs = {p["metadata"]["name"]: node.kubectl("-n", NAMESPACE, "logs", p["metadata"]["name"], check=False)
-                    for p in node.json("-n", NAMESPACE, "get", "pods", "-l", f"nemotron-factory/job={name}")["items"]}
-        print(f"launch_step pretrain (2 pods, torchrun) in {took:.0f} s; pods {sorted(pod_logs)}")
+        with structlog.testing.capture_logs() as logs:
+            manifest = launch_step(executor, "pretrain", spec_text, api_client=api)
+    except Exception:  # a failed rank's Job is kept: its pods' logs say why
+        for pod in node.json("-n", NAMESPACE, "get", "pods", "-l", f"{JOB_LABEL}={name}")["items"]:
+            print(pod["metadata"]["name"], node.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"], check=False)[-3000:])
+        raise
+    print(f"launch_step pretrain (2 pods, torchrun) in {time.monotonic() - started:.0f} s")
     assert manifest["uri"].startswith("s3://factory/store/pretrain/"), manifest
-    assert manifest["metrics"]["world_size"] == 2.0, manifest["metrics"]
-    assert manifest["metrics"]["steps"] == 40, manifest["metrics"]
+    assert (manifest["metrics"]["world_size"], manifest["metrics"]["steps"]) == (2.0, 40.0), manifest["metrics"]
+    # Both ranks built the model in one world, each in its own pod (the launcher streamed their logs to the step's).
+    pod_events = [(e["pod"], json.loads(e["line"])) for e in logs if e["event"] == "job.log" and e["line"].startswith('{"')]
+    built = sorted((event["rank"], event["world_size"], pod.rsplit("-", 2)[1]) for pod, event in pod_events
+                   if event["event"] == "model_built")
+    assert built == [(0, 2, "0"), (1, 2, "1")], built
     # What the launcher created goes once the step succeeded: its Jobs (their pods first), Service and spec ConfigMap.
     def launched():
         items = node.json("-n", NAMESPACE, "get", "jobs,services,configmaps,pods")["items"]
