@@ -34,11 +34,14 @@ def model_card(
     tokenizer carries the factory's chat template) also the chat format and its reasoning switch."""
     chain = lineage_chain([eval_art, model_art, tokens_art])
     corpora = [a for a in chain if a["kind"] == "corpus"]
-    sources = sorted({s["uri"] for a in chain for s in a.get("sources") or [] if s.get("uri")})
-    # The nearest checkpoint strictly above the released one is its base model (none when trained from scratch);
-    # an imported model at the root of the chain is the base the Hub knows.
+    # What trained the model: not the evaluations' task files and judges, nor an imported model's folder
+    sources = sorted({s["uri"] for a in chain if a.get("stage_kind") not in ("evaluate", "import_model")
+                      for s in a.get("sources") or [] if s.get("uri")})
+    # The nearest checkpoint up the released model's own chain (its model, init or student inputs; not a judge or a
+    # teacher) is its base model (none when trained from scratch); an imported model at the root is the base the Hub
+    # knows.
     model_fp = model_art.manifest.get("fingerprint")
-    bases = [a for a in lineage_chain([model_art]) if a["kind"] == "checkpoint" and a["fingerprint"] != model_fp]
+    bases = model_chain(lineage_chain([model_art]))[1:]
     imported = base_model_of(lineage_chain([model_art]))
     metrics = {k: float(v) for k, v in (evaluation.get("metrics") or {}).items()}
     tasks = evaluation.get("tasks") or {}  # benchmark sets: {name: {items, accuracy, target_logprob, ...}}
@@ -348,11 +351,31 @@ def _default_tags(model_config: Mapping[str, Any]) -> list[str]:
     return [str(model_config.get("model_type", "causal-lm")), "model-factory"]
 
 
+# The inputs through which a checkpoint's weights come from another checkpoint (a judge, teacher or reward model
+# shapes the training but is not the model's ancestor in weights)
+MODEL_INPUTS = ("model", "init", "student")
+
+
+def model_chain(chain: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first entry of a lineage chain and the checkpoints its weights come from, nearest first: followed through
+    the `MODEL_INPUTS` of each entry, as far as the chain records them."""
+    if not chain:
+        return []
+    by_fp = {a["fingerprint"]: a for a in chain}
+    path = [chain[0]]
+    while True:
+        inputs = path[-1].get("inputs") or {}
+        up = next((by_fp[inputs[n]] for n in MODEL_INPUTS if inputs.get(n) in by_fp), None)
+        if up is None or up in path:
+            return path
+        path.append(up)
+
+
 def base_model_of(chain: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The imported model at the root of a lineage chain (an import_model step's): its Hub id (its config's `hub_id`,
     or its hf:// source's), source, revision, license (the config's, else what its import.json found in the model's
     own card, when the store is a local folder) and whether a later step trained on it; None without one."""
-    chain = list(chain)
+    chain = model_chain(chain)
     at = next((i for i, a in enumerate(chain) if a.get("stage_kind") == "import_model"), None)
     if at is None:
         return None

@@ -158,6 +158,9 @@ def test_a_genrm_rewarded_rl_step_and_a_genrm_preference_step_run_end_to_end_to_
     for step in ("rl", "dpo", "policy"):
         assert f"| {step} | checkpoint | `{plan[step].fingerprint[:16]}` |" in lineage
     assert "- `open`: judge `judge (tiny-judge)` (`fingerprint:" in card
+    # what trained the model, not the imported models' folders (the judge's, the policy's)
+    training_data = card.split("## Training data\n", 1)[1].split("\n## ", 1)[0]
+    assert str(home / "models") not in training_data, training_data
 
 
 @pytest.mark.parametrize("edit, message", [
