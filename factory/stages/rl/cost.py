@@ -37,6 +37,9 @@ def cost(step: Any, plan: PlanContext) -> StepCost:
     if cfg.kl_coef > 0 or cfg.log_reference_kl:
         extra["reference"] = scored
         memory["reference"] = weight_bytes(policy)
+    judged = [e.name for e in cfg.environments or [] if e.judge is not None]
+    if judged:  # their share of the samples follows the mixture's weights and curriculum, known only as it runs
+        notes.append(f"the judge's verdicts on environments {', '.join(judged)} are not counted")
     if rollout.dynamic_sampling and rollout.max_sampling_rounds > 1:
         notes.append(f"dynamic sampling may sample up to {rollout.max_sampling_rounds}x the generation counted")
     return trainer_cost(plan, step, policy, seq_len=longest, extra_flops=extra, extra_memory=memory, estimated=True,

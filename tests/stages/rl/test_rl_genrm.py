@@ -193,3 +193,11 @@ def test_the_judge_input_reaches_only_the_environments_without_a_model_folder(tm
     assert given.environments[1].judge.generator.model_dir == str(tmp_path / "model")
     assert given.environments[0] == config.environments[0] and given.environments[2] == config.environments[2]
     assert config.environments[1].judge.generator.model_dir is None  # the step's own config is left as it was
+
+
+def test_factory_plan_says_the_judges_verdicts_are_not_counted(tmp_path, monkeypatch):
+    from factory.plan import plan_spec
+
+    monkeypatch.chdir(spec_folder(tmp_path))
+    (rl,) = [s for s in plan_spec(load_spec("spec.yaml").resolved()).steps if s.step == "rl"]
+    assert "the judge's verdicts on environments graded are not counted" in rl.note and rl.data, rl.note
