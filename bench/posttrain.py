@@ -102,31 +102,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import build_base  # bench/common.py: the tiny base bench/rl_envs.py builds too
 from transformers import AutoTokenizer
-
-
-def build_base(data_dir: Path, out: Path, seed: int):
-    """A randomly initialised tiny NemotronH and a BPE tokenizer (chat markers reserved) trained on the data."""
-    import torch
-
-    from factory.model.build import build_model
-    from factory.model.presets import tiny
-    from factory.chat.template import CHAT_TOKENS, with_chat_template
-    from factory.chat.records import read_conversations, read_prompts
-    from factory.stage import Artifact
-    from factory.stages.tokenize.bpe import as_transformers, train_bpe
-    from factory.stages.tokenize.config import Config as TokenizeConfig
-
-    texts = [m.content for c in read_conversations(data_dir / "train.jsonl") for m in c.messages]
-    texts += [p.question for p in read_prompts(data_dir / "prompts.jsonl")]
-    config = TokenizeConfig(vocab_size=512, extra_special_tokens=CHAT_TOKENS)
-    tok = with_chat_template(as_transformers(train_bpe(iter(texts), len(texts), config), config))
-    torch.manual_seed(seed)
-    model = build_model(tiny(), len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                        pad_token_id=tok.pad_token_id)
-    model.save_pretrained(out / "model")
-    tok.save_pretrained(out / "model")
-    return Artifact(out, {"fingerprint": "base", "kind": "checkpoint", "stage": "base"})
 
 
 def answer(model, tok, prompts: list, reasoning: str, max_new_tokens: int, batch_size: int = 32,
