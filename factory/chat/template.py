@@ -144,6 +144,23 @@ def with_chat_template(tokenizer):
     return tokenizer
 
 
+def chat_tokenizer(model_dir: Path):
+    """The tokenizer of the model folder `model_dir`, with its own chat template, or the factory's where it has none
+    (an imported model keeps its own: import_model's `chat_template: keep`). A tokenizer without the chat markers
+    is an `InputError` naming the folder."""
+    from transformers import AutoTokenizer  # a spec load imports this module; the tokenizer only when a stage runs
+
+    from factory.errors import InputError
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    if not tokenizer.chat_template:
+        try:
+            with_chat_template(tokenizer)
+        except ValueError as e:
+            raise InputError(f"{model_dir}: {e}") from None
+    return tokenizer
+
+
 _GENERATION = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 

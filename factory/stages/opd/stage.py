@@ -35,7 +35,7 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from factory.artifacts import Checkpoint, Conversations
-from factory.chat.template import with_chat_template
+from factory.chat.template import chat_tokenizer
 from factory.errors import InputError
 from factory.generate.groups import LocalSampler
 from factory.model.checkpoints import load_model
@@ -55,12 +55,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     model_dir = Checkpoint.of(inputs, "model").model_dir
     teacher_dir = Checkpoint.of(inputs, "teacher").model_dir
     data = Conversations.of(inputs, "data")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    if not tokenizer.chat_template:
-        try:
-            with_chat_template(tokenizer)
-        except ValueError as e:
-            raise InputError(f"{model_dir}: {e}") from None
+    tokenizer = chat_tokenizer(model_dir)
     check_same_tokenizer(tokenizer, AutoTokenizer.from_pretrained(teacher_dir, local_files_only=True), teacher_dir)
     prompts = data.prompts()
     if not prompts:

@@ -58,10 +58,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer
 
 from factory.artifacts import Checkpoint, Conversations
-from factory.chat.template import with_chat_template
+from factory.chat.template import chat_tokenizer
 from factory.envs import Environment, EnvironmentGone, Mixture, open_environment, prompts_environment
 from factory.errors import InputError, ServiceError
 from factory.generate.groups import EndpointSampler, LocalSampler
@@ -84,12 +83,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     model_dir = Checkpoint.of(inputs, "model").model_dir
     data = Conversations.of(inputs, "data")
     prompts = _training_prompts(data, config) if config.environments is None else []
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    if not tokenizer.chat_template:
-        try:
-            with_chat_template(tokenizer)
-        except ValueError as e:
-            raise InputError(f"{model_dir}: {e}") from None
+    tokenizer = chat_tokenizer(model_dir)
     if prompts:
         ctx.log_dataset(name="prompts", uri=inputs["data"].uri,
                         digest=inputs["data"].manifest.get("fingerprint", ""), context="training",

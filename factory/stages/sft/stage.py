@@ -47,10 +47,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer
 
 from factory.artifacts import Checkpoint, Conversations
-from factory.chat.template import THINK_OPEN, encode_chat, render_prompt, stop_token_ids, with_chat_template
+from factory.chat.template import THINK_OPEN, chat_tokenizer, encode_chat, render_prompt, stop_token_ids
 from factory.errors import InputError
 from factory.model.checkpoints import load_model
 from factory.stage import Artifact, StepContext
@@ -68,9 +67,7 @@ def run(config: Config, inputs: Mapping[str, Artifact], output: Path, ctx: StepC
     if not (model_dir / "tokenizer.json").is_file():
         raise InputError(f"{model_dir}: no tokenizer.json; the 'model' checkpoint must carry its tokenizer "
                          "(pretrain and distill save it beside the weights)")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    if not tokenizer.chat_template:  # an imported model keeps its own template (import_model's chat_template: keep)
-        with_chat_template(tokenizer)
+    tokenizer = chat_tokenizer(model_dir)
 
     conversations = data.train()
     if not conversations:
