@@ -11,6 +11,7 @@
   python tool turns), a user's `module:Class`, and `guarded_step` (faults cost a sample, counted by reason). A
   built-in environment's held-out pool never poses a training prompt (`unseen_heldout`; what it removed is its
   `heldout_split`).
+- `opener`: `open_environment`, the environment a config names (built-in, module or HTTP).
 - `remote`: an environment behind HTTP (the protocol is in its docstring); `serve`: a reference server
   (`python -m factory.envs.serve --env JSON`).
 - `curriculum`: many environments in one run: weights and their schedule, per-environment cursors, the curriculum
@@ -25,8 +26,9 @@ from factory.lazy import lazy_exports
 # the environments import the verifiers, the task sources and httpx; a spec load reads only the configs
 __getattr__ = lazy_exports(__name__, {
     **dict.fromkeys(("FAULTS", "Environment", "EnvironmentGone", "Episode", "HeldoutSplit", "Outcome", "Task",
-                     "TaskEnvironment", "guarded_step", "open_environment", "prompt_key", "prompts_environment",
-                     "unseen_heldout"), "factory.envs.environment"),
+                     "TaskEnvironment", "guarded_step", "prompt_key", "prompts_environment", "unseen_heldout"),
+                     "factory.envs.environment"),
+    "open_environment": "factory.envs.opener",
     "Mixture": "factory.envs.curriculum", "RemoteEnvironment": "factory.envs.remote",
     "RewardConfig": "factory.envs.verifiers", "VerifierRewards": "factory.envs.verifiers",
     "instruction_reward": "factory.envs.instructions", "instruction_tasks": "factory.envs.instructions",

@@ -23,7 +23,6 @@ environment's timeout; an exception, a timeout or a malformed outcome costs that
 
 from __future__ import annotations
 
-import importlib
 import math
 import random
 import re
@@ -44,7 +43,7 @@ from factory.tasks import builtin_task_files, builtin_task_path, procedural, rea
 from factory.verify import multiple_choice_prompt, open_ended_prompt, run_many
 
 __all__ = ["FAULTS", "Environment", "EnvironmentGone", "Episode", "HeldoutSplit", "Outcome", "Task", "TaskEnvironment",
-           "guarded_step", "open_environment", "prompt_key", "prompt_task", "prompts_environment", "unseen_heldout"]
+           "guarded_step", "prompt_key", "prompt_task", "prompts_environment", "unseen_heldout"]
 
 log = get_logger("factory.envs.environment")
 
@@ -380,29 +379,6 @@ def prompts_environment(prompts: Sequence[Prompt], verifiers: VerifierRewards | 
     verifier it names: what an rl step without `environments` trains on."""
     config = EnvironmentConfig(name="data", data="all", heldout=0)
     return TaskEnvironment(config, rewards=rewards, verifiers=verifiers, tasks=([prompt_task(p) for p in prompts], []))
-
-
-def _load_class(path: str) -> type:
-    module, _, name = path.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise SpecError(f"environment module {path!r} cannot be loaded ({type(e).__name__}: {e}); give "
-                        "'package.module:Class' of an importable subclass of factory.envs.Environment") from None
-    if not (isinstance(cls, type) and issubclass(cls, Environment)):
-        raise SpecError(f"environment module {path!r} is not a subclass of factory.envs.Environment")
-    return cls
-
-
-def open_environment(config: EnvironmentConfig, **context: Any) -> Environment:
-    """The environment `config` names. `context`: what built-in ones need (`rewards`: RewardConfig, `data`: the
-    step's conversations, `verifiers`: a shared VerifierRewards), passed to a user's class too."""
-    if config.url is not None:
-        from factory.envs.remote import RemoteEnvironment  # httpx: only for an HTTP environment
-        return RemoteEnvironment(config, **context)
-    if config.module is not None:
-        return _load_class(config.module)(config, **context)
-    return TaskEnvironment(config, **context)
 
 
 # --- calling an environment one does not trust ------------------------------------------------------------------

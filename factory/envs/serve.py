@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from factory.envs.config import EnvironmentConfig
-from factory.envs.environment import Environment, open_environment
+from factory.envs.environment import Environment
+from factory.envs.opener import open_environment
 
 __all__ = ["main", "make_server"]
 
