@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -367,8 +368,8 @@ def _read_manifest(target: str, spec_path: Path | None = None) -> dict:
         raise UserError(f"{path}: not a valid manifest (JSON error at offset {e.pos})") from None
 
 
-def _exit_on_sigterm() -> None:
-    """Exit on SIGTERM as a signalled process would (status 143), unwinding the stack on the way.
+def _exit_on_sigterm() -> Callable[[], None]:
+    """Exit on SIGTERM as a signalled process would (status 143), unwinding the stack on the way; returns the undo.
 
     Kubernetes stops a pod with SIGTERM, and a step pod's `factory` is PID 1 of its container, which the kernel
     spares every signal it installed no handler for: without this, a deleted or preempted step pod trains on for
@@ -376,20 +377,30 @@ def _exit_on_sigterm() -> None:
     on the step's lock). Raising SystemExit releases the step's lock and ends its MLflow run; checkpoints already
     written stay for the next attempt. Commands that launch jobs replace this handler while they wait (a SIGTERM
     then cancels the job first).
+
+    A process forked from this one (a worker pool's, e.g. curate's) inherits the handler; there SIGTERM kills as it
+    would without it: a pool terminates its workers with SIGTERM, and a worker raising SystemExit inside the pool's
+    locks can hang the pool.
     """
     if threading.current_thread() is not threading.main_thread():
-        return
+        return lambda: None
+    installer = os.getpid()
 
     def handler(signum, frame):
+        if os.getpid() != installer:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         log.warning("process.sigterm", action="exiting; finished checkpoints stay for the next attempt")
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def main() -> None:
     configure()
-    _exit_on_sigterm()
+    restore = _exit_on_sigterm()  # undone on the way out: main() also runs inside other programs (tests)
     try:
         # Outside standalone mode click returns (not raises) the code of a typer.Exit.
         rc = app(standalone_mode=False)
@@ -405,4 +416,6 @@ def main() -> None:
             e.show()
             sys.exit(2)
         raise
+    finally:
+        restore()
 
