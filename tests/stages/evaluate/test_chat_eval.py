@@ -5,6 +5,7 @@ items and decoding; a template without a switch asked for a mode is refused in o
 from __future__ import annotations
 
 import importlib.util
+import sys
 import json
 from pathlib import Path
 
@@ -24,9 +25,16 @@ MAX_NEW = 24
 
 
 def _bench_module():
+    """bench/posttrain.py as `python bench/posttrain.py` runs it: its own folder first on the path (it imports
+    bench/common.py as `common`), for the load only."""
     spec = importlib.util.spec_from_file_location("bench_posttrain", ROOT / "bench" / "posttrain.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+        sys.modules.pop("common", None)
     return module
 
 
