@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +13,7 @@ from factory.generate.settings import GeneratorSettings
 from factory.judge.prompt_file import builtin_judge_prompts, read_judge_prompt
 from factory.stage import StageConfig
 
-__all__ = ["JudgeConfig"]
+__all__ = ["JudgeConfig", "check_judge_input"]
 
 
 class JudgeConfig(StageConfig):
@@ -82,3 +83,16 @@ class JudgeConfig(StageConfig):
         prompt = [self.prompt] if self.prompt is not None and self.prompt not in builtin_judge_prompts() else []
         model = [self.generator.model_dir] if self.generator.kind == "transformers" and self.generator.model_dir else []
         return prompt + model
+
+
+def check_judge_input(readers: Sequence[str], inputs: Mapping[str, str], judge: str, nobody: str, how: str) -> None:
+    """The two ways a step's `judge` input is wired wrong, for a step config's `check_wiring`: a judge without a model
+    folder (`readers`: the field paths of those judges, which share the input) and no input wired, or an input that
+    no judge reads. `judge` names the judge in the first message, `nobody` and `how` say in the second who could
+    read it and how."""
+    if readers and "judge" not in inputs:
+        raise ValueError(f"{readers[0]}.generator: no model_dir, so the {judge} is the step's `judge` input, which is "
+                         "not wired; wire `inputs: {judge: STEP}` (a checkpoint, e.g. an import_model step) or set "
+                         "generator.model_dir")
+    if "judge" in inputs and not readers:
+        raise ValueError(f"inputs.judge: {nobody} reads it (step {inputs['judge']!r}); {how}, or leave the input out")

@@ -12,6 +12,7 @@ from factory.chat.template import folder_chat_template, reasoning_switch
 from factory.errors import SpecError, UserError
 from factory.generate import GenerationParams
 from factory.generate.settings import GeneratorSettings
+from factory.judge.config import check_judge_input
 from factory.stage import StageConfig, no_effect
 from factory.stages.evaluate.benchmarks import BenchmarkConfig
 from factory.stages.evaluate.gates import parse_gate
@@ -207,14 +208,8 @@ class Config(StageConfig):
         return [i for i, b in enumerate(self.benchmarks) if b.judge is not None and b.judge.from_input]
 
     def check_wiring(self, inputs: Mapping[str, str]) -> None:
-        judged = self.input_judges
-        if judged and "judge" not in inputs:
-            raise ValueError(f"benchmarks.{judged[0]}.judge.generator: no model_dir, so the judge is the step's `judge` "
-                             "input, which is not wired; wire `inputs: {judge: STEP}` (a checkpoint, e.g. an "
-                             "import_model step) or set generator.model_dir")
-        if "judge" in inputs and not judged:
-            raise ValueError(f"inputs.judge: no benchmark's judge reads it (step {inputs['judge']!r}); give a judge "
-                             "kind transformers without model_dir, or leave the input out")
+        check_judge_input([f"benchmarks.{i}.judge" for i in self.input_judges], inputs, "judge",
+                          "no benchmark's judge", "give a judge kind transformers without model_dir")
         baseline = inputs.get("baseline")
         for i, gate in enumerate(self.gates):
             relative = parse_gate(gate).relative_to

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from factory.judge import JudgeConfig
+from factory.judge.config import JudgeConfig, check_judge_input
 from factory.train.config import Loop, Parallelism, Precision, Sequences, with_defaults
 
 
@@ -94,11 +94,5 @@ class Config(with_defaults(Loop, micro_batch_size=4, steps=100, lr=1e-5, warmup_
 
     def check_wiring(self, inputs: Mapping[str, str]) -> None:
         reads = self.genrm is not None and self.genrm.from_input
-        if reads and "judge" not in inputs:
-            raise ValueError("genrm.generator: no model_dir, so the GenRM is the step's `judge` input, which is not "
-                             "wired; wire `inputs: {judge: STEP}` (a checkpoint, e.g. an import_model step) or set "
-                             "generator.model_dir")
-        if "judge" in inputs and not reads:
-            raise ValueError(f"inputs.judge: nothing reads it (step {inputs['judge']!r}); only judge 'genrm' with a "
-                             "genrm generator of kind transformers without model_dir does: set that, or leave the "
-                             "input out")
+        check_judge_input(["genrm"] if reads else [], inputs, "GenRM", "nothing",
+                          "only judge 'genrm' with a genrm generator of kind transformers without model_dir does: set that")

@@ -12,6 +12,7 @@ from factory.chat.records import VerifierName
 from factory.envs.config import CurriculumConfig, EnvironmentConfig, WeightStage
 from factory.envs.verifiers import RewardConfig
 from factory.generate.settings import GeneratorSettings
+from factory.judge.config import check_judge_input
 from factory.train.config import Loop, Precision, with_defaults
 
 
@@ -168,15 +169,9 @@ class Config(with_defaults(Loop, steps=20, lr=1e-4, warmup_steps=0, decay_fracti
         return [i for i, e in enumerate(self.environments or ()) if e.judge is not None and e.judge.from_input]
 
     def check_wiring(self, inputs: Mapping[str, str]) -> None:
-        judged = self.input_judges
-        if judged and "judge" not in inputs:
-            raise ValueError(f"environments.{judged[0]}.judge.generator: no model_dir, so the judge is the step's `judge` "
-                             "input, which is not wired; wire `inputs: {judge: STEP}` (a checkpoint, e.g. an "
-                             "import_model step) or set generator.model_dir")
-        if "judge" in inputs and not judged:
-            raise ValueError(f"inputs.judge: no environment's judge reads it (step {inputs['judge']!r}); give an "
-                             "environment `scorer: judge` with a judge of kind transformers without model_dir, or leave "
-                             "the input out")
+        check_judge_input([f"environments.{i}.judge" for i in self.input_judges], inputs, "judge",
+                          "no environment's judge", "give an environment `scorer: judge` with a judge of kind "
+                          "transformers without model_dir")
 
     def with_judge_model(self, folder: str | Path) -> Config:
         """The same step whose environments' judges without a model folder read `folder` (the `judge` input's
